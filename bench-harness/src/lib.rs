@@ -1,0 +1,3 @@
+//! # shoal-bench
+//!
+//! shoal-bench: load testing for Shoal.

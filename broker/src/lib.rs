@@ -1,0 +1,3 @@
+//! # shoal-broker
+//!
+//! shoald: the thread-per-core Shoal broker.

@@ -1,0 +1,3 @@
+//! # shoal-tests
+//!
+//! Cross-crate integration, crash and fault tests that run the real binaries.

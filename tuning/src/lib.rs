@@ -1,0 +1,3 @@
+//! # shoal-tune
+//!
+//! shoal-tune: host probe, device benchmarks and config recommendations for Shoal.
