@@ -1,3 +1,4 @@
 //! # shoal-broker
 //!
-//! shoald: the thread-per-core Shoal broker.
+//! `shoald`, the Shoal broker.
+pub mod config;
