@@ -1,0 +1,3 @@
+//! `shoal-tune` command line.
+
+fn main() {}
