@@ -1,3 +1,29 @@
 //! # shoal-bench
 //!
-//! shoal-bench: load testing for Shoal.
+//! Load testing for Shoal whose figures can be trusted: open-loop load at a
+//! target rate with latency measured from each record's *intended* send time
+//! (so a broker stall is never hidden by coordinated omission), HDR
+//! histograms, a max-rate search for the rate where backlog stays flat,
+//! physical baselines measured in the same run, and reports that carry the
+//! machine, the configuration and the durability mode with every figure.
+//!
+//! Layout: the arithmetic is pure and tested with known inputs —
+//! [`histogram`] (HDR percentiles, merging, closed-loop correction),
+//! [`schedule`] (open-loop send times, burst phases), [`rate_search`]
+//! (sustainable-rate search driven by backlog samples), [`timeseries`]
+//! (per-second throughput and latency), [`burst`] (peak lag, drain time),
+//! [`ledger`] (loss and duplicate detection), [`stamp`] (the header each
+//! record carries), [`distribution`] (sizes and keys).
+#![forbid(unsafe_code)]
+
+pub mod burst;
+pub mod distribution;
+pub mod error;
+pub mod histogram;
+pub mod ledger;
+pub mod rate_search;
+pub mod schedule;
+pub mod stamp;
+pub mod timeseries;
+
+pub use error::BenchError;
