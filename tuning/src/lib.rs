@@ -22,8 +22,10 @@
 //! Nothing here changes the host: host changes are printed, never applied.
 
 pub mod aligned_buffer;
+pub mod bench_plan;
 pub mod block_device;
 pub mod cpu_topology;
+pub mod device_bench;
 pub mod dio_alignment;
 pub mod error;
 pub mod host_probe;
@@ -32,6 +34,7 @@ pub mod kernel;
 pub mod mountinfo;
 pub mod process_limits;
 pub mod sysctl;
+pub mod uring_file;
 pub mod uring_support;
 
 pub use error::TuneError;
