@@ -14,16 +14,23 @@
 //! (per-second throughput and latency), [`burst`] (peak lag, drain time),
 //! [`ledger`] (loss and duplicate detection), [`stamp`] (the header each
 //! record carries), [`distribution`] (sizes and keys).
+//!
+//! Around it: [`workload`] (TOML presets in `presets/`, every field a flag),
+//! [`baseline`] (loopback TCP and direct-I/O disk, measured in the same run),
+//! [`machine`] (what the figures were measured on).
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod burst;
 pub mod distribution;
 pub mod error;
 pub mod histogram;
 pub mod ledger;
+pub mod machine;
 pub mod rate_search;
 pub mod schedule;
 pub mod stamp;
 pub mod timeseries;
+pub mod workload;
 
 pub use error::BenchError;

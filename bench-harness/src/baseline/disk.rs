@@ -1,0 +1,119 @@
+//! The data directory's device: direct-I/O write bandwidth and fdatasync latency.
+//!
+//! Bandwidth: sequential 1 MiB O_DIRECT writes to a scratch file in the data
+//! directory for up to `duration` or [`DISK_BYTES_MAX`], closed by one
+//! fdatasync that the timing includes. Sync latency: a 4 KiB O_DIRECT write
+//! followed by fdatasync, repeated for up to `duration` or
+//! [`DISK_SYNCS_MAX`] times, into an HDR histogram: this is the floor under
+//! every `flush = always` acknowledgement. On a file system without O_DIRECT
+//! (tmpfs) the writes fall back to buffered I/O and the report says so. The
+//! scratch file is removed afterwards; a failed write or fdatasync fails the
+//! baseline rather than producing a figure for I/O that did not happen.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::baseline::AlignedBuf;
+use crate::error::BenchError;
+use crate::histogram::{LatencyHistogram, LatencySummary};
+
+/// Most bytes the bandwidth test writes.
+pub const DISK_BYTES_MAX: u64 = 1 << 30;
+/// Most write + fdatasync rounds.
+pub const DISK_SYNCS_MAX: u64 = 5_000;
+const WRITE_CHUNK_BYTES: usize = 1 << 20;
+const SYNC_WRITE_BYTES: usize = 4096;
+const DIRECT_ALIGN: usize = 4096;
+
+/// What the data directory's device did.
+#[derive(Clone, Debug, Serialize)]
+pub struct DiskBaseline {
+    pub path: PathBuf,
+    /// False when O_DIRECT was refused and buffered writes were measured.
+    pub direct_io: bool,
+    pub write_bytes_per_s: f64,
+    pub bytes_written: u64,
+    /// A 4 KiB append plus fdatasync, per round.
+    pub write_fdatasync: LatencySummary,
+}
+
+/// Measures bandwidth for `duration`, then sync latency for `duration`, in `dir`.
+pub fn measure(dir: &Path, duration: Duration) -> Result<DiskBaseline, BenchError> {
+    let path = dir.join(format!(".shoal-bench-disk-{}", std::process::id()));
+    let result = measure_at(&path, duration);
+    // The scratch file is removed even when a measurement failed; a failed removal
+    // leaves a stray file but does not change a figure, so it is reported only.
+    if let Err(e) = std::fs::remove_file(&path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!("warning: cannot remove {}: {e}", path.display());
+        }
+    }
+    result
+}
+
+fn measure_at(path: &Path, duration: Duration) -> Result<DiskBaseline, BenchError> {
+    let (mut file, direct_io) = open_scratch(path)?;
+    let chunk = AlignedBuf::new(WRITE_CHUNK_BYTES, DIRECT_ALIGN, 0xa5);
+    let start = Instant::now();
+    let mut written = 0u64;
+    while start.elapsed() < duration && written < DISK_BYTES_MAX {
+        file.write_all(chunk.as_slice()).map_err(|e| BenchError::io("disk baseline write", e))?;
+        written += WRITE_CHUNK_BYTES as u64;
+    }
+    file.sync_data().map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
+    let write_bytes_per_s = written as f64 / start.elapsed().as_secs_f64().max(1e-9);
+
+    let small = AlignedBuf::new(SYNC_WRITE_BYTES, DIRECT_ALIGN, 0x3c);
+    let mut hist = LatencyHistogram::new();
+    let start = Instant::now();
+    let mut rounds = 0u64;
+    while start.elapsed() < duration && rounds < DISK_SYNCS_MAX {
+        let t = Instant::now();
+        file.write_all(small.as_slice()).map_err(|e| BenchError::io("disk baseline sync write", e))?;
+        file.sync_data().map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
+        hist.record(t.elapsed().as_nanos() as u64);
+        rounds += 1;
+    }
+    Ok(DiskBaseline {
+        path: path.parent().unwrap_or(path).to_path_buf(),
+        direct_io,
+        write_bytes_per_s,
+        bytes_written: written,
+        write_fdatasync: hist.summary(),
+    })
+}
+
+/// Opens the scratch file with O_DIRECT, or buffered when the file system refuses it.
+fn open_scratch(path: &Path) -> Result<(File, bool), BenchError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    match options.clone().custom_flags(libc::O_DIRECT).open(path) {
+        Ok(f) => Ok((f, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let f = options.open(path).map_err(|e| BenchError::io(format!("open {}", path.display()), e))?;
+            Ok((f, false))
+        }
+        Err(e) => Err(BenchError::io(format!("open {} with O_DIRECT", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn measures_a_temporary_directory_and_cleans_up() {
+        // Proves a short disk baseline writes, syncs, reports both figures and leaves no file.
+        let dir = tempfile::tempdir().unwrap();
+        let b = measure(dir.path(), Duration::from_millis(100)).unwrap();
+        assert!(b.bytes_written >= WRITE_CHUNK_BYTES as u64);
+        assert!(b.write_bytes_per_s > 0.0);
+        assert!(b.write_fdatasync.count > 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+}
