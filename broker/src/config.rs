@@ -77,7 +77,11 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { pin_cores: true, spin_before_park_us: 0, io_memory_bytes: 10 << 20 }
+        RuntimeConfig {
+            pin_cores: true,
+            spin_before_park_us: 0,
+            io_memory_bytes: 10 << 20,
+        }
     }
 }
 
@@ -164,8 +168,10 @@ impl Config {
     }
 
     pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::from_toml_str(&text)
     }
 
@@ -186,20 +192,32 @@ impl Config {
         let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
         let s = &self.storage;
         if s.write_chunk_bytes < 4096 || !s.write_chunk_bytes.is_power_of_two() {
-            return invalid("storage.write_chunk_bytes", "must be a power of two >= 4096".into());
+            return invalid(
+                "storage.write_chunk_bytes",
+                "must be a power of two >= 4096".into(),
+            );
         }
         if s.segment_bytes_max < SEGMENT_BYTES_MIN {
-            return invalid("storage.segment_bytes_max", format!("must be >= {SEGMENT_BYTES_MIN}"));
+            return invalid(
+                "storage.segment_bytes_max",
+                format!("must be >= {SEGMENT_BYTES_MIN}"),
+            );
         }
         if s.flush == FlushMode::Interval && s.flush_interval_ms == 0 {
-            return invalid("storage.flush_interval_ms", "must be > 0 when flush = \"interval\"".into());
+            return invalid(
+                "storage.flush_interval_ms",
+                "must be > 0 when flush = \"interval\"".into(),
+            );
         }
         if self.server.shards > 1024 {
             return invalid("server.shards", "at most 1024".into());
         }
         let l = &self.limits;
         if l.frame_bytes_max < 4096 || l.frame_bytes_max > shoal_protocol::batch::BATCH_LEN_MAX + (1 << 20) {
-            return invalid("limits.frame_bytes_max", "must be between 4 KiB and 65 MiB".into());
+            return invalid(
+                "limits.frame_bytes_max",
+                "must be between 4 KiB and 65 MiB".into(),
+            );
         }
         if l.connection_inflight_bytes_max < l.frame_bytes_max {
             return invalid(

@@ -1,1 +1,152 @@
-fn main() {}
+//! `shoald`: the Shoal broker.
+//!
+//! `cargo run --release --bin shoald` starts a single node with the embedded
+//! defaults; `--config FILE` reads a TOML file (see `shoald --print-config`)
+//! and the flags below override it. On SIGTERM or SIGINT the broker stops
+//! accepting, finishes the requests in flight, fsyncs every partition and
+//! exits 0. Once serving it prints one line to stdout:
+//! `shoald ready listen=<ip:port> shard_ports=<p0,p1,..> data_dir=<path>`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use shoal_broker::config::{Config, FlushMode};
+
+/// The Shoal message broker.
+#[derive(Debug, Parser)]
+#[command(name = "shoald", version, about)]
+struct Args {
+    /// TOML configuration file; flags override its values.
+    #[arg(long, short = 'c', env = "SHOAL_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory [default: ./shoal-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Native protocol address, shared by every shard [default: 127.0.0.1:9400].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// First shard port; shard i listens on base + i; 0 = pick free ports [default: 9401].
+    #[arg(long)]
+    shard_port_base: Option<u16>,
+    /// HTTP API address [default: 127.0.0.1:9480].
+    #[arg(long)]
+    http_listen: Option<SocketAddr>,
+    /// Number of shards; 0 = one per available core [default: 0].
+    #[arg(long)]
+    shards: Option<u32>,
+    /// Default flush policy for topics: always | interval | never [default: always].
+    #[arg(long, value_parser = parse_flush)]
+    flush: Option<FlushMode>,
+    /// Do not pin shards to cores.
+    #[arg(long)]
+    no_pin: bool,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `shoal_broker=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log_level: String,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn parse_flush(s: &str) -> Result<FlushMode, String> {
+    match s {
+        "always" => Ok(FlushMode::Always),
+        "interval" => Ok(FlushMode::Interval),
+        "never" => Ok(FlushMode::Never),
+        other => Err(format!(
+            "unknown flush policy {other:?} (always | interval | never)"
+        )),
+    }
+}
+
+fn effective_config(args: &Args) -> Result<Config, String> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    let s = &mut config.server;
+    if let Some(v) = &args.data_dir {
+        s.data_dir = v.clone();
+    }
+    if let Some(v) = args.listen {
+        s.listen = v;
+    }
+    if let Some(v) = args.shard_port_base {
+        s.shard_port_base = v;
+    }
+    if let Some(v) = args.http_listen {
+        s.http_listen = v;
+    }
+    if let Some(v) = args.shards {
+        s.shards = v;
+    }
+    if let Some(v) = args.flush {
+        config.storage.flush = v;
+    }
+    if args.no_pin {
+        config.runtime.pin_cores = false;
+    }
+    config.validate().map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = match effective_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shoald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        print!("{}", config.to_toml_string());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shoald: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let data_dir = config.server.data_dir.clone();
+    let broker = match shoal_broker::server::start(config) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("shoald: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ports = &broker.ports;
+    let shard_ports: Vec<String> = ports.shard_ports.iter().map(u16::to_string).collect();
+    println!(
+        "shoald ready listen={}:{} shard_ports={} http={} data_dir={}",
+        ports.host,
+        ports.shared,
+        shard_ports.join(","),
+        ports.http,
+        data_dir.display()
+    );
+    tracing::info!(listen = ports.shared, "shoald serving");
+    let stop = broker.stopper();
+    let mut signals = signals;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            tracing::info!(signal, "stopping");
+            stop();
+        }
+    });
+    broker.join();
+    tracing::info!("shoald stopped");
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,113 @@
+//! The small runtime layer over glommio.
+//!
+//! glommio 0.9 is the last release and upstream is barely maintained, so the
+//! broker touches it through this module only: starting one pinned executor
+//! per shard, the I/O task queue, timers, and turning pre-bound std listeners
+//! into glommio ones. Measured pitfalls handled here or documented for the
+//! callers:
+//! - every executor's first DMA open must be of a non-empty file (the storage
+//!   crate's `PartitionLog::open` takes care of it);
+//! - I/O paths run in a `Latency::Matters` queue, otherwise the default
+//!   preemption timer can hold them up to 100 ms behind CPU-bound work;
+//! - `spin_before_park` trades a burnt core for ~5 µs cross-core wake-ups; it
+//!   is a setting (`runtime.spin_before_park_us`), off by default.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::IntoRawFd;
+use std::time::Duration;
+
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
+
+use crate::config::RuntimeConfig;
+
+/// Preemption budget for latency-sensitive queues.
+const IO_QUEUE_LATENCY: Duration = Duration::from_millis(1);
+/// Pending connections the kernel keeps per listening socket.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Starts shard `shard` on its own thread with a pinned glommio executor and
+/// runs `body` on it. Returns the thread's join handle.
+pub fn spawn_shard<F, Fut, T>(
+    shard: u32,
+    cpu: Option<usize>,
+    config: &RuntimeConfig,
+    body: F,
+) -> io::Result<glommio::ExecutorJoinHandle<T>>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let placement = match cpu {
+        Some(cpu) => Placement::Fixed(cpu),
+        None => Placement::Unbound,
+    };
+    let mut builder = LocalExecutorBuilder::new(placement)
+        .name(&format!("shard-{shard}"))
+        .io_memory(config.io_memory_bytes);
+    if config.spin_before_park_us > 0 {
+        builder = builder.spin_before_park(Duration::from_micros(config.spin_before_park_us));
+    }
+    builder.spawn(body).map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// The CPU each shard is pinned to, or `None` everywhere when pinning is off.
+/// Shards wrap around the available cores when there are more shards.
+pub fn shard_cpus(shards: u32, pin: bool) -> Vec<Option<usize>> {
+    let cores = if pin {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    (0..shards as usize)
+        .map(|i| (!cores.is_empty()).then(|| cores[i % cores.len()].id))
+        .collect()
+}
+
+/// A task queue for request handling and I/O on the current executor.
+pub fn io_queue(name: &str) -> TaskQueueHandle {
+    glommio::executor().create_task_queue(Shares::default(), Latency::Matters(IO_QUEUE_LATENCY), name)
+}
+
+/// Sleeps on the current executor.
+pub async fn sleep(duration: Duration) {
+    glommio::timer::sleep(duration).await;
+}
+
+/// Binds a listening TCP socket with SO_REUSEPORT (so every shard can bind
+/// the shared port and the kernel spreads connections), before any executor
+/// exists. Port 0 picks a free port; the caller reads it back and binds the
+/// other shards to the same one.
+pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Hands a listener bound by [`bind_listener`] to the current executor.
+pub fn adopt_listener(listener: std::net::TcpListener) -> glommio::net::TcpListener {
+    use std::os::fd::FromRawFd;
+    let fd = listener.into_raw_fd();
+    // SAFETY: `fd` comes from `into_raw_fd` of a listening socket we own, so it
+    // is valid, open, and owned by nobody else; glommio takes ownership of it
+    // and closes it on drop.
+    unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+}
+
+/// Milliseconds since the Unix epoch (wall clock), for append times and lag.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

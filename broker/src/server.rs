@@ -1,0 +1,264 @@
+//! Starting and stopping a broker: listeners, shards, and the drain on
+//! shutdown.
+//!
+//! Listening sockets are bound before any executor starts, so a port clash
+//! fails the start at once and port 0 resolves to one real port that every
+//! shard then shares (SO_REUSEPORT). Each shard then runs on its own pinned
+//! executor: it loads the topic catalogue, opens its partitions (recovery),
+//! accepts on the shared port and on its own shard port, and serves its mesh
+//! inbox. `start` returns once every shard is serving.
+//!
+//! Shutdown (SIGTERM/SIGINT in `shoald`, or [`RunningBroker::stop`]): every
+//! shard stops accepting, waits (bounded by [`DRAIN_MS_MAX`]) for the
+//! requests in flight to finish, then flushes and fsyncs every partition it
+//! owns and closes it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::mesh::{self, Envelope, Mesh};
+use crate::runtime::{adopt_listener, bind_listener, shard_cpus, spawn_shard};
+use crate::shard::{Ports, Shard};
+
+/// Longest a shard waits for in-flight requests on shutdown.
+pub const DRAIN_MS_MAX: u64 = 10_000;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start shard {shard}: {reason}")]
+    Shard { shard: u32, reason: String },
+}
+
+/// A started broker.
+pub struct RunningBroker {
+    pub ports: Ports,
+    stops: Vec<flume::Sender<()>>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl RunningBroker {
+    /// Asks every shard to drain and flush, and waits for them to exit.
+    pub fn stop(self) {
+        for stop in &self.stops {
+            let _ = stop.send(());
+        }
+        self.join();
+    }
+
+    /// Waits for every shard to exit.
+    pub fn join(self) {
+        for handle in self.handles {
+            if let Err(e) = handle.join() {
+                tracing::error!(error = %e, "shard thread failed");
+            }
+        }
+    }
+
+    /// A handle that can trigger the stop from another thread (signals).
+    pub fn stopper(&self) -> impl Fn() + Send + 'static {
+        let stops = self.stops.clone();
+        move || {
+            for stop in &stops {
+                let _ = stop.send(());
+            }
+        }
+    }
+}
+
+struct Listeners {
+    shared: Vec<std::net::TcpListener>,
+    shard: Vec<std::net::TcpListener>,
+    ports: Ports,
+}
+
+fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
+    bind_listener(addr).map_err(|source| StartError::Bind { addr, source })
+}
+
+fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
+    let first = bind(config.server.listen)?;
+    let shared_port = first
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?
+        .port();
+    let ip: IpAddr = config.server.listen.ip();
+    let mut shared = vec![first];
+    for _ in 1..shards {
+        shared.push(bind(SocketAddr::new(ip, shared_port))?);
+    }
+    let mut shard = Vec::new();
+    let mut shard_ports = Vec::new();
+    for i in 0..shards {
+        let port = if config.server.shard_port_base == 0 {
+            0
+        } else {
+            config.server.shard_port_base + i as u16
+        };
+        let listener = bind(SocketAddr::new(ip, port))?;
+        let addr = SocketAddr::new(ip, port);
+        shard_ports.push(
+            listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?
+                .port(),
+        );
+        shard.push(listener);
+    }
+    let ports = Ports {
+        host: ip.to_string(),
+        shared: shared_port,
+        shard_ports,
+        http: 0,
+    };
+    Ok(Listeners { shared, shard, ports })
+}
+
+/// Starts the broker and returns once every shard serves.
+pub fn start(config: Config) -> Result<RunningBroker, StartError> {
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir,
+        source,
+    })?;
+    let shards = config.effective_shards();
+    let listeners = bind_all(&config, shards)?;
+    let ports = listeners.ports.clone();
+    let (senders, inboxes) = mesh::build(shards);
+    let cpus = shard_cpus(shards, config.runtime.pin_cores);
+    let (ready_tx, ready_rx) = flume::unbounded::<Result<u32, String>>();
+    let mut stops = Vec::new();
+    let mut handles = Vec::new();
+    let mut shared = listeners.shared.into_iter();
+    let mut own = listeners.shard.into_iter();
+    for (id, inbox) in (0..shards).zip(inboxes) {
+        let (stop_tx, stop_rx) = flume::bounded::<()>(1);
+        stops.push(stop_tx);
+        let ctx = ShardStart {
+            id,
+            config: config.clone(),
+            ports: ports.clone(),
+            peers: senders.clone(),
+            inbox,
+            shared: shared.next().expect("one shared listener per shard"),
+            own: own.next().expect("one shard listener per shard"),
+            stop: stop_rx,
+            ready: ready_tx.clone(),
+        };
+        let handle =
+            spawn_shard(id, cpus[id as usize], &config.runtime, move || run_shard(ctx)).map_err(|e| {
+                StartError::Shard {
+                    shard: id,
+                    reason: e.to_string(),
+                }
+            })?;
+        handles.push(handle);
+    }
+    drop(senders);
+    for _ in 0..shards {
+        match ready_rx.recv() {
+            Ok(Ok(_)) => {}
+            Ok(Err(reason)) => return Err(StartError::Shard { shard: 0, reason }),
+            Err(_) => {
+                return Err(StartError::Shard {
+                    shard: 0,
+                    reason: "a shard exited during start".into(),
+                })
+            }
+        }
+    }
+    Ok(RunningBroker {
+        ports,
+        stops,
+        handles,
+    })
+}
+
+/// What a shard thread needs to start.
+struct ShardStart {
+    id: u32,
+    config: Config,
+    ports: Ports,
+    peers: Vec<flume::Sender<Envelope>>,
+    inbox: flume::Receiver<Envelope>,
+    shared: std::net::TcpListener,
+    own: std::net::TcpListener,
+    stop: flume::Receiver<()>,
+    ready: flume::Sender<Result<u32, String>>,
+}
+
+async fn run_shard(ctx: ShardStart) {
+    let queue = crate::runtime::io_queue("requests");
+    let mesh = Mesh::new(ctx.id, ctx.peers);
+    let shard = Shard::new(ctx.id, Rc::new(ctx.config), ctx.ports, mesh);
+    let inbox_task = glommio::spawn_local_into(shard.clone().serve_inbox(ctx.inbox), queue)
+        .expect("the request queue exists");
+    if let Err(e) = shard.load_topics().await {
+        let _ = ctx.ready.send(Err(e.to_string()));
+        return;
+    }
+    let accept_shared = glommio::spawn_local_into(
+        accept_loop(shard.clone(), adopt_listener(ctx.shared), queue),
+        queue,
+    )
+    .expect("the request queue exists");
+    let accept_own =
+        glommio::spawn_local_into(accept_loop(shard.clone(), adopt_listener(ctx.own), queue), queue)
+            .expect("the request queue exists");
+    let _ = ctx.ready.send(Ok(ctx.id));
+    // Runs until a stop arrives (or the broker handle is dropped).
+    let _ = ctx.stop.recv_async().await;
+    tracing::info!(shard = shard.id, "shard draining");
+    shard.shutting_down.set(true);
+    drop(accept_shared);
+    drop(accept_own);
+    drain(&shard).await;
+    shard.shutdown().await;
+    drop(inbox_task);
+    tracing::info!(shard = shard.id, "shard stopped");
+}
+
+/// Waits until no request bytes are in flight on the shard, or the drain
+/// deadline passes.
+async fn drain(shard: &Shard) {
+    let total = shard.config.limits.shard_inflight_bytes_max as u64;
+    let deadline = Instant::now() + Duration::from_millis(DRAIN_MS_MAX);
+    while shard.inflight.available() < total && Instant::now() < deadline {
+        crate::runtime::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, queue: glommio::TaskQueueHandle) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if shard.shutting_down.get() {
+                    continue;
+                }
+                let shard = shard.clone();
+                if let Ok(task) = glommio::spawn_local_into(crate::connection::serve(shard, stream), queue) {
+                    task.detach();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                crate::runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
