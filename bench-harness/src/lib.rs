@@ -28,6 +28,7 @@ pub mod histogram;
 pub mod ledger;
 pub mod machine;
 pub mod rate_search;
+pub mod report;
 pub mod schedule;
 pub mod stamp;
 pub mod timeseries;

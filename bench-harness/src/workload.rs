@@ -333,6 +333,16 @@ impl Workload {
         ((self.warmup_s + self.duration_s) * 1e9).round() as u64
     }
 
+    /// The load in a few words: "5000 rec/s steady" or "max-rate search".
+    pub fn scenario_label(&self) -> String {
+        let scenario = serde_json::to_value(self.scenario).ok().and_then(|v| v.as_str().map(String::from));
+        let scenario = scenario.unwrap_or_default();
+        match self.rate_mode {
+            RateMode::Target => format!("{} rec/s {scenario}", self.rate_per_s),
+            RateMode::Max => format!("max-rate search, then {scenario} at {} of it", self.measure_share),
+        }
+    }
+
     /// Topic names the run uses.
     pub fn topic_names(&self) -> Vec<String> {
         (0..self.topics).map(|i| format!("{}-{i}", self.topic_prefix)).collect()
