@@ -1,0 +1,284 @@
+//! Maintenance: `truncate_suffix`, retention and compaction.
+//!
+//! These change which segments exist, so they run one at a time (the
+//! `rewriting` flag). `truncate_suffix` also holds appends off (the
+//! `maintenance` flag) because it moves the log end; retention and
+//! compaction touch only sealed segments and let appends continue.
+
+use crate::compaction::KeyMap;
+use crate::error::LogError;
+use crate::partition_log::{corrupt, read_partial_block, PartitionLog};
+use crate::recovery::ScanEnd;
+use crate::retention::{segments_to_delete, SegmentSummary};
+use crate::segment::{sync_dir, Segment};
+use crate::segment_name::{file_name, temporary_name, FileKind};
+use bytes::Bytes;
+use shoal_protocol::batch::{self, BatchBuilder, BatchHeader, BatchRecords, NewRecord, Record};
+use std::rc::Rc;
+
+impl PartitionLog {
+    /// Waits for other maintenance, then marks this one as running.
+    async fn begin_rewrite(&self) -> Result<(), LogError> {
+        loop {
+            self.check_writable()?;
+            if !self.rewriting.get() && !self.maintenance.get() {
+                self.rewriting.set(true);
+                return Ok(());
+            }
+            self.changed.notified().await;
+        }
+    }
+
+    fn end_rewrite(&self) {
+        self.rewriting.set(false);
+        self.maintenance.set(false);
+        self.changed.notify();
+    }
+
+    /// Removes every batch holding an offset at or above `offset` (a
+    /// follower whose tail diverged). A batch is never split: if `offset`
+    /// falls inside one, that whole batch goes. Returns the new log end.
+    pub async fn truncate_suffix(&self, offset: u64) -> Result<u64, LogError> {
+        self.begin_rewrite().await?;
+        self.maintenance.set(true);
+        let result = self.truncate_inner(offset).await;
+        self.end_rewrite();
+        result
+    }
+
+    async fn truncate_inner(&self, offset: u64) -> Result<u64, LogError> {
+        let (start, end) = (self.log_start.get(), self.log_end.get());
+        if offset >= end {
+            return Ok(end);
+        }
+        if offset < start {
+            return Err(LogError::OffsetOutOfRange { offset, start, end });
+        }
+        self.sync_to(end).await?;
+        let doomed: Vec<Rc<Segment>> = {
+            let mut segments = self.segments.borrow_mut();
+            // The first segment starts at or below `offset` (>= log start), so one stays.
+            let later: Vec<u64> = segments.range(offset + 1..).map(|(&b, _)| b).collect();
+            later.into_iter().rev().filter_map(|b| segments.remove(&b)).collect()
+        };
+        for segment in &doomed {
+            segment.remove_files(&self.dir).await?;
+        }
+        sync_dir(&self.dir).await?;
+        let keep = self.segments.borrow().values().next_back().expect("one segment stays").clone();
+        let (index, scan_end) = keep.scan(&self.config, 0, Some(offset)).await?;
+        if let ScanEnd::Corrupt { position, .. } | ScanEnd::TornTail { position, .. } = scan_end {
+            return Err(corrupt(keep.base_offset, index.next_offset, position, "while truncating".into()));
+        }
+        keep.truncate(index.data_len, &self.config).await?;
+        for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
+            crate::segment::remove_if_exists(&self.dir.join(file_name(keep.base_offset, kind)))?;
+        }
+        let (new_end, data_len) = (index.next_offset, index.data_len);
+        keep.written_len.set(data_len);
+        *keep.index.borrow_mut() = index;
+        *self.active.borrow_mut() = keep.clone();
+        let partial = read_partial_block(&keep, data_len, self.alignment).await?;
+        let mut appender = self.appender.borrow_mut();
+        appender.clear();
+        appender.start_segment(keep, data_len, &partial, new_end);
+        self.cache.borrow_mut().truncate_from(new_end, new_end);
+        self.reset_marks(new_end);
+        Ok(new_end)
+    }
+
+    /// Deletes whole segments past the retention time or size at `now_ms`.
+    /// Returns how many segments were deleted.
+    pub async fn apply_retention(&self, now_ms: i64) -> Result<usize, LogError> {
+        self.begin_rewrite().await?;
+        let result = self.retention_inner(now_ms).await;
+        self.end_rewrite();
+        result
+    }
+
+    async fn retention_inner(&self, now_ms: i64) -> Result<usize, LogError> {
+        let doomed: Vec<Rc<Segment>> = {
+            let mut segments = self.segments.borrow_mut();
+            let summaries: Vec<SegmentSummary> = segments
+                .values()
+                .map(|s| {
+                    let index = s.index.borrow();
+                    SegmentSummary {
+                        base_offset: s.base_offset,
+                        size_bytes: index.data_len,
+                        max_append_ms: (!index.is_empty()).then_some(index.max_append_ms),
+                    }
+                })
+                .collect();
+            let n = segments_to_delete(&summaries, now_ms, self.config.retention_ms, self.config.retention_bytes);
+            summaries[..n].iter().filter_map(|s| segments.remove(&s.base_offset)).collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        let new_start = *self.segments.borrow().keys().next().expect("the active segment stays");
+        self.log_start.set(new_start);
+        self.cache.borrow_mut().drop_before(new_start);
+        if self.high_watermark.get() < new_start {
+            self.high_watermark.set(new_start);
+        }
+        for segment in &doomed {
+            segment.remove_files(&self.dir).await?;
+        }
+        sync_dir(&self.dir).await?;
+        Ok(doomed.len())
+    }
+
+    /// Compacts the sealed segments of a compacted log: keeps the latest
+    /// record per key and drops tombstones older than the tombstone
+    /// retention. Returns how many segments were rewritten.
+    pub async fn compact(&self, now_ms: i64) -> Result<usize, LogError> {
+        if !self.config.compacted {
+            return Err(LogError::Config("compact called on a log that is not compacted".into()));
+        }
+        self.begin_rewrite().await?;
+        let result = self.compact_inner(now_ms).await;
+        self.end_rewrite();
+        result
+    }
+
+    async fn compact_inner(&self, now_ms: i64) -> Result<usize, LogError> {
+        let keys = self.build_key_map().await?;
+        let sealed: Vec<Rc<Segment>> = {
+            let segments = self.segments.borrow();
+            let n = segments.len() - 1;
+            segments.values().take(n).cloned().collect()
+        };
+        let mut rewritten = 0;
+        for segment in sealed {
+            if self.compact_segment(&segment, &keys, now_ms).await? {
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
+    }
+
+    /// Pass one: the newest offset of every key in the log.
+    async fn build_key_map(&self) -> Result<KeyMap, LogError> {
+        let mut keys = KeyMap::new(self.config.compaction_keys_max);
+        let mut at = self.log_start.get();
+        while at < self.log_end.get() {
+            let read = self.read_uncommitted(at, self.config.read_chunk_bytes).await?;
+            let Some(next) = read.next_offset() else { break };
+            for stored in &read.batches {
+                let (header, records) = self.open_records(&stored.bytes)?;
+                let archived = records.records()?;
+                for (i, record) in archived.iter().enumerate() {
+                    if let Some(key) = record.key.as_ref() {
+                        keys.observe(key.as_slice(), header.base_offset + i as u64).map_err(|e| {
+                            LogError::Limit {
+                                what: "compaction keys",
+                                value: e.keys_max as u64 + 1,
+                                limit: e.keys_max as u64,
+                            }
+                        })?;
+                    }
+                }
+            }
+            at = next;
+        }
+        Ok(keys)
+    }
+
+    fn open_records<'a>(&self, bytes: &'a Bytes) -> Result<(BatchHeader, BatchRecords<'a>), LogError> {
+        let header = batch::validate(bytes, &self.config.batch_limits)?;
+        let records = BatchRecords::open(bytes, &header, &self.config.batch_limits)?;
+        Ok((header, records))
+    }
+
+    /// Pass two for one sealed segment: rewrite it if any record goes.
+    async fn compact_segment(&self, segment: &Rc<Segment>, keys: &KeyMap, now_ms: i64) -> Result<bool, LogError> {
+        let (seg_end, base) = (segment.index.borrow().next_offset, segment.base_offset);
+        let mut output: Vec<u8> = Vec::new();
+        let mut changed = false;
+        let mut at = base.max(self.log_start.get());
+        while at < seg_end {
+            let read = self.read_uncommitted(at, self.config.read_chunk_bytes).await?;
+            let Some(next) = read.next_offset() else { break };
+            for stored in read.batches.iter().filter(|b| b.base_offset < seg_end) {
+                changed |= self.compact_batch(&stored.bytes, keys, now_ms, &mut output)?;
+            }
+            at = next;
+        }
+        if !changed {
+            return Ok(false);
+        }
+        self.replace_segment(segment, &output).await?;
+        Ok(true)
+    }
+
+    /// Appends the surviving records of one batch to `out`: the batch as is
+    /// if all survive, else each run of consecutive survivors re-encoded as
+    /// its own batch (offsets are kept, so runs are never merged).
+    fn compact_batch(&self, bytes: &Bytes, keys: &KeyMap, now_ms: i64, out: &mut Vec<u8>) -> Result<bool, LogError> {
+        let (header, records) = self.open_records(bytes)?;
+        let archived = records.records()?;
+        let keep: Vec<bool> = archived
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let key = r.key.as_ref().map(|k| k.as_slice());
+                let offset = header.base_offset + i as u64;
+                let tombstone = r.value.is_none();
+                keys.keep(key, offset, tombstone, header.append_time_ms, now_ms, self.config.tombstone_retention_ms)
+            })
+            .collect();
+        if keep.iter().all(|&k| k) {
+            out.extend_from_slice(bytes);
+            return Ok(false);
+        }
+        let mut i = 0;
+        while i < keep.len() {
+            if !keep[i] {
+                i += 1;
+                continue;
+            }
+            let run_start = i;
+            let mut builder = BatchBuilder::new().compression(header.compression()?);
+            while i < keep.len() && keep[i] {
+                let record: Record = rkyv::deserialize::<Record, rkyv::rancor::Error>(&archived[i])
+                    .map_err(|e| batch::BatchError::BadArchive(e.to_string()))?;
+                builder.push(NewRecord {
+                    timestamp_ms: batch::record_timestamp(&header, &archived[i]),
+                    key: record.key,
+                    value: record.value,
+                    headers: record.headers,
+                    message_id: record.message_id,
+                });
+                i += 1;
+            }
+            let mut encoded = builder.finish()?;
+            let run_base = header.base_offset + run_start as u64;
+            batch::patch(&mut encoded, run_base, header.leader_epoch, header.append_time_ms);
+            out.extend_from_slice(&encoded);
+        }
+        Ok(true)
+    }
+
+    /// Swaps in a rewritten segment: write it beside the old one, fdatasync,
+    /// rename over it, write its index files, sync the directory.
+    async fn replace_segment(&self, old: &Rc<Segment>, bytes: &[u8]) -> Result<(), LogError> {
+        let base = old.base_offset;
+        let name = file_name(base, FileKind::Log);
+        crate::segment::write_file_atomic(&self.dir, &name, bytes).await?;
+        debug_assert!(!self.dir.join(temporary_name(&name)).exists());
+        let fresh = Segment::open(&self.dir, base, crate::index::SegmentIndex::new(base, self.config.index_interval_bytes)).await?;
+        let (mut index, end) = fresh.scan(&self.config, bytes.len() as u64, None).await?;
+        if end != ScanEnd::Clean || index.data_len != bytes.len() as u64 {
+            return Err(corrupt(base, index.next_offset, index.data_len, "compacted segment does not read back".into()));
+        }
+        index.next_offset = old.index.borrow().next_offset;
+        fresh.written_len.set(index.data_len);
+        *fresh.index.borrow_mut() = index;
+        fresh.write_index_files(&self.dir).await?;
+        let seg_end = fresh.index.borrow().next_offset;
+        self.segments.borrow_mut().insert(base, fresh);
+        self.cache.borrow_mut().drop_before(seg_end);
+        Ok(())
+    }
+}

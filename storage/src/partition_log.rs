@@ -1,0 +1,693 @@
+//! `PartitionLog`: one partition's log, owned by one executor.
+//!
+//! All state sits behind `Cell`/`RefCell` so any number of tasks on the
+//! owning executor can append and read concurrently; nothing here is `Send`.
+//! Offsets are assigned without an await between the check and the copy, so
+//! they follow call order. A background flusher task (holding only a weak
+//! reference while idle) turns the tail buffers into writes and fdatasyncs
+//! and moves the `written` and `synced` marks that appends wait on.
+
+use crate::batch_cache::{BatchCache, CachedBatch};
+use crate::config::{FlushPolicy, LogConfig, VerifyOnOpen};
+use crate::error::LogError;
+use crate::index::SegmentIndex;
+use crate::notify::Notify;
+use crate::recovery::ScanEnd;
+use crate::segment::{load_index, remove_if_exists, Segment};
+use crate::segment_appender::Appender;
+use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
+use bytes::BytesMut;
+use glommio::io::DmaFile;
+use shoal_protocol::batch::{self, BatchError};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+/// How far an acknowledged append got. Ordered: `Fsynced` implies `Written`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Durability {
+    /// Accepted in the tail buffer and cache; lost if the process dies.
+    Memory,
+    /// Written to the file (O_DIRECT), not yet fdatasynced: survives a
+    /// process crash, not necessarily a power loss.
+    Written,
+    /// Covered by a completed fdatasync: survives a power loss.
+    Fsynced,
+}
+
+/// The answer to an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendAck {
+    pub base_offset: u64,
+    pub last_offset: u64,
+    pub append_time_ms: i64,
+    /// The durability reached when the append returned.
+    pub durability: Durability,
+}
+
+/// A log's bounds at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    pub log_start_offset: u64,
+    pub high_watermark: u64,
+    pub log_end_offset: u64,
+}
+
+/// The log of one partition.
+pub struct PartitionLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
+    pub(crate) segments: RefCell<BTreeMap<u64, Rc<Segment>>>,
+    pub(crate) active: RefCell<Rc<Segment>>,
+    pub(crate) appender: RefCell<Appender>,
+    pub(crate) cache: RefCell<BatchCache>,
+    pub(crate) alignment: usize,
+    pub(crate) log_start: Cell<u64>,
+    pub(crate) log_end: Cell<u64>,
+    /// Offsets below this are written to their segment files.
+    pub(crate) written: Cell<u64>,
+    /// Offsets below this are covered by a completed fdatasync.
+    pub(crate) synced: Cell<u64>,
+    pub(crate) high_watermark: Cell<u64>,
+    /// The flusher fdatasyncs until `synced` reaches this.
+    sync_requested: Cell<u64>,
+    last_append_ms: Cell<i64>,
+    fenced: RefCell<Option<(&'static str, String)>>,
+    closed: Cell<bool>,
+    /// Roll, truncate and compaction hold appends off while they run.
+    pub(crate) maintenance: Cell<bool>,
+    /// Truncation, retention and compaction run one at a time.
+    pub(crate) rewriting: Cell<bool>,
+    /// Segments written since the last fdatasync, oldest first.
+    dirty: RefCell<Vec<Rc<Segment>>>,
+    /// Progress: written, synced, high watermark, fencing, end of maintenance.
+    pub(crate) changed: Notify,
+    /// Wakes the flusher; shared so it can wait without keeping the log alive.
+    work: Rc<Notify>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn probe_file(dir: &Path) -> Result<PathBuf, LogError> {
+    let path = dir.join(PROBE_FILE_NAME);
+    let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= 4096);
+    if !ok {
+        std::fs::write(&path, vec![b'S'; 4096]).map_err(|e| LogError::io("writing the probe file", e))?;
+    }
+    Ok(path)
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, running recovery; see the crate
+    /// header for the rules. Must run on the executor that will own the log.
+    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
+        config.check()?;
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        // The executor probes the device on its first DMA open; make sure it
+        // probes a non-empty file (glommio 0.9 breaks reads otherwise).
+        let probe = DmaFile::open(probe_file(&dir)?).await.map_err(|e| LogError::io("opening the probe file", e))?;
+        probe.close().await.map_err(|e| LogError::io("closing the probe file", e))?;
+        let bases = list_segments(&dir)?;
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let seg = open_segment(&dir, base, i + 1 == bases.len(), &config).await?;
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(&dir, 0, &config).await?);
+        }
+        check_sequence(&segments)?;
+        let log = Self::assemble(dir, config, segments).await?;
+        log.spawn_tasks()?;
+        Ok(log)
+    }
+
+    async fn assemble(
+        dir: PathBuf,
+        config: LogConfig,
+        segments: BTreeMap<u64, Rc<Segment>>,
+    ) -> Result<Rc<PartitionLog>, LogError> {
+        let active = segments.values().next_back().expect("at least one segment").clone();
+        let log_start = *segments.keys().next().expect("at least one segment");
+        let (end, data_len) = {
+            let index = active.index.borrow();
+            (index.next_offset, index.data_len)
+        };
+        let last_append_ms = segments
+            .values()
+            .map(|s| s.index.borrow().max_append_ms)
+            .max()
+            .unwrap_or(i64::MIN);
+        let alignment = active.file.alignment() as usize;
+        let mut appender = Appender::new(alignment, config.write_chunk_bytes);
+        let partial = read_partial_block(&active, data_len, alignment).await?;
+        appender.start_segment(active.clone(), data_len, &partial, end);
+        Ok(Rc::new(PartitionLog {
+            cache: RefCell::new(BatchCache::new(config.cache_bytes_max, end)),
+            dir,
+            config,
+            segments: RefCell::new(segments),
+            active: RefCell::new(active),
+            appender: RefCell::new(appender),
+            alignment,
+            log_start: Cell::new(log_start),
+            log_end: Cell::new(end),
+            written: Cell::new(end),
+            synced: Cell::new(end),
+            high_watermark: Cell::new(end),
+            sync_requested: Cell::new(end),
+            last_append_ms: Cell::new(last_append_ms),
+            fenced: RefCell::new(None),
+            closed: Cell::new(false),
+            maintenance: Cell::new(false),
+            rewriting: Cell::new(false),
+            dirty: RefCell::new(Vec::new()),
+            changed: Notify::default(),
+            work: Rc::new(Notify::default()),
+        }))
+    }
+
+    fn spawn_tasks(self: &Rc<Self>) -> Result<(), LogError> {
+        let weak = Rc::downgrade(self);
+        self.spawn(run_flusher(weak.clone()))?;
+        if let FlushPolicy::IntervalMs(ms) = self.config.flush {
+            self.spawn(run_interval_sync(weak, Duration::from_millis(ms)))?;
+        }
+        Ok(())
+    }
+
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + 'static) -> Result<(), LogError> {
+        match self.config.task_queue {
+            Some(queue) => {
+                glommio::spawn_local_into(task, queue)
+                    .map_err(|e| LogError::io("spawning the flusher", e))?
+                    .detach();
+            }
+            None => {
+                glommio::spawn_local(task).detach();
+            }
+        }
+        Ok(())
+    }
+
+    /// The durability `append` waits for under this log's flush policy.
+    pub fn default_durability(&self) -> Durability {
+        match self.config.flush {
+            FlushPolicy::Always => Durability::Fsynced,
+            FlushPolicy::IntervalMs(_) => Durability::Written,
+            FlushPolicy::Never => Durability::Memory,
+        }
+    }
+
+    /// Appends one batch with the log's default durability.
+    pub async fn append(&self, batch: BytesMut) -> Result<AppendAck, LogError> {
+        self.append_with(batch, self.default_durability()).await
+    }
+
+    /// Appends one batch (exactly one, already validated on ingest; framing
+    /// and CRC are checked again here) and returns once `durability` is
+    /// reached. Assigns offsets and the append time by patching the header.
+    pub async fn append_with(&self, mut batch: BytesMut, durability: Durability) -> Result<AppendAck, LogError> {
+        let (header, len) = batch::check_crc(&batch, &self.config.batch_limits)?;
+        if len != batch.len() {
+            return Err(BatchError::BadLength {
+                len: batch.len(),
+                max: self.config.batch_limits.batch_len_max,
+            }
+            .into());
+        }
+        self.wait_for_room(len).await?;
+        // From here to the end of the copy there is no await: offsets follow
+        // call order and every structure sees the batch at once.
+        let base = self.log_end.get();
+        let append_ms = now_ms().max(self.last_append_ms.get());
+        let next = base + u64::from(header.record_count);
+        batch::patch(&mut batch, base, self.config.leader_epoch, append_ms);
+        let bytes = batch.freeze();
+        {
+            let active = self.active.borrow();
+            let mut index = active.index.borrow_mut();
+            let pos = index.data_len;
+            index.observe(base, next, pos, len as u32, append_ms);
+        }
+        self.appender.borrow_mut().push(&bytes, next);
+        let cached = CachedBatch {
+            base_offset: base,
+            next_offset: next,
+            append_ms,
+            bytes,
+        };
+        self.cache.borrow_mut().push(cached, self.written.get());
+        self.log_end.set(next);
+        self.last_append_ms.set(append_ms);
+        if durability == Durability::Fsynced {
+            self.request_sync(next);
+        }
+        self.advance_high_watermark();
+        self.work.notify();
+        self.wait_durable(next, durability).await?;
+        Ok(AppendAck {
+            base_offset: base,
+            last_offset: next - 1,
+            append_time_ms: append_ms,
+            durability: self.durability_of(next),
+        })
+    }
+
+    /// Waits until the log is writable, not in maintenance, under its
+    /// pending-bytes limit, and rolled if this batch needs a new segment.
+    async fn wait_for_room(&self, len: usize) -> Result<(), LogError> {
+        loop {
+            self.check_writable()?;
+            if self.maintenance.get() {
+                self.changed.notified().await;
+                continue;
+            }
+            let pending = self.appender.borrow().pending_bytes();
+            if pending > 0 && pending + len > self.config.pending_bytes_max {
+                self.changed.notified().await;
+                continue;
+            }
+            if self.needs_roll(len) {
+                self.roll_with_maintenance().await?;
+                continue;
+            }
+            return Ok(());
+        }
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), LogError> {
+        if let Some((operation, cause)) = self.fenced.borrow().as_ref() {
+            return Err(LogError::Fenced {
+                operation,
+                cause: cause.clone(),
+            });
+        }
+        if self.closed.get() {
+            return Err(LogError::Closed);
+        }
+        Ok(())
+    }
+
+    fn needs_roll(&self, len: usize) -> bool {
+        let active = self.active.borrow();
+        let index = active.index.borrow();
+        if index.is_empty() {
+            return false;
+        }
+        let too_big = index.data_len + len as u64 > self.config.segment_bytes_max;
+        let too_old = match (self.config.segment_age_ms_max, index.first_append_ms) {
+            (Some(age), Some(first)) => now_ms().saturating_sub(first) >= age as i64,
+            _ => false,
+        };
+        too_big || too_old
+    }
+
+    /// Rolls to a new segment now, if the active one holds any batch.
+    pub async fn roll(&self) -> Result<(), LogError> {
+        loop {
+            self.check_writable()?;
+            if !self.maintenance.get() {
+                break;
+            }
+            self.changed.notified().await;
+        }
+        if self.active.borrow().index.borrow().is_empty() {
+            return Ok(());
+        }
+        self.roll_with_maintenance().await
+    }
+
+    async fn roll_with_maintenance(&self) -> Result<(), LogError> {
+        self.maintenance.set(true);
+        let result = self.roll_inner().await;
+        self.maintenance.set(false);
+        self.changed.notify();
+        result
+    }
+
+    /// Seals the active segment (all its data fdatasynced, then its index
+    /// files written) and starts a new one at the log end.
+    async fn roll_inner(&self) -> Result<(), LogError> {
+        let end = self.log_end.get();
+        self.sync_to(end).await?;
+        let old = self.active.borrow().clone();
+        if let Err(e) = old.write_index_files(&self.dir).await {
+            // The index is rebuildable; a missing file only costs a scan on open.
+            tracing::warn!(base_offset = old.base_offset, error = %e, "writing index files failed");
+        }
+        let new = Segment::create(&self.dir, end, &self.config).await?;
+        self.segments.borrow_mut().insert(end, new.clone());
+        *self.active.borrow_mut() = new.clone();
+        self.appender.borrow_mut().start_segment(new, 0, &[], end);
+        Ok(())
+    }
+
+    /// Writes and fdatasyncs everything appended so far (for shutdown and
+    /// before maintenance).
+    pub async fn flush(&self) -> Result<(), LogError> {
+        self.sync_to(self.log_end.get()).await
+    }
+
+    pub(crate) async fn sync_to(&self, offset: u64) -> Result<(), LogError> {
+        self.request_sync(offset);
+        self.work.notify();
+        self.wait_durable(offset, Durability::Fsynced).await
+    }
+
+    /// Flushes and stops the flusher; later appends fail with `Closed`.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let flushed = self.flush().await;
+        self.closed.set(true);
+        self.work.notify();
+        self.changed.notify();
+        flushed
+    }
+
+    fn request_sync(&self, offset: u64) {
+        self.sync_requested.set(self.sync_requested.get().max(offset));
+    }
+
+    fn durability_of(&self, next: u64) -> Durability {
+        if self.synced.get() >= next {
+            Durability::Fsynced
+        } else if self.written.get() >= next {
+            Durability::Written
+        } else {
+            Durability::Memory
+        }
+    }
+
+    async fn wait_durable(&self, next: u64, durability: Durability) -> Result<(), LogError> {
+        loop {
+            if self.durability_of(next) >= durability {
+                return Ok(());
+            }
+            self.check_writable()?;
+            self.changed.notified().await;
+        }
+    }
+
+    /// In single-node mode the high watermark is the acknowledged end: what
+    /// an append under this log's flush policy has been told is stored.
+    fn advance_high_watermark(&self) {
+        if !self.config.hw_follows_ack {
+            return;
+        }
+        let acked = match self.config.flush {
+            FlushPolicy::Always => self.synced.get(),
+            FlushPolicy::IntervalMs(_) => self.written.get(),
+            FlushPolicy::Never => self.log_end.get(),
+        };
+        if acked > self.high_watermark.get() {
+            self.high_watermark.set(acked);
+            self.changed.notify();
+        }
+    }
+
+    /// Sets the high watermark (replicated logs); clamped to the log end.
+    pub fn set_high_watermark(&self, offset: u64) {
+        self.high_watermark.set(offset.min(self.log_end.get()).max(self.log_start.get()));
+        self.changed.notify();
+    }
+
+    pub fn log_start_offset(&self) -> u64 {
+        self.log_start.get()
+    }
+
+    pub fn log_end_offset(&self) -> u64 {
+        self.log_end.get()
+    }
+
+    pub fn high_watermark(&self) -> u64 {
+        self.high_watermark.get()
+    }
+
+    pub fn bounds(&self) -> LogBounds {
+        LogBounds {
+            log_start_offset: self.log_start.get(),
+            high_watermark: self.high_watermark.get(),
+            log_end_offset: self.log_end.get(),
+        }
+    }
+
+    /// The cause, if a failed write or fdatasync fenced this log.
+    pub fn fenced(&self) -> Option<String> {
+        self.fenced.borrow().as_ref().map(|(op, cause)| format!("{op}: {cause}"))
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.segments.borrow().keys().copied().collect()
+    }
+
+    /// Waits until the high watermark passes `offset` (long-poll fetch), or
+    /// the log is fenced or closed.
+    pub async fn wait_for_offset(&self, offset: u64) -> Result<(), LogError> {
+        loop {
+            if self.high_watermark.get() > offset {
+                return Ok(());
+            }
+            self.check_writable()?;
+            self.changed.notified().await;
+        }
+    }
+
+    /// Puts the log in the fenced, read-only state: the write or fdatasync
+    /// outcome is unknown, so nothing after `synced` is trusted again.
+    fn fence(&self, operation: &'static str, cause: String) {
+        tracing::error!(dir = %self.dir.display(), operation, %cause, "partition log fenced");
+        self.fenced.borrow_mut().get_or_insert((operation, cause));
+        self.changed.notify();
+    }
+
+    fn has_work(&self) -> bool {
+        if self.fenced.borrow().is_some() {
+            return false;
+        }
+        self.appender.borrow().has_unwritten() || self.sync_requested.get() > self.synced.get()
+    }
+
+    /// One group-commit round: write every pending buffer, then fdatasync
+    /// if the policy or a waiter asks for it.
+    async fn flush_round(&self) {
+        let bufs = self.appender.borrow_mut().take();
+        let mut written = self.written.get();
+        for buf in bufs {
+            let (end_offset, pos, logical_end) = (buf.end_offset, buf.file_pos, buf.file_pos + buf.len as u64);
+            let (segment, dma) = buf.into_write_buffer(self.alignment);
+            let expected = dma.len();
+            match segment.file.write_rc_at(Rc::new(dma), pos).await {
+                Ok(n) if n == expected => {}
+                Ok(n) => return self.fence("write", format!("short write: {n} of {expected} bytes at {pos}")),
+                Err(e) => return self.fence("write", e.to_string()),
+            }
+            segment.written_len.set(segment.written_len.get().max(logical_end));
+            let mut dirty = self.dirty.borrow_mut();
+            if !dirty.iter().any(|s| Rc::ptr_eq(s, &segment)) {
+                dirty.push(segment);
+            }
+            written = end_offset;
+        }
+        self.written.set(written);
+        self.cache.borrow_mut().evict(written);
+        self.advance_high_watermark();
+        self.changed.notify();
+        let want_sync = self.config.flush == FlushPolicy::Always || self.sync_requested.get() > self.synced.get();
+        if want_sync && written > self.synced.get() {
+            let files: Vec<Rc<Segment>> = self.dirty.borrow_mut().drain(..).collect();
+            for segment in files {
+                if let Err(e) = segment.file.fdatasync().await {
+                    return self.fence("fdatasync", e.to_string());
+                }
+            }
+            self.synced.set(written);
+        }
+        if self.sync_requested.get() > self.log_end.get() {
+            self.sync_requested.set(self.log_end.get());
+        }
+        self.advance_high_watermark();
+        self.changed.notify();
+    }
+
+    /// Forgets pending sync requests beyond the (new) log end.
+    pub(crate) fn reset_marks(&self, end: u64) {
+        self.log_end.set(end);
+        self.written.set(end);
+        self.synced.set(end);
+        self.sync_requested.set(end);
+        self.dirty.borrow_mut().clear();
+        if self.high_watermark.get() > end {
+            self.high_watermark.set(end);
+        }
+    }
+}
+
+impl Drop for PartitionLog {
+    fn drop(&mut self) {
+        self.closed.set(true);
+        self.work.notify();
+    }
+}
+
+/// The flusher: runs group-commit rounds while there is work, holding the
+/// log only during a round, and exits when the log is dropped or fenced.
+async fn run_flusher(log: Weak<PartitionLog>) {
+    loop {
+        let Some(strong) = log.upgrade() else { return };
+        if strong.fenced.borrow().is_some() {
+            return;
+        }
+        if strong.has_work() {
+            strong.flush_round().await;
+            continue;
+        }
+        if strong.closed.get() {
+            return;
+        }
+        let work = strong.work.clone();
+        let wake = work.notified();
+        drop(strong);
+        wake.await;
+    }
+}
+
+/// Under `IntervalMs`, asks for an fdatasync every interval if anything was
+/// written since the last one.
+async fn run_interval_sync(log: Weak<PartitionLog>, every: Duration) {
+    loop {
+        glommio::timer::sleep(every).await;
+        let Some(strong) = log.upgrade() else { return };
+        if strong.closed.get() || strong.fenced.borrow().is_some() {
+            return;
+        }
+        if strong.log_end.get() > strong.synced.get() {
+            strong.request_sync(strong.log_end.get());
+            strong.work.notify();
+        }
+    }
+}
+
+/// Lists the base offsets of the segment files in `dir`, removing leftover
+/// temporary files and index files whose log is gone.
+fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+    let mut logs = Vec::new();
+    let mut indexes = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(LogError::UnexpectedFile(entry.path()));
+        };
+        match parse_file_name(name) {
+            Some((base, FileKind::Log)) => logs.push(base),
+            Some((base, FileKind::OffsetIndex | FileKind::TimeIndex)) => indexes.push((base, entry.path())),
+            Some((_, FileKind::Temporary)) => remove_if_exists(&entry.path())?,
+            None if name == PROBE_FILE_NAME => {}
+            None => return Err(LogError::UnexpectedFile(entry.path())),
+        }
+    }
+    logs.sort_unstable();
+    for (base, path) in indexes {
+        if logs.binary_search(&base).is_err() {
+            remove_if_exists(&path)?;
+        }
+    }
+    Ok(logs)
+}
+
+/// Opens one segment: a sealed one from its index files when they are
+/// valid, otherwise (and always for the active one) by a recovery scan.
+async fn open_segment(dir: &Path, base: u64, active: bool, config: &LogConfig) -> Result<Rc<Segment>, LogError> {
+    let loaded = if active {
+        None
+    } else {
+        load_index(dir, base, config).await
+    };
+    let trust_index = config.verify_on_open == VerifyOnOpen::ActiveSegment;
+    if let (Some(index), true) = (&loaded, trust_index) {
+        let segment = Segment::open(dir, base, index.clone()).await?;
+        if segment.file_size().await? >= index.data_len {
+            return Ok(segment);
+        }
+        tracing::warn!(base_offset = base, "segment shorter than its index; rescanning");
+    }
+    let segment = Segment::open(dir, base, SegmentIndex::new(base, config.index_interval_bytes)).await?;
+    let valid_until = loaded.as_ref().map_or(0, |i| i.data_len);
+    let (index, end) = segment.scan(config, valid_until, None).await?;
+    match end {
+        ScanEnd::Clean => {}
+        ScanEnd::TornTail { position, reason } if active => {
+            tracing::warn!(base_offset = base, position, %reason, "truncating torn tail");
+            segment.truncate(position, config).await?;
+        }
+        ScanEnd::TornTail { position, reason } => {
+            return Err(corrupt(base, index.next_offset, position, format!("sealed segment: {reason}")));
+        }
+        ScanEnd::Corrupt {
+            position,
+            offset,
+            reason,
+        } => return Err(corrupt(base, offset, position, reason)),
+    }
+    segment.written_len.set(index.data_len);
+    *segment.index.borrow_mut() = index;
+    if !active && loaded.is_none() {
+        if let Err(e) = segment.write_index_files(dir).await {
+            tracing::warn!(base_offset = base, error = %e, "rewriting index files failed");
+        }
+    }
+    Ok(segment)
+}
+
+pub(crate) fn corrupt(segment_base: u64, offset: u64, position: u64, reason: String) -> LogError {
+    LogError::Corrupt {
+        segment_base,
+        offset,
+        position,
+        reason,
+    }
+}
+
+/// Segments must not overlap: each starts at or after the previous end.
+fn check_sequence(segments: &BTreeMap<u64, Rc<Segment>>) -> Result<(), LogError> {
+    let mut prev_end: Option<u64> = None;
+    for segment in segments.values() {
+        let index = segment.index.borrow();
+        if prev_end.is_some_and(|end| end > segment.base_offset) {
+            return Err(corrupt(
+                segment.base_offset,
+                segment.base_offset,
+                0,
+                format!("segment overlaps the previous one, which ends at {}", prev_end.unwrap_or(0)),
+            ));
+        }
+        prev_end = Some(index.next_offset);
+    }
+    Ok(())
+}
+
+/// The bytes of the last partial block of the active segment, as on disk.
+pub(crate) async fn read_partial_block(segment: &Segment, data_len: u64, alignment: usize) -> Result<Vec<u8>, LogError> {
+    let block_start = data_len / alignment as u64 * alignment as u64;
+    let len = (data_len - block_start) as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let bytes = segment.read(block_start, len).await?;
+    if bytes.len() != len {
+        return Err(LogError::io(
+            "reading the tail block",
+            std::io::Error::other(format!("short read: {} of {len} bytes", bytes.len())),
+        ));
+    }
+    Ok(bytes.to_vec())
+}

@@ -1,0 +1,149 @@
+//! The aligned tail buffers of the active segment.
+//!
+//! Appends copy batch bytes into the current tail buffer, a DMA buffer that
+//! mirrors the file from an aligned position. The flusher takes every buffer
+//! holding unwritten bytes at once ([`Appender::take`]) and writes each with
+//! one large aligned write, padded with zeros to the block size. The last,
+//! partial block is carried into the next buffer, so the next write rewrites
+//! it with the bytes that follow: O_DIRECT only writes whole blocks, and the
+//! rewrite is what keeps earlier bytes of that block intact.
+//!
+//! Appends that arrive while a write is in flight land in the fresh buffer
+//! and go out together in the next write: that is the group commit.
+
+use crate::segment::Segment;
+use glommio::io::DmaBuffer;
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+/// A buffer of log bytes bound for one position of one segment file.
+pub(crate) struct TailBuf {
+    pub segment: Rc<Segment>,
+    buf: DmaBuffer,
+    /// Aligned file position of `buf[0]`.
+    pub file_pos: u64,
+    /// Bytes of log data in `buf`.
+    pub len: usize,
+    /// Bytes at the front already on disk (the carried partial block).
+    carried: usize,
+    /// One past the last offset whose batch is in this buffer.
+    pub end_offset: u64,
+}
+
+impl TailBuf {
+    fn new(segment: Rc<Segment>, capacity: usize, file_pos: u64, carried: &[u8], end_offset: u64) -> Self {
+        let mut buf = segment.file.alloc_dma_buffer(capacity);
+        buf.as_bytes_mut()[..carried.len()].copy_from_slice(carried);
+        TailBuf {
+            segment,
+            buf,
+            file_pos,
+            len: carried.len(),
+            carried: carried.len(),
+            end_offset,
+        }
+    }
+
+    fn dirty(&self) -> bool {
+        self.len > self.carried
+    }
+
+    fn room(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    /// The bytes of the last, partial block and where that block starts.
+    fn partial_block(&self, alignment: usize) -> (u64, &[u8]) {
+        let start = self.len / alignment * alignment;
+        (self.file_pos + start as u64, &self.buf.as_bytes()[start..self.len])
+    }
+
+    /// The buffer to write: the data padded with zeros to whole blocks.
+    pub fn into_write_buffer(mut self, alignment: usize) -> (Rc<Segment>, DmaBuffer) {
+        let padded = self.len.div_ceil(alignment) * alignment;
+        self.buf.as_bytes_mut()[self.len..padded].fill(0);
+        self.buf.trim_to_size(padded);
+        (self.segment, self.buf)
+    }
+}
+
+/// The tail buffers of the log, oldest first.
+pub(crate) struct Appender {
+    alignment: usize,
+    chunk_bytes: usize,
+    current: Option<TailBuf>,
+    sealed: VecDeque<TailBuf>,
+    pending_bytes: usize,
+}
+
+impl Appender {
+    pub fn new(alignment: usize, chunk_bytes: usize) -> Self {
+        Appender {
+            alignment,
+            chunk_bytes,
+            current: None,
+            sealed: VecDeque::new(),
+            pending_bytes: 0,
+        }
+    }
+
+    /// Bytes appended but not yet handed to the flusher.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending_bytes
+    }
+
+    pub fn has_unwritten(&self) -> bool {
+        !self.sealed.is_empty() || self.current.as_ref().is_some_and(TailBuf::dirty)
+    }
+
+    /// Starts appending to `segment`, whose data ends at `data_len` (bytes)
+    /// and `end_offset`; `partial` is its last partial block as on disk.
+    pub fn start_segment(&mut self, segment: Rc<Segment>, data_len: u64, partial: &[u8], end_offset: u64) {
+        if let Some(cur) = self.current.take().filter(TailBuf::dirty) {
+            self.sealed.push_back(cur);
+        }
+        let block_start = data_len - partial.len() as u64;
+        assert_eq!(block_start % self.alignment as u64, 0, "partial block must start aligned");
+        let capacity = self.chunk_bytes.max(self.alignment * 2);
+        self.current = Some(TailBuf::new(segment, capacity, block_start, partial, end_offset));
+    }
+
+    /// Copies one batch (ending at `end_offset`) into the tail.
+    pub fn push(&mut self, bytes: &[u8], end_offset: u64) {
+        let cur = self.current.as_mut().expect("start_segment runs before any push");
+        if cur.room() < bytes.len() {
+            let (pos, partial) = cur.partial_block(self.alignment);
+            let capacity = self.chunk_bytes.max((partial.len() + bytes.len()).next_multiple_of(self.alignment));
+            let next = TailBuf::new(cur.segment.clone(), capacity, pos, partial, cur.end_offset);
+            let full = std::mem::replace(cur, next);
+            if full.dirty() {
+                self.sealed.push_back(full);
+            }
+        }
+        let cur = self.current.as_mut().expect("present");
+        cur.buf.as_bytes_mut()[cur.len..cur.len + bytes.len()].copy_from_slice(bytes);
+        cur.len += bytes.len();
+        cur.end_offset = end_offset;
+        self.pending_bytes += bytes.len();
+    }
+
+    /// Takes every buffer with unwritten bytes, oldest first; the current
+    /// buffer is replaced by a fresh one carrying its partial block.
+    pub fn take(&mut self) -> Vec<TailBuf> {
+        let mut out: Vec<TailBuf> = self.sealed.drain(..).collect();
+        if let Some(cur) = self.current.as_mut().filter(|c| c.dirty()) {
+            let (pos, partial) = cur.partial_block(self.alignment);
+            let next = TailBuf::new(cur.segment.clone(), self.chunk_bytes, pos, partial, cur.end_offset);
+            out.push(std::mem::replace(cur, next));
+        }
+        self.pending_bytes = 0;
+        out
+    }
+
+    /// Forgets every buffer (after truncate_suffix, which restarts the tail).
+    pub fn clear(&mut self) {
+        self.current = None;
+        self.sealed.clear();
+        self.pending_bytes = 0;
+    }
+}
