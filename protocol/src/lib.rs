@@ -11,11 +11,15 @@
 //! - [`error`]: the stable [`error::ErrorCode`]s and [`error::ProtocolError`];
 //! - [`messages`]: the request and response structs, one module per area;
 //! - [`codec`]: messages to frames and back (validated rkyv access only);
-//! - [`partitioner`]: the stable key → partition and name → shard hash.
+//! - [`partitioner`]: the stable key → partition and name → shard hash;
+//! - [`client`]: the thin blocking client (pipelined connections,
+//!   shard-aware routing, a batching producer, consumers) that the `shoal`
+//!   CLI is built on.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod batch;
+pub mod client;
 pub mod codec;
 pub mod error;
 pub mod frame;

@@ -1,0 +1,551 @@
+//! The thin blocking client (std::net): connections, shard-aware routing,
+//! admin calls, a batching [`Producer`] and the consumers.
+//!
+//! # Routing
+//!
+//! The client bootstraps on the broker's shared port, where any shard may
+//! accept it. It asks for metadata once per topic and caches, per
+//! partition, the owning shard and that shard's own port; produce and fetch
+//! for a partition then go straight to the owning shard's port (zero
+//! cross-core hops on the broker). Group calls go to the group's
+//! coordinating shard the same way ([`crate::partitioner::shard_for_group`]).
+//! If a shard port cannot be reached, the request goes to the shared port
+//! instead (the broker forwards it); a `NotOwner` reply drops the cached
+//! topic so the next call refreshes it. Admin calls use the shared port.
+//!
+//! # Retries
+//!
+//! A call is retried, up to `retries_max` times with `retry_backoff_ms`
+//! between attempts, when the connection failed or the broker answered with
+//! a retryable [`crate::ErrorCode`]. Terminal codes are returned at once.
+//! Produce retries are at-least-once: set a `message_id` on records (the
+//! broker's dedup window) to make a retried produce store each record once.
+
+mod connection;
+mod consumer;
+mod producer;
+mod records;
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub use connection::{Connection, ConnectionConfig, PendingReply, Reply};
+pub use consumer::{GroupConsumer, GroupConsumerConfig, PartitionConsumer};
+pub use producer::{Producer, ProducerConfig, RecordAck, SendHandle};
+pub use records::ConsumedRecord;
+
+use crate::codec::Request;
+use crate::error::{check, ErrorCode, ProtocolError};
+use crate::messages::delivery::{SeekRequest, SeekResponse, SeekTarget};
+use crate::messages::dlq::*;
+use crate::messages::fetch::{FetchPartition, FetchRequest};
+use crate::messages::group::{GroupSummary, ListGroupsRequest};
+use crate::messages::metadata::{MetadataRequest, MetadataResponse};
+use crate::messages::offsets::{ListOffsetsPartition, ListOffsetsRequest, OffsetSpec};
+use crate::messages::stats::{GroupStatsRequest, GroupStatsResponse, TopicStatsRequest, TopicStatsResponse};
+use crate::messages::topic::*;
+use crate::partitioner::shard_for_group;
+use records::{read_batch, Select};
+
+/// Settings of a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connection: ConnectionConfig,
+    /// Send partition and group traffic to the owning shard's own port.
+    pub shard_aware: bool,
+    /// Attempts after the first for retryable failures.
+    pub retries_max: u32,
+    pub retry_backoff_ms: u64,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connection: ConnectionConfig::default(),
+            shard_aware: true,
+            retries_max: 3,
+            retry_backoff_ms: 100,
+        }
+    }
+}
+
+/// Where one partition lives, from metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionRoute {
+    pub shard: u32,
+    /// The owning shard's own address; `None` if the broker reported no port.
+    pub addr: Option<SocketAddr>,
+}
+
+/// The broker's shard layout, from metadata.
+#[derive(Debug, Clone, Default)]
+struct Layout {
+    shard_count: u32,
+    shard_addrs: HashMap<u32, SocketAddr>,
+}
+
+#[derive(Default)]
+struct MetadataCache {
+    layout: Option<Layout>,
+    topics: HashMap<String, Vec<PartitionRoute>>,
+}
+
+/// The result of a partition fetch.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub records: Vec<ConsumedRecord>,
+    pub high_watermark: u64,
+    pub log_start: u64,
+    pub log_end: u64,
+    /// Offset to fetch next: one past the last record returned, or the
+    /// requested offset when nothing was returned.
+    pub next_offset: u64,
+}
+
+/// A connection pool, metadata cache and the admin API. Share it between
+/// threads with an `Arc`.
+pub struct Client {
+    config: ClientConfig,
+    bootstrap: SocketAddr,
+    shared: Mutex<Option<Arc<Connection>>>,
+    shard_conns: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
+    metadata: Mutex<MetadataCache>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to `broker` ("host:port", the shared port) with defaults.
+    pub fn connect(broker: &str) -> Result<Client, ProtocolError> {
+        Client::with_config(broker, ClientConfig::default())
+    }
+
+    pub fn with_config(broker: &str, config: ClientConfig) -> Result<Client, ProtocolError> {
+        let bootstrap = resolve(broker)?;
+        let client = Client {
+            config,
+            bootstrap,
+            shared: Mutex::new(None),
+            shard_conns: Mutex::new(HashMap::new()),
+            metadata: Mutex::new(MetadataCache::default()),
+        };
+        client.shared_connection()?;
+        Ok(client)
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// The connection to the shared port, reconnecting if it failed.
+    pub fn shared_connection(&self) -> Result<Arc<Connection>, ProtocolError> {
+        let mut slot = self.shared.lock().expect("client lock");
+        if let Some(conn) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        let conn = Arc::new(Connection::connect(
+            self.bootstrap,
+            self.config.connection.clone(),
+        )?);
+        *slot = Some(Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    fn connection_to(&self, addr: SocketAddr) -> Result<Arc<Connection>, ProtocolError> {
+        if addr == self.bootstrap {
+            return self.shared_connection();
+        }
+        let mut pool = self.shard_conns.lock().expect("client lock");
+        if let Some(conn) = pool.get(&addr).filter(|c| !c.is_closed()) {
+            return Ok(Arc::clone(conn));
+        }
+        let conn = Arc::new(Connection::connect(addr, self.config.connection.clone())?);
+        pool.insert(addr, Arc::clone(&conn));
+        Ok(conn)
+    }
+
+    /// The connection to use for a partition: its owning shard's port when
+    /// shard-aware and reachable, else the shared port.
+    pub fn partition_connection(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Arc<Connection>, ProtocolError> {
+        if !self.config.shard_aware {
+            return self.shared_connection();
+        }
+        let route = self.partition_route(topic, partition)?;
+        match route.addr.map(|a| self.connection_to(a)) {
+            Some(Ok(conn)) => Ok(conn),
+            _ => self.shared_connection(),
+        }
+    }
+
+    /// The connection to a group's coordinating shard (shared port fallback).
+    pub fn group_connection(&self, group: &str) -> Result<Arc<Connection>, ProtocolError> {
+        if !self.config.shard_aware {
+            return self.shared_connection();
+        }
+        let layout = self.layout()?;
+        if layout.shard_count == 0 {
+            return self.shared_connection();
+        }
+        let shard = shard_for_group(group, layout.shard_count);
+        match layout.shard_addrs.get(&shard).map(|a| self.connection_to(*a)) {
+            Some(Ok(conn)) => Ok(conn),
+            _ => self.shared_connection(),
+        }
+    }
+
+    /// The route of one partition, refreshing metadata if it is not cached.
+    pub fn partition_route(&self, topic: &str, partition: u32) -> Result<PartitionRoute, ProtocolError> {
+        let routes = self.topic_routes(topic)?;
+        routes.get(partition as usize).copied().ok_or_else(|| {
+            ProtocolError::broker(
+                ErrorCode::UnknownPartition.to_wire(),
+                format!(
+                    "topic {topic} has {} partitions, not {}",
+                    routes.len(),
+                    partition + 1
+                ),
+            )
+        })
+    }
+
+    /// Number of partitions of `topic` (from cached metadata).
+    pub fn partition_count(&self, topic: &str) -> Result<u32, ProtocolError> {
+        Ok(self.topic_routes(topic)?.len() as u32)
+    }
+
+    fn topic_routes(&self, topic: &str) -> Result<Vec<PartitionRoute>, ProtocolError> {
+        if let Some(routes) = self.metadata.lock().expect("client lock").topics.get(topic) {
+            return Ok(routes.clone());
+        }
+        self.refresh_metadata(&[topic.to_string()])?;
+        let cache = self.metadata.lock().expect("client lock");
+        cache.topics.get(topic).cloned().ok_or_else(|| {
+            ProtocolError::broker(
+                ErrorCode::UnknownTopic.to_wire(),
+                format!("unknown topic {topic}"),
+            )
+        })
+    }
+
+    fn layout(&self) -> Result<Layout, ProtocolError> {
+        if let Some(layout) = &self.metadata.lock().expect("client lock").layout {
+            return Ok(layout.clone());
+        }
+        self.refresh_metadata(&[])?;
+        Ok(self
+            .metadata
+            .lock()
+            .expect("client lock")
+            .layout
+            .clone()
+            .unwrap_or_default())
+    }
+
+    /// Drops cached routes for `topic` (after `NotOwner` or a topic change).
+    pub fn invalidate(&self, topic: &str) {
+        self.metadata.lock().expect("client lock").topics.remove(topic);
+    }
+
+    /// Asks the broker for metadata (of `topics`, or of every topic when
+    /// empty) and refreshes the cache. Unknown topics are not cached.
+    pub fn refresh_metadata(&self, topics: &[String]) -> Result<MetadataResponse, ProtocolError> {
+        let request = MetadataRequest {
+            topics: topics.to_vec(),
+        };
+        let reply = self.call_shared(&request)?;
+        let host = if reply.host.is_empty() {
+            self.bootstrap.ip().to_string()
+        } else {
+            reply.host.clone()
+        };
+        let shard_addrs = reply
+            .shards
+            .iter()
+            .filter(|s| s.port != 0)
+            .filter_map(|s| resolve(&format!("{host}:{}", s.port)).ok().map(|a| (s.shard, a)))
+            .collect::<HashMap<_, _>>();
+        let mut cache = self.metadata.lock().expect("client lock");
+        for topic in &reply.topics {
+            if topic.error != ErrorCode::None.to_wire() {
+                cache.topics.remove(&topic.name);
+                continue;
+            }
+            let routes = topic
+                .partitions
+                .iter()
+                .map(|p| PartitionRoute {
+                    shard: p.shard,
+                    addr: (p.shard_port != 0)
+                        .then(|| resolve(&format!("{host}:{}", p.shard_port)).ok())
+                        .flatten(),
+                })
+                .collect();
+            cache.topics.insert(topic.name.clone(), routes);
+        }
+        cache.layout = Some(Layout {
+            shard_count: reply.shard_count,
+            shard_addrs,
+        });
+        Ok(reply)
+    }
+
+    /// Runs `attempt` with the client's retry policy. `NotOwner` drops the
+    /// cached routes of `topic` before the next attempt.
+    pub(crate) fn with_retry<T>(
+        &self,
+        topic: Option<&str>,
+        mut attempt: impl FnMut() -> Result<T, ProtocolError>,
+    ) -> Result<T, ProtocolError> {
+        let mut tries = 0;
+        loop {
+            let err = match attempt() {
+                Ok(value) => return Ok(value),
+                Err(e) => e,
+            };
+            let retryable =
+                err.is_retryable() || matches!(err, ProtocolError::Closed(_) | ProtocolError::Io(_));
+            if !retryable || tries >= self.config.retries_max {
+                return Err(err);
+            }
+            if let (Some(topic), Some(ErrorCode::NotOwner)) = (topic, err.code()) {
+                self.invalidate(topic);
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(self.config.retry_backoff_ms));
+        }
+    }
+
+    /// One request on the shared port, with retries; returns the reply message.
+    pub fn call_shared<R: Request>(&self, request: &R) -> Result<R::Response, ProtocolError> {
+        self.with_retry(None, || {
+            Ok(self.shared_connection()?.call(request, &[], 0)?.message)
+        })
+    }
+
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<(), ProtocolError> {
+        let reply = self.call_shared(&CreateTopicRequest {
+            name: name.to_string(),
+            config,
+        })?;
+        check(reply.error, &reply.message)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<(), ProtocolError> {
+        let reply = self.call_shared(&DeleteTopicRequest {
+            name: name.to_string(),
+        })?;
+        self.invalidate(name);
+        check(reply.error, &reply.message)
+    }
+
+    pub fn list_topics(&self) -> Result<Vec<TopicSummary>, ProtocolError> {
+        Ok(self.call_shared(&ListTopicsRequest {})?.topics)
+    }
+
+    pub fn describe_topic(&self, name: &str) -> Result<DescribeTopicResponse, ProtocolError> {
+        let reply = self.call_shared(&DescribeTopicRequest {
+            name: name.to_string(),
+        })?;
+        check(reply.error, &reply.message)?;
+        Ok(reply)
+    }
+
+    pub fn topic_stats(&self, topic: &str) -> Result<TopicStatsResponse, ProtocolError> {
+        let reply = self.call_shared(&TopicStatsRequest {
+            topic: topic.to_string(),
+        })?;
+        check(reply.error, &reply.message)?;
+        Ok(reply)
+    }
+
+    /// Looks up one offset of a partition; returns it and the timestamp of
+    /// the record there (`None` at the log end).
+    pub fn list_offset(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Result<(u64, Option<i64>), ProtocolError> {
+        let request = ListOffsetsRequest {
+            topic: topic.to_string(),
+            partitions: vec![ListOffsetsPartition { partition, spec }],
+        };
+        let reply = self.with_retry(Some(topic), || {
+            let conn = self.partition_connection(topic, partition)?;
+            let reply = conn.call(&request, &[], 0)?.message;
+            check(reply.error, &reply.message)?;
+            let part = reply.partitions.first().cloned().ok_or_else(|| {
+                ProtocolError::broker(
+                    ErrorCode::Internal.to_wire(),
+                    "list offsets reply has no partition",
+                )
+            })?;
+            check(part.error, "")?;
+            Ok(part)
+        })?;
+        Ok((reply.offset, reply.timestamp_ms))
+    }
+
+    /// Fetches records of one partition from `offset` (long-polls up to
+    /// `max_wait_ms` for data).
+    pub fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max_bytes: u32,
+        max_wait_ms: u32,
+    ) -> Result<Fetched, ProtocolError> {
+        let request = FetchRequest {
+            topic: topic.to_string(),
+            max_wait_ms,
+            min_bytes: 1,
+            max_bytes,
+            partitions: vec![FetchPartition {
+                partition,
+                offset,
+                max_bytes,
+            }],
+        };
+        self.with_retry(Some(topic), || {
+            let conn = self.partition_connection(topic, partition)?;
+            let reply = conn.call(&request, &[], u64::from(max_wait_ms))?;
+            fetched_from(topic, partition, offset, &reply)
+        })
+    }
+
+    pub fn list_groups(&self) -> Result<Vec<GroupSummary>, ProtocolError> {
+        Ok(self.call_shared(&ListGroupsRequest {})?.groups)
+    }
+
+    pub fn group_stats(&self, group: &str) -> Result<GroupStatsResponse, ProtocolError> {
+        let request = GroupStatsRequest {
+            group: group.to_string(),
+        };
+        let reply = self.call_group(group, &request)?;
+        check(reply.error, &reply.message)?;
+        Ok(reply)
+    }
+
+    /// Moves a group's committed position (replay). Empty `partitions` means all.
+    pub fn seek_group(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: Vec<u32>,
+        target: SeekTarget,
+    ) -> Result<SeekResponse, ProtocolError> {
+        let request = SeekRequest {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partitions,
+            target,
+        };
+        let reply = self.call_group(group, &request)?;
+        check(reply.error, &reply.message)?;
+        for p in &reply.partitions {
+            check(p.error, &format!("partition {}", p.partition))?;
+        }
+        Ok(reply)
+    }
+
+    pub fn dlq_browse(
+        &self,
+        request: &QuarantineBrowseRequest,
+    ) -> Result<QuarantineBrowseResponse, ProtocolError> {
+        let reply = self.call_shared(request)?;
+        check(reply.error, &reply.message)?;
+        Ok(reply)
+    }
+
+    pub fn dlq_counts(
+        &self,
+        request: &QuarantineCountsRequest,
+    ) -> Result<QuarantineCountsResponse, ProtocolError> {
+        let reply = self.call_shared(request)?;
+        check(reply.error, &reply.message)?;
+        Ok(reply)
+    }
+
+    /// Redrives quarantined entries to their failing group. The reply may
+    /// carry a cursor: call again with it to continue.
+    pub fn dlq_redrive(
+        &self,
+        request: &QuarantineRedriveRequest,
+    ) -> Result<QuarantineRedriveResponse, ProtocolError> {
+        let wait = u64::from(request.timeout_ms);
+        let reply = self.with_retry(None, || {
+            Ok(self
+                .group_connection(&request.group)?
+                .call(request, &[], wait)?
+                .message)
+        })?;
+        check(reply.error, &reply.message)?;
+        Ok(reply)
+    }
+
+    pub fn dlq_purge(
+        &self,
+        request: &QuarantinePurgeRequest,
+    ) -> Result<QuarantinePurgeResponse, ProtocolError> {
+        let reply = self.call_shared(request)?;
+        check(reply.error, &reply.message)?;
+        Ok(reply)
+    }
+
+    /// One request to a group's coordinating shard, with retries.
+    pub(crate) fn call_group<R: Request>(
+        &self,
+        group: &str,
+        request: &R,
+    ) -> Result<R::Response, ProtocolError> {
+        self.with_retry(None, || {
+            Ok(self.group_connection(group)?.call(request, &[], 0)?.message)
+        })
+    }
+}
+
+/// Turns a fetch reply into records, validating every batch.
+fn fetched_from(
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    reply: &Reply<crate::messages::fetch::FetchResponse>,
+) -> Result<Fetched, ProtocolError> {
+    let part = reply.message.partitions.first().ok_or_else(|| {
+        ProtocolError::broker(ErrorCode::Internal.to_wire(), "fetch reply has no partition")
+    })?;
+    check(part.error, &part.message)?;
+    let batches = crate::codec::split_payload(reply.frame.payload(), part.batch_lens.iter().copied())?;
+    let mut records = Vec::new();
+    for bytes in batches {
+        read_batch(topic, partition, bytes, Select::From(offset), &mut records)?;
+    }
+    let next_offset = records.last().map_or(offset, |r| r.offset + 1);
+    Ok(Fetched {
+        records,
+        high_watermark: part.high_watermark,
+        log_start: part.log_start,
+        log_end: part.log_end,
+        next_offset,
+    })
+}
+
+/// Resolves "host:port" to the first address.
+fn resolve(addr: &str) -> Result<SocketAddr, ProtocolError> {
+    addr.to_socket_addrs()?
+        .next()
+        .ok_or_else(|| ProtocolError::InvalidArgument(format!("{addr} resolves to no address")))
+}

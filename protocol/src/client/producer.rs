@@ -1,0 +1,566 @@
+//! A batching producer.
+//!
+//! [`Producer::send`] picks the partition (murmur2 of the key, see
+//! [`crate::partitioner`]; keyless records go round-robin, one batch per
+//! partition at a time), appends the record to that partition's open batch
+//! and returns a [`SendHandle`] at once. A sender thread ships a batch when
+//! it reaches `batch_bytes_max`, when it has waited `linger_ms`, or on
+//! [`Producer::flush`]. Each round groups the ready batches by destination
+//! (the owning shard's port) and topic into one produce request each, sends
+//! them all (pipelined), and resolves every handle with the record's offset
+//! and the durability the broker achieved, or the error.
+//!
+//! Memory is bounded: when `buffer_bytes_max` of records wait to be sent,
+//! `send` blocks until the sender catches up (backpressure to the caller).
+//! Retryable failures are retried `retries_max` times (see the
+//! [`super`] module docs on duplicates).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rkyv::util::AlignedVec;
+
+use super::{Client, Connection, PendingReply};
+use crate::batch::{BatchBuilder, Compression, NewRecord, BATCH_HEADER_LEN, BATCH_LEN_MAX};
+use crate::error::{check, ErrorCode, ProtocolError};
+use crate::messages::produce::{Acks, Durability, ProducePartition, ProduceRequest, ProduceResponse};
+use crate::partitioner::partition_for_key;
+
+/// Settings of a [`Producer`].
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    pub acks: Acks,
+    /// How long a batch may wait for more records before it is sent.
+    pub linger_ms: u64,
+    /// A batch is sent once its records reach this size.
+    pub batch_bytes_max: usize,
+    pub compression: Compression,
+    /// How long the broker may take to meet `acks`.
+    pub timeout_ms: u32,
+    /// Record bytes waiting to be sent before `send` blocks.
+    pub buffer_bytes_max: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            acks: Acks::Leader,
+            linger_ms: 5,
+            batch_bytes_max: 1 << 20,
+            compression: Compression::None,
+            timeout_ms: 30_000,
+            buffer_bytes_max: 64 << 20,
+        }
+    }
+}
+
+/// Where one record was stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RecordAck {
+    pub topic: String,
+    pub partition: u32,
+    /// The record's offset; `None` with acks `none` (not yet assigned).
+    /// For a duplicate, the offset of the first copy.
+    pub offset: Option<u64>,
+    pub durability: Durability,
+    /// Set when the broker found this record already stored (message_id
+    /// dedup): the first copy's offset.
+    pub duplicate_of: Option<u64>,
+}
+
+/// The shared outcome of one batch.
+struct BatchSlot {
+    outcome: Mutex<Option<Result<Vec<RecordAck>, ProtocolError>>>,
+    done: Condvar,
+}
+
+impl BatchSlot {
+    fn new() -> Arc<BatchSlot> {
+        Arc::new(BatchSlot {
+            outcome: Mutex::new(None),
+            done: Condvar::new(),
+        })
+    }
+
+    fn resolve(&self, outcome: Result<Vec<RecordAck>, ProtocolError>) {
+        *self.outcome.lock().expect("slot lock") = Some(outcome);
+        self.done.notify_all();
+    }
+
+    fn wait(&self) -> Result<Vec<RecordAck>, ProtocolError> {
+        let mut outcome = self.outcome.lock().expect("slot lock");
+        while outcome.is_none() {
+            outcome = self.done.wait(outcome).expect("slot lock");
+        }
+        outcome.clone().expect("resolved")
+    }
+}
+
+/// A record on its way; [`SendHandle::wait`] blocks until it is acknowledged.
+pub struct SendHandle {
+    slot: Arc<BatchSlot>,
+    index: usize,
+}
+
+impl SendHandle {
+    pub fn wait(self) -> Result<RecordAck, ProtocolError> {
+        let acks = self.slot.wait()?;
+        acks.get(self.index)
+            .cloned()
+            .ok_or_else(|| ProtocolError::Closed("batch outcome is missing a record".into()))
+    }
+}
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    slot: Arc<BatchSlot>,
+    opened: Instant,
+    record_bytes: usize,
+    partitions: u32,
+}
+
+struct SealedBatch {
+    topic: String,
+    partition: u32,
+    builder: BatchBuilder,
+    slot: Arc<BatchSlot>,
+    record_bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    open: HashMap<(String, u32), OpenBatch>,
+    sealed: VecDeque<SealedBatch>,
+    /// Next partition for keyless records, per topic.
+    round_robin: HashMap<String, u32>,
+    /// Batches the sender is shipping now (so `flush` can wait for them).
+    in_flight: Vec<Arc<BatchSlot>>,
+    buffered_bytes: usize,
+    flushes_waiting: usize,
+    closing: bool,
+}
+
+struct Inner {
+    client: Arc<Client>,
+    config: ProducerConfig,
+    state: Mutex<State>,
+    /// Wakes the sender (new batch, flush, close) and blocked senders
+    /// (buffer space freed).
+    wake: Condvar,
+}
+
+/// A batching, pipelining producer. Cheap to share by reference between
+/// threads; dropping it flushes what is buffered.
+pub struct Producer {
+    inner: Arc<Inner>,
+    sender: Option<JoinHandle<()>>,
+}
+
+impl Producer {
+    pub fn new(client: Arc<Client>, config: ProducerConfig) -> Result<Producer, ProtocolError> {
+        let inner = Arc::new(Inner {
+            client,
+            config,
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let sender = {
+            let inner = Arc::clone(&inner);
+            std::thread::Builder::new()
+                .name("shoal-producer".into())
+                .spawn(move || inner.run_sender())?
+        };
+        Ok(Producer {
+            inner,
+            sender: Some(sender),
+        })
+    }
+
+    /// Queues `record` for `topic` and returns a handle to its outcome.
+    /// Blocks while the producer's buffer is full.
+    pub fn send(&self, topic: &str, record: NewRecord) -> Result<SendHandle, ProtocolError> {
+        let size = record.approx_len();
+        if BATCH_HEADER_LEN + size > BATCH_LEN_MAX.min(self.inner.config.buffer_bytes_max) {
+            return Err(ProtocolError::broker(
+                ErrorCode::RecordTooLarge.to_wire(),
+                format!("record of ~{size} bytes is over the batch and buffer limits"),
+            ));
+        }
+        let partitions = self.inner.client.partition_count(topic)?;
+        let mut st = self.inner.wait_for_space(size)?;
+        let partition = match &record.key {
+            Some(key) => partition_for_key(key, partitions),
+            None => *st.round_robin.entry(topic.to_string()).or_insert(0) % partitions,
+        };
+        let key = (topic.to_string(), partition);
+        let config = &self.inner.config;
+        let overflows = st
+            .open
+            .get(&key)
+            .is_some_and(|o| !o.builder.is_empty() && o.builder.approx_len() + size > config.batch_bytes_max);
+        if overflows {
+            seal(&mut st, &key);
+        }
+        let open = st.open.entry(key.clone()).or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::new().compression(config.compression),
+            slot: BatchSlot::new(),
+            opened: Instant::now(),
+            record_bytes: 0,
+            partitions,
+        });
+        let handle = SendHandle {
+            slot: Arc::clone(&open.slot),
+            index: open.builder.len(),
+        };
+        open.builder.push(record);
+        open.record_bytes += size;
+        let full = open.builder.approx_len() >= config.batch_bytes_max;
+        st.buffered_bytes += size;
+        if full {
+            seal(&mut st, &key);
+        }
+        drop(st);
+        self.inner.wake.notify_all();
+        Ok(handle)
+    }
+
+    /// Sends every buffered record now and waits until all are acknowledged
+    /// (or failed; the failures are reported through their handles).
+    pub fn flush(&self) {
+        let slots: Vec<Arc<BatchSlot>> = {
+            let mut st = self.inner.state.lock().expect("producer lock");
+            st.flushes_waiting += 1;
+            let open = st.open.values().map(|o| Arc::clone(&o.slot));
+            let sealed = st.sealed.iter().map(|s| Arc::clone(&s.slot));
+            let mut slots: Vec<_> = open.chain(sealed).collect();
+            slots.extend(st.in_flight.iter().cloned());
+            slots
+        };
+        self.inner.wake.notify_all();
+        for slot in slots {
+            let _ = slot.wait();
+        }
+        self.inner.state.lock().expect("producer lock").flushes_waiting -= 1;
+    }
+
+    /// Sends `records` to `topic` and waits for all of them: one ack per record.
+    pub fn send_all(&self, topic: &str, records: Vec<NewRecord>) -> Result<Vec<RecordAck>, ProtocolError> {
+        let handles = records
+            .into_iter()
+            .map(|r| self.send(topic, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.flush();
+        handles.into_iter().map(SendHandle::wait).collect()
+    }
+
+    /// Flushes and stops the sender thread.
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.inner.state.lock().expect("producer lock").closing = true;
+        self.inner.wake.notify_all();
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.join();
+        }
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Moves an open batch to the send queue and advances the topic's
+/// round-robin partition past it.
+fn seal(st: &mut State, key: &(String, u32)) {
+    let Some(open) = st.open.remove(key) else {
+        return;
+    };
+    if let Some(next) = st.round_robin.get_mut(&key.0) {
+        if *next % open.partitions == key.1 {
+            *next = (key.1 + 1) % open.partitions;
+        }
+    }
+    st.sealed.push_back(SealedBatch {
+        topic: key.0.clone(),
+        partition: key.1,
+        builder: open.builder,
+        slot: open.slot,
+        record_bytes: open.record_bytes,
+    });
+}
+
+/// An encoded batch on its way to the broker.
+struct Outgoing {
+    topic: String,
+    partition: u32,
+    bytes: AlignedVec<16>,
+    records: usize,
+    slot: Arc<BatchSlot>,
+}
+
+impl Inner {
+    fn wait_for_space(&self, size: usize) -> Result<MutexGuard<'_, State>, ProtocolError> {
+        let mut st = self.state.lock().expect("producer lock");
+        while st.buffered_bytes > 0 && st.buffered_bytes + size > self.config.buffer_bytes_max && !st.closing
+        {
+            st = self.wake.wait(st).expect("producer lock");
+        }
+        if st.closing {
+            return Err(ProtocolError::Closed("producer is closing".into()));
+        }
+        Ok(st)
+    }
+
+    fn run_sender(&self) {
+        while let Some(batches) = self.next_round() {
+            let slots = batches.iter().map(|b| Arc::clone(&b.slot)).collect();
+            self.state.lock().expect("producer lock").in_flight = slots;
+            let freed: usize = batches.iter().map(|b| b.record_bytes).sum();
+            self.ship(batches);
+            let mut st = self.state.lock().expect("producer lock");
+            st.in_flight.clear();
+            st.buffered_bytes -= freed;
+            drop(st);
+            self.wake.notify_all();
+        }
+    }
+
+    /// Waits until batches are ready (full, lingered, flushed) and takes
+    /// them; `None` once closing and empty.
+    fn next_round(&self) -> Option<Vec<SealedBatch>> {
+        let linger = Duration::from_millis(self.config.linger_ms);
+        let mut st = self.state.lock().expect("producer lock");
+        loop {
+            let now = Instant::now();
+            let everything = st.flushes_waiting > 0 || st.closing;
+            let due: Vec<_> = st
+                .open
+                .iter()
+                .filter(|(_, o)| everything || now.duration_since(o.opened) >= linger)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in &due {
+                seal(&mut st, key);
+            }
+            if !st.sealed.is_empty() {
+                return Some(st.sealed.drain(..).collect());
+            }
+            if st.closing {
+                return None;
+            }
+            let next_due = st.open.values().map(|o| o.opened + linger).min();
+            let wait = next_due.map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now));
+            st = self.wake.wait_timeout(st, wait).expect("producer lock").0;
+        }
+    }
+
+    /// Encodes, sends and resolves one round of batches, retrying
+    /// retryable failures.
+    fn ship(&self, batches: Vec<SealedBatch>) {
+        let mut pending = Vec::with_capacity(batches.len());
+        for b in batches {
+            let records = b.builder.len();
+            match b.builder.finish() {
+                Ok(bytes) => pending.push(Outgoing {
+                    topic: b.topic,
+                    partition: b.partition,
+                    bytes,
+                    records,
+                    slot: b.slot,
+                }),
+                Err(e) => b.slot.resolve(Err(e.into())),
+            }
+        }
+        let retries_max = self.client.config().retries_max;
+        for attempt in 0..=retries_max {
+            let last = attempt == retries_max;
+            pending = self.send_round(pending, last);
+            if pending.is_empty() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(self.client.config().retry_backoff_ms));
+        }
+    }
+
+    /// Sends one request per (connection, topic), waits for all replies and
+    /// resolves the batches; returns those to retry.
+    fn send_round(&self, batches: Vec<Outgoing>, last: bool) -> Vec<Outgoing> {
+        let mut groups: Vec<(Arc<Connection>, String, Vec<Outgoing>)> = Vec::new();
+        for b in batches {
+            let conn = match self.client.partition_connection(&b.topic, b.partition) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    b.slot.resolve(Err(e));
+                    continue;
+                }
+            };
+            match groups
+                .iter_mut()
+                .find(|(c, t, _)| Arc::ptr_eq(c, &conn) && *t == b.topic)
+            {
+                Some((_, _, list)) => list.push(b),
+                None => groups.push((conn, b.topic.clone(), vec![b])),
+            }
+        }
+        let sent: Vec<_> = groups
+            .into_iter()
+            .map(|(conn, topic, list)| {
+                let reply = self.send_request(&conn, &topic, &list);
+                (topic, list, reply)
+            })
+            .collect();
+        let mut retry = Vec::new();
+        for (topic, list, reply) in sent {
+            let outcome = reply.and_then(|p| p.wait());
+            retry.extend(self.settle(&topic, list, outcome.map(|r| r.message), last));
+        }
+        retry
+    }
+
+    fn send_request(
+        &self,
+        conn: &Connection,
+        topic: &str,
+        batches: &[Outgoing],
+    ) -> Result<PendingReply<ProduceResponse>, ProtocolError> {
+        let mut partitions: Vec<ProducePartition> = Vec::new();
+        let mut order: Vec<&Outgoing> = Vec::with_capacity(batches.len());
+        for p in partition_order(batches) {
+            let mine: Vec<&Outgoing> = batches.iter().filter(|b| b.partition == p).collect();
+            partitions.push(ProducePartition {
+                partition: p,
+                batch_lens: mine.iter().map(|b| b.bytes.len() as u32).collect(),
+            });
+            order.extend(mine);
+        }
+        let request = ProduceRequest {
+            topic: topic.to_string(),
+            acks: self.config.acks,
+            timeout_ms: self.config.timeout_ms,
+            partitions,
+        };
+        let payload: Vec<&[u8]> = order.iter().map(|b| b.bytes.as_slice()).collect();
+        conn.send(&request, &payload, u64::from(self.config.timeout_ms))
+    }
+
+    /// Resolves the batches of one request from its reply; returns the
+    /// batches whose failure is retryable (unless this was the last try).
+    fn settle(
+        &self,
+        topic: &str,
+        batches: Vec<Outgoing>,
+        reply: Result<ProduceResponse, ProtocolError>,
+        last: bool,
+    ) -> Vec<Outgoing> {
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => return fail_or_retry(&self.client, topic, batches, e, last),
+        };
+        let mut retry = Vec::new();
+        for (p, mine) in by_partition(batches) {
+            let Some(part) = reply.partitions.iter().find(|r| r.partition == p) else {
+                let e =
+                    ProtocolError::broker(ErrorCode::Internal.to_wire(), "produce reply lacks a partition");
+                mine.iter().for_each(|b| b.slot.resolve(Err(e.clone())));
+                continue;
+            };
+            if let Err(e) = check(part.error, &part.message) {
+                retry.extend(fail_or_retry(&self.client, topic, mine, e, last));
+                continue;
+            }
+            resolve_partition(topic, &mine, part);
+        }
+        retry
+    }
+}
+
+/// Partitions of `batches` in first-seen order.
+fn partition_order(batches: &[Outgoing]) -> Vec<u32> {
+    let mut seen = Vec::new();
+    for b in batches {
+        if !seen.contains(&b.partition) {
+            seen.push(b.partition);
+        }
+    }
+    seen
+}
+
+/// Splits batches by partition, keeping first-seen partition order and
+/// each partition's batch order.
+fn by_partition(batches: Vec<Outgoing>) -> Vec<(u32, Vec<Outgoing>)> {
+    let mut out: Vec<(u32, Vec<Outgoing>)> = Vec::new();
+    for b in batches {
+        match out.iter_mut().find(|(p, _)| *p == b.partition) {
+            Some((_, list)) => list.push(b),
+            None => out.push((b.partition, vec![b])),
+        }
+    }
+    out
+}
+
+fn fail_or_retry(
+    client: &Client,
+    topic: &str,
+    batches: Vec<Outgoing>,
+    e: ProtocolError,
+    last: bool,
+) -> Vec<Outgoing> {
+    let retryable = e.is_retryable() || matches!(e, ProtocolError::Closed(_) | ProtocolError::Io(_));
+    if retryable && !last {
+        if e.code() == Some(ErrorCode::NotOwner) {
+            client.invalidate(topic);
+        }
+        return batches;
+    }
+    for b in &batches {
+        b.slot.resolve(Err(e.clone()));
+    }
+    Vec::new()
+}
+
+/// Gives every record of one partition's batches its offset: stored records
+/// count up from `base_offset` in request order, duplicates get the offset
+/// of their first copy (see [`crate::messages::produce`]).
+fn resolve_partition(
+    topic: &str,
+    batches: &[Outgoing],
+    part: &crate::messages::produce::ProducePartitionResponse,
+) {
+    let duplicates: HashMap<u32, u64> = part
+        .duplicates
+        .iter()
+        .map(|d| (d.record_index, d.original_offset))
+        .collect();
+    let assigned = part.durability != Durability::Accepted;
+    let mut index = 0u32;
+    let mut stored = 0u64;
+    for b in batches {
+        let mut acks = Vec::with_capacity(b.records);
+        for _ in 0..b.records {
+            let duplicate_of = duplicates.get(&index).copied();
+            let offset = match duplicate_of {
+                Some(original) => Some(original),
+                None if assigned => {
+                    stored += 1;
+                    Some(part.base_offset + stored - 1)
+                }
+                None => None,
+            };
+            acks.push(RecordAck {
+                topic: topic.to_string(),
+                partition: b.partition,
+                offset,
+                durability: part.durability,
+                duplicate_of,
+            });
+            index += 1;
+        }
+        b.slot.resolve(Ok(acks));
+    }
+}
