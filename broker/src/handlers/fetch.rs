@@ -29,35 +29,7 @@ pub const FETCH_WAIT_MS_MAX: u32 = 60_000;
 pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let req: FetchRequest = decode(frame)?;
     let shard = ctx.shard.clone();
-    if shard.topics.borrow().get(&req.topic).is_none() {
-        let msg = format!("topic {:?} does not exist", req.topic);
-        let partitions = req
-            .partitions
-            .iter()
-            .map(|p| fetch_error(p.partition, ErrorCode::UnknownTopic, msg.clone()))
-            .collect();
-        return respond(
-            frame.header().correlation_id,
-            &FetchResponse {
-                throttle_time_ms: 0,
-                partitions,
-            },
-            Vec::new(),
-        );
-    }
-    let max_wait = req.max_wait_ms.min(FETCH_WAIT_MS_MAX);
-    let single = req.partitions.len() == 1;
-    // A single partition long-polls on its owner; several are read at once
-    // first and waited on only if all came back empty.
-    let mut results = read_all(&shard, &req, if single { max_wait } else { 0 }).await;
-    let bytes: usize = results
-        .iter()
-        .map(|(_, b)| b.iter().map(Bytes::len).sum::<usize>())
-        .sum();
-    if !single && max_wait > 0 && bytes < (req.min_bytes.max(1) as usize) {
-        wait_any(&shard, &req, max_wait).await;
-        results = read_all(&shard, &req, 0).await;
-    }
+    let results = fetch(&shard, &req).await;
     let mut partitions = Vec::with_capacity(results.len());
     let mut payload = Vec::new();
     let mut total = 0usize;
@@ -79,6 +51,38 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
         },
         payload,
     )
+}
+
+/// Reads the requested partitions (each on its owner), long-polling as the
+/// request allows. Shared by the native and the HTTP front doors.
+pub async fn fetch(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<(FetchPartitionResponse, Vec<Bytes>)> {
+    if shard.topics.borrow().get(&req.topic).is_none() {
+        let msg = format!("topic {:?} does not exist", req.topic);
+        return req
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    fetch_error(p.partition, ErrorCode::UnknownTopic, msg.clone()),
+                    Vec::new(),
+                )
+            })
+            .collect();
+    }
+    let max_wait = req.max_wait_ms.min(FETCH_WAIT_MS_MAX);
+    let single = req.partitions.len() == 1;
+    // A single partition long-polls on its owner; several are read at once
+    // first and waited on only if all came back empty.
+    let mut results = read_all(shard, req, if single { max_wait } else { 0 }).await;
+    let bytes: usize = results
+        .iter()
+        .map(|(_, b)| b.iter().map(Bytes::len).sum::<usize>())
+        .sum();
+    if !single && max_wait > 0 && bytes < (req.min_bytes.max(1) as usize) {
+        wait_any(shard, req, max_wait).await;
+        results = read_all(shard, req, 0).await;
+    }
+    results
 }
 
 async fn read_all(

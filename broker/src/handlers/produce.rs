@@ -35,22 +35,11 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
     let shard = ctx.shard.clone();
     let lens = req.partitions.iter().flat_map(|p| p.batch_lens.iter().copied());
     let batches = split_payload(frame.payload(), lens)?;
-    let topic_known = shard.topics.borrow().get(&req.topic).is_some();
-    let mut tasks = Vec::with_capacity(req.partitions.len());
+    let mut per_partition = Vec::with_capacity(req.partitions.len());
     let mut at = 0;
     for p in &req.partitions {
-        let mine = &batches[at..at + p.batch_lens.len()];
+        per_partition.push((p.partition, batches[at..at + p.batch_lens.len()].to_vec()));
         at += p.batch_lens.len();
-        if !topic_known {
-            let msg = format!("topic {:?} does not exist", req.topic);
-            tasks.push(Task::Done(produce_error(
-                p.partition,
-                ErrorCode::UnknownTopic,
-                msg,
-            )));
-            continue;
-        }
-        tasks.push(start_partition(&shard, &req.topic, p.partition, req.acks, mine));
     }
     let throttle = ctx
         .produce_quota
@@ -60,11 +49,7 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
         ctx.throttle_ms.set(throttle);
         crate::metrics::add(&shard.metrics.throttle_ms, throttle);
     }
-    let timeout = Duration::from_millis(u64::from(req.timeout_ms.clamp(1, PRODUCE_TIMEOUT_MS_MAX)));
-    let mut partitions = Vec::with_capacity(tasks.len());
-    for (task, p) in tasks.into_iter().zip(&req.partitions) {
-        partitions.push(task.finish(p.partition, req.acks, started + timeout).await);
-    }
+    let partitions = produce(&shard, &req.topic, per_partition, req.acks, req.timeout_ms).await;
     shard
         .metrics
         .record_produce_latency(started.elapsed().as_micros() as u64);
@@ -76,6 +61,39 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
         },
         Vec::new(),
     )
+}
+
+/// Appends batches to partitions of `topic` (each on its owner) and returns
+/// one response per partition, in the order given. Shared by the native and
+/// the HTTP front doors.
+pub async fn produce(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partitions: Vec<(u32, Vec<&[u8]>)>,
+    acks: Acks,
+    timeout_ms: u32,
+) -> Vec<ProducePartitionResponse> {
+    let started = Instant::now();
+    let topic_known = shard.topics.borrow().get(topic).is_some();
+    let mut tasks = Vec::with_capacity(partitions.len());
+    for (partition, batches) in &partitions {
+        if !topic_known {
+            let msg = format!("topic {topic:?} does not exist");
+            tasks.push(Task::Done(produce_error(
+                *partition,
+                ErrorCode::UnknownTopic,
+                msg,
+            )));
+            continue;
+        }
+        tasks.push(start_partition(shard, topic, *partition, acks, batches));
+    }
+    let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, PRODUCE_TIMEOUT_MS_MAX)));
+    let mut out = Vec::with_capacity(tasks.len());
+    for (task, (partition, _)) in tasks.into_iter().zip(&partitions) {
+        out.push(task.finish(*partition, acks, started + timeout).await);
+    }
+    out
 }
 
 /// One partition's share of a produce request.
