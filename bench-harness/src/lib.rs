@@ -23,6 +23,7 @@
 pub mod baseline;
 pub mod burst;
 pub mod distribution;
+pub mod driver;
 pub mod error;
 pub mod histogram;
 pub mod ledger;

@@ -62,9 +62,10 @@ impl OpenLoopSchedule {
         Ok(Self { phases: compiled, phase: 0, k_in_phase: 0 })
     }
 
-    /// Splits `phases` among `producers` schedules whose sends interleave:
-    /// producer `i` runs at `rate / producers`, shifted by `i / rate`.
-    pub fn split(phases: &[Phase], producers: usize) -> Result<Vec<Self>, BenchError> {
+    /// Splits `phases`, starting at `start_ns`, among `producers` schedules
+    /// whose sends interleave: producer `i` runs at `rate / producers`,
+    /// shifted by `i / rate`.
+    pub fn split(phases: &[Phase], producers: usize, start_ns: u64) -> Result<Vec<Self>, BenchError> {
         if producers == 0 {
             return Err(BenchError::InvalidWorkload("producers must be at least 1".into()));
         }
@@ -75,7 +76,7 @@ impl OpenLoopSchedule {
             .collect();
         let base_rate = phases.iter().map(|p| p.rate_per_s).find(|r| *r > 0.0).unwrap_or(1.0);
         (0..producers)
-            .map(|i| Self::new(&share, (i as f64 * 1e9 / base_rate) as u64))
+            .map(|i| Self::new(&share, start_ns + (i as f64 * 1e9 / base_rate) as u64))
             .collect()
     }
 
@@ -221,9 +222,9 @@ mod tests {
     fn split_producers_interleave_and_keep_the_total_rate() {
         // Proves 4 producers sharing 1000/s each send 250/s, offset by 1 ms from each other.
         let phases = [Phase { rate_per_s: 1000.0, duration_ns: SEC }];
-        let mut parts = OpenLoopSchedule::split(&phases, 4).unwrap();
+        let mut parts = OpenLoopSchedule::split(&phases, 4, 7).unwrap();
         let firsts: Vec<u64> = parts.iter_mut().map(|p| p.next_due_ns().unwrap()).collect();
-        assert_eq!(firsts, vec![0, 1_000_000, 2_000_000, 3_000_000]);
+        assert_eq!(firsts, vec![7, 1_000_007, 2_000_007, 3_000_007]);
         let total: u64 = parts.iter().map(|p| p.total_records()).sum();
         assert_eq!(total, 1000);
     }
@@ -233,6 +234,6 @@ mod tests {
         // Proves rates outside 0..=RATE_PER_S_MAX are refused as invalid workloads.
         assert!(OpenLoopSchedule::new(&[Phase { rate_per_s: -1.0, duration_ns: SEC }], 0).is_err());
         assert!(OpenLoopSchedule::new(&[Phase { rate_per_s: 1e12, duration_ns: SEC }], 0).is_err());
-        assert!(OpenLoopSchedule::split(&[], 0).is_err());
+        assert!(OpenLoopSchedule::split(&[], 0, 0).is_err());
     }
 }

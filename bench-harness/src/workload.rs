@@ -110,7 +110,7 @@ pub struct WorkloadLayer {
     /// Record value size in bytes (the mean for non-fixed distributions) [default: 1024]
     #[arg(long)]
     pub record_bytes: Option<usize>,
-    /// Smallest record value in bytes, for uniform/exponential sizes [default: 24]
+    /// Smallest record value in bytes, for uniform/exponential sizes [default: 32]
     #[arg(long)]
     pub record_bytes_min: Option<usize>,
     /// Record size distribution [default: fixed]

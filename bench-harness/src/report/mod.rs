@@ -94,13 +94,14 @@ mod tests {
             end_to_end: summary_of(&[300_000, 400_000]),
             send_lag: summary_of(&[1_000]),
             produce_errors: 0,
+            unanswered: 0,
             produce_series: series.points(),
             consume_series: series.points(),
             backlog: GaugeSeries { samples: vec![(0, 1), (1_000_000_000, 3)] },
             consumer_lag: GaugeSeries { samples: vec![(0, 0), (1_000_000_000, 2)] },
             burst: None,
             restart: None,
-            delivery: ledger.verdict(Delivery::AtLeastOnce),
+            delivery: Some(ledger.verdict(Delivery::AtLeastOnce)),
             drained: true,
         }
     }

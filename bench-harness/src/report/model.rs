@@ -104,6 +104,8 @@ pub struct PhaseResult {
     /// How late producers sent against their schedule (the harness's own health).
     pub send_lag: LatencySummary,
     pub produce_errors: u64,
+    /// Records sent but neither acked nor failed by the drain deadline.
+    pub unanswered: u64,
     pub produce_series: Vec<SeriesPoint>,
     pub consume_series: Vec<SeriesPoint>,
     /// Records due by the schedule but not yet acknowledged.
@@ -112,7 +114,8 @@ pub struct PhaseResult {
     pub consumer_lag: GaugeSeries,
     pub burst: Option<BurstReport>,
     pub restart: Option<RestartReport>,
-    pub delivery: DeliveryVerdict,
+    /// The delivery check; `None` when the phase ran without consumers.
+    pub delivery: Option<DeliveryVerdict>,
     /// False when consumers had not received every acknowledged record by the drain deadline.
     pub drained: bool,
 }

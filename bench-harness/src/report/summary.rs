@@ -116,11 +116,12 @@ fn phase(out: &mut String, m: &PhaseResult) {
     let _ = writeln!(out, "\n{} at {} rec/s offered, {:.1} s measured", m.label, count(m.offered_rate_per_s as u64), secs);
     let _ = writeln!(
         out,
-        "  produced (acked)   {:>12} rec  {:>12} rec/s  {:>12}   errors {}",
+        "  produced (acked)   {:>12} rec  {:>12} rec/s  {:>12}   errors {}, unanswered {}",
         count(m.produce.records),
         count(m.produce.records_per_s as u64),
         mb_per_s(m.produce.bytes_per_s),
-        m.produce_errors
+        m.produce_errors,
+        m.unanswered
     );
     let _ = writeln!(
         out,
@@ -159,7 +160,10 @@ fn phase(out: &mut String, m: &PhaseResult) {
             rs.produce_errors_during
         );
     }
-    let v = &m.delivery;
+    let Some(v) = &m.delivery else {
+        let _ = writeln!(out, "\n  delivery not checked: no consumers in this phase");
+        return;
+    };
     let verdict = if v.ok && m.drained { "OK" } else { "FAILED" };
     let _ = writeln!(
         out,

@@ -1,0 +1,395 @@
+//! One load phase: consumers ready, producers on schedule, sampling, merge.
+//!
+//! Order of events: consumer threads open their clients and report ready
+//! (positioned at the partitions' ends or joined to a fresh group), then the
+//! schedule starts at `t0` and producer threads run it. Every
+//! [`SAMPLE_EVERY`] the engine samples the produce backlog (due by the
+//! schedule, not yet acked) and the consumer lag (acked, not yet received),
+//! and performs the broker restart when the scenario asks for one. When the
+//! schedule is over and every acked record has been received — or the drain
+//! deadline has passed — consumers are stopped and every thread's
+//! histograms, series and ledgers are merged into a [`PhaseResult`].
+//!
+//! All times are ns since the phase's epoch ([`Shared::now_ns`]).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::burst;
+use crate::distribution::{KeySampler, SizeSampler};
+use crate::driver::consumer::{self, ConsumerOutcome, ConsumerPlan};
+use crate::driver::producer::{self, ProducerOutcome, ProducerPlan};
+use crate::driver::{BrokerControl, Connector};
+use crate::error::BenchError;
+use crate::histogram::LatencyHistogram;
+use crate::ledger::DeliveryLedger;
+use crate::report::model::{BurstReport, PhaseResult, Placement, RestartReport, Throughput};
+use crate::schedule::{OpenLoopSchedule, Phase};
+use crate::timeseries::{GaugeSeries, TimeSeries};
+use crate::workload::Workload;
+
+/// Backlog and lag sampling period.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// Longest wait for consumers to open and position their clients.
+pub const CONSUMER_READY_MAX: Duration = Duration::from_secs(30);
+const NONE: u64 = u64::MAX;
+
+/// The phase's measured window and burst start, in ns since the epoch;
+/// known once the schedule starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Window {
+    pub measure_start_ns: u64,
+    pub measure_end_ns: u64,
+    /// Records intended at or after this time count towards the burst's peak delay.
+    pub burst_start_ns: Option<u64>,
+}
+
+/// State shared by the engine and its threads.
+pub struct Shared {
+    epoch: Instant,
+    window: OnceLock<Window>,
+    pub acked: AtomicU64,
+    pub received: AtomicU64,
+    pub errors: AtomicU64,
+    pub stop_consumers: AtomicBool,
+    /// The load is over: consumers stop simulating slow work and catch up.
+    pub draining: AtomicBool,
+    abort: AtomicBool,
+    kill_at_ns: AtomicU64,
+    first_ack_after_kill_ns: AtomicU64,
+    errors_after_kill: AtomicU64,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            window: OnceLock::new(),
+            acked: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            stop_consumers: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            kill_at_ns: AtomicU64::new(NONE),
+            first_ack_after_kill_ns: AtomicU64::new(NONE),
+            errors_after_kill: AtomicU64::new(0),
+        }
+    }
+
+    /// Nanoseconds since the phase's epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    /// The measured window, once the schedule has started.
+    pub fn window(&self) -> Option<Window> {
+        self.window.get().copied()
+    }
+
+    /// True once any thread failed: the others wind down.
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    /// A record intended at `intended_ns` was acked at `now_ns`.
+    pub fn note_ack(&self, intended_ns: u64, now_ns: u64) {
+        if intended_ns >= self.kill_at_ns.load(Ordering::Relaxed) {
+            self.first_ack_after_kill_ns.fetch_min(now_ns, Ordering::Relaxed);
+        }
+    }
+
+    /// A send or ack failed.
+    pub fn note_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.kill_at_ns.load(Ordering::Relaxed) != NONE {
+            self.errors_after_kill.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// What to run in one phase.
+#[derive(Clone, Debug)]
+pub struct PhaseOptions {
+    pub label: String,
+    /// Distinguishes this phase's records from earlier ones in the same topics.
+    pub run: u32,
+    pub rate_per_s: f64,
+    /// Offered load, starting at the phase's `t0`.
+    pub phases: Vec<Phase>,
+    /// Measured window relative to `t0`.
+    pub measure_from_ns: u64,
+    pub measure_until_ns: u64,
+    pub consumers: u32,
+    /// After the load ends, how long acks and consumers get to catch up.
+    pub drain: Duration,
+    /// Burst window relative to `t0`.
+    pub burst: Option<(u64, u64)>,
+    /// Kill the broker at this offset from `t0`, restart it after the pause.
+    pub restart: Option<(u64, Duration)>,
+}
+
+struct Clock {
+    t0: u64,
+    load_end: u64,
+    deadline: u64,
+}
+
+/// Runs one phase and merges what every thread measured.
+pub fn run_phase(
+    connector: &dyn Connector,
+    workload: &Workload,
+    opts: &PhaseOptions,
+    control: Option<&mut (dyn BrokerControl + '_)>,
+) -> Result<(PhaseResult, Placement), BenchError> {
+    let shared = Shared::new();
+    let ready = AtomicU32::new(0);
+    thread::scope(|scope| {
+        let consumers: Vec<_> = (0..opts.consumers)
+            .map(|i| {
+                let plan = consumer_plan(workload, opts, i);
+                let (shared, ready) = (&shared, &ready);
+                scope.spawn(move || {
+                    let signal = || {
+                        ready.fetch_add(1, Ordering::Release);
+                    };
+                    let result = consumer::run(connector, workload, plan, shared, signal);
+                    if result.is_err() {
+                        shared.abort.store(true, Ordering::Relaxed);
+                    }
+                    result
+                })
+            })
+            .collect();
+        wait_ready(&shared, &ready, opts.consumers)?;
+        let t0 = shared.now_ns();
+        let window = Window {
+            measure_start_ns: t0 + opts.measure_from_ns,
+            measure_end_ns: t0 + opts.measure_until_ns,
+            burst_start_ns: opts.burst.map(|(start, _)| t0 + start),
+        };
+        shared.window.set(window).expect("the window is published once per phase");
+        let schedules = OpenLoopSchedule::split(&opts.phases, workload.producers as usize, t0)?;
+        let load_end = schedules.iter().map(|s| s.end_ns()).max().unwrap_or(t0);
+        let clock = Clock { t0, load_end, deadline: load_end + opts.drain.as_nanos() as u64 };
+        let producers: Vec<_> = schedules
+            .iter()
+            .enumerate()
+            .map(|(i, schedule)| {
+                let plan = producer_plan(workload, opts, &clock, i as u32, schedule.clone())?;
+                let shared = &shared;
+                Ok(scope.spawn(move || {
+                    let result = producer::run(connector, workload, plan, shared);
+                    if result.is_err() {
+                        shared.abort.store(true, Ordering::Relaxed);
+                    }
+                    result
+                }))
+            })
+            .collect::<Result<_, BenchError>>()?;
+        let watch = watch(&shared, opts, &clock, &schedules, &producers, control)?;
+        shared.stop_consumers.store(true, Ordering::Release);
+        let produced = join_all(producers)?;
+        let consumed = join_all(consumers)?;
+        Ok(merge(workload, opts, &clock, &shared, watch, produced, consumed))
+    })
+}
+
+fn wait_ready(shared: &Shared, ready: &AtomicU32, consumers: u32) -> Result<(), BenchError> {
+    let start = Instant::now();
+    while ready.load(Ordering::Acquire) < consumers {
+        if shared.aborted() || start.elapsed() > CONSUMER_READY_MAX {
+            shared.abort.store(true, Ordering::Relaxed);
+            return Err(BenchError::Driver("consumers did not become ready".into()));
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+fn consumer_plan(workload: &Workload, opts: &PhaseOptions, index: u32) -> ConsumerPlan {
+    ConsumerPlan {
+        index,
+        of: opts.consumers,
+        run: opts.run,
+        group: format!("shoal-bench-{}-{}", std::process::id(), opts.run),
+        seed: workload.seed,
+        pin: workload.pin_threads.then_some((workload.producers + index) as usize),
+    }
+}
+
+fn producer_plan(
+    workload: &Workload,
+    opts: &PhaseOptions,
+    clock: &Clock,
+    index: u32,
+    schedule: OpenLoopSchedule,
+) -> Result<ProducerPlan, BenchError> {
+    Ok(ProducerPlan {
+        index,
+        run: opts.run,
+        schedule,
+        measure_start_ns: clock.t0 + opts.measure_from_ns,
+        measure_end_ns: clock.t0 + opts.measure_until_ns,
+        ack_deadline_ns: clock.deadline,
+        sizes: SizeSampler::new(workload.size_distribution, workload.record_bytes_min, workload.record_bytes),
+        keys: KeySampler::new(workload.key_distribution, workload.keys, workload.zipf_exponent)?,
+        seed: workload.seed,
+        pin: workload.pin_threads.then_some(index as usize),
+    })
+}
+
+#[derive(Default)]
+struct Watch {
+    backlog: GaugeSeries,
+    lag: GaugeSeries,
+    drained: bool,
+    /// (killed at, restarted at), ns since the epoch.
+    restart: Option<(u64, u64)>,
+}
+
+/// Samples backlog and lag until the phase is over; restarts the broker when asked.
+fn watch<T>(
+    shared: &Shared,
+    opts: &PhaseOptions,
+    clock: &Clock,
+    schedules: &[OpenLoopSchedule],
+    producers: &[thread::ScopedJoinHandle<'_, T>],
+    mut control: Option<&mut (dyn BrokerControl + '_)>,
+) -> Result<Watch, BenchError> {
+    let mut w = Watch::default();
+    loop {
+        let now = shared.now_ns();
+        let due: u64 = schedules.iter().map(|s| s.due_count(now)).sum();
+        let acked = shared.acked.load(Ordering::Relaxed);
+        let received = shared.received.load(Ordering::Relaxed);
+        w.backlog.push(now, due.saturating_sub(acked));
+        if opts.consumers > 0 {
+            w.lag.push(now, acked.saturating_sub(received));
+        }
+        if let (Some((at, down)), None) = (opts.restart, w.restart) {
+            if now >= clock.t0 + at {
+                let control = control.as_deref_mut().ok_or_else(|| {
+                    BenchError::Driver("the restart scenario needs a broker the harness started".into())
+                })?;
+                w.restart = Some(restart(shared, control, down)?);
+            }
+        }
+        if now >= clock.load_end {
+            shared.draining.store(true, Ordering::Relaxed);
+        }
+        if producers.iter().all(|p| p.is_finished()) {
+            if opts.consumers == 0 || received >= acked {
+                w.drained = true;
+                return Ok(w);
+            }
+            if now >= clock.deadline || shared.aborted() {
+                return Ok(w);
+            }
+        }
+        thread::sleep(SAMPLE_EVERY);
+    }
+}
+
+fn restart(shared: &Shared, control: &mut dyn BrokerControl, down: Duration) -> Result<(u64, u64), BenchError> {
+    let killed_at = shared.now_ns();
+    shared.kill_at_ns.store(killed_at, Ordering::Relaxed);
+    control.kill()?;
+    thread::sleep(down);
+    control.start()?;
+    Ok((killed_at, shared.now_ns()))
+}
+
+fn join_all<T>(handles: Vec<thread::ScopedJoinHandle<'_, Result<T, BenchError>>>) -> Result<Vec<T>, BenchError> {
+    let mut out = Vec::with_capacity(handles.len());
+    let mut first_error = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(v)) => out.push(v),
+            Ok(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            Err(_) => {
+                first_error.get_or_insert(BenchError::Driver("a load thread panicked".into()));
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn merge(
+    workload: &Workload,
+    opts: &PhaseOptions,
+    clock: &Clock,
+    shared: &Shared,
+    watch: Watch,
+    produced: Vec<ProducerOutcome>,
+    consumed: Vec<ConsumerOutcome>,
+) -> (PhaseResult, Placement) {
+    let mut placement = Placement::default();
+    let (mut ack, mut lag, mut series, mut ledger) =
+        (LatencyHistogram::new(), LatencyHistogram::new(), TimeSeries::new(), DeliveryLedger::new());
+    let (mut errors, mut unanswered, mut records, mut bytes) = (0, 0, 0, 0);
+    for p in &produced {
+        ack.merge(&p.ack_latency);
+        lag.merge(&p.send_lag);
+        series.merge(&p.series);
+        ledger.merge(&p.ledger);
+        (errors, unanswered) = (errors + p.errors, unanswered + p.unacked_at_deadline);
+        (records, bytes) = (records + p.window_records, bytes + p.window_bytes);
+        placement.producer_cores.push(p.core);
+    }
+    let (mut e2e, mut c_series) = (LatencyHistogram::new(), TimeSeries::new());
+    let (mut c_records, mut c_bytes, mut peak_burst_delay) = (0, 0, 0);
+    for c in &consumed {
+        e2e.merge(&c.end_to_end);
+        c_series.merge(&c.series);
+        ledger.merge(&c.ledger);
+        (c_records, c_bytes) = (c_records + c.window_records, c_bytes + c.window_bytes);
+        peak_burst_delay = peak_burst_delay.max(c.peak_burst_delay_ns);
+        placement.consumer_cores.push(c.core);
+    }
+    let (start, end) = (clock.t0 + opts.measure_from_ns, clock.t0 + opts.measure_until_ns);
+    let seconds = (end - start) as f64 / 1e9;
+    let burst = opts.burst.map(|(from, to)| {
+        let threshold = burst::steady_lag_max(&watch.lag.samples, start, clock.t0 + from);
+        let figures = burst::analyse(&watch.lag.samples, clock.t0 + from, clock.t0 + to, threshold);
+        BurstReport { figures, peak_end_to_end_ns: peak_burst_delay }
+    });
+    let restart = watch.restart.map(|(killed_at_ns, restarted_at_ns)| {
+        let first = shared.first_ack_after_kill_ns.load(Ordering::Relaxed);
+        RestartReport {
+            killed_at_ns,
+            restarted_at_ns,
+            unavailable_ns: (first != NONE).then(|| first.saturating_sub(killed_at_ns)),
+            produce_errors_during: shared.errors_after_kill.load(Ordering::Relaxed),
+        }
+    });
+    let result = PhaseResult {
+        label: opts.label.clone(),
+        offered_rate_per_s: opts.rate_per_s,
+        measure_start_ns: start,
+        measure_end_ns: end,
+        produce: Throughput::over(records, bytes, seconds),
+        consume: Throughput::over(c_records, c_bytes, seconds),
+        ack_latency: ack.summary(),
+        end_to_end: e2e.summary(),
+        send_lag: lag.summary(),
+        produce_errors: errors,
+        unanswered,
+        produce_series: series.points(),
+        consume_series: c_series.points(),
+        backlog: watch.backlog,
+        consumer_lag: watch.lag,
+        burst,
+        restart,
+        delivery: (opts.consumers > 0).then(|| ledger.verdict(workload.delivery)),
+        drained: watch.drained,
+    };
+    (result, placement)
+}

@@ -1,0 +1,160 @@
+//! The open-loop producer thread.
+//!
+//! The loop sends every record whose intended time has come, then waits for
+//! acks until the next intended time (at most [`ACK_POLL_MAX`]). It never
+//! waits for an ack before sending the next record, so a slow broker cannot
+//! slow the offered load down: records due during a stall are sent late and
+//! their latency — always `ack time - intended time` — includes the stall.
+//! How late each send was against its schedule is kept as `send_lag`; a large
+//! send lag means the harness or the client, not only the broker, was behind.
+//!
+//! At most [`IN_FLIGHT_MAX`] records wait for acks; beyond that the thread
+//! stops sending (and keeps counting latency from the intended times) until
+//! acks come back. After the schedule ends, acks are awaited until
+//! `ack_deadline_ns`; records still unanswered then are counted, not lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+
+use crate::distribution::{KeySampler, SizeSampler};
+use crate::driver::engine::Shared;
+use crate::driver::{AckEvent, Connector, OutRecord};
+use crate::error::BenchError;
+use crate::histogram::LatencyHistogram;
+use crate::ledger::DeliveryLedger;
+use crate::schedule::OpenLoopSchedule;
+use crate::stamp::Stamp;
+use crate::timeseries::TimeSeries;
+use crate::workload::Workload;
+
+/// Most records awaiting an ack per producer thread.
+pub const IN_FLIGHT_MAX: usize = 1 << 20;
+/// Longest single wait for acks, so due sends are never held back long.
+pub const ACK_POLL_MAX: Duration = Duration::from_millis(1);
+
+/// What one producer thread is to do.
+pub struct ProducerPlan {
+    pub index: u32,
+    pub run: u32,
+    pub schedule: OpenLoopSchedule,
+    pub measure_start_ns: u64,
+    pub measure_end_ns: u64,
+    /// After the schedule ends, stop waiting for acks at this time.
+    pub ack_deadline_ns: u64,
+    pub sizes: SizeSampler,
+    pub keys: KeySampler,
+    pub seed: u64,
+    /// Core index to pin to, when pinning.
+    pub pin: Option<usize>,
+}
+
+/// What one producer thread measured.
+#[derive(Default)]
+pub struct ProducerOutcome {
+    pub ack_latency: LatencyHistogram,
+    pub send_lag: LatencyHistogram,
+    pub series: TimeSeries,
+    pub ledger: DeliveryLedger,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Acks received inside the measured window.
+    pub window_records: u64,
+    pub window_bytes: u64,
+    pub unacked_at_deadline: u64,
+    pub core: Option<usize>,
+}
+
+struct InFlight {
+    intended_ns: u64,
+    bytes: u32,
+}
+
+/// Runs one producer thread to completion.
+pub fn run(
+    connector: &dyn Connector,
+    workload: &Workload,
+    mut plan: ProducerPlan,
+    shared: &Shared,
+) -> Result<ProducerOutcome, BenchError> {
+    let mut out = ProducerOutcome { core: plan.pin.and_then(crate::baseline::pin_to), ..Default::default() };
+    let mut client = connector.producer(workload, plan.index)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed ^ u64::from(plan.index).rotate_left(32));
+    let topics = workload.topics;
+    let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
+    let mut acks = Vec::new();
+    let mut next = plan.schedule.next_due_ns();
+    let mut sequence = 0u64;
+    loop {
+        let mut now = shared.now_ns();
+        while let Some(due) = next.filter(|d| *d <= now && in_flight.len() < IN_FLIGHT_MAX) {
+            let record = build(&plan, &mut rng, sequence, due, topics);
+            let bytes = record.value.len() as u32;
+            if due >= plan.measure_start_ns {
+                out.send_lag.record(now - due);
+            }
+            match client.send(record) {
+                Ok(()) => {
+                    in_flight.insert(sequence, InFlight { intended_ns: due, bytes });
+                }
+                Err(e) => fail(&mut out, shared, e.to_string()),
+            }
+            sequence += 1;
+            next = plan.schedule.next_due_ns();
+            now = shared.now_ns();
+        }
+        if next.is_none() && (in_flight.is_empty() || now >= plan.ack_deadline_ns || shared.aborted()) {
+            break;
+        }
+        let wait = next.map_or(ACK_POLL_MAX, |d| Duration::from_nanos(d.saturating_sub(now)));
+        if let Err(e) = client.poll_acks(wait.min(ACK_POLL_MAX), &mut acks) {
+            fail(&mut out, shared, e.to_string());
+        }
+        for ack in acks.drain(..) {
+            settle(&mut out, &plan, shared, &mut in_flight, ack);
+        }
+    }
+    out.unacked_at_deadline = in_flight.len() as u64;
+    Ok(out)
+}
+
+fn build(plan: &ProducerPlan, rng: &mut impl Rng, sequence: u64, due: u64, topics: u32) -> OutRecord {
+    let mut value = vec![0u8; plan.sizes.sample(rng)];
+    Stamp { run: plan.run, producer: plan.index, sequence, intended_ns: due }.write(&mut value);
+    let key = plan.keys.sample_index(rng).map(KeySampler::key_bytes);
+    OutRecord { topic: (sequence % u64::from(topics)) as u32, key, value, token: sequence }
+}
+
+fn settle(
+    out: &mut ProducerOutcome,
+    plan: &ProducerPlan,
+    shared: &Shared,
+    in_flight: &mut HashMap<u64, InFlight>,
+    ack: AckEvent,
+) {
+    let Some(sent) = in_flight.remove(&ack.token) else { return };
+    let now = shared.now_ns();
+    if let Err(reason) = ack.result {
+        return fail(out, shared, reason);
+    }
+    let latency = now.saturating_sub(sent.intended_ns);
+    if sent.intended_ns >= plan.measure_start_ns {
+        out.ack_latency.record(latency);
+    }
+    if (plan.measure_start_ns..plan.measure_end_ns).contains(&now) {
+        out.window_records += 1;
+        out.window_bytes += u64::from(sent.bytes);
+    }
+    out.series.record(now, u64::from(sent.bytes), Some(latency));
+    out.ledger.ack(plan.index, ack.token);
+    shared.acked.fetch_add(1, Ordering::Relaxed);
+    shared.note_ack(sent.intended_ns, now);
+}
+
+fn fail(out: &mut ProducerOutcome, shared: &Shared, reason: String) {
+    out.errors += 1;
+    out.last_error = Some(reason);
+    shared.note_error();
+}
