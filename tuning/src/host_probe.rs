@@ -49,6 +49,8 @@ pub struct LiveFacts {
 /// A complete probe of one host for one data directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostProbe {
+    /// The data directory asked about; `facts.data_dir` is where it was probed.
+    pub requested_dir: PathBuf,
     pub facts: HostFacts,
     pub live: LiveFacts,
 }
@@ -100,7 +102,7 @@ impl HostProbe {
         let existing = existing_ancestor(data_dir)?;
         let facts = HostFacts::gather(&HostRoot::live(), &existing)?;
         let live = LiveFacts::gather(&existing);
-        Ok(HostProbe { facts, live })
+        Ok(HostProbe { requested_dir: data_dir.to_path_buf(), facts, live })
     }
 
     /// Shards the broker would run with `shards = 0`.
@@ -171,7 +173,7 @@ pub mod fixtures {
             free_space: Some(FreeSpace { total_bytes: 3_840_000_000_000, available_bytes: 3_200_000_000_000 }),
             available_cpus: 32,
         };
-        HostProbe { facts, live }
+        HostProbe { requested_dir: "/var/lib/shoal/data".into(), facts, live }
     }
 
     /// The virtio fixture host probed for /work/shoal-data, 79 GiB free.
@@ -188,7 +190,7 @@ pub mod fixtures {
             free_space: Some(FreeSpace { total_bytes: 270_000_000_000, available_bytes: 84_000_000_000 }),
             available_cpus: 2,
         };
-        HostProbe { facts, live }
+        HostProbe { requested_dir: "/work/shoal-data".into(), facts, live }
     }
 }
 

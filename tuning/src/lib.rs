@@ -24,16 +24,21 @@
 pub mod aligned_buffer;
 pub mod bench_plan;
 pub mod block_device;
+pub mod config_check;
+pub mod config_toml;
 pub mod cpu_topology;
 pub mod device_bench;
 pub mod dio_alignment;
 pub mod error;
+pub mod host_changes;
 pub mod host_probe;
 pub mod host_root;
 pub mod kernel;
 pub mod mountinfo;
 pub mod process_limits;
+pub mod recommend;
 pub mod sysctl;
+pub mod text_report;
 pub mod uring_file;
 pub mod uring_support;
 

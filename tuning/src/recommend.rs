@@ -1,0 +1,292 @@
+//! From a probe and a bench report to a broker config, each setting with its reason (pure).
+//!
+//! Every rule reads only its inputs, so the same probe and report always give
+//! the same config, and the tests run them on the fixture hosts. Without a
+//! bench report the device-driven settings keep the broker's defaults and say
+//! so. Durability is never weakened silently: `flush = "always"` unless the
+//! operator asks for [`Priority::Latency`], and then the reason states how
+//! much acknowledged data a power loss can take.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use shoal_broker::config::{Config, FlushMode};
+
+use crate::device_bench::{format_bytes, BenchReport};
+use crate::host_changes::{host_changes, HostChange};
+use crate::host_probe::HostProbe;
+
+/// What the operator favours when durability and latency pull apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// Every ack waits for the fdatasync that covers it.
+    Durability,
+    /// Acks after the write; a timer syncs. A power loss can lose the last interval.
+    Latency,
+}
+
+/// A setting and why it has its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingReason {
+    /// `section.key` as in the TOML.
+    pub key: String,
+    pub reason: String,
+}
+
+/// The recommended config, the reasons behind it and changes to the host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    pub config: Config,
+    pub reasons: Vec<SettingReason>,
+    pub host_changes: Vec<HostChange>,
+}
+
+impl Recommendation {
+    /// The reason recorded for `key`, if any.
+    pub fn reason(&self, key: &str) -> Option<&str> {
+        self.reasons.iter().find(|r| r.key == key).map(|r| r.reason.as_str())
+    }
+}
+
+/// Seconds of peak sequential bandwidth one segment should hold.
+pub const SEGMENT_FILL_S: f64 = 8.0;
+pub const SEGMENT_BYTES_FLOOR: u64 = 64 << 20;
+pub const SEGMENT_BYTES_CEILING: u64 = 1 << 30;
+/// Free space should hold this many full segments per shard.
+pub const SEGMENTS_PER_SHARD_MIN: u64 = 32;
+/// Seconds of peak bandwidth one fallocate step should cover.
+pub const PREALLOCATE_FILL_S: f64 = 1.0;
+pub const PREALLOCATE_BYTES_FLOOR: u64 = 16 << 20;
+/// A write chunk must reach this share of the best bandwidth at low queue depth.
+pub const CHUNK_BANDWIDTH_SHARE: f64 = 0.9;
+/// The appender keeps only a few writes in flight; chunks are judged at this depth or less.
+pub const CHUNK_QUEUE_DEPTH_MAX: u32 = 4;
+/// Chunks of io memory per shard: double-buffered writes for a few partitions.
+pub const IO_MEMORY_CHUNKS: u64 = 8;
+pub const IO_MEMORY_BYTES_FLOOR: u64 = 2 << 20;
+pub const IO_MEMORY_BYTES_CEILING: u64 = 64 << 20;
+/// Share of available memory all batch caches together may take (1/8).
+pub const BATCH_CACHE_MEMORY_DIVISOR: u64 = 8;
+pub const BATCH_CACHE_BYTES_FLOOR: u64 = 16 << 20;
+pub const BATCH_CACHE_BYTES_CEILING: u64 = 1 << 30;
+/// fdatasync p99 under which flushing on every ack is cheap.
+pub const FSYNC_CHEAP_P99_US: f64 = 2_000.0;
+/// With flush = "interval", the interval spans this many p99 fdatasyncs.
+pub const FLUSH_INTERVAL_FSYNCS: f64 = 4.0;
+pub const FLUSH_INTERVAL_MS_FLOOR: u64 = 5;
+pub const FLUSH_INTERVAL_MS_CEILING: u64 = 1_000;
+/// Spinning before parking only pays when shards do not need every core.
+pub const SPIN_CPUS_MIN: u32 = 4;
+pub const SPIN_BEFORE_PARK_US: u64 = 50;
+
+/// Largest power of two <= `v` (1 for 0).
+pub fn pow2_floor(v: u64) -> u64 {
+    if v <= 1 {
+        1
+    } else {
+        1 << (63 - v.leading_zeros())
+    }
+}
+
+struct Builder<'a> {
+    probe: &'a HostProbe,
+    bench: Option<&'a BenchReport>,
+    config: Config,
+    reasons: Vec<SettingReason>,
+}
+
+impl Builder<'_> {
+    fn because(&mut self, key: &str, reason: String) {
+        self.reasons.push(SettingReason { key: key.to_string(), reason });
+    }
+}
+
+/// Builds the recommendation for `data_dir` on the probed host.
+pub fn recommend(probe: &HostProbe, bench: Option<&BenchReport>, data_dir: PathBuf, priority: Priority) -> Recommendation {
+    let mut b = Builder { probe, bench, config: Config::default(), reasons: Vec::new() };
+    b.config.server.data_dir = data_dir;
+    b.because("server.data_dir", "the directory probed and benchmarked".into());
+    shards_and_spin(&mut b);
+    write_chunk(&mut b);
+    segment_and_preallocation(&mut b);
+    flush_policy(&mut b, priority);
+    memory(&mut b);
+    let host_changes = host_changes(probe, &b.config);
+    Recommendation { config: b.config, reasons: b.reasons, host_changes }
+}
+
+fn shards_and_spin(b: &mut Builder) {
+    let cpus = b.probe.default_shards();
+    b.config.server.shards = cpus;
+    let mut reason = format!("one shard per CPU this process may use ({cpus}); each is a pinned executor");
+    if let Some(d) = &b.probe.facts.device {
+        if d.hw_queue_count > 0 && d.hw_queue_count < cpus {
+            reason += &format!("; {} has only {} hardware queues, so shards share them", d.disk, d.hw_queue_count);
+        }
+    }
+    b.because("server.shards", reason);
+    b.config.runtime.pin_cores = true;
+    b.because("runtime.pin_cores", "keeps each shard's caches and io_uring on one core".into());
+    if cpus >= SPIN_CPUS_MIN {
+        b.config.runtime.spin_before_park_us = SPIN_BEFORE_PARK_US;
+        b.because(
+            "runtime.spin_before_park_us",
+            format!("bridges the ~40 us wake-up of a parked executor (~5 us spinning) at the cost of idle CPU; set 0 if the {cpus} CPUs are shared with other services"),
+        );
+    } else {
+        b.config.runtime.spin_before_park_us = 0;
+        b.because(
+            "runtime.spin_before_park_us",
+            format!("only {cpus} CPUs: a spinning shard would take the core the other shard and the kernel's I/O completions need"),
+        );
+    }
+}
+
+fn write_chunk(b: &mut Builder) {
+    let align = u64::from(b.probe.dio_offset_align_bytes()).max(4096);
+    let Some(bench) = b.bench else {
+        b.because("storage.write_chunk_bytes", "broker default; run with a bench to size it to the device".into());
+        return;
+    };
+    let best = crate::bench_plan::SEQ_BLOCK_BYTES
+        .iter()
+        .filter_map(|&block| bench.bandwidth_mib_per_sec(block, CHUNK_QUEUE_DEPTH_MAX).map(|bw| (block, bw)))
+        .collect::<Vec<_>>();
+    let peak = best.iter().map(|(_, bw)| *bw).fold(0.0, f64::max);
+    let Some(&(block, bw)) = best.iter().find(|(block, bw)| u64::from(*block) >= align && *bw >= peak * CHUNK_BANDWIDTH_SHARE)
+    else {
+        b.because("storage.write_chunk_bytes", "broker default; the bench had no usable sequential case".into());
+        return;
+    };
+    b.config.storage.write_chunk_bytes = block as usize;
+    b.because(
+        "storage.write_chunk_bytes",
+        format!(
+            "smallest write reaching {:.0}% of the best bandwidth at queue depth <= {CHUNK_QUEUE_DEPTH_MAX}: {} at {bw:.0} MiB/s (best {peak:.0} MiB/s); smaller chunks keep single-write latency low",
+            CHUNK_BANDWIDTH_SHARE * 100.0,
+            format_bytes(u64::from(block))
+        ),
+    );
+}
+
+fn segment_and_preallocation(b: &mut Builder) {
+    let shards = u64::from(b.config.server.shards.max(1));
+    let chunk = b.config.storage.write_chunk_bytes as u64;
+    let peak_bytes_per_s = b.bench.map(|r| r.peak_bandwidth_mib_per_sec() * f64::from(1 << 20));
+    let mut segment = match peak_bytes_per_s {
+        Some(bw) => pow2_floor((bw * SEGMENT_FILL_S) as u64).clamp(SEGMENT_BYTES_FLOOR, SEGMENT_BYTES_CEILING),
+        None => b.config.storage.segment_bytes_max,
+    };
+    let mut reason = match peak_bytes_per_s {
+        Some(bw) => format!(
+            "~{SEGMENT_FILL_S:.0} s of the measured peak {:.0} MiB/s, so rolls are rare while retention stays fine-grained",
+            bw / f64::from(1 << 20)
+        ),
+        None => "broker default (no bench)".into(),
+    };
+    if let Some(space) = b.probe.live.free_space {
+        let cap = pow2_floor(space.available_bytes / (SEGMENTS_PER_SHARD_MIN * shards)).max(chunk);
+        if cap < segment {
+            segment = cap;
+            reason += &format!(
+                "; capped so {} free holds {SEGMENTS_PER_SHARD_MIN} segments per shard",
+                format_bytes(space.available_bytes)
+            );
+        }
+    }
+    b.config.storage.segment_bytes_max = segment.max(shoal_broker::config::SEGMENT_BYTES_MIN).max(chunk);
+    b.because("storage.segment_bytes_max", reason);
+    preallocation(b, peak_bytes_per_s);
+}
+
+fn preallocation(b: &mut Builder, peak_bytes_per_s: Option<f64>) {
+    let segment = b.config.storage.segment_bytes_max;
+    let physical = u64::from(b.probe.facts.device.as_ref().map_or(4096, |d| d.queue.physical_block_size_bytes));
+    let step = match peak_bytes_per_s {
+        Some(bw) => pow2_floor((bw * PREALLOCATE_FILL_S) as u64).max(PREALLOCATE_BYTES_FLOOR).min(segment),
+        None => b.config.storage.preallocate_bytes.min(segment),
+    };
+    b.config.storage.preallocate_bytes = step.max(physical).min(segment);
+    let fsyncs = b.bench.and_then(|r| Some((r.fsync_case(4096, false)?, r.fsync_case(4096, true)?)));
+    let evidence = match fsyncs {
+        Some((growing, prealloc)) => format!(
+            "; measured fdatasync after 4 KiB appends: p50 {:.0} us growing vs {:.0} us preallocated",
+            growing.sync.p50_us, prealloc.sync.p50_us
+        ),
+        None => String::new(),
+    };
+    b.because(
+        "storage.preallocate_bytes",
+        format!(
+            "fallocate step of ~{PREALLOCATE_FILL_S:.0} s at peak bandwidth: fewer extent allocations on the append path and less fragmentation{evidence}"
+        ),
+    );
+}
+
+fn flush_policy(b: &mut Builder, priority: Priority) {
+    let preallocated = b.config.storage.preallocate_bytes > 0;
+    let measured = b.bench.and_then(|r| r.fsync_case(4096, preallocated).or(r.fsync_case(4096, !preallocated)));
+    let Some(fsync) = measured else {
+        b.config.storage.flush = FlushMode::Always;
+        b.because("storage.flush", "every ack waits for its fdatasync (no bench to weigh the cost)".into());
+        return;
+    };
+    let (p50, p99) = (fsync.sync.p50_us, fsync.sync.p99_us);
+    let interval_ms = ((p99 / 1000.0 * FLUSH_INTERVAL_FSYNCS).ceil() as u64).clamp(FLUSH_INTERVAL_MS_FLOOR, FLUSH_INTERVAL_MS_CEILING);
+    b.config.storage.flush_interval_ms = interval_ms;
+    b.because(
+        "storage.flush_interval_ms",
+        format!("{FLUSH_INTERVAL_FSYNCS:.0} x the p99 fdatasync, so interval syncs never queue behind each other"),
+    );
+    let cost = format!("measured fdatasync after a 4 KiB append: p50 {p50:.0} us, p99 {p99:.0} us");
+    let (flush, reason) = match priority {
+        Priority::Latency => (
+            FlushMode::Interval,
+            format!("{cost}; acks no longer wait for it, and a power loss can lose up to {interval_ms} ms of acknowledged appends"),
+        ),
+        Priority::Durability if p99 <= FSYNC_CHEAP_P99_US => (
+            FlushMode::Always,
+            format!("{cost}: cheap enough to sync before every ack; group commit shares each sync among concurrent appends"),
+        ),
+        Priority::Durability => (
+            FlushMode::Always,
+            format!("{cost}: every ack waits at least this long, shared by group commit; `--priority latency` would switch to flush = \"interval\" ({interval_ms} ms) at the risk of losing that much acknowledged data on power loss"),
+        ),
+    };
+    b.config.storage.flush = flush;
+    b.because("storage.flush", reason);
+}
+
+fn memory(b: &mut Builder) {
+    let shards = u64::from(b.config.server.shards.max(1));
+    let chunk = b.config.storage.write_chunk_bytes as u64;
+    let limits = &b.probe.facts.limits;
+    let wanted = (chunk * IO_MEMORY_CHUNKS).clamp(IO_MEMORY_BYTES_FLOOR, IO_MEMORY_BYTES_CEILING);
+    let mut io_memory = wanted;
+    let mut reason = format!("{IO_MEMORY_CHUNKS} write chunks per shard for double-buffered DMA writes");
+    match limits.memlock_soft_bytes {
+        crate::process_limits::LimitValue::Value(limit) if !limits.cap_ipc_lock => {
+            let share = (limit / shards) >> 20 << 20;
+            if share >= (1 << 20) && share < wanted {
+                io_memory = share;
+                reason += &format!("; cut to fit the {} memlock limit across {shards} shards", format_bytes(limit));
+            } else if share < (1 << 20) {
+                reason += &format!("; the {} memlock limit is too small: raise it (see host changes)", format_bytes(limit));
+            }
+        }
+        _ => reason += "; memlock does not limit this process (CAP_IPC_LOCK or unlimited)",
+    }
+    b.config.runtime.io_memory_bytes = io_memory as usize;
+    b.because("runtime.io_memory_bytes", reason);
+    let available = b.probe.facts.memory.available_bytes;
+    let cache = pow2_floor(available / BATCH_CACHE_MEMORY_DIVISOR / shards).clamp(BATCH_CACHE_BYTES_FLOOR, BATCH_CACHE_BYTES_CEILING);
+    b.config.storage.batch_cache_bytes_max = cache as usize;
+    b.because(
+        "storage.batch_cache_bytes_max",
+        format!(
+            "direct I/O bypasses the page cache, so consumers that keep up are served from this cache; all shards together take about 1/{BATCH_CACHE_MEMORY_DIVISOR} of the {} available",
+            format_bytes(available)
+        ),
+    );
+}
