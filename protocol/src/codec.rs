@@ -183,6 +183,62 @@ where
     Ok(out)
 }
 
+/// Validates the meta of any frame this build knows, whatever its kind:
+/// picks the message type from the API key and direction and runs validated
+/// access on it. Returns the API key. Used by fuzzing and by callers that
+/// want to reject a bad frame before routing it.
+pub fn validate_any(frame: &Frame) -> Result<ApiKey, ProtocolError> {
+    use crate::messages::{delivery::*, dlq::*, fetch::*, group::*, handshake::*};
+    use crate::messages::{metadata::*, offsets::*, produce::*, stats::*, topic::*};
+
+    macro_rules! pick {
+        ($frame:expr, $key:expr, $( $k:ident => $req:ty, $resp:ty );* $(;)?) => {
+            match $key {
+                ApiKey::Error => view::<ErrorResponse>($frame).map(|_| ()),
+                $( ApiKey::$k => if $frame.header().is_response() {
+                    view::<$resp>($frame).map(|_| ())
+                } else {
+                    view::<$req>($frame).map(|_| ())
+                }, )*
+            }
+        };
+    }
+
+    let key = ApiKey::from_wire(frame.header().api_key).ok_or_else(|| {
+        ProtocolError::broker(
+            crate::error::ErrorCode::UnknownApi.to_wire(),
+            format!("unknown api key {}", frame.header().api_key),
+        )
+    })?;
+    pick!(frame, key,
+        Handshake => HandshakeRequest, HandshakeResponse;
+        Metadata => MetadataRequest, MetadataResponse;
+        CreateTopic => CreateTopicRequest, CreateTopicResponse;
+        DeleteTopic => DeleteTopicRequest, DeleteTopicResponse;
+        ListTopics => ListTopicsRequest, ListTopicsResponse;
+        DescribeTopic => DescribeTopicRequest, DescribeTopicResponse;
+        Produce => ProduceRequest, ProduceResponse;
+        Fetch => FetchRequest, FetchResponse;
+        ListOffsets => ListOffsetsRequest, ListOffsetsResponse;
+        JoinGroup => JoinGroupRequest, JoinGroupResponse;
+        Heartbeat => HeartbeatRequest, HeartbeatResponse;
+        LeaveGroup => LeaveGroupRequest, LeaveGroupResponse;
+        Poll => PollRequest, PollResponse;
+        Ack => AckRequest, AckResponse;
+        Nack => NackRequest, NackResponse;
+        CommitOffset => CommitOffsetRequest, CommitOffsetResponse;
+        Seek => SeekRequest, SeekResponse;
+        ListGroups => ListGroupsRequest, ListGroupsResponse;
+        GroupStats => GroupStatsRequest, GroupStatsResponse;
+        TopicStats => TopicStatsRequest, TopicStatsResponse;
+        QuarantineBrowse => QuarantineBrowseRequest, QuarantineBrowseResponse;
+        QuarantineCounts => QuarantineCountsRequest, QuarantineCountsResponse;
+        QuarantineRedrive => QuarantineRedriveRequest, QuarantineRedriveResponse;
+        QuarantinePurge => QuarantinePurgeRequest, QuarantinePurgeResponse;
+    )?;
+    Ok(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -451,3 +451,69 @@ fn fetch_skips_records_before_offset() {
     assert_eq!(fetched.next_offset, 10);
     assert_eq!(fetched.log_end, 10);
 }
+
+/// The `shoal` binary produces stdin lines (split into key and value) and
+/// reads them back as JSON lines; a refused connection exits 1 with a
+/// JSON error.
+#[test]
+fn cli_produce_then_consume() {
+    use std::process::{Command, Stdio};
+    let broker = FakeBroker::start();
+    let shoal = env!("CARGO_BIN_EXE_shoal");
+    let addr = broker.addr.to_string();
+    let mut child = Command::new(shoal)
+        .args([
+            "--broker",
+            &addr,
+            "--json",
+            "produce",
+            "t",
+            "--key-sep",
+            ":",
+            "--header",
+            "src=cli",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn shoal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"a:one\nb:two\nc:three\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "produce failed: {out:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["produced"], 3);
+    let partition_of_b = partition_for_key(b"b", PARTITIONS);
+    let out = Command::new(shoal)
+        .args(["--broker", &addr, "--json", "consume", "t", "--partition"])
+        .arg(partition_of_b.to_string())
+        .args(["--from", "earliest", "--timeout-ms", "300"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "consume failed: {out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let b = lines.iter().find(|l| l["key"] == "b").expect("record b");
+    assert_eq!(b["value"], "two");
+    assert_eq!(b["headers"]["src"], "cli");
+    assert_eq!(b["partition"], partition_of_b);
+
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = Command::new(shoal)
+        .args(["--broker", &dead.to_string(), "--json", "topic", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
+    assert!(
+        doc["error"]["message"].as_str().unwrap().contains("refused"),
+        "{doc}"
+    );
+}
