@@ -147,7 +147,7 @@ impl PartitionLog {
                 at += blen;
             }
             pos += at as u64;
-            if total >= max_bytes {
+            if !out.is_empty() && total >= max_bytes {
                 break;
             }
         }

@@ -55,6 +55,15 @@ pub struct LogBounds {
     pub log_end_offset: u64,
 }
 
+/// Counters of the write path since open (for metrics and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    pub appends: u64,
+    pub writes: u64,
+    pub bytes_written: u64,
+    pub fdatasyncs: u64,
+}
+
 /// The log of one partition.
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
@@ -82,6 +91,7 @@ pub struct PartitionLog {
     pub(crate) rewriting: Cell<bool>,
     /// Segments written since the last fdatasync, oldest first.
     dirty: RefCell<Vec<Rc<Segment>>>,
+    stats: Cell<LogStats>,
     /// Progress: written, synced, high watermark, fencing, end of maintenance.
     pub(crate) changed: Notify,
     /// Wakes the flusher; shared so it can wait without keeping the log alive.
@@ -169,6 +179,7 @@ impl PartitionLog {
             maintenance: Cell::new(false),
             rewriting: Cell::new(false),
             dirty: RefCell::new(Vec::new()),
+            stats: Cell::new(LogStats::default()),
             changed: Notify::default(),
             work: Rc::new(Notify::default()),
         }))
@@ -247,6 +258,7 @@ impl PartitionLog {
         self.cache.borrow_mut().push(cached, self.written.get());
         self.log_end.set(next);
         self.last_append_ms.set(append_ms);
+        self.bump(|s| s.appends += 1);
         if durability == Durability::Fsynced {
             self.request_sync(next);
         }
@@ -443,6 +455,17 @@ impl PartitionLog {
         self.fenced.borrow().as_ref().map(|(op, cause)| format!("{op}: {cause}"))
     }
 
+    /// Write-path counters since open.
+    pub fn stats(&self) -> LogStats {
+        self.stats.get()
+    }
+
+    fn bump(&self, f: impl FnOnce(&mut LogStats)) {
+        let mut stats = self.stats.get();
+        f(&mut stats);
+        self.stats.set(stats);
+    }
+
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<u64> {
         self.segments.borrow().keys().copied().collect()
@@ -490,6 +513,10 @@ impl PartitionLog {
                 Err(e) => return self.fence("write", e.to_string()),
             }
             segment.written_len.set(segment.written_len.get().max(logical_end));
+            self.bump(|s| {
+                s.writes += 1;
+                s.bytes_written += expected as u64;
+            });
             let mut dirty = self.dirty.borrow_mut();
             if !dirty.iter().any(|s| Rc::ptr_eq(s, &segment)) {
                 dirty.push(segment);
@@ -507,6 +534,7 @@ impl PartitionLog {
                 if let Err(e) = segment.file.fdatasync().await {
                     return self.fence("fdatasync", e.to_string());
                 }
+                self.bump(|s| s.fdatasyncs += 1);
             }
             self.synced.set(written);
         }

@@ -261,3 +261,109 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Shared by the storage crash test (`tests/log_crash.rs`) and its child
+/// process (`log_crash_child`): the batches the child appends, how it
+/// reports acknowledgements, and how the parent checks them.
+pub mod log_crash {
+    use bytes::BytesMut;
+    use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, BatchRecords, NewRecord};
+    use shoal_storage::{FlushPolicy, LogConfig};
+
+    /// Records in every batch the child appends.
+    pub const RECORDS_PER_BATCH: usize = 4;
+    /// Concurrent appenders in the child, so group commit is exercised.
+    pub const APPENDERS: usize = 6;
+    /// Locked memory for the executors of the child and the parent.
+    pub const IO_MEMORY_BYTES: usize = 1 << 20;
+
+    /// The log settings both sides use: flush `always`, small segments so
+    /// kills also land around rolls.
+    pub fn config() -> LogConfig {
+        LogConfig {
+            flush: FlushPolicy::Always,
+            segment_bytes_max: 512 << 10,
+            preallocate_bytes: 512 << 10,
+            ..LogConfig::default()
+        }
+    }
+
+    /// The values of the records of the batch with `tag`.
+    pub fn values(tag: u64) -> Vec<Vec<u8>> {
+        (0..RECORDS_PER_BATCH as u64)
+            .map(|r| {
+                let len = 100 + ((tag * 7 + r * 13) % 1000) as usize;
+                let mut v = Vec::with_capacity(len);
+                let seed = tag.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ r;
+                v.extend((0..len).map(|i| (seed >> (i % 8 * 8)) as u8 ^ i as u8));
+                v
+            })
+            .collect()
+    }
+
+    /// The batch the child appends for `tag`.
+    pub fn batch(tag: u64) -> BytesMut {
+        let mut b = BatchBuilder::new();
+        for (r, value) in values(tag).into_iter().enumerate() {
+            b.push(NewRecord {
+                timestamp_ms: tag as i64,
+                key: Some(format!("{tag}-{r}").into_bytes()),
+                value: Some(value),
+                ..Default::default()
+            });
+        }
+        BytesMut::from(&b.finish().expect("encode")[..])
+    }
+
+    /// One acknowledged append as the child prints it: `ack <base> <last> <tag>`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Ack {
+        pub base: u64,
+        pub last: u64,
+        pub tag: u64,
+    }
+
+    impl Ack {
+        pub fn line(&self) -> String {
+            format!("ack {} {} {}", self.base, self.last, self.tag)
+        }
+
+        pub fn parse(line: &str) -> Option<Ack> {
+            let mut f = line.strip_prefix("ack ")?.split(' ');
+            let ack = Ack {
+                base: f.next()?.parse().ok()?,
+                last: f.next()?.parse().ok()?,
+                tag: f.next()?.parse().ok()?,
+            };
+            f.next().is_none().then_some(ack)
+        }
+    }
+
+    /// Checks that `bytes` is exactly the batch `ack` describes: valid,
+    /// at its offsets, with the records the child wrote. Returns the
+    /// number of records checked.
+    pub fn check(ack: &Ack, bytes: &[u8]) -> Result<usize, String> {
+        let limits = BatchLimits::default();
+        let header = batch::validate(bytes, &limits).map_err(|e| format!("{ack:?}: {e}"))?;
+        if header.base_offset != ack.base || header.last_offset() != ack.last {
+            return Err(format!(
+                "{ack:?}: stored at {}..={}",
+                header.base_offset,
+                header.last_offset()
+            ));
+        }
+        let records = BatchRecords::open(bytes, &header, &limits).map_err(|e| e.to_string())?;
+        let archived = records.records().map_err(|e| e.to_string())?;
+        let expected = values(ack.tag);
+        if archived.len() != expected.len() {
+            return Err(format!("{ack:?}: {} records", archived.len()));
+        }
+        for (r, (got, want)) in archived.iter().zip(&expected).enumerate() {
+            let value = got.value.as_ref().map(|v| v.as_slice());
+            if value != Some(want.as_slice()) {
+                return Err(format!("{ack:?}: record {r} differs"));
+            }
+        }
+        Ok(archived.len())
+    }
+}

@@ -1,0 +1,328 @@
+//! The partition log against an in-memory model: random sequences of
+//! append (single and concurrent), read, roll, reopen, retention, flush and
+//! truncate_suffix must leave the log reading back exactly what the model
+//! holds. Cases: `SHOAL_QC_CASES` (default 1000); seed: `SHOAL_TEST_SEED`.
+
+mod common;
+
+use common::{make_batch, run_local, seed, small_config};
+use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
+use shoal_storage::{FlushPolicy, LogConfig, PartitionLog};
+use std::rc::Rc;
+
+const CASES_DEFAULT: u64 = 1000;
+const OPS_MAX: usize = 24;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append { records: u8, value_len: u16 },
+    AppendConcurrent { count: u8 },
+    Read { at: u16, max_bytes: u16 },
+    Roll,
+    Reopen,
+    Retention { keep_bytes: u16 },
+    Truncate { back: u8 },
+    Flush,
+}
+
+impl Arbitrary for Op {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let pick = u8::arbitrary(g) % 20;
+        match pick {
+            0..=6 => Op::Append {
+                records: 1 + u8::arbitrary(g) % 4,
+                value_len: u16::arbitrary(g) % 3000,
+            },
+            7..=8 => Op::AppendConcurrent {
+                count: 2 + u8::arbitrary(g) % 8,
+            },
+            9..=12 => Op::Read {
+                at: u16::arbitrary(g),
+                max_bytes: u16::arbitrary(g) % 20_000,
+            },
+            13 => Op::Roll,
+            14..=15 => Op::Reopen,
+            16 => Op::Retention {
+                keep_bytes: u16::arbitrary(g) % 40_000,
+            },
+            17..=18 => Op::Truncate {
+                back: u8::arbitrary(g) % 12,
+            },
+            _ => Op::Flush,
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        match self {
+            Op::Append { records, value_len } if *value_len > 0 => Box::new(std::iter::once(Op::Append {
+                records: *records,
+                value_len: value_len / 2,
+            })),
+            _ => Box::new(std::iter::empty()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    flush: u8,
+    ops: Vec<Op>,
+}
+
+impl Arbitrary for Case {
+    fn arbitrary(g: &mut Gen) -> Self {
+        let mut ops: Vec<Op> = Vec::arbitrary(g);
+        ops.truncate(OPS_MAX);
+        Case {
+            flush: u8::arbitrary(g) % 3,
+            ops,
+        }
+    }
+
+    fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
+        let flush = self.flush;
+        Box::new(self.ops.shrink().map(move |ops| Case { flush, ops }))
+    }
+}
+
+/// One batch as the model holds it: exactly the bytes a read must return.
+#[derive(Debug, Clone)]
+struct Stored {
+    base: u64,
+    next: u64,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Model {
+    batches: Vec<Stored>,
+    start: u64,
+    end: u64,
+    tag: u64,
+}
+
+impl Model {
+    fn live(&self) -> impl Iterator<Item = &Stored> {
+        self.batches.iter().filter(move |b| b.next > self.start)
+    }
+}
+
+fn config_for(flush: u8) -> LogConfig {
+    let policy = match flush {
+        0 => FlushPolicy::Always,
+        1 => FlushPolicy::IntervalMs(5),
+        _ => FlushPolicy::Never,
+    };
+    small_config(policy)
+}
+
+async fn append_one(log: &PartitionLog, model: &mut Model, records: u8, value_len: u16) -> Result<(), String> {
+    model.tag += 1;
+    let batch = make_batch(model.tag, records as usize, value_len as usize);
+    let ack = log.append(batch).await.map_err(|e| format!("append: {e}"))?;
+    record_ack(log, model, ack).await
+}
+
+async fn record_ack(log: &PartitionLog, model: &mut Model, ack: shoal_storage::AppendAck) -> Result<(), String> {
+    let read = log.read_uncommitted(ack.base_offset, 1).await.map_err(|e| e.to_string())?;
+    let b = read.batches.first().ok_or("appended batch not readable")?;
+    if b.base_offset != ack.base_offset || b.next_offset != ack.last_offset + 1 {
+        return Err(format!("ack {ack:?} but read {}..{}", b.base_offset, b.next_offset));
+    }
+    model.batches.push(Stored {
+        base: b.base_offset,
+        next: b.next_offset,
+        bytes: b.bytes.to_vec(),
+    });
+    Ok(())
+}
+
+async fn append_concurrent(log: &Rc<PartitionLog>, model: &mut Model, count: u8) -> Result<(), String> {
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            model.tag += 1;
+            let batch = make_batch(model.tag, 1 + (i % 3) as usize, 100 + 50 * i as usize);
+            let log = log.clone();
+            glommio::spawn_local(async move { log.append(batch).await })
+        })
+        .collect();
+    let mut acks = Vec::new();
+    for t in tasks {
+        acks.push(t.await.map_err(|e| format!("concurrent append: {e}"))?);
+    }
+    acks.sort_by_key(|a| a.base_offset);
+    for ack in acks {
+        if ack.base_offset != model.end {
+            return Err(format!("concurrent ack {ack:?} leaves a hole at {}", model.end));
+        }
+        model.end = ack.last_offset + 1;
+        record_ack(log, model, ack).await?;
+    }
+    Ok(())
+}
+
+/// Reads from `at` and checks the answer against the model.
+async fn check_read(log: &PartitionLog, model: &Model, at: u64, max_bytes: usize) -> Result<(), String> {
+    let read = log.read(at, max_bytes).await.map_err(|e| format!("read {at}: {e}"))?;
+    let expected: Vec<&Stored> = model.live().filter(|b| b.next > at).collect();
+    if expected.is_empty() != read.is_empty() {
+        return Err(format!("read {at}: got {} batches, model has {}", read.batches.len(), expected.len()));
+    }
+    let mut total = 0;
+    for (i, (got, want)) in read.batches.iter().zip(&expected).enumerate() {
+        if got.base_offset != want.base || got.bytes[..] != want.bytes[..] {
+            return Err(format!("read {at}: batch {i} is {} not {}", got.base_offset, want.base));
+        }
+        total += got.bytes.len();
+    }
+    if read.batches.len() > expected.len() {
+        return Err(format!("read {at}: more batches than the model"));
+    }
+    if read.batches.len() > 1 && total > max_bytes.max(1) {
+        return Err(format!("read {at}: {total} bytes over max {max_bytes}"));
+    }
+    Ok(())
+}
+
+/// The whole log must equal the model, with consistent bounds.
+async fn check_all(log: &PartitionLog, model: &Model) -> Result<(), String> {
+    if log.log_end_offset() != model.end || log.log_start_offset() != model.start {
+        return Err(format!(
+            "bounds [{}, {}) but model [{}, {})",
+            log.log_start_offset(),
+            log.log_end_offset(),
+            model.start,
+            model.end
+        ));
+    }
+    log.flush().await.map_err(|e| e.to_string())?;
+    if log.high_watermark() != model.end {
+        return Err(format!("high watermark {} after flush, end {}", log.high_watermark(), model.end));
+    }
+    let mut at = model.start;
+    let mut live = model.live();
+    while at < model.end {
+        let read = log.read(at, 1 << 15).await.map_err(|e| e.to_string())?;
+        if read.is_empty() {
+            return Err(format!("nothing at {at} below end {}", model.end));
+        }
+        for got in &read.batches {
+            let want = live.next().ok_or("log has more batches than the model")?;
+            if got.base_offset != want.base || got.bytes[..] != want.bytes[..] {
+                return Err(format!("batch at {} differs from model {}", got.base_offset, want.base));
+            }
+        }
+        at = read.next_offset().expect("non-empty");
+    }
+    Ok(())
+}
+
+async fn apply(log: &mut Rc<PartitionLog>, model: &mut Model, op: &Op, config: &LogConfig, dir: &std::path::Path) -> Result<(), String> {
+    match *op {
+        Op::Append { records, value_len } => {
+            append_one(log, model, records, value_len).await?;
+            model.end = model.batches.last().expect("just pushed").next;
+        }
+        Op::AppendConcurrent { count } => append_concurrent(log, model, count).await?,
+        Op::Read { at, max_bytes } => {
+            let span = model.end - model.start + 1;
+            check_read(log, model, model.start + u64::from(at) % span, max_bytes as usize).await?;
+        }
+        Op::Roll => log.roll().await.map_err(|e| e.to_string())?,
+        Op::Flush => log.flush().await.map_err(|e| e.to_string())?,
+        Op::Reopen => {
+            log.close().await.map_err(|e| e.to_string())?;
+            *log = PartitionLog::open(dir, config.clone()).await.map_err(|e| format!("reopen: {e}"))?;
+        }
+        Op::Retention { keep_bytes } => retention(log, model, keep_bytes, config, dir).await?,
+        Op::Truncate { back } => {
+            let target = model.end.saturating_sub(u64::from(back)).max(model.start);
+            let new_end = log.truncate_suffix(target).await.map_err(|e| e.to_string())?;
+            model.batches.retain(|b| b.next <= target);
+            let expected = model.batches.last().map_or(model.start, |b| b.next).max(model.start);
+            if new_end != expected {
+                return Err(format!("truncate_suffix({target}) ended at {new_end}, model {expected}"));
+            }
+            model.end = new_end;
+        }
+    }
+    Ok(())
+}
+
+/// Size retention: reopen with the limit, apply, and check the new start is
+/// a batch boundary that keeps at least `keep_bytes` when anything went.
+async fn retention(
+    log: &mut Rc<PartitionLog>,
+    model: &mut Model,
+    keep_bytes: u16,
+    config: &LogConfig,
+    dir: &std::path::Path,
+) -> Result<(), String> {
+    log.close().await.map_err(|e| e.to_string())?;
+    let limited = LogConfig {
+        retention_bytes: Some(u64::from(keep_bytes)),
+        ..config.clone()
+    };
+    let limited_log = PartitionLog::open(dir, limited).await.map_err(|e| e.to_string())?;
+    let deleted = limited_log.apply_retention(i64::MAX).await.map_err(|e| e.to_string())?;
+    let new_start = limited_log.log_start_offset();
+    limited_log.close().await.map_err(|e| e.to_string())?;
+    drop(limited_log);
+    *log = PartitionLog::open(dir, config.clone()).await.map_err(|e| e.to_string())?;
+    if deleted == 0 {
+        return if new_start == model.start {
+            Ok(())
+        } else {
+            Err(format!("start moved to {new_start} without deletion"))
+        };
+    }
+    if new_start < model.start || !model.batches.iter().any(|b| b.base == new_start) && new_start != model.end {
+        return Err(format!("retention start {new_start} is not a batch boundary"));
+    }
+    let kept: usize = model.live().filter(|b| b.base >= new_start).map(|b| b.bytes.len()).sum();
+    if (kept as u64) < u64::from(keep_bytes) {
+        return Err(format!("retention kept {kept} bytes, under the {keep_bytes} limit"));
+    }
+    model.start = new_start;
+    Ok(())
+}
+
+fn run_case(case: Case) -> TestResult {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    let config = config_for(case.flush);
+    let result = run_local(|| async move {
+        let mut log = PartitionLog::open(&dir, config.clone()).await.map_err(|e| e.to_string())?;
+        let mut model = Model::default();
+        for (i, op) in case.ops.iter().enumerate() {
+            apply(&mut log, &mut model, op, &config, &dir)
+                .await
+                .map_err(|e| format!("op {i} {op:?}: {e}"))?;
+        }
+        check_all(&log, &model).await?;
+        log.close().await.map_err(|e| e.to_string())?;
+        drop(log);
+        let reopened = PartitionLog::open(&dir, config).await.map_err(|e| format!("final reopen: {e}"))?;
+        check_all(&reopened, &model).await
+    });
+    match result {
+        Ok(()) => TestResult::passed(),
+        Err(e) => TestResult::error(e),
+    }
+}
+
+/// Random operation sequences never make the log disagree with the model.
+#[test]
+fn log_matches_model() {
+    let cases = std::env::var("SHOAL_QC_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CASES_DEFAULT);
+    let seed = seed("log_matches_model");
+    println!("log_matches_model: {cases} cases (SHOAL_QC_CASES)");
+    QuickCheck::new()
+        .rng(Gen::from_size_and_seed(OPS_MAX, seed))
+        .tests(cases)
+        .max_tests(cases * 2)
+        .quickcheck(run_case as fn(Case) -> TestResult);
+}
