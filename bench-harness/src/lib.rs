@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod broker_process;
 pub mod burst;
 pub mod distribution;
 pub mod driver;
@@ -30,6 +31,7 @@ pub mod ledger;
 pub mod machine;
 pub mod rate_search;
 pub mod report;
+pub mod run;
 pub mod schedule;
 pub mod stamp;
 pub mod timeseries;

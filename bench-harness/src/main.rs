@@ -1,1 +1,136 @@
-fn main() {}
+//! `shoal-bench`: load-test a Shoal broker and report figures with their baselines.
+//!
+//! `shoal-bench --preset quick` starts `shoald` on free loopback ports with a
+//! fresh temporary data directory, measures the physical baselines, offers
+//! the preset's load, prints the summary table and writes `report.json`,
+//! `summary.txt`, SVG charts and `index.html` to `--out`. Every workload field
+//! can be set by a flag (`--help` lists them all).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::Parser;
+use shoal_bench::broker_process::{find_binary, BrokerSpec};
+use shoal_bench::error::BenchError;
+use shoal_bench::report;
+use shoal_bench::run::{run, BrokerChoice, RunSettings};
+use shoal_bench::workload::{Workload, WorkloadLayer, WorkloadSource, PRESETS};
+
+/// Load-test a Shoal broker: open-loop load at a target rate (or a search for
+/// the highest sustainable rate), HDR latency measured from each record's
+/// intended send time, loss/duplicate verification, and physical baselines
+/// (loopback TCP, disk O_DIRECT + fdatasync) measured in the same run.
+#[derive(Debug, Parser)]
+#[command(name = "shoal-bench", version, about, long_about = None)]
+struct Cli {
+    /// Shipped preset to start from: quick, steady, max-rate, burst, slow-consumer, retry-storm, restart
+    #[arg(long, default_value = "quick", conflicts_with = "workload")]
+    preset: String,
+    /// Workload TOML file to start from instead of a preset (same fields as the flags below)
+    #[arg(long)]
+    workload: Option<PathBuf>,
+    /// Use an already running broker at HOST:PORT instead of starting shoald
+    #[arg(long, value_name = "HOST:PORT")]
+    broker: Option<String>,
+    /// shoald binary for the embedded broker [default: next to shoal-bench, then ./target/release/shoald]
+    #[arg(long, value_name = "PATH")]
+    broker_bin: Option<PathBuf>,
+    /// Data directory: the embedded broker's, and where the disk baseline runs [default: a fresh temporary directory]
+    #[arg(long, value_name = "PATH")]
+    data_dir: Option<PathBuf>,
+    /// Shards of the embedded broker [default: available cores]
+    #[arg(long)]
+    broker_shards: Option<u32>,
+    /// Extra argument for the embedded shoald; repeat for several (e.g. --broker-arg=--no-pin)
+    #[arg(long = "broker-arg", value_name = "ARG", allow_hyphen_values = true)]
+    broker_args: Vec<String>,
+    /// Output directory for report.json, summary.txt, the SVG charts and index.html [default: ./bench-out/<timestamp>]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Seconds each baseline measurement runs (loopback throughput, loopback round trip, disk write, fdatasync)
+    #[arg(long, default_value_t = 0.75)]
+    baseline_s: f64,
+    /// Skip the physical baselines (no ratios are reported)
+    #[arg(long)]
+    no_baselines: bool,
+    /// Seconds after the load ends for acks and consumers to catch up before the check
+    #[arg(long, default_value_t = 15.0)]
+    drain_s: f64,
+    /// Print the resolved workload as TOML and exit
+    #[arg(long)]
+    print_workload: bool,
+    /// List the shipped presets and exit
+    #[arg(long)]
+    list_presets: bool,
+    #[command(flatten, next_help_heading = "Workload (each overrides the preset or file)")]
+    overrides: WorkloadLayer,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("shoal-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
+    if cli.list_presets {
+        for (name, text) in PRESETS {
+            let first = text.lines().next().unwrap_or("").trim_start_matches('#').trim();
+            println!("{name:<14} {first}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let source = match &cli.workload {
+        Some(path) => WorkloadSource::File(path),
+        None => WorkloadSource::Preset(&cli.preset),
+    };
+    let workload = Workload::resolve(source, &cli.overrides)?;
+    if cli.print_workload {
+        print!("{}", toml::to_string(&workload).map_err(|e| BenchError::Driver(e.to_string()))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // A temporary data directory lives until the end of the run and is then removed.
+    let temp = match &cli.data_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("shoal-bench-").tempdir().map_err(|e| BenchError::io("temp dir", e))?),
+    };
+    let data_dir = cli.data_dir.clone().or_else(|| temp.as_ref().map(|t| t.path().to_path_buf())).expect("one is set");
+    let out = cli.out.clone().unwrap_or_else(default_out);
+    std::fs::create_dir_all(&out).map_err(|e| BenchError::io(format!("create {}", out.display()), e))?;
+    let broker = match &cli.broker {
+        Some(address) => BrokerChoice::External(address.clone()),
+        None => BrokerChoice::Embedded(BrokerSpec {
+            binary: find_binary(cli.broker_bin.as_deref())?,
+            data_dir: data_dir.join("broker"),
+            shards: cli.broker_shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+            log_path: out.join("broker.log"),
+            extra_args: cli.broker_args.clone(),
+        }),
+    };
+    let settings = RunSettings {
+        workload,
+        broker,
+        data_dir,
+        baseline: (!cli.no_baselines).then(|| Duration::from_secs_f64(cli.baseline_s.clamp(0.05, 30.0))),
+        drain: Duration::from_secs_f64(cli.drain_s.clamp(0.0, 600.0)),
+        command_line: std::env::args().collect(),
+    };
+    let report = run(settings)?;
+    print!("{}", report::summary::render(&report));
+    let written = report::write(&out, &report)?;
+    println!("\nreport: {} ({} files; open index.html)", out.display(), written.len());
+    let ok = report.measured.as_ref().is_none_or(|m| m.drained && m.delivery.as_ref().is_none_or(|v| v.ok));
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// `./bench-out/<UTC timestamp>`.
+fn default_out() -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(':', "-");
+    PathBuf::from("bench-out").join(stamp)
+}

@@ -101,6 +101,11 @@ impl RateSearch {
         }
     }
 
+    /// Trials judged so far.
+    pub fn trials(&self) -> &[TrialVerdict] {
+        &self.trials
+    }
+
     /// Records the backlog observed `at_ns` after the current trial started.
     pub fn observe(&mut self, at_ns: u64, backlog_records: u64) {
         self.samples.push((at_ns, backlog_records as f64));

@@ -6,6 +6,9 @@
 //! of another run are counted as foreign and ignored. In the slow-consumer
 //! scenario each record costs `consumer_delay_us` of busy time until the load
 //! ends; in the retry-storm scenario a `nack_share` of deliveries is nacked.
+//! Only processed (acked) deliveries count as consumed in the ledger and in
+//! the end-to-end latency of the main flow (first deliveries); nacks and
+//! redeliveries are counted on their own.
 //! The thread stops when the engine says so (every acked record received, or
 //! the drain deadline passed).
 
@@ -45,6 +48,8 @@ pub struct ConsumerOutcome {
     pub window_records: u64,
     pub window_bytes: u64,
     pub nacked: u64,
+    /// Deliveries with a delivery count above 1.
+    pub redelivered: u64,
     pub peak_burst_delay_ns: u64,
     pub core: Option<usize>,
 }
@@ -69,30 +74,36 @@ pub fn run(
     while !shared.stop_consumers.load(Ordering::Acquire) && !shared.aborted() {
         client.poll(POLL_WAIT_MAX, &mut records)?;
         for record in records.drain(..) {
-            let ok = receive(&mut out, &plan, shared, &record);
             if !delay.is_zero() && !shared.draining.load(Ordering::Relaxed) {
                 busy_wait(delay);
             }
-            let nack = ok && nack_share > 0.0 && rng.gen_bool(nack_share);
-            out.nacked += u64::from(nack);
+            out.redelivered += u64::from(record.delivery_count > 1);
+            // Nacks stop once the load is over so the retries can drain.
+            let storming = nack_share > 0.0 && !shared.draining.load(Ordering::Relaxed);
+            let nack = storming && rng.gen_bool(nack_share);
+            if nack {
+                out.nacked += 1;
+            } else {
+                receive(&mut out, &plan, shared, &record);
+            }
             client.settle(&record, !nack)?;
         }
     }
     Ok(out)
 }
 
-/// Times and records one delivery; false for a value of another run.
-fn receive(out: &mut ConsumerOutcome, plan: &ConsumerPlan, shared: &Shared, record: &InRecord) -> bool {
+/// Times and records one processed delivery.
+fn receive(out: &mut ConsumerOutcome, plan: &ConsumerPlan, shared: &Shared, record: &InRecord) {
     let now = shared.now_ns();
     let stamp = Stamp::read(&record.value).filter(|s| s.run == plan.run);
     // The window is published before the first record of this run is produced.
     let (Some(stamp), Some(window)) = (stamp, shared.window()) else {
         out.ledger.receive_foreign();
-        return false;
+        return;
     };
     let latency = now.saturating_sub(stamp.intended_ns);
     let bytes = record.value.len() as u64;
-    if stamp.intended_ns >= window.measure_start_ns {
+    if stamp.intended_ns >= window.measure_start_ns && record.delivery_count <= 1 {
         out.end_to_end.record(latency);
     }
     if (window.measure_start_ns..window.measure_end_ns).contains(&now) {
@@ -105,7 +116,6 @@ fn receive(out: &mut ConsumerOutcome, plan: &ConsumerPlan, shared: &Shared, reco
     out.series.record(now, bytes, Some(latency));
     out.ledger.receive(stamp.producer, stamp.sequence);
     shared.received.fetch_add(1, Ordering::Relaxed);
-    true
 }
 
 /// Spends `d` of CPU, as a handler doing real work would (sleeping would

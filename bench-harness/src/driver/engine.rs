@@ -84,6 +84,11 @@ impl Shared {
         self.epoch.elapsed().as_nanos() as u64
     }
 
+    /// Nanoseconds since the epoch at `instant` (0 if before it).
+    pub fn ns_at(&self, instant: Instant) -> u64 {
+        instant.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
     /// The measured window, once the schedule has started.
     pub fn window(&self) -> Option<Window> {
         self.window.get().copied()
@@ -346,7 +351,9 @@ fn merge(
     }
     let (mut e2e, mut c_series) = (LatencyHistogram::new(), TimeSeries::new());
     let (mut c_records, mut c_bytes, mut peak_burst_delay) = (0, 0, 0);
+    let (mut nacked, mut redelivered) = (0, 0);
     for c in &consumed {
+        (nacked, redelivered) = (nacked + c.nacked, redelivered + c.redelivered);
         e2e.merge(&c.end_to_end);
         c_series.merge(&c.series);
         ledger.merge(&c.ledger);
@@ -382,6 +389,8 @@ fn merge(
         send_lag: lag.summary(),
         produce_errors: errors,
         unanswered,
+        nacked,
+        redelivered,
         produce_series: series.points(),
         consume_series: c_series.points(),
         backlog: watch.backlog,

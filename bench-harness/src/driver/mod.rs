@@ -19,10 +19,11 @@
 pub mod consumer;
 pub mod engine;
 pub mod producer;
+pub mod shoal_client;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::BenchError;
 use crate::workload::Workload;
@@ -44,6 +45,8 @@ pub struct AckEvent {
     pub token: u64,
     /// `Err` carries the client's or broker's reason.
     pub result: Result<(), String>,
+    /// When the client learned the outcome.
+    pub at: Instant,
 }
 
 /// One record received by a consumer client.
@@ -52,6 +55,8 @@ pub struct InRecord {
     pub value: Vec<u8>,
     /// Whatever the client needs to ack or nack this record.
     pub handle: u64,
+    /// 1 on first delivery, higher on redeliveries (group consumption).
+    pub delivery_count: u32,
 }
 
 /// A producer as the driver needs it: asynchronous sends, acks collected later.

@@ -135,7 +135,7 @@ fn settle(
     ack: AckEvent,
 ) {
     let Some(sent) = in_flight.remove(&ack.token) else { return };
-    let now = shared.now_ns();
+    let now = shared.ns_at(ack.at);
     if let Err(reason) = ack.result {
         return fail(out, shared, reason);
     }

@@ -37,7 +37,7 @@ impl ProduceClient for MemProducer {
         if self.log.lose != Some(record.token) {
             self.log.log.lock().unwrap().push(record.value);
         }
-        self.acks.push(AckEvent { token: record.token, result: Ok(()) });
+        self.acks.push(AckEvent { token: record.token, result: Ok(()), at: std::time::Instant::now() });
         Ok(())
     }
 
@@ -63,7 +63,7 @@ impl ConsumeClient for MemConsumer {
         let before = out.len();
         for (at, value) in log.iter().enumerate().skip(self.next) {
             if at % self.of == self.index {
-                out.push(InRecord { value: value.clone(), handle: at as u64 });
+                out.push(InRecord { value: value.clone(), handle: at as u64, delivery_count: 1 });
             }
         }
         self.next = log.len();

@@ -95,6 +95,8 @@ mod tests {
             send_lag: summary_of(&[1_000]),
             produce_errors: 0,
             unanswered: 0,
+            nacked: 0,
+            redelivered: 0,
             produce_series: series.points(),
             consume_series: series.points(),
             backlog: GaugeSeries { samples: vec![(0, 1), (1_000_000_000, 3)] },

@@ -106,6 +106,10 @@ pub struct PhaseResult {
     pub produce_errors: u64,
     /// Records sent but neither acked nor failed by the drain deadline.
     pub unanswered: u64,
+    /// Deliveries the consumers nacked (retry storm).
+    pub nacked: u64,
+    /// Deliveries that arrived with a delivery count above 1.
+    pub redelivered: u64,
     pub produce_series: Vec<SeriesPoint>,
     pub consume_series: Vec<SeriesPoint>,
     /// Records due by the schedule but not yet acknowledged.

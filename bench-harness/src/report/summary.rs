@@ -150,6 +150,17 @@ fn phase(out: &mut String, m: &PhaseResult) {
             drain
         );
     }
+    if m.nacked + m.redelivered > 0 {
+        let secs = (m.measure_end_ns - m.measure_start_ns) as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "\n  retries: {} nacked ({:.0}/s), {} redelivered ({:.0}/s); end-to-end above is first deliveries only",
+            count(m.nacked),
+            m.nacked as f64 / secs,
+            count(m.redelivered),
+            m.redelivered as f64 / secs
+        );
+    }
     if let Some(rs) = &m.restart {
         let window = rs.unavailable_ns.map_or("no ack after the restart".into(), ns);
         let _ = writeln!(

@@ -1,0 +1,193 @@
+//! The embedded broker: a `shoald` child process the harness starts, kills and restarts.
+//!
+//! The harness picks free loopback ports itself (the shared port and a run
+//! of consecutive shard ports) so that a restarted broker comes back on the
+//! same addresses and clients reconnect without new metadata. `shoald`
+//! prints `shoald ready listen=...` on stdout once it serves; the harness
+//! waits for that line (at most [`READY_WAIT_MAX`]). The broker's stderr
+//! goes to `broker.log` in the output directory. The restart scenario uses
+//! SIGKILL (nothing flushed on the way out); the end of a run sends SIGTERM
+//! and waits for a clean exit (at most [`STOP_WAIT_MAX`], then SIGKILL).
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::driver::BrokerControl;
+use crate::error::BenchError;
+
+/// Longest wait for `shoald ready`.
+pub const READY_WAIT_MAX: Duration = Duration::from_secs(60);
+/// Longest wait for a clean exit after SIGTERM.
+pub const STOP_WAIT_MAX: Duration = Duration::from_secs(20);
+/// Attempts at finding a run of free shard ports.
+const PORT_SEARCH_MAX: u32 = 64;
+
+/// How to run `shoald`.
+#[derive(Clone, Debug)]
+pub struct BrokerSpec {
+    pub binary: PathBuf,
+    pub data_dir: PathBuf,
+    pub shards: u32,
+    pub log_path: PathBuf,
+    pub extra_args: Vec<String>,
+}
+
+/// A running (or deliberately stopped) `shoald`.
+pub struct BrokerProcess {
+    spec: BrokerSpec,
+    listen_port: u16,
+    shard_port_base: u16,
+    child: Option<Child>,
+}
+
+impl BrokerProcess {
+    /// Picks ports and starts the broker.
+    pub fn start(spec: BrokerSpec) -> Result<Self, BenchError> {
+        let (listen_port, shard_port_base) = free_ports(spec.shards)?;
+        let mut broker = Self { spec, listen_port, shard_port_base, child: None };
+        broker.launch()?;
+        Ok(broker)
+    }
+
+    /// The shared native-protocol address.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.listen_port)
+    }
+
+    fn launch(&mut self) -> Result<(), BenchError> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&self.spec.log_path)
+            .map_err(|e| BenchError::io(format!("open {}", self.spec.log_path.display()), e))?;
+        let mut child = Command::new(&self.spec.binary)
+            .arg("--data-dir")
+            .arg(&self.spec.data_dir)
+            .arg("--listen")
+            .arg(self.address())
+            .arg("--shard-port-base")
+            .arg(self.shard_port_base.to_string())
+            .arg("--http-listen")
+            .arg("127.0.0.1:0")
+            .arg("--shards")
+            .arg(self.spec.shards.to_string())
+            .args(&self.spec.extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .map_err(|e| BenchError::io(format!("start {}", self.spec.binary.display()), e))?;
+        let stdout = child.stdout.take().expect("stdout was piped");
+        self.child = Some(child);
+        wait_ready(stdout).map_err(|e| {
+            self.kill_now();
+            e
+        })
+    }
+
+    fn kill_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // The child may already have exited; either way it is reaped below.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit; SIGKILL after [`STOP_WAIT_MAX`].
+    pub fn stop(&mut self) -> Result<(), BenchError> {
+        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .map_err(|e| BenchError::io("send SIGTERM to shoald", e))?;
+        let start = Instant::now();
+        while status.success() && start.elapsed() < STOP_WAIT_MAX {
+            if let Some(exit) = child.try_wait().map_err(|e| BenchError::io("wait for shoald", e))? {
+                return match exit.success() {
+                    true => Ok(()),
+                    false => Err(BenchError::Driver(format!("shoald exited with {exit} after SIGTERM"))),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(BenchError::Driver("shoald did not exit after SIGTERM; killed".into()))
+    }
+}
+
+impl BrokerControl for BrokerProcess {
+    fn kill(&mut self) -> Result<(), BenchError> {
+        self.kill_now();
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), BenchError> {
+        self.launch()
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+/// Reads stdout until the ready line, on a helper thread so the wait is bounded.
+fn wait_ready(stdout: std::process::ChildStdout) -> Result<(), BenchError> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ready_sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !ready_sent && line.starts_with("shoald ready") {
+                ready_sent = tx.send(()).is_ok();
+            }
+        }
+        // Keep draining stdout until the broker exits so it never blocks on a full pipe.
+    });
+    rx.recv_timeout(READY_WAIT_MAX)
+        .map_err(|_| BenchError::Driver("shoald did not report ready (see broker.log)".into()))
+}
+
+/// A free port for the shared listener and a base with `shards` free ports after it.
+fn free_ports(shards: u32) -> Result<(u16, u16), BenchError> {
+    let listen = TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::io("find a free port", e))?;
+    let listen_port = listen.local_addr().map_err(|e| BenchError::io("find a free port", e))?.port();
+    for _ in 0..PORT_SEARCH_MAX {
+        let probe = TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::io("find free ports", e))?;
+        let base = probe.local_addr().map_err(|e| BenchError::io("find free ports", e))?.port();
+        drop(probe);
+        let Some(end) = base.checked_add(shards as u16) else { continue };
+        let run: Result<Vec<TcpListener>, _> =
+            (base..end).map(|p| TcpListener::bind(("127.0.0.1", p))).collect();
+        if run.is_ok() && !(base..end).contains(&listen_port) {
+            return Ok((listen_port, base));
+        }
+    }
+    Err(BenchError::Driver("no run of free loopback ports for the shard ports".into()))
+}
+
+/// The `shoald` to run: `--broker-bin`, else next to this executable, else
+/// `target/release/shoald` under the current directory.
+pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, BenchError> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join("shoald")));
+    let candidates = beside.into_iter().chain([PathBuf::from("target/release/shoald")]);
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    Err(BenchError::Driver(
+        "no shoald binary found: build it (cargo build --release --bin shoald) or pass --broker-bin".into(),
+    ))
+}

@@ -1,0 +1,314 @@
+//! The driver's traits implemented with Shoal's own client (`shoal_protocol::client`).
+//!
+//! - Producer: one [`Producer`] per thread (its batching, linger and acks as
+//!   the workload says). `Producer::send` returns a [`SendHandle`] that can
+//!   only be waited on, so a small waiter thread per producer waits on the
+//!   handles in send order and timestamps each ack the moment it resolves;
+//!   the producer loop collects them without blocking its schedule.
+//! - Partition consumer: the thread's share of `(topic, partition)` pairs,
+//!   each read by its own fetch thread (a long-poll on one partition must
+//!   not delay records of another), positioned at the log end when opened.
+//! - Group consumer: one [`GroupConsumer`] per thread; acks and nacks of a
+//!   poll are sent together before the next poll.
+//!
+//! Topics are named `<prefix>-<flush>-p<partitions>-<i>` so that an existing
+//! topic (an external broker, a previous run) always has the flush policy and
+//! partition count the run reports; that is still checked before use.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shoal_protocol::batch::NewRecord;
+use shoal_protocol::client::{
+    Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer, ProducerConfig,
+    SendHandle,
+};
+use shoal_protocol::messages::offsets::OffsetSpec;
+use shoal_protocol::messages::produce::Acks as WireAcks;
+use shoal_protocol::messages::topic::{FlushPolicy, TopicConfig};
+use shoal_protocol::{ErrorCode, ProtocolError};
+
+use crate::driver::{AckEvent, ConsumeClient, Connector, InRecord, OutRecord, ProduceClient};
+use crate::error::BenchError;
+use crate::workload::{Acks, Consumption, Flush, Workload};
+
+/// Long-poll wait of each fetch or group poll, in ms; bounds how long a stop takes.
+const FETCH_WAIT_MS: u32 = 100;
+/// Records per group poll.
+const GROUP_POLL_RECORDS_MAX: u32 = 2_000;
+
+fn driver_error(what: &str, e: ProtocolError) -> BenchError {
+    BenchError::Driver(format!("{what}: {e}"))
+}
+
+/// Opens Shoal clients against `address` (the broker's shared port).
+pub struct ShoalConnector {
+    address: String,
+}
+
+impl ShoalConnector {
+    pub fn new(address: impl Into<String>) -> Self {
+        Self { address: address.into() }
+    }
+
+    fn client(&self) -> Result<Arc<Client>, BenchError> {
+        Client::connect(&self.address).map(Arc::new).map_err(|e| driver_error("connect", e))
+    }
+}
+
+/// The topic names a workload runs on with this connector.
+pub fn topic_names(w: &Workload) -> Vec<String> {
+    let flush = match w.flush {
+        Flush::Always => "always".to_string(),
+        Flush::Interval => format!("interval{}ms", w.flush_interval_ms),
+        Flush::Never => "never".to_string(),
+    };
+    (0..w.topics).map(|i| format!("{}-{flush}-p{}-{i}", w.topic_prefix, w.partitions)).collect()
+}
+
+fn flush_policy(w: &Workload) -> FlushPolicy {
+    match w.flush {
+        Flush::Always => FlushPolicy::Always,
+        Flush::Interval => FlushPolicy::IntervalMs(w.flush_interval_ms.min(u64::from(u32::MAX)) as u32),
+        Flush::Never => FlushPolicy::Never,
+    }
+}
+
+impl Connector for ShoalConnector {
+    fn prepare(&self, w: &Workload) -> Result<(), BenchError> {
+        let client = self.client()?;
+        let config = TopicConfig { partitions: w.partitions, flush: flush_policy(w), ..TopicConfig::default() };
+        for name in topic_names(w) {
+            match client.create_topic(&name, config.clone()) {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(ErrorCode::TopicExists) => {
+                    let found = client.describe_topic(&name).map_err(|e| driver_error("describe topic", e))?;
+                    if found.config.partitions != config.partitions || found.config.flush != config.flush {
+                        return Err(BenchError::Driver(format!(
+                            "topic {name} exists with other settings; choose another --topic-prefix"
+                        )));
+                    }
+                }
+                Err(e) => return Err(driver_error("create topic", e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn producer(&self, w: &Workload, _index: u32) -> Result<Box<dyn ProduceClient>, BenchError> {
+        let config = ProducerConfig {
+            acks: match w.acks {
+                Acks::None => WireAcks::None,
+                Acks::Leader => WireAcks::Leader,
+            },
+            linger_ms: w.linger_ms,
+            batch_bytes_max: w.batch_bytes,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(self.client()?, config).map_err(|e| driver_error("producer", e))?;
+        Ok(Box::new(ShoalProducer::new(producer, topic_names(w))?))
+    }
+
+    fn consumer(&self, w: &Workload, index: u32, of: u32, group: &str) -> Result<Box<dyn ConsumeClient>, BenchError> {
+        let client = self.client()?;
+        let topics = topic_names(w);
+        match w.consumption {
+            Consumption::Partition => Ok(Box::new(FetchConsumer::open(client, w, &topics, index, of)?)),
+            Consumption::Group => {
+                let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+                let mut config = GroupConsumerConfig::new(group, &refs);
+                config.member_name = format!("shoal-bench-{index}");
+                config.max_wait_ms = FETCH_WAIT_MS;
+                config.max_records = GROUP_POLL_RECORDS_MAX;
+                let consumer = GroupConsumer::join(client, config).map_err(|e| driver_error("join group", e))?;
+                Ok(Box::new(ShoalGroupConsumer { consumer, last: Vec::new(), acks: Vec::new(), nacks: Vec::new() }))
+            }
+        }
+    }
+}
+
+/// A producer whose acks are collected by a waiter thread.
+struct ShoalProducer {
+    producer: Producer,
+    topics: Vec<String>,
+    pending: Option<mpsc::Sender<(u64, SendHandle)>>,
+    acks: mpsc::Receiver<AckEvent>,
+    waiter: Option<JoinHandle<()>>,
+}
+
+impl ShoalProducer {
+    fn new(producer: Producer, topics: Vec<String>) -> Result<Self, BenchError> {
+        let (pending_tx, pending_rx) = mpsc::channel::<(u64, SendHandle)>();
+        let (ack_tx, acks) = mpsc::channel();
+        let waiter = std::thread::Builder::new()
+            .name("shoal-bench-acks".into())
+            .spawn(move || {
+                for (token, handle) in pending_rx {
+                    let result = handle.wait().map(|_| ()).map_err(|e| e.to_string());
+                    if ack_tx.send(AckEvent { token, result, at: Instant::now() }).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| BenchError::io("spawn ack waiter", e))?;
+        Ok(Self { producer, topics, pending: Some(pending_tx), acks, waiter: Some(waiter) })
+    }
+}
+
+impl ProduceClient for ShoalProducer {
+    fn send(&mut self, record: OutRecord) -> Result<(), BenchError> {
+        let topic = &self.topics[record.topic as usize];
+        let new = NewRecord {
+            timestamp_ms: 0,
+            key: record.key,
+            value: Some(record.value),
+            headers: Vec::new(),
+            message_id: None,
+        };
+        let handle = self.producer.send(topic, new).map_err(|e| driver_error("send", e))?;
+        let pending = self.pending.as_ref().expect("pending channel lives until drop");
+        pending.send((record.token, handle)).map_err(|_| BenchError::Driver("ack waiter stopped".into()))
+    }
+
+    fn poll_acks(&mut self, wait: Duration, out: &mut Vec<AckEvent>) -> Result<(), BenchError> {
+        match self.acks.recv_timeout(wait) {
+            Ok(ack) => out.push(ack),
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(BenchError::Driver("ack waiter stopped".into()));
+            }
+        }
+        out.extend(self.acks.try_iter());
+        Ok(())
+    }
+}
+
+impl Drop for ShoalProducer {
+    fn drop(&mut self) {
+        // Closing the channel ends the waiter once it has resolved every handle.
+        self.pending.take();
+        if let Some(waiter) = self.waiter.take() {
+            let _ = waiter.join();
+        }
+    }
+}
+
+/// Reads a fixed share of partitions, one fetch thread each.
+struct FetchConsumer {
+    records: mpsc::Receiver<Result<Vec<ConsumedRecord>, String>>,
+    stop: Arc<AtomicBool>,
+    fetchers: Vec<JoinHandle<()>>,
+}
+
+impl FetchConsumer {
+    /// Thread `index` of `of` takes every `of`-th `(topic, partition)` pair,
+    /// each positioned at the log end now (before the load starts).
+    fn open(client: Arc<Client>, w: &Workload, topics: &[String], index: u32, of: u32) -> Result<Self, BenchError> {
+        let pairs = topics.iter().flat_map(|t| (0..w.partitions).map(move |p| (t.clone(), p)));
+        let mine: Vec<(String, u32)> = pairs.enumerate().filter(|(k, _)| *k as u32 % of == index).map(|(_, x)| x).collect();
+        let (tx, records) = mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut fetchers = Vec::with_capacity(mine.len());
+        for (topic, partition) in mine {
+            let mut consumer = PartitionConsumer::new(client.clone(), &topic, partition, OffsetSpec::Latest)
+                .map_err(|e| driver_error("position consumer", e))?;
+            consumer.max_wait_ms = FETCH_WAIT_MS;
+            let (tx, stop) = (tx.clone(), stop.clone());
+            let fetcher = std::thread::Builder::new()
+                .name(format!("shoal-bench-fetch-{partition}"))
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let batch = consumer.poll().map_err(|e| format!("fetch {topic}/{partition}: {e}"));
+                        let failed = batch.is_err();
+                        if tx.send(batch).is_err() || failed {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| BenchError::io("spawn fetcher", e))?;
+            fetchers.push(fetcher);
+        }
+        Ok(Self { records, stop, fetchers })
+    }
+}
+
+fn into_in_record(record: ConsumedRecord, handle: u64) -> InRecord {
+    InRecord { delivery_count: record.delivery_count, value: record.value.unwrap_or_default(), handle }
+}
+
+impl ConsumeClient for FetchConsumer {
+    fn poll(&mut self, wait: Duration, out: &mut Vec<InRecord>) -> Result<(), BenchError> {
+        let first = match self.records.recv_timeout(wait) {
+            Ok(batch) => batch,
+            Err(mpsc::RecvTimeoutError::Timeout) => return Ok(()),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(BenchError::Driver("fetchers stopped".into())),
+        };
+        for batch in std::iter::once(first).chain(self.records.try_iter()) {
+            let batch = batch.map_err(BenchError::Driver)?;
+            out.extend(batch.into_iter().map(|r| {
+                let offset = r.offset;
+                into_in_record(r, offset)
+            }));
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, _record: &InRecord, _ok: bool) -> Result<(), BenchError> {
+        // Partition consumption tracks its own position; there is nothing to acknowledge.
+        Ok(())
+    }
+}
+
+impl Drop for FetchConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for fetcher in self.fetchers.drain(..) {
+            let _ = fetcher.join();
+        }
+    }
+}
+
+/// A group member; acks and nacks of one poll go out before the next poll.
+struct ShoalGroupConsumer {
+    consumer: GroupConsumer,
+    last: Vec<ConsumedRecord>,
+    acks: Vec<ConsumedRecord>,
+    nacks: Vec<ConsumedRecord>,
+}
+
+impl ShoalGroupConsumer {
+    fn settle_pending(&mut self) -> Result<(), BenchError> {
+        if !self.acks.is_empty() {
+            self.consumer.ack(&self.acks).map_err(|e| driver_error("ack", e))?;
+            self.acks.clear();
+        }
+        if !self.nacks.is_empty() {
+            self.consumer.nack(&self.nacks, "shoal-bench retry storm", None, false).map_err(|e| driver_error("nack", e))?;
+            self.nacks.clear();
+        }
+        Ok(())
+    }
+}
+
+impl ConsumeClient for ShoalGroupConsumer {
+    fn poll(&mut self, _wait: Duration, out: &mut Vec<InRecord>) -> Result<(), BenchError> {
+        self.settle_pending()?;
+        self.last = self.consumer.poll().map_err(|e| driver_error("group poll", e))?;
+        out.extend(self.last.iter().enumerate().map(|(i, r)| into_in_record(r.clone(), i as u64)));
+        Ok(())
+    }
+
+    fn settle(&mut self, record: &InRecord, ok: bool) -> Result<(), BenchError> {
+        let Some(r) = self.last.get(record.handle as usize) else {
+            return Err(BenchError::Driver("settle of a record from an earlier poll".into()));
+        };
+        if ok {
+            self.acks.push(r.clone());
+        } else {
+            self.nacks.push(r.clone());
+        }
+        Ok(())
+    }
+}
