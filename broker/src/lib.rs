@@ -11,6 +11,8 @@
 //! | [`mesh`]        | bounded cross-shard request/reply with hop counters         |
 //! | [`connection`]  | framing, pipelining, backpressure, bad-input handling       |
 //! | [`handlers`]    | one file per request kind                                   |
+//! | [`delivery`]    | consumer groups, acks, retries, quarantine, lag             |
+//! | [`http`]        | HTTP/JSON API and Prometheus `/metrics` (hyper over glommio) |
 //! | [`partition`]   | a partition on its owner: log, dedup, produce               |
 //! | [`topics`]      | names, configs, the durable catalogue                       |
 //! | [`dedup`]       | message-id window and idempotent-producer sequences         |
@@ -26,7 +28,9 @@
 pub mod config;
 pub mod connection;
 pub mod dedup;
+pub mod delivery;
 pub mod handlers;
+pub mod http;
 pub mod mesh;
 pub mod metrics;
 pub mod partition;

@@ -57,6 +57,10 @@ pub enum ShardCall {
     ApplyDelete(String),
     /// Partition figures for stats and metrics.
     PartitionStats { topic: String, partition: u32 },
+    /// Every counter of the shard, for `/metrics` and `/readyz`.
+    MetricsSnapshot,
+    /// Consumer groups and the quarantine ([`crate::delivery`]).
+    Delivery(Box<crate::delivery::DeliveryCall>),
     /// Stop serving and flush (shutdown).
     Shutdown,
 }
@@ -81,6 +85,8 @@ pub enum ShardReply {
     /// Result of an admin call: error code (0 = ok) and message.
     Admin(u16, String),
     Stats(Option<PartitionFigures>),
+    Delivery(Box<crate::delivery::DeliveryReply>),
+    Metrics(Box<crate::http::metrics::ShardSnapshot>),
     Done,
 }
 

@@ -148,138 +148,210 @@ impl Partition {
     async fn produce_inner(&self, batches: Vec<BytesMut>) -> Result<ProducePartitionResponse, Refusal> {
         let log = self.log()?.clone();
         let limits = self.limits;
+        let mut headers = Vec::with_capacity(batches.len());
         let mut has_ids = false;
         for b in &batches {
             let header =
                 batch::validate(b, &limits).map_err(|e| refusal(ErrorCode::CorruptBatch, e.to_string()))?;
             has_ids |= batch_has_ids(b, &header, &limits);
+            headers.push(header);
         }
         let dedup = has_ids && self.topic.config.dedup_window_ms > 0;
+        // Held across the append so no other request's ids interleave.
         let _guard = if dedup {
             Some(self.dedup_lock.acquire_permit(1).await.ok())
         } else {
             None
         };
-        let mut out = Appended::default();
-        for b in batches {
-            self.append_one(&log, b, dedup, &mut out).await?;
-        }
-        Ok(out.into_response(self.id, log.log_start_offset()))
+        let mut plan = self.plan(batches, &headers, dedup)?;
+        let kept_batches: Vec<BytesMut> = plan.kept.iter_mut_batches();
+        let acks = if kept_batches.is_empty() {
+            Vec::new()
+        } else {
+            log.append_all(kept_batches, log.default_durability())
+                .await
+                .map_err(|e| refusal(log_error_code(&e), e.to_string()))?
+        };
+        Ok(self.settle(plan, &acks, &log))
     }
 
-    async fn append_one(
+    /// Phase one, synchronous: the producer-sequence check and the
+    /// message-id lookup for every record, in request order. Records kept
+    /// get consecutive positions in the run `append_all` will store.
+    fn plan(
         &self,
-        log: &Rc<PartitionLog>,
-        batch: BytesMut,
+        batches: Vec<BytesMut>,
+        headers: &[batch::BatchHeader],
         dedup: bool,
-        out: &mut Appended,
-    ) -> Result<(), Refusal> {
-        let limits = self.limits;
-        let header =
-            batch::validate(&batch, &limits).map_err(|e| refusal(ErrorCode::CorruptBatch, e.to_string()))?;
-        match self
-            .sequences
-            .borrow()
-            .check(header.producer_id, header.producer_epoch, header.base_sequence)
-        {
-            SequenceCheck::Accept => {}
-            SequenceCheck::Duplicate { base_offset } => {
-                out.duplicate_batch(header.record_count, base_offset);
-                return Ok(());
-            }
-            SequenceCheck::OutOfOrder { expected } => {
-                return Err(refusal(
-                    ErrorCode::OutOfOrderSequence,
-                    format!(
+    ) -> Result<Plan, Refusal> {
+        let mut plan = Plan::default();
+        let mut chain: Option<(u64, u16, u32)> = None;
+        let mut index = 0u32;
+        for (b, header) in batches.into_iter().zip(headers) {
+            let check = match chain {
+                Some((id, epoch, next))
+                    if id == header.producer_id && epoch == header.producer_epoch && id != 0 =>
+                {
+                    if header.base_sequence == next {
+                        SequenceCheck::Accept
+                    } else {
+                        SequenceCheck::OutOfOrder { expected: next }
+                    }
+                }
+                _ => self.sequences.borrow().check(
+                    header.producer_id,
+                    header.producer_epoch,
+                    header.base_sequence,
+                ),
+            };
+            match check {
+                SequenceCheck::Accept => {}
+                SequenceCheck::Duplicate { base_offset } => {
+                    for i in 0..header.record_count {
+                        plan.dups
+                            .push((index + i, Original::Stored(base_offset + u64::from(i))));
+                    }
+                    index += header.record_count;
+                    continue;
+                }
+                SequenceCheck::OutOfOrder { expected } => {
+                    let msg = format!(
                         "producer {} sequence {} (expected {expected})",
                         header.producer_id, header.base_sequence
-                    ),
-                ));
+                    );
+                    return Err(refusal(ErrorCode::OutOfOrderSequence, msg));
+                }
             }
-        }
-        let (batch, dups, ids) = if dedup {
-            self.strip_duplicates(batch, &header, &limits)?
-        } else {
-            (Some(batch), Vec::new(), Vec::new())
-        };
-        let stored = header.record_count - dups.len() as u32;
-        for &(index, offset) in &dups {
-            out.duplicate(index, offset);
-        }
-        let Some(batch) = batch else {
-            out.skip(header.record_count);
-            return Ok(());
-        };
-        let ack = log
-            .append(batch)
-            .await
-            .map_err(|e| refusal(log_error_code(&e), e.to_string()))?;
-        debug_assert_eq!(ack.last_offset + 1 - ack.base_offset, u64::from(stored));
-        self.sequences.borrow_mut().record(
-            header.producer_id,
-            header.producer_epoch,
-            header.base_sequence,
-            header.record_count,
-            ack.base_offset,
-        );
-        let mut window = self.ids.borrow_mut();
-        window.expire(ack.append_time_ms, self.topic.config.dedup_window_ms);
-        for (i, id) in ids.into_iter().enumerate() {
-            if let Some(id) = id {
-                window.insert(id, ack.base_offset + i as u64, ack.append_time_ms);
+            chain = Some((
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence.wrapping_add(header.record_count),
+            ));
+            let batch = if dedup {
+                self.strip_duplicates(b, header, index, &mut plan)?
+            } else {
+                Some(b)
+            };
+            let stored = match &batch {
+                Some(_) if !dedup => header.record_count,
+                Some(_) => (plan.run_len - plan.kept.run_len()) as u32,
+                None => 0,
+            };
+            if let Some(batch) = batch {
+                plan.kept.push(batch, *header, stored);
             }
+            plan.run_len = plan.kept.run_len();
+            index += header.record_count;
         }
-        out.stored(header.record_count, &ack);
-        Ok(())
+        Ok(plan)
     }
 
-    /// Looks every record's message id up in the window. Returns the batch to
-    /// store (re-encoded without duplicates, or `None` if all were), the
-    /// duplicates as (index in this batch, original offset), and the id hash
-    /// of every stored record in order.
-    #[allow(clippy::type_complexity)]
+    /// Looks every record's message id up in the window and among the
+    /// records kept earlier in this request. Returns the batch to store
+    /// (re-encoded without duplicates, or `None` if all were).
     fn strip_duplicates(
         &self,
         batch: BytesMut,
         header: &batch::BatchHeader,
-        limits: &batch::BatchLimits,
-    ) -> Result<(Option<BytesMut>, Vec<(u32, u64)>, Vec<Option<u128>>), Refusal> {
-        let records = BatchRecords::open(&batch, header, limits)
-            .map_err(|e| refusal(ErrorCode::CorruptBatch, e.to_string()))?;
-        let records = records
-            .records()
-            .map_err(|e| refusal(ErrorCode::CorruptBatch, e.to_string()))?;
+        first_index: u32,
+        plan: &mut Plan,
+    ) -> Result<Option<BytesMut>, Refusal> {
+        let corrupt = |e: batch::BatchError| refusal(ErrorCode::CorruptBatch, e.to_string());
+        let opened = BatchRecords::open(&batch, header, &self.limits).map_err(corrupt)?;
+        let records = opened.records().map_err(corrupt)?;
         let mut window = self.ids.borrow_mut();
         window.expire(now_ms(), self.topic.config.dedup_window_ms);
-        let mut dups = Vec::new();
-        let mut ids: Vec<Option<u128>> = Vec::with_capacity(records.len());
-        let mut seen_here: Vec<(u128, u32)> = Vec::new();
+        let mut dropped = Vec::new();
+        let mut kept = 0u64;
         for (i, r) in records.iter().enumerate() {
-            let Some(id) = r.message_id.as_ref().map(|m| self.hasher.hash(m.as_str())) else {
-                ids.push(None);
-                continue;
-            };
-            if let Some(offset) = window.lookup(id) {
-                dups.push((i as u32, offset));
-            } else if let Some(&(_, first)) = seen_here.iter().find(|(h, _)| *h == id) {
-                // The same id twice in one batch: the later copy names the
-                // offset the first copy will get.
-                let kept_before = first as usize - dups.iter().filter(|(d, _)| *d < first).count();
-                dups.push((i as u32, u64::MAX - kept_before as u64));
-            } else {
-                seen_here.push((id, i as u32));
-                ids.push(Some(id));
+            let id = r.message_id.as_ref().map(|m| self.hasher.hash(m.as_str()));
+            let original = id.and_then(|id| {
+                window
+                    .lookup(id)
+                    .map(Original::Stored)
+                    .or_else(|| plan.ids.get(&id).map(|&pos| Original::InRun(pos)))
+            });
+            match original {
+                Some(original) => {
+                    plan.dups.push((first_index + i as u32, original));
+                    dropped.push(i);
+                }
+                None => {
+                    let pos = plan.run_len + kept;
+                    if let Some(id) = id {
+                        plan.ids.insert(id, pos);
+                    }
+                    kept += 1;
+                }
             }
         }
         drop(window);
-        if dups.is_empty() {
-            return Ok((Some(batch), dups, ids));
+        plan.run_len += kept;
+        if dropped.is_empty() {
+            return Ok(Some(batch));
         }
-        if dups.len() == records.len() {
-            return Ok((None, dups, Vec::new()));
+        if kept == 0 {
+            return Ok(None);
         }
-        let rebuilt = rebuild_without(header, records, &dups)?;
-        Ok((Some(rebuilt), dups, ids))
+        rebuild_without(header, records, &dropped).map(Some)
+    }
+
+    /// Phase two, after the append: remember sequences and ids with their
+    /// real offsets and build the reply.
+    fn settle(
+        &self,
+        plan: Plan,
+        acks: &[shoal_storage::AppendAck],
+        log: &PartitionLog,
+    ) -> ProducePartitionResponse {
+        let run_base = acks.first().map_or(log.log_end_offset(), |a| a.base_offset);
+        for (ack, header) in acks.iter().zip(&plan.kept.headers) {
+            let count = (ack.last_offset + 1 - ack.base_offset) as u32;
+            self.sequences.borrow_mut().record(
+                header.producer_id,
+                header.producer_epoch,
+                header.base_sequence,
+                count,
+                ack.base_offset,
+            );
+        }
+        if let Some(last) = acks.last() {
+            let mut window = self.ids.borrow_mut();
+            window.expire(last.append_time_ms, self.topic.config.dedup_window_ms);
+            for (&id, &pos) in &plan.ids {
+                window.insert(id, run_base + pos, last.append_time_ms);
+            }
+        }
+        let run_len: u64 = acks.iter().map(|a| a.last_offset + 1 - a.base_offset).sum();
+        let duplicates = plan
+            .dups
+            .iter()
+            .map(|&(record_index, original)| DuplicateRecord {
+                record_index,
+                original_offset: match original {
+                    Original::Stored(o) => o,
+                    Original::InRun(pos) => run_base + pos,
+                },
+            })
+            .collect();
+        let durability = match acks.last().map(|a| a.durability) {
+            Some(shoal_storage::Durability::Fsynced) => Durability::Fsynced,
+            Some(shoal_storage::Durability::Written) => Durability::Written,
+            Some(shoal_storage::Durability::Memory) => Durability::Memory,
+            // Every record was a duplicate: the originals were stored before.
+            None => Durability::Written,
+        };
+        ProducePartitionResponse {
+            partition: self.id,
+            error: 0,
+            message: String::new(),
+            base_offset: run_base,
+            last_offset: (run_base + run_len).wrapping_sub(1),
+            log_start: log.log_start_offset(),
+            append_time_ms: acks.last().map_or(0, |a| a.append_time_ms),
+            durability,
+            duplicates,
+        }
     }
 
     /// Refills the message-id window from the records appended within the
@@ -360,14 +432,14 @@ fn batch_has_ids(bytes: &[u8], header: &batch::BatchHeader, limits: &batch::Batc
 fn rebuild_without(
     header: &batch::BatchHeader,
     records: &rkyv::vec::ArchivedVec<batch::ArchivedRecord>,
-    dups: &[(u32, u64)],
+    dropped: &[usize],
 ) -> Result<BytesMut, Refusal> {
     let compression = header
         .compression()
         .map_err(|e| refusal(ErrorCode::CorruptBatch, e.to_string()))?;
     let mut builder = BatchBuilder::new().compression(compression);
     for (i, r) in records.iter().enumerate() {
-        if dups.iter().any(|(d, _)| *d as usize == i) {
+        if dropped.contains(&i) {
             continue;
         }
         builder.push(NewRecord {
@@ -391,81 +463,49 @@ fn rebuild_without(
     Ok(BytesMut::from(bytes.as_slice()))
 }
 
-/// Accumulates the outcome of one partition's batches.
-#[derive(Default)]
-struct Appended {
-    /// Records of the request seen so far (index of the next one).
-    next_index: u32,
-    base_offset: Option<u64>,
-    last_offset: Option<u64>,
-    append_time_ms: i64,
-    durability: Option<shoal_storage::Durability>,
-    duplicates: Vec<DuplicateRecord>,
-    /// Duplicates within a batch that point at a not-yet-known offset:
-    /// (duplicate index, index among the stored records of its batch, batch start).
-    pending_self: Vec<(usize, u64)>,
+/// Where the first copy of a duplicate record is.
+#[derive(Debug, Clone, Copy)]
+enum Original {
+    /// Stored before this request, at this offset.
+    Stored(u64),
+    /// Kept earlier in this request, at this position of the run.
+    InRun(u64),
 }
 
-impl Appended {
-    fn duplicate(&mut self, index_in_batch: u32, offset: u64) {
-        self.duplicates.push(DuplicateRecord {
-            record_index: self.next_index + index_in_batch,
-            original_offset: offset,
-        });
-        if offset > u64::MAX / 2 {
-            self.pending_self
-                .push((self.duplicates.len() - 1, u64::MAX - offset));
-        }
+/// The batches of one request that will be stored, in order.
+#[derive(Default)]
+struct Kept {
+    batches: Vec<BytesMut>,
+    headers: Vec<batch::BatchHeader>,
+    records: u64,
+}
+
+impl Kept {
+    fn push(&mut self, batch: BytesMut, header: batch::BatchHeader, stored: u32) {
+        self.batches.push(batch);
+        self.headers.push(header);
+        self.records += u64::from(stored);
     }
 
-    fn duplicate_batch(&mut self, count: u32, base_offset: u64) {
-        for i in 0..count {
-            self.duplicates.push(DuplicateRecord {
-                record_index: self.next_index + i,
-                original_offset: base_offset + u64::from(i),
-            });
-        }
-        self.next_index += count;
+    fn run_len(&self) -> u64 {
+        self.records
     }
 
-    fn skip(&mut self, count: u32) {
-        self.next_index += count;
+    fn iter_mut_batches(&mut self) -> Vec<BytesMut> {
+        std::mem::take(&mut self.batches)
     }
+}
 
-    fn stored(&mut self, count: u32, ack: &shoal_storage::AppendAck) {
-        for (dup, kept_index) in self.pending_self.drain(..) {
-            self.duplicates[dup].original_offset = ack.base_offset + kept_index;
-        }
-        self.base_offset.get_or_insert(ack.base_offset);
-        self.last_offset = Some(ack.last_offset);
-        self.append_time_ms = ack.append_time_ms;
-        self.durability = Some(match self.durability {
-            Some(d) => d.min(ack.durability),
-            None => ack.durability,
-        });
-        self.next_index += count;
-    }
-
-    fn into_response(self, partition: u32, log_start: u64) -> ProducePartitionResponse {
-        let base = self.base_offset.unwrap_or(0);
-        ProducePartitionResponse {
-            partition,
-            error: 0,
-            message: String::new(),
-            base_offset: base,
-            last_offset: self.last_offset.unwrap_or(base.wrapping_sub(1)),
-            log_start,
-            append_time_ms: self.append_time_ms,
-            durability: match self.durability {
-                Some(shoal_storage::Durability::Fsynced) => Durability::Fsynced,
-                Some(shoal_storage::Durability::Written) => Durability::Written,
-                Some(shoal_storage::Durability::Memory) => Durability::Memory,
-                // Every record was a duplicate: the originals' durability.
-                None => Durability::Written,
-            },
-            duplicates: self.duplicates,
-        }
-    }
+/// Phase one's decisions for one produce request.
+#[derive(Default)]
+struct Plan {
+    kept: Kept,
+    /// Records kept so far (positions in the run).
+    run_len: u64,
+    /// (index of the record in the request, where its first copy is).
+    dups: Vec<(u32, Original)>,
+    /// Message ids of kept records and their positions in the run.
+    ids: std::collections::HashMap<u128, u64>,
 }
 
 /// The storage settings of a partition: broker defaults, topic overrides.

@@ -81,6 +81,7 @@ impl RunningBroker {
 struct Listeners {
     shared: Vec<std::net::TcpListener>,
     shard: Vec<std::net::TcpListener>,
+    http: Vec<std::net::TcpListener>,
     ports: Ports,
 }
 
@@ -120,13 +121,34 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
         );
         shard.push(listener);
     }
+    let (http, http_port) = bind_shared(config.server.http_listen, shards)?;
     let ports = Ports {
         host: ip.to_string(),
         shared: shared_port,
         shard_ports,
-        http: 0,
+        http: http_port,
     };
-    Ok(Listeners { shared, shard, ports })
+    Ok(Listeners {
+        shared,
+        shard,
+        http,
+        ports,
+    })
+}
+
+/// Binds `addr` once per shard with SO_REUSEPORT; port 0 resolves to one
+/// real port that every shard then shares.
+fn bind_shared(addr: SocketAddr, shards: u32) -> Result<(Vec<std::net::TcpListener>, u16), StartError> {
+    let first = bind(addr)?;
+    let port = first
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?
+        .port();
+    let mut all = vec![first];
+    for _ in 1..shards {
+        all.push(bind(SocketAddr::new(addr.ip(), port))?);
+    }
+    Ok((all, port))
 }
 
 /// Starts the broker and returns once every shard serves.
@@ -146,6 +168,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let mut handles = Vec::new();
     let mut shared = listeners.shared.into_iter();
     let mut own = listeners.shard.into_iter();
+    let mut http = listeners.http.into_iter();
     for (id, inbox) in (0..shards).zip(inboxes) {
         let (stop_tx, stop_rx) = flume::bounded::<()>(1);
         stops.push(stop_tx);
@@ -157,6 +180,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
             inbox,
             shared: shared.next().expect("one shared listener per shard"),
             own: own.next().expect("one shard listener per shard"),
+            http: http.next().expect("one HTTP listener per shard"),
             stop: stop_rx,
             ready: ready_tx.clone(),
         };
@@ -198,6 +222,7 @@ struct ShardStart {
     inbox: flume::Receiver<Envelope>,
     shared: std::net::TcpListener,
     own: std::net::TcpListener,
+    http: std::net::TcpListener,
     stop: flume::Receiver<()>,
     ready: flume::Sender<Result<u32, String>>,
 }
@@ -212,6 +237,10 @@ async fn run_shard(ctx: ShardStart) {
         let _ = ctx.ready.send(Err(e.to_string()));
         return;
     }
+    if let Err(e) = crate::delivery::start(&shard).await {
+        let _ = ctx.ready.send(Err(e));
+        return;
+    }
     let accept_shared = glommio::spawn_local_into(
         accept_loop(shard.clone(), adopt_listener(ctx.shared), queue),
         queue,
@@ -220,6 +249,11 @@ async fn run_shard(ctx: ShardStart) {
     let accept_own =
         glommio::spawn_local_into(accept_loop(shard.clone(), adopt_listener(ctx.own), queue), queue)
             .expect("the request queue exists");
+    let accept_http = glommio::spawn_local_into(
+        crate::http::accept_loop(shard.clone(), adopt_listener(ctx.http), queue),
+        queue,
+    )
+    .expect("the request queue exists");
     let _ = ctx.ready.send(Ok(ctx.id));
     // Runs until a stop arrives (or the broker handle is dropped).
     let _ = ctx.stop.recv_async().await;
@@ -227,6 +261,7 @@ async fn run_shard(ctx: ShardStart) {
     shard.shutting_down.set(true);
     drop(accept_shared);
     drop(accept_own);
+    drop(accept_http);
     drain(&shard).await;
     shard.shutdown().await;
     drop(inbox_task);

@@ -50,6 +50,8 @@ pub struct Shard {
     pub shutting_down: Cell<bool>,
     /// Set on shard 0 only: the durable topic catalogue.
     catalogue: Option<Catalogue>,
+    /// Consumer groups coordinated here and their quarantine.
+    pub delivery: crate::delivery::Delivery,
 }
 
 impl Shard {
@@ -69,6 +71,7 @@ impl Shard {
             inflight,
             shutting_down: Cell::new(false),
             catalogue,
+            delivery: crate::delivery::Delivery::new(id),
         })
     }
 
@@ -275,6 +278,10 @@ impl Shard {
             ShardCall::PartitionStats { topic, partition } => {
                 ShardReply::Stats(self.partition(&topic, partition).map(|p| p.figures()))
             }
+            ShardCall::MetricsSnapshot => ShardReply::Metrics(Box::new(crate::http::metrics::snapshot(self))),
+            ShardCall::Delivery(call) => {
+                ShardReply::Delivery(Box::new(crate::delivery::handle_call(self, *call).await))
+            }
             ShardCall::Shutdown => {
                 self.shutdown().await;
                 ShardReply::Done
@@ -288,5 +295,6 @@ impl Shard {
         for partition in self.local_partitions() {
             partition.close().await;
         }
+        self.delivery.close().await;
     }
 }

@@ -225,21 +225,61 @@ impl PartitionLog {
     /// Appends one batch (exactly one, already validated on ingest; framing
     /// and CRC are checked again here) and returns once `durability` is
     /// reached. Assigns offsets and the append time by patching the header.
-    pub async fn append_with(&self, mut batch: BytesMut, durability: Durability) -> Result<AppendAck, LogError> {
-        let (header, len) = batch::check_crc(&batch, &self.config.batch_limits)?;
-        if len != batch.len() {
-            return Err(BatchError::BadLength {
-                len: batch.len(),
-                max: self.config.batch_limits.batch_len_max,
+    pub async fn append_with(&self, batch: BytesMut, durability: Durability) -> Result<AppendAck, LogError> {
+        let mut acks = self.append_all(vec![batch], durability).await?;
+        Ok(acks.pop().expect("one ack per batch"))
+    }
+
+    /// Appends several batches as one contiguous run of offsets: no other
+    /// append can land between them (a produce request's batches for one
+    /// partition must get consecutive offsets), then waits once for
+    /// `durability` of the whole run. Each batch is checked as in
+    /// [`append_with`](Self::append_with).
+    pub async fn append_all(&self, batches: Vec<BytesMut>, durability: Durability) -> Result<Vec<AppendAck>, LogError> {
+        let mut checked = Vec::with_capacity(batches.len());
+        let mut total = 0;
+        for batch in batches {
+            let (header, len) = batch::check_crc(&batch, &self.config.batch_limits)?;
+            if len != batch.len() {
+                return Err(BatchError::BadLength {
+                    len: batch.len(),
+                    max: self.config.batch_limits.batch_len_max,
+                }
+                .into());
             }
-            .into());
+            total += len;
+            checked.push((batch, header.record_count, len));
         }
-        self.wait_for_room(len).await?;
-        // From here to the end of the copy there is no await: offsets follow
-        // call order and every structure sees the batch at once.
+        self.wait_for_room(total).await?;
+        // From here to the end of the copies there is no await: offsets follow
+        // call order and every structure sees the batches at once.
+        let placed: Vec<(u64, u64, i64)> =
+            checked.into_iter().map(|(batch, count, len)| self.place(batch, count, len)).collect();
+        let Some(&(_, end, _)) = placed.last() else { return Ok(Vec::new()) };
+        if durability == Durability::Fsynced {
+            self.request_sync(end);
+        }
+        self.advance_high_watermark();
+        self.work.notify();
+        self.wait_durable(end, durability).await?;
+        let reached = self.durability_of(end);
+        Ok(placed
+            .into_iter()
+            .map(|(base, next, append_ms)| AppendAck {
+                base_offset: base,
+                last_offset: next - 1,
+                append_time_ms: append_ms,
+                durability: reached,
+            })
+            .collect())
+    }
+
+    /// Assigns offsets and the append time to one checked batch and hands it
+    /// to the index, the appender and the cache. Synchronous by design.
+    fn place(&self, mut batch: BytesMut, record_count: u32, len: usize) -> (u64, u64, i64) {
         let base = self.log_end.get();
         let append_ms = now_ms().max(self.last_append_ms.get());
-        let next = base + u64::from(header.record_count);
+        let next = base + u64::from(record_count);
         batch::patch(&mut batch, base, self.config.leader_epoch, append_ms);
         let bytes = batch.freeze();
         {
@@ -259,18 +299,7 @@ impl PartitionLog {
         self.log_end.set(next);
         self.last_append_ms.set(append_ms);
         self.bump(|s| s.appends += 1);
-        if durability == Durability::Fsynced {
-            self.request_sync(next);
-        }
-        self.advance_high_watermark();
-        self.work.notify();
-        self.wait_durable(next, durability).await?;
-        Ok(AppendAck {
-            base_offset: base,
-            last_offset: next - 1,
-            append_time_ms: append_ms,
-            durability: self.durability_of(next),
-        })
+        (base, next, append_ms)
     }
 
     /// Waits until the log is writable, not in maintenance, under its

@@ -7,11 +7,15 @@
 //! becomes a reply with a stable error code; nothing here closes the
 //! connection or panics on client input.
 
+pub mod delivery;
+pub mod dlq;
 pub mod fetch;
+pub mod group;
 pub mod local;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod stats;
 pub mod topic_admin;
 
 use std::rc::Rc;
@@ -71,6 +75,21 @@ pub async fn dispatch(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Reply {
         ApiKey::Produce => produce::handle(ctx, &frame).await,
         ApiKey::Fetch => fetch::handle(ctx, &frame).await,
         ApiKey::ListOffsets => offsets::handle(ctx, &frame).await,
+        ApiKey::JoinGroup => group::join(ctx, &frame).await,
+        ApiKey::Heartbeat => group::heartbeat(ctx, &frame).await,
+        ApiKey::LeaveGroup => group::leave(ctx, &frame).await,
+        ApiKey::ListGroups => group::list(ctx, &frame).await,
+        ApiKey::Poll => delivery::poll(ctx, &frame).await,
+        ApiKey::Ack => delivery::ack(ctx, &frame).await,
+        ApiKey::Nack => delivery::nack(ctx, &frame).await,
+        ApiKey::CommitOffset => delivery::commit(ctx, &frame).await,
+        ApiKey::Seek => delivery::seek(ctx, &frame).await,
+        ApiKey::GroupStats => stats::group(ctx, &frame).await,
+        ApiKey::TopicStats => stats::topic(ctx, &frame).await,
+        ApiKey::QuarantineBrowse => dlq::browse(ctx, &frame).await,
+        ApiKey::QuarantineCounts => dlq::counts(ctx, &frame).await,
+        ApiKey::QuarantineRedrive => dlq::redrive(ctx, &frame).await,
+        ApiKey::QuarantinePurge => dlq::purge(ctx, &frame).await,
         other => Err(Failure::new(
             ErrorCode::UnknownApi,
             format!("{other} is not served by this broker build"),

@@ -28,6 +28,10 @@ use crate::error::{check, ErrorCode, ProtocolError};
 use crate::messages::produce::{Acks, Durability, ProducePartition, ProduceRequest, ProduceResponse};
 use crate::partitioner::partition_for_key;
 
+/// Record bytes shipped in one round (one produce request per shard); the
+/// broker's default frame limit is 16 MiB.
+const ROUND_BYTES_MAX: usize = 8 << 20;
+
 /// Settings of a [`Producer`].
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -349,7 +353,18 @@ impl Inner {
                 seal(&mut st, key);
             }
             if !st.sealed.is_empty() {
-                return Some(st.sealed.drain(..).collect());
+                // One round becomes one request per shard: keep it well under
+                // the broker's frame limit (a larger frame closes the connection).
+                let mut take = 0;
+                let mut bytes = 0;
+                for b in st.sealed.iter() {
+                    if take > 0 && bytes + b.record_bytes > ROUND_BYTES_MAX {
+                        break;
+                    }
+                    bytes += b.record_bytes;
+                    take += 1;
+                }
+                return Some(st.sealed.drain(..take).collect());
             }
             if st.closing {
                 return None;
