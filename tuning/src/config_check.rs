@@ -216,3 +216,77 @@ fn host_problems(probe: &HostProbe, p: &mut Problems) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host_probe::fixtures::{nvme_probe, virtio_probe};
+    use crate::recommend::fixtures::{nvme_bench, virtio_bench};
+    use crate::recommend::{recommend, Priority};
+
+    fn keys(problems: &[Problem], severity: Severity) -> Vec<&str> {
+        problems.iter().filter(|p| p.severity == severity).map(|p| p.key.as_str()).collect()
+    }
+
+    /// A recommended config has no errors on its own host, once the host changes are made.
+    #[test]
+    fn recommendation_passes_its_own_check() {
+        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/d".into(), Priority::Durability);
+        let problems = check_config(&rec.config, &virtio_probe());
+        assert!(keys(&problems, Severity::Error).is_empty(), "{problems:?}");
+        // The NVMe host's only error is the memlock limit, which the host changes raise.
+        let rec = recommend(&nvme_probe(), Some(&nvme_bench()), "/d".into(), Priority::Durability);
+        let problems = check_config(&rec.config, &nvme_probe());
+        assert_eq!(keys(&problems, Severity::Error), ["runtime.io_memory_bytes"], "{problems:?}");
+        assert!(rec.host_changes.iter().any(|c| c.setting == "RLIMIT_MEMLOCK"));
+    }
+
+    /// Each host-specific mistake is reported against its key with an explanation.
+    #[test]
+    fn reports_host_mismatches() {
+        let mut probe = nvme_probe();
+        probe.live.dio_alignment.as_mut().unwrap().offset_align_bytes = 8192;
+        let text = r#"
+            [server]
+            shards = 64
+            listen = "127.0.0.1:9401"
+            [runtime]
+            spin_before_park_us = 100
+            io_memory_bytes = 16777216
+            [storage]
+            flush = "never"
+            write_chunk_bytes = 4096
+            preallocate_bytes = 1000000000
+            segment_bytes_max = 268435456
+            batch_cache_bytes_max = 8589934592
+        "#;
+        let problems = check_config_text(text, &probe);
+        let errors = keys(&problems, Severity::Error);
+        for key in ["runtime.io_memory_bytes", "storage.write_chunk_bytes", "server.listen", "storage.batch_cache_bytes_max"] {
+            assert!(errors.contains(&key), "{key} missing from {problems:#?}");
+        }
+        let warnings = keys(&problems, Severity::Warning);
+        for key in ["server.shards", "runtime.spin_before_park_us", "storage.flush", "storage.preallocate_bytes", "host"] {
+            assert!(warnings.contains(&key), "{key} missing from {problems:#?}");
+        }
+        assert!(problems.iter().all(|p| p.explanation.len() > 20), "{problems:#?}");
+    }
+
+    /// A file that is not a broker config is one error naming the problem.
+    #[test]
+    fn unparsable_file_is_one_error() {
+        let problems = check_config_text("[server]\nbogus = 1\n", &virtio_probe());
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "file");
+        assert!(problems[0].explanation.contains("bogus"), "{}", problems[0].explanation);
+    }
+
+    /// A host without io_uring is an error whatever the config.
+    #[test]
+    fn host_without_io_uring() {
+        let mut probe = virtio_probe();
+        probe.live.uring = crate::uring_support::UringSupport::unavailable("Operation not permitted");
+        let problems = check_config(&shoal_broker::config::Config::default(), &probe);
+        assert!(problems.iter().any(|p| p.key == "host" && p.explanation.contains("not permitted")), "{problems:?}");
+    }
+}

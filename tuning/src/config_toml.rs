@@ -51,3 +51,44 @@ fn wrap_comment(out: &mut String, text: &str) {
     }
     let _ = writeln!(out, "{line}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host_probe::fixtures::{nvme_probe, virtio_probe};
+    use crate::recommend::fixtures::{nvme_bench, virtio_bench};
+    use crate::recommend::{recommend, Priority};
+    use shoal_broker::config::Config;
+
+    /// The rendered file parses through the broker's own config loader back to the recommended config.
+    #[test]
+    fn rendered_toml_is_a_broker_config() {
+        for (probe, bench) in [(nvme_probe(), nvme_bench()), (virtio_probe(), virtio_bench())] {
+            for priority in [Priority::Durability, Priority::Latency] {
+                let rec = recommend(&probe, Some(&bench), "/var/lib/shoal/data".into(), priority);
+                let text = render_toml(&rec, &["header line".to_string()]);
+                let parsed = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+                assert_eq!(parsed, rec.config, "{text}");
+                assert!(text.starts_with("# header line\n"));
+            }
+        }
+    }
+
+    /// Every key carries a comment: its reason, or that it is the broker default.
+    #[test]
+    fn every_key_is_commented() {
+        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/d".into(), Priority::Durability);
+        let text = render_toml(&rec, &[]);
+        let lines: Vec<&str> = text.lines().collect();
+        let mut keys = 0;
+        for (i, line) in lines.iter().enumerate() {
+            if line.contains(" = ") && !line.starts_with('#') {
+                keys += 1;
+                assert!(lines[i - 1].starts_with('#'), "no comment above {line}");
+            }
+        }
+        assert_eq!(keys, 5 + 3 + 7 + 5, "every broker key is written");
+        assert!(text.contains("# broker default\nframe_bytes_max = 16777216"));
+        assert!(text.lines().all(|l| l.len() <= COMMENT_WIDTH + 40), "comments are wrapped");
+    }
+}

@@ -212,3 +212,69 @@ fn cpu_changes(probe: &HostProbe, out: &mut Vec<HostChange>) {
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host_probe::fixtures::{nvme_probe, virtio_probe};
+
+    fn settings(changes: &[HostChange]) -> Vec<&str> {
+        changes.iter().map(|c| c.setting.as_str()).collect()
+    }
+
+    /// The untuned NVMe host gets every change its fixture was written to need, and no others.
+    #[test]
+    fn nvme_host_changes() {
+        let probe = nvme_probe();
+        let mut config = Config::default();
+        config.server.shards = 32;
+        config.runtime.io_memory_bytes = 2 << 20;
+        let changes = host_changes(&probe, &config);
+        assert_eq!(
+            settings(&changes),
+            [
+                "/sys/block/nvme1n1/queue/scheduler",
+                "RLIMIT_MEMLOCK",
+                "RLIMIT_NOFILE",
+                "vm.swappiness",
+                "net.ipv4.tcp_max_syn_backlog",
+                "net.ipv4.tcp_wmem",
+                "net.ipv4.tcp_rmem",
+                "cpufreq governor",
+                "NUMA placement",
+            ]
+        );
+        let memlock = &changes[1];
+        assert_eq!((memlock.current.as_str(), memlock.suggested.as_str()), ("65536", "67108864"));
+        assert!(changes[0].command.as_ref().unwrap().contains("echo none > /sys/block/nvme1n1/queue/scheduler"));
+        assert!(changes[8].suggested.contains("node 1 (16 CPUs)"));
+        assert!(changes.iter().all(|c| !c.reason.is_empty()));
+    }
+
+    /// This VM: scheduler, online discard, file limit, SYN backlog and send buffer; root needs no memlock change.
+    #[test]
+    fn virtio_host_changes() {
+        let changes = host_changes(&virtio_probe(), &Config::default());
+        assert_eq!(
+            settings(&changes),
+            [
+                "/sys/block/vda/queue/scheduler",
+                "mount option discard on /",
+                "RLIMIT_NOFILE",
+                "net.ipv4.tcp_max_syn_backlog",
+                "net.ipv4.tcp_wmem",
+            ]
+        );
+        assert!(changes[0].reason.contains("virtio"));
+    }
+
+    /// A disabled io_uring and an old kernel are reported first.
+    #[test]
+    fn kernel_blockers() {
+        let mut probe = virtio_probe();
+        probe.facts.sysctls.io_uring_disabled = Some(2);
+        probe.facts.kernel = crate::kernel::KernelVersion::parse("5.4.0").unwrap();
+        let changes = host_changes(&probe, &Config::default());
+        assert_eq!(settings(&changes)[..2], ["kernel", "kernel.io_uring_disabled"]);
+    }
+}

@@ -68,7 +68,7 @@ pub const IO_MEMORY_BYTES_FLOOR: u64 = 2 << 20;
 pub const IO_MEMORY_BYTES_CEILING: u64 = 64 << 20;
 /// Share of available memory all batch caches together may take (1/8).
 pub const BATCH_CACHE_MEMORY_DIVISOR: u64 = 8;
-pub const BATCH_CACHE_BYTES_FLOOR: u64 = 16 << 20;
+pub const BATCH_CACHE_BYTES_FLOOR: u64 = 4 << 20;
 pub const BATCH_CACHE_BYTES_CEILING: u64 = 1 << 30;
 /// fdatasync p99 under which flushing on every ack is cheap.
 pub const FSYNC_CHEAP_P99_US: f64 = 2_000.0;
@@ -108,6 +108,7 @@ pub fn recommend(probe: &HostProbe, bench: Option<&BenchReport>, data_dir: PathB
     b.config.server.data_dir = data_dir;
     b.because("server.data_dir", "the directory probed and benchmarked".into());
     shards_and_spin(&mut b);
+    shard_ports(&mut b);
     write_chunk(&mut b);
     segment_and_preallocation(&mut b);
     flush_policy(&mut b, priority);
@@ -141,6 +142,24 @@ fn shards_and_spin(b: &mut Builder) {
             format!("only {cpus} CPUs: a spinning shard would take the core the other shard and the kernel's I/O completions need"),
         );
     }
+}
+
+/// Moves the shard port range past the other ports when it would cover them
+/// (the defaults collide from 80 shards: 9401 + 79 = 9480, the HTTP port).
+fn shard_ports(b: &mut Builder) {
+    let server = &b.config.server;
+    let first = u32::from(server.shard_port_base);
+    let range = first..first + server.shards.max(1);
+    let (listen, http) = (u32::from(server.listen.port()), u32::from(server.http_listen.port()));
+    if first == 0 || (!range.contains(&listen) && !range.contains(&http)) {
+        return;
+    }
+    let shards = server.shards;
+    b.config.server.shard_port_base = (listen.max(http) + 1) as u16;
+    b.because(
+        "server.shard_port_base",
+        format!("moved above the listen and HTTP ports: {shards} shard ports from the default base would include one of them"),
+    );
 }
 
 fn write_chunk(b: &mut Builder) {
@@ -289,4 +308,223 @@ fn memory(b: &mut Builder) {
             format_bytes(available)
         ),
     );
+}
+
+/// Test helpers: synthetic bench reports shaped like real devices.
+#[cfg(test)]
+pub mod fixtures {
+    use std::time::Duration;
+
+    use crate::bench_plan::{BenchLimits, SEQ_BLOCK_BYTES, SEQ_QUEUE_DEPTHS};
+    use crate::device_bench::{seq_result, BenchReport, FsyncResult, LatencySummary};
+    use crate::dio_alignment::{AlignmentSource, DioAlignment};
+
+    /// Latency summary with the given p50 and p99 in microseconds.
+    pub fn latency(p50_us: f64, p99_us: f64) -> LatencySummary {
+        LatencySummary { samples: 1000, p50_us, p99_us, p999_us: p99_us * 1.5, max_us: p99_us * 3.0, mean_us: p50_us }
+    }
+
+    /// A report whose bandwidth is `mib_per_s(block, depth)` and whose fsyncs take (p50, p99)
+    /// growing and preallocated.
+    pub fn bench(mib_per_s: impl Fn(u32, u32) -> f64, growing: (f64, f64), preallocated: (f64, f64)) -> BenchReport {
+        let mut seq_write = Vec::new();
+        for &block in SEQ_BLOCK_BYTES {
+            for &depth in SEQ_QUEUE_DEPTHS {
+                let bytes = (mib_per_s(block, depth) * f64::from(1 << 20)) as u64;
+                seq_write.push(seq_result(block, depth, bytes, Duration::from_secs(1)));
+            }
+        }
+        let fsync = [(4096, false, growing), (4096, true, preallocated), (1 << 20, false, growing), (1 << 20, true, preallocated)]
+            .into_iter()
+            .map(|(append_bytes, pre, (p50, p99))| FsyncResult {
+                append_bytes,
+                preallocated: pre,
+                sync: latency(p50, p99),
+                write: latency(20.0, 40.0),
+            })
+            .collect();
+        BenchReport {
+            dir: "/var/lib/shoal".into(),
+            limits: BenchLimits::default(),
+            dio_alignment: DioAlignment { mem_align_bytes: 4, offset_align_bytes: 4096, source: AlignmentSource::Statx },
+            seq_write,
+            write_latency: latency(15.0, 30.0),
+            fsync,
+            elapsed_ms: 40_000.0,
+        }
+    }
+
+    /// A PCIe 4 datacentre drive: ~4 GB/s once blocks reach 256 KiB, sync in tens of microseconds.
+    pub fn nvme_bench() -> BenchReport {
+        bench(
+            |block, depth| {
+                let per_io = f64::from(block) / f64::from(1 << 20) * 30_000.0; // ~30k IOPS per queue slot
+                (per_io * f64::from(depth)).min(3950.0)
+            },
+            (45.0, 90.0),
+            (30.0, 60.0),
+        )
+    }
+
+    /// A virtio disk: ~400 MiB/s, syncs of a few milliseconds.
+    pub fn virtio_bench() -> BenchReport {
+        bench(
+            |block, depth| (f64::from(block) / f64::from(1 << 20) * 3_000.0 * f64::from(depth)).min(400.0),
+            (4_000.0, 9_000.0),
+            (3_000.0, 7_000.0),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::*;
+    use super::*;
+    use crate::host_probe::fixtures::{nvme_probe, virtio_probe};
+
+    /// On the NVMe host every device-driven setting follows the measured figures.
+    #[test]
+    fn nvme_host_recommendation() {
+        let rec = recommend(&nvme_probe(), Some(&nvme_bench()), "/var/lib/shoal/data".into(), Priority::Durability);
+        let c = &rec.config;
+        c.validate().unwrap();
+        assert_eq!(c.server.shards, 32);
+        assert_eq!(c.runtime.spin_before_park_us, SPIN_BEFORE_PARK_US);
+        // 16 KiB peaks at 1875 MiB/s by QD4; 64 KiB reaches the 3950 MiB/s ceiling there.
+        assert_eq!(c.storage.write_chunk_bytes, 64 << 10, "{:?}", rec.reason("storage.write_chunk_bytes"));
+        assert_eq!(c.storage.segment_bytes_max, SEGMENT_BYTES_CEILING);
+        assert_eq!(c.storage.preallocate_bytes, SEGMENT_BYTES_CEILING, "1 s at 3950 MiB/s, capped by the segment");
+        assert_eq!(c.storage.flush, FlushMode::Always);
+        assert!(rec.reason("storage.flush").unwrap().contains("cheap enough"));
+        assert_eq!(c.storage.flush_interval_ms, FLUSH_INTERVAL_MS_FLOOR);
+        assert_eq!(c.runtime.io_memory_bytes as u64, IO_MEMORY_BYTES_FLOOR);
+        assert!(rec.reason("runtime.io_memory_bytes").unwrap().contains("too small"));
+        assert_eq!(c.storage.batch_cache_bytes_max, 512 << 20);
+        assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/shoal/data"));
+    }
+
+    /// On the 2-vCPU virtio host: no spinning, smaller segments, slow syncs explained.
+    #[test]
+    fn virtio_host_recommendation() {
+        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/work/shoal-data".into(), Priority::Durability);
+        let c = &rec.config;
+        c.validate().unwrap();
+        assert_eq!(c.server.shards, 2);
+        assert_eq!(c.runtime.spin_before_park_us, 0);
+        assert!(rec.reason("runtime.spin_before_park_us").unwrap().contains("only 2 CPUs"));
+        // 400 MiB/s peak: 64 KiB reaches it at QD2+, so the 90% rule picks 64 KiB at QD4 (750 capped to 400).
+        assert_eq!(c.storage.write_chunk_bytes, 64 << 10);
+        assert_eq!(c.storage.segment_bytes_max, 1 << 30, "8 s x 400 MiB/s = 3200 MiB -> 2 GiB -> 1 GiB ceiling");
+        assert_eq!(c.storage.preallocate_bytes, 256 << 20, "1 s x 400 MiB/s, power-of-two floor");
+        assert_eq!(c.storage.flush, FlushMode::Always);
+        let why = rec.reason("storage.flush").unwrap();
+        assert!(why.contains("p99 7000 us") && why.contains("--priority latency"), "{why}");
+        assert_eq!(c.storage.flush_interval_ms, 28, "4 x 7 ms");
+        assert_eq!(c.runtime.io_memory_bytes, 2 << 20, "8 x 64 KiB = 512 KiB, raised to the 2 MiB floor");
+        assert!(rec.reason("runtime.io_memory_bytes").unwrap().contains("CAP_IPC_LOCK"));
+    }
+
+    /// With latency first, flush goes to an interval and the reason states the possible loss.
+    #[test]
+    fn latency_priority_uses_interval_flush() {
+        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/d".into(), Priority::Latency);
+        assert_eq!(rec.config.storage.flush, FlushMode::Interval);
+        assert!(rec.reason("storage.flush").unwrap().contains("lose up to 28 ms"));
+        rec.config.validate().unwrap();
+    }
+
+    /// Without a bench, device-driven settings are the broker's defaults and say so.
+    #[test]
+    fn without_bench_keeps_defaults() {
+        let rec = recommend(&virtio_probe(), None, "/d".into(), Priority::Durability);
+        let defaults = Config::default();
+        assert_eq!(rec.config.storage.write_chunk_bytes, defaults.storage.write_chunk_bytes);
+        assert_eq!(rec.config.storage.segment_bytes_max, defaults.storage.segment_bytes_max);
+        assert_eq!(rec.config.storage.flush, FlushMode::Always);
+        assert!(rec.reason("storage.write_chunk_bytes").unwrap().contains("default"));
+        rec.config.validate().unwrap();
+    }
+
+    /// Little free space caps segments so a shard still holds many of them.
+    #[test]
+    fn free_space_caps_segments() {
+        let mut probe = virtio_probe();
+        probe.live.free_space.as_mut().unwrap().available_bytes = 4 << 30;
+        let rec = recommend(&probe, Some(&virtio_bench()), "/d".into(), Priority::Durability);
+        assert_eq!(rec.config.storage.segment_bytes_max, 64 << 20, "4 GiB / (32 x 2 shards)");
+        assert!(rec.config.storage.preallocate_bytes <= rec.config.storage.segment_bytes_max);
+        assert!(rec.reason("storage.segment_bytes_max").unwrap().contains("capped"));
+    }
+
+    /// Unprivileged with room in memlock: io memory is cut to the per-shard share.
+    #[test]
+    fn memlock_share_limits_io_memory() {
+        let mut probe = nvme_probe();
+        probe.facts.limits.memlock_soft_bytes = crate::process_limits::LimitValue::Value(64 << 20);
+        probe.live.available_cpus = 16;
+        let rec = recommend(&probe, Some(&virtio_bench()), "/d".into(), Priority::Durability);
+        // 8 x 64 KiB = 512 KiB -> floor 2 MiB wanted; share is 4 MiB, so 2 MiB stays.
+        assert_eq!(rec.config.runtime.io_memory_bytes, 2 << 20);
+        probe.live.available_cpus = 64;
+        let rec = recommend(&probe, Some(&nvme_bench()), "/d".into(), Priority::Durability);
+        assert_eq!(rec.config.runtime.io_memory_bytes, 1 << 20, "64 MiB / 64 shards");
+        assert!(rec.reason("runtime.io_memory_bytes").unwrap().contains("cut to fit"));
+        assert!(!rec.host_changes.iter().any(|c| c.setting == "RLIMIT_MEMLOCK"));
+    }
+
+    /// For random hosts and device figures, the recommendation is a valid broker config, renders
+    /// and parses back unchanged, and its only possible check error is the memlock limit, which
+    /// then appears among the host changes. Re-run a failure with SHOAL_TEST_SEED=<seed>.
+    #[test]
+    fn random_hosts_get_valid_configs() {
+        use rand::{Rng, SeedableRng};
+        let seed = std::env::var("SHOAL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
+        println!("seed {seed}");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for _ in 0..300 {
+            let mut probe = if rng.gen() { nvme_probe() } else { virtio_probe() };
+            probe.live.available_cpus = rng.gen_range(1..=128);
+            probe.facts.memory.available_bytes = rng.gen_range(2u64..=512) << 30;
+            probe.facts.memory.total_bytes = probe.facts.memory.available_bytes + (1 << 30);
+            probe.live.free_space.as_mut().unwrap().available_bytes = rng.gen_range(1u64..=10_000) << 30;
+            probe.live.dio_alignment.as_mut().unwrap().offset_align_bytes = [512, 4096][rng.gen_range(0..2)];
+            probe.facts.limits.cap_ipc_lock = rng.gen();
+            probe.facts.limits.memlock_soft_bytes = [
+                crate::process_limits::LimitValue::Value(64 << 10),
+                crate::process_limits::LimitValue::Value(8 << 20),
+                crate::process_limits::LimitValue::Value(1 << 30),
+                crate::process_limits::LimitValue::Unlimited,
+            ][rng.gen_range(0..4)];
+            let ceiling = rng.gen_range(50.0..8000.0);
+            let iops = rng.gen_range(1_000.0..200_000.0);
+            let p99 = rng.gen_range(10.0..50_000.0);
+            let report = bench(
+                |block, depth| (f64::from(block) / f64::from(1 << 20) * iops * f64::from(depth)).min(ceiling),
+                (p99 / 2.0, p99),
+                (p99 / 3.0, p99 / 1.5),
+            );
+            let priority = if rng.gen() { Priority::Durability } else { Priority::Latency };
+            let rec = recommend(&probe, Some(&report), "/d".into(), priority);
+            let c = &rec.config;
+            c.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}: {c:?}"));
+            assert!(c.storage.preallocate_bytes <= c.storage.segment_bytes_max, "seed {seed}: {c:?}");
+            let text = crate::config_toml::render_toml(&rec, &[]);
+            assert_eq!(&Config::from_toml_str(&text).unwrap(), c, "seed {seed}");
+            for problem in crate::config_check::check_config(c, &probe) {
+                if problem.severity == crate::config_check::Severity::Error {
+                    assert_eq!(problem.key, "runtime.io_memory_bytes", "seed {seed}: {problem:?}");
+                    assert!(rec.host_changes.iter().any(|h| h.setting == "RLIMIT_MEMLOCK"), "seed {seed}");
+                }
+            }
+        }
+    }
+
+    /// pow2_floor rounds down and never returns 0.
+    #[test]
+    fn rounds_to_powers_of_two() {
+        assert_eq!(pow2_floor(0), 1);
+        assert_eq!(pow2_floor(1), 1);
+        assert_eq!(pow2_floor(3200 << 20), 2048 << 20);
+        assert_eq!(pow2_floor(4096), 4096);
+    }
 }
