@@ -58,6 +58,8 @@ pub const SEGMENTS_PER_SHARD_MIN: u64 = 32;
 /// Seconds of peak bandwidth one fallocate step should cover.
 pub const PREALLOCATE_FILL_S: f64 = 1.0;
 pub const PREALLOCATE_BYTES_FLOOR: u64 = 16 << 20;
+/// Preallocation is turned off when a small append into preallocated space syncs this much slower.
+pub const PREALLOCATED_SYNC_RATIO_MAX: f64 = 1.5;
 /// A write chunk must reach this share of the best bandwidth at low queue depth.
 pub const CHUNK_BANDWIDTH_SHARE: f64 = 0.9;
 /// The appender keeps only a few writes in flight; chunks are judged at this depth or less.
@@ -222,23 +224,35 @@ fn segment_and_preallocation(b: &mut Builder) {
 fn preallocation(b: &mut Builder, peak_bytes_per_s: Option<f64>) {
     let segment = b.config.storage.segment_bytes_max;
     let physical = u64::from(b.probe.facts.device.as_ref().map_or(4096, |d| d.queue.physical_block_size_bytes));
+    let fsyncs = b.bench.and_then(|r| Some((r.fsync_case(4096, false)?, r.fsync_case(4096, true)?)));
+    let large = b.bench.and_then(|r| Some((r.fsync_case(1 << 20, false)?, r.fsync_case(1 << 20, true)?)));
+    let evidence = match (fsyncs, large) {
+        (Some((g, p)), Some((lg, lp))) => format!(
+            "measured fdatasync p50 after 4 KiB appends {:.0} us growing vs {:.0} us preallocated, after 1 MiB appends {:.0} vs {:.0} us",
+            g.sync.p50_us, p.sync.p50_us, lg.sync.p50_us, lp.sync.p50_us
+        ),
+        _ => "no bench".into(),
+    };
+    if let Some((growing, prealloc)) = fsyncs.filter(|(g, p)| p.sync.p50_us > g.sync.p50_us * PREALLOCATED_SYNC_RATIO_MAX) {
+        b.config.storage.preallocate_bytes = 0;
+        b.because(
+            "storage.preallocate_bytes",
+            format!(
+                "off: {evidence}. On this file system a small append into preallocated (unwritten) space costs {:.1}x a growing append at sync time, and small group commits are the latency-critical case; expect more fragmentation with many partitions",
+                prealloc.sync.p50_us / growing.sync.p50_us
+            ),
+        );
+        return;
+    }
     let step = match peak_bytes_per_s {
         Some(bw) => pow2_floor((bw * PREALLOCATE_FILL_S) as u64).max(PREALLOCATE_BYTES_FLOOR).min(segment),
         None => b.config.storage.preallocate_bytes.min(segment),
     };
     b.config.storage.preallocate_bytes = step.max(physical).min(segment);
-    let fsyncs = b.bench.and_then(|r| Some((r.fsync_case(4096, false)?, r.fsync_case(4096, true)?)));
-    let evidence = match fsyncs {
-        Some((growing, prealloc)) => format!(
-            "; measured fdatasync after 4 KiB appends: p50 {:.0} us growing vs {:.0} us preallocated",
-            growing.sync.p50_us, prealloc.sync.p50_us
-        ),
-        None => String::new(),
-    };
     b.because(
         "storage.preallocate_bytes",
         format!(
-            "fallocate step of ~{PREALLOCATE_FILL_S:.0} s at peak bandwidth: fewer extent allocations on the append path and less fragmentation{evidence}"
+            "fallocate step of ~{PREALLOCATE_FILL_S:.0} s at peak bandwidth: fewer extent allocations on the append path and less fragmentation; {evidence}"
         ),
     );
 }
@@ -498,10 +512,11 @@ mod tests {
             let ceiling = rng.gen_range(50.0..8000.0);
             let iops = rng.gen_range(1_000.0..200_000.0);
             let p99 = rng.gen_range(10.0..50_000.0);
+            let prealloc_ratio = rng.gen_range(0.3..3.0);
             let report = bench(
                 |block, depth| (f64::from(block) / f64::from(1 << 20) * iops * f64::from(depth)).min(ceiling),
                 (p99 / 2.0, p99),
-                (p99 / 3.0, p99 / 1.5),
+                (p99 / 2.0 * prealloc_ratio, p99 * prealloc_ratio),
             );
             let priority = if rng.gen() { Priority::Durability } else { Priority::Latency };
             let rec = recommend(&probe, Some(&report), "/d".into(), priority);
@@ -517,6 +532,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// When appends into preallocated space sync much slower, preallocation is off and the reason says why.
+    #[test]
+    fn slow_preallocated_syncs_turn_preallocation_off() {
+        let report = bench(|_, _| 400.0, (2_000.0, 9_000.0), (4_000.0, 12_000.0));
+        let rec = recommend(&virtio_probe(), Some(&report), "/d".into(), Priority::Durability);
+        assert_eq!(rec.config.storage.preallocate_bytes, 0);
+        assert!(rec.reason("storage.preallocate_bytes").unwrap().starts_with("off: measured"));
+        assert!(rec.reason("storage.flush").unwrap().contains("p50 2000 us"), "flush quotes the growing case");
+        let report = bench(|_, _| 400.0, (2_000.0, 9_000.0), (2_500.0, 12_000.0));
+        let rec = recommend(&virtio_probe(), Some(&report), "/d".into(), Priority::Durability);
+        assert_eq!(rec.config.storage.preallocate_bytes, 256 << 20);
     }
 
     /// pow2_floor rounds down and never returns 0.

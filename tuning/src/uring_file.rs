@@ -62,10 +62,13 @@ impl UringFile {
         Ok(UringFile { ring, buffer, file, path: path.to_path_buf() })
     }
 
-    /// fallocate(mode 0): reserves `len` bytes and sets the file size, as a segment step does.
+    /// fallocate with FALLOC_FL_KEEP_SIZE: reserves `len` bytes without changing
+    /// the file size, as the storage crate's segments do (glommio `pre_allocate(len, true)`),
+    /// so appends still extend the size and write into unwritten extents.
     pub fn preallocate(&self, len: u64) -> Result<(), TuneError> {
+        let mode = libc::FALLOC_FL_KEEP_SIZE;
         // SAFETY: the fd is open for writing for the life of self; fallocate only reads its arguments.
-        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, 0, len as libc::off_t) };
+        let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, 0, len as libc::off_t) };
         if rc != 0 {
             let source = std::io::Error::last_os_error();
             return Err(TuneError::Io { op: "fallocate", path: self.path.clone(), source });
@@ -128,7 +131,7 @@ impl UringFile {
     }
 
     /// Writes `block_bytes` blocks round a ring of `region_bytes` with `queue_depth`
-    /// in flight for `budget`; the first `warmup` is not counted.
+    /// in flight for `budget` or until `bytes_max` were issued; the first `warmup` is not counted.
     pub fn write_sequential(
         &mut self,
         block_bytes: u32,
@@ -136,6 +139,7 @@ impl UringFile {
         region_bytes: u64,
         budget: Duration,
         warmup: Duration,
+        bytes_max: u64,
     ) -> Result<SeqSample, TuneError> {
         let slots = region_bytes / u64::from(block_bytes);
         if slots < u64::from(queue_depth) {
@@ -146,11 +150,11 @@ impl UringFile {
         let mut next_slot = 0u64;
         let mut inflight = 0u32;
         let mut completed_bytes = 0u64;
-        let mut measured_from: Option<(Instant, u64)> = None;
+        let mut measured_from: Option<(Instant, u64)> = warmup.is_zero().then_some((started, 0));
         let mut first_error: Option<TuneError> = None;
         let mut issuing = true;
         loop {
-            while issuing && inflight < queue_depth {
+            while issuing && inflight < queue_depth && next_slot * u64::from(block_bytes) < bytes_max {
                 let entry = self.write_entry((next_slot % slots) * u64::from(block_bytes), block_bytes);
                 if let Err(e) = self.push(&entry) {
                     first_error = Some(e);
@@ -216,10 +220,10 @@ mod tests {
         f.write_once(0, 4096).unwrap();
         f.write_once(8192, 8192).unwrap();
         f.fdatasync().unwrap();
-        let sample = f.write_sequential(4096, 4, 64 << 10, Duration::from_millis(50), Duration::ZERO).unwrap();
-        assert!(sample.bytes >= 4096, "{sample:?}");
+        let sample = f.write_sequential(4096, 4, 64 << 10, Duration::from_secs(10), Duration::ZERO, 64 << 10).unwrap();
+        assert_eq!(sample.bytes, 64 << 10, "the byte bound ends the case: {sample:?}");
         let data = std::fs::read(&path).unwrap();
-        assert!(data.len() >= 16384, "{}", data.len());
+        assert_eq!(data.len(), 64 << 10);
         assert_eq!(&data[..4096], &data[8192..12288], "every write copies the same registered buffer");
         assert!(data.iter().any(|&b| b != 0));
     }
