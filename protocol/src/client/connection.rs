@@ -96,6 +96,17 @@ pub struct PendingReply<M> {
     _message: std::marker::PhantomData<M>,
 }
 
+impl<M> Drop for PendingReply<M> {
+    /// Frees the in-flight slot of a reply that was not (or not fully)
+    /// waited for; a no-op when the reply already arrived.
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().expect("connection state lock");
+        if state.pending.remove(&self.correlation_id).is_some() {
+            self.shared.slot_freed.notify_one();
+        }
+    }
+}
+
 /// A decoded reply and the frame it came in (for the payload).
 #[derive(Debug)]
 pub struct Reply<M> {
@@ -110,9 +121,7 @@ impl<M: Message> PendingReply<M> {
         let frame = match self.rx.recv_timeout(left) {
             Ok(result) => result?,
             Err(RecvTimeoutError::Timeout) => {
-                let mut state = self.shared.state.lock().expect("connection state lock");
-                state.pending.remove(&self.correlation_id);
-                self.shared.slot_freed.notify_one();
+                // Drop frees the in-flight slot; a late reply is discarded.
                 return Err(ProtocolError::Timeout {
                     what: M::NAME,
                     elapsed_ms: self.started.elapsed().as_millis() as u64,

@@ -222,6 +222,9 @@ impl Client {
 
     /// Number of partitions of `topic` (from cached metadata).
     pub fn partition_count(&self, topic: &str) -> Result<u32, ProtocolError> {
+        if let Some(routes) = self.metadata.lock().expect("client lock").topics.get(topic) {
+            return Ok(routes.len() as u32);
+        }
         Ok(self.topic_routes(topic)?.len() as u32)
     }
 

@@ -25,12 +25,16 @@ use rkyv::util::AlignedVec;
 use super::{Client, Connection, PendingReply};
 use crate::batch::{BatchBuilder, Compression, NewRecord, BATCH_HEADER_LEN, BATCH_LEN_MAX};
 use crate::error::{check, ErrorCode, ProtocolError};
+use crate::frame::FRAME_LEN_MAX;
 use crate::messages::produce::{Acks, Durability, ProducePartition, ProduceRequest, ProduceResponse};
 use crate::partitioner::partition_for_key;
 
 /// Record bytes shipped in one round (one produce request per shard); the
-/// broker's default frame limit is 16 MiB.
+/// broker's default frame limit is 16 MiB. Also capped at half the frame
+/// limit the broker states in its handshake.
 const ROUND_BYTES_MAX: usize = 8 << 20;
+/// Room left in a frame for the header and meta around the batches.
+const FRAME_OVERHEAD_BYTES: usize = 64 << 10;
 
 /// Settings of a [`Producer`].
 #[derive(Debug, Clone)]
@@ -149,6 +153,10 @@ struct State {
 struct Inner {
     client: Arc<Client>,
     config: ProducerConfig,
+    /// Record bytes per round, from [`ROUND_BYTES_MAX`] and the broker's frame limit.
+    round_bytes_max: usize,
+    /// Largest single record accepted by `send`.
+    record_bytes_max: usize,
     state: Mutex<State>,
     /// Wakes the sender (new batch, flush, close) and blocked senders
     /// (buffer space freed).
@@ -163,10 +171,22 @@ pub struct Producer {
 }
 
 impl Producer {
-    pub fn new(client: Arc<Client>, config: ProducerConfig) -> Result<Producer, ProtocolError> {
+    pub fn new(client: Arc<Client>, mut config: ProducerConfig) -> Result<Producer, ProtocolError> {
+        let frame_len_max = match client.shared_connection()?.handshake().frame_len_max as usize {
+            0 => FRAME_LEN_MAX,
+            n => n.min(FRAME_LEN_MAX),
+        };
+        let round_bytes_max = ROUND_BYTES_MAX.min(frame_len_max / 2);
+        let record_bytes_max = BATCH_LEN_MAX
+            .min(config.buffer_bytes_max)
+            .min(frame_len_max.saturating_sub(FRAME_OVERHEAD_BYTES + BATCH_HEADER_LEN));
+        // A batch must fit a round, or it could never be sent.
+        config.batch_bytes_max = config.batch_bytes_max.min(round_bytes_max).max(1);
         let inner = Arc::new(Inner {
             client,
             config,
+            round_bytes_max,
+            record_bytes_max,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         });
@@ -186,10 +206,13 @@ impl Producer {
     /// Blocks while the producer's buffer is full.
     pub fn send(&self, topic: &str, record: NewRecord) -> Result<SendHandle, ProtocolError> {
         let size = record.approx_len();
-        if BATCH_HEADER_LEN + size > BATCH_LEN_MAX.min(self.inner.config.buffer_bytes_max) {
+        if size > self.inner.record_bytes_max {
             return Err(ProtocolError::broker(
                 ErrorCode::RecordTooLarge.to_wire(),
-                format!("record of ~{size} bytes is over the batch and buffer limits"),
+                format!(
+                    "record of ~{size} bytes is over the limit of {} bytes (batch, buffer and broker frame limits)",
+                    self.inner.record_bytes_max
+                ),
             ));
         }
         let partitions = self.inner.client.partition_count(topic)?;
@@ -358,7 +381,7 @@ impl Inner {
                 let mut take = 0;
                 let mut bytes = 0;
                 for b in st.sealed.iter() {
-                    if take > 0 && bytes + b.record_bytes > ROUND_BYTES_MAX {
+                    if take > 0 && bytes + b.record_bytes > self.round_bytes_max {
                         break;
                     }
                     bytes += b.record_bytes;
