@@ -12,13 +12,13 @@ use crate::baseline::{self, Baselines};
 use crate::broker_process::{BrokerProcess, BrokerSpec};
 use crate::driver::engine::{run_phase, PhaseOptions};
 use crate::driver::shoal_client::ShoalConnector;
-use crate::driver::{BrokerControl, Connector};
+use crate::driver::{group_name, BrokerControl, Connector};
 use crate::error::BenchError;
 use crate::machine;
 use crate::rate_search::{RateSearch, RateSearchConfig, SearchOutcome, SearchStep};
 use crate::report::model::{self, BrokerInfo, Durability, PhaseResult, Placement, RunReport};
 use crate::schedule::Phase;
-use crate::workload::{RateMode, Scenario, Workload};
+use crate::workload::{Consumption, RateMode, Scenario, Workload};
 
 /// How long a search trial's producers may take to collect their last acks.
 const TRIAL_DRAIN: Duration = Duration::from_secs(2);
@@ -78,7 +78,11 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
     let connector = ShoalConnector::new(broker.address.clone());
     connector.prepare(w)?;
     let control = process.as_mut().map(|p| p as &mut dyn BrokerControl);
-    let (search, measured, placement) = load(&connector, &settings, control)?;
+    let (search, measured, placement, run_id) = load(&connector, &settings, control)?;
+    let group_stats = match w.consumption {
+        Consumption::Group if w.consumers > 0 => connector.group_stats(&group_name(run_id))?,
+        _ => None,
+    };
     if let Some(p) = process.as_mut() {
         if let Err(e) = p.stop() {
             eprintln!("warning: {e}");
@@ -101,6 +105,7 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
         baselines,
         search,
         measured: Some(measured),
+        group_stats,
         ratios,
     })
 }
@@ -115,7 +120,8 @@ fn measure_baselines(settings: &RunSettings, each: Duration) -> Result<Baselines
     })
 }
 
-type Loaded = (Option<SearchOutcome>, PhaseResult, Placement);
+/// The search outcome, the measured phase, where its threads ran, its run id.
+type Loaded = (Option<SearchOutcome>, PhaseResult, Placement, u32);
 
 /// The search (max mode), then the measured phase.
 fn load(
@@ -153,7 +159,7 @@ fn load(
     };
     eprintln!("measured phase: {rate:.0} rec/s for {:.0} s after {:.0} s warm-up", w.duration_s, w.warmup_s);
     let (measured, placement) = run_phase(connector, w, &opts, control)?;
-    Ok((search, measured, placement))
+    Ok((search, measured, placement, opts.run))
 }
 
 /// Producer-only trials until the search settles.

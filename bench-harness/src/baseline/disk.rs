@@ -2,16 +2,18 @@
 //!
 //! Bandwidth: sequential 1 MiB O_DIRECT writes to a scratch file in the data
 //! directory for up to `duration` or [`DISK_BYTES_MAX`], closed by one
-//! fdatasync that the timing includes. Sync latency: a 4 KiB O_DIRECT write
-//! followed by fdatasync, repeated for up to `duration` or
-//! [`DISK_SYNCS_MAX`] times, into an HDR histogram: this is the floor under
-//! every `flush = always` acknowledgement. On a file system without O_DIRECT
-//! (tmpfs) the writes fall back to buffered I/O and the report says so. The
+//! fdatasync that the timing includes. Sync latency: a 4 KiB O_DIRECT
+//! overwrite of a block already written, followed by fdatasync, repeated for
+//! up to `duration` or [`DISK_SYNCS_MAX`] times, into an HDR histogram. No
+//! file-system metadata changes, so this is the device's own floor under a
+//! `flush = always` acknowledgement (a log that grows its file pays more).
+//! On a file system without O_DIRECT (tmpfs) the writes fall back to buffered I/O and the report says so. The
 //! scratch file is removed afterwards; a failed write or fdatasync fails the
 //! baseline rather than producing a figure for I/O that did not happen.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,7 +40,7 @@ pub struct DiskBaseline {
     pub direct_io: bool,
     pub write_bytes_per_s: f64,
     pub bytes_written: u64,
-    /// A 4 KiB append plus fdatasync, per round.
+    /// A 4 KiB overwrite plus fdatasync, per round.
     pub write_fdatasync: LatencySummary,
 }
 
@@ -61,9 +63,13 @@ fn measure_at(path: &Path, duration: Duration) -> Result<DiskBaseline, BenchErro
     let chunk = AlignedBuf::new(WRITE_CHUNK_BYTES, DIRECT_ALIGN, 0xa5);
     let start = Instant::now();
     let mut written = 0u64;
-    while start.elapsed() < duration && written < DISK_BYTES_MAX {
+    // At least one chunk, so the sync test below has written blocks to overwrite.
+    loop {
         file.write_all(chunk.as_slice()).map_err(|e| BenchError::io("disk baseline write", e))?;
         written += WRITE_CHUNK_BYTES as u64;
+        if start.elapsed() >= duration || written >= DISK_BYTES_MAX {
+            break;
+        }
     }
     file.sync_data().map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
     let write_bytes_per_s = written as f64 / start.elapsed().as_secs_f64().max(1e-9);
@@ -73,8 +79,11 @@ fn measure_at(path: &Path, duration: Duration) -> Result<DiskBaseline, BenchErro
     let start = Instant::now();
     let mut rounds = 0u64;
     while start.elapsed() < duration && rounds < DISK_SYNCS_MAX {
+        // Overwrite blocks the bandwidth test already wrote: no size or extent
+        // change, so fdatasync flushes data only — the device's floor.
+        let offset = (rounds * SYNC_WRITE_BYTES as u64) % written;
         let t = Instant::now();
-        file.write_all(small.as_slice()).map_err(|e| BenchError::io("disk baseline sync write", e))?;
+        file.write_all_at(small.as_slice(), offset).map_err(|e| BenchError::io("disk baseline sync write", e))?;
         file.sync_data().map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
         hist.record(t.elapsed().as_nanos() as u64);
         rounds += 1;

@@ -152,6 +152,9 @@ pub fn run_phase(
     let shared = Shared::new();
     let ready = AtomicU32::new(0);
     thread::scope(|scope| {
+        // Whatever way this closure returns, the threads it spawned must stop
+        // before the scope can join them: the guard raises the abort flag.
+        let _stop_threads = AbortOnDrop(&shared);
         let consumers: Vec<_> = (0..opts.consumers)
             .map(|i| {
                 let plan = consumer_plan(workload, opts, i);
@@ -194,12 +197,25 @@ pub fn run_phase(
                 }))
             })
             .collect::<Result<_, BenchError>>()?;
-        let watch = watch(&shared, opts, &clock, &schedules, &producers, control)?;
+        let watched = watch(&shared, opts, &clock, &schedules, &producers, control);
         shared.stop_consumers.store(true, Ordering::Release);
-        let produced = join_all(producers)?;
-        let consumed = join_all(consumers)?;
-        Ok(merge(workload, opts, &clock, &shared, watch, produced, consumed))
+        if watched.is_err() {
+            shared.abort.store(true, Ordering::Relaxed);
+        }
+        let produced = join_all(producers);
+        let consumed = join_all(consumers);
+        let offered = offered_per_second(&schedules);
+        Ok(merge(workload, opts, &clock, &shared, watched?, produced?, consumed?, offered))
     })
+}
+
+/// Raises the abort flag when dropped.
+struct AbortOnDrop<'a>(&'a Shared);
+
+impl Drop for AbortOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.abort.store(true, Ordering::Relaxed);
+    }
 }
 
 fn wait_ready(shared: &Shared, ready: &AtomicU32, consumers: u32) -> Result<(), BenchError> {
@@ -219,7 +235,7 @@ fn consumer_plan(workload: &Workload, opts: &PhaseOptions, index: u32) -> Consum
         index,
         of: opts.consumers,
         run: opts.run,
-        group: format!("shoal-bench-{}-{}", std::process::id(), opts.run),
+        group: crate::driver::group_name(opts.run),
         seed: workload.seed,
         pin: workload.pin_threads.then_some((workload.producers + index) as usize),
     }
@@ -327,6 +343,17 @@ fn join_all<T>(handles: Vec<thread::ScopedJoinHandle<'_, Result<T, BenchError>>>
     }
 }
 
+/// Records the schedules made due in each second since the epoch.
+fn offered_per_second(schedules: &[OpenLoopSchedule]) -> Vec<u64> {
+    const SEC: u64 = 1_000_000_000;
+    let end = schedules.iter().map(|s| s.end_ns()).max().unwrap_or(0);
+    let due_by = |t: u64| -> u64 { schedules.iter().map(|s| s.due_count(t)).sum() };
+    (0..end.div_ceil(SEC))
+        .map(|s| due_by((s + 1) * SEC - 1) - if s == 0 { 0 } else { due_by(s * SEC - 1) })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are the phase's parts
 fn merge(
     workload: &Workload,
     opts: &PhaseOptions,
@@ -335,6 +362,7 @@ fn merge(
     watch: Watch,
     produced: Vec<ProducerOutcome>,
     consumed: Vec<ConsumerOutcome>,
+    offered_series: Vec<u64>,
 ) -> (PhaseResult, Placement) {
     let mut placement = Placement::default();
     let (mut ack, mut lag, mut series, mut ledger) =
@@ -391,6 +419,7 @@ fn merge(
         unanswered,
         nacked,
         redelivered,
+        offered_series,
         produce_series: series.points(),
         consume_series: c_series.points(),
         backlog: watch.backlog,

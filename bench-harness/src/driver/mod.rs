@@ -97,6 +97,17 @@ pub trait Connector: Send + Sync {
         of: u32,
         group: &str,
     ) -> Result<Box<dyn ConsumeClient>, BenchError>;
+
+    /// The broker's statistics of a consumer group (retry budget, counters,
+    /// circuit breaker) as JSON, for connectors whose broker has groups.
+    fn group_stats(&self, _group: &str) -> Result<Option<serde_json::Value>, BenchError> {
+        Ok(None)
+    }
+}
+
+/// The consumer group a phase's consumers join: fresh per process and phase.
+pub fn group_name(run: u32) -> String {
+    format!("shoal-bench-{}-{run}", std::process::id())
 }
 
 /// Stops and starts the broker, for the restart scenario.

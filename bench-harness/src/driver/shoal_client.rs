@@ -36,6 +36,8 @@ use crate::workload::{Acks, Consumption, Flush, Workload};
 
 /// Long-poll wait of each fetch or group poll, in ms; bounds how long a stop takes.
 const FETCH_WAIT_MS: u32 = 100;
+/// Pause before retrying a failed fetch or group poll.
+const FETCH_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Records per group poll.
 const GROUP_POLL_RECORDS_MAX: u32 = 2_000;
 
@@ -127,6 +129,11 @@ impl Connector for ShoalConnector {
             }
         }
     }
+
+    fn group_stats(&self, group: &str) -> Result<Option<serde_json::Value>, BenchError> {
+        let stats = self.client()?.group_stats(group).map_err(|e| driver_error("group stats", e))?;
+        serde_json::to_value(&stats).map(Some).map_err(|e| BenchError::Driver(format!("group stats: {e}")))
+    }
 }
 
 /// A producer whose acks are collected by a waiter thread.
@@ -197,7 +204,7 @@ impl Drop for ShoalProducer {
 
 /// Reads a fixed share of partitions, one fetch thread each.
 struct FetchConsumer {
-    records: mpsc::Receiver<Result<Vec<ConsumedRecord>, String>>,
+    records: mpsc::Receiver<Vec<ConsumedRecord>>,
     stop: Arc<AtomicBool>,
     fetchers: Vec<JoinHandle<()>>,
 }
@@ -218,19 +225,41 @@ impl FetchConsumer {
             let (tx, stop) = (tx.clone(), stop.clone());
             let fetcher = std::thread::Builder::new()
                 .name(format!("shoal-bench-fetch-{partition}"))
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        let batch = consumer.poll().map_err(|e| format!("fetch {topic}/{partition}: {e}"));
-                        let failed = batch.is_err();
-                        if tx.send(batch).is_err() || failed {
-                            return;
-                        }
-                    }
-                })
+                .spawn(move || fetch_loop(consumer, &topic, partition, &tx, &stop))
                 .map_err(|e| BenchError::io("spawn fetcher", e))?;
             fetchers.push(fetcher);
         }
         Ok(Self { records, stop, fetchers })
+    }
+}
+
+/// Fetches one partition until stopped. A failed fetch (the broker restarting)
+/// is reported once per outage on stderr and retried after
+/// [`FETCH_RETRY_PAUSE`]; the position is kept, so nothing is skipped.
+fn fetch_loop(
+    mut consumer: PartitionConsumer,
+    topic: &str,
+    partition: u32,
+    tx: &mpsc::Sender<Vec<ConsumedRecord>>,
+    stop: &AtomicBool,
+) {
+    let mut failing = false;
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll() {
+            Ok(batch) => {
+                failing = false;
+                if !batch.is_empty() && tx.send(batch).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !failing {
+                    eprintln!("fetch {topic}/{partition} at {}: {e}; retrying", consumer.position());
+                }
+                failing = true;
+                std::thread::sleep(FETCH_RETRY_PAUSE);
+            }
+        }
     }
 }
 
@@ -246,7 +275,6 @@ impl ConsumeClient for FetchConsumer {
             Err(mpsc::RecvTimeoutError::Disconnected) => return Err(BenchError::Driver("fetchers stopped".into())),
         };
         for batch in std::iter::once(first).chain(self.records.try_iter()) {
-            let batch = batch.map_err(BenchError::Driver)?;
             out.extend(batch.into_iter().map(|r| {
                 let offset = r.offset;
                 into_in_record(r, offset)
@@ -295,7 +323,16 @@ impl ShoalGroupConsumer {
 impl ConsumeClient for ShoalGroupConsumer {
     fn poll(&mut self, _wait: Duration, out: &mut Vec<InRecord>) -> Result<(), BenchError> {
         self.settle_pending()?;
-        self.last = self.consumer.poll().map_err(|e| driver_error("group poll", e))?;
+        self.last = match self.consumer.poll() {
+            Ok(records) => records,
+            // A failed poll (the broker restarting) is retried; unacked records are redelivered.
+            Err(e) if e.is_retryable() || matches!(e, ProtocolError::Io(_)) => {
+                eprintln!("group poll: {e}; retrying");
+                std::thread::sleep(FETCH_RETRY_PAUSE);
+                Vec::new()
+            }
+            Err(e) => return Err(driver_error("group poll", e)),
+        };
         out.extend(self.last.iter().enumerate().map(|(i, r)| into_in_record(r.clone(), i as u64)));
         Ok(())
     }

@@ -127,6 +127,7 @@ fn every_record_is_acked_consumed_and_counted() {
     assert_eq!((v.acked, v.consumed_distinct, v.lost, v.duplicates), (2000, 2000, 0, 0));
     assert!(v.ok && r.drained);
     assert_eq!(r.produce_errors + r.unanswered, 0);
+    assert_eq!(r.offered_series.iter().sum::<u64>(), 2000);
     assert_eq!(placement.producer_cores.len(), 2);
     assert_eq!(placement.consumer_cores.len(), 2);
     assert!(r.produce.records <= 2000 && r.produce.records > 0);

@@ -36,10 +36,13 @@ pub fn write(dir: &Path, m: &PhaseResult) -> Result<Vec<String>, BenchError> {
     let mut written = Vec::new();
     let latency = latency_lines(m);
     if latency.iter().any(|l| !l.points.is_empty()) {
-        chart(&dir.join("latency.svg"), "Latency per second (from intended send time)", "latency (µs, log)", &latency, true)?;
+        let title = "Latency per second (from intended send time)";
+        chart(&dir.join("latency.svg"), title, "latency (log scale)", &latency, true)?;
         written.push("latency.svg".to_string());
     }
+    let offered = m.offered_series.iter().enumerate().map(|(s, n)| (s as f64 + 0.5, *n as f64)).collect();
     let throughput = vec![
+        Line { name: "offered rec/s (schedule)".into(), points: offered },
         per_second("produced (acked) rec/s", &m.produce_series, |p| p.records as f64),
         per_second("consumed rec/s", &m.consume_series, |p| p.records as f64),
     ];
@@ -54,6 +57,20 @@ pub fn write(dir: &Path, m: &PhaseResult) -> Result<Vec<String>, BenchError> {
         written.push("backlog.svg".to_string());
     }
     Ok(written)
+}
+
+/// Latency axis values are µs: shown as µs, ms or s; other axes as plain counts.
+fn axis_label(v: f64, latency: bool) -> String {
+    if latency {
+        return crate::report::summary::ns((v * 1e3).round() as u64);
+    }
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
 }
 
 fn latency_lines(m: &PhaseResult) -> Vec<Line> {
@@ -94,9 +111,9 @@ pub fn chart(path: &Path, title: &str, y_desc: &str, lines: &[Line], log_y: bool
         let y_min = all.map(|p| p.1).filter(|v| *v > 0.0).fold(f64::INFINITY, f64::min);
         let y_min = if y_min.is_finite() { y_min / 2.0 } else { 1.0 };
         let range = (y_min..(y_max * 2.0).max(y_min * 10.0)).log_scale();
-        draw(&root, title, y_desc, lines, 0.0..x_max, range).map_err(|e| fail(&e))?;
+        draw(&root, title, y_desc, lines, true, 0.0..x_max, range).map_err(|e| fail(&e))?;
     } else {
-        draw(&root, title, y_desc, lines, 0.0..x_max, 0.0..(y_max * 1.1).max(1.0)).map_err(|e| fail(&e))?;
+        draw(&root, title, y_desc, lines, false, 0.0..x_max, 0.0..(y_max * 1.1).max(1.0)).map_err(|e| fail(&e))?;
     }
     root.present().map_err(|e| fail(&e))
 }
@@ -106,6 +123,7 @@ fn draw<'a, Y>(
     title: &str,
     y_desc: &str,
     lines: &[Line],
+    log_y: bool,
     x: std::ops::Range<f64>,
     y: Y,
 ) -> Result<(), Box<dyn std::error::Error + 'a>>
@@ -119,7 +137,12 @@ where
         .x_label_area_size(40)
         .y_label_area_size(80)
         .build_cartesian_2d(x, y)?;
-    chart.configure_mesh().x_desc("seconds since start").y_desc(y_desc).draw()?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since start")
+        .y_desc(y_desc)
+        .y_label_formatter(&|v| axis_label(*v, log_y))
+        .draw()?;
     for (i, line) in lines.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart

@@ -97,6 +97,7 @@ mod tests {
             unanswered: 0,
             nacked: 0,
             redelivered: 0,
+            offered_series: vec![1000, 1000, 1000],
             produce_series: series.points(),
             consume_series: series.points(),
             backlog: GaugeSeries { samples: vec![(0, 1), (1_000_000_000, 3)] },
@@ -143,6 +144,7 @@ mod tests {
             baselines: Some(baselines()),
             search: None,
             measured: Some(m),
+            group_stats: None,
             workload,
         };
         let out = dir.path().join("out");

@@ -110,6 +110,8 @@ pub struct PhaseResult {
     pub nacked: u64,
     /// Deliveries that arrived with a delivery count above 1.
     pub redelivered: u64,
+    /// Records the schedule made due in each second since the epoch (index = second).
+    pub offered_series: Vec<u64>,
     pub produce_series: Vec<SeriesPoint>,
     pub consume_series: Vec<SeriesPoint>,
     /// Records due by the schedule but not yet acknowledged.
@@ -151,6 +153,8 @@ pub struct RunReport {
     pub baselines: Option<Baselines>,
     pub search: Option<SearchOutcome>,
     pub measured: Option<PhaseResult>,
+    /// The broker's statistics of the measured phase's consumer group (group consumption).
+    pub group_stats: Option<serde_json::Value>,
     pub ratios: Vec<Ratio>,
 }
 

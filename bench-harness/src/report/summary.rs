@@ -29,7 +29,7 @@ pub fn render(r: &RunReport) -> String {
         let d = &b.disk;
         let _ = writeln!(
             out,
-            "  disk {:<17} {:>12}   4 KiB append+fdatasync p50 {}  p99 {}",
+            "  disk {:<17} {:>12}   4 KiB write+fdatasync p50 {}  p99 {}",
             if d.direct_io { "O_DIRECT write" } else { "buffered write" },
             mb_per_s(d.write_bytes_per_s),
             ns(d.write_fdatasync.p50_ns),
@@ -58,8 +58,29 @@ pub fn render(r: &RunReport) -> String {
     if let Some(m) = &r.measured {
         phase(&mut out, m);
     }
+    if let Some(g) = &r.group_stats {
+        group(&mut out, g);
+    }
     ratios(&mut out, r);
     out
+}
+
+/// The broker's group counters, as far as the JSON has them.
+fn group(out: &mut String, g: &serde_json::Value) {
+    let n = |k: &str| g.get(k).and_then(|v| v.as_u64()).map_or("?".to_string(), count);
+    let _ = writeln!(
+        out,
+        "\n  group (broker's view): deliveries {} | acks {} | nacks {} | retries {} | quarantined {} | \
+         retry budget used {}‰ of {}‰ | circuit {}",
+        n("deliveries_total"),
+        n("acks_total"),
+        n("nacks_total"),
+        n("retries_total"),
+        n("quarantined_total"),
+        n("retry_budget_used_permille"),
+        n("retry_budget_permille"),
+        g.get("circuit").map_or("?".to_string(), |c| c.to_string())
+    );
 }
 
 fn header(out: &mut String, r: &RunReport) {
@@ -228,9 +249,9 @@ fn latency_row(out: &mut String, name: &str, l: &LatencySummary) {
 /// A duration in the largest unit that keeps it at least 1.
 pub fn ns(v: u64) -> String {
     match v {
-        0..=9_999 => format!("{v} ns"),
-        10_000..=9_999_999 => format!("{:.1} µs", v as f64 / 1e3),
-        10_000_000..=9_999_999_999 => format!("{:.2} ms", v as f64 / 1e6),
+        0..=999 => format!("{v} ns"),
+        1_000..=999_999 => format!("{:.1} µs", v as f64 / 1e3),
+        1_000_000..=999_999_999 => format!("{:.2} ms", v as f64 / 1e6),
         _ => format!("{:.2} s", v as f64 / 1e9),
     }
 }
@@ -277,6 +298,7 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(ns(950), "950 ns");
         assert_eq!(ns(12_345), "12.3 µs");
+        assert_eq!(ns(1_351_700), "1.35 ms");
         assert_eq!(ns(12_345_678), "12.35 ms");
         assert_eq!(ns(12_345_678_901), "12.35 s");
         assert_eq!(mb_per_s(5_120_000.0), "5.1 MB/s");
