@@ -10,8 +10,10 @@ pub const SEGMENT_BYTES_MAX_DEFAULT: u64 = 1 << 30;
 pub const SEGMENT_BYTES_MAX_LIMIT: u64 = u32::MAX as u64;
 /// Default size of one tail buffer, i.e. of one large aligned write.
 pub const WRITE_CHUNK_BYTES_DEFAULT: usize = 1 << 20;
+/// Default cap on writes in flight at once (each up to one write chunk).
+pub const WRITE_DEPTH_MAX_DEFAULT: usize = 4;
 /// Default cap on appended bytes not yet written; appends wait beyond it.
-pub const PENDING_BYTES_MAX_DEFAULT: usize = 64 << 20;
+pub const PENDING_BYTES_MAX_DEFAULT: usize = 16 << 20;
 /// Default size of the per-partition tail batch cache.
 pub const CACHE_BYTES_MAX_DEFAULT: usize = 32 << 20;
 /// Default distance in bytes between two sparse index entries.
@@ -61,6 +63,8 @@ pub struct LogConfig {
     pub preallocate_bytes: u64,
     /// Capacity of one tail buffer: the size of a full aligned write.
     pub write_chunk_bytes: usize,
+    /// Writes in flight at once in one write round.
+    pub write_depth_max: usize,
     /// Appends wait while more than this many bytes are not yet written.
     pub pending_bytes_max: usize,
     /// Capacity of the tail batch cache (unwritten batches always stay cached).
@@ -98,6 +102,7 @@ impl Default for LogConfig {
             segment_age_ms_max: None,
             preallocate_bytes: SEGMENT_BYTES_MAX_DEFAULT,
             write_chunk_bytes: WRITE_CHUNK_BYTES_DEFAULT,
+            write_depth_max: WRITE_DEPTH_MAX_DEFAULT,
             pending_bytes_max: PENDING_BYTES_MAX_DEFAULT,
             cache_bytes_max: CACHE_BYTES_MAX_DEFAULT,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
@@ -134,6 +139,9 @@ impl LogConfig {
         }
         if self.write_chunk_bytes < 4096 || self.read_chunk_bytes < 4096 {
             return Err(LogError::Config("write and read chunks must be at least 4096 bytes".into()));
+        }
+        if self.write_depth_max == 0 {
+            return Err(LogError::Config("write_depth_max must be positive".into()));
         }
         if self.index_interval_bytes == 0 {
             return Err(LogError::Config("index_interval_bytes must be positive".into()));

@@ -28,8 +28,10 @@
 //! ```
 //!
 //! A segment is named by its base offset ([`segment_name`]), preallocated
-//! with fallocate (size kept, so the file size marks the written end) and
-//! rolled by size or age. Batches are 8-byte aligned and contiguous in
+//! with fallocate (the file size is the preallocation, so aligned writes
+//! never extend the file and ext4 runs them fully asynchronously; the
+//! unwritten space reads as zeros and SEEK_DATA tells where written data
+//! ends) and rolled by size or age. Batches are 8-byte aligned and contiguous in
 //! offset (compaction may leave gaps). The index files of a segment are
 //! written when it is sealed, after its data is fdatasynced, through a
 //! temporary file and a rename; they are rebuildable from the log
@@ -107,6 +109,7 @@ pub mod compaction;
 pub mod config;
 pub mod error;
 pub mod index;
+mod log_flusher;
 mod log_maintenance;
 mod log_reader;
 mod notify;

@@ -14,6 +14,7 @@ use crate::index::SegmentIndex;
 use crate::notify::Notify;
 use crate::recovery::ScanEnd;
 use crate::segment::{load_index, remove_if_exists, Segment};
+use crate::log_flusher::{run_syncer, run_writer};
 use crate::segment_appender::Appender;
 use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
 use bytes::BytesMut;
@@ -62,6 +63,9 @@ pub struct LogStats {
     pub writes: u64,
     pub bytes_written: u64,
     pub fdatasyncs: u64,
+    /// Time spent waiting for writes and for fdatasyncs, in microseconds.
+    pub write_wait_us: u64,
+    pub sync_wait_us: u64,
 }
 
 /// The log of one partition.
@@ -81,22 +85,28 @@ pub struct PartitionLog {
     pub(crate) synced: Cell<u64>,
     pub(crate) high_watermark: Cell<u64>,
     /// The flusher fdatasyncs until `synced` reaches this.
-    sync_requested: Cell<u64>,
+    pub(crate) sync_requested: Cell<u64>,
     last_append_ms: Cell<i64>,
-    fenced: RefCell<Option<(&'static str, String)>>,
-    closed: Cell<bool>,
+    pub(crate) fenced: RefCell<Option<(&'static str, String)>>,
+    pub(crate) closed: Cell<bool>,
     /// Roll, truncate and compaction hold appends off while they run.
     pub(crate) maintenance: Cell<bool>,
     /// Truncation, retention and compaction run one at a time.
     pub(crate) rewriting: Cell<bool>,
     /// Segments written since the last fdatasync, oldest first.
-    dirty: RefCell<Vec<Rc<Segment>>>,
+    pub(crate) dirty: RefCell<Vec<Rc<Segment>>>,
     stats: Cell<LogStats>,
     /// Progress: written, synced, high watermark, fencing, end of maintenance.
     pub(crate) changed: Notify,
-    /// Wakes the flusher; shared so it can wait without keeping the log alive.
-    work: Rc<Notify>,
+    /// Wake the writer and the syncer; shared so they can wait without
+    /// keeping the log alive.
+    pub(crate) write_work: Rc<Notify>,
+    pub(crate) sync_work: Rc<Notify>,
 }
+
+/// Writes are aligned to at least this, whatever the device reports: on
+/// 4 KiB-sector storage a 512-byte-aligned write costs a read-modify-write.
+pub const ALIGNMENT_MIN_BYTES: usize = 4096;
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -118,8 +128,11 @@ impl PartitionLog {
     /// header for the rules. Must run on the executor that will own the log.
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
         config.check()?;
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
+        // glommio opens directories relative to no descriptor, so relative
+        // paths fail (EBADF): work with the absolute path.
+        let dir = std::fs::canonicalize(dir).map_err(|e| LogError::io(format!("resolving {}", dir.display()), e))?;
         // The executor probes the device on its first DMA open; make sure it
         // probes a non-empty file (glommio 0.9 breaks reads otherwise).
         let probe = DmaFile::open(probe_file(&dir)?).await.map_err(|e| LogError::io("opening the probe file", e))?;
@@ -155,8 +168,9 @@ impl PartitionLog {
             .map(|s| s.index.borrow().max_append_ms)
             .max()
             .unwrap_or(i64::MIN);
-        let alignment = active.file.alignment() as usize;
-        let mut appender = Appender::new(alignment, config.write_chunk_bytes);
+        let alignment = (active.file.alignment() as usize).max(ALIGNMENT_MIN_BYTES);
+        let free_max = config.pending_bytes_max / config.write_chunk_bytes + config.write_depth_max;
+        let mut appender = Appender::new(alignment, config.write_chunk_bytes, free_max);
         let partial = read_partial_block(&active, data_len, alignment).await?;
         appender.start_segment(active.clone(), data_len, &partial, end);
         Ok(Rc::new(PartitionLog {
@@ -181,13 +195,15 @@ impl PartitionLog {
             dirty: RefCell::new(Vec::new()),
             stats: Cell::new(LogStats::default()),
             changed: Notify::default(),
-            work: Rc::new(Notify::default()),
+            write_work: Rc::new(Notify::default()),
+            sync_work: Rc::new(Notify::default()),
         }))
     }
 
     fn spawn_tasks(self: &Rc<Self>) -> Result<(), LogError> {
         let weak = Rc::downgrade(self);
-        self.spawn(run_flusher(weak.clone()))?;
+        self.spawn(run_writer(weak.clone()))?;
+        self.spawn(run_syncer(weak.clone()))?;
         if let FlushPolicy::IntervalMs(ms) = self.config.flush {
             self.spawn(run_interval_sync(weak, Duration::from_millis(ms)))?;
         }
@@ -260,7 +276,7 @@ impl PartitionLog {
             self.request_sync(end);
         }
         self.advance_high_watermark();
-        self.work.notify();
+        self.kick();
         self.wait_durable(end, durability).await?;
         let reached = self.durability_of(end);
         Ok(placed
@@ -399,7 +415,7 @@ impl PartitionLog {
 
     pub(crate) async fn sync_to(&self, offset: u64) -> Result<(), LogError> {
         self.request_sync(offset);
-        self.work.notify();
+        self.kick();
         self.wait_durable(offset, Durability::Fsynced).await
     }
 
@@ -407,9 +423,15 @@ impl PartitionLog {
     pub async fn close(&self) -> Result<(), LogError> {
         let flushed = self.flush().await;
         self.closed.set(true);
-        self.work.notify();
+        self.kick();
         self.changed.notify();
         flushed
+    }
+
+    /// Wakes the writer and the syncer.
+    pub(crate) fn kick(&self) {
+        self.write_work.notify();
+        self.sync_work.notify();
     }
 
     fn request_sync(&self, offset: u64) {
@@ -438,7 +460,7 @@ impl PartitionLog {
 
     /// In single-node mode the high watermark is the acknowledged end: what
     /// an append under this log's flush policy has been told is stored.
-    fn advance_high_watermark(&self) {
+    pub(crate) fn advance_high_watermark(&self) {
         if !self.config.hw_follows_ack {
             return;
         }
@@ -489,7 +511,7 @@ impl PartitionLog {
         self.stats.get()
     }
 
-    fn bump(&self, f: impl FnOnce(&mut LogStats)) {
+    pub(crate) fn bump(&self, f: impl FnOnce(&mut LogStats)) {
         let mut stats = self.stats.get();
         f(&mut stats);
         self.stats.set(stats);
@@ -514,63 +536,9 @@ impl PartitionLog {
 
     /// Puts the log in the fenced, read-only state: the write or fdatasync
     /// outcome is unknown, so nothing after `synced` is trusted again.
-    fn fence(&self, operation: &'static str, cause: String) {
+    pub(crate) fn fence(&self, operation: &'static str, cause: String) {
         tracing::error!(dir = %self.dir.display(), operation, %cause, "partition log fenced");
         self.fenced.borrow_mut().get_or_insert((operation, cause));
-        self.changed.notify();
-    }
-
-    fn has_work(&self) -> bool {
-        if self.fenced.borrow().is_some() {
-            return false;
-        }
-        self.appender.borrow().has_unwritten() || self.sync_requested.get() > self.synced.get()
-    }
-
-    /// One group-commit round: write every pending buffer, then fdatasync
-    /// if the policy or a waiter asks for it.
-    async fn flush_round(&self) {
-        let bufs = self.appender.borrow_mut().take();
-        let mut written = self.written.get();
-        for buf in bufs {
-            let (end_offset, pos, logical_end) = (buf.end_offset, buf.file_pos, buf.file_pos + buf.len as u64);
-            let (segment, dma) = buf.into_write_buffer(self.alignment);
-            let expected = dma.len();
-            match segment.file.write_rc_at(Rc::new(dma), pos).await {
-                Ok(n) if n == expected => {}
-                Ok(n) => return self.fence("write", format!("short write: {n} of {expected} bytes at {pos}")),
-                Err(e) => return self.fence("write", e.to_string()),
-            }
-            segment.written_len.set(segment.written_len.get().max(logical_end));
-            self.bump(|s| {
-                s.writes += 1;
-                s.bytes_written += expected as u64;
-            });
-            let mut dirty = self.dirty.borrow_mut();
-            if !dirty.iter().any(|s| Rc::ptr_eq(s, &segment)) {
-                dirty.push(segment);
-            }
-            written = end_offset;
-        }
-        self.written.set(written);
-        self.cache.borrow_mut().evict(written);
-        self.advance_high_watermark();
-        self.changed.notify();
-        let want_sync = self.config.flush == FlushPolicy::Always || self.sync_requested.get() > self.synced.get();
-        if want_sync && written > self.synced.get() {
-            let files: Vec<Rc<Segment>> = self.dirty.borrow_mut().drain(..).collect();
-            for segment in files {
-                if let Err(e) = segment.file.fdatasync().await {
-                    return self.fence("fdatasync", e.to_string());
-                }
-                self.bump(|s| s.fdatasyncs += 1);
-            }
-            self.synced.set(written);
-        }
-        if self.sync_requested.get() > self.log_end.get() {
-            self.sync_requested.set(self.log_end.get());
-        }
-        self.advance_high_watermark();
         self.changed.notify();
     }
 
@@ -590,29 +558,7 @@ impl PartitionLog {
 impl Drop for PartitionLog {
     fn drop(&mut self) {
         self.closed.set(true);
-        self.work.notify();
-    }
-}
-
-/// The flusher: runs group-commit rounds while there is work, holding the
-/// log only during a round, and exits when the log is dropped or fenced.
-async fn run_flusher(log: Weak<PartitionLog>) {
-    loop {
-        let Some(strong) = log.upgrade() else { return };
-        if strong.fenced.borrow().is_some() {
-            return;
-        }
-        if strong.has_work() {
-            strong.flush_round().await;
-            continue;
-        }
-        if strong.closed.get() {
-            return;
-        }
-        let work = strong.work.clone();
-        let wake = work.notified();
-        drop(strong);
-        wake.await;
+        self.kick();
     }
 }
 
@@ -627,7 +573,7 @@ async fn run_interval_sync(log: Weak<PartitionLog>, every: Duration) {
         }
         if strong.log_end.get() > strong.synced.get() {
             strong.request_sync(strong.log_end.get());
-            strong.work.notify();
+            strong.kick();
         }
     }
 }
@@ -672,7 +618,7 @@ async fn open_segment(dir: &Path, base: u64, active: bool, config: &LogConfig) -
     let trust_index = config.verify_on_open == VerifyOnOpen::ActiveSegment;
     if let (Some(index), true) = (&loaded, trust_index) {
         let segment = Segment::open(dir, base, index.clone()).await?;
-        if segment.file_size().await? >= index.data_len {
+        if segment.data_end().await? >= index.data_len {
             return Ok(segment);
         }
         tracing::warn!(base_offset = base, "segment shorter than its index; rescanning");

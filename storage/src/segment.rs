@@ -9,6 +9,7 @@ use crate::recovery::{classify, find_valid_batch, ScanEnd, Scanner, Step};
 use crate::segment_name::{file_name, temporary_name, FileKind};
 use glommio::io::{DmaFile, Directory, OpenOptions};
 use std::cell::{Cell, RefCell};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -38,7 +39,7 @@ impl Segment {
             .await
             .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
         if config.preallocate_bytes > 0 {
-            file.pre_allocate(config.preallocate_bytes, true)
+            file.pre_allocate(config.preallocate_bytes, false)
                 .await
                 .map_err(|e| LogError::io(format!("preallocating {}", path.display()), e))?;
         }
@@ -78,6 +79,16 @@ impl Segment {
             .map_err(|e| LogError::io(format!("sizing {}", self.path.display()), e))
     }
 
+    /// End of the last written region of the file. Preallocated space is
+    /// unwritten (reported as a hole by SEEK_DATA/SEEK_HOLE, and read as
+    /// zeros), so this bounds recovery scans to what was ever written instead
+    /// of the whole preallocation. Falls back to the file size where the
+    /// file system cannot tell.
+    pub async fn data_end(&self) -> Result<u64, LogError> {
+        let size = self.file_size().await?;
+        Ok(last_data_end(self.file.as_raw_fd(), size).unwrap_or(size))
+    }
+
     /// Reads `len` bytes at `pos` (any alignment); short at end of file.
     pub async fn read(&self, pos: u64, len: usize) -> Result<glommio::io::ReadResult, LogError> {
         self.file
@@ -95,7 +106,7 @@ impl Segment {
         valid_until: u64,
         keep_below: Option<u64>,
     ) -> Result<(SegmentIndex, ScanEnd), LogError> {
-        let size = self.file_size().await?;
+        let size = self.data_end().await?;
         let mut scanner = Scanner::new(
             self.base_offset,
             config.index_interval_bytes,
@@ -163,7 +174,7 @@ impl Segment {
         self.file.truncate(len).await.map_err(|e| LogError::io(ctx("truncating"), e))?;
         if config.preallocate_bytes > len {
             self.file
-                .pre_allocate(config.preallocate_bytes, true)
+                .pre_allocate(config.preallocate_bytes, false)
                 .await
                 .map_err(|e| LogError::io(ctx("preallocating"), e))?;
         }
@@ -189,6 +200,30 @@ impl Segment {
         }
         remove_if_exists(&self.path)
     }
+}
+
+/// Walks the data regions of `fd` with SEEK_DATA/SEEK_HOLE and returns the
+/// end of the last one (`None` if the file system does not support it).
+fn last_data_end(fd: RawFd, size: u64) -> Option<u64> {
+    let mut pos: u64 = 0;
+    let mut end: u64 = 0;
+    while pos < size {
+        // SAFETY: lseek(2) on a descriptor we own only moves its file offset,
+        // which nothing else uses (all I/O here is positional).
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = std::io::Error::last_os_error();
+            return (err.raw_os_error() == Some(libc::ENXIO)).then_some(end);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return None;
+        }
+        end = (hole as u64).min(size);
+        pos = hole as u64;
+    }
+    Some(end)
 }
 
 /// Loads a sealed segment's index files; `None` if missing or damaged.

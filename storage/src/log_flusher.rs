@@ -1,0 +1,192 @@
+//! The two background tasks of a log: the writer and the syncer.
+//!
+//! The writer takes every tail buffer holding unwritten bytes at once and
+//! writes them, up to `write_depth_max` in flight (they cover disjoint,
+//! aligned ranges; only the last buffer of a round ends in a partial block,
+//! which the next round rewrites, and rounds never overlap). Then it moves
+//! `written` and wakes the syncer.
+//!
+//! The syncer runs while the writer keeps writing: it snapshots `written`,
+//! fdatasyncs every segment file written since its last round, and only then
+//! moves `synced` to the snapshot. A write that completes during an
+//! fdatasync is not counted as covered by it; the next round covers it.
+//! This pipelining is the group commit: one fdatasync covers every append
+//! written while the previous one ran.
+//!
+//! Both tasks hold only a weak reference while idle and exit when the log is
+//! dropped, closed (after finishing pending work) or fenced.
+
+use crate::config::FlushPolicy;
+use crate::partition_log::PartitionLog;
+use crate::segment::Segment;
+use glommio::io::DmaBuffer;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// What one write reports: the segment, the offset and byte end it
+/// completes, the bytes expected, the result, and the buffer for reuse.
+type WriteDone = (Rc<Segment>, u64, u64, usize, glommio::Result<usize, ()>, Rc<DmaBuffer>);
+type WriteFuture = Pin<Box<dyn Future<Output = WriteDone>>>;
+
+impl PartitionLog {
+    fn has_write_work(&self) -> bool {
+        self.fenced.borrow().is_none() && self.appender.borrow().has_unwritten()
+    }
+
+    fn has_sync_work(&self) -> bool {
+        let wanted = self.config.flush == FlushPolicy::Always || self.sync_requested.get() > self.synced.get();
+        self.fenced.borrow().is_none() && wanted && self.written.get() > self.synced.get()
+    }
+
+    /// One write round: every pending buffer, `write_depth_max` at a time.
+    async fn write_round(&self) {
+        let bufs = self.appender.borrow_mut().take();
+        // The pending bytes went to the writer: appenders held back may go on.
+        self.changed.notify();
+        let mut in_flight: Vec<WriteFuture> = Vec::new();
+        let mut bufs = bufs.into_iter().peekable();
+        while bufs.peek().is_some() {
+            for buf in bufs.by_ref().take(self.config.write_depth_max) {
+                let (end_offset, pos, logical_end) = (buf.end_offset, buf.file_pos, buf.file_pos + buf.len as u64);
+                let (segment, dma) = buf.into_write_buffer(self.alignment);
+                let expected = dma.len();
+                in_flight.push(Box::pin(async move {
+                    let dma = Rc::new(dma);
+                    let result = segment.file.write_rc_at(dma.clone(), pos).await;
+                    (segment, end_offset, logical_end, expected, result, dma)
+                }));
+            }
+            let started = Instant::now();
+            let results = JoinAll::new(std::mem::take(&mut in_flight)).await;
+            let waited = started.elapsed().as_micros() as u64;
+            for (segment, end_offset, logical_end, expected, result, dma) in results {
+                match result {
+                    Ok(n) if n == expected => {}
+                    Ok(n) => return self.fence("write", format!("short write: {n} of {expected} bytes")),
+                    Err(e) => return self.fence("write", e.to_string()),
+                }
+                if let Ok(buf) = Rc::try_unwrap(dma) {
+                    self.appender.borrow_mut().recycle(buf);
+                }
+                segment.written_len.set(segment.written_len.get().max(logical_end));
+                self.bump(|s| {
+                    s.writes += 1;
+                    s.bytes_written += expected as u64;
+                });
+                let mut dirty = self.dirty.borrow_mut();
+                if !dirty.iter().any(|s| Rc::ptr_eq(s, &segment)) {
+                    dirty.push(segment);
+                }
+                self.written.set(self.written.get().max(end_offset));
+            }
+            self.bump(|s| s.write_wait_us += waited);
+            self.cache.borrow_mut().evict(self.written.get());
+            self.advance_high_watermark();
+            self.changed.notify();
+            self.sync_work.notify();
+        }
+    }
+
+    /// One sync round: fdatasync every file written since the last round,
+    /// then mark what was written before it started as synced.
+    async fn sync_round(&self) {
+        let target = self.written.get();
+        let files: Vec<Rc<Segment>> = self.dirty.borrow_mut().drain(..).collect();
+        let started = Instant::now();
+        for segment in files {
+            if let Err(e) = segment.file.fdatasync().await {
+                return self.fence("fdatasync", e.to_string());
+            }
+            self.bump(|s| s.fdatasyncs += 1);
+        }
+        let waited = started.elapsed().as_micros() as u64;
+        self.bump(|s| s.sync_wait_us += waited);
+        self.synced.set(self.synced.get().max(target));
+        self.advance_high_watermark();
+        self.changed.notify();
+    }
+}
+
+/// Runs write rounds while there is work; see the module header.
+pub(crate) async fn run_writer(log: Weak<PartitionLog>) {
+    loop {
+        let Some(strong) = log.upgrade() else { return };
+        if strong.fenced.borrow().is_some() {
+            return;
+        }
+        if strong.has_write_work() {
+            strong.write_round().await;
+            continue;
+        }
+        if strong.closed.get() {
+            return;
+        }
+        let work = strong.write_work.clone();
+        let wake = work.notified();
+        drop(strong);
+        wake.await;
+    }
+}
+
+/// Runs sync rounds while there is work; see the module header.
+pub(crate) async fn run_syncer(log: Weak<PartitionLog>) {
+    loop {
+        let Some(strong) = log.upgrade() else { return };
+        if strong.fenced.borrow().is_some() {
+            return;
+        }
+        if strong.has_sync_work() {
+            strong.sync_round().await;
+            continue;
+        }
+        if strong.closed.get() && !strong.appender.borrow().has_unwritten() {
+            return;
+        }
+        let work = strong.sync_work.clone();
+        let wake = work.notified();
+        drop(strong);
+        wake.await;
+    }
+}
+
+/// Polls a set of futures to completion; results in input order.
+struct JoinAll<T> {
+    futures: Vec<Option<Pin<Box<dyn Future<Output = T>>>>>,
+    results: Vec<Option<T>>,
+}
+
+impl<T> JoinAll<T> {
+    fn new(futures: Vec<Pin<Box<dyn Future<Output = T>>>>) -> Self {
+        let results = futures.iter().map(|_| None).collect();
+        JoinAll {
+            futures: futures.into_iter().map(Some).collect(),
+            results,
+        }
+    }
+}
+
+impl<T> Future for JoinAll<T> {
+    type Output = Vec<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<T>> {
+        let this = self.get_mut();
+        for (slot, result) in this.futures.iter_mut().zip(this.results.iter_mut()) {
+            if let Some(fut) = slot {
+                if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                    *result = Some(v);
+                    *slot = None;
+                }
+            }
+        }
+        if this.futures.iter().all(Option::is_none) {
+            Poll::Ready(this.results.iter_mut().map(|r| r.take().expect("completed")).collect())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl<T> Unpin for JoinAll<T> {}
