@@ -37,6 +37,10 @@ pub fn analyse(samples: &[LagSample], burst_start_ns: u64, burst_end_ns: u64, th
         .copied()
         .filter(|(t, _)| *t >= burst_start_ns)
         .fold((burst_start_ns, 0), |best, s| if s.1 > best.1 { s } else { best });
+    if peak_lag_records <= threshold {
+        // The burst never pushed the lag above its steady level: nothing to drain.
+        return BurstFigures { peak_lag_records, peak_lag_at_ns, drain_threshold_records: threshold, drain_ns: Some(0) };
+    }
     let drained_at = samples
         .iter()
         .filter(|(t, _)| *t >= burst_end_ns.max(peak_lag_at_ns))
@@ -84,6 +88,15 @@ mod tests {
         assert_eq!(f.peak_lag_records, 2_005);
         assert_eq!(f.peak_lag_at_ns, 1_999 * MS);
         assert_eq!(f.drain_ns, Some(1_999 * MS));
+    }
+
+    #[test]
+    fn a_burst_absorbed_without_backlog_drains_in_zero() {
+        // Proves a burst whose lag never rises above the steady level reports a zero drain time.
+        let samples: Vec<LagSample> = (0..100u64).map(|ms| (ms * MS, 3 + ms % 3)).collect();
+        let f = analyse(&samples, 40 * MS, 60 * MS, 5);
+        assert_eq!(f.drain_ns, Some(0));
+        assert_eq!(f.peak_lag_records, 5);
     }
 
     #[test]

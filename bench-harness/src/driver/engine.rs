@@ -368,6 +368,7 @@ fn merge(
     let (mut ack, mut lag, mut series, mut ledger) =
         (LatencyHistogram::new(), LatencyHistogram::new(), TimeSeries::new(), DeliveryLedger::new());
     let (mut errors, mut unanswered, mut records, mut bytes) = (0, 0, 0, 0);
+    let mut ack_durability = std::collections::BTreeMap::new();
     for p in &produced {
         ack.merge(&p.ack_latency);
         lag.merge(&p.send_lag);
@@ -376,6 +377,9 @@ fn merge(
         (errors, unanswered) = (errors + p.errors, unanswered + p.unacked_at_deadline);
         (records, bytes) = (records + p.window_records, bytes + p.window_bytes);
         placement.producer_cores.push(p.core);
+        for (durability, n) in &p.ack_durability {
+            *ack_durability.entry(durability.clone()).or_insert(0) += n;
+        }
     }
     let (mut e2e, mut c_series) = (LatencyHistogram::new(), TimeSeries::new());
     let (mut c_records, mut c_bytes, mut peak_burst_delay) = (0, 0, 0);
@@ -419,6 +423,7 @@ fn merge(
         unanswered,
         nacked,
         redelivered,
+        ack_durability,
         offered_series,
         produce_series: series.points(),
         consume_series: c_series.points(),

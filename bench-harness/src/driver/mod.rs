@@ -43,8 +43,9 @@ pub struct OutRecord {
 #[derive(Clone, Debug)]
 pub struct AckEvent {
     pub token: u64,
-    /// `Err` carries the client's or broker's reason.
-    pub result: Result<(), String>,
+    /// `Ok` carries the durability the broker says it achieved (e.g.
+    /// "Fsynced"); `Err` carries the client's or broker's reason.
+    pub result: Result<String, String>,
     /// When the client learned the outcome.
     pub at: Instant,
 }

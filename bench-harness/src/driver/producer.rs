@@ -13,7 +13,7 @@
 //! acks come back. After the schedule ends, acks are awaited until
 //! `ack_deadline_ns`; records still unanswered then are counted, not lost.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -64,6 +64,8 @@ pub struct ProducerOutcome {
     pub window_records: u64,
     pub window_bytes: u64,
     pub unacked_at_deadline: u64,
+    /// Acks counted by the durability the broker reported.
+    pub ack_durability: BTreeMap<String, u64>,
     pub core: Option<usize>,
 }
 
@@ -136,9 +138,11 @@ fn settle(
 ) {
     let Some(sent) = in_flight.remove(&ack.token) else { return };
     let now = shared.ns_at(ack.at);
-    if let Err(reason) = ack.result {
-        return fail(out, shared, reason);
-    }
+    let durability = match ack.result {
+        Ok(durability) => durability,
+        Err(reason) => return fail(out, shared, reason),
+    };
+    *out.ack_durability.entry(durability).or_insert(0) += 1;
     let latency = now.saturating_sub(sent.intended_ns);
     if sent.intended_ns >= plan.measure_start_ns {
         out.ack_latency.record(latency);

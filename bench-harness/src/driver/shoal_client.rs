@@ -153,7 +153,7 @@ impl ShoalProducer {
             .name("shoal-bench-acks".into())
             .spawn(move || {
                 for (token, handle) in pending_rx {
-                    let result = handle.wait().map(|_| ()).map_err(|e| e.to_string());
+                    let result = handle.wait().map(|ack| format!("{:?}", ack.durability)).map_err(|e| e.to_string());
                     if ack_tx.send(AckEvent { token, result, at: Instant::now() }).is_err() {
                         return;
                     }

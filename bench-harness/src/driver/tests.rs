@@ -37,7 +37,7 @@ impl ProduceClient for MemProducer {
         if self.log.lose != Some(record.token) {
             self.log.log.lock().unwrap().push(record.value);
         }
-        self.acks.push(AckEvent { token: record.token, result: Ok(()), at: std::time::Instant::now() });
+        self.acks.push(AckEvent { token: record.token, result: Ok("Memory".into()), at: std::time::Instant::now() });
         Ok(())
     }
 
@@ -128,6 +128,7 @@ fn every_record_is_acked_consumed_and_counted() {
     assert!(v.ok && r.drained);
     assert_eq!(r.produce_errors + r.unanswered, 0);
     assert_eq!(r.offered_series.iter().sum::<u64>(), 2000);
+    assert_eq!(r.ack_durability.get("Memory"), Some(&2000));
     assert_eq!(placement.producer_cores.len(), 2);
     assert_eq!(placement.consumer_cores.len(), 2);
     assert!(r.produce.records <= 2000 && r.produce.records > 0);

@@ -97,6 +97,7 @@ mod tests {
             unanswered: 0,
             nacked: 0,
             redelivered: 0,
+            ack_durability: [("Fsynced".to_string(), 3_000)].into(),
             offered_series: vec![1000, 1000, 1000],
             produce_series: series.points(),
             consume_series: series.points(),

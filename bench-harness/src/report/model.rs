@@ -110,6 +110,9 @@ pub struct PhaseResult {
     pub nacked: u64,
     /// Deliveries that arrived with a delivery count above 1.
     pub redelivered: u64,
+    /// Acks counted by the durability the broker reported achieving
+    /// ("Fsynced", "Written", "Accepted", ...): what the figures were really bought with.
+    pub ack_durability: std::collections::BTreeMap<String, u64>,
     /// Records the schedule made due in each second since the epoch (index = second).
     pub offered_series: Vec<u64>,
     pub produce_series: Vec<SeriesPoint>,

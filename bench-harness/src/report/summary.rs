@@ -151,6 +151,8 @@ fn phase(out: &mut String, m: &PhaseResult) {
         count(m.consume.records_per_s as u64),
         mb_per_s(m.consume.bytes_per_s)
     );
+    let achieved: Vec<String> = m.ack_durability.iter().map(|(d, n)| format!("{d} {}", count(*n))).collect();
+    let _ = writeln!(out, "  durability achieved (per the broker's acks): {}", achieved.join(", "));
     let _ = writeln!(
         out,
         "\n  latency          {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
