@@ -64,6 +64,9 @@ enum Command {
         dir: PathBuf,
         #[command(flatten)]
         limits: BenchArgs,
+        /// Also save the report as JSON here (for `recommend --bench`).
+        #[arg(long)]
+        save: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -116,8 +119,12 @@ fn run(cli: Cli) -> Result<ExitCode, TuneError> {
             let probe = HostProbe::gather_live(&dir)?;
             print_either(json, &probe, || probe_text(&probe));
         }
-        Command::Bench { dir, limits, json } => {
+        Command::Bench { dir, limits, save, json } => {
             let report = bench(&dir, &limits)?;
+            if let Some(path) = save {
+                let text = serde_json::to_string_pretty(&report).expect("reports always serialise");
+                std::fs::write(&path, text).map_err(|source| TuneError::Io { op: "write", path, source })?;
+            }
             let probe = HostProbe::gather_live(&dir).ok();
             print_either(json, &report, || bench_text(&report, probe.as_ref()));
         }

@@ -58,6 +58,9 @@ pub const SEGMENTS_PER_SHARD_MIN: u64 = 32;
 /// Seconds of peak bandwidth one fallocate step should cover.
 pub const PREALLOCATE_FILL_S: f64 = 1.0;
 pub const PREALLOCATE_BYTES_FLOOR: u64 = 16 << 20;
+/// Every partition's active segment reserves one step, so the step stays modest
+/// whatever the device speed (a 512 MiB step over 4 partitions reserved 2 GiB in a run here).
+pub const PREALLOCATE_BYTES_CEILING: u64 = 64 << 20;
 /// Preallocation is turned off when a small append into preallocated space syncs this much slower.
 pub const PREALLOCATED_SYNC_RATIO_MAX: f64 = 1.5;
 /// A write chunk must reach this share of the best bandwidth at low queue depth.
@@ -125,7 +128,12 @@ fn shards_and_spin(b: &mut Builder) {
     let mut reason = format!("one shard per CPU this process may use ({cpus}); each is a pinned executor");
     if let Some(d) = &b.probe.facts.device {
         if d.hw_queue_count > 0 && d.hw_queue_count < cpus {
-            reason += &format!("; {} has only {} hardware queues, so shards share them", d.disk, d.hw_queue_count);
+            reason += &format!(
+                "; {} has {} hardware queue{}, fewer than shards, so shards share them",
+                d.disk,
+                d.hw_queue_count,
+                if d.hw_queue_count == 1 { "" } else { "s" }
+            );
         }
     }
     b.because("server.shards", reason);
@@ -245,14 +253,17 @@ fn preallocation(b: &mut Builder, peak_bytes_per_s: Option<f64>) {
         return;
     }
     let step = match peak_bytes_per_s {
-        Some(bw) => pow2_floor((bw * PREALLOCATE_FILL_S) as u64).max(PREALLOCATE_BYTES_FLOOR).min(segment),
+        Some(bw) => pow2_floor((bw * PREALLOCATE_FILL_S) as u64)
+            .clamp(PREALLOCATE_BYTES_FLOOR, PREALLOCATE_BYTES_CEILING)
+            .min(segment),
         None => b.config.storage.preallocate_bytes.min(segment),
     };
     b.config.storage.preallocate_bytes = step.max(physical).min(segment);
     b.because(
         "storage.preallocate_bytes",
         format!(
-            "fallocate step of ~{PREALLOCATE_FILL_S:.0} s at peak bandwidth: fewer extent allocations on the append path and less fragmentation; {evidence}"
+            "fallocate step of ~{PREALLOCATE_FILL_S:.0} s at peak bandwidth, at most {}: fewer extent allocations on the append path and less fragmentation, while each partition's active segment reserves only one step; {evidence}",
+            format_bytes(PREALLOCATE_BYTES_CEILING)
         ),
     );
 }
@@ -403,11 +414,12 @@ mod tests {
         let c = &rec.config;
         c.validate().unwrap();
         assert_eq!(c.server.shards, 32);
+        assert_eq!(c.server.shard_port_base, 9401, "32 shard ports stay clear of 9480");
         assert_eq!(c.runtime.spin_before_park_us, SPIN_BEFORE_PARK_US);
         // 16 KiB peaks at 1875 MiB/s by QD4; 64 KiB reaches the 3950 MiB/s ceiling there.
         assert_eq!(c.storage.write_chunk_bytes, 64 << 10, "{:?}", rec.reason("storage.write_chunk_bytes"));
         assert_eq!(c.storage.segment_bytes_max, SEGMENT_BYTES_CEILING);
-        assert_eq!(c.storage.preallocate_bytes, SEGMENT_BYTES_CEILING, "1 s at 3950 MiB/s, capped by the segment");
+        assert_eq!(c.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING, "1 s at 3950 MiB/s, capped");
         assert_eq!(c.storage.flush, FlushMode::Always);
         assert!(rec.reason("storage.flush").unwrap().contains("cheap enough"));
         assert_eq!(c.storage.flush_interval_ms, FLUSH_INTERVAL_MS_FLOOR);
@@ -429,7 +441,7 @@ mod tests {
         // 400 MiB/s peak: 64 KiB reaches it at QD2+, so the 90% rule picks 64 KiB at QD4 (750 capped to 400).
         assert_eq!(c.storage.write_chunk_bytes, 64 << 10);
         assert_eq!(c.storage.segment_bytes_max, 1 << 30, "8 s x 400 MiB/s = 3200 MiB -> 2 GiB -> 1 GiB ceiling");
-        assert_eq!(c.storage.preallocate_bytes, 256 << 20, "1 s x 400 MiB/s, power-of-two floor");
+        assert_eq!(c.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING, "1 s x 400 MiB/s, capped at 64 MiB");
         assert_eq!(c.storage.flush, FlushMode::Always);
         let why = rec.reason("storage.flush").unwrap();
         assert!(why.contains("p99 7000 us") && why.contains("--priority latency"), "{why}");
@@ -544,7 +556,20 @@ mod tests {
         assert!(rec.reason("storage.flush").unwrap().contains("p50 2000 us"), "flush quotes the growing case");
         let report = bench(|_, _| 400.0, (2_000.0, 9_000.0), (2_500.0, 12_000.0));
         let rec = recommend(&virtio_probe(), Some(&report), "/d".into(), Priority::Durability);
-        assert_eq!(rec.config.storage.preallocate_bytes, 256 << 20);
+        assert_eq!(rec.config.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING);
+        let slow = bench(|_, _| 20.0, (2_000.0, 9_000.0), (2_000.0, 9_000.0));
+        let rec = recommend(&virtio_probe(), Some(&slow), "/d".into(), Priority::Durability);
+        assert_eq!(rec.config.storage.preallocate_bytes, PREALLOCATE_BYTES_FLOOR, "1 s of 20 MiB/s, raised to the floor");
+    }
+
+    /// From 80 shards the default shard ports would reach the HTTP port, so the range moves above it.
+    #[test]
+    fn shard_ports_move_clear_of_other_ports() {
+        let mut probe = nvme_probe();
+        probe.live.available_cpus = 100;
+        let rec = recommend(&probe, Some(&nvme_bench()), "/d".into(), Priority::Durability);
+        assert_eq!(rec.config.server.shard_port_base, 9481);
+        assert!(rec.reason("server.shard_port_base").unwrap().contains("100 shard ports"));
     }
 
     /// pow2_floor rounds down and never returns 0.

@@ -195,7 +195,7 @@ pub fn bench_text(report: &BenchReport, probe: Option<&HostProbe>) -> String {
         report.limits.time_max,
         report.elapsed_ms / 1000.0
     );
-    let _ = writeln!(out, "\nsequential write (preallocated file, overwritten in a ring)");
+    let _ = writeln!(out, "\nsequential write (file written once beforehand, then overwritten in a ring)");
     let _ = writeln!(out, "  {:>8} {:>4} {:>12} {:>12}", "block", "qd", "MiB/s", "IOPS");
     for r in &report.seq_write {
         let _ = writeln!(
