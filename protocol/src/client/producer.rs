@@ -602,3 +602,92 @@ fn resolve_partition(
         b.slot.resolve(Ok(acks));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::produce::{DuplicateRecord, ProducePartitionResponse};
+
+    fn outgoing(partition: u32, records: usize) -> Outgoing {
+        Outgoing {
+            topic: "t".into(),
+            partition,
+            bytes: AlignedVec::new(),
+            records,
+            slot: BatchSlot::new(),
+        }
+    }
+
+    fn response(durability: Durability, duplicates: Vec<DuplicateRecord>) -> ProducePartitionResponse {
+        ProducePartitionResponse {
+            partition: 2,
+            error: 0,
+            message: String::new(),
+            base_offset: 100,
+            last_offset: 102,
+            log_start: 0,
+            append_time_ms: 0,
+            durability,
+            duplicates,
+        }
+    }
+
+    /// Stored records count up from base_offset across batches in request
+    /// order; duplicates get their first copy's offset and say so.
+    #[test]
+    fn offsets_skip_duplicates_across_batches() {
+        let batches = vec![outgoing(2, 3), outgoing(2, 2)];
+        let dups = vec![
+            DuplicateRecord {
+                record_index: 1,
+                original_offset: 7,
+            },
+            DuplicateRecord {
+                record_index: 3,
+                original_offset: 9,
+            },
+        ];
+        resolve_partition("t", &batches, &response(Durability::Fsynced, dups));
+        let first = batches[0].slot.wait().unwrap();
+        let second = batches[1].slot.wait().unwrap();
+        let offsets: Vec<_> = first
+            .iter()
+            .chain(&second)
+            .map(|a| (a.offset, a.duplicate_of))
+            .collect();
+        assert_eq!(
+            offsets,
+            vec![
+                (Some(100), None),
+                (Some(7), Some(7)),
+                (Some(101), None),
+                (Some(9), Some(9)),
+                (Some(102), None)
+            ]
+        );
+        assert!(first
+            .iter()
+            .all(|a| a.durability == Durability::Fsynced && a.partition == 2));
+    }
+
+    /// With acks none the broker assigns no offsets yet.
+    #[test]
+    fn accepted_has_no_offsets() {
+        let batches = vec![outgoing(2, 2)];
+        resolve_partition("t", &batches, &response(Durability::Accepted, Vec::new()));
+        let acks = batches[0].slot.wait().unwrap();
+        assert!(acks.iter().all(|a| a.offset.is_none()));
+    }
+
+    /// Batches split by partition keep first-seen order and batch order.
+    #[test]
+    fn split_by_partition_keeps_order() {
+        let batches = vec![outgoing(3, 1), outgoing(1, 2), outgoing(3, 3)];
+        let split = by_partition(batches);
+        let shape: Vec<(u32, Vec<usize>)> = split
+            .iter()
+            .map(|(p, list)| (*p, list.iter().map(|b| b.records).collect()))
+            .collect();
+        assert_eq!(shape, vec![(3, vec![1, 3]), (1, vec![2])]);
+    }
+}
