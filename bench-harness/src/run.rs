@@ -6,6 +6,7 @@
 //! producers and consumers at `measure_share` of the sustainable rate.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::baseline::{self, Baselines};
@@ -16,7 +17,7 @@ use crate::driver::{group_name, BrokerControl, Connector};
 use crate::error::BenchError;
 use crate::machine;
 use crate::rate_search::{RateSearch, RateSearchConfig, SearchOutcome, SearchStep};
-use crate::report::model::{self, BrokerInfo, Durability, PhaseResult, Placement, RunReport};
+use crate::report::model::{self, BrokerInfo, Durability, PhaseResult, Placement, RunReport, TrialPhase};
 use crate::schedule::Phase;
 use crate::workload::{Consumption, RateMode, Scenario, Workload};
 
@@ -75,10 +76,10 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
             (Some(p), info)
         }
     };
-    let connector = ShoalConnector::new(broker.address.clone());
+    let connector: Arc<dyn Connector> = Arc::new(ShoalConnector::new(broker.address.clone()));
     connector.prepare(w)?;
     let control = process.as_mut().map(|p| p as &mut dyn BrokerControl);
-    let (search, measured, placement, run_id) = load(&connector, &settings, control)?;
+    let Loaded { search, trials, measured, placement, run_id } = load(&connector, &settings, control)?;
     let group_stats = match w.consumption {
         Consumption::Group if w.consumers > 0 => connector.group_stats(&group_name(run_id))?,
         _ => None,
@@ -104,6 +105,7 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
         placement,
         baselines,
         search,
+        trials,
         measured: Some(measured),
         group_stats,
         ratios,
@@ -120,21 +122,28 @@ fn measure_baselines(settings: &RunSettings, each: Duration) -> Result<Baselines
     })
 }
 
-/// The search outcome, the measured phase, where its threads ran, its run id.
-type Loaded = (Option<SearchOutcome>, PhaseResult, Placement, u32);
+/// What the load produced: the search and its trials, the measured phase, where its threads ran, its run id.
+struct Loaded {
+    search: Option<SearchOutcome>,
+    trials: Vec<TrialPhase>,
+    measured: PhaseResult,
+    placement: Placement,
+    run_id: u32,
+}
 
 /// The search (max mode), then the measured phase.
 fn load(
-    connector: &dyn Connector,
+    connector: &Arc<dyn Connector>,
     settings: &RunSettings,
     control: Option<&mut dyn BrokerControl>,
 ) -> Result<Loaded, BenchError> {
     let w = &settings.workload;
     let mut run_id = 0u32;
+    let mut trials = Vec::new();
     let (search, rate) = match w.rate_mode {
         RateMode::Target => (None, w.rate_per_s),
         RateMode::Max => {
-            let outcome = search(connector, w, &mut run_id)?;
+            let outcome = search(connector, w, &mut run_id, &mut trials)?;
             let rate = outcome.sustainable_rate_per_s * w.measure_share;
             if rate <= 0.0 {
                 return Err(BenchError::Driver("the search found no sustainable rate".into()));
@@ -159,11 +168,16 @@ fn load(
     };
     eprintln!("measured phase: {rate:.0} rec/s for {:.0} s after {:.0} s warm-up", w.duration_s, w.warmup_s);
     let (measured, placement) = run_phase(connector, w, &opts, control)?;
-    Ok((search, measured, placement, opts.run))
+    Ok(Loaded { search, trials, measured, placement, run_id: opts.run })
 }
 
 /// Producer-only trials until the search settles.
-fn search(connector: &dyn Connector, w: &Workload, run_id: &mut u32) -> Result<SearchOutcome, BenchError> {
+fn search(
+    connector: &Arc<dyn Connector>,
+    w: &Workload,
+    run_id: &mut u32,
+    trials: &mut Vec<TrialPhase>,
+) -> Result<SearchOutcome, BenchError> {
     let trial_ns = (w.search_trial_s * 1e9).round() as u64;
     let mut search = RateSearch::new(RateSearchConfig {
         rate_start_per_s: w.search_rate_start_per_s,
@@ -193,19 +207,28 @@ fn search(connector: &dyn Connector, w: &Workload, run_id: &mut u32) -> Result<S
             burst: None,
             restart: None,
         };
-        let (trial, _) = run_phase(connector, w, &opts, None)?;
-        for &(t, backlog) in &trial.backlog.samples {
-            if (trial.measure_start_ns..trial.measure_end_ns).contains(&t) {
-                search.observe(t - trial.measure_start_ns, backlog);
+        // A trial that stalls yields no samples, which the search judges unsustainable.
+        let summary = match run_phase(connector, w, &opts, None) {
+            Ok((trial, _)) => {
+                for &(t, backlog) in &trial.backlog.samples {
+                    if (trial.measure_start_ns..trial.measure_end_ns).contains(&t) {
+                        search.observe(t - trial.measure_start_ns, backlog);
+                    }
+                }
+                TrialPhase::of(&trial, None)
             }
-        }
+            Err(e) => TrialPhase { rate_per_s: rate, error: Some(e.to_string()), ..TrialPhase::default() },
+        };
         search.finish_trial();
         let last = search.trials().last().expect("a trial was just judged");
         eprintln!(
-            "  trial at {rate:.0} rec/s: backlog slope {:.0} rec/s, ack p99 {} -> {}",
+            "  trial at {rate:.0} rec/s: backlog slope {:.0} rec/s, ack p99 {}, send lag p99 {} -> {}{}",
             last.backlog_slope_per_s,
-            crate::report::summary::ns(trial.ack_latency.p99_ns),
-            if last.sustainable { "flat" } else { "grows" }
+            crate::report::summary::ns(summary.ack_latency.p99_ns),
+            crate::report::summary::ns(summary.send_lag.p99_ns),
+            if last.sustainable { "flat" } else { "grows" },
+            summary.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
         );
+        trials.push(summary);
     }
 }

@@ -13,7 +13,7 @@
 //! All times are ns since the phase's epoch ([`Shared::now_ns`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,9 @@ use crate::workload::Workload;
 
 /// Backlog and lag sampling period.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+/// How long past the drain deadline a producer may stay blocked in the
+/// client before the phase is declared stalled.
+pub const STALL_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for consumers to open and position their clients.
 pub const CONSUMER_READY_MAX: Duration = Duration::from_secs(30);
 const NONE: u64 = u64::MAX;
@@ -144,75 +147,78 @@ struct Clock {
 
 /// Runs one phase and merges what every thread measured.
 pub fn run_phase(
-    connector: &dyn Connector,
+    connector: &Arc<dyn Connector>,
     workload: &Workload,
     opts: &PhaseOptions,
     control: Option<&mut (dyn BrokerControl + '_)>,
 ) -> Result<(PhaseResult, Placement), BenchError> {
-    let shared = Shared::new();
-    let ready = AtomicU32::new(0);
-    thread::scope(|scope| {
-        // Whatever way this closure returns, the threads it spawned must stop
-        // before the scope can join them: the guard raises the abort flag.
-        let _stop_threads = AbortOnDrop(&shared);
-        let consumers: Vec<_> = (0..opts.consumers)
-            .map(|i| {
-                let plan = consumer_plan(workload, opts, i);
-                let (shared, ready) = (&shared, &ready);
-                scope.spawn(move || {
-                    let signal = || {
-                        ready.fetch_add(1, Ordering::Release);
-                    };
-                    let result = consumer::run(connector, workload, plan, shared, signal);
-                    if result.is_err() {
-                        shared.abort.store(true, Ordering::Relaxed);
-                    }
-                    result
-                })
+    let shared = Arc::new(Shared::new());
+    let workload = Arc::new(workload.clone());
+    // Whatever way this function returns, the threads it spawned must wind
+    // down: the guard raises the abort flag.
+    let _stop_threads = AbortOnDrop(shared.clone());
+    let ready = Arc::new(AtomicU32::new(0));
+    let consumers: Vec<_> = (0..opts.consumers)
+        .map(|i| {
+            let plan = consumer_plan(&workload, opts, i);
+            let (connector, workload, shared, ready) = (connector.clone(), workload.clone(), shared.clone(), ready.clone());
+            thread::spawn(move || {
+                let signal = || {
+                    ready.fetch_add(1, Ordering::Release);
+                };
+                let result = consumer::run(connector.as_ref(), &workload, plan, &shared, signal);
+                if result.is_err() {
+                    shared.abort.store(true, Ordering::Relaxed);
+                }
+                result
             })
-            .collect();
-        wait_ready(&shared, &ready, opts.consumers)?;
-        let t0 = shared.now_ns();
-        let window = Window {
-            measure_start_ns: t0 + opts.measure_from_ns,
-            measure_end_ns: t0 + opts.measure_until_ns,
-            burst_start_ns: opts.burst.map(|(start, _)| t0 + start),
-        };
-        shared.window.set(window).expect("the window is published once per phase");
-        let schedules = OpenLoopSchedule::split(&opts.phases, workload.producers as usize, t0)?;
-        let load_end = schedules.iter().map(|s| s.end_ns()).max().unwrap_or(t0);
-        let clock = Clock { t0, load_end, deadline: load_end + opts.drain.as_nanos() as u64 };
-        let producers: Vec<_> = schedules
-            .iter()
-            .enumerate()
-            .map(|(i, schedule)| {
-                let plan = producer_plan(workload, opts, &clock, i as u32, schedule.clone())?;
-                let shared = &shared;
-                Ok(scope.spawn(move || {
-                    let result = producer::run(connector, workload, plan, shared);
-                    if result.is_err() {
-                        shared.abort.store(true, Ordering::Relaxed);
-                    }
-                    result
-                }))
-            })
-            .collect::<Result<_, BenchError>>()?;
-        let watched = watch(&shared, opts, &clock, &schedules, &producers, control);
-        shared.stop_consumers.store(true, Ordering::Release);
-        if watched.is_err() {
-            shared.abort.store(true, Ordering::Relaxed);
-        }
-        let produced = join_all(producers);
-        let consumed = join_all(consumers);
-        let offered = offered_per_second(&schedules);
-        Ok(merge(workload, opts, &clock, &shared, watched?, produced?, consumed?, offered))
-    })
+        })
+        .collect();
+    wait_ready(&shared, &ready, opts.consumers)?;
+    let t0 = shared.now_ns();
+    let window = Window {
+        measure_start_ns: t0 + opts.measure_from_ns,
+        measure_end_ns: t0 + opts.measure_until_ns,
+        burst_start_ns: opts.burst.map(|(start, _)| t0 + start),
+    };
+    shared.window.set(window).expect("the window is published once per phase");
+    let schedules = OpenLoopSchedule::split(&opts.phases, workload.producers as usize, t0)?;
+    let load_end = schedules.iter().map(|s| s.end_ns()).max().unwrap_or(t0);
+    let clock = Clock { t0, load_end, deadline: load_end + opts.drain.as_nanos() as u64 };
+    let producers: Vec<_> = schedules
+        .iter()
+        .enumerate()
+        .map(|(i, schedule)| {
+            let plan = producer_plan(&workload, opts, &clock, i as u32, schedule.clone())?;
+            let (connector, workload, shared) = (connector.clone(), workload.clone(), shared.clone());
+            Ok(thread::spawn(move || {
+                let result = producer::run(connector.as_ref(), &workload, plan, &shared);
+                if result.is_err() {
+                    shared.abort.store(true, Ordering::Relaxed);
+                }
+                result
+            }))
+        })
+        .collect::<Result<_, BenchError>>()?;
+    let watched = watch(&shared, opts, &clock, &schedules, &producers, control);
+    shared.stop_consumers.store(true, Ordering::Release);
+    if let Err(e) = watched {
+        // A producer stuck inside the client is left behind (it cannot be
+        // interrupted); the consumers stop on the abort flag.
+        shared.abort.store(true, Ordering::Relaxed);
+        let _ = join_all(consumers);
+        return Err(e);
+    }
+    let produced = join_all(producers);
+    let consumed = join_all(consumers);
+    let offered = offered_per_second(&schedules);
+    Ok(merge(&workload, opts, &clock, &shared, watched?, produced?, consumed?, offered))
 }
 
 /// Raises the abort flag when dropped.
-struct AbortOnDrop<'a>(&'a Shared);
+struct AbortOnDrop(Arc<Shared>);
 
-impl Drop for AbortOnDrop<'_> {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort.store(true, Ordering::Relaxed);
     }
@@ -277,7 +283,7 @@ fn watch<T>(
     opts: &PhaseOptions,
     clock: &Clock,
     schedules: &[OpenLoopSchedule],
-    producers: &[thread::ScopedJoinHandle<'_, T>],
+    producers: &[thread::JoinHandle<T>],
     mut control: Option<&mut (dyn BrokerControl + '_)>,
 ) -> Result<Watch, BenchError> {
     let mut w = Watch::default();
@@ -301,7 +307,16 @@ fn watch<T>(
         if now >= clock.load_end {
             shared.draining.store(true, Ordering::Relaxed);
         }
-        if producers.iter().all(|p| p.is_finished()) {
+        let producers_done = producers.iter().all(|p| p.is_finished());
+        if !producers_done && now >= clock.deadline + STALL_GRACE.as_nanos() as u64 {
+            return Err(BenchError::Driver(format!(
+                "a producer is still blocked inside the client {:.0} s after the load ended \
+                 ({} of {due} due records acked): the broker or client stalled",
+                (now - clock.load_end) as f64 / 1e9,
+                acked
+            )));
+        }
+        if producers_done {
             if opts.consumers == 0 || received >= acked {
                 w.drained = true;
                 return Ok(w);
@@ -323,7 +338,7 @@ fn restart(shared: &Shared, control: &mut dyn BrokerControl, down: Duration) -> 
     Ok((killed_at, shared.now_ns()))
 }
 
-fn join_all<T>(handles: Vec<thread::ScopedJoinHandle<'_, Result<T, BenchError>>>) -> Result<Vec<T>, BenchError> {
+fn join_all<T>(handles: Vec<thread::JoinHandle<Result<T, BenchError>>>) -> Result<Vec<T>, BenchError> {
     let mut out = Vec::with_capacity(handles.len());
     let mut first_error = None;
     for h in handles {

@@ -32,6 +32,8 @@ use crate::workload::Workload;
 
 /// Most records awaiting an ack per producer thread.
 pub const IN_FLIGHT_MAX: usize = 1 << 20;
+/// Most sends between two collections of acks.
+pub const SEND_BURST_MAX: usize = 64;
 /// Longest single wait for acks, so due sends are never held back long.
 pub const ACK_POLL_MAX: Duration = Duration::from_millis(1);
 
@@ -91,7 +93,11 @@ pub fn run(
     let mut sequence = 0u64;
     loop {
         let mut now = shared.now_ns();
-        while let Some(due) = next.filter(|d| *d <= now && in_flight.len() < IN_FLIGHT_MAX) {
+        let mut burst = 0;
+        // A producer behind its schedule still collects acks every SEND_BURST_MAX
+        // sends, so the acked count (and the backlog it feeds) stays current.
+        while let Some(due) = next.filter(|d| *d <= now && in_flight.len() < IN_FLIGHT_MAX && burst < SEND_BURST_MAX) {
+            burst += 1;
             let record = build(&plan, &mut rng, sequence, due, topics);
             let bytes = record.value.len() as u32;
             if due >= plan.measure_start_ns {

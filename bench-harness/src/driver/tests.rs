@@ -119,7 +119,7 @@ fn options(rate: f64, seconds: u64, consumers: u32) -> PhaseOptions {
 #[test]
 fn every_record_is_acked_consumed_and_counted() {
     // Proves a clean 1 s run at 2000/s with 2 producers and 2 consumers accounts for all 2000 records.
-    let connector = MemConnector(Arc::new(MemLog::default()));
+    let connector: Arc<dyn Connector> = Arc::new(MemConnector(Arc::new(MemLog::default())));
     let (r, placement) = run_phase(&connector, &workload(2), &options(2000.0, 1, 2), None).unwrap();
     assert_eq!(r.ack_latency.count, 2000);
     assert_eq!(r.end_to_end.count, 2000);
@@ -138,7 +138,7 @@ fn every_record_is_acked_consumed_and_counted() {
 fn a_stall_shows_in_the_latency_of_every_record_due_during_it() {
     // Proves open-loop timing: a 300 ms stall at 2000/s puts ~600 records' latency between 0 and 300 ms.
     let log = MemLog { stall: Some((500, Duration::from_millis(300))), ..Default::default() };
-    let connector = MemConnector(Arc::new(log));
+    let connector: Arc<dyn Connector> = Arc::new(MemConnector(Arc::new(log)));
     let (r, _) = run_phase(&connector, &workload(1), &options(2000.0, 2, 0), None).unwrap();
     assert_eq!(r.ack_latency.count, 4000);
     // A closed-loop client would have recorded one slow sample; here 15% of 4000 are over 45 ms.
@@ -152,7 +152,7 @@ fn a_stall_shows_in_the_latency_of_every_record_due_during_it() {
 fn an_acked_record_that_was_not_stored_is_reported_lost() {
     // Proves the ledger catches a broker that acks a record and then loses it.
     let log = MemLog { lose: Some(100), ..Default::default() };
-    let connector = MemConnector(Arc::new(log));
+    let connector: Arc<dyn Connector> = Arc::new(MemConnector(Arc::new(log)));
     let mut opts = options(1000.0, 1, 1);
     opts.drain = Duration::from_millis(500);
     let (r, _) = run_phase(&connector, &workload(1), &opts, None).unwrap();

@@ -144,6 +144,7 @@ mod tests {
             ratios: model::ratios(Some(&m), None, &baselines(), 1024, Flush::Always),
             baselines: Some(baselines()),
             search: None,
+            trials: Vec::new(),
             measured: Some(m),
             group_stats: None,
             workload,

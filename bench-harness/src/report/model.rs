@@ -129,6 +129,32 @@ pub struct PhaseResult {
     pub drained: bool,
 }
 
+/// One max-rate search trial (producers only), as measured.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TrialPhase {
+    pub rate_per_s: f64,
+    pub produce: Throughput,
+    pub ack_latency: LatencySummary,
+    /// A large send lag means the load generator, not the broker, fell behind.
+    pub send_lag: LatencySummary,
+    pub produce_errors: u64,
+    /// Why the trial produced no figures (a stalled broker or client).
+    pub error: Option<String>,
+}
+
+impl TrialPhase {
+    pub fn of(p: &PhaseResult, error: Option<String>) -> Self {
+        Self {
+            rate_per_s: p.offered_rate_per_s,
+            produce: p.produce,
+            ack_latency: p.ack_latency,
+            send_lag: p.send_lag,
+            produce_errors: p.produce_errors,
+            error,
+        }
+    }
+}
+
 /// A figure next to the physical baseline that bounds it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Ratio {
@@ -155,6 +181,8 @@ pub struct RunReport {
     pub placement: Placement,
     pub baselines: Option<Baselines>,
     pub search: Option<SearchOutcome>,
+    /// What each search trial measured, in the order run.
+    pub trials: Vec<TrialPhase>,
     pub measured: Option<PhaseResult>,
     /// The broker's statistics of the measured phase's consumer group (group consumption).
     pub group_stats: Option<serde_json::Value>,

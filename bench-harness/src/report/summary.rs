@@ -38,11 +38,15 @@ pub fn render(r: &RunReport) -> String {
     }
     if let Some(s) = &r.search {
         let _ = writeln!(out, "\nmax-rate search ({} trials)", s.trials.len());
-        for t in &s.trials {
+        for (i, t) in s.trials.iter().enumerate() {
             let verdict = if t.sustainable { "flat" } else { "grows" };
+            let measured = r.trials.get(i).map_or(String::new(), |p| match &p.error {
+                Some(e) => format!("  ({e})"),
+                None => format!("  ack p99 {:>9}  send lag p99 {:>9}", ns(p.ack_latency.p99_ns), ns(p.send_lag.p99_ns)),
+            });
             let _ = writeln!(
                 out,
-                "  {:>12} rec/s  backlog slope {:>12.1} rec/s  {verdict}",
+                "  {:>12} rec/s  backlog slope {:>12.1} rec/s  {verdict:<5}{measured}",
                 count(t.rate_per_s as u64),
                 t.backlog_slope_per_s
             );
