@@ -74,6 +74,9 @@ mod tests {
         assert!(b.as_slice().iter().all(|&x| x == 0));
         b.as_mut_slice()[8191] = 7;
         assert_eq!(b.as_slice()[8191], 7);
-        assert!(AlignedBuffer::new(10, 3).is_err(), "alignment must be a power of two");
+        assert!(
+            AlignedBuffer::new(10, 3).is_err(),
+            "alignment must be a power of two"
+        );
     }
 }

@@ -40,7 +40,10 @@ pub struct BenchLimits {
 impl Default for BenchLimits {
     /// About 40 s and 256 MiB: well under a minute on this VM.
     fn default() -> BenchLimits {
-        BenchLimits { file_bytes_max: 256 << 20, time_max: Duration::from_secs(40) }
+        BenchLimits {
+            file_bytes_max: 256 << 20,
+            time_max: Duration::from_secs(40),
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub fn plan(limits: &BenchLimits) -> Result<Vec<PlannedCase>, TuneError> {
         )));
     }
     if limits.time_max < TIME_MIN {
-        return Err(TuneError::Limits(format!("time limit {:?} is below the minimum {TIME_MIN:?}", limits.time_max)));
+        return Err(TuneError::Limits(format!(
+            "time limit {:?} is below the minimum {TIME_MIN:?}",
+            limits.time_max
+        )));
     }
     // Integer nanoseconds, rounded down, so the budgets never add up past the limit.
     let total_ns = limits.time_max.as_nanos() as u64;
@@ -87,19 +93,35 @@ pub fn plan(limits: &BenchLimits) -> Result<Vec<PlannedCase>, TuneError> {
     let mut cases = Vec::new();
     for &block_bytes in SEQ_BLOCK_BYTES {
         for &queue_depth in SEQ_QUEUE_DEPTHS {
-            let case = BenchCase::SeqWrite { block_bytes, queue_depth };
-            cases.push(PlannedCase { case, time_budget: seq_time, file_bytes_max: limits.file_bytes_max });
+            let case = BenchCase::SeqWrite {
+                block_bytes,
+                queue_depth,
+            };
+            cases.push(PlannedCase {
+                case,
+                time_budget: seq_time,
+                file_bytes_max: limits.file_bytes_max,
+            });
         }
     }
     cases.push(PlannedCase {
-        case: BenchCase::WriteLatency { block_bytes: LATENCY_BLOCK_BYTES },
+        case: BenchCase::WriteLatency {
+            block_bytes: LATENCY_BLOCK_BYTES,
+        },
         time_budget: share(TIME_PERCENT.1, 1),
         file_bytes_max: limits.file_bytes_max,
     });
     for &append_bytes in FSYNC_APPEND_BYTES {
         for preallocated in [false, true] {
-            let case = BenchCase::Fsync { append_bytes, preallocated };
-            cases.push(PlannedCase { case, time_budget: fsync_time, file_bytes_max: limits.file_bytes_max });
+            let case = BenchCase::Fsync {
+                append_bytes,
+                preallocated,
+            };
+            cases.push(PlannedCase {
+                case,
+                time_budget: fsync_time,
+                file_bytes_max: limits.file_bytes_max,
+            });
         }
     }
     Ok(cases)
@@ -111,7 +133,10 @@ pub fn io_shape_max(cases: &[PlannedCase]) -> (u32, u32) {
     let mut block = LATENCY_BLOCK_BYTES;
     for c in cases {
         match c.case {
-            BenchCase::SeqWrite { block_bytes, queue_depth } => {
+            BenchCase::SeqWrite {
+                block_bytes,
+                queue_depth,
+            } => {
                 depth = depth.max(queue_depth);
                 block = block.max(block_bytes);
             }
@@ -132,10 +157,16 @@ mod tests {
     fn default_plan_fits() {
         let limits = BenchLimits::default();
         let cases = plan(&limits).unwrap();
-        assert_eq!(cases.len(), SEQ_BLOCK_BYTES.len() * SEQ_QUEUE_DEPTHS.len() + 1 + 4);
+        assert_eq!(
+            cases.len(),
+            SEQ_BLOCK_BYTES.len() * SEQ_QUEUE_DEPTHS.len() + 1 + 4
+        );
         let total: Duration = cases.iter().map(|c| c.time_budget).sum();
         assert!(total <= limits.time_max, "{total:?}");
-        assert!(total.as_secs_f64() > limits.time_max.as_secs_f64() * 0.99, "the time is used: {total:?}");
+        assert!(
+            total.as_secs_f64() > limits.time_max.as_secs_f64() * 0.99,
+            "the time is used: {total:?}"
+        );
         assert_eq!(io_shape_max(&cases), (16, 1 << 20));
         let (depth, block) = io_shape_max(&cases);
         assert!(u64::from(depth) * u64::from(block) * 2 <= FILE_BYTES_MIN);
@@ -144,9 +175,15 @@ mod tests {
     /// Limits below the minimums are refused with a reason.
     #[test]
     fn refuses_tiny_limits() {
-        let small_file = BenchLimits { file_bytes_max: 1 << 20, ..BenchLimits::default() };
+        let small_file = BenchLimits {
+            file_bytes_max: 1 << 20,
+            ..BenchLimits::default()
+        };
         assert!(plan(&small_file).unwrap_err().to_string().contains("file size"));
-        let short = BenchLimits { time_max: Duration::from_secs(1), ..BenchLimits::default() };
+        let short = BenchLimits {
+            time_max: Duration::from_secs(1),
+            ..BenchLimits::default()
+        };
         assert!(plan(&short).unwrap_err().to_string().contains("time limit"));
     }
 

@@ -103,14 +103,18 @@ pub fn parse_number<T: std::str::FromStr>(what: &'static str, text: &str) -> Res
 where
     T::Err: std::fmt::Display,
 {
-    text.trim().parse::<T>().map_err(|e| TuneError::parse(what, format!("{:?}: {e}", text.trim())))
+    text.trim()
+        .parse::<T>()
+        .map_err(|e| TuneError::parse(what, format!("{:?}: {e}", text.trim())))
 }
 
 /// Finds the disk or partition whose `dev` file is `device`; `None` for
 /// devices with no block device behind them (tmpfs, overlay, NFS).
 pub fn find_block_device(root: &HostRoot, device: DeviceNumber) -> Result<Option<BlockDevice>, TuneError> {
     let matches = |path: &str| {
-        root.read_optional(path).and_then(|t| DeviceNumber::parse(&t).ok()).is_some_and(|d| d == device)
+        root.read_optional(path)
+            .and_then(|t| DeviceNumber::parse(&t).ok())
+            .is_some_and(|d| d == device)
     };
     for disk in root.list_dir("/sys/block") {
         if matches(&format!("/sys/block/{disk}/dev")) {
@@ -127,14 +131,25 @@ pub fn find_block_device(root: &HostRoot, device: DeviceNumber) -> Result<Option
 }
 
 /// Reads one disk's identity and queue settings.
-pub fn read_block_device(root: &HostRoot, disk: &str, partition: Option<String>) -> Result<BlockDevice, TuneError> {
+pub fn read_block_device(
+    root: &HostRoot,
+    disk: &str,
+    partition: Option<String>,
+) -> Result<BlockDevice, TuneError> {
     let base = format!("/sys/block/{disk}");
-    let uevent = root.read_optional(&format!("{base}/device/uevent")).unwrap_or_default();
-    let model = root.read_optional(&format!("{base}/device/model")).map(|m| m.trim().to_string());
-    let numa_node = [format!("{base}/device/numa_node"), format!("{base}/device/device/numa_node")]
-        .iter()
-        .filter_map(|p| root.read_optional(p))
-        .find_map(|t| t.trim().parse::<u32>().ok());
+    let uevent = root
+        .read_optional(&format!("{base}/device/uevent"))
+        .unwrap_or_default();
+    let model = root
+        .read_optional(&format!("{base}/device/model"))
+        .map(|m| m.trim().to_string());
+    let numa_node = [
+        format!("{base}/device/numa_node"),
+        format!("{base}/device/device/numa_node"),
+    ]
+    .iter()
+    .filter_map(|p| root.read_optional(p))
+    .find_map(|t| t.trim().parse::<u32>().ok());
     Ok(BlockDevice {
         disk: disk.to_string(),
         partition,
@@ -158,13 +173,18 @@ fn read_queue(root: &HostRoot, dir: &str) -> Result<BlockQueue, TuneError> {
         write_cache: WriteCache::parse(&file("write_cache")?)?,
         max_sectors_kb: optional("max_sectors_kb").and_then(|t| t.trim().parse().ok()),
         optimal_io_size_bytes: optional("optimal_io_size").and_then(|t| t.trim().parse().ok()),
-        fua: optional("fua").and_then(|t| t.trim().parse::<u8>().ok()).map(|v| v != 0),
+        fua: optional("fua")
+            .and_then(|t| t.trim().parse::<u8>().ok())
+            .map(|v| v != 0),
     })
 }
 
 /// Classifies a disk by its driver (`DRIVER=` in the device uevent) or name.
 pub fn device_kind(disk: &str, device_uevent: &str) -> DeviceKind {
-    let driver = device_uevent.lines().find_map(|l| l.strip_prefix("DRIVER=")).unwrap_or("");
+    let driver = device_uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DRIVER="))
+        .unwrap_or("");
     match (driver, disk) {
         ("virtio_blk", _) => DeviceKind::Virtio,
         ("nvme", _) => DeviceKind::Nvme,
@@ -187,7 +207,10 @@ mod tests {
         let s = Scheduler::parse("none [mq-deadline] kyber bfq \n");
         assert_eq!(s.active.as_deref(), Some("mq-deadline"));
         assert_eq!(s.available, ["none", "mq-deadline", "kyber", "bfq"]);
-        assert_eq!(Scheduler::parse("[none] mq-deadline\n").active.as_deref(), Some("none"));
+        assert_eq!(
+            Scheduler::parse("[none] mq-deadline\n").active.as_deref(),
+            Some("none")
+        );
         assert_eq!(Scheduler::parse("none\n").active, None);
     }
 
@@ -195,14 +218,20 @@ mod tests {
     #[test]
     fn parses_write_cache() {
         assert_eq!(WriteCache::parse("write back\n").unwrap(), WriteCache::WriteBack);
-        assert_eq!(WriteCache::parse("write through\n").unwrap(), WriteCache::WriteThrough);
+        assert_eq!(
+            WriteCache::parse("write through\n").unwrap(),
+            WriteCache::WriteThrough
+        );
         assert!(WriteCache::parse("sometimes").is_err());
     }
 
     /// The driver wins over the name; the name is the fallback.
     #[test]
     fn classifies_devices() {
-        assert_eq!(device_kind("vda", "DRIVER=virtio_blk\nMODALIAS=virtio:d00000002v00001AF4\n"), DeviceKind::Virtio);
+        assert_eq!(
+            device_kind("vda", "DRIVER=virtio_blk\nMODALIAS=virtio:d00000002v00001AF4\n"),
+            DeviceKind::Virtio
+        );
         assert_eq!(device_kind("nvme0n1", ""), DeviceKind::Nvme);
         assert_eq!(device_kind("dm-0", ""), DeviceKind::DeviceMapper);
         assert_eq!(device_kind("mmcblk0", ""), DeviceKind::Other);

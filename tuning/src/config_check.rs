@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use shoal_broker::config::{Config, FlushMode};
 
 use crate::device_bench::format_bytes;
-use crate::host_probe::HostProbe;
 use crate::host_changes::{OPEN_FILES_MIN, SOMAXCONN_MIN};
+use crate::host_probe::HostProbe;
 use crate::kernel::KERNEL_MIN;
 use crate::process_limits::LimitValue;
 
@@ -38,10 +38,18 @@ struct Problems(Vec<Problem>);
 
 impl Problems {
     fn error(&mut self, key: &str, explanation: String) {
-        self.0.push(Problem { severity: Severity::Error, key: key.into(), explanation });
+        self.0.push(Problem {
+            severity: Severity::Error,
+            key: key.into(),
+            explanation,
+        });
     }
     fn warning(&mut self, key: &str, explanation: String) {
-        self.0.push(Problem { severity: Severity::Warning, key: key.into(), explanation });
+        self.0.push(Problem {
+            severity: Severity::Warning,
+            key: key.into(),
+            explanation,
+        });
     }
 }
 
@@ -49,7 +57,11 @@ impl Problems {
 pub fn check_config_text(text: &str, probe: &HostProbe) -> Vec<Problem> {
     match toml::from_str::<Config>(text) {
         Ok(config) => check_config(&config, probe),
-        Err(e) => vec![Problem { severity: Severity::Error, key: "file".into(), explanation: e.to_string() }],
+        Err(e) => vec![Problem {
+            severity: Severity::Error,
+            key: "file".into(),
+            explanation: e.to_string(),
+        }],
     }
 }
 
@@ -111,17 +123,26 @@ fn runtime_problems(config: &Config, probe: &HostProbe, p: &mut Problems) {
 fn storage_problems(config: &Config, probe: &HostProbe, p: &mut Problems) {
     let s = &config.storage;
     if let Some(e) = &probe.live.dio_error {
-        p.error("server.data_dir", format!("direct I/O does not work there: {e}; put the data on xfs or ext4"));
+        p.error(
+            "server.data_dir",
+            format!("direct I/O does not work there: {e}; put the data on xfs or ext4"),
+        );
     }
     let align = u64::from(probe.dio_offset_align_bytes());
-    if s.write_chunk_bytes as u64 % align != 0 {
+    if !(s.write_chunk_bytes as u64).is_multiple_of(align) {
         p.error(
             "storage.write_chunk_bytes",
             format!("{} is not a multiple of the file system's O_DIRECT alignment {align}; writes would fail with EINVAL", s.write_chunk_bytes),
         );
     }
-    let physical = u64::from(probe.facts.device.as_ref().map_or(4096, |d| d.queue.physical_block_size_bytes));
-    if s.preallocate_bytes % physical != 0 {
+    let physical = u64::from(
+        probe
+            .facts
+            .device
+            .as_ref()
+            .map_or(4096, |d| d.queue.physical_block_size_bytes),
+    );
+    if !s.preallocate_bytes.is_multiple_of(physical) {
         p.warning(
             "storage.preallocate_bytes",
             format!("{} is not a multiple of the {physical}-byte physical block; the last block of each step is shared with the next", s.preallocate_bytes),
@@ -130,7 +151,10 @@ fn storage_problems(config: &Config, probe: &HostProbe, p: &mut Problems) {
     if s.preallocate_bytes > s.segment_bytes_max {
         p.warning(
             "storage.preallocate_bytes",
-            format!("larger than segment_bytes_max ({}): every segment reserves space it never uses", s.segment_bytes_max),
+            format!(
+                "larger than segment_bytes_max ({}): every segment reserves space it never uses",
+                s.segment_bytes_max
+            ),
         );
     }
     if let Some(space) = probe.live.free_space {
@@ -138,7 +162,11 @@ fn storage_problems(config: &Config, probe: &HostProbe, p: &mut Problems) {
         if space.available_bytes < first_steps {
             p.error(
                 "storage.preallocate_bytes",
-                format!("{} free, but one step per shard needs {}: the first appends fail with ENOSPC", format_bytes(space.available_bytes), format_bytes(first_steps)),
+                format!(
+                    "{} free, but one step per shard needs {}: the first appends fail with ENOSPC",
+                    format_bytes(space.available_bytes),
+                    format_bytes(first_steps)
+                ),
             );
         } else if space.available_bytes < s.segment_bytes_max * 4 {
             p.warning(
@@ -165,13 +193,21 @@ fn memory_problems(config: &Config, probe: &HostProbe, p: &mut Problems) {
     } else if caches > m.available_bytes / 2 {
         p.warning(
             "storage.batch_cache_bytes_max",
-            format!("caches take {} of {} available, leaving little for requests in flight and the OS", format_bytes(caches), format_bytes(m.available_bytes)),
+            format!(
+                "caches take {} of {} available, leaving little for requests in flight and the OS",
+                format_bytes(caches),
+                format_bytes(m.available_bytes)
+            ),
         );
     }
     if caches + inflight > m.total_bytes {
         p.warning(
             "limits.shard_inflight_bytes_max",
-            format!("caches plus in-flight request bytes ({}) can exceed memory ({}) under a burst", format_bytes(caches + inflight), format_bytes(m.total_bytes)),
+            format!(
+                "caches plus in-flight request bytes ({}) can exceed memory ({}) under a burst",
+                format_bytes(caches + inflight),
+                format_bytes(m.total_bytes)
+            ),
         );
     }
 }
@@ -184,31 +220,65 @@ fn port_problems(config: &Config, p: &mut Problems) {
     let first = u32::from(s.shard_port_base);
     let last = first + config.server.shards.max(1) - 1;
     if last > u32::from(u16::MAX) {
-        p.error("server.shard_port_base", format!("shard ports {first}..={last} run past 65535"));
+        p.error(
+            "server.shard_port_base",
+            format!("shard ports {first}..={last} run past 65535"),
+        );
     }
     for (key, addr) in [("server.listen", s.listen), ("server.http_listen", s.http_listen)] {
         if (first..=last).contains(&u32::from(addr.port())) {
-            p.error(key, format!("port {} is inside the shard port range {first}..={last}; one bind will fail", addr.port()));
+            p.error(
+                key,
+                format!(
+                    "port {} is inside the shard port range {first}..={last}; one bind will fail",
+                    addr.port()
+                ),
+            );
         }
     }
-    if s.listen.port() == s.http_listen.port() && s.listen.ip() == s.http_listen.ip() && s.listen.port() != 0 {
-        p.error("server.http_listen", "same address as server.listen; one bind will fail".into());
+    if s.listen.port() == s.http_listen.port() && s.listen.ip() == s.http_listen.ip() && s.listen.port() != 0
+    {
+        p.error(
+            "server.http_listen",
+            "same address as server.listen; one bind will fail".into(),
+        );
     }
 }
 
 fn host_problems(probe: &HostProbe, p: &mut Problems) {
     let f = &probe.facts;
     if !f.kernel.at_least(KERNEL_MIN) {
-        p.error("host", format!("kernel {} is older than {}.{}, which glommio needs", f.kernel.release, KERNEL_MIN.0, KERNEL_MIN.1));
+        p.error(
+            "host",
+            format!(
+                "kernel {} is older than {}.{}, which glommio needs",
+                f.kernel.release, KERNEL_MIN.0, KERNEL_MIN.1
+            ),
+        );
     }
     let u = &probe.live.uring;
     if !u.available {
-        p.error("host", format!("io_uring is unavailable ({}); the broker cannot run", u.error.as_deref().unwrap_or("unknown")));
+        p.error(
+            "host",
+            format!(
+                "io_uring is unavailable ({}); the broker cannot run",
+                u.error.as_deref().unwrap_or("unknown")
+            ),
+        );
     } else if !u.missing_needed().is_empty() {
-        p.error("host", format!("io_uring lacks operations the broker uses: {}", u.missing_needed().join(" ")));
+        p.error(
+            "host",
+            format!(
+                "io_uring lacks operations the broker uses: {}",
+                u.missing_needed().join(" ")
+            ),
+        );
     }
     if let Some(v) = f.sysctls.somaxconn.filter(|v| *v < SOMAXCONN_MIN) {
-        p.warning("host", format!("net.core.somaxconn is {v}: accept backlogs are capped there; raise to {SOMAXCONN_MIN}"));
+        p.warning(
+            "host",
+            format!("net.core.somaxconn is {v}: accept backlogs are capped there; raise to {SOMAXCONN_MIN}"),
+        );
     }
     if let LimitValue::Value(v) = f.limits.open_files_soft {
         if v < OPEN_FILES_MIN {
@@ -225,19 +295,37 @@ mod tests {
     use crate::recommend::{recommend, Priority};
 
     fn keys(problems: &[Problem], severity: Severity) -> Vec<&str> {
-        problems.iter().filter(|p| p.severity == severity).map(|p| p.key.as_str()).collect()
+        problems
+            .iter()
+            .filter(|p| p.severity == severity)
+            .map(|p| p.key.as_str())
+            .collect()
     }
 
     /// A recommended config has no errors on its own host, once the host changes are made.
     #[test]
     fn recommendation_passes_its_own_check() {
-        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/d".into(), Priority::Durability);
+        let rec = recommend(
+            &virtio_probe(),
+            Some(&virtio_bench()),
+            "/d".into(),
+            Priority::Durability,
+        );
         let problems = check_config(&rec.config, &virtio_probe());
         assert!(keys(&problems, Severity::Error).is_empty(), "{problems:?}");
         // The NVMe host's only error is the memlock limit, which the host changes raise.
-        let rec = recommend(&nvme_probe(), Some(&nvme_bench()), "/d".into(), Priority::Durability);
+        let rec = recommend(
+            &nvme_probe(),
+            Some(&nvme_bench()),
+            "/d".into(),
+            Priority::Durability,
+        );
         let problems = check_config(&rec.config, &nvme_probe());
-        assert_eq!(keys(&problems, Severity::Error), ["runtime.io_memory_bytes"], "{problems:?}");
+        assert_eq!(
+            keys(&problems, Severity::Error),
+            ["runtime.io_memory_bytes"],
+            "{problems:?}"
+        );
         assert!(rec.host_changes.iter().any(|c| c.setting == "RLIMIT_MEMLOCK"));
     }
 
@@ -262,11 +350,22 @@ mod tests {
         "#;
         let problems = check_config_text(text, &probe);
         let errors = keys(&problems, Severity::Error);
-        for key in ["runtime.io_memory_bytes", "storage.write_chunk_bytes", "server.listen", "storage.batch_cache_bytes_max"] {
+        for key in [
+            "runtime.io_memory_bytes",
+            "storage.write_chunk_bytes",
+            "server.listen",
+            "storage.batch_cache_bytes_max",
+        ] {
             assert!(errors.contains(&key), "{key} missing from {problems:#?}");
         }
         let warnings = keys(&problems, Severity::Warning);
-        for key in ["server.shards", "runtime.spin_before_park_us", "storage.flush", "storage.preallocate_bytes", "host"] {
+        for key in [
+            "server.shards",
+            "runtime.spin_before_park_us",
+            "storage.flush",
+            "storage.preallocate_bytes",
+            "host",
+        ] {
             assert!(warnings.contains(&key), "{key} missing from {problems:#?}");
         }
         assert!(problems.iter().all(|p| p.explanation.len() > 20), "{problems:#?}");
@@ -278,7 +377,11 @@ mod tests {
         let problems = check_config_text("[server]\nbogus = 1\n", &virtio_probe());
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].key, "file");
-        assert!(problems[0].explanation.contains("bogus"), "{}", problems[0].explanation);
+        assert!(
+            problems[0].explanation.contains("bogus"),
+            "{}",
+            problems[0].explanation
+        );
     }
 
     /// A host without io_uring is an error whatever the config.
@@ -287,6 +390,11 @@ mod tests {
         let mut probe = virtio_probe();
         probe.live.uring = crate::uring_support::UringSupport::unavailable("Operation not permitted");
         let problems = check_config(&shoal_broker::config::Config::default(), &probe);
-        assert!(problems.iter().any(|p| p.key == "host" && p.explanation.contains("not permitted")), "{problems:?}");
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key == "host" && p.explanation.contains("not permitted")),
+            "{problems:?}"
+        );
     }
 }

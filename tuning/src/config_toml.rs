@@ -20,7 +20,9 @@ pub fn render_toml(rec: &Recommendation, header: &[String]) -> String {
     let value = toml::Value::try_from(&rec.config).expect("the broker config always serialises");
     let table = value.as_table().expect("a config serialises to a table");
     for &section in SECTIONS {
-        let Some(keys) = table.get(section).and_then(|v| v.as_table()) else { continue };
+        let Some(keys) = table.get(section).and_then(|v| v.as_table()) else {
+            continue;
+        };
         let _ = writeln!(out, "\n[{section}]");
         for (key, value) in keys {
             let full = format!("{section}.{key}");
@@ -77,7 +79,12 @@ mod tests {
     /// Every key carries a comment: its reason, or that it is the broker default.
     #[test]
     fn every_key_is_commented() {
-        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/d".into(), Priority::Durability);
+        let rec = recommend(
+            &virtio_probe(),
+            Some(&virtio_bench()),
+            "/d".into(),
+            Priority::Durability,
+        );
         let text = render_toml(&rec, &[]);
         let lines: Vec<&str> = text.lines().collect();
         let mut keys = 0;
@@ -89,6 +96,9 @@ mod tests {
         }
         assert_eq!(keys, 5 + 3 + 7 + 5, "every broker key is written");
         assert!(text.contains("# broker default\nframe_bytes_max = 16777216"));
-        assert!(text.lines().all(|l| l.len() <= COMMENT_WIDTH + 40), "comments are wrapped");
+        assert!(
+            text.lines().all(|l| l.len() <= COMMENT_WIDTH + 40),
+            "comments are wrapped"
+        );
     }
 }

@@ -50,9 +50,15 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, TuneError> {
     let mut cpus = BTreeSet::new();
     for range in text.trim().split(',').filter(|r| !r.is_empty()) {
         let number = |s: &str| -> Result<u32, TuneError> {
-            let n = s.trim().parse::<u32>().map_err(|e| TuneError::parse("cpulist", format!("{text:?}: {e}")))?;
+            let n = s
+                .trim()
+                .parse::<u32>()
+                .map_err(|e| TuneError::parse("cpulist", format!("{text:?}: {e}")))?;
             if n > CPU_ID_MAX {
-                return Err(TuneError::parse("cpulist", format!("cpu {n} is above {CPU_ID_MAX}")));
+                return Err(TuneError::parse(
+                    "cpulist",
+                    format!("cpu {n} is above {CPU_ID_MAX}"),
+                ));
             }
             Ok(n)
         };
@@ -61,7 +67,10 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, TuneError> {
             None => (number(range)?, number(range)?),
         };
         if first > last {
-            return Err(TuneError::parse("cpulist", format!("range {range} runs backwards")));
+            return Err(TuneError::parse(
+                "cpulist",
+                format!("range {range} runs backwards"),
+            ));
         }
         cpus.extend(first..=last);
     }
@@ -100,7 +109,12 @@ pub fn parse_cpuinfo(text: &str) -> CpuInfoSummary {
         cores.insert((socket.clone(), core));
         sockets.insert(socket);
     }
-    CpuInfoSummary { model_name, processors, physical_cores: cores.len() as u32, sockets: sockets.len() as u32 }
+    CpuInfoSummary {
+        model_name,
+        processors,
+        physical_cores: cores.len() as u32,
+        sockets: sockets.len() as u32,
+    }
 }
 
 /// Reads the CPU topology under `root`.
@@ -120,7 +134,10 @@ pub fn read_cpu_topology(root: &HostRoot) -> Result<CpuTopology, TuneError> {
     }
     numa_nodes.sort_by_key(|n| n.id);
     if numa_nodes.is_empty() {
-        numa_nodes.push(NumaNode { id: 0, cpus: online_cpus.clone() });
+        numa_nodes.push(NumaNode {
+            id: 0,
+            cpus: online_cpus.clone(),
+        });
     }
     let frequency_governor = root
         .read_optional("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")

@@ -89,7 +89,10 @@ pub struct BenchReport {
 impl BenchReport {
     /// Highest sequential bandwidth of any case.
     pub fn peak_bandwidth_mib_per_sec(&self) -> f64 {
-        self.seq_write.iter().map(|r| r.bandwidth_mib_per_sec).fold(0.0, f64::max)
+        self.seq_write
+            .iter()
+            .map(|r| r.bandwidth_mib_per_sec)
+            .fold(0.0, f64::max)
     }
 
     /// Best bandwidth at `block_bytes` with at most `depth_max` in flight.
@@ -103,12 +106,18 @@ impl BenchReport {
 
     /// The fdatasync case for one append size and preallocation choice.
     pub fn fsync_case(&self, append_bytes: u32, preallocated: bool) -> Option<&FsyncResult> {
-        self.fsync.iter().find(|f| f.append_bytes == append_bytes && f.preallocated == preallocated)
+        self.fsync
+            .iter()
+            .find(|f| f.append_bytes == append_bytes && f.preallocated == preallocated)
     }
 }
 
 /// Runs every planned case in a fresh directory under `dir`; `progress` hears each case as it starts.
-pub fn run_bench(dir: &Path, limits: &BenchLimits, progress: &mut dyn FnMut(&str)) -> Result<BenchReport, TuneError> {
+pub fn run_bench(
+    dir: &Path,
+    limits: &BenchLimits,
+    progress: &mut dyn FnMut(&str),
+) -> Result<BenchReport, TuneError> {
     let started = Instant::now();
     let cases = plan(limits)?;
     let space = probe_free_space(dir)?;
@@ -124,14 +133,33 @@ pub fn run_bench(dir: &Path, limits: &BenchLimits, progress: &mut dyn FnMut(&str
     let work = tempfile::Builder::new()
         .prefix(".shoal-tune-bench-")
         .tempdir_in(dir)
-        .map_err(|source| TuneError::Io { op: "create bench directory in", path: dir.to_path_buf(), source })?;
+        .map_err(|source| TuneError::Io {
+            op: "create bench directory in",
+            path: dir.to_path_buf(),
+            source,
+        })?;
     let (depth_max, block_max) = io_shape_max(&cases);
-    let mut seq_file = UringFile::create(&work.path().join("seq.dat"), depth_max, block_max, dio_alignment.mem_align_bytes)?;
+    let mut seq_file = UringFile::create(
+        &work.path().join("seq.dat"),
+        depth_max,
+        block_max,
+        dio_alignment.mem_align_bytes,
+    )?;
     seq_file.preallocate(limits.file_bytes_max)?;
     // Write the whole ring once, untimed: the first pass over preallocated space
     // converts unwritten extents, which would otherwise slow whichever case ran first.
-    progress(&format!("conditioning: writing the {} ring once", format_bytes(limits.file_bytes_max)));
-    seq_file.write_sequential(block_max, depth_max, limits.file_bytes_max, limits.time_max, Duration::ZERO, limits.file_bytes_max)?;
+    progress(&format!(
+        "conditioning: writing the {} ring once",
+        format_bytes(limits.file_bytes_max)
+    ));
+    seq_file.write_sequential(
+        block_max,
+        depth_max,
+        limits.file_bytes_max,
+        limits.time_max,
+        Duration::ZERO,
+        limits.file_bytes_max,
+    )?;
     let mut report = BenchReport {
         dir: dir.to_path_buf(),
         limits: *limits,
@@ -142,11 +170,20 @@ pub fn run_bench(dir: &Path, limits: &BenchLimits, progress: &mut dyn FnMut(&str
         elapsed_ms: 0.0,
     };
     for (index, planned) in cases.iter().enumerate() {
-        progress(&format!("[{}/{}] {}", index + 1, cases.len(), describe_case(&planned.case)));
+        progress(&format!(
+            "[{}/{}] {}",
+            index + 1,
+            cases.len(),
+            describe_case(&planned.case)
+        ));
         run_case(planned, &mut seq_file, work.path(), index, &mut report)?;
     }
     drop(seq_file);
-    work.close().map_err(|source| TuneError::Io { op: "remove bench directory in", path: dir.to_path_buf(), source })?;
+    work.close().map_err(|source| TuneError::Io {
+        op: "remove bench directory in",
+        path: dir.to_path_buf(),
+        source,
+    })?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
 }
@@ -159,19 +196,38 @@ fn run_case(
     report: &mut BenchReport,
 ) -> Result<(), TuneError> {
     match planned.case {
-        BenchCase::SeqWrite { block_bytes, queue_depth } => {
+        BenchCase::SeqWrite {
+            block_bytes,
+            queue_depth,
+        } => {
             let warmup = planned.time_budget.mul_f64(WARMUP_FRACTION);
             let region = planned.file_bytes_max;
-            let sample = seq_file.write_sequential(block_bytes, queue_depth, region, planned.time_budget, warmup, u64::MAX)?;
-            report.seq_write.push(seq_result(block_bytes, queue_depth, sample.bytes, sample.elapsed));
+            let sample = seq_file.write_sequential(
+                block_bytes,
+                queue_depth,
+                region,
+                planned.time_budget,
+                warmup,
+                u64::MAX,
+            )?;
+            report
+                .seq_write
+                .push(seq_result(block_bytes, queue_depth, sample.bytes, sample.elapsed));
         }
         BenchCase::WriteLatency { block_bytes } => {
             report.write_latency = write_latency(seq_file, block_bytes, planned)?;
         }
-        BenchCase::Fsync { append_bytes, preallocated } => {
+        BenchCase::Fsync {
+            append_bytes,
+            preallocated,
+        } => {
             let path = work.join(format!("sync-{index}.dat"));
             let result = fsync_case(&path, append_bytes, preallocated, planned, report.dio_alignment)?;
-            std::fs::remove_file(&path).map_err(|source| TuneError::Io { op: "remove", path, source })?;
+            std::fs::remove_file(&path).map_err(|source| TuneError::Io {
+                op: "remove",
+                path,
+                source,
+            })?;
             report.fsync.push(result);
         }
     }
@@ -199,13 +255,20 @@ fn record(h: &mut Histogram<u64>, d: Duration) {
     h.saturating_record((d.as_nanos() as u64).clamp(1, LATENCY_NS_MAX));
 }
 
-fn write_latency(file: &mut UringFile, block_bytes: u32, planned: &PlannedCase) -> Result<LatencySummary, TuneError> {
+fn write_latency(
+    file: &mut UringFile,
+    block_bytes: u32,
+    planned: &PlannedCase,
+) -> Result<LatencySummary, TuneError> {
     let slots = planned.file_bytes_max / u64::from(block_bytes);
     let stop_at = Instant::now() + planned.time_budget;
     let mut h = new_histogram();
     let mut slot = 0u64;
     while Instant::now() < stop_at {
-        record(&mut h, file.write_once((slot % slots) * u64::from(block_bytes), block_bytes)?);
+        record(
+            &mut h,
+            file.write_once((slot % slots) * u64::from(block_bytes), block_bytes)?,
+        );
         slot += 1;
     }
     Ok(LatencySummary::from_histogram(&h))
@@ -247,16 +310,32 @@ fn fsync_case(
 /// One line naming a case, for progress output.
 pub fn describe_case(case: &BenchCase) -> String {
     match case {
-        BenchCase::SeqWrite { block_bytes, queue_depth } => {
-            format!("sequential write, {} blocks, queue depth {queue_depth}", format_bytes(u64::from(*block_bytes)))
+        BenchCase::SeqWrite {
+            block_bytes,
+            queue_depth,
+        } => {
+            format!(
+                "sequential write, {} blocks, queue depth {queue_depth}",
+                format_bytes(u64::from(*block_bytes))
+            )
         }
         BenchCase::WriteLatency { block_bytes } => {
-            format!("{} write latency, queue depth 1", format_bytes(u64::from(*block_bytes)))
+            format!(
+                "{} write latency, queue depth 1",
+                format_bytes(u64::from(*block_bytes))
+            )
         }
-        BenchCase::Fsync { append_bytes, preallocated } => format!(
+        BenchCase::Fsync {
+            append_bytes,
+            preallocated,
+        } => format!(
             "fdatasync after {} appends, {}",
             format_bytes(u64::from(*append_bytes)),
-            if *preallocated { "preallocated" } else { "growing file" }
+            if *preallocated {
+                "preallocated"
+            } else {
+                "growing file"
+            }
         ),
     }
 }
@@ -295,7 +374,10 @@ mod tests {
     #[test]
     fn short_run_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
-        let limits = BenchLimits { file_bytes_max: 32 << 20, time_max: Duration::from_secs(5) };
+        let limits = BenchLimits {
+            file_bytes_max: 32 << 20,
+            time_max: Duration::from_secs(5),
+        };
         let mut lines = Vec::new();
         let report = match run_bench(dir.path(), &limits, &mut |l| lines.push(l.to_string())) {
             Ok(r) => r,
@@ -307,9 +389,17 @@ mod tests {
         assert_eq!(lines.len(), 21, "conditioning and 20 cases: {lines:?}");
         assert!(report.peak_bandwidth_mib_per_sec() > 0.0);
         assert!(report.write_latency.samples > 0);
-        assert!(report.fsync.iter().all(|f| f.sync.samples > 0), "{:?}", report.fsync);
+        assert!(
+            report.fsync.iter().all(|f| f.sync.samples > 0),
+            "{:?}",
+            report.fsync
+        );
         assert!(report.bandwidth_mib_per_sec(1 << 20, 16).is_some());
         assert!(report.fsync_case(4096, true).is_some());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "the run removed its files");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "the run removed its files"
+        );
     }
 }

@@ -49,15 +49,24 @@ pub struct FreeSpace {
 
 /// Finds the DIO alignment in `dir` (statx, else measured).
 pub fn probe_dio_alignment(dir: &Path) -> Result<DioAlignment, TuneError> {
-    let io_err = |op, source| TuneError::Io { op, path: dir.to_path_buf(), source };
+    let io_err = |op, source| TuneError::Io {
+        op,
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut probe_file = tempfile::Builder::new()
         .prefix(".shoal-tune-dio-")
         .tempfile_in(dir)
         .map_err(|e| io_err("create probe file in", e))?;
     // Non-empty on purpose: a DIO probe against an empty new file can pass where
     // real reads later fail (seen with glommio on this class of machine).
-    probe_file.write_all(&[0x5a; 8192]).map_err(|e| io_err("write probe file in", e))?;
-    probe_file.as_file().sync_all().map_err(|e| io_err("sync probe file in", e))?;
+    probe_file
+        .write_all(&[0x5a; 8192])
+        .map_err(|e| io_err("write probe file in", e))?;
+    probe_file
+        .as_file()
+        .sync_all()
+        .map_err(|e| io_err("sync probe file in", e))?;
     if let Some(alignment) = statx_dio_alignment(probe_file.path())? {
         return Ok(alignment);
     }
@@ -77,7 +86,11 @@ fn statx_dio_alignment(path: &Path) -> Result<Option<DioAlignment>, TuneError> {
         if err.raw_os_error() == Some(libc::ENOSYS) {
             return Ok(None);
         }
-        return Err(TuneError::Io { op: "statx", path: path.to_path_buf(), source: err });
+        return Err(TuneError::Io {
+            op: "statx",
+            path: path.to_path_buf(),
+            source: err,
+        });
     }
     if stx.stx_mask & libc::STATX_DIOALIGN == 0 || stx.stx_dio_offset_align == 0 {
         return Ok(None);
@@ -91,7 +104,11 @@ fn statx_dio_alignment(path: &Path) -> Result<Option<DioAlignment>, TuneError> {
 
 /// Tries O_DIRECT writes at growing alignments; the smallest accepted one is the answer.
 pub fn measure_dio_alignment(path: &Path) -> Result<DioAlignment, TuneError> {
-    let io_err = |op, source| TuneError::Io { op, path: path.to_path_buf(), source };
+    let io_err = |op, source| TuneError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    };
     let file = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT)
@@ -104,7 +121,11 @@ pub fn measure_dio_alignment(path: &Path) -> Result<DioAlignment, TuneError> {
         let bytes = &buffer.as_slice()[mem_offset..mem_offset + size as usize];
         match file.write_at(bytes, u64::from(size)) {
             Ok(n) if n == size as usize => Ok(true),
-            Ok(n) => Err(TuneError::Completion { op: "probe write", offset: u64::from(size), detail: format!("short write of {n}") }),
+            Ok(n) => Err(TuneError::Completion {
+                op: "probe write",
+                offset: u64::from(size),
+                detail: format!("short write of {n}"),
+            }),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(false),
             Err(e) => Err(io_err("O_DIRECT probe write", e)),
         }
@@ -117,17 +138,26 @@ pub fn measure_dio_alignment(path: &Path) -> Result<DioAlignment, TuneError> {
         }
     }
     let offset_align_bytes = offset_align.ok_or_else(|| {
-        TuneError::Limits(format!("no O_DIRECT write up to {DIO_ALIGN_MAX_BYTES} bytes was accepted"))
+        TuneError::Limits(format!(
+            "no O_DIRECT write up to {DIO_ALIGN_MAX_BYTES} bytes was accepted"
+        ))
     })?;
     let mut mem_align_bytes = offset_align_bytes;
     // An address that is a multiple of `align` but not of `2 * align` tests exactly `align`.
-    for align in [1u32, 2, 4, 8, 16, 32, 64, 128, 256].into_iter().chain(candidates.iter().copied()) {
+    for align in [1u32, 2, 4, 8, 16, 32, 64, 128, 256]
+        .into_iter()
+        .chain(candidates.iter().copied())
+    {
         if align >= offset_align_bytes || accepted(align as usize, offset_align_bytes)? {
             mem_align_bytes = align.min(offset_align_bytes);
             break;
         }
     }
-    Ok(DioAlignment { mem_align_bytes, offset_align_bytes, source: AlignmentSource::Measured })
+    Ok(DioAlignment {
+        mem_align_bytes,
+        offset_align_bytes,
+        source: AlignmentSource::Measured,
+    })
 }
 
 /// statvfs of the directory.
@@ -139,10 +169,17 @@ pub fn probe_free_space(dir: &Path) -> Result<FreeSpace, TuneError> {
     // SAFETY: c_path is NUL-terminated and st a valid out-pointer.
     let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut st) };
     if rc != 0 {
-        return Err(TuneError::Io { op: "statvfs", path: dir.to_path_buf(), source: std::io::Error::last_os_error() });
+        return Err(TuneError::Io {
+            op: "statvfs",
+            path: dir.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
     }
     let fragment = st.f_frsize as u64;
-    Ok(FreeSpace { total_bytes: st.f_blocks as u64 * fragment, available_bytes: st.f_bavail as u64 * fragment })
+    Ok(FreeSpace {
+        total_bytes: st.f_blocks as u64 * fragment,
+        available_bytes: st.f_bavail as u64 * fragment,
+    })
 }
 
 /// Opens a file for O_DIRECT writing; shared by the probe and the benchmark.
@@ -154,7 +191,11 @@ pub fn open_direct(path: &Path, create: bool) -> Result<std::fs::File, TuneError
         .truncate(create)
         .custom_flags(libc::O_DIRECT)
         .open(path)
-        .map_err(|source| TuneError::Io { op: "open with O_DIRECT", path: path.to_path_buf(), source })?;
+        .map_err(|source| TuneError::Io {
+            op: "open with O_DIRECT",
+            path: path.to_path_buf(),
+            source,
+        })?;
     debug_assert!(file.as_raw_fd() >= 0);
     Ok(file)
 }
@@ -180,8 +221,15 @@ mod tests {
         std::fs::write(&file, [1u8; 8192]).unwrap();
         let measured = measure_dio_alignment(&file).unwrap();
         assert!(measured.offset_align_bytes <= 4096, "{measured:?}");
-        assert!(measured.mem_align_bytes <= measured.offset_align_bytes, "{measured:?}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "the probe file was removed");
+        assert!(
+            measured.mem_align_bytes <= measured.offset_align_bytes,
+            "{measured:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the probe file was removed"
+        );
     }
 
     /// statvfs reports some space with available <= total.

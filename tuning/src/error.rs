@@ -23,7 +23,11 @@ pub enum TuneError {
 
     /// A file-system operation of the probe or benchmark failed.
     #[error("{op} {path}: {source}")]
-    Io { op: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
 
     /// io_uring setup, registration or submission failed.
     #[error("io_uring {op}: {source}")]
@@ -32,7 +36,11 @@ pub enum TuneError {
     /// A benchmark write or sync completed with an error or wrote fewer bytes
     /// than asked. Never retried: a device that fails a write is reported.
     #[error("{op} at offset {offset} failed: {detail}")]
-    Completion { op: &'static str, offset: u64, detail: String },
+    Completion {
+        op: &'static str,
+        offset: u64,
+        detail: String,
+    },
 
     /// The benchmark limits cannot hold the planned cases, or the directory
     /// lacks the space they need.
@@ -51,6 +59,9 @@ pub enum TuneError {
 impl TuneError {
     /// A parse error for `what` with a detail message.
     pub fn parse(what: &'static str, detail: impl Into<String>) -> TuneError {
-        TuneError::Parse { what, detail: detail.into() }
+        TuneError::Parse {
+            what,
+            detail: detail.into(),
+        }
     }
 }

@@ -31,7 +31,13 @@ pub const TCP_BUFFER_MAX_BYTES_MIN: u64 = 16 << 20;
 /// Swappiness at or below which cache pages are not traded for swap.
 pub const SWAPPINESS_MAX: u64 = 10;
 
-fn change(setting: &str, current: String, suggested: &str, reason: &str, command: Option<String>) -> HostChange {
+fn change(
+    setting: &str,
+    current: String,
+    suggested: &str,
+    reason: &str,
+    command: Option<String>,
+) -> HostChange {
     HostChange {
         setting: setting.to_string(),
         current,
@@ -118,7 +124,11 @@ fn storage_changes(probe: &HostProbe, out: &mut Vec<HostChange>) {
 
 fn memlock_and_files(probe: &HostProbe, config: &Config, out: &mut Vec<HostChange>) {
     let limits = &probe.facts.limits;
-    let shards = u64::from(if config.server.shards == 0 { probe.default_shards() } else { config.server.shards });
+    let shards = u64::from(if config.server.shards == 0 {
+        probe.default_shards()
+    } else {
+        config.server.shards
+    });
     let needed = shards * config.runtime.io_memory_bytes as u64;
     if !limits.cap_ipc_lock && !limits.memlock_soft_bytes.allows(needed) {
         out.push(change(
@@ -139,12 +149,19 @@ fn memlock_and_files(probe: &HostProbe, config: &Config, out: &mut Vec<HostChang
                 soft.to_string(),
                 &OPEN_FILES_MIN.to_string(),
                 "every client connection and every open segment and index file takes a descriptor",
-                Some(format!("systemd unit: LimitNOFILE={OPEN_FILES_MIN}  (or ulimit -n {OPEN_FILES_MIN})")),
+                Some(format!(
+                    "systemd unit: LimitNOFILE={OPEN_FILES_MIN}  (or ulimit -n {OPEN_FILES_MIN})"
+                )),
             ));
         }
     }
     let swap = probe.facts.memory.swap_total_bytes;
-    if let Some(v) = probe.facts.sysctls.swappiness.filter(|v| swap > 0 && *v > SWAPPINESS_MAX) {
+    if let Some(v) = probe
+        .facts
+        .sysctls
+        .swappiness
+        .filter(|v| swap > 0 && *v > SWAPPINESS_MAX)
+    {
         out.push(change(
             "vm.swappiness",
             v.to_string(),
@@ -176,7 +193,10 @@ fn network_changes(probe: &HostProbe, out: &mut Vec<HostChange>) {
             Some(format!("sysctl -w net.ipv4.tcp_max_syn_backlog={backlog_target}")),
         ));
     }
-    for (name, value) in [("net.ipv4.tcp_wmem", s.tcp_wmem_bytes), ("net.ipv4.tcp_rmem", s.tcp_rmem_bytes)] {
+    for (name, value) in [
+        ("net.ipv4.tcp_wmem", s.tcp_wmem_bytes),
+        ("net.ipv4.tcp_rmem", s.tcp_rmem_bytes),
+    ] {
         if let Some([min, default, max]) = value.filter(|v| v[2] < TCP_BUFFER_MAX_BYTES_MIN) {
             out.push(change(
                 name,
@@ -191,7 +211,11 @@ fn network_changes(probe: &HostProbe, out: &mut Vec<HostChange>) {
 
 fn cpu_changes(probe: &HostProbe, out: &mut Vec<HostChange>) {
     let cpu = &probe.facts.cpu;
-    if let Some(g) = cpu.frequency_governor.as_ref().filter(|g| g.as_str() != "performance") {
+    if let Some(g) = cpu
+        .frequency_governor
+        .as_ref()
+        .filter(|g| g.as_str() != "performance")
+    {
         out.push(change(
             "cpufreq governor",
             g.clone(),
@@ -202,7 +226,12 @@ fn cpu_changes(probe: &HostProbe, out: &mut Vec<HostChange>) {
     }
     let node = probe.facts.device.as_ref().and_then(|d| d.numa_node);
     if let (Some(node), true) = (node, cpu.numa_nodes.len() > 1) {
-        let cpus = cpu.numa_nodes.iter().find(|n| n.id == node).map(|n| n.cpus.len()).unwrap_or(0);
+        let cpus = cpu
+            .numa_nodes
+            .iter()
+            .find(|n| n.id == node)
+            .map(|n| n.cpus.len())
+            .unwrap_or(0);
         out.push(change(
             "NUMA placement",
             format!("{} nodes, data device on node {node}", cpu.numa_nodes.len()),
@@ -245,8 +274,15 @@ mod tests {
             ]
         );
         let memlock = &changes[1];
-        assert_eq!((memlock.current.as_str(), memlock.suggested.as_str()), ("65536", "67108864"));
-        assert!(changes[0].command.as_ref().unwrap().contains("echo none > /sys/block/nvme1n1/queue/scheduler"));
+        assert_eq!(
+            (memlock.current.as_str(), memlock.suggested.as_str()),
+            ("65536", "67108864")
+        );
+        assert!(changes[0]
+            .command
+            .as_ref()
+            .unwrap()
+            .contains("echo none > /sys/block/nvme1n1/queue/scheduler"));
         assert!(changes[8].suggested.contains("node 1 (16 CPUs)"));
         assert!(changes.iter().all(|c| !c.reason.is_empty()));
     }

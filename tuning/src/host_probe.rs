@@ -102,7 +102,11 @@ impl HostProbe {
         let existing = existing_ancestor(data_dir)?;
         let facts = HostFacts::gather(&HostRoot::live(), &existing)?;
         let live = LiveFacts::gather(&existing);
-        Ok(HostProbe { requested_dir: data_dir.to_path_buf(), facts, live })
+        Ok(HostProbe {
+            requested_dir: data_dir.to_path_buf(),
+            facts,
+            live,
+        })
     }
 
     /// Shards the broker would run with `shards = 0`.
@@ -115,15 +119,22 @@ impl HostProbe {
         self.live
             .dio_alignment
             .map(|a| a.offset_align_bytes)
-            .or(self.facts.device.as_ref().map(|d| d.queue.logical_block_size_bytes))
+            .or(self
+                .facts
+                .device
+                .as_ref()
+                .map(|d| d.queue.logical_block_size_bytes))
             .unwrap_or(4096)
     }
 }
 
 /// Canonical form of `path` or of its nearest existing ancestor.
 pub fn existing_ancestor(path: &Path) -> Result<PathBuf, TuneError> {
-    let absolute = std::path::absolute(path)
-        .map_err(|source| TuneError::Io { op: "resolve", path: path.to_path_buf(), source })?;
+    let absolute = std::path::absolute(path).map_err(|source| TuneError::Io {
+        op: "resolve",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut candidate = absolute.as_path();
     loop {
         if let Ok(found) = candidate.canonicalize() {
@@ -154,8 +165,17 @@ pub mod fixtures {
         UringSupport {
             available: true,
             error: None,
-            features: vec![NamedFlag { name: "nodrop".into(), supported: true }],
-            opcodes: OPCODES_NEEDED.iter().map(|n| NamedFlag { name: n.to_string(), supported: true }).collect(),
+            features: vec![NamedFlag {
+                name: "nodrop".into(),
+                supported: true,
+            }],
+            opcodes: OPCODES_NEEDED
+                .iter()
+                .map(|n| NamedFlag {
+                    name: n.to_string(),
+                    supported: true,
+                })
+                .collect(),
         }
     }
 
@@ -170,10 +190,17 @@ pub mod fixtures {
                 source: AlignmentSource::Statx,
             }),
             dio_error: None,
-            free_space: Some(FreeSpace { total_bytes: 3_840_000_000_000, available_bytes: 3_200_000_000_000 }),
+            free_space: Some(FreeSpace {
+                total_bytes: 3_840_000_000_000,
+                available_bytes: 3_200_000_000_000,
+            }),
             available_cpus: 32,
         };
-        HostProbe { requested_dir: "/var/lib/shoal/data".into(), facts, live }
+        HostProbe {
+            requested_dir: "/var/lib/shoal/data".into(),
+            facts,
+            live,
+        }
     }
 
     /// The virtio fixture host probed for /work/shoal-data, 79 GiB free.
@@ -187,10 +214,17 @@ pub mod fixtures {
                 source: AlignmentSource::Statx,
             }),
             dio_error: None,
-            free_space: Some(FreeSpace { total_bytes: 270_000_000_000, available_bytes: 84_000_000_000 }),
+            free_space: Some(FreeSpace {
+                total_bytes: 270_000_000_000,
+                available_bytes: 84_000_000_000,
+            }),
             available_cpus: 2,
         };
-        HostProbe { requested_dir: "/work/shoal-data".into(), facts, live }
+        HostProbe {
+            requested_dir: "/work/shoal-data".into(),
+            facts,
+            live,
+        }
     }
 }
 
@@ -206,7 +240,10 @@ mod tests {
         let facts = nvme_probe().facts;
         assert_eq!((facts.kernel.major, facts.kernel.minor), (5, 15));
         let mount = facts.mount.as_ref().unwrap();
-        assert_eq!((mount.mount_point.as_str(), mount.fs_type.as_str()), ("/var/lib/shoal", "xfs"));
+        assert_eq!(
+            (mount.mount_point.as_str(), mount.fs_type.as_str()),
+            ("/var/lib/shoal", "xfs")
+        );
         let dev = facts.device.as_ref().unwrap();
         assert_eq!(dev.disk, "nvme1n1");
         assert_eq!(dev.partition, None);
@@ -215,14 +252,24 @@ mod tests {
         assert_eq!(dev.hw_queue_count, 32);
         assert_eq!(dev.numa_node, Some(1));
         let q = &dev.queue;
-        assert_eq!((q.logical_block_size_bytes, q.physical_block_size_bytes), (4096, 4096));
+        assert_eq!(
+            (q.logical_block_size_bytes, q.physical_block_size_bytes),
+            (4096, 4096)
+        );
         assert!(!q.rotational);
         assert_eq!(q.scheduler.active.as_deref(), Some("mq-deadline"));
         assert_eq!(q.nr_requests, 1023);
         assert_eq!(q.write_cache, WriteCache::WriteThrough);
         assert_eq!(q.max_sectors_kb, Some(512));
         assert_eq!(q.fua, Some(false));
-        assert_eq!((facts.cpu.logical_cpus(), facts.cpu.physical_cores, facts.cpu.sockets), (32, 16, 2));
+        assert_eq!(
+            (
+                facts.cpu.logical_cpus(),
+                facts.cpu.physical_cores,
+                facts.cpu.sockets
+            ),
+            (32, 16, 2)
+        );
         assert!(facts.cpu.has_smt());
         assert_eq!(facts.cpu.numa_nodes.len(), 2);
         assert_eq!(facts.cpu.numa_nodes[1].cpus[..3], [8, 9, 10]);
@@ -233,7 +280,10 @@ mod tests {
         assert_eq!(facts.memory.swap_total_bytes, 8_589_930_496);
         assert_eq!(facts.sysctls.tcp_max_syn_backlog, Some(1024));
         assert_eq!(facts.sysctls.tcp_wmem_bytes, Some([4096, 16384, 4194304]));
-        assert_eq!(facts.sysctls.io_uring_disabled, None, "5.15 has no io_uring_disabled sysctl");
+        assert_eq!(
+            facts.sysctls.io_uring_disabled, None,
+            "5.15 has no io_uring_disabled sysctl"
+        );
     }
 
     /// A path on the boot drive resolves through the partition to its disk.
@@ -241,7 +291,10 @@ mod tests {
     fn nvme_host_partition_lookup() {
         let facts = super::HostFacts::gather(&root("nvme-host"), std::path::Path::new("/srv/shoal")).unwrap();
         let dev = facts.device.unwrap();
-        assert_eq!((dev.disk.as_str(), dev.partition.as_deref()), ("nvme0n1", Some("nvme0n1p2")));
+        assert_eq!(
+            (dev.disk.as_str(), dev.partition.as_deref()),
+            ("nvme0n1", Some("nvme0n1p2"))
+        );
         assert_eq!(dev.model.as_deref(), Some("Micron_7450_MTFDKBA480TFR"));
         assert_eq!(dev.queue.write_cache, WriteCache::WriteBack);
     }
@@ -251,17 +304,36 @@ mod tests {
     fn virtio_host_fixture() {
         let facts = virtio_probe().facts;
         let mount = facts.mount.as_ref().unwrap();
-        assert_eq!((mount.mount_point.as_str(), mount.fs_type.as_str()), ("/", "ext4"));
+        assert_eq!(
+            (mount.mount_point.as_str(), mount.fs_type.as_str()),
+            ("/", "ext4")
+        );
         assert!(mount.has_option("discard"));
         let dev = facts.device.as_ref().unwrap();
         assert_eq!((dev.disk.as_str(), &dev.kind), ("vda", &DeviceKind::Virtio));
         assert_eq!(dev.model, None);
         assert_eq!(dev.hw_queue_count, 1);
-        assert_eq!((dev.queue.logical_block_size_bytes, dev.queue.physical_block_size_bytes), (512, 4096));
+        assert_eq!(
+            (
+                dev.queue.logical_block_size_bytes,
+                dev.queue.physical_block_size_bytes
+            ),
+            (512, 4096)
+        );
         assert!(dev.queue.rotational, "virtio-blk reports rotational by default");
-        assert_eq!(dev.queue.scheduler.available, ["none", "mq-deadline", "kyber", "bfq"]);
+        assert_eq!(
+            dev.queue.scheduler.available,
+            ["none", "mq-deadline", "kyber", "bfq"]
+        );
         assert_eq!(dev.queue.write_cache, WriteCache::WriteBack);
-        assert_eq!((facts.cpu.logical_cpus(), facts.cpu.physical_cores, facts.cpu.sockets), (2, 2, 1));
+        assert_eq!(
+            (
+                facts.cpu.logical_cpus(),
+                facts.cpu.physical_cores,
+                facts.cpu.sockets
+            ),
+            (2, 2, 1)
+        );
         assert_eq!(facts.cpu.frequency_governor, None);
         assert!(facts.limits.cap_ipc_lock);
         assert_eq!(facts.limits.memlock_soft_bytes, LimitValue::Value(8 << 20));

@@ -18,7 +18,9 @@ pub struct HostRoot {
 impl HostRoot {
     /// The running host.
     pub fn live() -> HostRoot {
-        HostRoot { root: PathBuf::from("/") }
+        HostRoot {
+            root: PathBuf::from("/"),
+        }
     }
 
     /// A fixture tree laid out like `/` (with `proc/` and `sys/` inside).
@@ -53,8 +55,10 @@ impl HostRoot {
         let Ok(entries) = fs::read_dir(self.path(host_path)) else {
             return Vec::new();
         };
-        let mut names: Vec<String> =
-            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         names.sort();
         names
     }

@@ -20,15 +20,29 @@ impl KernelVersion {
     /// Parses `6.18.44-fc-v657` or `5.15.0-91-generic`; a missing patch level is 0.
     pub fn parse(osrelease: &str) -> Result<KernelVersion, TuneError> {
         let release = osrelease.trim().to_string();
-        let numeric: String = release.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-        let mut parts = numeric.split('.').filter(|p| !p.is_empty()).map(str::parse::<u32>);
+        let numeric: String = release
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let mut parts = numeric
+            .split('.')
+            .filter(|p| !p.is_empty())
+            .map(str::parse::<u32>);
         let mut next = |name: &str| -> Result<Option<u32>, TuneError> {
-            parts.next().transpose().map_err(|e| TuneError::parse("kernel release", format!("{name}: {e}")))
+            parts
+                .next()
+                .transpose()
+                .map_err(|e| TuneError::parse("kernel release", format!("{name}: {e}")))
         };
         let major = next("major")?.ok_or_else(|| TuneError::parse("kernel release", release.clone()))?;
         let minor = next("minor")?.ok_or_else(|| TuneError::parse("kernel release", release.clone()))?;
         let patch = next("patch")?.unwrap_or(0);
-        Ok(KernelVersion { release, major, minor, patch })
+        Ok(KernelVersion {
+            release,
+            major,
+            minor,
+            patch,
+        })
     }
 
     /// Whether this kernel is at least `major.minor`.

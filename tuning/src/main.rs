@@ -20,7 +20,11 @@ use shoal_tune::text_report::{bench_text, host_changes_text, probe_text, problem
 use shoal_tune::TuneError;
 
 #[derive(Parser)]
-#[command(name = "shoal-tune", version, about = "Probe a host, benchmark its disk and recommend a Shoal broker config")]
+#[command(
+    name = "shoal-tune",
+    version,
+    about = "Probe a host, benchmark its disk and recommend a Shoal broker config"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +48,10 @@ struct BenchArgs {
 
 impl BenchArgs {
     fn limits(&self) -> BenchLimits {
-        BenchLimits { file_bytes_max: self.file_mib << 20, time_max: Duration::from_secs(self.time_max_s) }
+        BenchLimits {
+            file_bytes_max: self.file_mib << 20,
+            time_max: Duration::from_secs(self.time_max_s),
+        }
     }
 }
 
@@ -119,16 +126,34 @@ fn run(cli: Cli) -> Result<ExitCode, TuneError> {
             let probe = HostProbe::gather_live(&dir)?;
             print_either(json, &probe, || probe_text(&probe));
         }
-        Command::Bench { dir, limits, save, json } => {
+        Command::Bench {
+            dir,
+            limits,
+            save,
+            json,
+        } => {
             let report = bench(&dir, &limits)?;
             if let Some(path) = save {
                 let text = serde_json::to_string_pretty(&report).expect("reports always serialise");
-                std::fs::write(&path, text).map_err(|source| TuneError::Io { op: "write", path, source })?;
+                std::fs::write(&path, text).map_err(|source| TuneError::Io {
+                    op: "write",
+                    path,
+                    source,
+                })?;
             }
             let probe = HostProbe::gather_live(&dir).ok();
             print_either(json, &report, || bench_text(&report, probe.as_ref()));
         }
-        Command::Recommend { dir, probe, bench: bench_file, no_bench, limits, priority, out, json } => {
+        Command::Recommend {
+            dir,
+            probe,
+            bench: bench_file,
+            no_bench,
+            limits,
+            priority,
+            out,
+            json,
+        } => {
             let probe = match probe {
                 Some(path) => load_json::<HostProbe>(&path)?,
                 None => HostProbe::gather_live(&dir)?,
@@ -146,7 +171,10 @@ fn run(cli: Cli) -> Result<ExitCode, TuneError> {
             emit_recommendation(&rec, &probe, report.as_ref(), priority, out.as_deref(), json)?;
         }
         Command::Check { config, json } => {
-            let text = std::fs::read_to_string(&config).map_err(|source| TuneError::Read { path: config.clone(), source })?;
+            let text = std::fs::read_to_string(&config).map_err(|source| TuneError::Read {
+                path: config.clone(),
+                source,
+            })?;
             let data_dir = toml::from_str::<shoal_broker::config::Config>(&text)
                 .map(|c| c.server.data_dir)
                 .unwrap_or_else(|_| PathBuf::from("."));
@@ -163,21 +191,35 @@ fn run(cli: Cli) -> Result<ExitCode, TuneError> {
 
 fn bench(dir: &Path, args: &BenchArgs) -> Result<BenchReport, TuneError> {
     let limits = args.limits();
-    eprintln!("bench: {} for about {:?} in {}", format_bytes(limits.file_bytes_max), limits.time_max, dir.display());
+    eprintln!(
+        "bench: {} for about {:?} in {}",
+        format_bytes(limits.file_bytes_max),
+        limits.time_max,
+        dir.display()
+    );
     run_bench(dir, &limits, &mut |line| eprintln!("bench: {line}"))
 }
 
 fn print_either<T: serde::Serialize>(json: bool, value: &T, text: impl FnOnce() -> String) {
     if json {
-        println!("{}", serde_json::to_string_pretty(value).expect("reports always serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).expect("reports always serialise")
+        );
     } else {
         print!("{}", text());
     }
 }
 
 fn load_json<T: DeserializeOwned>(path: &Path) -> Result<T, TuneError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TuneError::Read { path: path.to_path_buf(), source })?;
-    serde_json::from_str(&text).map_err(|e| TuneError::Report { path: path.to_path_buf(), detail: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|source| TuneError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| TuneError::Report {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })
 }
 
 fn emit_recommendation(
@@ -190,11 +232,18 @@ fn emit_recommendation(
 ) -> Result<(), TuneError> {
     let toml = render_toml(rec, &header_lines(probe, bench, priority));
     if let Some(path) = out {
-        std::fs::write(path, &toml).map_err(|source| TuneError::Io { op: "write", path: path.to_path_buf(), source })?;
+        std::fs::write(path, &toml).map_err(|source| TuneError::Io {
+            op: "write",
+            path: path.to_path_buf(),
+            source,
+        })?;
         eprintln!("wrote {}", path.display());
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(rec).expect("recommendations always serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(rec).expect("recommendations always serialise")
+        );
         return Ok(());
     }
     if out.is_none() {
@@ -207,9 +256,17 @@ fn emit_recommendation(
 fn header_lines(probe: &HostProbe, bench: Option<&BenchReport>, priority: Priority) -> Vec<String> {
     let f = &probe.facts;
     let device = f.device.as_ref().map_or("no block device".into(), |d| {
-        format!("{} ({:?}{})", d.disk, d.kind, d.model.as_ref().map_or(String::new(), |m| format!(", {m}")))
+        format!(
+            "{} ({:?}{})",
+            d.disk,
+            d.kind,
+            d.model.as_ref().map_or(String::new(), |m| format!(", {m}"))
+        )
     });
-    let fs = f.mount.as_ref().map_or("unknown fs".into(), |m| m.fs_type.clone());
+    let fs = f
+        .mount
+        .as_ref()
+        .map_or("unknown fs".into(), |m| m.fs_type.clone());
     let mut lines = vec![
         "Shoal broker config written by `shoal-tune recommend`.".to_string(),
         format!(
@@ -228,6 +285,8 @@ fn header_lines(probe: &HostProbe, bench: Option<&BenchReport>, priority: Priori
         )),
         None => lines.push("Bench: not run; device-driven settings are the broker defaults.".into()),
     }
-    lines.push(format!("Priority: {priority:?}. Each setting's comment says why it has its value."));
+    lines.push(format!(
+        "Priority: {priority:?}. Each setting's comment says why it has its value."
+    ));
     lines
 }

@@ -22,9 +22,17 @@ impl DeviceNumber {
     /// Parses `major:minor`.
     pub fn parse(text: &str) -> Result<DeviceNumber, TuneError> {
         let text = text.trim();
-        let (major, minor) = text.split_once(':').ok_or_else(|| TuneError::parse("device number", text))?;
-        let number = |s: &str| s.parse::<u32>().map_err(|e| TuneError::parse("device number", format!("{text}: {e}")));
-        Ok(DeviceNumber { major: number(major)?, minor: number(minor)? })
+        let (major, minor) = text
+            .split_once(':')
+            .ok_or_else(|| TuneError::parse("device number", text))?;
+        let number = |s: &str| {
+            s.parse::<u32>()
+                .map_err(|e| TuneError::parse("device number", format!("{text}: {e}")))
+        };
+        Ok(DeviceNumber {
+            major: number(major)?,
+            minor: number(minor)?,
+        })
     }
 }
 
@@ -50,13 +58,19 @@ pub struct MountEntry {
 impl MountEntry {
     /// Whether the mount or its superblock carries `option`.
     pub fn has_option(&self, option: &str) -> bool {
-        self.mount_options.iter().chain(&self.super_options).any(|o| o == option)
+        self.mount_options
+            .iter()
+            .chain(&self.super_options)
+            .any(|o| o == option)
     }
 }
 
 /// Parses the whole of mountinfo; every line must parse.
 pub fn parse_mountinfo(text: &str) -> Result<Vec<MountEntry>, TuneError> {
-    text.lines().filter(|l| !l.trim().is_empty()).map(parse_line).collect()
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(parse_line)
+        .collect()
 }
 
 fn parse_line(line: &str) -> Result<MountEntry, TuneError> {
@@ -83,7 +97,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match octal {
             Some(d) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -134,7 +150,10 @@ mod tests {
         assert_eq!(mounts[2].mount_point, "/var/lib/shoal data");
         assert_eq!(mounts[2].fs_type, "xfs");
         let m = mount_for_path(&mounts, Path::new("/var/lib/shoal data/topic-0")).unwrap();
-        assert_eq!(m.source, "/dev/nvme1n1", "the later mount on the same point is on top");
+        assert_eq!(
+            m.source, "/dev/nvme1n1",
+            "the later mount on the same point is on top"
+        );
         let m = mount_for_path(&mounts, Path::new("/var/lib/shoaldata")).unwrap();
         assert_eq!(m.mount_point, "/", "a prefix must match whole components");
         assert!(parse_mountinfo("not a mountinfo line").is_err());

@@ -20,7 +20,9 @@ impl LimitValue {
         if text == "unlimited" {
             return Ok(LimitValue::Unlimited);
         }
-        text.parse().map(LimitValue::Value).map_err(|e| TuneError::parse("/proc/self/limits", format!("{text}: {e}")))
+        text.parse()
+            .map(LimitValue::Value)
+            .map_err(|e| TuneError::parse("/proc/self/limits", format!("{text}: {e}")))
     }
 
     /// Whether `amount` fits under this limit.
@@ -61,7 +63,11 @@ pub fn parse_process_limits(limits: &str, status: &str) -> Result<ProcessLimits,
             .find(|l| l.starts_with(name))
             .ok_or_else(|| TuneError::parse("/proc/self/limits", format!("no {name:?} row")))?;
         let mut values = line[name.len()..].split_whitespace();
-        let mut next = || values.next().ok_or_else(|| TuneError::parse("/proc/self/limits", line.to_string()));
+        let mut next = || {
+            values
+                .next()
+                .ok_or_else(|| TuneError::parse("/proc/self/limits", line.to_string()))
+        };
         Ok((LimitValue::parse(next()?)?, LimitValue::parse(next()?)?))
     };
     let (memlock_soft_bytes, memlock_hard_bytes) = row("Max locked memory")?;
@@ -83,7 +89,8 @@ fn parse_cap_ipc_lock(status: &str) -> Result<bool, TuneError> {
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .ok_or_else(|| TuneError::parse("/proc/self/status", "no CapEff line"))?;
-    let mask = u64::from_str_radix(hex.trim(), 16).map_err(|e| TuneError::parse("/proc/self/status", e.to_string()))?;
+    let mask = u64::from_str_radix(hex.trim(), 16)
+        .map_err(|e| TuneError::parse("/proc/self/status", e.to_string()))?;
     Ok(mask & (1 << CAP_IPC_LOCK_BIT) != 0)
 }
 
@@ -103,7 +110,8 @@ pub fn parse_meminfo(text: &str) -> Result<MemInfo, TuneError> {
             .find(|l| l.split(':').next() == Some(key))
             .ok_or_else(|| TuneError::parse("/proc/meminfo", format!("no {key} line")))?;
         let kib = line.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok());
-        kib.map(|k| k * 1024).ok_or_else(|| TuneError::parse("/proc/meminfo", line.to_string()))
+        kib.map(|k| k * 1024)
+            .ok_or_else(|| TuneError::parse("/proc/meminfo", line.to_string()))
     };
     Ok(MemInfo {
         total_bytes: field("MemTotal")?,
@@ -140,8 +148,16 @@ Max locked memory         8388608              unlimited            bytes
     /// KiB values become bytes.
     #[test]
     fn parses_meminfo() {
-        let m = parse_meminfo("MemTotal:  1000 kB\nMemFree: 5 kB\nMemAvailable:  500 kB\nSwapTotal: 0 kB\n").unwrap();
-        assert_eq!(m, MemInfo { total_bytes: 1_024_000, available_bytes: 512_000, swap_total_bytes: 0 });
+        let m = parse_meminfo("MemTotal:  1000 kB\nMemFree: 5 kB\nMemAvailable:  500 kB\nSwapTotal: 0 kB\n")
+            .unwrap();
+        assert_eq!(
+            m,
+            MemInfo {
+                total_bytes: 1_024_000,
+                available_bytes: 512_000,
+                swap_total_bytes: 0
+            }
+        );
         assert!(parse_meminfo("MemTotal: 1 kB\n").is_err());
     }
 }

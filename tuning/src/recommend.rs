@@ -45,7 +45,10 @@ pub struct Recommendation {
 impl Recommendation {
     /// The reason recorded for `key`, if any.
     pub fn reason(&self, key: &str) -> Option<&str> {
-        self.reasons.iter().find(|r| r.key == key).map(|r| r.reason.as_str())
+        self.reasons
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| r.reason.as_str())
     }
 }
 
@@ -103,13 +106,26 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn because(&mut self, key: &str, reason: String) {
-        self.reasons.push(SettingReason { key: key.to_string(), reason });
+        self.reasons.push(SettingReason {
+            key: key.to_string(),
+            reason,
+        });
     }
 }
 
 /// Builds the recommendation for `data_dir` on the probed host.
-pub fn recommend(probe: &HostProbe, bench: Option<&BenchReport>, data_dir: PathBuf, priority: Priority) -> Recommendation {
-    let mut b = Builder { probe, bench, config: Config::default(), reasons: Vec::new() };
+pub fn recommend(
+    probe: &HostProbe,
+    bench: Option<&BenchReport>,
+    data_dir: PathBuf,
+    priority: Priority,
+) -> Recommendation {
+    let mut b = Builder {
+        probe,
+        bench,
+        config: Config::default(),
+        reasons: Vec::new(),
+    };
     b.config.server.data_dir = data_dir;
     b.because("server.data_dir", "the directory probed and benchmarked".into());
     shards_and_spin(&mut b);
@@ -119,7 +135,11 @@ pub fn recommend(probe: &HostProbe, bench: Option<&BenchReport>, data_dir: PathB
     flush_policy(&mut b, priority);
     memory(&mut b);
     let host_changes = host_changes(probe, &b.config);
-    Recommendation { config: b.config, reasons: b.reasons, host_changes }
+    Recommendation {
+        config: b.config,
+        reasons: b.reasons,
+        host_changes,
+    }
 }
 
 fn shards_and_spin(b: &mut Builder) {
@@ -138,7 +158,10 @@ fn shards_and_spin(b: &mut Builder) {
     }
     b.because("server.shards", reason);
     b.config.runtime.pin_cores = true;
-    b.because("runtime.pin_cores", "keeps each shard's caches and io_uring on one core".into());
+    b.because(
+        "runtime.pin_cores",
+        "keeps each shard's caches and io_uring on one core".into(),
+    );
     if cpus >= SPIN_CPUS_MIN {
         b.config.runtime.spin_before_park_us = SPIN_BEFORE_PARK_US;
         b.because(
@@ -160,7 +183,10 @@ fn shard_ports(b: &mut Builder) {
     let server = &b.config.server;
     let first = u32::from(server.shard_port_base);
     let range = first..first + server.shards.max(1);
-    let (listen, http) = (u32::from(server.listen.port()), u32::from(server.http_listen.port()));
+    let (listen, http) = (
+        u32::from(server.listen.port()),
+        u32::from(server.http_listen.port()),
+    );
     if first == 0 || (!range.contains(&listen) && !range.contains(&http)) {
         return;
     }
@@ -175,17 +201,29 @@ fn shard_ports(b: &mut Builder) {
 fn write_chunk(b: &mut Builder) {
     let align = u64::from(b.probe.dio_offset_align_bytes()).max(4096);
     let Some(bench) = b.bench else {
-        b.because("storage.write_chunk_bytes", "broker default; run with a bench to size it to the device".into());
+        b.because(
+            "storage.write_chunk_bytes",
+            "broker default; run with a bench to size it to the device".into(),
+        );
         return;
     };
     let best = crate::bench_plan::SEQ_BLOCK_BYTES
         .iter()
-        .filter_map(|&block| bench.bandwidth_mib_per_sec(block, CHUNK_QUEUE_DEPTH_MAX).map(|bw| (block, bw)))
+        .filter_map(|&block| {
+            bench
+                .bandwidth_mib_per_sec(block, CHUNK_QUEUE_DEPTH_MAX)
+                .map(|bw| (block, bw))
+        })
         .collect::<Vec<_>>();
     let peak = best.iter().map(|(_, bw)| *bw).fold(0.0, f64::max);
-    let Some(&(block, bw)) = best.iter().find(|(block, bw)| u64::from(*block) >= align && *bw >= peak * CHUNK_BANDWIDTH_SHARE)
+    let Some(&(block, bw)) = best
+        .iter()
+        .find(|(block, bw)| u64::from(*block) >= align && *bw >= peak * CHUNK_BANDWIDTH_SHARE)
     else {
-        b.because("storage.write_chunk_bytes", "broker default; the bench had no usable sequential case".into());
+        b.because(
+            "storage.write_chunk_bytes",
+            "broker default; the bench had no usable sequential case".into(),
+        );
         return;
     };
     b.config.storage.write_chunk_bytes = block as usize;
@@ -202,9 +240,13 @@ fn write_chunk(b: &mut Builder) {
 fn segment_and_preallocation(b: &mut Builder) {
     let shards = u64::from(b.config.server.shards.max(1));
     let chunk = b.config.storage.write_chunk_bytes as u64;
-    let peak_bytes_per_s = b.bench.map(|r| r.peak_bandwidth_mib_per_sec() * f64::from(1 << 20));
+    let peak_bytes_per_s = b
+        .bench
+        .map(|r| r.peak_bandwidth_mib_per_sec() * f64::from(1 << 20));
     let mut segment = match peak_bytes_per_s {
-        Some(bw) => pow2_floor((bw * SEGMENT_FILL_S) as u64).clamp(SEGMENT_BYTES_FLOOR, SEGMENT_BYTES_CEILING),
+        Some(bw) => {
+            pow2_floor((bw * SEGMENT_FILL_S) as u64).clamp(SEGMENT_BYTES_FLOOR, SEGMENT_BYTES_CEILING)
+        }
         None => b.config.storage.segment_bytes_max,
     };
     let mut reason = match peak_bytes_per_s {
@@ -231,9 +273,19 @@ fn segment_and_preallocation(b: &mut Builder) {
 
 fn preallocation(b: &mut Builder, peak_bytes_per_s: Option<f64>) {
     let segment = b.config.storage.segment_bytes_max;
-    let physical = u64::from(b.probe.facts.device.as_ref().map_or(4096, |d| d.queue.physical_block_size_bytes));
-    let fsyncs = b.bench.and_then(|r| Some((r.fsync_case(4096, false)?, r.fsync_case(4096, true)?)));
-    let large = b.bench.and_then(|r| Some((r.fsync_case(1 << 20, false)?, r.fsync_case(1 << 20, true)?)));
+    let physical = u64::from(
+        b.probe
+            .facts
+            .device
+            .as_ref()
+            .map_or(4096, |d| d.queue.physical_block_size_bytes),
+    );
+    let fsyncs = b
+        .bench
+        .and_then(|r| Some((r.fsync_case(4096, false)?, r.fsync_case(4096, true)?)));
+    let large = b
+        .bench
+        .and_then(|r| Some((r.fsync_case(1 << 20, false)?, r.fsync_case(1 << 20, true)?)));
     let evidence = match (fsyncs, large) {
         (Some((g, p)), Some((lg, lp))) => format!(
             "measured fdatasync p50 after 4 KiB appends {:.0} us growing vs {:.0} us preallocated, after 1 MiB appends {:.0} vs {:.0} us",
@@ -241,7 +293,9 @@ fn preallocation(b: &mut Builder, peak_bytes_per_s: Option<f64>) {
         ),
         _ => "no bench".into(),
     };
-    if let Some((growing, prealloc)) = fsyncs.filter(|(g, p)| p.sync.p50_us > g.sync.p50_us * PREALLOCATED_SYNC_RATIO_MAX) {
+    if let Some((growing, prealloc)) =
+        fsyncs.filter(|(g, p)| p.sync.p50_us > g.sync.p50_us * PREALLOCATED_SYNC_RATIO_MAX)
+    {
         b.config.storage.preallocate_bytes = 0;
         b.because(
             "storage.preallocate_bytes",
@@ -270,18 +324,27 @@ fn preallocation(b: &mut Builder, peak_bytes_per_s: Option<f64>) {
 
 fn flush_policy(b: &mut Builder, priority: Priority) {
     let preallocated = b.config.storage.preallocate_bytes > 0;
-    let measured = b.bench.and_then(|r| r.fsync_case(4096, preallocated).or(r.fsync_case(4096, !preallocated)));
+    let measured = b.bench.and_then(|r| {
+        r.fsync_case(4096, preallocated)
+            .or(r.fsync_case(4096, !preallocated))
+    });
     let Some(fsync) = measured else {
         b.config.storage.flush = FlushMode::Always;
-        b.because("storage.flush", "every ack waits for its fdatasync (no bench to weigh the cost)".into());
+        b.because(
+            "storage.flush",
+            "every ack waits for its fdatasync (no bench to weigh the cost)".into(),
+        );
         return;
     };
     let (p50, p99) = (fsync.sync.p50_us, fsync.sync.p99_us);
-    let interval_ms = ((p99 / 1000.0 * FLUSH_INTERVAL_FSYNCS).ceil() as u64).clamp(FLUSH_INTERVAL_MS_FLOOR, FLUSH_INTERVAL_MS_CEILING);
+    let interval_ms = ((p99 / 1000.0 * FLUSH_INTERVAL_FSYNCS).ceil() as u64)
+        .clamp(FLUSH_INTERVAL_MS_FLOOR, FLUSH_INTERVAL_MS_CEILING);
     b.config.storage.flush_interval_ms = interval_ms;
     b.because(
         "storage.flush_interval_ms",
-        format!("{FLUSH_INTERVAL_FSYNCS:.0} x the p99 fdatasync, so interval syncs never queue behind each other"),
+        format!(
+            "{FLUSH_INTERVAL_FSYNCS:.0} x the p99 fdatasync, so interval syncs never queue behind each other"
+        ),
     );
     let cost = format!("measured fdatasync after a 4 KiB append: p50 {p50:.0} us, p99 {p99:.0} us");
     let (flush, reason) = match priority {
@@ -314,9 +377,15 @@ fn memory(b: &mut Builder) {
             let share = (limit / shards) >> 20 << 20;
             if share >= (1 << 20) && share < wanted {
                 io_memory = share;
-                reason += &format!("; cut to fit the {} memlock limit across {shards} shards", format_bytes(limit));
+                reason += &format!(
+                    "; cut to fit the {} memlock limit across {shards} shards",
+                    format_bytes(limit)
+                );
             } else if share < (1 << 20) {
-                reason += &format!("; the {} memlock limit is too small: raise it (see host changes)", format_bytes(limit));
+                reason += &format!(
+                    "; the {} memlock limit is too small: raise it (see host changes)",
+                    format_bytes(limit)
+                );
             }
         }
         _ => reason += "; memlock does not limit this process (CAP_IPC_LOCK or unlimited)",
@@ -324,7 +393,8 @@ fn memory(b: &mut Builder) {
     b.config.runtime.io_memory_bytes = io_memory as usize;
     b.because("runtime.io_memory_bytes", reason);
     let available = b.probe.facts.memory.available_bytes;
-    let cache = pow2_floor(available / BATCH_CACHE_MEMORY_DIVISOR / shards).clamp(BATCH_CACHE_BYTES_FLOOR, BATCH_CACHE_BYTES_CEILING);
+    let cache = pow2_floor(available / BATCH_CACHE_MEMORY_DIVISOR / shards)
+        .clamp(BATCH_CACHE_BYTES_FLOOR, BATCH_CACHE_BYTES_CEILING);
     b.config.storage.batch_cache_bytes_max = cache as usize;
     b.because(
         "storage.batch_cache_bytes_max",
@@ -346,12 +416,23 @@ pub mod fixtures {
 
     /// Latency summary with the given p50 and p99 in microseconds.
     pub fn latency(p50_us: f64, p99_us: f64) -> LatencySummary {
-        LatencySummary { samples: 1000, p50_us, p99_us, p999_us: p99_us * 1.5, max_us: p99_us * 3.0, mean_us: p50_us }
+        LatencySummary {
+            samples: 1000,
+            p50_us,
+            p99_us,
+            p999_us: p99_us * 1.5,
+            max_us: p99_us * 3.0,
+            mean_us: p50_us,
+        }
     }
 
     /// A report whose bandwidth is `mib_per_s(block, depth)` and whose fsyncs take (p50, p99)
     /// growing and preallocated.
-    pub fn bench(mib_per_s: impl Fn(u32, u32) -> f64, growing: (f64, f64), preallocated: (f64, f64)) -> BenchReport {
+    pub fn bench(
+        mib_per_s: impl Fn(u32, u32) -> f64,
+        growing: (f64, f64),
+        preallocated: (f64, f64),
+    ) -> BenchReport {
         let mut seq_write = Vec::new();
         for &block in SEQ_BLOCK_BYTES {
             for &depth in SEQ_QUEUE_DEPTHS {
@@ -359,19 +440,28 @@ pub mod fixtures {
                 seq_write.push(seq_result(block, depth, bytes, Duration::from_secs(1)));
             }
         }
-        let fsync = [(4096, false, growing), (4096, true, preallocated), (1 << 20, false, growing), (1 << 20, true, preallocated)]
-            .into_iter()
-            .map(|(append_bytes, pre, (p50, p99))| FsyncResult {
-                append_bytes,
-                preallocated: pre,
-                sync: latency(p50, p99),
-                write: latency(20.0, 40.0),
-            })
-            .collect();
+        let fsync = [
+            (4096, false, growing),
+            (4096, true, preallocated),
+            (1 << 20, false, growing),
+            (1 << 20, true, preallocated),
+        ]
+        .into_iter()
+        .map(|(append_bytes, pre, (p50, p99))| FsyncResult {
+            append_bytes,
+            preallocated: pre,
+            sync: latency(p50, p99),
+            write: latency(20.0, 40.0),
+        })
+        .collect();
         BenchReport {
             dir: "/var/lib/shoal".into(),
             limits: BenchLimits::default(),
-            dio_alignment: DioAlignment { mem_align_bytes: 4, offset_align_bytes: 4096, source: AlignmentSource::Statx },
+            dio_alignment: DioAlignment {
+                mem_align_bytes: 4,
+                offset_align_bytes: 4096,
+                source: AlignmentSource::Statx,
+            },
             seq_write,
             write_latency: latency(15.0, 30.0),
             fsync,
@@ -410,21 +500,40 @@ mod tests {
     /// On the NVMe host every device-driven setting follows the measured figures.
     #[test]
     fn nvme_host_recommendation() {
-        let rec = recommend(&nvme_probe(), Some(&nvme_bench()), "/var/lib/shoal/data".into(), Priority::Durability);
+        let rec = recommend(
+            &nvme_probe(),
+            Some(&nvme_bench()),
+            "/var/lib/shoal/data".into(),
+            Priority::Durability,
+        );
         let c = &rec.config;
         c.validate().unwrap();
         assert_eq!(c.server.shards, 32);
-        assert_eq!(c.server.shard_port_base, 9401, "32 shard ports stay clear of 9480");
+        assert_eq!(
+            c.server.shard_port_base, 9401,
+            "32 shard ports stay clear of 9480"
+        );
         assert_eq!(c.runtime.spin_before_park_us, SPIN_BEFORE_PARK_US);
         // 16 KiB peaks at 1875 MiB/s by QD4; 64 KiB reaches the 3950 MiB/s ceiling there.
-        assert_eq!(c.storage.write_chunk_bytes, 64 << 10, "{:?}", rec.reason("storage.write_chunk_bytes"));
+        assert_eq!(
+            c.storage.write_chunk_bytes,
+            64 << 10,
+            "{:?}",
+            rec.reason("storage.write_chunk_bytes")
+        );
         assert_eq!(c.storage.segment_bytes_max, SEGMENT_BYTES_CEILING);
-        assert_eq!(c.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING, "1 s at 3950 MiB/s, capped");
+        assert_eq!(
+            c.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING,
+            "1 s at 3950 MiB/s, capped"
+        );
         assert_eq!(c.storage.flush, FlushMode::Always);
         assert!(rec.reason("storage.flush").unwrap().contains("cheap enough"));
         assert_eq!(c.storage.flush_interval_ms, FLUSH_INTERVAL_MS_FLOOR);
         assert_eq!(c.runtime.io_memory_bytes as u64, IO_MEMORY_BYTES_FLOOR);
-        assert!(rec.reason("runtime.io_memory_bytes").unwrap().contains("too small"));
+        assert!(rec
+            .reason("runtime.io_memory_bytes")
+            .unwrap()
+            .contains("too small"));
         assert_eq!(c.storage.batch_cache_bytes_max, 512 << 20);
         assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/shoal/data"));
     }
@@ -432,28 +541,58 @@ mod tests {
     /// On the 2-vCPU virtio host: no spinning, smaller segments, slow syncs explained.
     #[test]
     fn virtio_host_recommendation() {
-        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/work/shoal-data".into(), Priority::Durability);
+        let rec = recommend(
+            &virtio_probe(),
+            Some(&virtio_bench()),
+            "/work/shoal-data".into(),
+            Priority::Durability,
+        );
         let c = &rec.config;
         c.validate().unwrap();
         assert_eq!(c.server.shards, 2);
         assert_eq!(c.runtime.spin_before_park_us, 0);
-        assert!(rec.reason("runtime.spin_before_park_us").unwrap().contains("only 2 CPUs"));
+        assert!(rec
+            .reason("runtime.spin_before_park_us")
+            .unwrap()
+            .contains("only 2 CPUs"));
         // 400 MiB/s peak: 64 KiB reaches it at QD2+, so the 90% rule picks 64 KiB at QD4 (750 capped to 400).
         assert_eq!(c.storage.write_chunk_bytes, 64 << 10);
-        assert_eq!(c.storage.segment_bytes_max, 1 << 30, "8 s x 400 MiB/s = 3200 MiB -> 2 GiB -> 1 GiB ceiling");
-        assert_eq!(c.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING, "1 s x 400 MiB/s, capped at 64 MiB");
+        assert_eq!(
+            c.storage.segment_bytes_max,
+            1 << 30,
+            "8 s x 400 MiB/s = 3200 MiB -> 2 GiB -> 1 GiB ceiling"
+        );
+        assert_eq!(
+            c.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING,
+            "1 s x 400 MiB/s, capped at 64 MiB"
+        );
         assert_eq!(c.storage.flush, FlushMode::Always);
         let why = rec.reason("storage.flush").unwrap();
-        assert!(why.contains("p99 7000 us") && why.contains("--priority latency"), "{why}");
+        assert!(
+            why.contains("p99 7000 us") && why.contains("--priority latency"),
+            "{why}"
+        );
         assert_eq!(c.storage.flush_interval_ms, 28, "4 x 7 ms");
-        assert_eq!(c.runtime.io_memory_bytes, 2 << 20, "8 x 64 KiB = 512 KiB, raised to the 2 MiB floor");
-        assert!(rec.reason("runtime.io_memory_bytes").unwrap().contains("CAP_IPC_LOCK"));
+        assert_eq!(
+            c.runtime.io_memory_bytes,
+            2 << 20,
+            "8 x 64 KiB = 512 KiB, raised to the 2 MiB floor"
+        );
+        assert!(rec
+            .reason("runtime.io_memory_bytes")
+            .unwrap()
+            .contains("CAP_IPC_LOCK"));
     }
 
     /// With latency first, flush goes to an interval and the reason states the possible loss.
     #[test]
     fn latency_priority_uses_interval_flush() {
-        let rec = recommend(&virtio_probe(), Some(&virtio_bench()), "/d".into(), Priority::Latency);
+        let rec = recommend(
+            &virtio_probe(),
+            Some(&virtio_bench()),
+            "/d".into(),
+            Priority::Latency,
+        );
         assert_eq!(rec.config.storage.flush, FlushMode::Interval);
         assert!(rec.reason("storage.flush").unwrap().contains("lose up to 28 ms"));
         rec.config.validate().unwrap();
@@ -464,10 +603,19 @@ mod tests {
     fn without_bench_keeps_defaults() {
         let rec = recommend(&virtio_probe(), None, "/d".into(), Priority::Durability);
         let defaults = Config::default();
-        assert_eq!(rec.config.storage.write_chunk_bytes, defaults.storage.write_chunk_bytes);
-        assert_eq!(rec.config.storage.segment_bytes_max, defaults.storage.segment_bytes_max);
+        assert_eq!(
+            rec.config.storage.write_chunk_bytes,
+            defaults.storage.write_chunk_bytes
+        );
+        assert_eq!(
+            rec.config.storage.segment_bytes_max,
+            defaults.storage.segment_bytes_max
+        );
         assert_eq!(rec.config.storage.flush, FlushMode::Always);
-        assert!(rec.reason("storage.write_chunk_bytes").unwrap().contains("default"));
+        assert!(rec
+            .reason("storage.write_chunk_bytes")
+            .unwrap()
+            .contains("default"));
         rec.config.validate().unwrap();
     }
 
@@ -477,9 +625,16 @@ mod tests {
         let mut probe = virtio_probe();
         probe.live.free_space.as_mut().unwrap().available_bytes = 4 << 30;
         let rec = recommend(&probe, Some(&virtio_bench()), "/d".into(), Priority::Durability);
-        assert_eq!(rec.config.storage.segment_bytes_max, 64 << 20, "4 GiB / (32 x 2 shards)");
+        assert_eq!(
+            rec.config.storage.segment_bytes_max,
+            64 << 20,
+            "4 GiB / (32 x 2 shards)"
+        );
         assert!(rec.config.storage.preallocate_bytes <= rec.config.storage.segment_bytes_max);
-        assert!(rec.reason("storage.segment_bytes_max").unwrap().contains("capped"));
+        assert!(rec
+            .reason("storage.segment_bytes_max")
+            .unwrap()
+            .contains("capped"));
     }
 
     /// Unprivileged with room in memlock: io memory is cut to the per-shard share.
@@ -494,7 +649,10 @@ mod tests {
         probe.live.available_cpus = 64;
         let rec = recommend(&probe, Some(&nvme_bench()), "/d".into(), Priority::Durability);
         assert_eq!(rec.config.runtime.io_memory_bytes, 1 << 20, "64 MiB / 64 shards");
-        assert!(rec.reason("runtime.io_memory_bytes").unwrap().contains("cut to fit"));
+        assert!(rec
+            .reason("runtime.io_memory_bytes")
+            .unwrap()
+            .contains("cut to fit"));
         assert!(!rec.host_changes.iter().any(|c| c.setting == "RLIMIT_MEMLOCK"));
     }
 
@@ -504,7 +662,10 @@ mod tests {
     #[test]
     fn random_hosts_get_valid_configs() {
         use rand::{Rng, SeedableRng};
-        let seed = std::env::var("SHOAL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random::<u64>);
+        let seed = std::env::var("SHOAL_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random::<u64>);
         println!("seed {seed}");
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         for _ in 0..300 {
@@ -530,17 +691,27 @@ mod tests {
                 (p99 / 2.0, p99),
                 (p99 / 2.0 * prealloc_ratio, p99 * prealloc_ratio),
             );
-            let priority = if rng.gen() { Priority::Durability } else { Priority::Latency };
+            let priority = if rng.gen() {
+                Priority::Durability
+            } else {
+                Priority::Latency
+            };
             let rec = recommend(&probe, Some(&report), "/d".into(), priority);
             let c = &rec.config;
             c.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}: {c:?}"));
-            assert!(c.storage.preallocate_bytes <= c.storage.segment_bytes_max, "seed {seed}: {c:?}");
+            assert!(
+                c.storage.preallocate_bytes <= c.storage.segment_bytes_max,
+                "seed {seed}: {c:?}"
+            );
             let text = crate::config_toml::render_toml(&rec, &[]);
             assert_eq!(&Config::from_toml_str(&text).unwrap(), c, "seed {seed}");
             for problem in crate::config_check::check_config(c, &probe) {
                 if problem.severity == crate::config_check::Severity::Error {
                     assert_eq!(problem.key, "runtime.io_memory_bytes", "seed {seed}: {problem:?}");
-                    assert!(rec.host_changes.iter().any(|h| h.setting == "RLIMIT_MEMLOCK"), "seed {seed}");
+                    assert!(
+                        rec.host_changes.iter().any(|h| h.setting == "RLIMIT_MEMLOCK"),
+                        "seed {seed}"
+                    );
                 }
             }
         }
@@ -552,14 +723,23 @@ mod tests {
         let report = bench(|_, _| 400.0, (2_000.0, 9_000.0), (4_000.0, 12_000.0));
         let rec = recommend(&virtio_probe(), Some(&report), "/d".into(), Priority::Durability);
         assert_eq!(rec.config.storage.preallocate_bytes, 0);
-        assert!(rec.reason("storage.preallocate_bytes").unwrap().starts_with("off: measured"));
-        assert!(rec.reason("storage.flush").unwrap().contains("p50 2000 us"), "flush quotes the growing case");
+        assert!(rec
+            .reason("storage.preallocate_bytes")
+            .unwrap()
+            .starts_with("off: measured"));
+        assert!(
+            rec.reason("storage.flush").unwrap().contains("p50 2000 us"),
+            "flush quotes the growing case"
+        );
         let report = bench(|_, _| 400.0, (2_000.0, 9_000.0), (2_500.0, 12_000.0));
         let rec = recommend(&virtio_probe(), Some(&report), "/d".into(), Priority::Durability);
         assert_eq!(rec.config.storage.preallocate_bytes, PREALLOCATE_BYTES_CEILING);
         let slow = bench(|_, _| 20.0, (2_000.0, 9_000.0), (2_000.0, 9_000.0));
         let rec = recommend(&virtio_probe(), Some(&slow), "/d".into(), Priority::Durability);
-        assert_eq!(rec.config.storage.preallocate_bytes, PREALLOCATE_BYTES_FLOOR, "1 s of 20 MiB/s, raised to the floor");
+        assert_eq!(
+            rec.config.storage.preallocate_bytes, PREALLOCATE_BYTES_FLOOR,
+            "1 s of 20 MiB/s, raised to the floor"
+        );
     }
 
     /// From 80 shards the default shard ports would reach the HTTP port, so the range moves above it.
@@ -569,7 +749,10 @@ mod tests {
         probe.live.available_cpus = 100;
         let rec = recommend(&probe, Some(&nvme_bench()), "/d".into(), Priority::Durability);
         assert_eq!(rec.config.server.shard_port_base, 9481);
-        assert!(rec.reason("server.shard_port_base").unwrap().contains("100 shard ports"));
+        assert!(rec
+            .reason("server.shard_port_base")
+            .unwrap()
+            .contains("100 shard ports"));
     }
 
     /// pow2_floor rounds down and never returns 0.

@@ -64,7 +64,10 @@ mod tests {
     /// Tab-separated triples and single values parse; junk is rejected.
     #[test]
     fn parses_values() {
-        assert_eq!(triple(Some("4096\t131072\t33554432\n".into())), Some([4096, 131072, 33554432]));
+        assert_eq!(
+            triple(Some("4096\t131072\t33554432\n".into())),
+            Some([4096, 131072, 33554432])
+        );
         assert_eq!(single(Some("4096\n".into())), Some(4096));
         assert_eq!(single(Some("1 2".into())), None);
         assert_eq!(single(Some("lots".into())), None);

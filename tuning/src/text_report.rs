@@ -26,13 +26,21 @@ pub fn probe_text(probe: &HostProbe) -> String {
     let mut out = String::new();
     let _ = write!(out, "data dir     {}", probe.requested_dir.display());
     if probe.requested_dir != f.data_dir {
-        let _ = write!(out, " (probed at {}, its nearest existing ancestor)", f.data_dir.display());
+        let _ = write!(
+            out,
+            " (probed at {}, its nearest existing ancestor)",
+            f.data_dir.display()
+        );
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "kernel       {}", f.kernel.release);
     match &f.mount {
         Some(m) => {
-            let _ = writeln!(out, "file system  {} on {} (mounted at {}, dev {})", m.fs_type, m.source, m.mount_point, m.device);
+            let _ = writeln!(
+                out,
+                "file system  {} on {} (mounted at {}, dev {})",
+                m.fs_type, m.source, m.mount_point, m.device
+            );
             let _ = writeln!(out, "  options    {}", m.super_options.join(","));
         }
         None => {
@@ -52,7 +60,12 @@ pub fn probe_text(probe: &HostProbe) -> String {
         }
     }
     if let Some(s) = l.free_space {
-        let _ = writeln!(out, "free space   {} of {}", format_bytes(s.available_bytes), format_bytes(s.total_bytes));
+        let _ = writeln!(
+            out,
+            "free space   {} of {}",
+            format_bytes(s.available_bytes),
+            format_bytes(s.total_bytes)
+        );
     }
     device_text(probe, &mut out);
     let cpu = &f.cpu;
@@ -83,9 +96,17 @@ pub fn probe_text(probe: &HostProbe) -> String {
         "memlock      soft {}, hard {}, CAP_IPC_LOCK {}",
         limit_bytes(f.limits.memlock_soft_bytes),
         limit_bytes(f.limits.memlock_hard_bytes),
-        if f.limits.cap_ipc_lock { "yes (limit does not apply)" } else { "no" }
+        if f.limits.cap_ipc_lock {
+            "yes (limit does not apply)"
+        } else {
+            "no"
+        }
     );
-    let _ = writeln!(out, "open files   soft {}, hard {}", f.limits.open_files_soft, f.limits.open_files_hard);
+    let _ = writeln!(
+        out,
+        "open files   soft {}, hard {}",
+        f.limits.open_files_soft, f.limits.open_files_hard
+    );
     sysctl_text(probe, &mut out);
     uring_text(probe, &mut out);
     out
@@ -101,7 +122,9 @@ fn device_text(probe: &HostProbe, out: &mut String) {
         out,
         "device       {}{} ({:?}{}), {} hw queues, numa node {}",
         d.disk,
-        d.partition.as_ref().map_or(String::new(), |p| format!(" partition {p}")),
+        d.partition
+            .as_ref()
+            .map_or(String::new(), |p| format!(" partition {p}")),
         d.kind,
         d.model.as_ref().map_or(String::new(), |m| format!(", {m}")),
         d.hw_queue_count,
@@ -160,13 +183,26 @@ fn uring_text(probe: &HostProbe, out: &mut String) {
         return;
     }
     let names = |flags: &[crate::uring_support::NamedFlag], supported: bool| {
-        flags.iter().filter(|f| f.supported == supported).map(|f| f.name.as_str()).collect::<Vec<_>>().join(" ")
+        flags
+            .iter()
+            .filter(|f| f.supported == supported)
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
     };
     let _ = writeln!(out, "io_uring     available");
     let _ = writeln!(out, "  features   {}", names(&u.features, true));
     let _ = writeln!(out, "  opcodes    {}", names(&u.opcodes, true));
     let missing = names(&u.opcodes, false);
-    let _ = writeln!(out, "  missing    {}", if missing.is_empty() { "none".into() } else { missing });
+    let _ = writeln!(
+        out,
+        "  missing    {}",
+        if missing.is_empty() {
+            "none".into()
+        } else {
+            missing
+        }
+    );
     let needed = u.missing_needed();
     if !needed.is_empty() {
         let _ = writeln!(out, "  BROKER NEEDS {}", needed.join(" "));
@@ -183,10 +219,19 @@ fn latency_line(s: &LatencySummary) -> String {
 /// The bench report as a table, with the run's context first.
 pub fn bench_text(report: &BenchReport, probe: Option<&HostProbe>) -> String {
     let mut out = String::new();
-    let device = probe.and_then(|p| p.facts.device.as_ref()).map_or("unknown device".into(), |d| {
-        format!("{} ({:?}{})", d.disk, d.kind, d.model.as_ref().map_or(String::new(), |m| format!(", {m}")))
-    });
-    let fs = probe.and_then(|p| p.facts.mount.as_ref()).map_or("unknown".into(), |m| m.fs_type.clone());
+    let device = probe
+        .and_then(|p| p.facts.device.as_ref())
+        .map_or("unknown device".into(), |d| {
+            format!(
+                "{} ({:?}{})",
+                d.disk,
+                d.kind,
+                d.model.as_ref().map_or(String::new(), |m| format!(", {m}"))
+            )
+        });
+    let fs = probe
+        .and_then(|p| p.facts.mount.as_ref())
+        .map_or("unknown".into(), |m| m.fs_type.clone());
     let _ = writeln!(
         out,
         "bench in {} on {device}, {fs}; O_DIRECT via io_uring (registered buffer); limits {} / {:?}; took {:.1} s",
@@ -195,7 +240,10 @@ pub fn bench_text(report: &BenchReport, probe: Option<&HostProbe>) -> String {
         report.limits.time_max,
         report.elapsed_ms / 1000.0
     );
-    let _ = writeln!(out, "\nsequential write (file written once beforehand, then overwritten in a ring)");
+    let _ = writeln!(
+        out,
+        "\nsequential write (file written once beforehand, then overwritten in a ring)"
+    );
     let _ = writeln!(out, "  {:>8} {:>4} {:>12} {:>12}", "block", "qd", "MiB/s", "IOPS");
     for r in &report.seq_write {
         let _ = writeln!(
@@ -207,8 +255,15 @@ pub fn bench_text(report: &BenchReport, probe: Option<&HostProbe>) -> String {
             r.iops
         );
     }
-    let _ = writeln!(out, "\n4 KiB write latency, queue depth 1\n  {}", latency_line(&report.write_latency));
-    let _ = writeln!(out, "\nfdatasync after each append (io_uring FSYNC with DATASYNC)");
+    let _ = writeln!(
+        out,
+        "\n4 KiB write latency, queue depth 1\n  {}",
+        latency_line(&report.write_latency)
+    );
+    let _ = writeln!(
+        out,
+        "\nfdatasync after each append (io_uring FSYNC with DATASYNC)"
+    );
     for f in &report.fsync {
         let _ = writeln!(
             out,

@@ -45,21 +45,38 @@ pub struct UringFile {
 impl UringFile {
     /// Creates (truncates) `path` for O_DIRECT writes of up to `block_bytes_max`
     /// with up to `queue_depth_max` in flight; `align` is the DIO memory alignment.
-    pub fn create(path: &Path, queue_depth_max: u32, block_bytes_max: u32, align: u32) -> Result<UringFile, TuneError> {
+    pub fn create(
+        path: &Path,
+        queue_depth_max: u32,
+        block_bytes_max: u32,
+        align: u32,
+    ) -> Result<UringFile, TuneError> {
         if queue_depth_max == 0 || queue_depth_max > QUEUE_DEPTH_MAX {
-            return Err(TuneError::Limits(format!("queue depth {queue_depth_max} is outside 1..={QUEUE_DEPTH_MAX}")));
+            return Err(TuneError::Limits(format!(
+                "queue depth {queue_depth_max} is outside 1..={QUEUE_DEPTH_MAX}"
+            )));
         }
         let file = open_direct(path, true)?;
         let ring = IoUring::new((queue_depth_max * 2).next_power_of_two())
             .map_err(|source| TuneError::Uring { op: "setup", source })?;
         let mut buffer = AlignedBuffer::new(block_bytes_max as usize, (align as usize).max(4096))?;
         rand::thread_rng().fill_bytes(buffer.as_mut_slice());
-        let iovec = libc::iovec { iov_base: buffer.as_ptr() as *mut libc::c_void, iov_len: buffer.len() };
+        let iovec = libc::iovec {
+            iov_base: buffer.as_ptr() as *mut libc::c_void,
+            iov_len: buffer.len(),
+        };
         // SAFETY: the iovec covers `buffer`, which lives in the same struct as the ring
         // and is dropped after it, so the registration never outlives the memory.
-        unsafe { ring.submitter().register_buffers(&[iovec]) }
-            .map_err(|source| TuneError::Uring { op: "register_buffers", source })?;
-        Ok(UringFile { ring, buffer, file, path: path.to_path_buf() })
+        unsafe { ring.submitter().register_buffers(&[iovec]) }.map_err(|source| TuneError::Uring {
+            op: "register_buffers",
+            source,
+        })?;
+        Ok(UringFile {
+            ring,
+            buffer,
+            file,
+            path: path.to_path_buf(),
+        })
     }
 
     /// fallocate with FALLOC_FL_KEEP_SIZE: reserves `len` bytes without changing
@@ -71,7 +88,11 @@ impl UringFile {
         let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), mode, 0, len as libc::off_t) };
         if rc != 0 {
             let source = std::io::Error::last_os_error();
-            return Err(TuneError::Io { op: "fallocate", path: self.path.clone(), source });
+            return Err(TuneError::Io {
+                op: "fallocate",
+                path: self.path.clone(),
+                source,
+            });
         }
         Ok(())
     }
@@ -99,18 +120,32 @@ impl UringFile {
             match self.ring.submit_and_wait(1) {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(source) => return Err(TuneError::Uring { op: "submit_and_wait", source }),
+                Err(source) => {
+                    return Err(TuneError::Uring {
+                        op: "submit_and_wait",
+                        source,
+                    })
+                }
             }
         }
     }
 
     /// Submits one entry, waits for it, and returns its latency.
-    fn run_one(&mut self, entry: io_uring::squeue::Entry, expect: i32, op: &'static str) -> Result<Duration, TuneError> {
+    fn run_one(
+        &mut self,
+        entry: io_uring::squeue::Entry,
+        expect: i32,
+        op: &'static str,
+    ) -> Result<Duration, TuneError> {
         let started = Instant::now();
         self.push(&entry)?;
         self.submit_and_wait_one()?;
         let elapsed = started.elapsed();
-        let cqe = self.ring.completion().next().ok_or_else(|| TuneError::Limits("no completion after wait".into()))?;
+        let cqe = self
+            .ring
+            .completion()
+            .next()
+            .ok_or_else(|| TuneError::Limits("no completion after wait".into()))?;
         check_completion(op, cqe.user_data(), cqe.result(), expect)?;
         Ok(elapsed)
     }
@@ -143,7 +178,9 @@ impl UringFile {
     ) -> Result<SeqSample, TuneError> {
         let slots = region_bytes / u64::from(block_bytes);
         if slots < u64::from(queue_depth) {
-            return Err(TuneError::Limits(format!("region of {region_bytes} bytes cannot hold {queue_depth} blocks")));
+            return Err(TuneError::Limits(format!(
+                "region of {region_bytes} bytes cannot hold {queue_depth} blocks"
+            )));
         }
         let started = Instant::now();
         let (warm_at, stop_at) = (started + warmup, started + budget);
@@ -184,19 +221,30 @@ impl UringFile {
             return Err(e);
         }
         let (from, bytes_before) = measured_from.unwrap_or((started, 0));
-        Ok(SeqSample { bytes: completed_bytes - bytes_before, elapsed: from.elapsed() })
+        Ok(SeqSample {
+            bytes: completed_bytes - bytes_before,
+            elapsed: from.elapsed(),
+        })
     }
 }
 
 /// Turns a completion result into an error unless it is exactly `expect`.
 fn check_completion(op: &'static str, user_data: u64, result: i32, expect: i32) -> Result<(), TuneError> {
-    let offset = if user_data == FSYNC_USER_DATA { 0 } else { user_data };
+    let offset = if user_data == FSYNC_USER_DATA {
+        0
+    } else {
+        user_data
+    };
     if result < 0 {
         let detail = std::io::Error::from_raw_os_error(-result).to_string();
         return Err(TuneError::Completion { op, offset, detail });
     }
     if result != expect {
-        return Err(TuneError::Completion { op, offset, detail: format!("completed {result} bytes of {expect}") });
+        return Err(TuneError::Completion {
+            op,
+            offset,
+            detail: format!("completed {result} bytes of {expect}"),
+        });
     }
     Ok(())
 }
@@ -220,11 +268,24 @@ mod tests {
         f.write_once(0, 4096).unwrap();
         f.write_once(8192, 8192).unwrap();
         f.fdatasync().unwrap();
-        let sample = f.write_sequential(4096, 4, 64 << 10, Duration::from_secs(10), Duration::ZERO, 64 << 10).unwrap();
+        let sample = f
+            .write_sequential(
+                4096,
+                4,
+                64 << 10,
+                Duration::from_secs(10),
+                Duration::ZERO,
+                64 << 10,
+            )
+            .unwrap();
         assert_eq!(sample.bytes, 64 << 10, "the byte bound ends the case: {sample:?}");
         let data = std::fs::read(&path).unwrap();
         assert_eq!(data.len(), 64 << 10);
-        assert_eq!(&data[..4096], &data[8192..12288], "every write copies the same registered buffer");
+        assert_eq!(
+            &data[..4096],
+            &data[8192..12288],
+            "every write copies the same registered buffer"
+        );
         assert!(data.iter().any(|&b| b != 0));
     }
 
@@ -233,7 +294,10 @@ mod tests {
     fn reports_failed_completions() {
         let err = check_completion("write", 4096, -libc::EIO, 4096).unwrap_err();
         assert!(err.to_string().contains("offset 4096"), "{err}");
-        assert!(check_completion("write", 0, 512, 4096).unwrap_err().to_string().contains("512 bytes of 4096"));
+        assert!(check_completion("write", 0, 512, 4096)
+            .unwrap_err()
+            .to_string()
+            .contains("512 bytes of 4096"));
         assert!(check_completion("fdatasync", FSYNC_USER_DATA, 0, 0).is_ok());
     }
 }

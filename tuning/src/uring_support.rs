@@ -9,8 +9,23 @@ use serde::{Deserialize, Serialize};
 
 /// Opcodes the broker's runtime (glommio 0.9) issues on its storage and network paths.
 pub const OPCODES_NEEDED: &[&str] = &[
-    "READ", "WRITE", "READ_FIXED", "WRITE_FIXED", "FSYNC", "FALLOCATE", "OPENAT", "CLOSE", "STATX", "ACCEPT",
-    "CONNECT", "SEND", "RECV", "POLL_ADD", "TIMEOUT", "ASYNC_CANCEL", "LINK_TIMEOUT",
+    "READ",
+    "WRITE",
+    "READ_FIXED",
+    "WRITE_FIXED",
+    "FSYNC",
+    "FALLOCATE",
+    "OPENAT",
+    "CLOSE",
+    "STATX",
+    "ACCEPT",
+    "CONNECT",
+    "SEND",
+    "RECV",
+    "POLL_ADD",
+    "TIMEOUT",
+    "ASYNC_CANCEL",
+    "LINK_TIMEOUT",
 ];
 
 /// Every opcode this tool asks about, by its kernel name.
@@ -89,7 +104,12 @@ impl UringSupport {
 
     /// Support reported by a kernel without io_uring, for fixtures and reports.
     pub fn unavailable(error: impl Into<String>) -> UringSupport {
-        UringSupport { available: false, error: Some(error.into()), features: Vec::new(), opcodes: Vec::new() }
+        UringSupport {
+            available: false,
+            error: Some(error.into()),
+            features: Vec::new(),
+            opcodes: Vec::new(),
+        }
     }
 }
 
@@ -125,10 +145,19 @@ pub fn probe_uring() -> UringSupport {
     UringSupport {
         available: true,
         error: None,
-        features: features.iter().map(|(n, s)| NamedFlag { name: n.to_string(), supported: *s }).collect(),
+        features: features
+            .iter()
+            .map(|(n, s)| NamedFlag {
+                name: n.to_string(),
+                supported: *s,
+            })
+            .collect(),
         opcodes: OPCODES
             .iter()
-            .map(|(n, code)| NamedFlag { name: n.to_string(), supported: probe.is_supported(*code) })
+            .map(|(n, code)| NamedFlag {
+                name: n.to_string(),
+                supported: probe.is_supported(*code),
+            })
             .collect(),
     }
 }
@@ -141,9 +170,15 @@ mod tests {
     #[test]
     fn needed_opcodes_are_probed() {
         for name in OPCODES_NEEDED {
-            assert!(OPCODES.iter().any(|(n, _)| n == name), "{name} is not in the probe table");
+            assert!(
+                OPCODES.iter().any(|(n, _)| n == name),
+                "{name} is not in the probe table"
+            );
         }
-        assert_eq!(UringSupport::unavailable("ENOSYS").missing_needed().len(), OPCODES_NEEDED.len());
+        assert_eq!(
+            UringSupport::unavailable("ENOSYS").missing_needed().len(),
+            OPCODES_NEEDED.len()
+        );
     }
 
     /// On a host with io_uring the probe finds the basic read/write opcodes.
