@@ -4,7 +4,9 @@
 //! writes past the file-size limit, so `bench` uses at most `file_bytes_max`
 //! of disk at any moment and finishes near `time_max`. Sequential cases share
 //! one preallocated file that they overwrite in a ring; every fdatasync case
-//! gets a fresh file (appends must really extend a file to be measured).
+//! gets two fresh files, one growing and one preallocated, each up to half the
+//! limit (appends must really extend a file to be measured), and alternates
+//! between them so noise from other work on the device hits both alike.
 
 use std::time::Duration;
 
@@ -55,8 +57,9 @@ pub enum BenchCase {
     SeqWrite { block_bytes: u32, queue_depth: u32 },
     /// One write at a time; the latency of each is recorded.
     WriteLatency { block_bytes: u32 },
-    /// Append `append_bytes`, then fdatasync; the sync latency is recorded.
-    Fsync { append_bytes: u32, preallocated: bool },
+    /// Append `append_bytes`, then fdatasync, alternating between a growing file and a
+    /// preallocated one so both see the same background load; sync latencies are recorded.
+    Fsync { append_bytes: u32 },
 }
 
 /// A case with its share of the limits.
@@ -89,7 +92,7 @@ pub fn plan(limits: &BenchLimits) -> Result<Vec<PlannedCase>, TuneError> {
     let total_ns = limits.time_max.as_nanos() as u64;
     let share = |percent: u64, cases: usize| Duration::from_nanos(total_ns / 100 * percent / cases as u64);
     let seq_time = share(TIME_PERCENT.0, SEQ_BLOCK_BYTES.len() * SEQ_QUEUE_DEPTHS.len());
-    let fsync_time = share(TIME_PERCENT.2, FSYNC_APPEND_BYTES.len() * 2);
+    let fsync_time = share(TIME_PERCENT.2, FSYNC_APPEND_BYTES.len());
     let mut cases = Vec::new();
     for &block_bytes in SEQ_BLOCK_BYTES {
         for &queue_depth in SEQ_QUEUE_DEPTHS {
@@ -112,17 +115,12 @@ pub fn plan(limits: &BenchLimits) -> Result<Vec<PlannedCase>, TuneError> {
         file_bytes_max: limits.file_bytes_max,
     });
     for &append_bytes in FSYNC_APPEND_BYTES {
-        for preallocated in [false, true] {
-            let case = BenchCase::Fsync {
-                append_bytes,
-                preallocated,
-            };
-            cases.push(PlannedCase {
-                case,
-                time_budget: fsync_time,
-                file_bytes_max: limits.file_bytes_max,
-            });
-        }
+        cases.push(PlannedCase {
+            case: BenchCase::Fsync { append_bytes },
+            time_budget: fsync_time,
+            // Two files at once, each growing to at most half the limit.
+            file_bytes_max: limits.file_bytes_max / 2,
+        });
     }
     Ok(cases)
 }
@@ -159,7 +157,7 @@ mod tests {
         let cases = plan(&limits).unwrap();
         assert_eq!(
             cases.len(),
-            SEQ_BLOCK_BYTES.len() * SEQ_QUEUE_DEPTHS.len() + 1 + 4
+            SEQ_BLOCK_BYTES.len() * SEQ_QUEUE_DEPTHS.len() + 1 + FSYNC_APPEND_BYTES.len()
         );
         let total: Duration = cases.iter().map(|c| c.time_budget).sum();
         assert!(total <= limits.time_max, "{total:?}");
@@ -170,6 +168,15 @@ mod tests {
         assert_eq!(io_shape_max(&cases), (16, 1 << 20));
         let (depth, block) = io_shape_max(&cases);
         assert!(u64::from(depth) * u64::from(block) * 2 <= FILE_BYTES_MIN);
+        let fsync = cases
+            .iter()
+            .find(|c| matches!(c.case, BenchCase::Fsync { .. }))
+            .unwrap();
+        assert_eq!(
+            fsync.file_bytes_max * 2,
+            limits.file_bytes_max,
+            "two files share the size limit"
+        );
     }
 
     /// Limits below the minimums are refused with a reason.

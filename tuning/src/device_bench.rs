@@ -217,18 +217,20 @@ fn run_case(
         BenchCase::WriteLatency { block_bytes } => {
             report.write_latency = write_latency(seq_file, block_bytes, planned)?;
         }
-        BenchCase::Fsync {
-            append_bytes,
-            preallocated,
-        } => {
-            let path = work.join(format!("sync-{index}.dat"));
-            let result = fsync_case(&path, append_bytes, preallocated, planned, report.dio_alignment)?;
-            std::fs::remove_file(&path).map_err(|source| TuneError::Io {
-                op: "remove",
-                path,
-                source,
-            })?;
-            report.fsync.push(result);
+        BenchCase::Fsync { append_bytes } => {
+            let paths = [
+                work.join(format!("sync-{index}-growing.dat")),
+                work.join(format!("sync-{index}-prealloc.dat")),
+            ];
+            let results = fsync_pair(&paths, append_bytes, planned, report.dio_alignment)?;
+            for path in paths {
+                std::fs::remove_file(&path).map_err(|source| TuneError::Io {
+                    op: "remove",
+                    path,
+                    source,
+                })?;
+            }
+            report.fsync.extend(results);
         }
     }
     Ok(())
@@ -274,37 +276,46 @@ fn write_latency(
     Ok(LatencySummary::from_histogram(&h))
 }
 
-fn fsync_case(
-    path: &Path,
+/// Append-then-fdatasync latency of a growing file and of a preallocated one,
+/// measured in alternation so background load on a shared device hits both alike.
+fn fsync_pair(
+    paths: &[PathBuf; 2],
     append_bytes: u32,
-    preallocated: bool,
     planned: &PlannedCase,
     alignment: DioAlignment,
-) -> Result<FsyncResult, TuneError> {
-    let mut file = UringFile::create(path, 1, append_bytes, alignment.mem_align_bytes)?;
-    if preallocated {
-        file.preallocate(planned.file_bytes_max)?;
-    }
+) -> Result<[FsyncResult; 2], TuneError> {
+    let mut growing = UringFile::create(&paths[0], 1, append_bytes, alignment.mem_align_bytes)?;
+    let mut preallocated = UringFile::create(&paths[1], 1, append_bytes, alignment.mem_align_bytes)?;
+    preallocated.preallocate(planned.file_bytes_max)?;
     let stop_at = Instant::now() + planned.time_budget;
-    let (mut sync, mut write) = (new_histogram(), new_histogram());
+    let mut histograms = [
+        [new_histogram(), new_histogram()],
+        [new_histogram(), new_histogram()],
+    ];
     let mut offset = 0u64;
     let mut iteration = 0u32;
     while Instant::now() < stop_at && offset + u64::from(append_bytes) <= planned.file_bytes_max {
-        let write_time = file.write_once(offset, append_bytes)?;
-        let sync_time = file.fdatasync()?;
-        if iteration >= FSYNC_WARMUP_ITERATIONS {
-            record(&mut write, write_time);
-            record(&mut sync, sync_time);
+        for (file, [sync, write]) in [&mut growing, &mut preallocated]
+            .into_iter()
+            .zip(histograms.iter_mut())
+        {
+            let write_time = file.write_once(offset, append_bytes)?;
+            let sync_time = file.fdatasync()?;
+            if iteration >= FSYNC_WARMUP_ITERATIONS {
+                record(write, write_time);
+                record(sync, sync_time);
+            }
         }
         offset += u64::from(append_bytes);
         iteration += 1;
     }
-    Ok(FsyncResult {
+    let result = |index: usize| FsyncResult {
         append_bytes,
-        preallocated,
-        sync: LatencySummary::from_histogram(&sync),
-        write: LatencySummary::from_histogram(&write),
-    })
+        preallocated: index == 1,
+        sync: LatencySummary::from_histogram(&histograms[index][0]),
+        write: LatencySummary::from_histogram(&histograms[index][1]),
+    };
+    Ok([result(0), result(1)])
 }
 
 /// One line naming a case, for progress output.
@@ -325,17 +336,9 @@ pub fn describe_case(case: &BenchCase) -> String {
                 format_bytes(u64::from(*block_bytes))
             )
         }
-        BenchCase::Fsync {
-            append_bytes,
-            preallocated,
-        } => format!(
-            "fdatasync after {} appends, {}",
-            format_bytes(u64::from(*append_bytes)),
-            if *preallocated {
-                "preallocated"
-            } else {
-                "growing file"
-            }
+        BenchCase::Fsync { append_bytes } => format!(
+            "fdatasync after {} appends, growing and preallocated files in alternation",
+            format_bytes(u64::from(*append_bytes))
         ),
     }
 }
@@ -386,7 +389,7 @@ mod tests {
         };
         assert_eq!(report.seq_write.len(), 15);
         assert_eq!(report.fsync.len(), 4);
-        assert_eq!(lines.len(), 21, "conditioning and 20 cases: {lines:?}");
+        assert_eq!(lines.len(), 19, "conditioning and 18 cases: {lines:?}");
         assert!(report.peak_bandwidth_mib_per_sec() > 0.0);
         assert!(report.write_latency.samples > 0);
         assert!(
