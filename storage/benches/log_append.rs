@@ -1,7 +1,7 @@
 //! Storage benchmark: the partition log's append throughput against the raw
 //! direct-I/O write bandwidth of the same device, in one run.
 //!
-//! 1. Raw: sequential aligned `write_chunk` writes to a preallocated DMA file
+//! 1. Raw: sequential aligned 1 MiB writes to a preallocated DMA file
 //!    (queue depth 1 and 4), and fdatasync latency after 64 KiB writes.
 //! 2. Log: 1 KiB records in batches of 64 records (~66 KiB) appended by
 //!    concurrent tasks, with flush `always` and with flush `never`; the
@@ -10,7 +10,8 @@
 //! Usage: `cargo bench -p shoal-storage --bench log_append [-- DIR]`
 //! Settings (env): `SHOAL_BENCH_DIR` (default `./shoal-bench-data`, removed
 //! afterwards), `SHOAL_BENCH_MIB` (bytes per phase, default 512),
-//! `SHOAL_BENCH_APPENDERS` (concurrent appenders, default 32).
+//! `SHOAL_BENCH_APPENDERS` (concurrent appenders, default 128),
+//! `SHOAL_BENCH_ROUNDS` (interleaved raw/log rounds, default 3).
 
 use bytes::BytesMut;
 use glommio::io::{DmaFile, OpenOptions};
@@ -30,16 +31,21 @@ const SYNC_SAMPLES: usize = 400;
 const SYNC_WRITE_BYTES: usize = 64 << 10;
 const IO_MEMORY_BYTES: usize = 64 * MIB;
 const PHASE_MIB_DEFAULT: usize = 512;
-const APPENDERS_DEFAULT: usize = 32;
+const APPENDERS_DEFAULT: usize = 128;
+const ROUNDS_DEFAULT: usize = 3;
 
 struct Settings {
     dir: PathBuf,
     phase_bytes: usize,
     appenders: usize,
+    rounds: usize,
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn settings() -> Settings {
@@ -51,13 +57,18 @@ fn settings() -> Settings {
         dir,
         phase_bytes: env_usize("SHOAL_BENCH_MIB", PHASE_MIB_DEFAULT) * MIB,
         appenders: env_usize("SHOAL_BENCH_APPENDERS", APPENDERS_DEFAULT).max(1),
+        rounds: env_usize("SHOAL_BENCH_ROUNDS", ROUNDS_DEFAULT).max(1),
     }
 }
 
 fn machine(dir: &Path) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
@@ -67,11 +78,16 @@ fn machine(dir: &Path) -> String {
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() > 2 && canonical.starts_with(f[1])).then(|| (f[1].len(), format!("{} {} on {}", f[0], f[2], f[1])))
+            (f.len() > 2 && canonical.starts_with(f[1]))
+                .then(|| (f[1].len(), format!("{} {} on {}", f[0], f[2], f[1])))
         })
         .max()
         .map_or_else(|| "unknown".into(), |(_, m)| m);
-    format!("cpu: {cpu} x {cores}; kernel {}; data dir {} ({mount})", kernel.trim(), canonical.display())
+    format!(
+        "cpu: {cpu} x {cores}; kernel {}; data dir {} ({mount})",
+        kernel.trim(),
+        canonical.display()
+    )
 }
 
 fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
@@ -102,7 +118,10 @@ async fn raw_write(dir: &Path, bytes: usize, depth: usize) -> f64 {
                 for i in (lane..chunks).step_by(depth) {
                     let mut buf = file.alloc_dma_buffer(WRITE_CHUNK_BYTES);
                     buf.as_bytes_mut().fill(i as u8);
-                    let n = file.write_at(buf, (i * WRITE_CHUNK_BYTES) as u64).await.expect("raw write");
+                    let n = file
+                        .write_at(buf, (i * WRITE_CHUNK_BYTES) as u64)
+                        .await
+                        .expect("raw write");
                     assert_eq!(n, WRITE_CHUNK_BYTES);
                 }
             })
@@ -121,15 +140,20 @@ async fn raw_write(dir: &Path, bytes: usize, depth: usize) -> f64 {
 async fn raw_sync_latency(dir: &Path) -> Histogram<u64> {
     let path = dir.join("raw-sync.dat");
     let file = DmaFile::create(&path).await.expect("create sync file");
-    file.pre_allocate((SYNC_SAMPLES * SYNC_WRITE_BYTES) as u64, false).await.expect("preallocate");
+    file.pre_allocate((SYNC_SAMPLES * SYNC_WRITE_BYTES) as u64, false)
+        .await
+        .expect("preallocate");
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
     for i in 0..SYNC_SAMPLES {
         let mut buf = file.alloc_dma_buffer(SYNC_WRITE_BYTES);
         buf.as_bytes_mut().fill(i as u8);
-        file.write_at(buf, (i * SYNC_WRITE_BYTES) as u64).await.expect("write");
+        file.write_at(buf, (i * SYNC_WRITE_BYTES) as u64)
+            .await
+            .expect("write");
         let t = Instant::now();
         file.fdatasync().await.expect("fdatasync");
-        hist.record(t.elapsed().as_micros().max(1) as u64).expect("record");
+        hist.record(t.elapsed().as_micros().max(1) as u64)
+            .expect("record");
     }
     file.close().await.expect("close");
     std::fs::remove_file(&path).expect("remove sync file");
@@ -191,7 +215,8 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
                 for batch in batches {
                     let t = Instant::now();
                     log.append(batch).await.expect("append");
-                    hist.record(t.elapsed().as_micros().max(1) as u64).expect("record");
+                    hist.record(t.elapsed().as_micros().max(1) as u64)
+                        .expect("record");
                 }
                 hist
             })
@@ -235,13 +260,23 @@ fn print_log(name: &str, r: &LogResult, raw: f64) {
     );
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The device here is shared and its speed drifts between seconds, so raw
+/// and log phases are interleaved over several rounds and compared by
+/// their medians.
 async fn run(s: Settings) {
     println!("# shoal-storage log_append benchmark");
     println!("{}", machine(&s.dir));
     println!(
-        "config: {} MiB per phase; raw writes of {} KiB; log batches of {} x {} B records ({} B); \
-         {} concurrent appenders; write chunk {} KiB; glommio io_memory {} MiB",
+        "config: {} MiB per phase, {} rounds (raw and log phases interleaved, medians compared); raw writes of {} KiB \
+         into preallocated space; log batches of {} x {} B records ({} B); {} concurrent appenders; write chunk {} KiB; \
+         glommio io_memory {} MiB; release build",
         s.phase_bytes / MIB,
+        s.rounds,
         WRITE_CHUNK_BYTES >> 10,
         RECORDS_PER_BATCH,
         RECORD_BYTES,
@@ -251,11 +286,34 @@ async fn run(s: Settings) {
         IO_MEMORY_BYTES / MIB
     );
     // Warm-up: a short raw pass so the first figure is not the cold one.
-    raw_write(&s.dir, 64 * MIB, 1).await;
-    let raw_qd1 = raw_write(&s.dir, s.phase_bytes, 1).await;
-    let raw_qd4 = raw_write(&s.dir, s.phase_bytes, 4).await;
-    let raw = raw_qd1.max(raw_qd4);
-    println!("raw DMA sequential write: {raw_qd1:.1} MiB/s at queue depth 1, {raw_qd4:.1} MiB/s at depth 4 (baseline {raw:.1})");
+    raw_write(&s.dir, 64 * MIB, 4).await;
+    let (mut raw1, mut raw4, mut never, mut always) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 0..s.rounds {
+        raw1.push(raw_write(&s.dir, s.phase_bytes / 4, 1).await);
+        raw4.push(raw_write(&s.dir, s.phase_bytes, 4).await);
+        let n = log_append(
+            &s.dir.join(format!("log-never-{round}")),
+            FlushPolicy::Never,
+            s.phase_bytes,
+            s.appenders,
+        )
+        .await;
+        print_log(&format!("never  (round {round})"), &n, raw4[round]);
+        never.push(n.on_disk_mib_s);
+        let a = log_append(
+            &s.dir.join(format!("log-always-{round}")),
+            FlushPolicy::Always,
+            s.phase_bytes,
+            s.appenders,
+        )
+        .await;
+        print_log(&format!("always (round {round})"), &a, raw4[round]);
+        always.push(a.on_disk_mib_s);
+        println!(
+            "raw round {round}: {:.1} MiB/s at queue depth 1, {:.1} MiB/s at depth 4",
+            raw1[round], raw4[round]
+        );
+    }
     let sync = raw_sync_latency(&s.dir).await;
     println!(
         "raw fdatasync after a {} KiB write: p50 {} us, p99 {} us, max {} us ({} samples)",
@@ -265,14 +323,18 @@ async fn run(s: Settings) {
         sync.max(),
         sync.len()
     );
-    let never = log_append(&s.dir.join("log-never"), FlushPolicy::Never, s.phase_bytes, s.appenders).await;
-    print_log("never", &never, raw);
-    let always = log_append(&s.dir.join("log-always"), FlushPolicy::Always, s.phase_bytes, s.appenders).await;
-    print_log("always", &always, raw);
+    let raw = median(raw1.clone()).max(median(raw4.clone()));
+    let (never, always) = (median(never), median(always));
+    println!(
+        "medians: raw DMA write {raw:.1} MiB/s (depth 1: {:.1}, depth 4: {:.1}); log never {never:.1} MiB/s; \
+         log always {always:.1} MiB/s",
+        median(raw1),
+        median(raw4)
+    );
     println!(
         "ratios log/raw: never {:.2} (target >= 0.80), always {:.2} (target >= 0.60)",
-        never.on_disk_mib_s / raw,
-        always.on_disk_mib_s / raw
+        never / raw,
+        always / raw
     );
 }
 
@@ -288,16 +350,22 @@ fn main() {
         .make()
         .expect("executor");
     ex.run(async move {
-        let probe = DmaFile::open(s.dir.join("probe.shoal")).await.expect("open probe");
+        let probe = DmaFile::open(s.dir.join("probe.shoal"))
+            .await
+            .expect("open probe");
         probe.close().await.expect("close probe");
         run(s).await;
     });
     if created {
         std::fs::remove_dir_all(&dir).expect("remove bench dir");
     } else {
-        for sub in ["log-never", "log-always", "probe.shoal"] {
-            let p = dir.join(sub);
-            let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+        for entry in std::fs::read_dir(&dir).expect("list bench dir").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("log-") {
+                std::fs::remove_dir_all(entry.path()).expect("remove log dir");
+            } else if name == "probe.shoal" {
+                std::fs::remove_file(entry.path()).expect("remove probe");
+            }
         }
     }
 }

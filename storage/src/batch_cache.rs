@@ -52,7 +52,10 @@ impl BatchCache {
     /// (`next_offset <= written_offset`) while over capacity.
     pub fn push(&mut self, batch: CachedBatch, written_offset: u64) {
         if let Some(last) = self.batches.back() {
-            assert!(batch.base_offset >= last.next_offset, "cache: offsets must increase");
+            assert!(
+                batch.base_offset >= last.next_offset,
+                "cache: offsets must increase"
+            );
         }
         self.bytes += batch.bytes.len();
         self.batches.push_back(batch);
@@ -158,7 +161,10 @@ mod tests {
         assert_eq!(cache.start_offset(), 10);
         assert!(cache.read(5, 30, 1000).is_none());
         let got = cache.read(15, 30, 1000).unwrap();
-        assert_eq!(got.iter().map(|b| b.base_offset).collect::<Vec<_>>(), vec![10, 20]);
+        assert_eq!(
+            got.iter().map(|b| b.base_offset).collect::<Vec<_>>(),
+            vec![10, 20]
+        );
         assert_eq!(cache.read(15, 30, 1).unwrap().len(), 1, "at least one batch");
         assert_eq!(cache.read(15, 20, 1000).unwrap().len(), 1, "end bound");
         assert!(cache.read(30, 30, 1000).unwrap().is_empty());

@@ -138,7 +138,9 @@ impl LogConfig {
             return Err(LogError::Config("batch_len_max exceeds the segment limit".into()));
         }
         if self.write_chunk_bytes < 4096 || self.read_chunk_bytes < 4096 {
-            return Err(LogError::Config("write and read chunks must be at least 4096 bytes".into()));
+            return Err(LogError::Config(
+                "write and read chunks must be at least 4096 bytes".into(),
+            ));
         }
         if self.write_depth_max == 0 {
             return Err(LogError::Config("write_depth_max must be positive".into()));

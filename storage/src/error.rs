@@ -54,7 +54,11 @@ pub enum LogError {
     /// A configured limit would be exceeded (batch size, compaction key
     /// count). Terminal for that call; the limit is a setting.
     #[error("limit exceeded: {what} is {value}, the limit is {limit}")]
-    Limit { what: &'static str, value: u64, limit: u64 },
+    Limit {
+        what: &'static str,
+        value: u64,
+        limit: u64,
+    },
 
     /// The requested offset is outside `[log_start_offset, log_end_offset]`.
     /// Retryable after the caller refreshes its view of the log bounds.

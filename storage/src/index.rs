@@ -122,8 +122,11 @@ impl SegmentIndex {
     /// Position of the last indexed batch starting at or before `offset`.
     pub fn position_for_offset(&self, offset: u64) -> u64 {
         let rel = offset.saturating_sub(self.base_offset);
-        let i = self.offsets.partition_point(|e| u64::from(e.relative_offset) <= rel);
-        i.checked_sub(1).map_or(0, |i| u64::from(self.offsets[i].position))
+        let i = self
+            .offsets
+            .partition_point(|e| u64::from(e.relative_offset) <= rel);
+        i.checked_sub(1)
+            .map_or(0, |i| u64::from(self.offsets[i].position))
     }
 
     /// Offset and position of the last indexed batch appended strictly
@@ -133,7 +136,10 @@ impl SegmentIndex {
         let i = self.times.partition_point(|e| e.append_time_ms < ts_ms);
         i.checked_sub(1).map_or((self.base_offset, 0), |i| {
             let e = self.times[i];
-            (self.base_offset + u64::from(e.relative_offset), u64::from(e.position))
+            (
+                self.base_offset + u64::from(e.relative_offset),
+                u64::from(e.position),
+            )
         })
     }
 
@@ -171,7 +177,12 @@ impl SegmentIndex {
     }
 
     /// Rebuilds an index from its two files, checking every field.
-    pub fn decode(base_offset: u64, interval_bytes: u32, offsets: &[u8], times: &[u8]) -> Result<Self, IndexError> {
+    pub fn decode(
+        base_offset: u64,
+        interval_bytes: u32,
+        offsets: &[u8],
+        times: &[u8],
+    ) -> Result<Self, IndexError> {
         let (oh, obody) = open_file(offsets, OFFSET_MAGIC, OFFSET_ENTRY_LEN)?;
         let (th, tbody) = open_file(times, TIME_MAGIC, TIME_ENTRY_LEN)?;
         if oh != th || oh.base_offset != base_offset || oh.next_offset < oh.base_offset {
@@ -203,11 +214,20 @@ impl SegmentIndex {
 
     fn check_entries(&self) -> Result<(), IndexError> {
         let span = self.next_offset - self.base_offset;
-        let in_range = |rel: u32, pos: u32| u64::from(rel) < span.max(1) && u64::from(pos) < self.data_len.max(1);
-        let offsets_ok = self.offsets.windows(2).all(|w| {
-            w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position
-        }) && self.offsets.iter().all(|e| in_range(e.relative_offset, e.position));
-        let times_ok = self.times.windows(2).all(|w| w[0].append_time_ms <= w[1].append_time_ms)
+        let in_range =
+            |rel: u32, pos: u32| u64::from(rel) < span.max(1) && u64::from(pos) < self.data_len.max(1);
+        let offsets_ok = self
+            .offsets
+            .windows(2)
+            .all(|w| w[0].relative_offset < w[1].relative_offset && w[0].position < w[1].position)
+            && self
+                .offsets
+                .iter()
+                .all(|e| in_range(e.relative_offset, e.position));
+        let times_ok = self
+            .times
+            .windows(2)
+            .all(|w| w[0].append_time_ms <= w[1].append_time_ms)
             && self.times.len() == self.offsets.len()
             && self
                 .times
@@ -240,7 +260,11 @@ fn seal(mut out: Vec<u8>) -> Vec<u8> {
     out
 }
 
-fn open_file<'a>(bytes: &'a [u8], magic: &[u8; 4], entry_len: usize) -> Result<(FileHeader, &'a [u8]), IndexError> {
+fn open_file<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 4],
+    entry_len: usize,
+) -> Result<(FileHeader, &'a [u8]), IndexError> {
     if bytes.len() < HEADER_LEN + CRC_LEN {
         return Err(IndexError::Malformed("too short"));
     }
@@ -300,7 +324,8 @@ mod tests {
         assert_eq!(index.position_for_offset(131), 3600);
         assert_eq!(index.entry_for_time(1_000), (100, 0));
         assert_eq!(index.entry_for_time(1_095), (127, 3600));
-        let decoded = SegmentIndex::decode(100, 1000, &index.encode_offsets(), &index.encode_times()).unwrap();
+        let decoded =
+            SegmentIndex::decode(100, 1000, &index.encode_offsets(), &index.encode_times()).unwrap();
         assert_eq!(decoded, index);
     }
 
@@ -312,7 +337,10 @@ mod tests {
         for i in 0..offsets.len() {
             let mut o = offsets.clone();
             o[i] ^= 1;
-            assert!(SegmentIndex::decode(100, 1000, &o, &times).is_err(), "flip at {i}");
+            assert!(
+                SegmentIndex::decode(100, 1000, &o, &times).is_err(),
+                "flip at {i}"
+            );
         }
         assert!(SegmentIndex::decode(100, 1000, &offsets[..offsets.len() - 1], &times).is_err());
         assert!(SegmentIndex::decode(101, 1000, &offsets, &times).is_err());

@@ -28,7 +28,14 @@ use std::time::Instant;
 
 /// What one write reports: the segment, the offset and byte end it
 /// completes, the bytes expected, the result, and the buffer for reuse.
-type WriteDone = (Rc<Segment>, u64, u64, usize, glommio::Result<usize, ()>, Rc<DmaBuffer>);
+type WriteDone = (
+    Rc<Segment>,
+    u64,
+    u64,
+    usize,
+    glommio::Result<usize, ()>,
+    Rc<DmaBuffer>,
+);
 type WriteFuture = Pin<Box<dyn Future<Output = WriteDone>>>;
 
 impl PartitionLog {
@@ -37,7 +44,8 @@ impl PartitionLog {
     }
 
     fn has_sync_work(&self) -> bool {
-        let wanted = self.config.flush == FlushPolicy::Always || self.sync_requested.get() > self.synced.get();
+        let wanted =
+            self.config.flush == FlushPolicy::Always || self.sync_requested.get() > self.synced.get();
         self.fenced.borrow().is_none() && wanted && self.written.get() > self.synced.get()
     }
 
@@ -50,7 +58,8 @@ impl PartitionLog {
         let mut bufs = bufs.into_iter().peekable();
         while bufs.peek().is_some() {
             for buf in bufs.by_ref().take(self.config.write_depth_max) {
-                let (end_offset, pos, logical_end) = (buf.end_offset, buf.file_pos, buf.file_pos + buf.len as u64);
+                let (end_offset, pos, logical_end) =
+                    (buf.end_offset, buf.file_pos, buf.file_pos + buf.len as u64);
                 let (segment, dma) = buf.into_write_buffer(self.alignment);
                 let expected = dma.len();
                 in_flight.push(Box::pin(async move {
@@ -71,7 +80,9 @@ impl PartitionLog {
                 if let Ok(buf) = Rc::try_unwrap(dma) {
                     self.appender.borrow_mut().recycle(buf);
                 }
-                segment.written_len.set(segment.written_len.get().max(logical_end));
+                segment
+                    .written_len
+                    .set(segment.written_len.get().max(logical_end));
                 self.bump(|s| {
                     s.writes += 1;
                     s.bytes_written += expected as u64;
@@ -182,7 +193,12 @@ impl<T> Future for JoinAll<T> {
             }
         }
         if this.futures.iter().all(Option::is_none) {
-            Poll::Ready(this.results.iter_mut().map(|r| r.take().expect("completed")).collect())
+            Poll::Ready(
+                this.results
+                    .iter_mut()
+                    .map(|r| r.take().expect("completed"))
+                    .collect(),
+            )
         } else {
             Poll::Pending
         }

@@ -59,16 +59,31 @@ impl PartitionLog {
             let mut segments = self.segments.borrow_mut();
             // The first segment starts at or below `offset` (>= log start), so one stays.
             let later: Vec<u64> = segments.range(offset + 1..).map(|(&b, _)| b).collect();
-            later.into_iter().rev().filter_map(|b| segments.remove(&b)).collect()
+            later
+                .into_iter()
+                .rev()
+                .filter_map(|b| segments.remove(&b))
+                .collect()
         };
         for segment in &doomed {
             segment.remove_files(&self.dir).await?;
         }
         sync_dir(&self.dir).await?;
-        let keep = self.segments.borrow().values().next_back().expect("one segment stays").clone();
+        let keep = self
+            .segments
+            .borrow()
+            .values()
+            .next_back()
+            .expect("one segment stays")
+            .clone();
         let (index, scan_end) = keep.scan(&self.config, 0, Some(offset)).await?;
         if let ScanEnd::Corrupt { position, .. } | ScanEnd::TornTail { position, .. } = scan_end {
-            return Err(corrupt(keep.base_offset, index.next_offset, position, "while truncating".into()));
+            return Err(corrupt(
+                keep.base_offset,
+                index.next_offset,
+                position,
+                "while truncating".into(),
+            ));
         }
         keep.truncate(index.data_len, &self.config).await?;
         for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
@@ -110,13 +125,26 @@ impl PartitionLog {
                     }
                 })
                 .collect();
-            let n = segments_to_delete(&summaries, now_ms, self.config.retention_ms, self.config.retention_bytes);
-            summaries[..n].iter().filter_map(|s| segments.remove(&s.base_offset)).collect()
+            let n = segments_to_delete(
+                &summaries,
+                now_ms,
+                self.config.retention_ms,
+                self.config.retention_bytes,
+            );
+            summaries[..n]
+                .iter()
+                .filter_map(|s| segments.remove(&s.base_offset))
+                .collect()
         };
         if doomed.is_empty() {
             return Ok(0);
         }
-        let new_start = *self.segments.borrow().keys().next().expect("the active segment stays");
+        let new_start = *self
+            .segments
+            .borrow()
+            .keys()
+            .next()
+            .expect("the active segment stays");
         self.log_start.set(new_start);
         self.cache.borrow_mut().drop_before(new_start);
         if self.high_watermark.get() < new_start {
@@ -134,7 +162,9 @@ impl PartitionLog {
     /// retention. Returns how many segments were rewritten.
     pub async fn compact(&self, now_ms: i64) -> Result<usize, LogError> {
         if !self.config.compacted {
-            return Err(LogError::Config("compact called on a log that is not compacted".into()));
+            return Err(LogError::Config(
+                "compact called on a log that is not compacted".into(),
+            ));
         }
         self.begin_rewrite().await?;
         let result = self.compact_inner(now_ms).await;
@@ -170,13 +200,12 @@ impl PartitionLog {
                 let archived = records.records()?;
                 for (i, record) in archived.iter().enumerate() {
                     if let Some(key) = record.key.as_ref() {
-                        keys.observe(key.as_slice(), header.base_offset + i as u64).map_err(|e| {
-                            LogError::Limit {
+                        keys.observe(key.as_slice(), header.base_offset + i as u64)
+                            .map_err(|e| LogError::Limit {
                                 what: "compaction keys",
                                 value: e.keys_max as u64 + 1,
                                 limit: e.keys_max as u64,
-                            }
-                        })?;
+                            })?;
                     }
                 }
             }
@@ -192,7 +221,12 @@ impl PartitionLog {
     }
 
     /// Pass two for one sealed segment: rewrite it if any record goes.
-    async fn compact_segment(&self, segment: &Rc<Segment>, keys: &KeyMap, now_ms: i64) -> Result<bool, LogError> {
+    async fn compact_segment(
+        &self,
+        segment: &Rc<Segment>,
+        keys: &KeyMap,
+        now_ms: i64,
+    ) -> Result<bool, LogError> {
         let (seg_end, base) = (segment.index.borrow().next_offset, segment.base_offset);
         let mut output: Vec<u8> = Vec::new();
         let mut changed = false;
@@ -215,7 +249,13 @@ impl PartitionLog {
     /// Appends the surviving records of one batch to `out`: the batch as is
     /// if all survive, else each run of consecutive survivors re-encoded as
     /// its own batch (offsets are kept, so runs are never merged).
-    fn compact_batch(&self, bytes: &Bytes, keys: &KeyMap, now_ms: i64, out: &mut Vec<u8>) -> Result<bool, LogError> {
+    fn compact_batch(
+        &self,
+        bytes: &Bytes,
+        keys: &KeyMap,
+        now_ms: i64,
+        out: &mut Vec<u8>,
+    ) -> Result<bool, LogError> {
         let (header, records) = self.open_records(bytes)?;
         let archived = records.records()?;
         let keep: Vec<bool> = archived
@@ -225,7 +265,14 @@ impl PartitionLog {
                 let key = r.key.as_ref().map(|k| k.as_slice());
                 let offset = header.base_offset + i as u64;
                 let tombstone = r.value.is_none();
-                keys.keep(key, offset, tombstone, header.append_time_ms, now_ms, self.config.tombstone_retention_ms)
+                keys.keep(
+                    key,
+                    offset,
+                    tombstone,
+                    header.append_time_ms,
+                    now_ms,
+                    self.config.tombstone_retention_ms,
+                )
             })
             .collect();
         if keep.iter().all(|&k| k) {
@@ -267,10 +314,20 @@ impl PartitionLog {
         let name = file_name(base, FileKind::Log);
         crate::segment::write_file_atomic(&self.dir, &name, bytes).await?;
         debug_assert!(!self.dir.join(temporary_name(&name)).exists());
-        let fresh = Segment::open(&self.dir, base, crate::index::SegmentIndex::new(base, self.config.index_interval_bytes)).await?;
+        let fresh = Segment::open(
+            &self.dir,
+            base,
+            crate::index::SegmentIndex::new(base, self.config.index_interval_bytes),
+        )
+        .await?;
         let (mut index, end) = fresh.scan(&self.config, bytes.len() as u64, None).await?;
         if end != ScanEnd::Clean || index.data_len != bytes.len() as u64 {
-            return Err(corrupt(base, index.next_offset, index.data_len, "compacted segment does not read back".into()));
+            return Err(corrupt(
+                base,
+                index.next_offset,
+                index.data_len,
+                "compacted segment does not read back".into(),
+            ));
         }
         index.next_offset = old.index.borrow().next_offset;
         fresh.written_len.set(index.data_len);

@@ -46,12 +46,17 @@ impl PartitionLog {
     /// Reads whole batches from the one holding `from_offset`, up to about
     /// `max_bytes` (at least one batch), below the high watermark.
     pub async fn read(&self, from_offset: u64, max_bytes: usize) -> Result<ReadBatches, LogError> {
-        self.read_below(from_offset, max_bytes, self.high_watermark.get()).await
+        self.read_below(from_offset, max_bytes, self.high_watermark.get())
+            .await
     }
 
     /// Like [`read`](Self::read) but up to the log end, including batches
     /// not yet acknowledged (for replication and maintenance).
-    pub async fn read_uncommitted(&self, from_offset: u64, max_bytes: usize) -> Result<ReadBatches, LogError> {
+    pub async fn read_uncommitted(
+        &self,
+        from_offset: u64,
+        max_bytes: usize,
+    ) -> Result<ReadBatches, LogError> {
         self.read_below(from_offset, max_bytes, self.log_end.get()).await
     }
 
@@ -78,7 +83,9 @@ impl PartitionLog {
         }
         let mut at = from;
         while out.batches.is_empty() && at < end {
-            let Some(segment) = self.segment_for(at) else { break };
+            let Some(segment) = self.segment_for(at) else {
+                break;
+            };
             out.batches = self.read_segment(&segment, at, end, max_bytes).await?;
             let seg_end = segment.index.borrow().next_offset;
             if seg_end <= at {
@@ -126,7 +133,12 @@ impl PartitionLog {
                     }
                     Err(e) => {
                         let offset = out.last().map_or(from, |b| b.next_offset);
-                        return Err(corrupt(segment.base_offset, offset, pos + at as u64, e.to_string()));
+                        return Err(corrupt(
+                            segment.base_offset,
+                            offset,
+                            pos + at as u64,
+                            e.to_string(),
+                        ));
                     }
                 };
                 if header.next_offset() > end {
@@ -172,7 +184,9 @@ impl PartitionLog {
         let chunk = self.config.read_chunk_bytes;
         loop {
             let read = self.read(at, chunk).await?;
-            let Some(next) = read.next_offset() else { return Ok(None) };
+            let Some(next) = read.next_offset() else {
+                return Ok(None);
+            };
             if let Some(b) = read.batches.iter().find(|b| b.append_ms >= ts_ms) {
                 return Ok(Some(b.base_offset.max(at)));
             }

@@ -11,10 +11,10 @@ use crate::batch_cache::{BatchCache, CachedBatch};
 use crate::config::{FlushPolicy, LogConfig, VerifyOnOpen};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
+use crate::log_flusher::{run_syncer, run_writer};
 use crate::notify::Notify;
 use crate::recovery::ScanEnd;
 use crate::segment::{load_index, remove_if_exists, Segment};
-use crate::log_flusher::{run_syncer, run_writer};
 use crate::segment_appender::Appender;
 use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
 use bytes::BytesMut;
@@ -132,11 +132,17 @@ impl PartitionLog {
         std::fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
         // glommio opens directories relative to no descriptor, so relative
         // paths fail (EBADF): work with the absolute path.
-        let dir = std::fs::canonicalize(dir).map_err(|e| LogError::io(format!("resolving {}", dir.display()), e))?;
+        let dir = std::fs::canonicalize(dir)
+            .map_err(|e| LogError::io(format!("resolving {}", dir.display()), e))?;
         // The executor probes the device on its first DMA open; make sure it
         // probes a non-empty file (glommio 0.9 breaks reads otherwise).
-        let probe = DmaFile::open(probe_file(&dir)?).await.map_err(|e| LogError::io("opening the probe file", e))?;
-        probe.close().await.map_err(|e| LogError::io("closing the probe file", e))?;
+        let probe = DmaFile::open(probe_file(&dir)?)
+            .await
+            .map_err(|e| LogError::io("opening the probe file", e))?;
+        probe
+            .close()
+            .await
+            .map_err(|e| LogError::io("closing the probe file", e))?;
         let bases = list_segments(&dir)?;
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
@@ -157,7 +163,11 @@ impl PartitionLog {
         config: LogConfig,
         segments: BTreeMap<u64, Rc<Segment>>,
     ) -> Result<Rc<PartitionLog>, LogError> {
-        let active = segments.values().next_back().expect("at least one segment").clone();
+        let active = segments
+            .values()
+            .next_back()
+            .expect("at least one segment")
+            .clone();
         let log_start = *segments.keys().next().expect("at least one segment");
         let (end, data_len) = {
             let index = active.index.borrow();
@@ -251,7 +261,11 @@ impl PartitionLog {
     /// partition must get consecutive offsets), then waits once for
     /// `durability` of the whole run. Each batch is checked as in
     /// [`append_with`](Self::append_with).
-    pub async fn append_all(&self, batches: Vec<BytesMut>, durability: Durability) -> Result<Vec<AppendAck>, LogError> {
+    pub async fn append_all(
+        &self,
+        batches: Vec<BytesMut>,
+        durability: Durability,
+    ) -> Result<Vec<AppendAck>, LogError> {
         let mut checked = Vec::with_capacity(batches.len());
         let mut total = 0;
         for batch in batches {
@@ -269,9 +283,13 @@ impl PartitionLog {
         self.wait_for_room(total).await?;
         // From here to the end of the copies there is no await: offsets follow
         // call order and every structure sees the batches at once.
-        let placed: Vec<(u64, u64, i64)> =
-            checked.into_iter().map(|(batch, count, len)| self.place(batch, count, len)).collect();
-        let Some(&(_, end, _)) = placed.last() else { return Ok(Vec::new()) };
+        let placed: Vec<(u64, u64, i64)> = checked
+            .into_iter()
+            .map(|(batch, count, len)| self.place(batch, count, len))
+            .collect();
+        let Some(&(_, end, _)) = placed.last() else {
+            return Ok(Vec::new());
+        };
         if durability == Durability::Fsynced {
             self.request_sync(end);
         }
@@ -321,6 +339,10 @@ impl PartitionLog {
     /// Waits until the log is writable, not in maintenance, under its
     /// pending-bytes limit, and rolled if this batch needs a new segment.
     async fn wait_for_room(&self, len: usize) -> Result<(), LogError> {
+        // An append that never blocks never yields: let the writer and I/O
+        // completions in when the scheduler asks, so writes keep flowing
+        // while appenders copy.
+        glommio::yield_if_needed().await;
         loop {
             self.check_writable()?;
             if self.maintenance.get() {
@@ -477,7 +499,8 @@ impl PartitionLog {
 
     /// Sets the high watermark (replicated logs); clamped to the log end.
     pub fn set_high_watermark(&self, offset: u64) {
-        self.high_watermark.set(offset.min(self.log_end.get()).max(self.log_start.get()));
+        self.high_watermark
+            .set(offset.min(self.log_end.get()).max(self.log_start.get()));
         self.changed.notify();
     }
 
@@ -503,7 +526,10 @@ impl PartitionLog {
 
     /// The cause, if a failed write or fdatasync fenced this log.
     pub fn fenced(&self) -> Option<String> {
-        self.fenced.borrow().as_ref().map(|(op, cause)| format!("{op}: {cause}"))
+        self.fenced
+            .borrow()
+            .as_ref()
+            .map(|(op, cause)| format!("{op}: {cause}"))
     }
 
     /// Write-path counters since open.
@@ -581,7 +607,8 @@ async fn run_interval_sync(log: Weak<PartitionLog>, every: Duration) {
 /// Lists the base offsets of the segment files in `dir`, removing leftover
 /// temporary files and index files whose log is gone.
 fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
     for entry in entries {
@@ -609,7 +636,12 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
 
 /// Opens one segment: a sealed one from its index files when they are
 /// valid, otherwise (and always for the active one) by a recovery scan.
-async fn open_segment(dir: &Path, base: u64, active: bool, config: &LogConfig) -> Result<Rc<Segment>, LogError> {
+async fn open_segment(
+    dir: &Path,
+    base: u64,
+    active: bool,
+    config: &LogConfig,
+) -> Result<Rc<Segment>, LogError> {
     let loaded = if active {
         None
     } else {
@@ -633,7 +665,12 @@ async fn open_segment(dir: &Path, base: u64, active: bool, config: &LogConfig) -
             segment.truncate(position, config).await?;
         }
         ScanEnd::TornTail { position, reason } => {
-            return Err(corrupt(base, index.next_offset, position, format!("sealed segment: {reason}")));
+            return Err(corrupt(
+                base,
+                index.next_offset,
+                position,
+                format!("sealed segment: {reason}"),
+            ));
         }
         ScanEnd::Corrupt {
             position,
@@ -670,7 +707,10 @@ fn check_sequence(segments: &BTreeMap<u64, Rc<Segment>>) -> Result<(), LogError>
                 segment.base_offset,
                 segment.base_offset,
                 0,
-                format!("segment overlaps the previous one, which ends at {}", prev_end.unwrap_or(0)),
+                format!(
+                    "segment overlaps the previous one, which ends at {}",
+                    prev_end.unwrap_or(0)
+                ),
             ));
         }
         prev_end = Some(index.next_offset);
@@ -679,7 +719,11 @@ fn check_sequence(segments: &BTreeMap<u64, Rc<Segment>>) -> Result<(), LogError>
 }
 
 /// The bytes of the last partial block of the active segment, as on disk.
-pub(crate) async fn read_partial_block(segment: &Segment, data_len: u64, alignment: usize) -> Result<Vec<u8>, LogError> {
+pub(crate) async fn read_partial_block(
+    segment: &Segment,
+    data_len: u64,
+    alignment: usize,
+) -> Result<Vec<u8>, LogError> {
     let block_start = data_len / alignment as u64 * alignment as u64;
     let len = (data_len - block_start) as usize;
     if len == 0 {

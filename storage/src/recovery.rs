@@ -34,7 +34,11 @@ pub enum ScanEnd {
     /// Bytes from `position` on are an unfinished write: truncate them.
     TornTail { position: u64, reason: String },
     /// The batch expected to hold `offset`, at `position`, is damaged.
-    Corrupt { position: u64, offset: u64, reason: String },
+    Corrupt {
+        position: u64,
+        offset: u64,
+        reason: String,
+    },
 }
 
 /// What [`Scanner::feed`] needs next.
@@ -89,7 +93,9 @@ impl Scanner {
                 return if at_eof {
                     Step::End
                 } else {
-                    Step::NeedMore { need: BATCH_HEADER_LEN }
+                    Step::NeedMore {
+                        need: BATCH_HEADER_LEN,
+                    }
                 };
             }
             let (header, len) = match batch::check_crc(rest, &self.limits) {
@@ -157,9 +163,9 @@ pub fn find_valid_batch(
     limits: &BatchLimits,
 ) -> Option<usize> {
     let start = from.div_ceil(BATCH_ALIGN) * BATCH_ALIGN;
-    (start..search_end.min(buf.len()))
-        .step_by(BATCH_ALIGN)
-        .find(|&q| matches!(batch::check_crc(&buf[q..], limits), Ok((h, _)) if h.base_offset >= expected_offset))
+    (start..search_end.min(buf.len())).step_by(BATCH_ALIGN).find(
+        |&q| matches!(batch::check_crc(&buf[q..], limits), Ok((h, _)) if h.base_offset >= expected_offset),
+    )
 }
 
 /// Decides what a failed batch means; see the module header for the rules.
@@ -201,9 +207,17 @@ pub fn scan_segment(
         Step::NeedMore { .. } => unreachable!("a scan at end of file never asks for more"),
         Step::Bad { position, reason } => {
             let p = position as usize;
-            let follows = find_valid_batch(bytes, p + 1, bytes.len(), scanner.expected_offset, &limits).is_some();
+            let follows =
+                find_valid_batch(bytes, p + 1, bytes.len(), scanner.expected_offset, &limits).is_some();
             let zero = bytes[p..].iter().all(|&b| b == 0);
-            classify(position, scanner.expected_offset, reason, valid_until, follows, zero)
+            classify(
+                position,
+                scanner.expected_offset,
+                reason,
+                valid_until,
+                follows,
+                zero,
+            )
         }
     };
     (scanner.index, end)
@@ -259,7 +273,10 @@ mod tests {
         let last = starts[3] as usize;
         for cut in last + 1..bytes.len() {
             let (index, end) = scan(&bytes[..cut], 0);
-            assert!(matches!(end, ScanEnd::TornTail { position, .. } if position == starts[3]), "cut {cut}");
+            assert!(
+                matches!(end, ScanEnd::TornTail { position, .. } if position == starts[3]),
+                "cut {cut}"
+            );
             assert_eq!(index.next_offset, 19, "cut {cut}");
         }
     }
@@ -274,13 +291,19 @@ mod tests {
             let mut b = bytes.clone();
             b[i] ^= 0x10;
             let (_, end) = scan(&b, 0);
-            assert!(matches!(end, ScanEnd::Corrupt { offset: 13, position, .. } if position == starts[1]), "flip {i}: {end:?}");
+            assert!(
+                matches!(end, ScanEnd::Corrupt { offset: 13, position, .. } if position == starts[1]),
+                "flip {i}: {end:?}"
+            );
         }
         let mut b = bytes.clone();
         let tail = starts[3] as usize + 40;
         b[tail] ^= 1;
         assert!(matches!(scan(&b, 0).1, ScanEnd::TornTail { .. }));
-        assert!(matches!(scan(&b, bytes.len() as u64).1, ScanEnd::Corrupt { offset: 19, .. }));
+        assert!(matches!(
+            scan(&b, bytes.len() as u64).1,
+            ScanEnd::Corrupt { offset: 19, .. }
+        ));
     }
 
     /// Out-of-sequence offsets are rejected unless the log is compacted.

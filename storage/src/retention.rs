@@ -28,7 +28,10 @@ pub fn segments_to_delete(
     let by_time = retention_ms.map_or(0, |ms| {
         segments[..candidates]
             .iter()
-            .take_while(|s| s.max_append_ms.is_none_or(|t| now_ms.saturating_sub(t) >= ms as i64))
+            .take_while(|s| {
+                s.max_append_ms
+                    .is_none_or(|t| now_ms.saturating_sub(t) >= ms as i64)
+            })
             .count()
     });
     let by_size = retention_bytes.map_or(0, |limit| {

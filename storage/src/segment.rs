@@ -7,7 +7,7 @@ use crate::error::LogError;
 use crate::index::SegmentIndex;
 use crate::recovery::{classify, find_valid_batch, ScanEnd, Scanner, Step};
 use crate::segment_name::{file_name, temporary_name, FileKind};
-use glommio::io::{DmaFile, Directory, OpenOptions};
+use glommio::io::{Directory, DmaFile, OpenOptions};
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -128,7 +128,9 @@ impl Segment {
                 Step::NeedMore { need } => want = config.read_chunk_bytes.max(need),
                 Step::Bad { position, reason } => {
                     let expected = scanner.expected_offset;
-                    let end = self.classify_bad(config, size, position, expected, reason, valid_until).await?;
+                    let end = self
+                        .classify_bad(config, size, position, expected, reason, valid_until)
+                        .await?;
                     return Ok((scanner.index, end));
                 }
             }
@@ -161,24 +163,38 @@ impl Segment {
             let searched = &bytes[..search_end.min(bytes.len())];
             zero = zero && searched.iter().all(|&b| b == 0);
             let from = usize::from(start == position);
-            follows = find_valid_batch(&bytes, from, search_end, expected_offset, &config.batch_limits).is_some();
+            follows =
+                find_valid_batch(&bytes, from, search_end, expected_offset, &config.batch_limits).is_some();
             start += chunk;
         }
-        Ok(classify(position, expected_offset, reason, valid_until, follows, zero))
+        Ok(classify(
+            position,
+            expected_offset,
+            reason,
+            valid_until,
+            follows,
+            zero,
+        ))
     }
 
     /// Cuts the file to `len` bytes (zeroing anything after in the last
     /// block), keeps the preallocation, and makes it durable.
     pub async fn truncate(&self, len: u64, config: &LogConfig) -> Result<(), LogError> {
         let ctx = |what: &str| format!("{what} {} to {len}", self.path.display());
-        self.file.truncate(len).await.map_err(|e| LogError::io(ctx("truncating"), e))?;
+        self.file
+            .truncate(len)
+            .await
+            .map_err(|e| LogError::io(ctx("truncating"), e))?;
         if config.preallocate_bytes > len {
             self.file
                 .pre_allocate(config.preallocate_bytes, false)
                 .await
                 .map_err(|e| LogError::io(ctx("preallocating"), e))?;
         }
-        self.file.fdatasync().await.map_err(|e| LogError::io(ctx("syncing"), e))?;
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| LogError::io(ctx("syncing"), e))?;
         self.written_len.set(self.written_len.get().min(len));
         Ok(())
     }
@@ -253,18 +269,29 @@ async fn read_file(path: &Path) -> Option<Vec<u8>> {
 pub(crate) async fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), LogError> {
     let tmp = dir.join(temporary_name(name));
     let ctx = |what: &str| format!("{what} {}", tmp.display());
-    let file = DmaFile::create(&tmp).await.map_err(|e| LogError::io(ctx("creating"), e))?;
+    let file = DmaFile::create(&tmp)
+        .await
+        .map_err(|e| LogError::io(ctx("creating"), e))?;
     let padded = file.align_up(bytes.len() as u64).max(file.alignment()) as usize;
     let mut buf = file.alloc_dma_buffer(padded);
     buf.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
     buf.as_bytes_mut()[bytes.len()..].fill(0);
-    let written = file.write_at(buf, 0).await.map_err(|e| LogError::io(ctx("writing"), e))?;
+    let written = file
+        .write_at(buf, 0)
+        .await
+        .map_err(|e| LogError::io(ctx("writing"), e))?;
     if written != padded {
         return Err(LogError::io(ctx("writing"), std::io::Error::other("short write")));
     }
-    file.truncate(bytes.len() as u64).await.map_err(|e| LogError::io(ctx("truncating"), e))?;
-    file.fdatasync().await.map_err(|e| LogError::io(ctx("syncing"), e))?;
-    file.rename(dir.join(name)).await.map_err(|e| LogError::io(ctx("renaming"), e))?;
+    file.truncate(bytes.len() as u64)
+        .await
+        .map_err(|e| LogError::io(ctx("truncating"), e))?;
+    file.fdatasync()
+        .await
+        .map_err(|e| LogError::io(ctx("syncing"), e))?;
+    file.rename(dir.join(name))
+        .await
+        .map_err(|e| LogError::io(ctx("renaming"), e))?;
     file.close().await.map_err(|e| LogError::io(ctx("closing"), e))?;
     sync_dir(dir).await
 }

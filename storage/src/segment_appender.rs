@@ -54,7 +54,10 @@ impl TailBuf {
     /// The bytes of the last, partial block and where that block starts.
     fn partial_block(&self, alignment: usize) -> (u64, &[u8]) {
         let start = self.len / alignment * alignment;
-        (self.file_pos + start as u64, &self.buf.as_bytes()[start..self.len])
+        (
+            self.file_pos + start as u64,
+            &self.buf.as_bytes()[start..self.len],
+        )
     }
 
     /// The buffer to write: the data padded with zeros to whole blocks.
@@ -95,7 +98,9 @@ impl Appender {
     /// A buffer of `capacity()` bytes: a recycled one if any.
     fn buffer(&mut self, segment: &Segment) -> DmaBuffer {
         let capacity = self.capacity();
-        self.free.pop().unwrap_or_else(|| segment.file.alloc_dma_buffer(capacity))
+        self.free
+            .pop()
+            .unwrap_or_else(|| segment.file.alloc_dma_buffer(capacity))
     }
 
     /// Takes back a written buffer for reuse if it is whole and there is room.
@@ -121,7 +126,11 @@ impl Appender {
             self.sealed.push_back(cur);
         }
         let block_start = data_len - partial.len() as u64;
-        assert_eq!(block_start % self.alignment as u64, 0, "partial block must start aligned");
+        assert_eq!(
+            block_start % self.alignment as u64,
+            0,
+            "partial block must start aligned"
+        );
         let buf = self.buffer(&segment);
         self.current = Some(TailBuf::new(segment, buf, block_start, partial, end_offset));
     }
@@ -142,7 +151,8 @@ impl Appender {
                 cur.end_offset = end_offset;
                 break;
             }
-            let (segment, next_pos, end) = (cur.segment.clone(), cur.file_pos + cur.len as u64, cur.end_offset);
+            let (segment, next_pos, end) =
+                (cur.segment.clone(), cur.file_pos + cur.len as u64, cur.end_offset);
             let buf = self.buffer(&segment);
             let next = TailBuf::new(segment, buf, next_pos, &[], end);
             let full = self.current.replace(next).expect("present");
@@ -153,7 +163,9 @@ impl Appender {
 
     /// Capacity of a new buffer: whole blocks, room for a carried block.
     fn capacity(&self) -> usize {
-        self.chunk_bytes.next_multiple_of(self.alignment).max(self.alignment * 2)
+        self.chunk_bytes
+            .next_multiple_of(self.alignment)
+            .max(self.alignment * 2)
     }
 
     /// Takes every buffer with unwritten bytes, oldest first; the current

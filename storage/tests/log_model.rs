@@ -116,18 +116,33 @@ fn config_for(flush: u8) -> LogConfig {
     small_config(policy)
 }
 
-async fn append_one(log: &PartitionLog, model: &mut Model, records: u8, value_len: u16) -> Result<(), String> {
+async fn append_one(
+    log: &PartitionLog,
+    model: &mut Model,
+    records: u8,
+    value_len: u16,
+) -> Result<(), String> {
     model.tag += 1;
     let batch = make_batch(model.tag, records as usize, value_len as usize);
     let ack = log.append(batch).await.map_err(|e| format!("append: {e}"))?;
     record_ack(log, model, ack).await
 }
 
-async fn record_ack(log: &PartitionLog, model: &mut Model, ack: shoal_storage::AppendAck) -> Result<(), String> {
-    let read = log.read_uncommitted(ack.base_offset, 1).await.map_err(|e| e.to_string())?;
+async fn record_ack(
+    log: &PartitionLog,
+    model: &mut Model,
+    ack: shoal_storage::AppendAck,
+) -> Result<(), String> {
+    let read = log
+        .read_uncommitted(ack.base_offset, 1)
+        .await
+        .map_err(|e| e.to_string())?;
     let b = read.batches.first().ok_or("appended batch not readable")?;
     if b.base_offset != ack.base_offset || b.next_offset != ack.last_offset + 1 {
-        return Err(format!("ack {ack:?} but read {}..{}", b.base_offset, b.next_offset));
+        return Err(format!(
+            "ack {ack:?} but read {}..{}",
+            b.base_offset, b.next_offset
+        ));
     }
     model.batches.push(Stored {
         base: b.base_offset,
@@ -163,15 +178,25 @@ async fn append_concurrent(log: &Rc<PartitionLog>, model: &mut Model, count: u8)
 
 /// Reads from `at` and checks the answer against the model.
 async fn check_read(log: &PartitionLog, model: &Model, at: u64, max_bytes: usize) -> Result<(), String> {
-    let read = log.read(at, max_bytes).await.map_err(|e| format!("read {at}: {e}"))?;
+    let read = log
+        .read(at, max_bytes)
+        .await
+        .map_err(|e| format!("read {at}: {e}"))?;
     let expected: Vec<&Stored> = model.live().filter(|b| b.next > at).collect();
     if expected.is_empty() != read.is_empty() {
-        return Err(format!("read {at}: got {} batches, model has {}", read.batches.len(), expected.len()));
+        return Err(format!(
+            "read {at}: got {} batches, model has {}",
+            read.batches.len(),
+            expected.len()
+        ));
     }
     let mut total = 0;
     for (i, (got, want)) in read.batches.iter().zip(&expected).enumerate() {
         if got.base_offset != want.base || got.bytes[..] != want.bytes[..] {
-            return Err(format!("read {at}: batch {i} is {} not {}", got.base_offset, want.base));
+            return Err(format!(
+                "read {at}: batch {i} is {} not {}",
+                got.base_offset, want.base
+            ));
         }
         total += got.bytes.len();
     }
@@ -197,7 +222,11 @@ async fn check_all(log: &PartitionLog, model: &Model) -> Result<(), String> {
     }
     log.flush().await.map_err(|e| e.to_string())?;
     if log.high_watermark() != model.end {
-        return Err(format!("high watermark {} after flush, end {}", log.high_watermark(), model.end));
+        return Err(format!(
+            "high watermark {} after flush, end {}",
+            log.high_watermark(),
+            model.end
+        ));
     }
     let mut at = model.start;
     let mut live = model.live();
@@ -209,7 +238,10 @@ async fn check_all(log: &PartitionLog, model: &Model) -> Result<(), String> {
         for got in &read.batches {
             let want = live.next().ok_or("log has more batches than the model")?;
             if got.base_offset != want.base || got.bytes[..] != want.bytes[..] {
-                return Err(format!("batch at {} differs from model {}", got.base_offset, want.base));
+                return Err(format!(
+                    "batch at {} differs from model {}",
+                    got.base_offset, want.base
+                ));
             }
         }
         at = read.next_offset().expect("non-empty");
@@ -217,7 +249,13 @@ async fn check_all(log: &PartitionLog, model: &Model) -> Result<(), String> {
     Ok(())
 }
 
-async fn apply(log: &mut Rc<PartitionLog>, model: &mut Model, op: &Op, config: &LogConfig, dir: &std::path::Path) -> Result<(), String> {
+async fn apply(
+    log: &mut Rc<PartitionLog>,
+    model: &mut Model,
+    op: &Op,
+    config: &LogConfig,
+    dir: &std::path::Path,
+) -> Result<(), String> {
     match *op {
         Op::Append { records, value_len } => {
             append_one(log, model, records, value_len).await?;
@@ -232,16 +270,24 @@ async fn apply(log: &mut Rc<PartitionLog>, model: &mut Model, op: &Op, config: &
         Op::Flush => log.flush().await.map_err(|e| e.to_string())?,
         Op::Reopen => {
             log.close().await.map_err(|e| e.to_string())?;
-            *log = PartitionLog::open(dir, config.clone()).await.map_err(|e| format!("reopen: {e}"))?;
+            *log = PartitionLog::open(dir, config.clone())
+                .await
+                .map_err(|e| format!("reopen: {e}"))?;
         }
         Op::Retention { keep_bytes } => retention(log, model, keep_bytes, config, dir).await?,
         Op::Truncate { back } => {
             let target = model.end.saturating_sub(u64::from(back)).max(model.start);
             let new_end = log.truncate_suffix(target).await.map_err(|e| e.to_string())?;
             model.batches.retain(|b| b.next <= target);
-            let expected = model.batches.last().map_or(model.start, |b| b.next).max(model.start);
+            let expected = model
+                .batches
+                .last()
+                .map_or(model.start, |b| b.next)
+                .max(model.start);
             if new_end != expected {
-                return Err(format!("truncate_suffix({target}) ended at {new_end}, model {expected}"));
+                return Err(format!(
+                    "truncate_suffix({target}) ended at {new_end}, model {expected}"
+                ));
             }
             model.end = new_end;
         }
@@ -263,12 +309,19 @@ async fn retention(
         retention_bytes: Some(u64::from(keep_bytes)),
         ..config.clone()
     };
-    let limited_log = PartitionLog::open(dir, limited).await.map_err(|e| e.to_string())?;
-    let deleted = limited_log.apply_retention(i64::MAX).await.map_err(|e| e.to_string())?;
+    let limited_log = PartitionLog::open(dir, limited)
+        .await
+        .map_err(|e| e.to_string())?;
+    let deleted = limited_log
+        .apply_retention(i64::MAX)
+        .await
+        .map_err(|e| e.to_string())?;
     let new_start = limited_log.log_start_offset();
     limited_log.close().await.map_err(|e| e.to_string())?;
     drop(limited_log);
-    *log = PartitionLog::open(dir, config.clone()).await.map_err(|e| e.to_string())?;
+    *log = PartitionLog::open(dir, config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     if deleted == 0 {
         return if new_start == model.start {
             Ok(())
@@ -276,12 +329,19 @@ async fn retention(
             Err(format!("start moved to {new_start} without deletion"))
         };
     }
-    if new_start < model.start || !model.batches.iter().any(|b| b.base == new_start) && new_start != model.end {
+    if new_start < model.start || !model.batches.iter().any(|b| b.base == new_start) && new_start != model.end
+    {
         return Err(format!("retention start {new_start} is not a batch boundary"));
     }
-    let kept: usize = model.live().filter(|b| b.base >= new_start).map(|b| b.bytes.len()).sum();
+    let kept: usize = model
+        .live()
+        .filter(|b| b.base >= new_start)
+        .map(|b| b.bytes.len())
+        .sum();
     if (kept as u64) < u64::from(keep_bytes) {
-        return Err(format!("retention kept {kept} bytes, under the {keep_bytes} limit"));
+        return Err(format!(
+            "retention kept {kept} bytes, under the {keep_bytes} limit"
+        ));
     }
     model.start = new_start;
     Ok(())
@@ -292,7 +352,9 @@ fn run_case(case: Case) -> TestResult {
     let dir = tmp.path().to_path_buf();
     let config = config_for(case.flush);
     let result = run_local(|| async move {
-        let mut log = PartitionLog::open(&dir, config.clone()).await.map_err(|e| e.to_string())?;
+        let mut log = PartitionLog::open(&dir, config.clone())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut model = Model::default();
         for (i, op) in case.ops.iter().enumerate() {
             apply(&mut log, &mut model, op, &config, &dir)
@@ -302,7 +364,9 @@ fn run_case(case: Case) -> TestResult {
         check_all(&log, &model).await?;
         log.close().await.map_err(|e| e.to_string())?;
         drop(log);
-        let reopened = PartitionLog::open(&dir, config).await.map_err(|e| format!("final reopen: {e}"))?;
+        let reopened = PartitionLog::open(&dir, config)
+            .await
+            .map_err(|e| format!("final reopen: {e}"))?;
         check_all(&reopened, &model).await
     });
     match result {

@@ -31,7 +31,11 @@ async fn fill(log: &PartitionLog, first_tag: u64, count: usize) -> Vec<Written> 
     for i in 0..count as u64 {
         let tag = first_tag + i;
         let ack = log
-            .append(make_batch(tag, 1 + (tag % 3) as usize, 60 + (tag as usize * 37) % 200))
+            .append(make_batch(
+                tag,
+                1 + (tag % 3) as usize,
+                60 + (tag as usize * 37) % 200,
+            ))
             .await
             .expect("append");
         let read = log.read(ack.base_offset, 1).await.expect("read back");
@@ -54,7 +58,10 @@ async fn assert_log_is(log: &PartitionLog, expected: &[Written]) {
     let mut got = Vec::new();
     while at < end {
         let read = log.read(at, 1 << 16).await.expect("read");
-        assert!(!read.is_empty(), "read at {at} below the end {end} returned nothing");
+        assert!(
+            !read.is_empty(),
+            "read at {at} below the end {end} returned nothing"
+        );
         at = read.next_offset().expect("non-empty");
         got.extend(read.batches);
     }
@@ -77,7 +84,9 @@ fn cut_at_every_byte_of_last_three_batches() {
     let root = tmp.path().to_path_buf();
     run_local(|| async move {
         let src = root.join("src");
-        let log = PartitionLog::open(&src, one_segment_config()).await.expect("open");
+        let log = PartitionLog::open(&src, one_segment_config())
+            .await
+            .expect("open");
         let batches = fill(&log, 0, 8).await;
         log.close().await.expect("close");
         drop(log);
@@ -93,13 +102,17 @@ fn cut_at_every_byte_of_last_three_batches() {
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(segment_path(&dir, 0), &data[..cut]).unwrap();
             let whole = starts.iter().skip(1).take_while(|&&s| s <= cut).count();
-            let log = PartitionLog::open(&dir, one_segment_config()).await.expect("open after cut");
+            let log = PartitionLog::open(&dir, one_segment_config())
+                .await
+                .expect("open after cut");
             assert_log_is(&log, &batches[..whole]).await;
             if cut % 97 == 0 {
                 let more = fill(&log, 100 + cut as u64, 2).await;
                 log.close().await.unwrap();
                 drop(log);
-                let again = PartitionLog::open(&dir, one_segment_config()).await.expect("reopen");
+                let again = PartitionLog::open(&dir, one_segment_config())
+                    .await
+                    .expect("reopen");
                 let mut expected = batches[..whole].to_vec();
                 expected.extend(more);
                 assert_log_is(&again, &expected).await;
@@ -110,7 +123,10 @@ fn cut_at_every_byte_of_last_three_batches() {
             std::fs::remove_dir_all(&dir).unwrap();
             cuts += 1;
         }
-        println!("checked {cuts} cuts over the last 3 batches ({} bytes)", end - first_cut);
+        println!(
+            "checked {cuts} cuts over the last 3 batches ({} bytes)",
+            end - first_cut
+        );
     });
 }
 
@@ -124,7 +140,9 @@ fn flipped_byte_in_non_tail_batch_is_corruption() {
     run_local(|| async move {
         let mut rng = StdRng::seed_from_u64(seed);
         let src = root.join("src");
-        let log = PartitionLog::open(&src, one_segment_config()).await.expect("open");
+        let log = PartitionLog::open(&src, one_segment_config())
+            .await
+            .expect("open");
         let batches = fill(&log, 0, 6).await;
         log.close().await.unwrap();
         drop(log);
@@ -180,7 +198,11 @@ fn flipped_byte_in_sealed_segment() {
         assert!(bases.len() >= 3, "expected several segments, got {bases:?}");
         log.close().await.unwrap();
         drop(log);
-        let victim = batches.iter().find(|b| b.base > bases[1]).expect("batch in segment 1").clone();
+        let victim = batches
+            .iter()
+            .find(|b| b.base > bases[1])
+            .expect("batch in segment 1")
+            .clone();
         let prior: usize = batches
             .iter()
             .filter(|b| b.base >= bases[1] && b.base < victim.base)
@@ -198,10 +220,15 @@ fn flipped_byte_in_sealed_segment() {
             Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, victim.base),
             other => panic!("expected corruption, got {:?}", other.map(|_| ())),
         }
-        let log = PartitionLog::open(&root, config).await.expect("default open trusts sealed index");
+        let log = PartitionLog::open(&root, config)
+            .await
+            .expect("default open trusts sealed index");
         match log.read(victim.base, 1).await {
             Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, victim.base),
-            other => panic!("expected corruption on read, got {:?}", other.map(|r| r.batches.len())),
+            other => panic!(
+                "expected corruption on read, got {:?}",
+                other.map(|r| r.batches.len())
+            ),
         }
     });
 }
@@ -213,7 +240,9 @@ fn group_commit_coalesces_fdatasyncs() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().to_path_buf();
     run_local(|| async move {
-        let log = PartitionLog::open(&root, one_segment_config()).await.expect("open");
+        let log = PartitionLog::open(&root, one_segment_config())
+            .await
+            .expect("open");
         let tasks: Vec<_> = (0..64u64)
             .map(|i| {
                 let log = log.clone();
