@@ -49,7 +49,12 @@ impl BrokerProcess {
     /// Picks ports and starts the broker.
     pub fn start(spec: BrokerSpec) -> Result<Self, BenchError> {
         let (listen_port, shard_port_base) = free_ports(spec.shards)?;
-        let mut broker = Self { spec, listen_port, shard_port_base, child: None };
+        let mut broker = Self {
+            spec,
+            listen_port,
+            shard_port_base,
+            child: None,
+        };
         broker.launch()?;
         Ok(broker)
     }
@@ -84,10 +89,7 @@ impl BrokerProcess {
             .map_err(|e| BenchError::io(format!("start {}", self.spec.binary.display()), e))?;
         let stdout = child.stdout.take().expect("stdout was piped");
         self.child = Some(child);
-        wait_ready(stdout).map_err(|e| {
-            self.kill_now();
-            e
-        })
+        wait_ready(stdout).inspect_err(|_| self.kill_now())
     }
 
     fn kill_now(&mut self) {
@@ -100,7 +102,9 @@ impl BrokerProcess {
 
     /// SIGTERM, then wait for a clean exit; SIGKILL after [`STOP_WAIT_MAX`].
     pub fn stop(&mut self) -> Result<(), BenchError> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -108,17 +112,24 @@ impl BrokerProcess {
             .map_err(|e| BenchError::io("send SIGTERM to shoald", e))?;
         let start = Instant::now();
         while status.success() && start.elapsed() < STOP_WAIT_MAX {
-            if let Some(exit) = child.try_wait().map_err(|e| BenchError::io("wait for shoald", e))? {
+            if let Some(exit) = child
+                .try_wait()
+                .map_err(|e| BenchError::io("wait for shoald", e))?
+            {
                 return match exit.success() {
                     true => Ok(()),
-                    false => Err(BenchError::Driver(format!("shoald exited with {exit} after SIGTERM"))),
+                    false => Err(BenchError::Driver(format!(
+                        "shoald exited with {exit} after SIGTERM"
+                    ))),
                 };
             }
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
         let _ = child.wait();
-        Err(BenchError::Driver("shoald did not exit after SIGTERM; killed".into()))
+        Err(BenchError::Driver(
+            "shoald did not exit after SIGTERM; killed".into(),
+        ))
     }
 }
 
@@ -159,19 +170,29 @@ fn wait_ready(stdout: std::process::ChildStdout) -> Result<(), BenchError> {
 /// A free port for the shared listener and a base with `shards` free ports after it.
 fn free_ports(shards: u32) -> Result<(u16, u16), BenchError> {
     let listen = TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::io("find a free port", e))?;
-    let listen_port = listen.local_addr().map_err(|e| BenchError::io("find a free port", e))?.port();
+    let listen_port = listen
+        .local_addr()
+        .map_err(|e| BenchError::io("find a free port", e))?
+        .port();
     for _ in 0..PORT_SEARCH_MAX {
         let probe = TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::io("find free ports", e))?;
-        let base = probe.local_addr().map_err(|e| BenchError::io("find free ports", e))?.port();
+        let base = probe
+            .local_addr()
+            .map_err(|e| BenchError::io("find free ports", e))?
+            .port();
         drop(probe);
-        let Some(end) = base.checked_add(shards as u16) else { continue };
+        let Some(end) = base.checked_add(shards as u16) else {
+            continue;
+        };
         let run: Result<Vec<TcpListener>, _> =
             (base..end).map(|p| TcpListener::bind(("127.0.0.1", p))).collect();
         if run.is_ok() && !(base..end).contains(&listen_port) {
             return Ok((listen_port, base));
         }
     }
-    Err(BenchError::Driver("no run of free loopback ports for the shard ports".into()))
+    Err(BenchError::Driver(
+        "no run of free loopback ports for the shard ports".into(),
+    ))
 }
 
 /// The `shoald` to run: `--broker-bin`, else next to this executable, else
@@ -180,7 +201,9 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, BenchError> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
-    let beside = std::env::current_exe().ok().and_then(|exe| exe.parent().map(|d| d.join("shoald")));
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("shoald")));
     let candidates = beside.into_iter().chain([PathBuf::from("target/release/shoald")]);
     for candidate in candidates {
         if candidate.is_file() {

@@ -27,11 +27,21 @@ pub struct BurstFigures {
 
 /// Highest lag among samples taken before `until_ns` (the steady baseline).
 pub fn steady_lag_max(samples: &[LagSample], from_ns: u64, until_ns: u64) -> u64 {
-    samples.iter().filter(|(t, _)| (from_ns..until_ns).contains(t)).map(|s| s.1).max().unwrap_or(0)
+    samples
+        .iter()
+        .filter(|(t, _)| (from_ns..until_ns).contains(t))
+        .map(|s| s.1)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Peak lag from the burst's start on and the drain time after its end.
-pub fn analyse(samples: &[LagSample], burst_start_ns: u64, burst_end_ns: u64, threshold: u64) -> BurstFigures {
+pub fn analyse(
+    samples: &[LagSample],
+    burst_start_ns: u64,
+    burst_end_ns: u64,
+    threshold: u64,
+) -> BurstFigures {
     let (peak_lag_at_ns, peak_lag_records) = samples
         .iter()
         .copied()
@@ -39,7 +49,12 @@ pub fn analyse(samples: &[LagSample], burst_start_ns: u64, burst_end_ns: u64, th
         .fold((burst_start_ns, 0), |best, s| if s.1 > best.1 { s } else { best });
     if peak_lag_records <= threshold {
         // The burst never pushed the lag above its steady level: nothing to drain.
-        return BurstFigures { peak_lag_records, peak_lag_at_ns, drain_threshold_records: threshold, drain_ns: Some(0) };
+        return BurstFigures {
+            peak_lag_records,
+            peak_lag_at_ns,
+            drain_threshold_records: threshold,
+            drain_ns: Some(0),
+        };
     }
     let drained_at = samples
         .iter()

@@ -48,7 +48,11 @@ pub struct SizeSampler {
 
 impl SizeSampler {
     pub fn new(distribution: SizeDistribution, min: usize, mean: usize) -> Self {
-        Self { distribution, min: min.min(mean), mean }
+        Self {
+            distribution,
+            min: min.min(mean),
+            mean,
+        }
     }
 
     /// The size of the next record.
@@ -77,13 +81,19 @@ pub struct KeySampler {
 impl KeySampler {
     pub fn new(distribution: KeyDistribution, keys: u64, exponent: f64) -> Result<Self, BenchError> {
         if distribution != KeyDistribution::None && !(1..=KEYS_MAX).contains(&keys) {
-            return Err(BenchError::InvalidWorkload(format!("keys must be in 1..={KEYS_MAX}, got {keys}")));
+            return Err(BenchError::InvalidWorkload(format!(
+                "keys must be in 1..={KEYS_MAX}, got {keys}"
+            )));
         }
         let cdf = match distribution {
             KeyDistribution::Zipf => zipf_cdf(keys, exponent)?,
             _ => Vec::new(),
         };
-        Ok(Self { distribution, keys, cdf })
+        Ok(Self {
+            distribution,
+            keys,
+            cdf,
+        })
     }
 
     /// The next key as a zero-based index, or `None` for keyless records.
@@ -109,7 +119,9 @@ impl KeySampler {
 
 fn zipf_cdf(keys: u64, exponent: f64) -> Result<Vec<f64>, BenchError> {
     if !(exponent > 0.0 && exponent <= 10.0) {
-        return Err(BenchError::InvalidWorkload(format!("zipf_exponent must be in (0, 10], got {exponent}")));
+        return Err(BenchError::InvalidWorkload(format!(
+            "zipf_exponent must be in (0, 10], got {exponent}"
+        )));
     }
     let weights: Vec<f64> = (1..=keys).map(|rank| (rank as f64).powf(-exponent)).collect();
     let total: f64 = weights.iter().sum();

@@ -44,6 +44,9 @@ pub enum BenchError {
 impl BenchError {
     /// Wraps an I/O error with a description of the operation that failed.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        BenchError::Io { what: what.into(), source }
+        BenchError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }

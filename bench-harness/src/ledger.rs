@@ -94,7 +94,8 @@ impl DeliveryLedger {
     /// Adds another thread's ledger into this one.
     pub fn merge(&mut self, other: &DeliveryLedger) {
         if self.producers.len() < other.producers.len() {
-            self.producers.resize_with(other.producers.len(), ProducerSide::default);
+            self.producers
+                .resize_with(other.producers.len(), ProducerSide::default);
         }
         for (ours, theirs) in self.producers.iter_mut().zip(&other.producers) {
             if ours.acked.len() < theirs.acked.len() {
@@ -116,11 +117,18 @@ impl DeliveryLedger {
 
     /// Compares acks with receipts under the promised delivery.
     pub fn verdict(&self, delivery: Delivery) -> DeliveryVerdict {
-        let mut v = DeliveryVerdict { untracked: self.untracked, foreign: self.foreign, ..Default::default() };
+        let mut v = DeliveryVerdict {
+            untracked: self.untracked,
+            foreign: self.foreign,
+            ..Default::default()
+        };
         for (producer, side) in self.producers.iter().enumerate() {
             let len = side.received.len().max(side.acked.len() * 64);
             for seq in 0..len {
-                let acked = side.acked.get(seq / 64).is_some_and(|w| w & (1 << (seq % 64)) != 0);
+                let acked = side
+                    .acked
+                    .get(seq / 64)
+                    .is_some_and(|w| w & (1 << (seq % 64)) != 0);
                 let received = u64::from(side.received.get(seq).copied().unwrap_or(0));
                 v.acked += u64::from(acked);
                 v.consumed_distinct += u64::from(received > 0);
@@ -167,7 +175,10 @@ mod tests {
         producer.merge(&consumer);
         for delivery in [Delivery::AtLeastOnce, Delivery::ExactlyOnce] {
             let v = producer.verdict(delivery);
-            assert_eq!((v.acked, v.consumed_distinct, v.lost, v.duplicates), (1_000, 1_000, 0, 0));
+            assert_eq!(
+                (v.acked, v.consumed_distinct, v.lost, v.duplicates),
+                (1_000, 1_000, 0, 0)
+            );
             assert!(v.ok);
         }
     }

@@ -86,13 +86,19 @@ fn parse_mountinfo_line(line: &str) -> Option<(String, String, String)> {
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 fn rotational(device: &str) -> Option<bool> {
     let name = device.strip_prefix("/dev/")?;
     // A partition (vda1, nvme0n1p2) has no queue of its own; its disk does.
-    let candidates = [name.to_string(), name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string()];
+    let candidates = [
+        name.to_string(),
+        name.trim_end_matches(|c: char| c.is_ascii_digit()).to_string(),
+    ];
     candidates.iter().find_map(|dev| {
         let text = std::fs::read_to_string(format!("/sys/block/{dev}/queue/rotational")).ok()?;
         Some(text.trim() == "1")
@@ -114,8 +120,14 @@ mod tests {
         // Proves a path is attributed to its deepest mount, including escaped names.
         let f = |p: &str| mount_for(MOUNTINFO, Path::new(p)).unwrap();
         assert_eq!(f("/var/lib"), ("/".into(), "/dev/vda".into(), "ext4".into()));
-        assert_eq!(f("/work/main/data"), ("/work".into(), "/dev/nvme0n1p1".into(), "xfs".into()));
-        assert_eq!(f("/work/with space/x"), ("/work/with space".into(), "tmpfs".into(), "tmpfs".into()));
+        assert_eq!(
+            f("/work/main/data"),
+            ("/work".into(), "/dev/nvme0n1p1".into(), "xfs".into())
+        );
+        assert_eq!(
+            f("/work/with space/x"),
+            ("/work/with space".into(), "tmpfs".into(), "tmpfs".into())
+        );
         // A sibling with a shared string prefix is not inside the mount.
         assert_eq!(f("/workshop").0, "/");
     }
@@ -125,7 +137,10 @@ mod tests {
         // Proves the CPU model and MemTotal are read from known /proc text.
         let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9R45\n";
         assert_eq!(cpu_model(cpuinfo).as_deref(), Some("AMD EPYC 9R45"));
-        assert_eq!(mem_total_bytes("MemTotal:       24576000 kB\nMemFree: 1 kB\n"), Some(24_576_000 * 1024));
+        assert_eq!(
+            mem_total_bytes("MemTotal:       24576000 kB\nMemFree: 1 kB\n"),
+            Some(24_576_000 * 1024)
+        );
         assert_eq!(cpu_model(""), None);
     }
 }

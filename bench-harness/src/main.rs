@@ -92,15 +92,27 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
     };
     let workload = Workload::resolve(source, &cli.overrides)?;
     if cli.print_workload {
-        print!("{}", toml::to_string(&workload).map_err(|e| BenchError::Driver(e.to_string()))?);
+        print!(
+            "{}",
+            toml::to_string(&workload).map_err(|e| BenchError::Driver(e.to_string()))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     // A temporary data directory lives until the end of the run and is then removed.
     let temp = match &cli.data_dir {
         Some(_) => None,
-        None => Some(tempfile::Builder::new().prefix("shoal-bench-").tempdir().map_err(|e| BenchError::io("temp dir", e))?),
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("shoal-bench-")
+                .tempdir()
+                .map_err(|e| BenchError::io("temp dir", e))?,
+        ),
     };
-    let data_dir = cli.data_dir.clone().or_else(|| temp.as_ref().map(|t| t.path().to_path_buf())).expect("one is set");
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()))
+        .expect("one is set");
     let out = cli.out.clone().unwrap_or_else(default_out);
     std::fs::create_dir_all(&out).map_err(|e| BenchError::io(format!("create {}", out.display()), e))?;
     let broker = match &cli.broker {
@@ -108,7 +120,9 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
         None => BrokerChoice::Embedded(BrokerSpec {
             binary: find_binary(cli.broker_bin.as_deref())?,
             data_dir: data_dir.join("broker"),
-            shards: cli.broker_shards.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+            shards: cli
+                .broker_shards
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
             log_path: out.join("broker.log"),
             extra_args: cli.broker_args.clone(),
         }),
@@ -124,13 +138,22 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
     let report = run(settings)?;
     print!("{}", report::summary::render(&report));
     let written = report::write(&out, &report)?;
-    println!("\nreport: {} ({} files; open index.html)", out.display(), written.len());
-    let ok = report.measured.as_ref().is_none_or(|m| m.drained && m.delivery.as_ref().is_none_or(|v| v.ok));
+    println!(
+        "\nreport: {} ({} files; open index.html)",
+        out.display(),
+        written.len()
+    );
+    let ok = report
+        .measured
+        .as_ref()
+        .is_none_or(|m| m.drained && m.delivery.as_ref().is_none_or(|v| v.ok));
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 /// `./bench-out/<UTC timestamp>`.
 fn default_out() -> PathBuf {
-    let stamp = humantime::format_rfc3339_seconds(SystemTime::now()).to_string().replace(':', "-");
+    let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+        .to_string()
+        .replace(':', "-");
     PathBuf::from("bench-out").join(stamp)
 }

@@ -97,7 +97,9 @@ impl RateSearch {
     pub fn step(&self) -> SearchStep {
         match &self.done {
             Some(outcome) => SearchStep::Done(outcome.clone()),
-            None => SearchStep::Trial { rate_per_s: self.rate_per_s },
+            None => SearchStep::Trial {
+                rate_per_s: self.rate_per_s,
+            },
         }
     }
 
@@ -140,7 +142,12 @@ impl RateSearch {
         // Fewer than three points cannot tell growth from noise: count it as a failure.
         let slope = least_squares_slope(&judged).unwrap_or(f64::INFINITY);
         let sustainable = judged.len() >= 3 && slope <= self.config.slope_tolerance * self.rate_per_s;
-        TrialVerdict { rate_per_s: self.rate_per_s, backlog_slope_per_s: slope, samples: judged.len(), sustainable }
+        TrialVerdict {
+            rate_per_s: self.rate_per_s,
+            backlog_slope_per_s: slope,
+            samples: judged.len(),
+            sustainable,
+        }
     }
 
     fn advance(&mut self) {
@@ -250,7 +257,10 @@ mod tests {
         assert_eq!(outcome.sustainable_rate_per_s, 20_000.0);
         assert!(outcome.capped_by_rate_max);
         let rates: Vec<f64> = outcome.trials.iter().map(|t| t.rate_per_s).collect();
-        assert_eq!(rates, vec![1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 20_000.0]);
+        assert_eq!(
+            rates,
+            vec![1_000.0, 2_000.0, 4_000.0, 8_000.0, 16_000.0, 20_000.0]
+        );
     }
 
     #[test]

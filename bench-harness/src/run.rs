@@ -61,11 +61,21 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
         None => None,
     };
     let (mut process, broker) = match &settings.broker {
-        BrokerChoice::External(address) => {
-            (None, BrokerInfo { mode: "external".into(), address: address.clone(), binary: None, data_dir: None })
-        }
+        BrokerChoice::External(address) => (
+            None,
+            BrokerInfo {
+                mode: "external".into(),
+                address: address.clone(),
+                binary: None,
+                data_dir: None,
+            },
+        ),
         BrokerChoice::Embedded(spec) => {
-            eprintln!("starting {} (data in {})", spec.binary.display(), spec.data_dir.display());
+            eprintln!(
+                "starting {} (data in {})",
+                spec.binary.display(),
+                spec.data_dir.display()
+            );
             let p = BrokerProcess::start(spec.clone())?;
             let info = BrokerInfo {
                 mode: "embedded".into(),
@@ -79,7 +89,13 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
     let connector: Arc<dyn Connector> = Arc::new(ShoalConnector::new(broker.address.clone()));
     connector.prepare(w)?;
     let control = process.as_mut().map(|p| p as &mut dyn BrokerControl);
-    let Loaded { search, trials, measured, placement, run_id } = load(&connector, &settings, control)?;
+    let Loaded {
+        search,
+        trials,
+        measured,
+        placement,
+        run_id,
+    } = load(&connector, &settings, control)?;
     let group_stats = match w.consumption {
         Consumption::Group if w.consumers > 0 => connector.group_stats(&group_name(run_id))?,
         _ => None,
@@ -161,14 +177,31 @@ fn load(
         measure_until_ns: sec(w.warmup_s + w.duration_s),
         consumers: w.consumers,
         drain: settings.drain,
-        burst: (w.scenario == Scenario::Burst)
-            .then(|| (sec(w.warmup_s + w.burst_start_s), sec(w.warmup_s + w.burst_start_s + w.burst_duration_s))),
-        restart: (w.scenario == Scenario::Restart)
-            .then(|| (sec(w.warmup_s + w.restart_at_s), Duration::from_millis(w.restart_down_ms))),
+        burst: (w.scenario == Scenario::Burst).then(|| {
+            (
+                sec(w.warmup_s + w.burst_start_s),
+                sec(w.warmup_s + w.burst_start_s + w.burst_duration_s),
+            )
+        }),
+        restart: (w.scenario == Scenario::Restart).then(|| {
+            (
+                sec(w.warmup_s + w.restart_at_s),
+                Duration::from_millis(w.restart_down_ms),
+            )
+        }),
     };
-    eprintln!("measured phase: {rate:.0} rec/s for {:.0} s after {:.0} s warm-up", w.duration_s, w.warmup_s);
+    eprintln!(
+        "measured phase: {rate:.0} rec/s for {:.0} s after {:.0} s warm-up",
+        w.duration_s, w.warmup_s
+    );
     let (measured, placement) = run_phase(connector, w, &opts, control)?;
-    Ok(Loaded { search, trials, measured, placement, run_id: opts.run })
+    Ok(Loaded {
+        search,
+        trials,
+        measured,
+        placement,
+        run_id: opts.run,
+    })
 }
 
 /// Producer-only trials until the search settles.
@@ -199,7 +232,10 @@ fn search(
             label: format!("trial {}", *run_id),
             run: *run_id,
             rate_per_s: rate,
-            phases: vec![Phase { rate_per_s: rate, duration_ns: trial_ns }],
+            phases: vec![Phase {
+                rate_per_s: rate,
+                duration_ns: trial_ns,
+            }],
             measure_from_ns: 0,
             measure_until_ns: trial_ns,
             consumers: 0,
@@ -217,7 +253,11 @@ fn search(
                 }
                 TrialPhase::of(&trial, None)
             }
-            Err(e) => TrialPhase { rate_per_s: rate, error: Some(e.to_string()), ..TrialPhase::default() },
+            Err(e) => TrialPhase {
+                rate_per_s: rate,
+                error: Some(e.to_string()),
+                ..TrialPhase::default()
+            },
         };
         search.finish_trial();
         let last = search.trials().last().expect("a trial was just judged");
@@ -227,7 +267,11 @@ fn search(
             crate::report::summary::ns(summary.ack_latency.p99_ns),
             crate::report::summary::ns(summary.send_lag.p99_ns),
             if last.sustainable { "flat" } else { "grows" },
-            summary.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            summary
+                .error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
         );
         trials.push(summary);
     }

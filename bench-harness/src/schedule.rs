@@ -59,7 +59,11 @@ impl OpenLoopSchedule {
             compiled.push(compile(phase, start_ns)?);
             start_ns += phase.duration_ns;
         }
-        Ok(Self { phases: compiled, phase: 0, k_in_phase: 0 })
+        Ok(Self {
+            phases: compiled,
+            phase: 0,
+            k_in_phase: 0,
+        })
     }
 
     /// Splits `phases`, starting at `start_ns`, among `producers` schedules
@@ -72,9 +76,16 @@ impl OpenLoopSchedule {
         let n = producers as f64;
         let share: Vec<Phase> = phases
             .iter()
-            .map(|p| Phase { rate_per_s: p.rate_per_s / n, duration_ns: p.duration_ns })
+            .map(|p| Phase {
+                rate_per_s: p.rate_per_s / n,
+                duration_ns: p.duration_ns,
+            })
             .collect();
-        let base_rate = phases.iter().map(|p| p.rate_per_s).find(|r| *r > 0.0).unwrap_or(1.0);
+        let base_rate = phases
+            .iter()
+            .map(|p| p.rate_per_s)
+            .find(|r| *r > 0.0)
+            .unwrap_or(1.0);
         (0..producers)
             .map(|i| Self::new(&share, start_ns + (i as f64 * 1e9 / base_rate) as u64))
             .collect()
@@ -125,14 +136,24 @@ fn compile(phase: &Phase, start_ns: u64) -> Result<CompiledPhase, BenchError> {
         )));
     }
     if rate == 0.0 {
-        return Ok(CompiledPhase { start_ns, duration_ns: phase.duration_ns, interval_ps: 0, records: 0 });
+        return Ok(CompiledPhase {
+            start_ns,
+            duration_ns: phase.duration_ns,
+            interval_ps: 0,
+            records: 0,
+        });
     }
     // Rounding the gap up keeps the offered rate at or just below the target.
     let interval_ps = (PS_PER_S / rate).ceil().max(1.0) as u64;
     // k is due in the phase while floor(k * ips / 1000) < duration, i.e. k * ips < 1000 * duration.
     let span_ps = u128::from(phase.duration_ns) * 1000;
     let records = span_ps.div_ceil(u128::from(interval_ps)) as u64;
-    Ok(CompiledPhase { start_ns, duration_ns: phase.duration_ns, interval_ps, records })
+    Ok(CompiledPhase {
+        start_ns,
+        duration_ns: phase.duration_ns,
+        interval_ps,
+        records,
+    })
 }
 
 fn offset_ns(k: u64, interval_ps: u64) -> u64 {
@@ -159,7 +180,14 @@ mod tests {
     #[test]
     fn steady_rate_spaces_sends_evenly() {
         // Proves 1000/s for one second yields 1000 sends exactly 1 ms apart, starting at 0.
-        let mut s = OpenLoopSchedule::new(&[Phase { rate_per_s: 1000.0, duration_ns: SEC }], 0).unwrap();
+        let mut s = OpenLoopSchedule::new(
+            &[Phase {
+                rate_per_s: 1000.0,
+                duration_ns: SEC,
+            }],
+            0,
+        )
+        .unwrap();
         let dues: Vec<u64> = std::iter::from_fn(|| s.next_due_ns()).collect();
         assert_eq!(dues.len(), 1000);
         assert_eq!(dues[0], 0);
@@ -171,9 +199,18 @@ mod tests {
     fn burst_phase_multiplies_the_rate_then_returns() {
         // Proves a 1 s x4 burst between two 1 s phases at 100/s sends 100 + 400 + 100 records.
         let phases = [
-            Phase { rate_per_s: 100.0, duration_ns: SEC },
-            Phase { rate_per_s: 400.0, duration_ns: SEC },
-            Phase { rate_per_s: 100.0, duration_ns: SEC },
+            Phase {
+                rate_per_s: 100.0,
+                duration_ns: SEC,
+            },
+            Phase {
+                rate_per_s: 400.0,
+                duration_ns: SEC,
+            },
+            Phase {
+                rate_per_s: 100.0,
+                duration_ns: SEC,
+            },
         ];
         let mut s = OpenLoopSchedule::new(&phases, 0).unwrap();
         assert_eq!(s.total_records(), 600);
@@ -189,9 +226,18 @@ mod tests {
     fn due_count_agrees_with_the_iterator() {
         // Proves due_count(t) equals the number of iterated due times <= t, for awkward rates.
         let phases = [
-            Phase { rate_per_s: 333.0, duration_ns: SEC / 3 },
-            Phase { rate_per_s: 0.0, duration_ns: SEC / 7 },
-            Phase { rate_per_s: 7777.7, duration_ns: SEC / 2 },
+            Phase {
+                rate_per_s: 333.0,
+                duration_ns: SEC / 3,
+            },
+            Phase {
+                rate_per_s: 0.0,
+                duration_ns: SEC / 7,
+            },
+            Phase {
+                rate_per_s: 7777.7,
+                duration_ns: SEC / 2,
+            },
         ];
         let s = OpenLoopSchedule::new(&phases, 12_345).unwrap();
         let mut it = s.clone();
@@ -209,7 +255,14 @@ mod tests {
     #[test]
     fn no_drift_over_a_long_run() {
         // Proves a non-integer interval (3 per s) does not accumulate rounding error over an hour.
-        let s = OpenLoopSchedule::new(&[Phase { rate_per_s: 3.0, duration_ns: 3600 * SEC }], 0).unwrap();
+        let s = OpenLoopSchedule::new(
+            &[Phase {
+                rate_per_s: 3.0,
+                duration_ns: 3600 * SEC,
+            }],
+            0,
+        )
+        .unwrap();
         assert_eq!(s.total_records(), 10_800);
         assert_eq!(s.due_count(3600 * SEC - 1), 10_800);
         assert_eq!(s.due_count(1800 * SEC), 5_400);
@@ -221,7 +274,10 @@ mod tests {
     #[test]
     fn split_producers_interleave_and_keep_the_total_rate() {
         // Proves 4 producers sharing 1000/s each send 250/s, offset by 1 ms from each other.
-        let phases = [Phase { rate_per_s: 1000.0, duration_ns: SEC }];
+        let phases = [Phase {
+            rate_per_s: 1000.0,
+            duration_ns: SEC,
+        }];
         let mut parts = OpenLoopSchedule::split(&phases, 4, 7).unwrap();
         let firsts: Vec<u64> = parts.iter_mut().map(|p| p.next_due_ns().unwrap()).collect();
         assert_eq!(firsts, vec![7, 1_000_007, 2_000_007, 3_000_007]);
@@ -232,8 +288,22 @@ mod tests {
     #[test]
     fn rejects_negative_and_absurd_rates() {
         // Proves rates outside 0..=RATE_PER_S_MAX are refused as invalid workloads.
-        assert!(OpenLoopSchedule::new(&[Phase { rate_per_s: -1.0, duration_ns: SEC }], 0).is_err());
-        assert!(OpenLoopSchedule::new(&[Phase { rate_per_s: 1e12, duration_ns: SEC }], 0).is_err());
+        assert!(OpenLoopSchedule::new(
+            &[Phase {
+                rate_per_s: -1.0,
+                duration_ns: SEC
+            }],
+            0
+        )
+        .is_err());
+        assert!(OpenLoopSchedule::new(
+            &[Phase {
+                rate_per_s: 1e12,
+                duration_ns: SEC
+            }],
+            0
+        )
+        .is_err());
         assert!(OpenLoopSchedule::split(&[], 0, 0).is_err());
     }
 }

@@ -49,7 +49,12 @@ impl Stamp {
         }
         let u32_at = |at: usize| u32::from_le_bytes(value[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(value[at..at + 8].try_into().expect("8 bytes"));
-        Some(Stamp { run: u32_at(4), producer: u32_at(8), sequence: u64_at(16), intended_ns: u64_at(24) })
+        Some(Stamp {
+            run: u32_at(4),
+            producer: u32_at(8),
+            sequence: u64_at(16),
+            intended_ns: u64_at(24),
+        })
     }
 }
 
@@ -60,7 +65,12 @@ mod tests {
     #[test]
     fn a_stamp_survives_the_round_trip() {
         // Proves write then read returns the same stamp, with filler after it untouched.
-        let stamp = Stamp { run: 3, producer: 7, sequence: u64::MAX - 3, intended_ns: 123_456_789 };
+        let stamp = Stamp {
+            run: 3,
+            producer: 7,
+            sequence: u64::MAX - 3,
+            intended_ns: 123_456_789,
+        };
         let mut value = vec![0xAB; 64];
         stamp.write(&mut value);
         assert_eq!(Stamp::read(&value), Some(stamp));

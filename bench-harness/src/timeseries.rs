@@ -27,7 +27,11 @@ struct Bucket {
 
 impl Bucket {
     fn new() -> Self {
-        Self { records: 0, bytes: 0, latency: LatencyHistogram::with_sigfig(SIGFIG_COARSE) }
+        Self {
+            records: 0,
+            bytes: 0,
+            latency: LatencyHistogram::with_sigfig(SIGFIG_COARSE),
+        }
     }
 }
 
@@ -72,7 +76,9 @@ impl TimeSeries {
     /// Adds every completion of `other` into this series.
     pub fn merge(&mut self, other: &TimeSeries) {
         for (second, theirs) in other.buckets.iter().enumerate() {
-            let ours = self.bucket_mut(second).expect("other series obeyed the same bound");
+            let ours = self
+                .bucket_mut(second)
+                .expect("other series obeyed the same bound");
             ours.records += theirs.records;
             ours.bytes += theirs.bytes;
             ours.latency.merge(&theirs.latency);
@@ -142,7 +148,10 @@ impl GaugeSeries {
 
     /// Largest value and when it was seen, or `None` when empty.
     pub fn peak(&self) -> Option<(u64, u64)> {
-        self.samples.iter().copied().max_by_key(|&(t, v)| (v, std::cmp::Reverse(t)))
+        self.samples
+            .iter()
+            .copied()
+            .max_by_key(|&(t, v)| (v, std::cmp::Reverse(t)))
     }
 }
 
@@ -162,7 +171,11 @@ mod tests {
         assert_eq!((p[0].records, p[0].bytes), (2, 200));
         assert_eq!((p[1].records, p[1].bytes), (0, 0));
         assert_eq!((p[2].records, p[2].bytes, p[2].max_ns), (1, 50, 0));
-        assert!(p[0].max_ns >= 2_980 && p[0].max_ns <= 3_020, "max {}", p[0].max_ns);
+        assert!(
+            p[0].max_ns >= 2_980 && p[0].max_ns <= 3_020,
+            "max {}",
+            p[0].max_ns
+        );
     }
 
     #[test]

@@ -310,14 +310,29 @@ impl Workload {
     /// measured window (with the burst phase for the burst scenario).
     pub fn phases(&self, rate_per_s: f64) -> Vec<Phase> {
         let ns = |s: f64| (s * 1e9).round() as u64;
-        let mut phases = vec![Phase { rate_per_s, duration_ns: ns(self.warmup_s) }];
+        let mut phases = vec![Phase {
+            rate_per_s,
+            duration_ns: ns(self.warmup_s),
+        }];
         if self.scenario == Scenario::Burst {
             let after = self.duration_s - self.burst_start_s - self.burst_duration_s;
-            phases.push(Phase { rate_per_s, duration_ns: ns(self.burst_start_s) });
-            phases.push(Phase { rate_per_s: rate_per_s * self.burst_factor, duration_ns: ns(self.burst_duration_s) });
-            phases.push(Phase { rate_per_s, duration_ns: ns(after) });
+            phases.push(Phase {
+                rate_per_s,
+                duration_ns: ns(self.burst_start_s),
+            });
+            phases.push(Phase {
+                rate_per_s: rate_per_s * self.burst_factor,
+                duration_ns: ns(self.burst_duration_s),
+            });
+            phases.push(Phase {
+                rate_per_s,
+                duration_ns: ns(after),
+            });
         } else {
-            phases.push(Phase { rate_per_s, duration_ns: ns(self.duration_s) });
+            phases.push(Phase {
+                rate_per_s,
+                duration_ns: ns(self.duration_s),
+            });
         }
         phases.retain(|p| p.duration_ns > 0);
         phases
@@ -335,7 +350,9 @@ impl Workload {
 
     /// The load in a few words: "5000 rec/s steady" or "max-rate search".
     pub fn scenario_label(&self) -> String {
-        let scenario = serde_json::to_value(self.scenario).ok().and_then(|v| v.as_str().map(String::from));
+        let scenario = serde_json::to_value(self.scenario)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from));
         let scenario = scenario.unwrap_or_default();
         match self.rate_mode {
             RateMode::Target => format!("{} rec/s {scenario}", self.rate_per_s),
@@ -345,7 +362,9 @@ impl Workload {
 
     /// Topic names the run uses.
     pub fn topic_names(&self) -> Vec<String> {
-        (0..self.topics).map(|i| format!("{}-{i}", self.topic_prefix)).collect()
+        (0..self.topics)
+            .map(|i| format!("{}-{i}", self.topic_prefix))
+            .collect()
     }
 
     /// Checks ranges and combinations; the message names the offending field.
@@ -358,7 +377,9 @@ impl Workload {
             return bad(format!("partitions must be in 1..={PARTITIONS_MAX}"));
         }
         if !(STAMP_LEN..=RECORD_BYTES_MAX).contains(&self.record_bytes) {
-            return bad(format!("record_bytes must be in {STAMP_LEN}..={RECORD_BYTES_MAX}"));
+            return bad(format!(
+                "record_bytes must be in {STAMP_LEN}..={RECORD_BYTES_MAX}"
+            ));
         }
         if self.record_bytes_min < STAMP_LEN || self.record_bytes_min > self.record_bytes {
             return bad(format!("record_bytes_min must be in {STAMP_LEN}..=record_bytes"));
@@ -367,7 +388,9 @@ impl Workload {
             return bad(format!("keys must be in 1..={KEYS_MAX}"));
         }
         if !(1..=THREADS_MAX).contains(&self.producers) || self.consumers > THREADS_MAX {
-            return bad(format!("producers must be in 1..={THREADS_MAX}, consumers in 0..={THREADS_MAX}"));
+            return bad(format!(
+                "producers must be in 1..={THREADS_MAX}, consumers in 0..={THREADS_MAX}"
+            ));
         }
         if self.batch_bytes < self.record_bytes * 8 {
             return bad("batch_bytes must hold at least 8 records of the largest mean size".into());
@@ -386,7 +409,10 @@ impl Workload {
             return bad("measure_share must be in (0, 1]");
         }
         let start = self.search_rate_start_per_s;
-        if !(start > 0.0 && start <= self.search_rate_max_per_s && self.search_rate_max_per_s <= RATE_PER_S_MAX) {
+        if !(start > 0.0
+            && start <= self.search_rate_max_per_s
+            && self.search_rate_max_per_s <= RATE_PER_S_MAX)
+        {
             return bad("need 0 < search_rate_start_per_s <= search_rate_max_per_s <= 1e8");
         }
         if !(self.search_slope_tolerance > 0.0 && self.search_slope_tolerance < 0.5) {
@@ -443,10 +469,14 @@ impl Workload {
 
 /// The text of a shipped preset.
 pub fn preset_text(name: &str) -> Result<&'static str, BenchError> {
-    PRESETS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text).ok_or_else(|| {
-        let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
-        BenchError::UnknownPreset(name.to_string(), known.join(", "))
-    })
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+        .ok_or_else(|| {
+            let known: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+            BenchError::UnknownPreset(name.to_string(), known.join(", "))
+        })
 }
 
 fn parse_table(origin: &str, text: &str) -> Result<toml::Table, BenchError> {
@@ -460,7 +490,10 @@ fn check_layer(origin: &str, layer: &toml::Table) -> Result<(), BenchError> {
 }
 
 fn parse_error(origin: &str, e: impl std::fmt::Display) -> BenchError {
-    BenchError::WorkloadParse { path: origin.to_string(), message: e.to_string() }
+    BenchError::WorkloadParse {
+        path: origin.to_string(),
+        message: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -488,7 +521,11 @@ mod tests {
     #[test]
     fn flags_override_the_preset_field_by_field() {
         // Proves a flag wins over the preset, and untouched fields keep the preset's value.
-        let flags = WorkloadLayer { rate_per_s: Some(123.0), flush: Some(Flush::Never), ..Default::default() };
+        let flags = WorkloadLayer {
+            rate_per_s: Some(123.0),
+            flush: Some(Flush::Never),
+            ..Default::default()
+        };
         let w = Workload::resolve(WorkloadSource::Preset("burst"), &flags).unwrap();
         assert_eq!(w.rate_per_s, 123.0);
         assert_eq!(w.flush, Flush::Never);
@@ -504,7 +541,10 @@ mod tests {
         std::fs::write(&path, "rate_per_sec = 5.0\n").unwrap();
         let err = Workload::resolve(WorkloadSource::File(&path), &WorkloadLayer::default()).unwrap_err();
         assert!(err.to_string().contains("rate_per_sec"), "{err}");
-        let flags = WorkloadLayer { record_bytes: Some(8), ..Default::default() };
+        let flags = WorkloadLayer {
+            record_bytes: Some(8),
+            ..Default::default()
+        };
         assert!(Workload::resolve(WorkloadSource::Preset("quick"), &flags).is_err());
         assert!(Workload::resolve(WorkloadSource::Preset("nope"), &WorkloadLayer::default()).is_err());
     }
@@ -514,7 +554,10 @@ mod tests {
         // Proves the burst preset yields warm-up, steady, 4x burst, steady with the right lengths.
         let w = Workload::resolve(WorkloadSource::Preset("burst"), &WorkloadLayer::default()).unwrap();
         let p = w.phases(1000.0);
-        let shape: Vec<(f64, u64)> = p.iter().map(|p| (p.rate_per_s, p.duration_ns / 1_000_000_000)).collect();
+        let shape: Vec<(f64, u64)> = p
+            .iter()
+            .map(|p| (p.rate_per_s, p.duration_ns / 1_000_000_000))
+            .collect();
         assert_eq!(shape, vec![(1000.0, 2), (1000.0, 5), (4000.0, 3), (1000.0, 22)]);
     }
 }

@@ -65,13 +65,15 @@ fn measure_at(path: &Path, duration: Duration) -> Result<DiskBaseline, BenchErro
     let mut written = 0u64;
     // At least one chunk, so the sync test below has written blocks to overwrite.
     loop {
-        file.write_all(chunk.as_slice()).map_err(|e| BenchError::io("disk baseline write", e))?;
+        file.write_all(chunk.as_slice())
+            .map_err(|e| BenchError::io("disk baseline write", e))?;
         written += WRITE_CHUNK_BYTES as u64;
         if start.elapsed() >= duration || written >= DISK_BYTES_MAX {
             break;
         }
     }
-    file.sync_data().map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
+    file.sync_data()
+        .map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
     let write_bytes_per_s = written as f64 / start.elapsed().as_secs_f64().max(1e-9);
 
     let small = AlignedBuf::new(SYNC_WRITE_BYTES, DIRECT_ALIGN, 0x3c);
@@ -83,8 +85,10 @@ fn measure_at(path: &Path, duration: Duration) -> Result<DiskBaseline, BenchErro
         // change, so fdatasync flushes data only — the device's floor.
         let offset = (rounds * SYNC_WRITE_BYTES as u64) % written;
         let t = Instant::now();
-        file.write_all_at(small.as_slice(), offset).map_err(|e| BenchError::io("disk baseline sync write", e))?;
-        file.sync_data().map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
+        file.write_all_at(small.as_slice(), offset)
+            .map_err(|e| BenchError::io("disk baseline sync write", e))?;
+        file.sync_data()
+            .map_err(|e| BenchError::io("disk baseline fdatasync", e))?;
         hist.record(t.elapsed().as_nanos() as u64);
         rounds += 1;
     }
@@ -104,10 +108,15 @@ fn open_scratch(path: &Path) -> Result<(File, bool), BenchError> {
     match options.clone().custom_flags(libc::O_DIRECT).open(path) {
         Ok(f) => Ok((f, true)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let f = options.open(path).map_err(|e| BenchError::io(format!("open {}", path.display()), e))?;
+            let f = options
+                .open(path)
+                .map_err(|e| BenchError::io(format!("open {}", path.display()), e))?;
             Ok((f, false))
         }
-        Err(e) => Err(BenchError::io(format!("open {} with O_DIRECT", path.display()), e)),
+        Err(e) => Err(BenchError::io(
+            format!("open {} with O_DIRECT", path.display()),
+            e,
+        )),
     }
 }
 

@@ -41,16 +41,27 @@ pub struct LoopbackBaseline {
 pub fn measure(duration: Duration) -> Result<LoopbackBaseline, BenchError> {
     let (throughput_bytes_per_s, bytes_sent, sender_core, receiver_core) = throughput(duration)?;
     let round_trip = round_trip(duration)?;
-    Ok(LoopbackBaseline { throughput_bytes_per_s, bytes_sent, round_trip, sender_core, receiver_core })
+    Ok(LoopbackBaseline {
+        throughput_bytes_per_s,
+        bytes_sent,
+        round_trip,
+        sender_core,
+        receiver_core,
+    })
 }
 
 fn connected_pair() -> Result<(TcpStream, TcpStream), BenchError> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| BenchError::io("loopback bind", e))?;
-    let addr = listener.local_addr().map_err(|e| BenchError::io("loopback local_addr", e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| BenchError::io("loopback local_addr", e))?;
     let client = TcpStream::connect(addr).map_err(|e| BenchError::io("loopback connect", e))?;
-    let (server, _) = listener.accept().map_err(|e| BenchError::io("loopback accept", e))?;
+    let (server, _) = listener
+        .accept()
+        .map_err(|e| BenchError::io("loopback accept", e))?;
     for s in [&client, &server] {
-        s.set_nodelay(true).map_err(|e| BenchError::io("loopback TCP_NODELAY", e))?;
+        s.set_nodelay(true)
+            .map_err(|e| BenchError::io("loopback TCP_NODELAY", e))?;
     }
     Ok((client, server))
 }
@@ -94,7 +105,9 @@ fn throughput(duration: Duration) -> Result<(f64, u64, Option<usize>, Option<usi
         .map_err(|_| BenchError::Driver("loopback sender thread panicked".into()))?
         .map_err(|e| BenchError::io("loopback write", e))?;
     if received != sent {
-        return Err(BenchError::Driver(format!("loopback lost bytes: sent {sent}, received {received}")));
+        return Err(BenchError::Driver(format!(
+            "loopback lost bytes: sent {sent}, received {received}"
+        )));
     }
     let rate = received as f64 / elapsed.as_secs_f64().max(1e-9);
     Ok((rate, sent, sender_core, receiver_core))

@@ -32,7 +32,10 @@ impl AlignedBuf {
     pub(crate) fn new(len: usize, align: usize, fill: u8) -> Self {
         let storage = vec![fill; len + align];
         let start = storage.as_ptr().align_offset(align);
-        assert!(start < align, "align_offset of a u8 buffer is below the alignment");
+        assert!(
+            start < align,
+            "align_offset of a u8 buffer is below the alignment"
+        );
         Self { storage, start, len }
     }
 

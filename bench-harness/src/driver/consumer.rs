@@ -63,13 +63,20 @@ pub fn run(
     shared: &Shared,
     ready: impl FnOnce(),
 ) -> Result<ConsumerOutcome, BenchError> {
-    let mut out = ConsumerOutcome { core: plan.pin.and_then(crate::baseline::pin_to), ..Default::default() };
+    let mut out = ConsumerOutcome {
+        core: plan.pin.and_then(crate::baseline::pin_to),
+        ..Default::default()
+    };
     let opened = connector.consumer(workload, plan.index, plan.of, &plan.group);
     ready();
     let mut client = opened?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed ^ 0xc0ff_ee00 ^ u64::from(plan.index));
     let delay = Duration::from_micros(workload.consumer_delay_us);
-    let nack_share = if workload.scenario == Scenario::RetryStorm { workload.nack_share } else { 0.0 };
+    let nack_share = if workload.scenario == Scenario::RetryStorm {
+        workload.nack_share
+    } else {
+        0.0
+    };
     let mut records = Vec::new();
     while !shared.stop_consumers.load(Ordering::Acquire) && !shared.aborted() {
         client.poll(POLL_WAIT_MAX, &mut records)?;

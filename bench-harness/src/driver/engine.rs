@@ -161,7 +161,8 @@ pub fn run_phase(
     let consumers: Vec<_> = (0..opts.consumers)
         .map(|i| {
             let plan = consumer_plan(&workload, opts, i);
-            let (connector, workload, shared, ready) = (connector.clone(), workload.clone(), shared.clone(), ready.clone());
+            let (connector, workload, shared, ready) =
+                (connector.clone(), workload.clone(), shared.clone(), ready.clone());
             thread::spawn(move || {
                 let signal = || {
                     ready.fetch_add(1, Ordering::Release);
@@ -181,10 +182,17 @@ pub fn run_phase(
         measure_end_ns: t0 + opts.measure_until_ns,
         burst_start_ns: opts.burst.map(|(start, _)| t0 + start),
     };
-    shared.window.set(window).expect("the window is published once per phase");
+    shared
+        .window
+        .set(window)
+        .expect("the window is published once per phase");
     let schedules = OpenLoopSchedule::split(&opts.phases, workload.producers as usize, t0)?;
     let load_end = schedules.iter().map(|s| s.end_ns()).max().unwrap_or(t0);
-    let clock = Clock { t0, load_end, deadline: load_end + opts.drain.as_nanos() as u64 };
+    let clock = Clock {
+        t0,
+        load_end,
+        deadline: load_end + opts.drain.as_nanos() as u64,
+    };
     let producers: Vec<_> = schedules
         .iter()
         .enumerate()
@@ -212,7 +220,9 @@ pub fn run_phase(
     let produced = join_all(producers);
     let consumed = join_all(consumers);
     let offered = offered_per_second(&schedules);
-    Ok(merge(&workload, opts, &clock, &shared, watched?, produced?, consumed?, offered))
+    Ok(merge(
+        &workload, opts, &clock, &shared, watched?, produced?, consumed?, offered,
+    ))
 }
 
 /// Raises the abort flag when dropped.
@@ -243,7 +253,9 @@ fn consumer_plan(workload: &Workload, opts: &PhaseOptions, index: u32) -> Consum
         run: opts.run,
         group: crate::driver::group_name(opts.run),
         seed: workload.seed,
-        pin: workload.pin_threads.then_some((workload.producers + index) as usize),
+        pin: workload
+            .pin_threads
+            .then_some((workload.producers + index) as usize),
     }
 }
 
@@ -261,7 +273,11 @@ fn producer_plan(
         measure_start_ns: clock.t0 + opts.measure_from_ns,
         measure_end_ns: clock.t0 + opts.measure_until_ns,
         ack_deadline_ns: clock.deadline,
-        sizes: SizeSampler::new(workload.size_distribution, workload.record_bytes_min, workload.record_bytes),
+        sizes: SizeSampler::new(
+            workload.size_distribution,
+            workload.record_bytes_min,
+            workload.record_bytes,
+        ),
         keys: KeySampler::new(workload.key_distribution, workload.keys, workload.zipf_exponent)?,
         seed: workload.seed,
         pin: workload.pin_threads.then_some(index as usize),
@@ -329,7 +345,11 @@ fn watch<T>(
     }
 }
 
-fn restart(shared: &Shared, control: &mut dyn BrokerControl, down: Duration) -> Result<(u64, u64), BenchError> {
+fn restart(
+    shared: &Shared,
+    control: &mut dyn BrokerControl,
+    down: Duration,
+) -> Result<(u64, u64), BenchError> {
     let killed_at = shared.now_ns();
     shared.kill_at_ns.store(killed_at, Ordering::Relaxed);
     control.kill()?;
@@ -380,8 +400,12 @@ fn merge(
     offered_series: Vec<u64>,
 ) -> (PhaseResult, Placement) {
     let mut placement = Placement::default();
-    let (mut ack, mut lag, mut series, mut ledger) =
-        (LatencyHistogram::new(), LatencyHistogram::new(), TimeSeries::new(), DeliveryLedger::new());
+    let (mut ack, mut lag, mut series, mut ledger) = (
+        LatencyHistogram::new(),
+        LatencyHistogram::new(),
+        TimeSeries::new(),
+        DeliveryLedger::new(),
+    );
     let (mut errors, mut unanswered, mut records, mut bytes) = (0, 0, 0, 0);
     let mut ack_durability = std::collections::BTreeMap::new();
     for p in &produced {
@@ -413,7 +437,10 @@ fn merge(
     let burst = opts.burst.map(|(from, to)| {
         let threshold = burst::steady_lag_max(&watch.lag.samples, start, clock.t0 + from);
         let figures = burst::analyse(&watch.lag.samples, clock.t0 + from, clock.t0 + to, threshold);
-        BurstReport { figures, peak_end_to_end_ns: peak_burst_delay }
+        BurstReport {
+            figures,
+            peak_end_to_end_ns: peak_burst_delay,
+        }
     });
     let restart = watch.restart.map(|(killed_at_ns, restarted_at_ns)| {
         let first = shared.first_ack_after_kill_ns.load(Ordering::Relaxed);

@@ -83,7 +83,10 @@ pub fn run(
     mut plan: ProducerPlan,
     shared: &Shared,
 ) -> Result<ProducerOutcome, BenchError> {
-    let mut out = ProducerOutcome { core: plan.pin.and_then(crate::baseline::pin_to), ..Default::default() };
+    let mut out = ProducerOutcome {
+        core: plan.pin.and_then(crate::baseline::pin_to),
+        ..Default::default()
+    };
     let mut client = connector.producer(workload, plan.index)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed ^ u64::from(plan.index).rotate_left(32));
     let topics = workload.topics;
@@ -96,7 +99,9 @@ pub fn run(
         let mut burst = 0;
         // A producer behind its schedule still collects acks every SEND_BURST_MAX
         // sends, so the acked count (and the backlog it feeds) stays current.
-        while let Some(due) = next.filter(|d| *d <= now && in_flight.len() < IN_FLIGHT_MAX && burst < SEND_BURST_MAX) {
+        while let Some(due) =
+            next.filter(|d| *d <= now && in_flight.len() < IN_FLIGHT_MAX && burst < SEND_BURST_MAX)
+        {
             burst += 1;
             let record = build(&plan, &mut rng, sequence, due, topics);
             let bytes = record.value.len() as u32;
@@ -105,7 +110,13 @@ pub fn run(
             }
             match client.send(record) {
                 Ok(()) => {
-                    in_flight.insert(sequence, InFlight { intended_ns: due, bytes });
+                    in_flight.insert(
+                        sequence,
+                        InFlight {
+                            intended_ns: due,
+                            bytes,
+                        },
+                    );
                 }
                 Err(e) => fail(&mut out, shared, e.to_string()),
             }
@@ -130,9 +141,20 @@ pub fn run(
 
 fn build(plan: &ProducerPlan, rng: &mut impl Rng, sequence: u64, due: u64, topics: u32) -> OutRecord {
     let mut value = vec![0u8; plan.sizes.sample(rng)];
-    Stamp { run: plan.run, producer: plan.index, sequence, intended_ns: due }.write(&mut value);
+    Stamp {
+        run: plan.run,
+        producer: plan.index,
+        sequence,
+        intended_ns: due,
+    }
+    .write(&mut value);
     let key = plan.keys.sample_index(rng).map(KeySampler::key_bytes);
-    OutRecord { topic: (sequence % u64::from(topics)) as u32, key, value, token: sequence }
+    OutRecord {
+        topic: (sequence % u64::from(topics)) as u32,
+        key,
+        value,
+        token: sequence,
+    }
 }
 
 fn settle(
@@ -142,7 +164,9 @@ fn settle(
     in_flight: &mut HashMap<u64, InFlight>,
     ack: AckEvent,
 ) {
-    let Some(sent) = in_flight.remove(&ack.token) else { return };
+    let Some(sent) = in_flight.remove(&ack.token) else {
+        return;
+    };
     let now = shared.ns_at(ack.at);
     let durability = match ack.result {
         Ok(durability) => durability,

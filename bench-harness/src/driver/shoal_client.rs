@@ -30,7 +30,7 @@ use shoal_protocol::messages::produce::Acks as WireAcks;
 use shoal_protocol::messages::topic::{FlushPolicy, TopicConfig};
 use shoal_protocol::{ErrorCode, ProtocolError};
 
-use crate::driver::{AckEvent, ConsumeClient, Connector, InRecord, OutRecord, ProduceClient};
+use crate::driver::{AckEvent, Connector, ConsumeClient, InRecord, OutRecord, ProduceClient};
 use crate::error::BenchError;
 use crate::workload::{Acks, Consumption, Flush, Workload};
 
@@ -52,11 +52,15 @@ pub struct ShoalConnector {
 
 impl ShoalConnector {
     pub fn new(address: impl Into<String>) -> Self {
-        Self { address: address.into() }
+        Self {
+            address: address.into(),
+        }
     }
 
     fn client(&self) -> Result<Arc<Client>, BenchError> {
-        Client::connect(&self.address).map(Arc::new).map_err(|e| driver_error("connect", e))
+        Client::connect(&self.address)
+            .map(Arc::new)
+            .map_err(|e| driver_error("connect", e))
     }
 }
 
@@ -67,7 +71,9 @@ pub fn topic_names(w: &Workload) -> Vec<String> {
         Flush::Interval => format!("interval{}ms", w.flush_interval_ms),
         Flush::Never => "never".to_string(),
     };
-    (0..w.topics).map(|i| format!("{}-{flush}-p{}-{i}", w.topic_prefix, w.partitions)).collect()
+    (0..w.topics)
+        .map(|i| format!("{}-{flush}-p{}-{i}", w.topic_prefix, w.partitions))
+        .collect()
 }
 
 fn flush_policy(w: &Workload) -> FlushPolicy {
@@ -81,12 +87,18 @@ fn flush_policy(w: &Workload) -> FlushPolicy {
 impl Connector for ShoalConnector {
     fn prepare(&self, w: &Workload) -> Result<(), BenchError> {
         let client = self.client()?;
-        let config = TopicConfig { partitions: w.partitions, flush: flush_policy(w), ..TopicConfig::default() };
+        let config = TopicConfig {
+            partitions: w.partitions,
+            flush: flush_policy(w),
+            ..TopicConfig::default()
+        };
         for name in topic_names(w) {
             match client.create_topic(&name, config.clone()) {
                 Ok(()) => {}
                 Err(e) if e.code() == Some(ErrorCode::TopicExists) => {
-                    let found = client.describe_topic(&name).map_err(|e| driver_error("describe topic", e))?;
+                    let found = client
+                        .describe_topic(&name)
+                        .map_err(|e| driver_error("describe topic", e))?;
                     if found.config.partitions != config.partitions || found.config.flush != config.flush {
                         return Err(BenchError::Driver(format!(
                             "topic {name} exists with other settings; choose another --topic-prefix"
@@ -113,7 +125,13 @@ impl Connector for ShoalConnector {
         Ok(Box::new(ShoalProducer::new(producer, topic_names(w))?))
     }
 
-    fn consumer(&self, w: &Workload, index: u32, of: u32, group: &str) -> Result<Box<dyn ConsumeClient>, BenchError> {
+    fn consumer(
+        &self,
+        w: &Workload,
+        index: u32,
+        of: u32,
+        group: &str,
+    ) -> Result<Box<dyn ConsumeClient>, BenchError> {
         let client = self.client()?;
         let topics = topic_names(w);
         match w.consumption {
@@ -124,15 +142,26 @@ impl Connector for ShoalConnector {
                 config.member_name = format!("shoal-bench-{index}");
                 config.max_wait_ms = FETCH_WAIT_MS;
                 config.max_records = GROUP_POLL_RECORDS_MAX;
-                let consumer = GroupConsumer::join(client, config).map_err(|e| driver_error("join group", e))?;
-                Ok(Box::new(ShoalGroupConsumer { consumer, last: Vec::new(), acks: Vec::new(), nacks: Vec::new() }))
+                let consumer =
+                    GroupConsumer::join(client, config).map_err(|e| driver_error("join group", e))?;
+                Ok(Box::new(ShoalGroupConsumer {
+                    consumer,
+                    last: Vec::new(),
+                    acks: Vec::new(),
+                    nacks: Vec::new(),
+                }))
             }
         }
     }
 
     fn group_stats(&self, group: &str) -> Result<Option<serde_json::Value>, BenchError> {
-        let stats = self.client()?.group_stats(group).map_err(|e| driver_error("group stats", e))?;
-        serde_json::to_value(&stats).map(Some).map_err(|e| BenchError::Driver(format!("group stats: {e}")))
+        let stats = self
+            .client()?
+            .group_stats(group)
+            .map_err(|e| driver_error("group stats", e))?;
+        serde_json::to_value(&stats)
+            .map(Some)
+            .map_err(|e| BenchError::Driver(format!("group stats: {e}")))
     }
 }
 
@@ -153,14 +182,30 @@ impl ShoalProducer {
             .name("shoal-bench-acks".into())
             .spawn(move || {
                 for (token, handle) in pending_rx {
-                    let result = handle.wait().map(|ack| format!("{:?}", ack.durability)).map_err(|e| e.to_string());
-                    if ack_tx.send(AckEvent { token, result, at: Instant::now() }).is_err() {
+                    let result = handle
+                        .wait()
+                        .map(|ack| format!("{:?}", ack.durability))
+                        .map_err(|e| e.to_string());
+                    if ack_tx
+                        .send(AckEvent {
+                            token,
+                            result,
+                            at: Instant::now(),
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                 }
             })
             .map_err(|e| BenchError::io("spawn ack waiter", e))?;
-        Ok(Self { producer, topics, pending: Some(pending_tx), acks, waiter: Some(waiter) })
+        Ok(Self {
+            producer,
+            topics,
+            pending: Some(pending_tx),
+            acks,
+            waiter: Some(waiter),
+        })
     }
 }
 
@@ -174,9 +219,14 @@ impl ProduceClient for ShoalProducer {
             headers: Vec::new(),
             message_id: None,
         };
-        let handle = self.producer.send(topic, new).map_err(|e| driver_error("send", e))?;
+        let handle = self
+            .producer
+            .send(topic, new)
+            .map_err(|e| driver_error("send", e))?;
         let pending = self.pending.as_ref().expect("pending channel lives until drop");
-        pending.send((record.token, handle)).map_err(|_| BenchError::Driver("ack waiter stopped".into()))
+        pending
+            .send((record.token, handle))
+            .map_err(|_| BenchError::Driver("ack waiter stopped".into()))
     }
 
     fn poll_acks(&mut self, wait: Duration, out: &mut Vec<AckEvent>) -> Result<(), BenchError> {
@@ -212,9 +262,21 @@ struct FetchConsumer {
 impl FetchConsumer {
     /// Thread `index` of `of` takes every `of`-th `(topic, partition)` pair,
     /// each positioned at the log end now (before the load starts).
-    fn open(client: Arc<Client>, w: &Workload, topics: &[String], index: u32, of: u32) -> Result<Self, BenchError> {
-        let pairs = topics.iter().flat_map(|t| (0..w.partitions).map(move |p| (t.clone(), p)));
-        let mine: Vec<(String, u32)> = pairs.enumerate().filter(|(k, _)| *k as u32 % of == index).map(|(_, x)| x).collect();
+    fn open(
+        client: Arc<Client>,
+        w: &Workload,
+        topics: &[String],
+        index: u32,
+        of: u32,
+    ) -> Result<Self, BenchError> {
+        let pairs = topics
+            .iter()
+            .flat_map(|t| (0..w.partitions).map(move |p| (t.clone(), p)));
+        let mine: Vec<(String, u32)> = pairs
+            .enumerate()
+            .filter(|(k, _)| *k as u32 % of == index)
+            .map(|(_, x)| x)
+            .collect();
         let (tx, records) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let mut fetchers = Vec::with_capacity(mine.len());
@@ -229,7 +291,11 @@ impl FetchConsumer {
                 .map_err(|e| BenchError::io("spawn fetcher", e))?;
             fetchers.push(fetcher);
         }
-        Ok(Self { records, stop, fetchers })
+        Ok(Self {
+            records,
+            stop,
+            fetchers,
+        })
     }
 }
 
@@ -254,7 +320,10 @@ fn fetch_loop(
             }
             Err(e) => {
                 if !failing {
-                    eprintln!("fetch {topic}/{partition} at {}: {e}; retrying", consumer.position());
+                    eprintln!(
+                        "fetch {topic}/{partition} at {}: {e}; retrying",
+                        consumer.position()
+                    );
                 }
                 failing = true;
                 std::thread::sleep(FETCH_RETRY_PAUSE);
@@ -264,7 +333,11 @@ fn fetch_loop(
 }
 
 fn into_in_record(record: ConsumedRecord, handle: u64) -> InRecord {
-    InRecord { delivery_count: record.delivery_count, value: record.value.unwrap_or_default(), handle }
+    InRecord {
+        delivery_count: record.delivery_count,
+        value: record.value.unwrap_or_default(),
+        handle,
+    }
 }
 
 impl ConsumeClient for FetchConsumer {
@@ -272,7 +345,9 @@ impl ConsumeClient for FetchConsumer {
         let first = match self.records.recv_timeout(wait) {
             Ok(batch) => batch,
             Err(mpsc::RecvTimeoutError::Timeout) => return Ok(()),
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(BenchError::Driver("fetchers stopped".into())),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(BenchError::Driver("fetchers stopped".into()))
+            }
         };
         for batch in std::iter::once(first).chain(self.records.try_iter()) {
             out.extend(batch.into_iter().map(|r| {
@@ -309,11 +384,15 @@ struct ShoalGroupConsumer {
 impl ShoalGroupConsumer {
     fn settle_pending(&mut self) -> Result<(), BenchError> {
         if !self.acks.is_empty() {
-            self.consumer.ack(&self.acks).map_err(|e| driver_error("ack", e))?;
+            self.consumer
+                .ack(&self.acks)
+                .map_err(|e| driver_error("ack", e))?;
             self.acks.clear();
         }
         if !self.nacks.is_empty() {
-            self.consumer.nack(&self.nacks, "shoal-bench retry storm", None, false).map_err(|e| driver_error("nack", e))?;
+            self.consumer
+                .nack(&self.nacks, "shoal-bench retry storm", None, false)
+                .map_err(|e| driver_error("nack", e))?;
             self.nacks.clear();
         }
         Ok(())
@@ -333,13 +412,20 @@ impl ConsumeClient for ShoalGroupConsumer {
             }
             Err(e) => return Err(driver_error("group poll", e)),
         };
-        out.extend(self.last.iter().enumerate().map(|(i, r)| into_in_record(r.clone(), i as u64)));
+        out.extend(
+            self.last
+                .iter()
+                .enumerate()
+                .map(|(i, r)| into_in_record(r.clone(), i as u64)),
+        );
         Ok(())
     }
 
     fn settle(&mut self, record: &InRecord, ok: bool) -> Result<(), BenchError> {
         let Some(r) = self.last.get(record.handle as usize) else {
-            return Err(BenchError::Driver("settle of a record from an earlier poll".into()));
+            return Err(BenchError::Driver(
+                "settle of a record from an earlier poll".into(),
+            ));
         };
         if ok {
             self.acks.push(r.clone());

@@ -37,7 +37,11 @@ impl ProduceClient for MemProducer {
         if self.log.lose != Some(record.token) {
             self.log.log.lock().unwrap().push(record.value);
         }
-        self.acks.push(AckEvent { token: record.token, result: Ok("Memory".into()), at: std::time::Instant::now() });
+        self.acks.push(AckEvent {
+            token: record.token,
+            result: Ok("Memory".into()),
+            at: std::time::Instant::now(),
+        });
         Ok(())
     }
 
@@ -63,7 +67,11 @@ impl ConsumeClient for MemConsumer {
         let before = out.len();
         for (at, value) in log.iter().enumerate().skip(self.next) {
             if at % self.of == self.index {
-                out.push(InRecord { value: value.clone(), handle: at as u64, delivery_count: 1 });
+                out.push(InRecord {
+                    value: value.clone(),
+                    handle: at as u64,
+                    delivery_count: 1,
+                });
             }
         }
         self.next = log.len();
@@ -87,17 +95,35 @@ impl Connector for MemConnector {
     }
 
     fn producer(&self, _w: &Workload, _index: u32) -> Result<Box<dyn ProduceClient>, BenchError> {
-        Ok(Box::new(MemProducer { log: self.0.clone(), acks: Vec::new() }))
+        Ok(Box::new(MemProducer {
+            log: self.0.clone(),
+            acks: Vec::new(),
+        }))
     }
 
-    fn consumer(&self, _w: &Workload, index: u32, of: u32, _g: &str) -> Result<Box<dyn ConsumeClient>, BenchError> {
+    fn consumer(
+        &self,
+        _w: &Workload,
+        index: u32,
+        of: u32,
+        _g: &str,
+    ) -> Result<Box<dyn ConsumeClient>, BenchError> {
         let next = self.0.log.lock().unwrap().len();
-        Ok(Box::new(MemConsumer { log: self.0.clone(), next, index: index as usize, of: of as usize }))
+        Ok(Box::new(MemConsumer {
+            log: self.0.clone(),
+            next,
+            index: index as usize,
+            of: of as usize,
+        }))
     }
 }
 
 fn workload(producers: u32) -> Workload {
-    let flags = WorkloadLayer { producers: Some(producers), pin_threads: Some(false), ..Default::default() };
+    let flags = WorkloadLayer {
+        producers: Some(producers),
+        pin_threads: Some(false),
+        ..Default::default()
+    };
     Workload::resolve(WorkloadSource::Preset("quick"), &flags).unwrap()
 }
 
@@ -106,7 +132,10 @@ fn options(rate: f64, seconds: u64, consumers: u32) -> PhaseOptions {
         label: "test".into(),
         run: 1,
         rate_per_s: rate,
-        phases: vec![Phase { rate_per_s: rate, duration_ns: seconds * SEC }],
+        phases: vec![Phase {
+            rate_per_s: rate,
+            duration_ns: seconds * SEC,
+        }],
         measure_from_ns: 0,
         measure_until_ns: seconds * SEC,
         consumers,
@@ -124,7 +153,10 @@ fn every_record_is_acked_consumed_and_counted() {
     assert_eq!(r.ack_latency.count, 2000);
     assert_eq!(r.end_to_end.count, 2000);
     let v = r.delivery.unwrap();
-    assert_eq!((v.acked, v.consumed_distinct, v.lost, v.duplicates), (2000, 2000, 0, 0));
+    assert_eq!(
+        (v.acked, v.consumed_distinct, v.lost, v.duplicates),
+        (2000, 2000, 0, 0)
+    );
     assert!(v.ok && r.drained);
     assert_eq!(r.produce_errors + r.unanswered, 0);
     assert_eq!(r.offered_series.iter().sum::<u64>(), 2000);
@@ -137,12 +169,19 @@ fn every_record_is_acked_consumed_and_counted() {
 #[test]
 fn a_stall_shows_in_the_latency_of_every_record_due_during_it() {
     // Proves open-loop timing: a 300 ms stall at 2000/s puts ~600 records' latency between 0 and 300 ms.
-    let log = MemLog { stall: Some((500, Duration::from_millis(300))), ..Default::default() };
+    let log = MemLog {
+        stall: Some((500, Duration::from_millis(300))),
+        ..Default::default()
+    };
     let connector: Arc<dyn Connector> = Arc::new(MemConnector(Arc::new(log)));
     let (r, _) = run_phase(&connector, &workload(1), &options(2000.0, 2, 0), None).unwrap();
     assert_eq!(r.ack_latency.count, 4000);
     // A closed-loop client would have recorded one slow sample; here 15% of 4000 are over 45 ms.
-    assert!(r.ack_latency.max_ns >= 290_000_000, "max {}", r.ack_latency.max_ns);
+    assert!(
+        r.ack_latency.max_ns >= 290_000_000,
+        "max {}",
+        r.ack_latency.max_ns
+    );
     assert!(r.ack_latency.p90_ns >= 45_000_000, "p90 {}", r.ack_latency.p90_ns);
     assert!(r.send_lag.max_ns >= 290_000_000, "send lag {}", r.send_lag.max_ns);
     assert!(r.delivery.is_none());
@@ -151,7 +190,10 @@ fn a_stall_shows_in_the_latency_of_every_record_due_during_it() {
 #[test]
 fn an_acked_record_that_was_not_stored_is_reported_lost() {
     // Proves the ledger catches a broker that acks a record and then loses it.
-    let log = MemLog { lose: Some(100), ..Default::default() };
+    let log = MemLog {
+        lose: Some(100),
+        ..Default::default()
+    };
     let connector: Arc<dyn Connector> = Arc::new(MemConnector(Arc::new(log)));
     let mut opts = options(1000.0, 1, 1);
     opts.drain = Duration::from_millis(500);

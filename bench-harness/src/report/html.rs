@@ -7,7 +7,10 @@
 pub fn render(title: &str, summary: &str, charts: &[String]) -> String {
     let mut images = String::new();
     for chart in charts {
-        images.push_str(&format!("<figure><img src=\"{0}\" alt=\"{0}\"></figure>\n", escape(chart)));
+        images.push_str(&format!(
+            "<figure><img src=\"{0}\" alt=\"{0}\"></figure>\n",
+            escape(chart)
+        ));
     }
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{title}</title>\n\
@@ -23,7 +26,10 @@ pub fn render(title: &str, summary: &str, charts: &[String]) -> String {
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
@@ -33,7 +39,11 @@ mod tests {
     #[test]
     fn page_embeds_charts_and_escapes_text() {
         // Proves every chart is embedded and summary text cannot inject markup.
-        let page = render("run <1>", "p50 < 1 ms & ok", &["latency.svg".into(), "throughput.svg".into()]);
+        let page = render(
+            "run <1>",
+            "p50 < 1 ms & ok",
+            &["latency.svg".into(), "throughput.svg".into()],
+        );
         assert!(page.contains("<img src=\"latency.svg\""));
         assert!(page.contains("<img src=\"throughput.svg\""));
         assert!(page.contains("p50 &lt; 1 ms &amp; ok"));

@@ -25,8 +25,10 @@ pub fn write(dir: &Path, report: &RunReport) -> Result<Vec<PathBuf>, BenchError>
         Ok(path)
     };
     let mut paths = Vec::new();
-    let json = serde_json::to_string_pretty(report)
-        .map_err(|e| BenchError::Report { path: dir.join("report.json"), message: e.to_string() })?;
+    let json = serde_json::to_string_pretty(report).map_err(|e| BenchError::Report {
+        path: dir.join("report.json"),
+        message: e.to_string(),
+    })?;
     paths.push(put("report.json", &json)?);
     let text = summary::render(report);
     paths.push(put("summary.txt", &text)?);
@@ -101,8 +103,12 @@ mod tests {
             offered_series: vec![1000, 1000, 1000],
             produce_series: series.points(),
             consume_series: series.points(),
-            backlog: GaugeSeries { samples: vec![(0, 1), (1_000_000_000, 3)] },
-            consumer_lag: GaugeSeries { samples: vec![(0, 0), (1_000_000_000, 2)] },
+            backlog: GaugeSeries {
+                samples: vec![(0, 1), (1_000_000_000, 3)],
+            },
+            consumer_lag: GaugeSeries {
+                samples: vec![(0, 0), (1_000_000_000, 2)],
+            },
             burst: None,
             restart: None,
             delivery: Some(ledger.verdict(Delivery::AtLeastOnce)),
@@ -115,7 +121,11 @@ mod tests {
         // Proves throughput is divided by loopback and disk bandwidth, latency by RTT and fdatasync.
         let m = phase();
         let r = model::ratios(Some(&m), None, &baselines(), 1024, Flush::Always);
-        let find = |fig: &str, base: &str| r.iter().find(|x| x.figure == fig && x.baseline.starts_with(base)).unwrap();
+        let find = |fig: &str, base: &str| {
+            r.iter()
+                .find(|x| x.figure == fig && x.baseline.starts_with(base))
+                .unwrap()
+        };
         let produce_net = find("produce throughput", "loopback");
         assert!((produce_net.ratio - 3_072_000.0 / 3.0 / 1e9).abs() < 1e-12);
         let produce_disk = find("produce throughput", "disk");
@@ -139,7 +149,12 @@ mod tests {
             command_line: vec!["shoal-bench".into()],
             durability: Durability::of(&workload),
             machine: crate::machine::describe(dir.path()),
-            broker: BrokerInfo { mode: "external".into(), address: "127.0.0.1:1".into(), binary: None, data_dir: None },
+            broker: BrokerInfo {
+                mode: "external".into(),
+                address: "127.0.0.1:1".into(),
+                binary: None,
+                data_dir: None,
+            },
             placement: Placement::default(),
             ratios: model::ratios(Some(&m), None, &baselines(), 1024, Flush::Always),
             baselines: Some(baselines()),

@@ -30,7 +30,13 @@ pub struct Throughput {
 impl Throughput {
     pub fn over(records: u64, bytes: u64, seconds: f64) -> Self {
         let s = seconds.max(1e-9);
-        Self { records, bytes, seconds, records_per_s: records as f64 / s, bytes_per_s: bytes as f64 / s }
+        Self {
+            records,
+            bytes,
+            seconds,
+            records_per_s: records as f64 / s,
+            bytes_per_s: bytes as f64 / s,
+        }
     }
 }
 
@@ -219,29 +225,77 @@ pub fn ratios(
     if let Some(s) = search {
         let bytes = s.sustainable_rate_per_s * record_bytes as f64;
         push("max sustainable produce", bytes, "B/s", "loopback TCP", net);
-        push("max sustainable produce", bytes, "B/s", "disk O_DIRECT write", disk);
+        push(
+            "max sustainable produce",
+            bytes,
+            "B/s",
+            "disk O_DIRECT write",
+            disk,
+        );
     }
     let Some(m) = measured else { return out };
-    push("produce throughput", m.produce.bytes_per_s, "B/s", "loopback TCP", net);
-    push("produce throughput", m.produce.bytes_per_s, "B/s", "disk O_DIRECT write", disk);
-    push("consume throughput", m.consume.bytes_per_s, "B/s", "loopback TCP", net);
+    push(
+        "produce throughput",
+        m.produce.bytes_per_s,
+        "B/s",
+        "loopback TCP",
+        net,
+    );
+    push(
+        "produce throughput",
+        m.produce.bytes_per_s,
+        "B/s",
+        "disk O_DIRECT write",
+        disk,
+    );
+    push(
+        "consume throughput",
+        m.consume.bytes_per_s,
+        "B/s",
+        "loopback TCP",
+        net,
+    );
     let p50: fn(&LatencySummary) -> u64 = |l| l.p50_ns;
     let p99: fn(&LatencySummary) -> u64 = |l| l.p99_ns;
     let pairs = [("p50", p50), ("p99", p99)];
     for (name, pick) in pairs {
         let (ack, e2e) = (pick(&m.ack_latency) as f64, pick(&m.end_to_end) as f64);
         if m.ack_latency.count > 0 {
-            push(&format!("produce->ack {name}"), ack, "ns", &format!("loopback RTT {name}"), pick(rtt) as f64);
+            push(
+                &format!("produce->ack {name}"),
+                ack,
+                "ns",
+                &format!("loopback RTT {name}"),
+                pick(rtt) as f64,
+            );
             if flush == Flush::Always {
-                push(&format!("produce->ack {name}"), ack, "ns", &format!("4 KiB fdatasync {name}"), pick(sync) as f64);
+                push(
+                    &format!("produce->ack {name}"),
+                    ack,
+                    "ns",
+                    &format!("4 KiB fdatasync {name}"),
+                    pick(sync) as f64,
+                );
             }
         }
         if m.end_to_end.count > 0 {
-            push(&format!("end-to-end {name}"), e2e, "ns", &format!("loopback RTT {name}"), pick(rtt) as f64);
+            push(
+                &format!("end-to-end {name}"),
+                e2e,
+                "ns",
+                &format!("loopback RTT {name}"),
+                pick(rtt) as f64,
+            );
         }
     }
     if m.end_to_end.count > 0 {
-        push("end-to-end p99.9", m.end_to_end.p999_ns as f64, "ns", "loopback RTT p99.9", rtt.p999_ns as f64);
+        push(
+            "end-to-end p99.9",
+            m.end_to_end.p999_ns as f64,
+            "ns",
+            "loopback RTT p99.9",
+            rtt.p999_ns as f64,
+        );
     }
     out
 }

@@ -30,7 +30,11 @@ pub fn render(r: &RunReport) -> String {
         let _ = writeln!(
             out,
             "  disk {:<17} {:>12}   4 KiB write+fdatasync p50 {}  p99 {}",
-            if d.direct_io { "O_DIRECT write" } else { "buffered write" },
+            if d.direct_io {
+                "O_DIRECT write"
+            } else {
+                "buffered write"
+            },
             mb_per_s(d.write_bytes_per_s),
             ns(d.write_fdatasync.p50_ns),
             ns(d.write_fdatasync.p99_ns)
@@ -42,7 +46,11 @@ pub fn render(r: &RunReport) -> String {
             let verdict = if t.sustainable { "flat" } else { "grows" };
             let measured = r.trials.get(i).map_or(String::new(), |p| match &p.error {
                 Some(e) => format!("  ({e})"),
-                None => format!("  ack p99 {:>9}  send lag p99 {:>9}", ns(p.ack_latency.p99_ns), ns(p.send_lag.p99_ns)),
+                None => format!(
+                    "  ack p99 {:>9}  send lag p99 {:>9}",
+                    ns(p.ack_latency.p99_ns),
+                    ns(p.send_lag.p99_ns)
+                ),
             });
             let _ = writeln!(
                 out,
@@ -51,7 +59,11 @@ pub fn render(r: &RunReport) -> String {
                 t.backlog_slope_per_s
             );
         }
-        let capped = if s.capped_by_rate_max { " (capped by search_rate_max_per_s)" } else { "" };
+        let capped = if s.capped_by_rate_max {
+            " (capped by search_rate_max_per_s)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "  sustainable: {} rec/s = {}{capped}",
@@ -90,7 +102,11 @@ fn group(out: &mut String, g: &serde_json::Value) {
 fn header(out: &mut String, r: &RunReport) {
     let m = &r.machine;
     let w = &r.workload;
-    let _ = writeln!(out, "shoal-bench {} — workload {:?} — {}", r.version, w.name, r.started_at);
+    let _ = writeln!(
+        out,
+        "shoal-bench {} — workload {:?} — {}",
+        r.version, w.name, r.started_at
+    );
     let _ = writeln!(
         out,
         "machine     {} | {} cores | kernel {} | {:.1} GiB RAM",
@@ -113,7 +129,10 @@ fn header(out: &mut String, r: &RunReport) {
         m.data_mount
     );
     let d = &r.durability;
-    let interval = d.flush_interval_ms.map(|ms| format!(" every {ms} ms")).unwrap_or_default();
+    let interval = d
+        .flush_interval_ms
+        .map(|ms| format!(" every {ms} ms"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "durability  acks {:?} | flush {:?}{interval} | checked as {:?}",
@@ -138,7 +157,13 @@ fn header(out: &mut String, r: &RunReport) {
 
 fn phase(out: &mut String, m: &PhaseResult) {
     let secs = m.produce.seconds;
-    let _ = writeln!(out, "\n{} at {} rec/s offered, {:.1} s measured", m.label, count(m.offered_rate_per_s as u64), secs);
+    let _ = writeln!(
+        out,
+        "\n{} at {} rec/s offered, {:.1} s measured",
+        m.label,
+        count(m.offered_rate_per_s as u64),
+        secs
+    );
     let _ = writeln!(
         out,
         "  produced (acked)   {:>12} rec  {:>12} rec/s  {:>12}   errors {}, unanswered {}",
@@ -155,8 +180,16 @@ fn phase(out: &mut String, m: &PhaseResult) {
         count(m.consume.records_per_s as u64),
         mb_per_s(m.consume.bytes_per_s)
     );
-    let achieved: Vec<String> = m.ack_durability.iter().map(|(d, n)| format!("{d} {}", count(*n))).collect();
-    let _ = writeln!(out, "  durability achieved (per the broker's acks): {}", achieved.join(", "));
+    let achieved: Vec<String> = m
+        .ack_durability
+        .iter()
+        .map(|(d, n)| format!("{d} {}", count(*n)))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  durability achieved (per the broker's acks): {}",
+        achieved.join(", ")
+    );
     let _ = writeln!(
         out,
         "\n  latency          {:>9} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -165,9 +198,23 @@ fn phase(out: &mut String, m: &PhaseResult) {
     latency_row(out, "produce->ack", &m.ack_latency);
     latency_row(out, "end-to-end", &m.end_to_end);
     latency_row(out, "send lag", &m.send_lag);
-    let _ = writeln!(out, "  (measured from each record's intended send time: coordinated-omission free)");
+    let _ = writeln!(
+        out,
+        "  (measured from each record's intended send time: coordinated-omission free)"
+    );
+    if let Some((at, peak)) = m.consumer_lag.peak().filter(|(_, peak)| *peak > 0) {
+        let _ = writeln!(
+            out,
+            "  consumer lag peak  {} records at {:.1} s (end-to-end latency above is the delay it caused)",
+            count(peak),
+            at as f64 / 1e9
+        );
+    }
     if let Some(b) = &m.burst {
-        let drain = b.figures.drain_ns.map_or("did not drain before the run ended".into(), ns);
+        let drain = b
+            .figures
+            .drain_ns
+            .map_or("did not drain before the run ended".into(), ns);
         let _ = writeln!(
             out,
             "\n  burst: peak lag {} records at {:.1} s, peak end-to-end {} (business delay), drain time {}",
@@ -219,7 +266,11 @@ fn ratios(out: &mut String, r: &RunReport) {
     if r.ratios.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\n  {:<26} {:>12}   {:<24} {:>12} {:>9}", "figure", "value", "baseline", "baseline", "ratio");
+    let _ = writeln!(
+        out,
+        "\n  {:<26} {:>12}   {:<24} {:>12} {:>9}",
+        "figure", "value", "baseline", "baseline", "ratio"
+    );
     for x in &r.ratios {
         let fmt = |v: f64| if x.unit == "ns" { ns(v as u64) } else { mb_per_s(v) };
         let _ = writeln!(
