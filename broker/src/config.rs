@@ -111,6 +111,8 @@ pub struct StorageConfig {
     pub write_chunk_bytes: usize,
     /// Tail batch cache per shard, shared by its partitions.
     pub batch_cache_bytes_max: usize,
+    /// How often each shard applies retention and compacts compacted topics.
+    pub maintenance_interval_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -123,6 +125,7 @@ impl Default for StorageConfig {
             preallocate_bytes: 64 << 20,
             write_chunk_bytes: 1 << 20,
             batch_cache_bytes_max: 64 << 20,
+            maintenance_interval_ms: 30_000,
         }
     }
 }
@@ -202,6 +205,9 @@ impl Config {
                 "storage.segment_bytes_max",
                 format!("must be >= {SEGMENT_BYTES_MIN}"),
             );
+        }
+        if s.maintenance_interval_ms == 0 {
+            return invalid("storage.maintenance_interval_ms", "must be > 0".into());
         }
         if s.flush == FlushMode::Interval && s.flush_interval_ms == 0 {
             return invalid(

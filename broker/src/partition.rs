@@ -123,6 +123,25 @@ impl Partition {
         }
     }
 
+    /// Retention, then compaction for compacted topics.
+    pub async fn maintain(&self, now_ms: i64) {
+        let Ok(log) = &self.log else { return };
+        match log.apply_retention(now_ms).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(topic = %self.topic.name, partition = self.id, segments = n, "retention deleted segments")
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic.name, partition = self.id, error = %e, "retention failed")
+            }
+        }
+        if self.topic.config.compacted {
+            if let Err(e) = log.compact(now_ms).await {
+                tracing::warn!(topic = %self.topic.name, partition = self.id, error = %e, "compaction failed");
+            }
+        }
+    }
+
     /// Appends the batches of one produce request, in order.
     pub async fn produce(&self, batches: Vec<BytesMut>) -> ProducePartitionResponse {
         match self.produce_inner(batches).await {

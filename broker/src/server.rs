@@ -254,6 +254,11 @@ async fn run_shard(ctx: ShardStart) {
         queue,
     )
     .expect("the request queue exists");
+    // Detached: it checks `shutting_down` between partitions, so shutdown
+    // never cancels a retention or compaction pass half way.
+    glommio::spawn_local_into(shard.clone().maintenance_loop(), queue)
+        .expect("the request queue exists")
+        .detach();
     let _ = ctx.ready.send(Ok(ctx.id));
     // Runs until a stop arrives (or the broker handle is dropped).
     let _ = ctx.stop.recv_async().await;

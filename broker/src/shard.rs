@@ -289,6 +289,23 @@ impl Shard {
         }
     }
 
+    /// Applies retention (by time and size, whole segments) and compaction
+    /// to every local partition, every `storage.maintenance_interval_ms`,
+    /// until the shard shuts down. A failure is logged for that partition
+    /// only (a fenced log reports itself on every request).
+    pub async fn maintenance_loop(self: Rc<Self>) {
+        let interval = std::time::Duration::from_millis(self.config.storage.maintenance_interval_ms);
+        while !self.shutting_down.get() {
+            crate::runtime::sleep(interval).await;
+            for partition in self.local_partitions() {
+                if self.shutting_down.get() {
+                    return;
+                }
+                partition.maintain(crate::runtime::now_ms()).await;
+            }
+        }
+    }
+
     /// Stops accepting work and flushes every local partition.
     pub async fn shutdown(&self) {
         self.shutting_down.set(true);

@@ -127,9 +127,17 @@ impl BrokerProcess {
             // Keep draining so the broker never blocks on a full pipe.
             for _ in lines {}
         });
-        let line = rx
-            .recv_timeout(Duration::from_millis(BROKER_START_MS_MAX))
-            .unwrap_or_else(|_| panic!("shoald did not become ready within {BROKER_START_MS_MAX} ms"));
+        let line = match rx.recv_timeout(Duration::from_millis(BROKER_START_MS_MAX)) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("wait for shoald");
+                panic!("shoald exited before it was ready ({status}); its stderr is above");
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("shoald did not become ready within {BROKER_START_MS_MAX} ms");
+            }
+        };
         self.parse_ready(&line);
         self.child = Some(child);
     }
