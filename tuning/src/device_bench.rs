@@ -120,15 +120,7 @@ pub fn run_bench(
 ) -> Result<BenchReport, TuneError> {
     let started = Instant::now();
     let cases = plan(limits)?;
-    let space = probe_free_space(dir)?;
-    let needed = limits.file_bytes_max + (limits.file_bytes_max as f64 * FREE_SPACE_MARGIN_FRACTION) as u64;
-    if space.available_bytes < needed {
-        return Err(TuneError::Limits(format!(
-            "{} has {} bytes free; the run needs {needed} (lower --file-mib)",
-            dir.display(),
-            space.available_bytes
-        )));
-    }
+    ensure_free_space(dir, limits)?;
     let dio_alignment = probe_dio_alignment(dir)?;
     let work = tempfile::Builder::new()
         .prefix(".shoal-tune-bench-")
@@ -145,21 +137,11 @@ pub fn run_bench(
         block_max,
         dio_alignment.mem_align_bytes,
     )?;
-    seq_file.preallocate(limits.file_bytes_max)?;
-    // Write the whole ring once, untimed: the first pass over preallocated space
-    // converts unwritten extents, which would otherwise slow whichever case ran first.
     progress(&format!(
         "conditioning: writing the {} ring once",
         format_bytes(limits.file_bytes_max)
     ));
-    seq_file.write_sequential(
-        block_max,
-        depth_max,
-        limits.file_bytes_max,
-        limits.time_max,
-        Duration::ZERO,
-        limits.file_bytes_max,
-    )?;
+    condition(&mut seq_file, limits, (depth_max, block_max))?;
     let mut report = BenchReport {
         dir: dir.to_path_buf(),
         limits: *limits,
@@ -186,6 +168,34 @@ pub fn run_bench(
     })?;
     report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(report)
+}
+
+/// Refuses to start unless the size limit plus a margin is free.
+fn ensure_free_space(dir: &Path, limits: &BenchLimits) -> Result<(), TuneError> {
+    let space = probe_free_space(dir)?;
+    let needed = limits.file_bytes_max + (limits.file_bytes_max as f64 * FREE_SPACE_MARGIN_FRACTION) as u64;
+    if space.available_bytes < needed {
+        return Err(TuneError::Limits(format!(
+            "{} has {} bytes free; the run needs {needed} (lower --file-mib)",
+            dir.display(),
+            space.available_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Preallocates the ring and writes it once, untimed: the first pass over
+/// preallocated space converts unwritten extents, which would otherwise slow
+/// whichever case ran first.
+fn condition(
+    file: &mut UringFile,
+    limits: &BenchLimits,
+    (depth, block): (u32, u32),
+) -> Result<(), TuneError> {
+    let region = limits.file_bytes_max;
+    file.preallocate(region)?;
+    file.write_sequential(block, depth, region, limits.time_max, Duration::ZERO, region)?;
+    Ok(())
 }
 
 fn run_case(

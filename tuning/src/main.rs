@@ -170,21 +170,26 @@ fn run(cli: Cli) -> Result<ExitCode, TuneError> {
             let rec = recommend(&probe, report.as_ref(), dir, priority);
             emit_recommendation(&rec, &probe, report.as_ref(), priority, out.as_deref(), json)?;
         }
-        Command::Check { config, json } => {
-            let text = std::fs::read_to_string(&config).map_err(|source| TuneError::Read {
-                path: config.clone(),
-                source,
-            })?;
-            let data_dir = toml::from_str::<shoal_broker::config::Config>(&text)
-                .map(|c| c.server.data_dir)
-                .unwrap_or_else(|_| PathBuf::from("."));
-            let probe = HostProbe::gather_live(&data_dir)?;
-            let problems = check_config_text(&text, &probe);
-            print_either(json, &problems, || problems_text(&problems));
-            if problems.iter().any(|p| p.severity == Severity::Error) {
-                return Ok(ExitCode::from(1));
-            }
-        }
+        Command::Check { config, json } => return check(&config, json),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks a config file against the host its data directory is on; exit 1 on any error.
+fn check(config: &Path, json: bool) -> Result<ExitCode, TuneError> {
+    let text = std::fs::read_to_string(config).map_err(|source| TuneError::Read {
+        path: config.to_path_buf(),
+        source,
+    })?;
+    // A file that does not parse is still checked against the current directory's host.
+    let data_dir = toml::from_str::<shoal_broker::config::Config>(&text)
+        .map(|c| c.server.data_dir)
+        .unwrap_or_else(|_| PathBuf::from("."));
+    let probe = HostProbe::gather_live(&data_dir)?;
+    let problems = check_config_text(&text, &probe);
+    print_either(json, &problems, || problems_text(&problems));
+    if problems.iter().any(|p| p.severity == Severity::Error) {
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

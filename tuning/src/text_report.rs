@@ -22,7 +22,7 @@ fn or_unknown<T: ToString>(v: Option<T>) -> String {
 
 /// The probe as an operator reads it.
 pub fn probe_text(probe: &HostProbe) -> String {
-    let (f, l) = (&probe.facts, &probe.live);
+    let f = &probe.facts;
     let mut out = String::new();
     let _ = write!(out, "data dir     {}", probe.requested_dir.display());
     if probe.requested_dir != f.data_dir {
@@ -34,6 +34,16 @@ pub fn probe_text(probe: &HostProbe) -> String {
     }
     let _ = writeln!(out);
     let _ = writeln!(out, "kernel       {}", f.kernel.release);
+    file_system_text(probe, &mut out);
+    device_text(probe, &mut out);
+    resources_text(probe, &mut out);
+    sysctl_text(probe, &mut out);
+    uring_text(probe, &mut out);
+    out
+}
+
+fn file_system_text(probe: &HostProbe, out: &mut String) {
+    let (f, l) = (&probe.facts, &probe.live);
     match &f.mount {
         Some(m) => {
             let _ = writeln!(
@@ -67,7 +77,10 @@ pub fn probe_text(probe: &HostProbe) -> String {
             format_bytes(s.total_bytes)
         );
     }
-    device_text(probe, &mut out);
+}
+
+fn resources_text(probe: &HostProbe, out: &mut String) {
+    let (f, l) = (&probe.facts, &probe.live);
     let cpu = &f.cpu;
     let _ = writeln!(
         out,
@@ -107,9 +120,6 @@ pub fn probe_text(probe: &HostProbe) -> String {
         "open files   soft {}, hard {}",
         f.limits.open_files_soft, f.limits.open_files_hard
     );
-    sysctl_text(probe, &mut out);
-    uring_text(probe, &mut out);
-    out
 }
 
 fn device_text(probe: &HostProbe, out: &mut String) {
