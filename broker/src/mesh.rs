@@ -65,6 +65,28 @@ pub enum ShardCall {
     Shutdown,
 }
 
+/// Kinds of cross-shard call, for the per-kind hop counters.
+pub const CALL_KINDS: [&str; 6] = ["produce", "fetch", "list_offsets", "admin", "stats", "delivery"];
+
+impl ShardCall {
+    /// Index into [`CALL_KINDS`]: the hot path (produce, fetch) is counted
+    /// apart from admin, stats and group traffic.
+    pub fn kind(&self) -> usize {
+        match self {
+            ShardCall::Produce { .. } => 0,
+            ShardCall::Fetch { .. } => 1,
+            ShardCall::ListOffsets { .. } => 2,
+            ShardCall::CreateTopic { .. }
+            | ShardCall::DeleteTopic { .. }
+            | ShardCall::ApplyCreate(_)
+            | ShardCall::ApplyDelete(_)
+            | ShardCall::Shutdown => 3,
+            ShardCall::PartitionStats { .. } | ShardCall::MetricsSnapshot => 4,
+            ShardCall::Delivery(_) => 5,
+        }
+    }
+}
+
 /// Figures of one partition, read on its owner.
 #[derive(Debug, Clone, Default)]
 pub struct PartitionFigures {
@@ -110,6 +132,7 @@ pub struct Mesh {
     peers: Vec<flume::Sender<Envelope>>,
     hops_out: Vec<Cell<u64>>,
     hops_in: Cell<u64>,
+    hops_by_kind: [Cell<u64>; CALL_KINDS.len()],
 }
 
 impl Mesh {
@@ -120,11 +143,14 @@ impl Mesh {
             peers,
             hops_out,
             hops_in: Cell::new(0),
+            hops_by_kind: Default::default(),
         }
     }
 
     /// Sends `call` to shard `to` and waits for its reply.
     pub async fn call(&self, to: u32, call: ShardCall) -> Result<ShardReply, MeshError> {
+        let kind = &self.hops_by_kind[call.kind()];
+        kind.set(kind.get() + 1);
         let (tx, rx) = flume::bounded(1);
         let envelope = Envelope {
             from: self.shard,
@@ -148,6 +174,11 @@ impl Mesh {
     /// Calls sent to each shard so far.
     pub fn hops_out(&self) -> Vec<u64> {
         self.hops_out.iter().map(Cell::get).collect()
+    }
+
+    /// Calls sent to other shards so far, by [`CALL_KINDS`] kind.
+    pub fn hops_by_kind(&self) -> Vec<u64> {
+        self.hops_by_kind.iter().map(Cell::get).collect()
     }
 
     /// Calls received from other shards so far.

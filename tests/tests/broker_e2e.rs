@@ -332,3 +332,59 @@ fn retention_by_size_deletes_old_segments() {
     assert_eq!(tail.len() as u64, 5_000 - start);
     assert_eq!(tail.last().unwrap().value.as_deref().map(|v| v.len()), Some(1000));
 }
+
+/// Sums a counter family's samples whose labels contain `label` in the
+/// broker's `/metrics` text.
+fn metric_sum(broker: &BrokerProcess, family: &str, label: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", broker.http_port)).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(family) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// With the shard-aware client no produce or fetch crosses cores; through
+/// the shared port, requests for partitions of the other shard do (the
+/// counters are real, not constant).
+#[test]
+fn shard_aware_client_keeps_the_hot_path_on_one_core() {
+    let broker = BrokerProcess::start();
+    let aware = client(&broker, true);
+    aware
+        .create_topic("local", topic_config(8, FlushPolicy::Never))
+        .unwrap();
+    let producer = Producer::new(aware.clone(), ProducerConfig::default()).unwrap();
+    let records: Vec<_> = (0..2_000)
+        .map(|i| record(&format!("k{i}"), format!("v{i}")))
+        .collect();
+    producer.send_all("local", records).unwrap();
+    let read: usize = (0..8).map(|p| read_all(&aware, "local", p, 0).len()).sum();
+    assert_eq!(read, 2_000);
+    let hot = |b: &BrokerProcess| {
+        metric_sum(b, "shoal_cross_core_calls_total", "kind=\"produce\"")
+            + metric_sum(b, "shoal_cross_core_calls_total", "kind=\"fetch\"")
+    };
+    assert_eq!(
+        hot(&broker),
+        0.0,
+        "the shard-aware client's produce/fetch crossed cores"
+    );
+    let requests = metric_sum(&broker, "shoal_native_requests_total", "api=\"produce\"")
+        + metric_sum(&broker, "shoal_native_requests_total", "api=\"fetch\"");
+    assert!(requests > 0.0);
+    let shared = client(&broker, false);
+    let producer = Producer::new(shared.clone(), ProducerConfig::default()).unwrap();
+    let records: Vec<_> = (0..200)
+        .map(|i| record(&format!("k{i}"), format!("w{i}")))
+        .collect();
+    producer.send_all("local", records).unwrap();
+    assert!(
+        hot(&broker) > 0.0,
+        "shared-port produce to the other shard's partitions must be forwarded"
+    );
+}

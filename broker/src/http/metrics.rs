@@ -142,6 +142,10 @@ pub struct ShardSnapshot {
     pub native_produce_latency_us: Histogram<u64>,
     pub hops_out: Vec<u64>,
     pub hops_in: u64,
+    /// Mesh calls sent, by [`crate::mesh::CALL_KINDS`] kind.
+    pub hops_by_kind: Vec<u64>,
+    /// Native requests served, by API key number.
+    pub native_requests: Vec<u64>,
     pub http_connections_open: u64,
     pub http_connections_total: u64,
     pub http_requests: u64,
@@ -178,6 +182,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         native_produce_latency_us: m.produce_latency_us.borrow().clone(),
         hops_out: shard.mesh.hops_out(),
         hops_in: shard.mesh.hops_in(),
+        hops_by_kind: shard.mesh.hops_by_kind(),
+        native_requests: m.requests.borrow().clone(),
         http_connections_open: h.connections_open.get(),
         http_connections_total: h.connections_total.get(),
         http_requests: h.requests.get(),
@@ -377,6 +383,7 @@ fn render_shards(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             e.sample(name, &[("shard", &s.shard.to_string())], pick(s) as f64);
         }
     }
+    render_hops_and_requests(e, snaps);
     e.family(
         "shoal_cross_core_hops_out_total",
         "counter",
@@ -521,5 +528,42 @@ fn render_http(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             &[("shard", &labels[0].1)],
             s.http_deadline_closes as f64,
         );
+    }
+}
+
+/// Cross-core calls by kind (produce and fetch apart from admin, stats and
+/// group traffic) and native requests by API: together they give the share
+/// of hot-path requests that crossed cores.
+fn render_hops_and_requests(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    e.family(
+        "shoal_cross_core_calls_total",
+        "counter",
+        "Mesh calls sent to another shard, by kind (produce, fetch, list_offsets, admin, stats, delivery).",
+    );
+    for s in snaps {
+        let shard = s.shard.to_string();
+        for (kind, n) in crate::mesh::CALL_KINDS.iter().zip(&s.hops_by_kind) {
+            e.sample(
+                "shoal_cross_core_calls_total",
+                &[("shard", &shard), ("kind", kind)],
+                *n as f64,
+            );
+        }
+    }
+    e.family(
+        "shoal_native_requests_total",
+        "counter",
+        "Native-protocol requests served, by API.",
+    );
+    for s in snaps {
+        let shard = s.shard.to_string();
+        for (key, n) in s.native_requests.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let api = shoal_protocol::api::ApiKey::from_wire(key as u16).map_or("unknown", |k| k.name());
+            e.sample(
+                "shoal_native_requests_total",
+                &[("shard", &shard), ("api", api)],
+                *n as f64,
+            );
+        }
     }
 }
