@@ -17,7 +17,16 @@
 //!
 //! Around it: [`workload`] (TOML presets in `presets/`, every field a flag),
 //! [`baseline`] (loopback TCP and direct-I/O disk, measured in the same run),
-//! [`machine`] (what the figures were measured on).
+//! [`machine`] (what the figures were measured on), [`driver`] (producer and
+//! consumer threads behind small client traits, with the Shoal client
+//! adapter), [`broker_process`] (the embedded `shoald`), [`run`] (baselines,
+//! broker, search, measured phase) and [`report`] (summary table, JSON, SVG
+//! charts, HTML page).
+//!
+//! The harness keeps itself honest too: every phase records its *send lag*
+//! (how late producers sent against their schedule), so a load generator
+//! that could not offer the rate is visible rather than mistaken for a slow
+//! broker, and the durability each ack claimed is counted.
 #![forbid(unsafe_code)]
 
 pub mod baseline;

@@ -10,6 +10,9 @@ use std::fmt::Write;
 use crate::histogram::LatencySummary;
 use crate::report::model::{PhaseResult, RunReport};
 
+/// Send lag p99 above which the summary warns that the load generator fell behind.
+pub const SEND_LAG_WARN_NS: u64 = 10_000_000;
+
 /// Renders the whole summary.
 pub fn render(r: &RunReport) -> String {
     let mut out = String::new();
@@ -202,6 +205,14 @@ fn phase(out: &mut String, m: &PhaseResult) {
         out,
         "  (measured from each record's intended send time: coordinated-omission free)"
     );
+    if m.send_lag.p99_ns > SEND_LAG_WARN_NS {
+        let _ = writeln!(
+            out,
+            "  WARNING: producers fell behind their schedule (send lag p99 {}): the harness or the \
+             client, not only the broker, limited the offered load",
+            ns(m.send_lag.p99_ns)
+        );
+    }
     if let Some((at, peak)) = m.consumer_lag.peak().filter(|(_, peak)| *peak > 0) {
         let _ = writeln!(
             out,
