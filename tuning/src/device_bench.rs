@@ -159,6 +159,9 @@ pub fn run_bench(
             describe_case(&planned.case)
         ));
         run_case(planned, &mut seq_file, work.path(), index, &mut report)?;
+        if crate::interrupt::requested() {
+            return Err(TuneError::Interrupted);
+        }
     }
     drop(seq_file);
     work.close().map_err(|source| TuneError::Io {
@@ -276,7 +279,7 @@ fn write_latency(
     let stop_at = Instant::now() + planned.time_budget;
     let mut h = new_histogram();
     let mut slot = 0u64;
-    while Instant::now() < stop_at {
+    while Instant::now() < stop_at && !crate::interrupt::requested() {
         record(
             &mut h,
             file.write_once((slot % slots) * u64::from(block_bytes), block_bytes)?,
@@ -304,7 +307,8 @@ fn fsync_pair(
     ];
     let mut offset = 0u64;
     let mut iteration = 0u32;
-    while Instant::now() < stop_at && offset + u64::from(append_bytes) <= planned.file_bytes_max {
+    let more = |offset: u64| offset + u64::from(append_bytes) <= planned.file_bytes_max;
+    while Instant::now() < stop_at && more(offset) && !crate::interrupt::requested() {
         for (file, [sync, write]) in [&mut growing, &mut preallocated]
             .into_iter()
             .zip(histograms.iter_mut())

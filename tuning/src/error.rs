@@ -47,6 +47,10 @@ pub enum TuneError {
     #[error("benchmark limits: {0}")]
     Limits(String),
 
+    /// The operator interrupted the benchmark; its files were removed.
+    #[error("interrupted; temporary benchmark files removed")]
+    Interrupted,
+
     /// A broker config file that does not parse or breaks a broker rule.
     #[error("config: {0}")]
     Config(String),

@@ -33,6 +33,7 @@ pub mod error;
 pub mod host_changes;
 pub mod host_probe;
 pub mod host_root;
+pub mod interrupt;
 pub mod kernel;
 pub mod mountinfo;
 pub mod process_limits;

@@ -196,6 +196,7 @@ fn check(config: &Path, json: bool) -> Result<ExitCode, TuneError> {
 
 fn bench(dir: &Path, args: &BenchArgs) -> Result<BenchReport, TuneError> {
     let limits = args.limits();
+    shoal_tune::interrupt::install();
     eprintln!(
         "bench: {} for about {:?} in {}",
         format_bytes(limits.file_bytes_max),

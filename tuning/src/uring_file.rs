@@ -215,7 +215,7 @@ impl UringFile {
             if measured_from.is_none() && now >= warm_at {
                 measured_from = Some((now, completed_bytes));
             }
-            issuing = now < stop_at && first_error.is_none();
+            issuing = now < stop_at && first_error.is_none() && !crate::interrupt::requested();
         }
         if let Some(e) = first_error {
             return Err(e);

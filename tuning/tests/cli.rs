@@ -84,3 +84,40 @@ fn bad_inputs_are_explained() {
     assert_eq!(rec.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&rec.stderr).contains("junk.json"));
 }
+
+/// SIGINT during a bench stops it at the next I/O boundary and removes its files (exit 2).
+#[test]
+fn interrupted_bench_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_shoal-tune"))
+        .args([
+            "bench",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--file-mib",
+            "32",
+            "--time-max-s",
+            "30",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the bench has created its directory, so the interrupt lands mid-run.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(dir.path()).unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "bench never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // SAFETY: kill only sends a signal to the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "bench files remain"
+    );
+}
