@@ -43,6 +43,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod stamp;
+pub mod suite;
 pub mod timeseries;
 pub mod workload;
 

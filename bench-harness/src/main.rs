@@ -6,15 +6,16 @@
 //! `summary.txt`, SVG charts and `index.html` to `--out`. Every workload field
 //! can be set by a flag (`--help` lists them all).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 use shoal_bench::broker_process::{find_binary, BrokerSpec};
 use shoal_bench::error::BenchError;
-use shoal_bench::report;
+use shoal_bench::report::{self, model::RunReport};
 use shoal_bench::run::{run, BrokerChoice, RunSettings};
+use shoal_bench::suite;
 use shoal_bench::workload::{Workload, WorkloadLayer, WorkloadSource, PRESETS};
 
 /// Load-test a Shoal broker: open-loop load at a target rate (or a search for
@@ -63,6 +64,9 @@ struct Cli {
     /// List the shipped presets and exit
     #[arg(long)]
     list_presets: bool,
+    /// Run a suite of workloads instead of one ("closing": max-rate with flush always and never, then burst)
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["workload", "print_workload"])]
+    suite: Option<String>,
     #[command(flatten, next_help_heading = "Workload (each overrides the preset or file)")]
     overrides: WorkloadLayer,
 }
@@ -86,6 +90,9 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(name) = &cli.suite {
+        return run_suite(&cli, name);
+    }
     let source = match &cli.workload {
         Some(path) => WorkloadSource::File(path),
         None => WorkloadSource::Preset(&cli.preset),
@@ -98,6 +105,38 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let out = cli.out.clone().unwrap_or_else(default_out);
+    let report = run_one(&cli, workload, &out)?;
+    Ok(exit_code(&report))
+}
+
+/// Runs every member of a suite into `<out>/<label>/`, then writes the suite summary.
+fn run_suite(cli: &Cli, name: &str) -> Result<ExitCode, BenchError> {
+    let members = suite::members(name)?;
+    let out = cli.out.clone().unwrap_or_else(default_out);
+    let mut figures = Vec::new();
+    let mut all_ok = true;
+    for member in members {
+        eprintln!("\n=== suite {name}: {} ===", member.label);
+        let flags = suite::member_flags(&cli.overrides, member);
+        let workload = Workload::resolve(WorkloadSource::Preset(member.preset), &flags)?;
+        let dir = out.join(member.label);
+        let report = run_one(cli, workload, &dir)?;
+        all_ok &= exit_code(&report) == ExitCode::SUCCESS;
+        figures.push(suite::MemberFigures::of(member.label, &dir, &report));
+    }
+    suite::write(&out, name, &figures)?;
+    print!("\n{}", suite::render(name, &figures));
+    println!("\nsuite report: {} (open index.html)", out.display());
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// One run of `workload` with its own data directory and broker; reports go to `out`.
+fn run_one(cli: &Cli, workload: Workload, out: &Path) -> Result<RunReport, BenchError> {
     // A temporary data directory lives until the end of the run and is then removed.
     let temp = match &cli.data_dir {
         Some(_) => None,
@@ -113,13 +152,12 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
         .clone()
         .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()))
         .expect("one is set");
-    let out = cli.out.clone().unwrap_or_else(default_out);
-    std::fs::create_dir_all(&out).map_err(|e| BenchError::io(format!("create {}", out.display()), e))?;
+    std::fs::create_dir_all(out).map_err(|e| BenchError::io(format!("create {}", out.display()), e))?;
     let broker = match &cli.broker {
         Some(address) => BrokerChoice::External(address.clone()),
         None => BrokerChoice::Embedded(BrokerSpec {
             binary: find_binary(cli.broker_bin.as_deref())?,
-            data_dir: data_dir.join("broker"),
+            data_dir: data_dir.join(format!("broker-{}", workload.name)),
             shards: cli
                 .broker_shards
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
@@ -137,17 +175,26 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
     };
     let report = run(settings)?;
     print!("{}", report::summary::render(&report));
-    let written = report::write(&out, &report)?;
+    let written = report::write(out, &report)?;
     println!(
         "\nreport: {} ({} files; open index.html)",
         out.display(),
         written.len()
     );
+    Ok(report)
+}
+
+/// 0 when every acknowledged record was consumed as promised, 2 otherwise.
+fn exit_code(report: &RunReport) -> ExitCode {
     let ok = report
         .measured
         .as_ref()
         .is_none_or(|m| m.drained && m.delivery.as_ref().is_none_or(|v| v.ok));
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
 }
 
 /// `./bench-out/<UTC timestamp>`.
