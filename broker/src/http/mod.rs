@@ -12,7 +12,10 @@
 //! | [`router`]     | method + path dispatch, query strings, body reading           |
 //! | [`topics`]     | `POST/GET /topics`, `GET/DELETE /topics/:name`                |
 //! | [`messages`]   | `POST /topics/:name/messages`                                 |
-//! | [`poll`]       | `GET /topics/:name/poll`, `POST /topics/:name/replay`         |
+//! | [`poll`]       | `GET /topics/:name/poll` (group or partition), `POST .../replay` |
+//! | [`offsets`]    | `POST /offsets/commit`, `POST /topics/:name/ack` and `/nack`  |
+//! | [`groups`]     | `POST /groups/:g/join|heartbeat|leave`, `GET /groups[/:g]`    |
+//! | [`quarantine`] | `/topics/:name/quarantine` browse, counts, redrive, purge     |
 //! | [`health`]     | `GET /healthz`, `GET /readyz`                                 |
 //! | [`metrics`]    | `GET /metrics`: every shard's snapshot over the mesh          |
 //! | [`json`]       | the error body and the status of each error class             |
@@ -27,12 +30,15 @@
 //! timers; without it a slow client could hold a connection forever.
 #![deny(unsafe_code)]
 
+pub mod groups;
 pub mod health;
 pub mod io_adapter;
 pub mod json;
 pub mod messages;
 pub mod metrics;
+pub mod offsets;
 pub mod poll;
+pub mod quarantine;
 pub mod router;
 pub mod topics;
 

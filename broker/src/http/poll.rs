@@ -1,6 +1,13 @@
-//! Reading records over HTTP: `GET /topics/:name/poll` from a partition and
-//! offset, and `POST /topics/:name/replay` as a one-off read from an offset
-//! or a timestamp.
+//! Reading records over HTTP: `GET /topics/:name/poll`, either as a group
+//! member (`group`, `member`, `generation`, `max`, `wait_ms`; each record
+//! carries its `delivery_count` and stays leased to the member until acked,
+//! nacked or its lease ends) or from a `partition` and `offset`; and
+//! `POST /topics/:name/replay` from an offset or a timestamp, either for a
+//! group (moves its committed position: a seek) or as a one-off read.
+//!
+//! A member's poll delivers from every topic the member subscribed to when
+//! it joined (the delivery service polls per member, not per topic); each
+//! record names its `topic`.
 //!
 //! Reads go through `handlers::fetch::fetch` (long-poll included), the same
 //! path as native fetches; the stored batches are then opened with
@@ -21,6 +28,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use shoal_protocol::batch::{self, BatchIter, BatchLimits, BatchRecords};
 use shoal_protocol::error::ErrorCode;
+use shoal_protocol::messages::delivery::{PollRequest, SeekRequest, SeekTarget};
 use shoal_protocol::messages::fetch::{FetchPartition, FetchRequest};
 use shoal_protocol::messages::offsets::{ListOffsetsPartitionResponse, OffsetSpec};
 
@@ -29,6 +37,7 @@ use super::messages::Encoding;
 use super::router::HttpRequest;
 use super::topics;
 use crate::handlers::fetch::{fetch, FETCH_WAIT_MS_MAX};
+use crate::delivery;
 use crate::handlers::local;
 use crate::mesh::{ShardCall, ShardReply};
 use crate::shard::Shard;
@@ -43,6 +52,7 @@ pub const POLL_BYTES_MAX: u32 = 4 << 20;
 /// One record as JSON shows it.
 #[derive(Debug, Serialize)]
 pub struct RecordOut {
+    pub topic: String,
     pub partition: u32,
     pub offset: u64,
     pub timestamp_ms: i64,
@@ -113,6 +123,7 @@ impl RawRecord<'_> {
 /// Opens fetched batches and returns the records at or after `from`, at
 /// most `max` of them.
 pub fn decode_records(
+    topic: &str,
     partition: u32,
     batches: &[Bytes],
     from: u64,
@@ -149,6 +160,7 @@ pub fn decode_records(
                 };
                 let (key, value, headers, encoding) = raw.encode(enc);
                 out.push(RecordOut {
+                    topic: topic.to_string(),
                     partition,
                     offset,
                     timestamp_ms: batch::record_timestamp(&header, rec),
@@ -194,7 +206,7 @@ pub async fn read_partition(
     if resp.error != 0 {
         return Err(HttpError::from_wire(resp.error, resp.message));
     }
-    let records = decode_records(partition, &batches, offset, max as usize, enc)?;
+    let records = decode_records(topic, partition, &batches, offset, max as usize, enc)?;
     let next_offset = records.last().map_or(offset, |r| r.offset + 1);
     Ok(PartitionRead {
         partition,
@@ -212,12 +224,16 @@ fn record_cap(max: Option<u32>) -> Result<u32, HttpError> {
     }
 }
 
-/// `GET /topics/:name/poll?partition=P&offset=O[&max=N][&wait_ms=W][&encoding=base64]`.
+/// `GET /topics/:name/poll?group=G&member=M&generation=N[&max=N][&wait_ms=W]`
+/// or `?partition=P&offset=O[&max=N][&wait_ms=W]`; `&encoding=base64` for both.
 pub async fn poll(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     topics::meta(shard, topic)?;
     let enc = Encoding::parse(req.query.get("encoding").map(String::as_str))?;
     let max = record_cap(req.param("max")?)?;
     let wait_ms = req.param::<u32>("wait_ms")?.unwrap_or(0);
+    if let Some(group) = req.query.get("group") {
+        return poll_group(shard, group, req, max, wait_ms, enc).await;
+    }
     let partition = req
         .param::<u32>("partition")?
         .ok_or_else(|| HttpError::invalid("poll needs partition and offset"))?;
@@ -228,6 +244,60 @@ pub async fn poll(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<H
     Ok(ok(&read))
 }
 
+/// A group member's poll through the delivery service.
+async fn poll_group(
+    shard: &Rc<Shard>,
+    group: &str,
+    req: &HttpRequest,
+    max: u32,
+    wait_ms: u32,
+    enc: Encoding,
+) -> Result<HttpResponse, HttpError> {
+    let member = req
+        .query
+        .get("member")
+        .cloned()
+        .ok_or_else(|| HttpError::invalid("a group poll needs member and generation (from /groups/:group/join)"))?;
+    let generation = req
+        .param::<u32>("generation")?
+        .ok_or_else(|| HttpError::invalid("a group poll needs member and generation (from /groups/:group/join)"))?;
+    let poll = PollRequest {
+        group: group.to_string(),
+        member_id: member,
+        generation,
+        max_records: max,
+        max_bytes: POLL_BYTES_MAX,
+        max_wait_ms: wait_ms.min(FETCH_WAIT_MS_MAX),
+    };
+    let (resp, batches) = delivery::poll(shard, poll).await;
+    super::groups::check(resp.error, &resp.message)?;
+    let mut records = Vec::new();
+    for (polled, bytes) in resp.batches.iter().zip(&batches) {
+        let counts: BTreeMap<u64, u32> = polled.deliveries.iter().map(|d| (d.offset, d.delivery_count)).collect();
+        let from = counts.keys().next().copied().unwrap_or(0);
+        let decoded = decode_records(&polled.topic, polled.partition, std::slice::from_ref(bytes), from, usize::MAX, enc)?;
+        for mut r in decoded {
+            if let Some(count) = counts.get(&r.offset) {
+                r.delivery_count = Some(*count);
+                records.push(r);
+            }
+        }
+    }
+    #[derive(Serialize)]
+    struct Delivered {
+        generation: u32,
+        lease_ms: u32,
+        throttle_time_ms: u32,
+        records: Vec<RecordOut>,
+    }
+    Ok(ok(&Delivered {
+        generation: resp.generation,
+        lease_ms: resp.lease_ms,
+        throttle_time_ms: resp.throttle_time_ms,
+        records,
+    }))
+}
+
 /// `POST /topics/:name/replay` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,9 +306,11 @@ struct ReplayBody {
     partition: Option<u32>,
     offset: Option<u64>,
     timestamp_ms: Option<i64>,
-    /// Cap on records per partition.
+    /// Cap on records per partition (one-off read only).
     max: Option<u32>,
     encoding: Option<String>,
+    /// Move this group's position instead of reading.
+    group: Option<String>,
 }
 
 /// Where a replay starts.
@@ -293,6 +365,9 @@ pub async fn replay(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result
             ))
         }
     };
+    if let Some(group) = body.group {
+        return replay_group(shard, topic, group, body.partition, start).await;
+    }
     let partitions: Vec<u32> = match body.partition {
         Some(p) if p >= meta.config.partitions => {
             return Err(HttpError::from_code(
@@ -316,4 +391,53 @@ pub async fn replay(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result
         partitions: Vec<PartitionRead>,
     }
     Ok(ok(&Replayed { partitions: reads }))
+}
+
+/// Replay for a group: moves its committed position (a seek); the records
+/// from there on are delivered again to its members.
+async fn replay_group(
+    shard: &Rc<Shard>,
+    topic: &str,
+    group: String,
+    partition: Option<u32>,
+    start: ReplayStart,
+) -> Result<HttpResponse, HttpError> {
+    let target = match start {
+        ReplayStart::Offset(o) => SeekTarget::Offset(o),
+        ReplayStart::Timestamp(t) => SeekTarget::Timestamp(t),
+    };
+    let resp = delivery::seek(
+        shard,
+        SeekRequest {
+            group,
+            topic: topic.to_string(),
+            partitions: partition.into_iter().collect(),
+            target,
+        },
+    )
+    .await;
+    super::groups::check(resp.error, &resp.message)?;
+    #[derive(Serialize)]
+    struct Moved {
+        partition: u32,
+        offset: u64,
+        code: &'static str,
+        error_code: u16,
+    }
+    let first = resp.partitions.iter().find(|p| p.error != 0).map(|p| (p.error, String::new()));
+    let partitions: Vec<Moved> = resp
+        .partitions
+        .iter()
+        .map(|p| Moved {
+            partition: p.partition,
+            offset: p.offset,
+            code: ErrorCode::from_wire(p.error).name(),
+            error_code: p.error,
+        })
+        .collect();
+    #[derive(Serialize)]
+    struct Seeked {
+        partitions: Vec<Moved>,
+    }
+    Ok(super::offsets::with_partition_errors(first, &Seeked { partitions }))
 }

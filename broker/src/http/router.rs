@@ -14,7 +14,9 @@ use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::json::{HttpError, HttpResponse};
-use super::{health, messages, metrics, poll, topics, BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX};
+use super::{
+    groups, health, messages, metrics, offsets, poll, quarantine, topics, BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX,
+};
 use crate::shard::Shard;
 
 /// A request's method, decoded path segments, query and body.
@@ -114,6 +116,18 @@ async fn dispatch(shard: &Rc<Shard>, req: HttpRequest) -> Result<HttpResponse, H
         (["topics", name, "messages"], &Method::POST) => messages::publish(shard, name, &req).await,
         (["topics", name, "poll"], &Method::GET) => poll::poll(shard, name, &req).await,
         (["topics", name, "replay"], &Method::POST) => poll::replay(shard, name, &req).await,
+        (["topics", name, "ack"], &Method::POST) => offsets::ack(shard, name, &req).await,
+        (["topics", name, "nack"], &Method::POST) => offsets::nack(shard, name, &req).await,
+        (["offsets", "commit"], &Method::POST) => offsets::commit(shard, &req).await,
+        (["topics", name, "quarantine"], &Method::GET) => quarantine::browse(shard, name, &req).await,
+        (["topics", name, "quarantine", "counts"], &Method::GET) => quarantine::counts(shard, name, &req).await,
+        (["topics", name, "quarantine", "redrive"], &Method::POST) => quarantine::redrive(shard, name, &req).await,
+        (["topics", name, "quarantine", "purge"], &Method::POST) => quarantine::purge(shard, name, &req).await,
+        (["groups"], &Method::GET) => Ok(groups::list(shard).await),
+        (["groups", group], &Method::GET) => groups::describe(shard, group).await,
+        (["groups", group, "join"], &Method::POST) => groups::join(shard, group, &req).await,
+        (["groups", group, "heartbeat"], &Method::POST) => groups::heartbeat(shard, group, &req).await,
+        (["groups", group, "leave"], &Method::POST) => groups::leave(shard, group, &req).await,
         _ => Err(unmatched(&req, &segs)),
     }
 }
@@ -122,8 +136,14 @@ async fn dispatch(shard: &Rc<Shard>, req: HttpRequest) -> Result<HttpResponse, H
 fn unmatched(req: &HttpRequest, segs: &[&str]) -> HttpError {
     let known = matches!(
         segs,
-        ["healthz"] | ["readyz"] | ["metrics"] | ["topics"] | ["topics", _]
-    ) || matches!(segs, ["topics", _, "messages" | "poll" | "replay"]);
+        ["healthz"] | ["readyz"] | ["metrics"] | ["topics"] | ["topics", _] | ["groups"] | ["groups", _]
+    ) || matches!(
+        segs,
+        ["topics", _, "messages" | "poll" | "replay" | "ack" | "nack" | "quarantine"]
+            | ["topics", _, "quarantine", "counts" | "redrive" | "purge"]
+            | ["groups", _, "join" | "heartbeat" | "leave"]
+            | ["offsets", "commit"]
+    );
     if known {
         HttpError::method_not_allowed(&req.method, &req.path)
     } else {

@@ -58,9 +58,11 @@ fn topic_config(body: &CreateBody) -> Result<TopicConfig, HttpError> {
         (Some("interval"), None) => {
             return Err(HttpError::invalid("flush \"interval\" needs flush_interval_ms"))
         }
-        (Some(other), _) => return Err(HttpError::invalid(format!(
+        (Some(other), _) => {
+            return Err(HttpError::invalid(format!(
             "flush {other:?} is not one of always | interval | never (flush_interval_ms goes with interval)"
-        ))),
+        )))
+        }
     };
     let r = body.retry.as_ref();
     let dr = RetryPolicy::default();
