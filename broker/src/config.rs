@@ -31,6 +31,8 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
+    /// Storm protection of consumer groups.
+    pub delivery: crate::delivery::settings::DeliveryConfig,
 }
 
 /// Where the broker listens and keeps its data.

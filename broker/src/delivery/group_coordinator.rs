@@ -122,7 +122,7 @@ pub async fn join(shard: &Rc<Shard>, req: JoinGroupRequest) -> JoinGroupResponse
     }
     let group = groups
         .entry(req.group.clone())
-        .or_insert_with(|| Group::new(&req.group));
+        .or_insert_with(|| shard.delivery.new_group(&req.group));
     let id = match &req.member_id {
         Some(id) => match group.members.get_mut(id) {
             Some(m) => {
@@ -411,7 +411,7 @@ fn seek_partition(
     let mut groups = shard.delivery.groups.borrow_mut();
     let g = groups
         .entry(group.to_string())
-        .or_insert_with(|| Group::new(group));
+        .or_insert_with(|| shard.delivery.new_group(group));
     g.partitions
         .entry(tp.clone())
         .or_insert_with(|| PartitionDelivery::new(offset))
@@ -477,14 +477,16 @@ pub fn local_groups(shard: &Shard) -> Vec<GroupSummary> {
 pub fn restore(shard: &Shard, state: BTreeMap<StateKey, StateValue>, now: i64) {
     let mut groups = shard.delivery.groups.borrow_mut();
     let mut quarantine = shard.delivery.quarantine.borrow_mut();
+    let settings = shard.delivery.settings.borrow();
     for (key, value) in state {
-        restore_one(&mut groups, &mut quarantine, key, value, now);
+        restore_one(&mut groups, &mut quarantine, &settings, key, value, now);
     }
 }
 
 fn restore_one(
     groups: &mut BTreeMap<String, Group>,
     quarantine: &mut super::quarantine::QuarantineStore,
+    settings: &super::settings::DeliveryConfig,
     key: StateKey,
     value: StateValue,
     now: i64,
@@ -498,7 +500,7 @@ fn restore_one(
             },
             StateValue::Committed(offset),
         ) => {
-            partition_mut(groups, &group, &topic, p).seek(offset);
+            partition_mut(groups, settings, &group, &topic, p).seek(offset);
         }
         (
             StateKey::Failures {
@@ -520,7 +522,7 @@ fn restore_one(
                 last_failure_ms,
                 reason,
             };
-            partition_mut(groups, &group, &topic, p).restore(offset, Some(r));
+            partition_mut(groups, settings, &group, &topic, p).restore(offset, Some(r));
         }
         (
             StateKey::Redriven {
@@ -531,10 +533,10 @@ fn restore_one(
             },
             StateValue::Redriven { redrive_count },
         ) => {
-            partition_mut(groups, &group, &topic, p).restore_redriven(offset, redrive_count, now);
+            partition_mut(groups, settings, &group, &topic, p).restore_redriven(offset, redrive_count, now);
         }
         (StateKey::Entry(_), StateValue::Entry(entry)) => {
-            partition_mut(groups, &entry.group, &entry.topic, entry.partition).restore(entry.offset, None);
+            partition_mut(groups, settings, &entry.group, &entry.topic, entry.partition).restore(entry.offset, None);
             quarantine.insert(entry);
         }
         (key, _) => tracing::error!(?key, "delivery state record of the wrong kind ignored"),
@@ -543,13 +545,14 @@ fn restore_one(
 
 fn partition_mut<'a>(
     groups: &'a mut BTreeMap<String, Group>,
+    settings: &super::settings::DeliveryConfig,
     group: &str,
     topic: &str,
     partition: u32,
 ) -> &'a mut PartitionDelivery {
     groups
         .entry(group.to_string())
-        .or_insert_with(|| Group::new(group))
+        .or_insert_with(|| Group::new(group, settings))
         .partitions
         .entry(TopicPartition::new(topic, partition))
         .or_insert_with(|| PartitionDelivery::new(0))

@@ -16,10 +16,8 @@ use shoal_protocol::messages::group::{GroupState, TopicPartitions};
 
 use super::assignment::{assign, Assignment, TopicPartition};
 use super::delivery_state::PartitionDelivery;
-use super::retry_policy::{
-    CircuitBreaker, RetryBudget, BREAKER_FAILURE_PERMILLE_DEFAULT, BREAKER_OPEN_MS_DEFAULT,
-    RETRY_BUDGET_PERMILLE_DEFAULT,
-};
+use super::retry_policy::{CircuitBreaker, RetryBudget};
+use super::settings::DeliveryConfig;
 
 /// Shortest session timeout a member may ask for.
 pub const SESSION_TIMEOUT_MS_MIN: u32 = 100;
@@ -82,7 +80,7 @@ pub struct Group {
 }
 
 impl Group {
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, settings: &DeliveryConfig) -> Self {
         Group {
             name: name.to_string(),
             generation: 0,
@@ -90,8 +88,8 @@ impl Group {
             target: Assignment::new(),
             owners: Assignment::new(),
             partitions: BTreeMap::new(),
-            breaker: CircuitBreaker::new(BREAKER_FAILURE_PERMILLE_DEFAULT, BREAKER_OPEN_MS_DEFAULT),
-            budget: RetryBudget::new(RETRY_BUDGET_PERMILLE_DEFAULT),
+            breaker: CircuitBreaker::new(settings.breaker_failure_permille, i64::from(settings.breaker_open_ms)),
+            budget: RetryBudget::new(settings.retry_budget_permille),
             counters: GroupCounters::default(),
             next_member: 0,
         }
@@ -241,7 +239,7 @@ mod tests {
     /// A partition moves to a new member only after its old owner drained it.
     #[test]
     fn drain_before_revoke() {
-        let mut g = Group::new("g");
+        let mut g = Group::new("g", &DeliveryConfig::default());
         let a = g.add_member("a", &["t".into()], 1000, 0);
         g.rebalance(&counts());
         assert_eq!(g.assignment_of(&a).len(), 4);
@@ -282,7 +280,7 @@ mod tests {
     /// A member that is gone loses its partitions at once.
     #[test]
     fn expiry_moves_partitions() {
-        let mut g = Group::new("g");
+        let mut g = Group::new("g", &DeliveryConfig::default());
         let a = g.add_member("a", &["t".into()], 100, 0);
         let b = g.add_member("b", &["t".into()], 100_000, 0);
         g.rebalance(&counts());

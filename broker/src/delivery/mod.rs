@@ -14,6 +14,7 @@
 //! | [`outcome`]           | ack, nack, failures, quarantining                        |
 //! | [`redrive`]           | quarantine browse, counts, redrive, purge                |
 //! | [`lag`]               | group and topic stats, lag in records and time           |
+//! | [`settings`]          | the `[delivery]` config section                          |
 //!
 //! Ownership: a group is coordinated by shard `shard_for_group(group)`. That
 //! shard owns the group's membership, assignment and delivery state, its
@@ -38,6 +39,7 @@ pub mod poll;
 pub mod quarantine;
 pub mod redrive;
 pub mod retry_policy;
+pub mod settings;
 pub mod state_log;
 
 use std::cell::{Cell, RefCell};
@@ -68,6 +70,8 @@ pub struct Delivery {
     pub groups: RefCell<BTreeMap<String, Group>>,
     pub quarantine: RefCell<QuarantineStore>,
     log: RefCell<Option<Rc<StateLog>>>,
+    /// Set from the config on start.
+    pub settings: RefCell<settings::DeliveryConfig>,
     /// Requests forwarded to another shard's coordinator.
     pub forwarded: Cell<u64>,
 }
@@ -78,8 +82,14 @@ impl Delivery {
             groups: RefCell::new(BTreeMap::new()),
             quarantine: RefCell::new(QuarantineStore::new(shard)),
             log: RefCell::new(None),
+            settings: RefCell::new(settings::DeliveryConfig::default()),
             forwarded: Cell::new(0),
         }
+    }
+
+    /// A new, empty group with this broker's settings.
+    pub fn new_group(&self, name: &str) -> Group {
+        Group::new(name, &self.settings.borrow())
     }
 
     /// Writes state changes durably; the caller replies only after `Ok`.
@@ -112,6 +122,7 @@ pub async fn start(shard: &Rc<Shard>) -> Result<(), String> {
         .data_dir
         .join("internal")
         .join(format!("shard-{}", shard.id));
+    *shard.delivery.settings.borrow_mut() = shard.config.delivery.clone();
     let (log, state) = StateLog::open(&dir).await.map_err(|e| e.to_string())?;
     group_coordinator::restore(shard, state, now_ms());
     *shard.delivery.log.borrow_mut() = Some(Rc::new(log));

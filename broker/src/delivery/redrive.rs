@@ -19,7 +19,6 @@ use shoal_protocol::messages::dlq::*;
 use super::assignment::TopicPartition;
 use super::delivery_state::PartitionDelivery;
 use super::group_coordinator::redriven_key;
-use super::member::Group;
 use super::quarantine::{count_by_reason, merge_counts, REDRIVE_MAX};
 use super::state_log::{StateKey, StateRecord, StateValue};
 use super::{fan_out, DeliveryCall, DeliveryReply, Failed};
@@ -273,7 +272,7 @@ async fn redrive_one(shard: &Rc<Shard>, req: &QuarantineRedriveRequest, id: u64)
         let mut groups = shard.delivery.groups.borrow_mut();
         let group = groups
             .entry(req.group.clone())
-            .or_insert_with(|| Group::new(&req.group));
+            .or_insert_with(|| shard.delivery.new_group(&req.group));
         group
             .partitions
             .entry(tp.clone())
