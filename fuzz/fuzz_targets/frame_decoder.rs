@@ -56,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     assert_eq!(stream_error, oneshot_error, "decoders disagree on the error");
-    assert_eq!(streamed.len(), oneshot.len(), "decoders disagree on the frame count");
+    assert_eq!(
+        streamed.len(),
+        oneshot.len(),
+        "decoders disagree on the frame count"
+    );
     for (a, b) in streamed.iter().zip(&oneshot) {
         assert_eq!(a.as_bytes(), b.as_bytes());
         inspect(a);
@@ -69,10 +73,20 @@ fn inspect(frame: &Frame) {
     };
     let lens: Vec<u32> = match (key, frame.header().is_response()) {
         (ApiKey::Produce, false) => codec::view::<ProduceRequest>(frame)
-            .map(|v| v.partitions.iter().flat_map(|p| p.batch_lens.iter().map(|l| l.to_native())).collect())
+            .map(|v| {
+                v.partitions
+                    .iter()
+                    .flat_map(|p| p.batch_lens.iter().map(|l| l.to_native()))
+                    .collect()
+            })
             .unwrap_or_default(),
         (ApiKey::Fetch, true) => codec::view::<FetchResponse>(frame)
-            .map(|v| v.partitions.iter().flat_map(|p| p.batch_lens.iter().map(|l| l.to_native())).collect())
+            .map(|v| {
+                v.partitions
+                    .iter()
+                    .flat_map(|p| p.batch_lens.iter().map(|l| l.to_native()))
+                    .collect()
+            })
             .unwrap_or_default(),
         _ => return,
     };
