@@ -25,6 +25,9 @@ use hdrhistogram::Histogram;
 use hyper::StatusCode;
 
 use super::json::HttpResponse;
+use shoal_protocol::messages::group::ListGroupsRequest;
+use shoal_protocol::messages::stats::{CircuitState, GroupPartitionStats, GroupStatsRequest, GroupStatsResponse};
+
 use crate::mesh::{PartitionFigures, ShardCall, ShardReply};
 use crate::shard::Shard;
 
@@ -224,7 +227,8 @@ pub async fn gather(shard: &Rc<Shard>) -> Vec<ShardSnapshot> {
 
 pub async fn handle(shard: &Rc<Shard>) -> HttpResponse {
     let snapshots = gather(shard).await;
-    let text = render(&snapshots);
+    let mut text = render(&snapshots);
+    text.push_str(&render_groups(&group_stats(shard).await));
     let mut resp = hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut().insert(
@@ -232,6 +236,86 @@ pub async fn handle(shard: &Rc<Shard>) -> HttpResponse {
         hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     resp
+}
+
+/// Stats of every consumer group, through the delivery service (each from
+/// its coordinating shard). A group that vanished between list and stats
+/// is left out.
+async fn group_stats(shard: &Rc<Shard>) -> Vec<GroupStatsResponse> {
+    let list = crate::delivery::list_groups(shard, ListGroupsRequest {}).await;
+    let mut out = Vec::with_capacity(list.groups.len());
+    for g in list.groups {
+        let stats = crate::delivery::group_stats(shard, GroupStatsRequest { group: g.group }).await;
+        if stats.error == 0 {
+            out.push(stats);
+        }
+    }
+    out
+}
+
+/// Per group and partition: lag in records and seconds, in-flight leases,
+/// retry backlog and quarantine depth; per group: breaker state, retry
+/// budget use and lifetime counters (their rates are the retry rate and
+/// the quarantine inflow).
+pub fn render_groups(groups: &[GroupStatsResponse]) -> String {
+    let mut e = Exposition { out: String::new() };
+    type PartPick = fn(&GroupPartitionStats) -> f64;
+    let per_partition: [(&str, &str, PartPick); 5] = [
+        ("shoal_group_lag_records", "Records not yet processed (acked) by the group.", |p| {
+            p.lag_records as f64
+        }),
+        (
+            "shoal_group_lag_seconds",
+            "Age of the oldest record the group has not processed; 0 when caught up.",
+            |p| p.lag_ms as f64 / 1000.0,
+        ),
+        ("shoal_group_in_flight", "Records delivered and leased, not yet acked or nacked.", |p| {
+            p.in_flight as f64
+        }),
+        ("shoal_group_retry_backlog", "Records waiting for a retry.", |p| p.retry_backlog as f64),
+        ("shoal_quarantine_depth", "Quarantined entries of the group and partition.", |p| {
+            p.quarantine_depth as f64
+        }),
+    ];
+    for (name, help, pick) in per_partition {
+        e.family(name, "gauge", help);
+        for g in groups {
+            for p in &g.partitions {
+                let partition = p.partition.to_string();
+                let labels = [("group", g.group.as_str()), ("topic", p.topic.as_str()), ("partition", &partition)];
+                e.sample(name, &labels, pick(p));
+            }
+        }
+    }
+    type GroupPick = fn(&GroupStatsResponse) -> f64;
+    let per_group: [(&str, &str, &str, GroupPick); 7] = [
+        ("shoal_group_circuit_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", |g| {
+            match g.circuit {
+                CircuitState::Closed => 0.0,
+                CircuitState::HalfOpen => 1.0,
+                CircuitState::Open => 2.0,
+            }
+        }),
+        ("shoal_group_retry_budget_used_permille", "gauge", "Retries per 1000 deliveries in the budget window.", |g| {
+            f64::from(g.retry_budget_used_permille)
+        }),
+        ("shoal_group_deliveries_total", "counter", "Records delivered to members.", |g| g.deliveries_total as f64),
+        ("shoal_group_acks_total", "counter", "Records acked.", |g| g.acks_total as f64),
+        ("shoal_group_nacks_total", "counter", "Records nacked.", |g| g.nacks_total as f64),
+        ("shoal_group_retries_total", "counter", "Redeliveries scheduled (rate = retry rate).", |g| {
+            g.retries_total as f64
+        }),
+        ("shoal_group_quarantined_total", "counter", "Records quarantined (rate = quarantine inflow).", |g| {
+            g.quarantined_total as f64
+        }),
+    ];
+    for (name, kind, help, pick) in per_group {
+        e.family(name, kind, help);
+        for g in groups {
+            e.sample(name, &[("group", g.group.as_str())], pick(g));
+        }
+    }
+    e.out
 }
 
 /// Writes metric families in the Prometheus text format (0.0.4).
