@@ -8,8 +8,9 @@ use std::fmt::Write;
 
 use crate::recommend::Recommendation;
 
-/// Section order in the file: the broker's struct order.
-const SECTIONS: &[&str] = &["server", "runtime", "storage", "limits"];
+/// Sections first in the file, in the broker's struct order; any section the
+/// broker adds later follows them, so no key the broker serialises is dropped.
+const SECTIONS_FIRST: &[&str] = &["server", "runtime", "storage", "limits"];
 
 /// The commented TOML; `header` lines become the opening comment.
 pub fn render_toml(rec: &Recommendation, header: &[String]) -> String {
@@ -19,14 +20,17 @@ pub fn render_toml(rec: &Recommendation, header: &[String]) -> String {
     }
     let value = toml::Value::try_from(&rec.config).expect("the broker config always serialises");
     let table = value.as_table().expect("a config serialises to a table");
-    for &section in SECTIONS {
+    let later = table
+        .keys()
+        .filter(|k| !SECTIONS_FIRST.contains(&k.as_str()))
+        .map(String::as_str);
+    for section in SECTIONS_FIRST.iter().copied().chain(later) {
         let Some(keys) = table.get(section).and_then(|v| v.as_table()) else {
             continue;
         };
         let _ = writeln!(out, "\n[{section}]");
         for (key, value) in keys {
-            let full = format!("{section}.{key}");
-            match rec.reason(&full) {
+            match rec.reason(&format!("{section}.{key}")) {
                 Some(reason) => wrap_comment(&mut out, reason),
                 None => {
                     let _ = writeln!(out, "# broker default");
@@ -94,7 +98,14 @@ mod tests {
                 assert!(lines[i - 1].starts_with('#'), "no comment above {line}");
             }
         }
-        assert_eq!(keys, 5 + 3 + 7 + 5, "every broker key is written");
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let broker_keys: usize = value
+            .as_table()
+            .unwrap()
+            .values()
+            .map(|s| s.as_table().unwrap().len())
+            .sum();
+        assert_eq!(keys, broker_keys, "every key the broker serialises is written");
         assert!(text.contains("# broker default\nframe_bytes_max = 16777216"));
         assert!(
             text.lines().all(|l| l.len() <= COMMENT_WIDTH + 40),
