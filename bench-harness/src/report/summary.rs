@@ -79,9 +79,26 @@ pub fn render(r: &RunReport) -> String {
     }
     if let Some(g) = &r.group_stats {
         group(&mut out, g);
+        if let Some(m) = r.measured.as_ref().filter(|m| m.nacked > 0) {
+            retry_accounting(&mut out, m, g);
+        }
     }
     ratios(&mut out, r);
     out
+}
+
+/// Under nacks, an acked record that was never processed may legitimately sit
+/// in the quarantine; the rest were neither processed nor quarantined.
+fn retry_accounting(out: &mut String, m: &PhaseResult, g: &serde_json::Value) {
+    let Some(v) = &m.delivery else { return };
+    let quarantined = g.get("quarantined_total").and_then(|v| v.as_u64()).unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "  not processed {} = quarantined by the broker {} + neither processed nor quarantined {}",
+        count(v.lost),
+        count(quarantined),
+        count(v.lost.saturating_sub(quarantined))
+    );
 }
 
 /// The broker's group counters, as far as the JSON has them.
