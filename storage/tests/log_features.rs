@@ -1,0 +1,160 @@
+//! Compaction, lookups by time, append times and long-poll waits of the
+//! partition log, through the real glommio I/O path.
+
+mod common;
+
+use bytes::BytesMut;
+use common::{make_batch, run_local, small_config};
+use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, BatchRecords, NewRecord};
+use shoal_storage::{FlushPolicy, LogConfig, PartitionLog};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+fn keyed(key: &str, value: Option<&str>) -> BytesMut {
+    let mut b = BatchBuilder::new();
+    b.push(NewRecord {
+        timestamp_ms: 1,
+        key: Some(key.as_bytes().to_vec()),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        ..Default::default()
+    });
+    BytesMut::from(&b.finish().expect("encode")[..])
+}
+
+/// Every record of the log as (offset, key, value), via reads.
+async fn records(log: &PartitionLog) -> Vec<(u64, String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut at = log.log_start_offset();
+    while at < log.log_end_offset() {
+        let read = log.read(at, 1 << 16).await.expect("read");
+        let Some(next) = read.next_offset() else { break };
+        for stored in &read.batches {
+            let limits = BatchLimits::default();
+            let header = batch::validate(&stored.bytes, &limits).expect("valid batch");
+            let recs = BatchRecords::open(&stored.bytes, &header, &limits).expect("records");
+            for (i, r) in recs.records().expect("archive").iter().enumerate() {
+                let key = String::from_utf8(r.key.as_ref().expect("key").to_vec()).expect("utf8");
+                let value = r.value.as_ref().map(|v| String::from_utf8(v.to_vec()).expect("utf8"));
+                out.push((header.base_offset + i as u64, key, value));
+            }
+        }
+        at = next;
+    }
+    out
+}
+
+/// Compaction keeps the newest record per key in sealed segments, keeps
+/// offsets, keeps young tombstones, drops expired ones, and survives reopen.
+#[test]
+fn compaction_keeps_latest_per_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    run_local(|| async move {
+        let config = LogConfig {
+            compacted: true,
+            tombstone_retention_ms: 60_000,
+            ..small_config(FlushPolicy::Always)
+        };
+        let log = PartitionLog::open(&dir, config.clone()).await.expect("open");
+        let mut latest: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
+        for i in 0..60u64 {
+            let key = format!("k{}", i % 5);
+            let value = (i % 13 != 4).then(|| format!("v{i}"));
+            let ack = log.append(keyed(&key, value.as_deref())).await.expect("append");
+            latest.insert(key, (ack.base_offset, value));
+            if i % 10 == 9 {
+                log.roll().await.expect("roll");
+            }
+        }
+        let before = records(&log).await;
+        let now = shoal_storage_now();
+        let rewritten = log.compact(now).await.expect("compact");
+        assert!(rewritten > 0, "nothing compacted");
+        let after = records(&log).await;
+        assert!(after.len() < before.len());
+        let newest: Vec<u64> = latest.values().map(|(o, _)| *o).collect();
+        for (offset, key, value) in &after {
+            let (latest_offset, latest_value) = &latest[key];
+            if offset != latest_offset {
+                // Only the active segment may still hold superseded records.
+                assert!(*offset >= log.segment_bases().last().copied().unwrap(), "stale {key}@{offset}");
+            } else {
+                assert_eq!(value, latest_value);
+            }
+        }
+        for offset in &newest {
+            assert!(after.iter().any(|(o, _, _)| o == offset), "latest record {offset} lost");
+        }
+        // Far in the future every tombstone has expired.
+        log.compact(now + 3_600_000).await.expect("compact again");
+        let later = records(&log).await;
+        let active = log.segment_bases().last().copied().unwrap();
+        assert!(later.iter().all(|(o, _, v)| v.is_some() || *o >= active), "expired tombstone kept");
+        log.close().await.expect("close");
+        drop(log);
+        let reopened = PartitionLog::open(&dir, config).await.expect("reopen");
+        assert_eq!(records(&reopened).await, later);
+    });
+}
+
+fn shoal_storage_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64
+}
+
+/// Lookups by timestamp return the first batch appended at or after it,
+/// from the cache and from disk alike; append times follow the offsets.
+#[test]
+fn offset_for_timestamp_and_append_time() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    run_local(|| async move {
+        let config = small_config(FlushPolicy::Always);
+        let log = PartitionLog::open(&dir, config.clone()).await.expect("open");
+        let mut acks = Vec::new();
+        for i in 0..30u64 {
+            acks.push(log.append(make_batch(i, 2, 300)).await.expect("append"));
+            if i % 6 == 5 {
+                glommio::timer::sleep(Duration::from_millis(3)).await;
+            }
+        }
+        for reopen in [false, true] {
+            let log = if reopen {
+                log.close().await.expect("close");
+                PartitionLog::open(&dir, config.clone()).await.expect("reopen")
+            } else {
+                log.clone()
+            };
+            for ack in &acks {
+                let first = acks.iter().find(|a| a.append_time_ms >= ack.append_time_ms).unwrap();
+                let found = log.offset_for_timestamp(ack.append_time_ms).await.expect("lookup");
+                assert_eq!(found, Some(first.base_offset), "ts {} (reopen {reopen})", ack.append_time_ms);
+                let t = log.append_time_of(ack.last_offset).await.expect("append time");
+                assert_eq!(t, Some(ack.append_time_ms));
+            }
+            let after_all = acks.last().unwrap().append_time_ms + 1;
+            assert_eq!(log.offset_for_timestamp(after_all).await.expect("lookup"), None);
+        }
+    });
+}
+
+/// A long-poll waiter wakes when an append moves the high watermark past it.
+#[test]
+fn wait_for_offset_wakes_on_append() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    run_local(|| async move {
+        let log = PartitionLog::open(&dir, small_config(FlushPolicy::Always)).await.expect("open");
+        let waiter = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_for_offset(0).await })
+        };
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+        assert_eq!(log.high_watermark(), 0);
+        log.append(make_batch(1, 1, 10)).await.expect("append");
+        waiter.await.expect("woken");
+        assert_eq!(log.high_watermark(), 1);
+    });
+}
