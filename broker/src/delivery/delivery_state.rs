@@ -73,6 +73,8 @@ pub struct Restored {
     pub first_failure_ms: i64,
     pub last_failure_ms: i64,
     pub reason: String,
+    /// When its retry is due (the backoff is kept across a restart).
+    pub ready_at_ms: i64,
 }
 
 /// What to do with a record that just failed (decided by the retry policy).
@@ -158,6 +160,9 @@ impl PartitionDelivery {
         };
         let mut pending = Pending::fresh(phase, lane);
         if let Some(Some(r)) = restored {
+            if let Phase::Waiting { ready_at_ms } = &mut pending.phase {
+                *ready_at_ms = r.ready_at_ms.max(now);
+            }
             pending.failures = r.failures;
             pending.first_failure_ms = r.first_failure_ms;
             pending.last_failure_ms = r.last_failure_ms;
@@ -435,6 +440,7 @@ mod tests {
                 first_failure_ms: 1,
                 last_failure_ms: 2,
                 reason: "r".into(),
+                ready_at_ms: 0,
             }),
         );
         assert!(!d.admit(0, None, 0));

@@ -479,11 +479,12 @@ pub fn restore(shard: &Shard, state: BTreeMap<StateKey, StateValue>, now: i64) {
     let mut quarantine = shard.delivery.quarantine.borrow_mut();
     let settings = shard.delivery.settings.borrow();
     for (key, value) in state {
-        restore_one(&mut groups, &mut quarantine, &settings, key, value, now);
+        restore_one(shard, &mut groups, &mut quarantine, &settings, key, value, now);
     }
 }
 
 fn restore_one(
+    shard: &Shard,
     groups: &mut BTreeMap<String, Group>,
     quarantine: &mut super::quarantine::QuarantineStore,
     settings: &super::settings::DeliveryConfig,
@@ -516,11 +517,14 @@ fn restore_one(
                 reason,
             },
         ) => {
+            let policy = super::outcome::retry_policy(shard, &topic);
+            let delay = super::retry_policy::backoff_ms(&policy, failures, rand::random::<f64>());
             let r = Restored {
                 failures,
                 first_failure_ms,
                 last_failure_ms,
                 reason,
+                ready_at_ms: last_failure_ms + delay as i64,
             };
             partition_mut(groups, settings, &group, &topic, p).restore(offset, Some(r));
         }
