@@ -194,7 +194,7 @@ pub struct WorkloadLayer {
     /// Burst: burst length in seconds [default: 2]
     #[arg(long)]
     pub burst_duration_s: Option<f64>,
-    /// Consumer work per record in microseconds (busy time; caps each consumer near 1e6/this records/s) [default: 0]
+    /// Consumer work per record in microseconds, slept not spun (caps each consumer at 1e6/this records/s) [default: 0]
     #[arg(long)]
     pub consumer_delay_us: Option<u64>,
     /// Retry storm: share of deliveries the consumers nack [default: 0.2]

@@ -4,8 +4,8 @@
 //! send time; end-to-end latency is `receipt time - intended time`, so it
 //! includes every queue on the way (producer, broker, consumer lag). Records
 //! of another run are counted as foreign and ignored. In the slow-consumer
-//! scenario each record costs `consumer_delay_us` of busy time until the load
-//! ends; in the retry-storm scenario a `nack_share` of deliveries is nacked.
+//! scenario each record costs `consumer_delay_us` of simulated work (slept,
+//! not spun; see [`WorkClock`]) until the load ends; in the retry-storm scenario a `nack_share` of deliveries is nacked.
 //! Only processed (acked) deliveries count as consumed in the ledger and in
 //! the end-to-end latency of the main flow (first deliveries); nacks and
 //! redeliveries are counted on their own.
@@ -78,11 +78,12 @@ pub fn run(
         0.0
     };
     let mut records = Vec::new();
+    let mut work = WorkClock::default();
     while !shared.stop_consumers.load(Ordering::Acquire) && !shared.aborted() {
         client.poll(POLL_WAIT_MAX, &mut records)?;
         for record in records.drain(..) {
             if !delay.is_zero() && !shared.draining.load(Ordering::Relaxed) {
-                busy_wait(delay);
+                work.spend(delay);
             }
             out.redelivered += u64::from(record.delivery_count > 1);
             // Nacks stop once the load is over so the retries can drain.
@@ -125,11 +126,45 @@ fn receive(out: &mut ConsumerOutcome, plan: &ConsumerPlan, shared: &Shared, reco
     shared.received.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Spends `d` of CPU, as a handler doing real work would (sleeping would
-/// round up to the timer slack and free the core, which work does not).
-fn busy_wait(d: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < d {
-        std::hint::spin_loop();
+/// Simulated per-record work that caps a consumer at `1 / delay` records per
+/// second without burning a core (on a two-core machine a spinning consumer
+/// would slow the broker it measures). Work accumulates on a virtual clock;
+/// the thread sleeps whenever that clock runs more than [`WORK_SLICE`] ahead.
+#[derive(Default)]
+struct WorkClock {
+    busy_until: Option<Instant>,
+}
+
+/// Work owed before the consumer sleeps it off.
+const WORK_SLICE: Duration = Duration::from_millis(1);
+
+impl WorkClock {
+    fn spend(&mut self, d: Duration) {
+        let now = Instant::now();
+        let until = self.busy_until.map_or(now, |t| t.max(now)) + d;
+        self.busy_until = Some(until);
+        if until > now + WORK_SLICE {
+            std::thread::sleep(until - now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_clock_caps_the_rate() {
+        // Proves 2000 records of 100 us work take at least 199 ms (a 10,000/s cap), by sleeping.
+        let mut work = WorkClock::default();
+        let start = Instant::now();
+        for _ in 0..2000 {
+            work.spend(Duration::from_micros(100));
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(199),
+            "{:?}",
+            start.elapsed()
+        );
     }
 }
