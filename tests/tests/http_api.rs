@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shoal_protocol::partitioner::partition_for_key;
-use shoal_tests::BrokerProcess;
+use shoal_tests::{BrokerOptions, BrokerProcess};
 
 /// The HTTP body cap the broker enforces (`shoal_broker::http::HTTP_BODY_BYTES_MAX`).
 const BODY_BYTES_MAX: usize = 8 << 20;
@@ -385,6 +385,35 @@ fn errors_are_json_with_stable_codes() {
     assert_eq!(status, 200, "the broker still serves after bad input");
 }
 
+/// A connection over its publish byte rate gets its throttle time in the
+/// reply, and a publish sent before that time passes is refused with 429.
+#[test]
+fn publish_quota_throttles_with_429() {
+    let broker = BrokerProcess::start_with(BrokerOptions {
+        config_toml: "[limits]\nproduce_bytes_per_sec_max = 1000\n".into(),
+        ..BrokerOptions::default()
+    });
+    let http = Http::new(&broker);
+    create_topic(&http, "q", 1);
+    let big = json!({"value": "x".repeat(2000)});
+    let (status, body) = http.post("/topics/q/messages", big.clone());
+    assert_eq!(status, 200, "the publish over the rate is still served: {body}");
+    assert!(body["throttle_time_ms"].as_u64().unwrap() > 0, "{body}");
+    let resp = http
+        .agent
+        .post(&format!("{}/topics/q/messages", http.base))
+        .send_json(big);
+    match resp {
+        Err(ureq::Error::Status(429, r)) => {
+            assert!(r.header("retry-after").is_some(), "429 carries Retry-After");
+            let body: Value = r.into_json().unwrap();
+            assert_eq!(body["code"], "throttled", "{body}");
+            assert_eq!(body["error_code"], 11, "{body}");
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+}
+
 /// Reads one HTTP response head and body from a raw socket (Content-Length framed).
 fn read_response(stream: &mut TcpStream) -> (u16, String) {
     let mut buf = Vec::new();
@@ -565,6 +594,16 @@ fn health_and_metrics() {
         }
         other => panic!("not a histogram: {other:?}"),
     }
+    let total = |metric: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && s.labels.get("topic") == Some("m"))
+            .map(value)
+            .sum()
+    };
+    assert!(total("shoal_partition_bytes_in_total") > 30.0, "bytes in per partition\n{text}");
+    assert!(total("shoal_partition_fsync_seconds_count") >= 1.0, "flush always fsyncs\n{text}");
     for name in [
         "shoal_cross_core_hops_in_total",
         "shoal_connections_open",

@@ -31,6 +31,8 @@ pub struct HttpError {
     pub code: &'static str,
     pub error_code: u16,
     pub message: String,
+    /// For 429: when the client may retry (sent as `Retry-After`).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl HttpError {
@@ -41,6 +43,7 @@ impl HttpError {
             code: code.name(),
             error_code: code.to_wire(),
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 
@@ -77,6 +80,7 @@ impl HttpError {
             code: "body_too_large",
             error_code: ErrorCode::FrameTooLarge.to_wire(),
             message: format!("request body is over {limit_bytes} bytes"),
+            retry_after_ms: None,
         }
     }
 
@@ -87,6 +91,7 @@ impl HttpError {
             code: "unknown_route",
             error_code: ErrorCode::UnknownApi.to_wire(),
             message: format!("no endpoint for {method} {path}"),
+            retry_after_ms: None,
         }
     }
 
@@ -97,6 +102,18 @@ impl HttpError {
             code: "method_not_allowed",
             error_code: ErrorCode::UnknownApi.to_wire(),
             message: format!("{path} does not take {method}"),
+            retry_after_ms: None,
+        }
+    }
+
+    /// 429: the connection is over its byte rate; retry after `retry_ms`.
+    pub fn throttled(retry_ms: u64) -> Self {
+        HttpError {
+            retry_after_ms: Some(retry_ms),
+            ..HttpError::from_code(
+                ErrorCode::Throttled,
+                format!("over the publish byte rate: retry in {retry_ms} ms"),
+            )
         }
     }
 
@@ -107,6 +124,7 @@ impl HttpError {
             code: "request_timeout",
             error_code: ErrorCode::Timeout.to_wire(),
             message: message.into(),
+            retry_after_ms: None,
         }
     }
 
@@ -124,6 +142,12 @@ impl HttpError {
         };
         let mut resp = json_response(self.status, &body);
         resp.extensions_mut().insert(ErrorTag(self.code));
+        if let Some(ms) = self.retry_after_ms {
+            // Retry-After takes whole seconds: round up so a client never retries early.
+            let secs = ms.div_ceil(1000).max(1);
+            resp.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, hyper::header::HeaderValue::from(secs));
+        }
         resp
     }
 }

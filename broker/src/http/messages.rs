@@ -32,7 +32,7 @@ use shoal_protocol::partitioner::partition_for_key;
 
 use super::json::{json_response, ok, parse, ErrorTag, HttpError, HttpResponse};
 use super::router::HttpRequest;
-use super::{metrics, topics};
+use super::{metrics, topics, ConnState};
 use crate::handlers::produce::{produce, PRODUCE_TIMEOUT_MS_MAX};
 use crate::runtime::now_ms;
 use crate::shard::Shard;
@@ -218,7 +218,29 @@ struct RecordOut {
     error: Option<String>,
 }
 
-pub async fn publish(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+/// Refuses a publish while the connection is throttled (429 with
+/// `Retry-After`), else charges its body to the connection's byte rate and
+/// returns the throttle time the reply must carry.
+fn charge_quota(shard: &Shard, conn: &ConnState, body_bytes: usize) -> Result<u64, HttpError> {
+    let now = now_ms();
+    let until = conn.throttled_until_ms.get();
+    if now < until {
+        return Err(HttpError::throttled((until - now) as u64));
+    }
+    let throttle = conn.publish_quota.borrow_mut().charge(body_bytes as u64, now);
+    if throttle > 0 {
+        conn.throttled_until_ms.set(now + throttle as i64);
+        crate::metrics::add(&shard.metrics.throttle_ms, throttle);
+    }
+    Ok(throttle)
+}
+
+pub async fn publish(
+    shard: &Rc<Shard>,
+    conn: &ConnState,
+    topic: &str,
+    req: &HttpRequest,
+) -> Result<HttpResponse, HttpError> {
     let started = Instant::now();
     let body: PublishBody = parse(&req.body)?;
     let acks = parse_acks(body.acks.as_deref())?;
@@ -235,6 +257,7 @@ pub async fn publish(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Resul
             records.len()
         )));
     }
+    let throttle_time_ms = charge_quota(shard, conn, req.body.len())?;
     let placed = place(records, meta.config.partitions, enc, now_ms())?;
     let (order, batches) = build_batches(placed)?;
     let input: Vec<(u32, Vec<&[u8]>)> = batches.iter().map(|(p, b)| (*p, vec![b.as_slice()])).collect();
@@ -250,8 +273,13 @@ pub async fn publish(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Resul
     #[derive(Serialize)]
     struct Published {
         records: Vec<RecordOut>,
+        /// Hold back this long before the next publish on this connection.
+        throttle_time_ms: u64,
     }
-    Ok(ok(&Published { records: reply }))
+    Ok(ok(&Published {
+        records: reply,
+        throttle_time_ms,
+    }))
 }
 
 /// Per partition (in first-seen order): the encoded batch; and for every

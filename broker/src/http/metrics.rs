@@ -8,13 +8,19 @@
 //! endpoint asks every other shard for a [`ShardSnapshot`] over the mesh
 //! (`ShardCall::MetricsSnapshot`, counted as a hop like any call) and renders
 //! the union; samples carry a `shard` label where they are per shard.
+//! Consumer-group figures (lag in records and seconds, in-flight leases,
+//! retry backlog, quarantine depth, breaker state, retry and quarantine
+//! counters) come from each group's coordinator through the delivery
+//! service's `group_stats`, one call per group.
 //!
-//! What is not here, and why: storage exposes no fsync latency histogram
-//! and no batch-cache hit counters, so neither is reported. In their place
-//! the HTTP produce path records its ack latency per durability reached,
-//! and `durability="fsynced"` is the latency of acks that waited for an
-//! fdatasync (a bound on fsync latency from the client's side, not the
-//! device's).
+//! Per partition, storage's write-path counters give bytes written,
+//! appends, and fdatasync count and total wait: fsync latency is exported as
+//! a Prometheus summary with `_sum` and `_count` only (mean latency), because
+//! storage keeps a total, not a distribution. For the distribution, the HTTP
+//! produce path records its ack latency per durability reached, and
+//! `durability="fsynced"` is the latency of acks that waited for an
+//! fdatasync. Storage exposes no batch-cache hit counters, so no hit ratio
+//! is reported.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -127,6 +133,8 @@ pub struct PartitionSample {
     pub topic: String,
     pub partition: u32,
     pub figures: PartitionFigures,
+    /// Write-path counters of the log; `None` when the partition is fenced on open.
+    pub log: Option<shoal_storage::LogStats>,
 }
 
 /// Everything one shard reports to `/metrics`.
@@ -168,6 +176,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             topic: p.topic.name.clone(),
             partition: p.id,
             figures: p.figures(),
+            log: p.log().ok().map(|l| l.stats()),
         })
         .collect();
     partitions.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -371,6 +380,7 @@ fn escape_label(v: &str) -> String {
 pub fn render(snaps: &[ShardSnapshot]) -> String {
     let mut e = Exposition { out: String::new() };
     render_partitions(&mut e, snaps);
+    render_log_stats(&mut e, snaps);
     render_shards(&mut e, snaps);
     render_http(&mut e, snaps);
     e.out
@@ -417,6 +427,40 @@ fn render_partitions(e: &mut Exposition, snaps: &[ShardSnapshot]) {
                     ("shard", &shard),
                 ];
                 e.sample(name, &labels, pick(&p.figures));
+            }
+        }
+    }
+}
+
+/// Storage's write-path counters per partition.
+fn render_log_stats(e: &mut Exposition, snaps: &[ShardSnapshot]) {
+    type Pick = fn(&shoal_storage::LogStats) -> f64;
+    let families: [(&str, &str, &str, Pick); 5] = [
+        ("shoal_partition_appends_total", "counter", "Appends to the partition log.", |s| s.appends as f64),
+        ("shoal_partition_bytes_in_total", "counter", "Batch bytes written to the partition log.", |s| {
+            s.bytes_written as f64
+        }),
+        ("shoal_partition_writes_total", "counter", "DMA writes to the partition log.", |s| s.writes as f64),
+        ("shoal_partition_fsync_seconds_sum", "counter", "Time spent waiting for fdatasync.", |s| {
+            s.sync_wait_us as f64 / 1e6
+        }),
+        ("shoal_partition_fsync_seconds_count", "counter", "fdatasync calls on the partition log.", |s| {
+            s.fdatasyncs as f64
+        }),
+    ];
+    for (name, kind, help, pick) in families {
+        if name == "shoal_partition_fsync_seconds_sum" {
+            e.family("shoal_partition_fsync_seconds", "summary", "fdatasync latency (sum and count; mean only).");
+        } else if name != "shoal_partition_fsync_seconds_count" {
+            e.family(name, kind, help);
+        }
+        for s in snaps {
+            let shard = s.shard.to_string();
+            for p in &s.partitions {
+                let Some(stats) = &p.log else { continue };
+                let partition = p.partition.to_string();
+                let labels = [("topic", p.topic.as_str()), ("partition", &partition), ("shard", &shard)];
+                e.sample(name, &labels, pick(stats));
             }
         }
     }

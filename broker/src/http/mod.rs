@@ -20,6 +20,13 @@
 //! | [`metrics`]    | `GET /metrics`: every shard's snapshot over the mesh          |
 //! | [`json`]       | the error body and the status of each error class             |
 //!
+//! Quotas: publishes are charged to the connection's byte rate
+//! (`limits.produce_bytes_per_sec_max`), Kafka-style: a publish over the rate
+//! is still served and its reply carries `throttle_time_ms`; a publish sent
+//! on that connection before the throttle time has passed is refused with
+//! 429 `throttled` and `Retry-After`, so a client that ignores the hint is
+//! held back anyway.
+//!
 //! Bounds: a request body is capped at [`HTTP_BODY_BYTES_MAX`] (413 beyond,
 //! checked on `Content-Length` and again while reading a chunked body); a
 //! request head must arrive within [`HEADER_READ_MS_MAX`] of its first byte
@@ -42,6 +49,7 @@ pub mod quarantine;
 pub mod router;
 pub mod topics;
 
+use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -49,6 +57,7 @@ use std::time::{Duration, Instant};
 use glommio::net::TcpStream;
 use hyper::server::conn::http1;
 
+use crate::quota::ByteRate;
 use crate::shard::Shard;
 use io_adapter::{ConnClock, HyperIo};
 
@@ -107,13 +116,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let _open = metrics::ConnectionGuard::open();
     let clock = ConnClock::new(Instant::now());
     let io = HyperIo::new(stream, clock.clone());
+    let conn_state = Rc::new(ConnState::new(&shard));
     let service = {
         let (shard, clock) = (shard.clone(), clock.clone());
         hyper::service::service_fn(move |req| {
-            let (shard, clock) = (shard.clone(), clock.clone());
+            let (shard, clock, conn_state) = (shard.clone(), clock.clone(), conn_state.clone());
             async move {
                 let _busy = Busy::enter(&clock);
-                Ok::<_, Infallible>(router::route(&shard, req).await)
+                Ok::<_, Infallible>(router::route(&shard, &conn_state, req).await)
             }
         })
     };
@@ -128,6 +138,25 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         Err(expired) => {
             metrics::count_deadline_close();
             tracing::debug!(?expired, "http connection closed by its deadline");
+        }
+    }
+}
+
+/// Per-connection state the endpoints share.
+pub struct ConnState {
+    /// The connection's publish byte rate (`limits.produce_bytes_per_sec_max`).
+    pub publish_quota: RefCell<ByteRate>,
+    /// Until this wall-clock time (ms) the connection is throttled: publishes
+    /// are refused with 429 and `Retry-After`.
+    pub throttled_until_ms: Cell<i64>,
+}
+
+impl ConnState {
+    fn new(shard: &Shard) -> ConnState {
+        let rate = shard.config.limits.produce_bytes_per_sec_max;
+        ConnState {
+            publish_quota: RefCell::new(ByteRate::new(rate, crate::runtime::now_ms())),
+            throttled_until_ms: Cell::new(0),
         }
     }
 }

@@ -15,7 +15,7 @@ use hyper::{Method, Request};
 
 use super::json::{HttpError, HttpResponse};
 use super::{
-    groups, health, messages, metrics, offsets, poll, quarantine, topics, BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX,
+    groups, ConnState, health, messages, metrics, offsets, poll, quarantine, topics, BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX,
 };
 use crate::shard::Shard;
 
@@ -42,10 +42,10 @@ impl HttpRequest {
 }
 
 /// Serves one request and counts the outcome.
-pub async fn route(shard: &Rc<Shard>, req: Request<Incoming>) -> HttpResponse {
+pub async fn route(shard: &Rc<Shard>, conn: &ConnState, req: Request<Incoming>) -> HttpResponse {
     metrics::count_request();
     let resp = match read(req).await {
-        Ok(req) => dispatch(shard, req)
+        Ok(req) => dispatch(shard, conn, req)
             .await
             .unwrap_or_else(HttpError::into_response),
         Err(e) => e.into_response(),
@@ -102,7 +102,7 @@ async fn read_body(body: Incoming) -> Result<Bytes, HttpError> {
     futures_lite::future::or(collect, deadline).await
 }
 
-async fn dispatch(shard: &Rc<Shard>, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Result<HttpResponse, HttpError> {
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = &req.method;
     match (segs.as_slice(), m) {
@@ -113,7 +113,7 @@ async fn dispatch(shard: &Rc<Shard>, req: HttpRequest) -> Result<HttpResponse, H
         (["topics"], &Method::POST) => topics::create(shard, &req).await,
         (["topics", name], &Method::GET) => topics::describe(shard, name).await,
         (["topics", name], &Method::DELETE) => topics::delete(shard, name).await,
-        (["topics", name, "messages"], &Method::POST) => messages::publish(shard, name, &req).await,
+        (["topics", name, "messages"], &Method::POST) => messages::publish(shard, conn, name, &req).await,
         (["topics", name, "poll"], &Method::GET) => poll::poll(shard, name, &req).await,
         (["topics", name, "replay"], &Method::POST) => poll::replay(shard, name, &req).await,
         (["topics", name, "ack"], &Method::POST) => offsets::ack(shard, name, &req).await,
