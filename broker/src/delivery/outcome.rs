@@ -118,6 +118,7 @@ fn ack_partition(
                 group.counters.acks += 1;
                 group.breaker.record_outcome(now, true);
                 if p.failures > 0 {
+                    group.budget.refund(now);
                     records.push(StateRecord::delete(failures_key(&group.name, tp, offset)));
                 }
                 if p.redrive_count > 0 {

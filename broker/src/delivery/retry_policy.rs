@@ -9,7 +9,10 @@
 //! - [`RetryBudget`]: retries may be at most `permille / 1000` of all
 //!   deliveries over a sliding window, plus a small reserve so a quiet group
 //!   can still retry. Over budget, a due retry simply waits (it is re-checked
-//!   on the next poll): records are delayed, never dropped.
+//!   on the next poll): records are delayed, never dropped. A retry that is
+//!   acked is refunded: the budget caps retry load while retries keep
+//!   failing, and stops limiting as soon as they succeed (so a recovered
+//!   group drains its retry backlog at full speed).
 //! - [`CircuitBreaker`]: when failures are more than `failure_permille` of
 //!   the outcomes (acks + failures) in the window, with at least
 //!   `volume_min` outcomes, the breaker opens and the group gets no records
@@ -88,6 +91,14 @@ impl Window {
         }
     }
 
+    /// Takes one back from the newest bucket that has one.
+    fn take(&mut self, now: i64, which: usize) {
+        self.expire(now);
+        if let Some((_, counts)) = self.buckets.iter_mut().rev().find(|(_, c)| c[which] > 0) {
+            counts[which] -= 1;
+        }
+    }
+
     fn totals(&mut self, now: i64) -> [u64; 2] {
         self.expire(now);
         self.buckets
@@ -122,6 +133,11 @@ impl RetryBudget {
         if retry {
             self.window.add(now, 1, 1);
         }
+    }
+
+    /// An acked retry no longer counts against the budget.
+    pub fn refund(&mut self, now: i64) {
+        self.window.take(now, 1);
     }
 
     /// True if one more retry stays within the budget.
@@ -285,6 +301,9 @@ mod tests {
         // 25 retries out of 125 deliveries is exactly 200 permille.
         assert_eq!(retries, 25);
         assert_eq!(b.used_permille(now), 200);
+        // Acked retries are refunded.
+        b.refund(now);
+        assert!(b.allows_retry(now));
         // The window slides: later the old deliveries no longer count.
         assert!(b.allows_retry(now + STORM_WINDOW_MS + 1));
     }
