@@ -34,7 +34,10 @@ async fn records(log: &PartitionLog) -> Vec<(u64, String, Option<String>)> {
             let recs = BatchRecords::open(&stored.bytes, &header, &limits).expect("records");
             for (i, r) in recs.records().expect("archive").iter().enumerate() {
                 let key = String::from_utf8(r.key.as_ref().expect("key").to_vec()).expect("utf8");
-                let value = r.value.as_ref().map(|v| String::from_utf8(v.to_vec()).expect("utf8"));
+                let value = r
+                    .value
+                    .as_ref()
+                    .map(|v| String::from_utf8(v.to_vec()).expect("utf8"));
                 out.push((header.base_offset + i as u64, key, value));
             }
         }
@@ -77,19 +80,28 @@ fn compaction_keeps_latest_per_key() {
             let (latest_offset, latest_value) = &latest[key];
             if offset != latest_offset {
                 // Only the active segment may still hold superseded records.
-                assert!(*offset >= log.segment_bases().last().copied().unwrap(), "stale {key}@{offset}");
+                assert!(
+                    *offset >= log.segment_bases().last().copied().unwrap(),
+                    "stale {key}@{offset}"
+                );
             } else {
                 assert_eq!(value, latest_value);
             }
         }
         for offset in &newest {
-            assert!(after.iter().any(|(o, _, _)| o == offset), "latest record {offset} lost");
+            assert!(
+                after.iter().any(|(o, _, _)| o == offset),
+                "latest record {offset} lost"
+            );
         }
         // Far in the future every tombstone has expired.
         log.compact(now + 3_600_000).await.expect("compact again");
         let later = records(&log).await;
         let active = log.segment_bases().last().copied().unwrap();
-        assert!(later.iter().all(|(o, _, v)| v.is_some() || *o >= active), "expired tombstone kept");
+        assert!(
+            later.iter().all(|(o, _, v)| v.is_some() || *o >= active),
+            "expired tombstone kept"
+        );
         log.close().await.expect("close");
         drop(log);
         let reopened = PartitionLog::open(&dir, config).await.expect("reopen");
@@ -128,9 +140,20 @@ fn offset_for_timestamp_and_append_time() {
                 log.clone()
             };
             for ack in &acks {
-                let first = acks.iter().find(|a| a.append_time_ms >= ack.append_time_ms).unwrap();
-                let found = log.offset_for_timestamp(ack.append_time_ms).await.expect("lookup");
-                assert_eq!(found, Some(first.base_offset), "ts {} (reopen {reopen})", ack.append_time_ms);
+                let first = acks
+                    .iter()
+                    .find(|a| a.append_time_ms >= ack.append_time_ms)
+                    .unwrap();
+                let found = log
+                    .offset_for_timestamp(ack.append_time_ms)
+                    .await
+                    .expect("lookup");
+                assert_eq!(
+                    found,
+                    Some(first.base_offset),
+                    "ts {} (reopen {reopen})",
+                    ack.append_time_ms
+                );
                 let t = log.append_time_of(ack.last_offset).await.expect("append time");
                 assert_eq!(t, Some(ack.append_time_ms));
             }
@@ -146,7 +169,9 @@ fn wait_for_offset_wakes_on_append() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
     run_local(|| async move {
-        let log = PartitionLog::open(&dir, small_config(FlushPolicy::Always)).await.expect("open");
+        let log = PartitionLog::open(&dir, small_config(FlushPolicy::Always))
+            .await
+            .expect("open");
         let waiter = {
             let log = log.clone();
             glommio::spawn_local(async move { log.wait_for_offset(0).await })
@@ -156,5 +181,41 @@ fn wait_for_offset_wakes_on_append() {
         log.append(make_batch(1, 1, 10)).await.expect("append");
         waiter.await.expect("woken");
         assert_eq!(log.high_watermark(), 1);
+    });
+}
+
+/// Segments roll by age, and time retention deletes whole old segments
+/// (never the active one) and moves the log start.
+#[test]
+fn age_roll_and_time_retention() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    run_local(|| async move {
+        let config = LogConfig {
+            segment_age_ms_max: Some(5),
+            retention_ms: Some(60_000),
+            ..small_config(FlushPolicy::Always)
+        };
+        let log = PartitionLog::open(&dir, config).await.expect("open");
+        for i in 0..4u64 {
+            log.append(make_batch(i, 1, 10)).await.expect("append");
+            glommio::timer::sleep(Duration::from_millis(8)).await;
+        }
+        let bases = log.segment_bases();
+        assert_eq!(bases, vec![0, 1, 2, 3], "one segment per aged append");
+        let now = shoal_storage_now();
+        assert_eq!(
+            log.apply_retention(now).await.expect("retention"),
+            0,
+            "nothing is a minute old"
+        );
+        let deleted = log.apply_retention(now + 120_000).await.expect("retention");
+        assert_eq!(deleted, 3, "all but the active segment");
+        assert_eq!(log.log_start_offset(), 3);
+        assert!(matches!(
+            log.read(0, 100).await,
+            Err(shoal_storage::LogError::OffsetOutOfRange { .. })
+        ));
+        assert_eq!(log.read(3, 100).await.expect("read").batches.len(), 1);
     });
 }
