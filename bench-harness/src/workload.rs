@@ -98,7 +98,7 @@ pub struct WorkloadLayer {
     /// Workload name, shown in reports [default: the preset's or file's name]
     #[arg(long)]
     pub name: Option<String>,
-    /// Topics to spread load over (names `<topic_prefix>-<i>`) [default: 1]
+    /// Topics to spread load over (named `<topic_prefix>-<flush>-p<partitions>-<i>`) [default: 1]
     #[arg(long)]
     pub topics: Option<u32>,
     /// Topic name prefix [default: bench]
@@ -358,13 +358,6 @@ impl Workload {
             RateMode::Target => format!("{} rec/s {scenario}", self.rate_per_s),
             RateMode::Max => format!("max-rate search, then {scenario} at {} of it", self.measure_share),
         }
-    }
-
-    /// Topic names the run uses.
-    pub fn topic_names(&self) -> Vec<String> {
-        (0..self.topics)
-            .map(|i| format!("{}-{i}", self.topic_prefix))
-            .collect()
     }
 
     /// Checks ranges and combinations; the message names the offending field.
