@@ -204,3 +204,26 @@ fn default_out() -> PathBuf {
         .replace(':', "-");
     PathBuf::from("bench-out").join(stamp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        // Proves clap accepts the flag set: no clashing names between harness and workload flags.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_workload_field_is_a_flag() {
+        // Proves each field of the defaults file can be set from the command line.
+        let help = Cli::command().render_long_help().to_string();
+        let defaults: toml::Table = shoal_bench::workload::DEFAULTS_TOML.parse().unwrap();
+        for key in defaults.keys() {
+            let flag = format!("--{}", key.replace('_', "-"));
+            assert!(help.contains(&flag), "{flag} missing from --help");
+        }
+    }
+}
