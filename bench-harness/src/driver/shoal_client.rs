@@ -5,6 +5,9 @@
 //!   only be waited on, so a small waiter thread per producer waits on the
 //!   handles in send order and timestamps each ack the moment it resolves;
 //!   the producer loop collects them without blocking its schedule.
+//!   Waiting in send order can observe an ack late by the spread between
+//!   the batches of one producer round (a later partition's batch may finish
+//!   first); end-to-end latency, timed at the consumer, has no such bias.
 //! - Partition consumer: the thread's share of `(topic, partition)` pairs,
 //!   each read by its own fetch thread (a long-poll on one partition must
 //!   not delay records of another), positioned at the log end when opened.
