@@ -108,7 +108,11 @@ fn rebalance_with_consumer_processes() {
     let broker = BrokerProcess::start();
     let c = client(&broker);
     create_topic(&c, "events", 4, retry(10, 100, 1000, false));
-    let batch = |from: usize| (from..from + 300).map(|i| (format!("k{i}"), format!("v{i}"))).collect::<Vec<_>>();
+    let batch = |from: usize| {
+        (from..from + 300)
+            .map(|i| (format!("k{i}"), format!("v{i}")))
+            .collect::<Vec<_>>()
+    };
     let mut produced: BTreeSet<(u32, u64)> = produce(&c, "events", &batch(0)).into_iter().collect();
     // Committed offsets sampled while the group changes: never backwards.
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,7 +125,12 @@ fn rebalance_with_consumer_processes() {
                 if let Ok(s) = c.group_stats("workers") {
                     for p in s.partitions {
                         let prev = last.insert(p.partition, p.committed_offset).unwrap_or(0);
-                        assert!(p.committed_offset >= prev, "partition {} went back {prev} -> {}", p.partition, p.committed_offset);
+                        assert!(
+                            p.committed_offset >= prev,
+                            "partition {} went back {prev} -> {}",
+                            p.partition,
+                            p.committed_offset
+                        );
                     }
                     samples += 1;
                 }
@@ -132,7 +141,9 @@ fn rebalance_with_consumer_processes() {
     };
     let mut slow = ConsumerProcess::start(&broker, "workers", "events", 2_000);
     let mut c2 = ConsumerProcess::start(&broker, "workers", "events", 20);
-    until(Duration::from_secs(20), "first records", || acked(&[&slow, &c2]).len() >= 50);
+    until(Duration::from_secs(20), "first records", || {
+        acked(&[&slow, &c2]).len() >= 50
+    });
     let mut c3 = ConsumerProcess::start(&broker, "workers", "events", 20);
     // Kill the slow member right after it received records (it holds them
     // for 2 s before acking).
@@ -162,17 +173,26 @@ fn rebalance_with_consumer_processes() {
     let mut owners: BTreeMap<(u32, u32), BTreeSet<String>> = BTreeMap::new();
     for p in [&slow, &c2, &c3, &c4] {
         for g in gots(p).into_iter().filter(|g| g.generation > 0) {
-            owners.entry((g.generation, g.partition)).or_default().insert(g.member);
+            owners
+                .entry((g.generation, g.partition))
+                .or_default()
+                .insert(g.member);
         }
     }
     for ((generation, partition), members) in &owners {
-        assert_eq!(members.len(), 1, "generation {generation} partition {partition}: {members:?}");
+        assert_eq!(
+            members.len(),
+            1,
+            "generation {generation} partition {partition}: {members:?}"
+        );
     }
     // The killed member's records went to another member with a higher count.
     let later: Vec<Got> = [&c2, &c3, &c4].iter().flat_map(|p| gots(p)).collect();
     for h in &held {
         assert!(
-            later.iter().any(|g| (g.partition, g.offset) == (h.partition, h.offset) && g.count > h.count),
+            later
+                .iter()
+                .any(|g| (g.partition, g.offset) == (h.partition, h.offset) && g.count > h.count),
             "record {}/{} held by the killed member was not redelivered",
             h.partition,
             h.offset
@@ -207,7 +227,11 @@ fn expelled_member_is_fenced() {
     };
     let polled = call(&c, "fenced", &poll).expect("poll");
     assert_eq!(polled.error, 0, "{}", polled.message);
-    let offsets: Vec<u64> = polled.batches.iter().flat_map(|b| b.deliveries.iter().map(|d| d.offset)).collect();
+    let offsets: Vec<u64> = polled
+        .batches
+        .iter()
+        .flat_map(|b| b.deliveries.iter().map(|d| d.offset))
+        .collect();
     assert_eq!(offsets, vec![0, 1]);
     // Paused past the session timeout: no heartbeat.
     std::thread::sleep(Duration::from_millis(1_000));
@@ -242,11 +266,26 @@ fn expelled_member_is_fenced() {
         }],
     };
     let unknown = ErrorCode::UnknownMember.to_wire();
-    assert_eq!(call(&c, "fenced", &ack).unwrap().error, unknown, "ack after expulsion");
-    assert_eq!(call(&c, "fenced", &nack).unwrap().error, unknown, "nack after expulsion");
-    assert_eq!(call(&c, "fenced", &commit).unwrap().error, unknown, "commit after expulsion");
+    assert_eq!(
+        call(&c, "fenced", &ack).unwrap().error,
+        unknown,
+        "ack after expulsion"
+    );
+    assert_eq!(
+        call(&c, "fenced", &nack).unwrap().error,
+        unknown,
+        "nack after expulsion"
+    );
+    assert_eq!(
+        call(&c, "fenced", &commit).unwrap().error,
+        unknown,
+        "commit after expulsion"
+    );
     let s = stats(&c, "fenced");
-    assert_eq!(s.partitions[0].committed_offset, 0, "nothing was committed by the zombie");
+    assert_eq!(
+        s.partitions[0].committed_offset, 0,
+        "nothing was committed by the zombie"
+    );
     // The records go to the next member, delivered a second time.
     let next = consumer(&c, "fenced", "fence", 5_000);
     let mut got = Vec::new();
@@ -267,7 +306,13 @@ fn lag_in_time() {
     let broker = BrokerProcess::start();
     let c = client(&broker);
     create_topic(&c, "lagging", 1, retry(5, 100, 1000, false));
-    produce(&c, "lagging", &(0..10).map(|i| (format!("k{i}"), format!("{i}"))).collect::<Vec<_>>());
+    produce(
+        &c,
+        "lagging",
+        &(0..10)
+            .map(|i| (format!("k{i}"), format!("{i}")))
+            .collect::<Vec<_>>(),
+    );
     let member = consumer(&c, "tail", "lagging", 5_000);
     let mut done = 0;
     until(Duration::from_secs(10), "caught up", || {
@@ -286,7 +331,12 @@ fn lag_in_time() {
     assert!(first.lag_ms >= 1_200, "lag {} ms", first.lag_ms);
     std::thread::sleep(Duration::from_millis(800));
     let second = stats(&c, "tail").partitions[0].clone();
-    assert!(second.lag_ms >= first.lag_ms + 800, "lag went {} -> {} ms", first.lag_ms, second.lag_ms);
+    assert!(
+        second.lag_ms >= first.lag_ms + 800,
+        "lag went {} -> {} ms",
+        first.lag_ms,
+        second.lag_ms
+    );
     until(Duration::from_secs(10), "caught up again", || {
         let records = member.poll().expect("poll");
         member.ack(&records).expect("ack");

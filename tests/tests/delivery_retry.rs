@@ -197,7 +197,7 @@ fn ordered_retry_keeps_per_key_order() {
             let seq: u32 = value(&r).parse().unwrap();
             *attempts.entry(seq).or_default() += 1;
             // Every fourth record fails on its first two deliveries.
-            if seq % 4 == 0 && r.delivery_count <= 2 {
+            if seq.is_multiple_of(4) && r.delivery_count <= 2 {
                 fail.push(r);
             } else {
                 let key = String::from_utf8(r.key.clone().unwrap()).unwrap();

@@ -32,7 +32,9 @@ fn storm_trips_breaker_then_drains() {
     while started.elapsed() < Duration::from_secs(7) {
         let polled = member.poll().expect("poll");
         if !polled.is_empty() {
-            member.nack(&polled, "downstream unavailable", None, false).expect("nack");
+            member
+                .nack(&polled, "downstream unavailable", None, false)
+                .expect("nack");
         }
         saw_open |= stats(&c, "fragile").circuit == CircuitState::Open;
     }
@@ -45,7 +47,11 @@ fn storm_trips_breaker_then_drains() {
         s.retries_total,
         s.deliveries_total
     );
-    assert!(s.quarantined_total <= 30, "the quarantine swallowed {} records", s.quarantined_total);
+    assert!(
+        s.quarantined_total <= 30,
+        "the quarantine swallowed {} records",
+        s.quarantined_total
+    );
     // The handler recovers: the group resumes and drains.
     let mut acked = BTreeSet::new();
     until(Duration::from_secs(45), "drained", || {
@@ -57,11 +63,21 @@ fn storm_trips_breaker_then_drains() {
     });
     let s = stats(&c, "fragile");
     assert_eq!(s.circuit, CircuitState::Closed);
-    assert_eq!(acked.len() as u64 + s.quarantined_total, 300, "every record acked or quarantined");
+    assert_eq!(
+        acked.len() as u64 + s.quarantined_total,
+        300,
+        "every record acked or quarantined"
+    );
     member.close().expect("leave");
 }
 
-fn redrive(c: &Client, dry_run: bool, rate_per_sec: u32, max_entries: u32, cursor: Option<u64>) -> QuarantineRedriveResponse {
+fn redrive(
+    c: &Client,
+    dry_run: bool,
+    rate_per_sec: u32,
+    max_entries: u32,
+    cursor: Option<u64>,
+) -> QuarantineRedriveResponse {
     c.dlq_redrive(&QuarantineRedriveRequest {
         topic: "payments".into(),
         group: "failing".into(),
@@ -94,8 +110,14 @@ fn redrive_goes_to_the_failing_group_only() {
     let broker = broker_without_storm_limits();
     let c = client(&broker);
     create_topic(&c, "payments", 1, retry(2, 50, 100, false));
-    let records: Vec<(String, String)> =
-        (0..20).map(|i| (format!("k{i}"), format!("{}-{i}", if i % 2 == 0 { "poison" } else { "fine" }))).collect();
+    let records: Vec<(String, String)> = (0..20)
+        .map(|i| {
+            (
+                format!("k{i}"),
+                format!("{}-{i}", if i % 2 == 0 { "poison" } else { "fine" }),
+            )
+        })
+        .collect();
     produce(&c, "payments", &records);
     let failing = consumer(&c, "failing", "payments", 5_000);
     let auditing = consumer(&c, "auditing", "payments", 5_000);
@@ -104,7 +126,8 @@ fn redrive_goes_to_the_failing_group_only() {
         let mut seen = Vec::new();
         until(Duration::from_secs(20), "poison rejected", || {
             let polled = failing.poll().expect("poll");
-            let (bad, good): (Vec<_>, Vec<_>) = polled.into_iter().partition(|r| value(r).starts_with("poison"));
+            let (bad, good): (Vec<_>, Vec<_>) =
+                polled.into_iter().partition(|r| value(r).starts_with("poison"));
             failing.ack(&good).expect("ack");
             if !bad.is_empty() {
                 failing.nack(&bad, "bad payload", None, true).expect("reject");
@@ -130,7 +153,11 @@ fn redrive_goes_to_the_failing_group_only() {
     let started = Instant::now();
     let paced = redrive(&c, false, 5, 0, None);
     assert_eq!(paced.redriven, 10);
-    assert!(started.elapsed() >= Duration::from_millis(1_800), "redrive took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_800),
+        "redrive took {:?}",
+        started.elapsed()
+    );
     assert!(entries(&c).is_empty());
     // Back to the failing group, rejected again; resume with a cursor.
     let again = rejected_round(10);
@@ -145,10 +172,16 @@ fn redrive_goes_to_the_failing_group_only() {
     // Three redrives so far: the loop guard refuses a fourth.
     let guarded = redrive(&c, false, 0, 0, None);
     assert_eq!((guarded.redriven, guarded.skipped_loop_guard), (0, 10));
-    assert!(entries(&c).iter().all(|e| e.redrive_count == 3 && e.group == "failing"));
+    assert!(entries(&c)
+        .iter()
+        .all(|e| e.redrive_count == 3 && e.group == "failing"));
     // The other group never saw the redriven records again.
     let polled = auditing.poll().expect("poll");
-    assert!(polled.is_empty(), "auditing got {} redriven records", polled.len());
+    assert!(
+        polled.is_empty(),
+        "auditing got {} redriven records",
+        polled.len()
+    );
     failing.close().expect("leave");
     auditing.close().expect("leave");
 }

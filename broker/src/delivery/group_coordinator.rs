@@ -136,14 +136,14 @@ pub async fn join(shard: &Rc<Shard>, req: JoinGroupRequest) -> JoinGroupResponse
                 return Failed::failed(
                     ErrorCode::UnknownMember,
                     format!("member {id:?} is not in the group"),
-                )
+                );
             }
         },
         None if group.members.len() >= MEMBERS_MAX => {
             return Failed::failed(
                 ErrorCode::InvalidRequest,
                 format!("too many members (max {MEMBERS_MAX})"),
-            )
+            );
         }
         None => group.add_member(&req.member_name, &req.topics, req.session_timeout_ms, now),
     };
@@ -228,8 +228,11 @@ pub async fn leave(shard: &Rc<Shard>, req: LeaveGroupRequest) -> LeaveGroupRespo
     }
 }
 
+/// Offsets per partition.
+pub type Leased = Vec<(TopicPartition, Vec<u64>)>;
+
 /// Records leased to `member`, per partition.
-pub fn leased_to(group: &Group, member: &str) -> Vec<(TopicPartition, Vec<u64>)> {
+pub fn leased_to(group: &Group, member: &str) -> Leased {
     group
         .partitions
         .iter()
@@ -540,7 +543,8 @@ fn restore_one(
             partition_mut(groups, settings, &group, &topic, p).restore_redriven(offset, redrive_count, now);
         }
         (StateKey::Entry(_), StateValue::Entry(entry)) => {
-            partition_mut(groups, settings, &entry.group, &entry.topic, entry.partition).restore(entry.offset, None);
+            partition_mut(groups, settings, &entry.group, &entry.topic, entry.partition)
+                .restore(entry.offset, None);
             quarantine.insert(entry);
         }
         (key, _) => tracing::error!(?key, "delivery state record of the wrong kind ignored"),
@@ -581,7 +585,7 @@ pub async fn tick(shard: &Rc<Shard>) {
 }
 
 async fn expel_silent(shard: &Rc<Shard>, name: &str, now: i64) {
-    let expelled: Vec<(String, Vec<(TopicPartition, Vec<u64>)>)> = {
+    let expelled: Vec<(String, Leased)> = {
         let mut groups = shard.delivery.groups.borrow_mut();
         let Some(group) = groups.get_mut(name) else { return };
         let ids = group.expired_members(now);

@@ -88,7 +88,10 @@ impl Group {
             target: Assignment::new(),
             owners: Assignment::new(),
             partitions: BTreeMap::new(),
-            breaker: CircuitBreaker::new(settings.breaker_failure_permille, i64::from(settings.breaker_open_ms)),
+            breaker: CircuitBreaker::new(
+                settings.breaker_failure_permille,
+                i64::from(settings.breaker_open_ms),
+            ),
             budget: RetryBudget::new(settings.retry_budget_permille),
             counters: GroupCounters::default(),
             next_member: 0,

@@ -275,7 +275,7 @@ pub fn retry_policy(shard: &Shard, topic: &str) -> RetryPolicy {
         .topics
         .borrow()
         .get(topic)
-        .map(|m| m.config.retry.clone())
+        .map(|m| m.config.retry)
         .unwrap_or_default()
 }
 

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::retry_policy::{BREAKER_FAILURE_PERMILLE_DEFAULT, BREAKER_OPEN_MS_DEFAULT, RETRY_BUDGET_PERMILLE_DEFAULT};
+use super::retry_policy::{
+    BREAKER_FAILURE_PERMILLE_DEFAULT, BREAKER_OPEN_MS_DEFAULT, RETRY_BUDGET_PERMILLE_DEFAULT,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
