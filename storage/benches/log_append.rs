@@ -11,13 +11,15 @@
 //! Settings (env): `SHOAL_BENCH_DIR` (default `./shoal-bench-data`, removed
 //! afterwards), `SHOAL_BENCH_MIB` (bytes per phase, default 512),
 //! `SHOAL_BENCH_APPENDERS` (concurrent appenders, default 128),
-//! `SHOAL_BENCH_ROUNDS` (interleaved raw/log rounds, default 3).
+//! `SHOAL_BENCH_ROUNDS` (interleaved raw/log rounds, default 3),
+//! `SHOAL_BENCH_WRITE_DEPTH` (the log's writes in flight, default the log's).
 
 use bytes::BytesMut;
 use glommio::io::{DmaFile, OpenOptions};
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use hdrhistogram::Histogram;
 use shoal_protocol::batch::{BatchBuilder, NewRecord};
+use shoal_storage::config::WRITE_DEPTH_MAX_DEFAULT;
 use shoal_storage::{FlushPolicy, LogConfig, PartitionLog};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -196,6 +198,7 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
         segment_bytes_max: (bytes as u64 + 64 * MIB as u64).min(1 << 30),
         preallocate_bytes: (bytes as u64 + 64 * MIB as u64).min(1 << 30),
         write_chunk_bytes: WRITE_CHUNK_BYTES,
+        write_depth_max: env_usize("SHOAL_BENCH_WRITE_DEPTH", WRITE_DEPTH_MAX_DEFAULT).max(1),
         task_queue: Some(queue),
         ..LogConfig::default()
     };

@@ -11,7 +11,7 @@ pub const SEGMENT_BYTES_MAX_LIMIT: u64 = u32::MAX as u64;
 /// Default size of one tail buffer, i.e. of one large aligned write.
 pub const WRITE_CHUNK_BYTES_DEFAULT: usize = 1 << 20;
 /// Default cap on writes in flight at once (each up to one write chunk).
-pub const WRITE_DEPTH_MAX_DEFAULT: usize = 4;
+pub const WRITE_DEPTH_MAX_DEFAULT: usize = 8;
 /// Default cap on appended bytes not yet written; appends wait beyond it.
 pub const PENDING_BYTES_MAX_DEFAULT: usize = 16 << 20;
 /// Default size of the per-partition tail batch cache.
