@@ -27,6 +27,26 @@
 //! The public `async fn`s here are the service API shared by the native
 //! protocol handlers and the HTTP front door: each takes a protocol request
 //! and returns its response (errors inside it, never a panic).
+//!
+//! Refinements of the first design, and why:
+//! - The lease is the record-level fence. A live member one generation
+//!   behind may still ack or nack what is leased to it (it must, to drain a
+//!   revoked partition); it cannot poll until it heartbeats, and explicit
+//!   commits need the current generation. Expelled members are unknown ids.
+//! - The retry schedule is the `Waiting { ready_at }` records of each
+//!   bounded window, scanned on poll and on the 25 ms timer, rather than a
+//!   separate timer wheel: the window is capped at 4096 records per group
+//!   partition, so the scan is bounded and there is one source of truth.
+//! - Quarantine entries live on the failing group's coordinator (which
+//!   decides both quarantine and redrive); topic-wide reads fan out to all
+//!   shards and merge by entry id.
+//! - Acked retries are refunded to the retry budget, so the budget limits
+//!   retry load only while retries keep failing.
+//! - Acks above the ack floor and deliveries themselves are not written to
+//!   the state log (only failures, the floor, quarantine and redrive are),
+//!   to keep one fsync per ack request: after a broker crash those records
+//!   are delivered again (at-least-once), with the count of their stored
+//!   failures plus one.
 
 pub mod assignment;
 pub mod delivery_state;
