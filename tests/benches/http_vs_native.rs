@@ -96,7 +96,11 @@ impl Publisher for NativePublisher {
                 batch_lens: vec![batch.len() as u32],
             }],
         };
-        let reply = self.conn.call(&req, &[&batch], 0).expect("native produce").message;
+        let reply = self
+            .conn
+            .call(&req, &[&batch], 0)
+            .expect("native produce")
+            .message;
         assert_eq!(reply.partitions[0].error, 0, "{}", reply.partitions[0].message);
     }
 }
@@ -134,7 +138,10 @@ fn run(clients: usize, seconds: u64, make: impl Fn(usize) -> Box<dyn Publisher>)
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let mut latencies_us: Vec<u64> = threads.into_iter().flat_map(|t| t.join().expect("client")).collect();
+    let mut latencies_us: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().expect("client"))
+        .collect();
     latencies_us.sort_unstable();
     Outcome {
         records_per_sec: (latencies_us.len() * RECORDS_PER_REQUEST) as f64 / elapsed.as_secs_f64(),

@@ -602,8 +602,14 @@ fn health_and_metrics() {
             .map(value)
             .sum()
     };
-    assert!(total("shoal_partition_bytes_in_total") > 30.0, "bytes in per partition\n{text}");
-    assert!(total("shoal_partition_fsync_seconds_count") >= 1.0, "flush always fsyncs\n{text}");
+    assert!(
+        total("shoal_partition_bytes_in_total") > 30.0,
+        "bytes in per partition\n{text}"
+    );
+    assert!(
+        total("shoal_partition_fsync_seconds_count") >= 1.0,
+        "flush always fsyncs\n{text}"
+    );
     for name in [
         "shoal_cross_core_hops_in_total",
         "shoal_connections_open",

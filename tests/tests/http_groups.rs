@@ -61,7 +61,11 @@ struct Member {
 }
 
 fn join(http: &Http, group: &str, topic: &str) -> Member {
-    let body = http.ok("POST", &format!("/groups/{group}/join"), Some(json!({"topics": [topic]})));
+    let body = http.ok(
+        "POST",
+        &format!("/groups/{group}/join"),
+        Some(json!({"topics": [topic]})),
+    );
     Member {
         id: body["member"].as_str().unwrap().to_string(),
         generation: body["generation"].as_u64().unwrap(),
@@ -84,8 +88,15 @@ fn poll_n(http: &Http, topic: &str, group: &str, m: &Member, want: usize, timeou
 }
 
 fn publish(http: &Http, topic: &str, values: &[&str]) {
-    let records: Vec<Value> = values.iter().map(|v| json!({"partition": 0, "value": v})).collect();
-    http.ok("POST", &format!("/topics/{topic}/messages"), Some(json!({ "records": records })));
+    let records: Vec<Value> = values
+        .iter()
+        .map(|v| json!({"partition": 0, "value": v}))
+        .collect();
+    http.ok(
+        "POST",
+        &format!("/topics/{topic}/messages"),
+        Some(json!({ "records": records })),
+    );
 }
 
 fn create(http: &Http, topic: &str, extra: Value) {
@@ -102,15 +113,22 @@ fn create(http: &Http, topic: &str, extra: Value) {
 fn poll_ack_nack_commit_and_fencing() {
     let broker = BrokerProcess::start();
     let http = Http::new(&broker);
-    create(&http, "jobs", json!({"retry": {"max_attempts": 5, "backoff_base_ms": 100, "backoff_max_ms": 200}}));
+    create(
+        &http,
+        "jobs",
+        json!({"retry": {"max_attempts": 5, "backoff_base_ms": 100, "backoff_max_ms": 200}}),
+    );
     publish(&http, "jobs", &["a", "b", "c"]);
     let m = join(&http, "workers", "jobs");
     let got = poll_n(&http, "jobs", "workers", &m, 3, Duration::from_secs(15));
     let vals: Vec<&str> = got.iter().map(|r| r["value"].as_str().unwrap()).collect();
     assert_eq!(vals, ["a", "b", "c"]);
-    assert!(got.iter().all(|r| r["delivery_count"] == 1 && r["topic"] == "jobs"));
+    assert!(got
+        .iter()
+        .all(|r| r["delivery_count"] == 1 && r["topic"] == "jobs"));
 
-    let ack = json!({"group": "workers", "member": m.id, "generation": m.generation, "partition": 0, "offset": 0});
+    let ack =
+        json!({"group": "workers", "member": m.id, "generation": m.generation, "partition": 0, "offset": 0});
     let body = http.ok("POST", "/topics/jobs/ack", Some(ack));
     assert_eq!(body["partitions"][0]["committed_offset"], 1, "{body}");
     let nack = json!({"group": "workers", "member": m.id, "generation": m.generation,
@@ -122,7 +140,8 @@ fn poll_ack_nack_commit_and_fencing() {
     assert_eq!(again[0]["delivery_count"], 2, "a redelivery counts: {again:?}");
 
     // An offset that was never leased to this member is refused per partition.
-    let bad = json!({"group": "workers", "member": m.id, "generation": m.generation, "partition": 0, "offset": 99});
+    let bad =
+        json!({"group": "workers", "member": m.id, "generation": m.generation, "partition": 0, "offset": 99});
     let (status, body) = http.post("/topics/jobs/ack", bad);
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["code"], "invalid_offset", "{body}");
@@ -139,13 +158,43 @@ fn poll_ack_nack_commit_and_fencing() {
     let stale = json!({"group": "workers", "member": m.id, "generation": m.generation,
         "topic": "jobs", "partition": 0, "offset": 3});
     let (status, body) = http.post("/offsets/commit", stale);
-    assert_eq!((status, body["code"].as_str()), (409, Some("stale_generation")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("stale_generation")),
+        "{body}"
+    );
     let (status, body) = http.get("/groups/nobody");
-    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_group")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_group")),
+        "{body}"
+    );
     let (status, body) = http.post("/groups/workers/join", json!({"topics": ["missing"]}));
-    assert_eq!((status, body["code"].as_str()), (404, Some("unknown_topic")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_topic")),
+        "{body}"
+    );
     let listed = http.ok("GET", "/groups", None);
     assert_eq!(listed["groups"][0]["group"], "workers", "{listed}");
+
+    // Heartbeat tells the member the current generation; after leaving, the
+    // member is unknown to the group.
+    let beat = http.ok(
+        "POST",
+        "/groups/workers/heartbeat",
+        Some(json!({"member": m.id, "generation": m.generation})),
+    );
+    assert!(beat["generation"].as_u64().unwrap() > m.generation, "{beat}");
+    http.ok("POST", "/groups/workers/leave", Some(json!({"member": m.id})));
+    let gone = json!({"group": "workers", "member": m.id, "generation": beat["generation"],
+        "topic": "jobs", "partition": 0, "offset": 3});
+    let (status, body) = http.post("/offsets/commit", gone);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("unknown_member")),
+        "{body}"
+    );
 }
 
 /// Group replay moves the group's position back by offset or by timestamp,
@@ -162,22 +211,42 @@ fn group_replay_by_offset_and_timestamp() {
     publish(&http, "feed", &["r3", "r4"]);
     let m = join(&http, "readers", "feed");
     let got = poll_n(&http, "feed", "readers", &m, 5, Duration::from_secs(15));
-    let records: Vec<Value> = got.iter().map(|r| json!({"partition": 0, "offset": r["offset"]})).collect();
-    http.ok("POST", "/topics/feed/ack",
-        Some(json!({"group": "readers", "member": m.id, "generation": m.generation, "records": records})));
+    let records: Vec<Value> = got
+        .iter()
+        .map(|r| json!({"partition": 0, "offset": r["offset"]}))
+        .collect();
+    http.ok(
+        "POST",
+        "/topics/feed/ack",
+        Some(json!({"group": "readers", "member": m.id, "generation": m.generation, "records": records})),
+    );
     let g = http.ok("GET", "/groups/readers", None);
     assert_eq!(g["partitions"][0]["committed_offset"], 5, "{g}");
 
-    let body = http.ok("POST", "/topics/feed/replay", Some(json!({"group": "readers", "offset": 1})));
+    let body = http.ok(
+        "POST",
+        "/topics/feed/replay",
+        Some(json!({"group": "readers", "offset": 1})),
+    );
     assert_eq!(body["partitions"][0]["offset"], 1, "{body}");
     let again = poll_n(&http, "feed", "readers", &m, 4, Duration::from_secs(15));
     let vals: Vec<&str> = again.iter().map(|r| r["value"].as_str().unwrap()).collect();
     assert_eq!(vals, ["r1", "r2", "r3", "r4"]);
-    let records: Vec<Value> = again.iter().map(|r| json!({"partition": 0, "offset": r["offset"]})).collect();
-    http.ok("POST", "/topics/feed/ack",
-        Some(json!({"group": "readers", "member": m.id, "generation": m.generation, "records": records})));
+    let records: Vec<Value> = again
+        .iter()
+        .map(|r| json!({"partition": 0, "offset": r["offset"]}))
+        .collect();
+    http.ok(
+        "POST",
+        "/topics/feed/ack",
+        Some(json!({"group": "readers", "member": m.id, "generation": m.generation, "records": records})),
+    );
 
-    let body = http.ok("POST", "/topics/feed/replay", Some(json!({"group": "readers", "timestamp_ms": cut})));
+    let body = http.ok(
+        "POST",
+        "/topics/feed/replay",
+        Some(json!({"group": "readers", "timestamp_ms": cut})),
+    );
     assert_eq!(body["partitions"][0]["offset"], 3, "{body}");
     let again = poll_n(&http, "feed", "readers", &m, 2, Duration::from_secs(15));
     let vals: Vec<&str> = again.iter().map(|r| r["value"].as_str().unwrap()).collect();
@@ -216,26 +285,51 @@ fn quarantine_browse_counts_redrive_purge() {
     assert_eq!(entries.len(), 3, "{page}");
     assert_eq!(entries[0]["value"], "p0");
     assert_eq!(entries[0]["group"], "billing");
-    assert_eq!(entries[0]["reason"].as_str().map(|r| r.contains("bad card")), Some(true), "{page}");
+    assert_eq!(
+        entries[0]["reason"].as_str().map(|r| r.contains("bad card")),
+        Some(true),
+        "{page}"
+    );
     let again = http.ok("GET", "/topics/pay/quarantine?limit=10", None);
-    assert_eq!(again["entries"].as_array().unwrap().len(), 3, "browsing does not consume");
+    assert_eq!(
+        again["entries"].as_array().unwrap().len(),
+        3,
+        "browsing does not consume"
+    );
 
     let counts = http.ok("GET", "/topics/pay/quarantine/counts", None);
     assert_eq!(counts["total"], 3, "{counts}");
     let by_reason = counts["by_reason"].as_array().unwrap();
-    let bad_card = by_reason.iter().find(|c| c["reason"].as_str().unwrap().contains("bad card")).unwrap();
+    let bad_card = by_reason
+        .iter()
+        .find(|c| c["reason"].as_str().unwrap().contains("bad card"))
+        .unwrap();
     assert_eq!(bad_card["count"], 2, "{counts}");
 
-    let dry = http.ok("POST", "/topics/pay/quarantine/redrive",
-        Some(json!({"group": "billing", "reason_contains": "timeout", "dry_run": true})));
-    assert_eq!((dry["matched"].as_u64(), dry["redriven"].as_u64()), (Some(1), Some(0)), "{dry}");
-    let done = http.ok("POST", "/topics/pay/quarantine/redrive",
-        Some(json!({"group": "billing", "reason_contains": "timeout", "rate_per_sec": 100})));
+    let dry = http.ok(
+        "POST",
+        "/topics/pay/quarantine/redrive",
+        Some(json!({"group": "billing", "reason_contains": "timeout", "dry_run": true})),
+    );
+    assert_eq!(
+        (dry["matched"].as_u64(), dry["redriven"].as_u64()),
+        (Some(1), Some(0)),
+        "{dry}"
+    );
+    let done = http.ok(
+        "POST",
+        "/topics/pay/quarantine/redrive",
+        Some(json!({"group": "billing", "reason_contains": "timeout", "rate_per_sec": 100})),
+    );
     assert_eq!(done["redriven"], 1, "{done}");
     let redelivered = poll_n(&http, "pay", "billing", &m, 1, Duration::from_secs(15));
     assert_eq!(redelivered[0]["value"], "p2", "{redelivered:?}");
 
-    let purged = http.ok("POST", "/topics/pay/quarantine/purge", Some(json!({"reason_contains": "bad card"})));
+    let purged = http.ok(
+        "POST",
+        "/topics/pay/quarantine/purge",
+        Some(json!({"reason_contains": "bad card"})),
+    );
     assert_eq!(purged["purged"], 2, "{purged}");
     let counts = http.ok("GET", "/topics/pay/quarantine/counts", None);
     assert_eq!(counts["total"], 0, "{counts}");
@@ -261,7 +355,10 @@ fn stalled_group_lag_seconds() {
     let p = &g["partitions"][0];
     assert_eq!(p["lag_records"], 1, "{g}");
     let lag = p["lag_seconds"].as_f64().unwrap();
-    assert!(lag >= stall.as_secs_f64() - 0.05 && lag <= elapsed + 0.05, "lag {lag} s, stalled {stall:?}, elapsed {elapsed} s");
+    assert!(
+        lag >= stall.as_secs_f64() - 0.05 && lag <= elapsed + 0.05,
+        "lag {lag} s, stalled {stall:?}, elapsed {elapsed} s"
+    );
 
     let text = http
         .agent
@@ -270,7 +367,8 @@ fn stalled_group_lag_seconds() {
         .unwrap()
         .into_string()
         .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition");
+    let scrape =
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).expect("valid exposition");
     let sample = scrape
         .samples
         .iter()

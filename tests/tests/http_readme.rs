@@ -18,7 +18,10 @@ fn readme_http_session_runs_as_written() {
         .expect("README has an http block");
     let script: String = block.lines().map(|l| format!("{}\n", l.trim())).collect();
     assert!(script.contains("/messages") && script.contains("/poll?") && script.contains("/offsets/commit"));
-    assert!(script.contains("/replay"), "the four core endpoints are in the session");
+    assert!(
+        script.contains("/replay"),
+        "the four core endpoints are in the session"
+    );
     let broker = BrokerProcess::start();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new("sh")
@@ -36,6 +39,10 @@ fn readme_http_session_runs_as_written() {
     );
     assert!(stdout.contains(r#""durability":"fsynced""#), "{stdout}");
     assert!(stdout.contains(r#""delivery_count":1"#), "{stdout}");
-    assert_eq!(stdout.matches(r#""value":"{\"total\": 12}""#).count(), 2, "poll and replay: {stdout}");
+    assert_eq!(
+        stdout.matches(r#""value":"{\"total\": 12}""#).count(),
+        2,
+        "poll and replay: {stdout}"
+    );
     assert!(stdout.contains(r#""committed_offset":2"#), "{stdout}");
 }

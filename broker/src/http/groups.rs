@@ -218,7 +218,13 @@ struct GroupView {
 
 /// The group's stats, or an error (404 for an unknown group).
 pub async fn stats(shard: &Rc<Shard>, group: &str) -> Result<GroupStatsResponse, HttpError> {
-    let resp = delivery::group_stats(shard, GroupStatsRequest { group: group.to_string() }).await;
+    let resp = delivery::group_stats(
+        shard,
+        GroupStatsRequest {
+            group: group.to_string(),
+        },
+    )
+    .await;
     check(resp.error, &resp.message)?;
     Ok(resp)
 }

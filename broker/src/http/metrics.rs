@@ -32,7 +32,9 @@ use hyper::StatusCode;
 
 use super::json::HttpResponse;
 use shoal_protocol::messages::group::ListGroupsRequest;
-use shoal_protocol::messages::stats::{CircuitState, GroupPartitionStats, GroupStatsRequest, GroupStatsResponse};
+use shoal_protocol::messages::stats::{
+    CircuitState, GroupPartitionStats, GroupStatsRequest, GroupStatsResponse,
+};
 
 use crate::mesh::{PartitionFigures, ShardCall, ShardReply};
 use crate::shard::Shard;
@@ -270,53 +272,86 @@ pub fn render_groups(groups: &[GroupStatsResponse]) -> String {
     let mut e = Exposition { out: String::new() };
     type PartPick = fn(&GroupPartitionStats) -> f64;
     let per_partition: [(&str, &str, PartPick); 5] = [
-        ("shoal_group_lag_records", "Records not yet processed (acked) by the group.", |p| {
-            p.lag_records as f64
-        }),
+        (
+            "shoal_group_lag_records",
+            "Records not yet processed (acked) by the group.",
+            |p| p.lag_records as f64,
+        ),
         (
             "shoal_group_lag_seconds",
             "Age of the oldest record the group has not processed; 0 when caught up.",
             |p| p.lag_ms as f64 / 1000.0,
         ),
-        ("shoal_group_in_flight", "Records delivered and leased, not yet acked or nacked.", |p| {
-            p.in_flight as f64
+        (
+            "shoal_group_in_flight",
+            "Records delivered and leased, not yet acked or nacked.",
+            |p| p.in_flight as f64,
+        ),
+        ("shoal_group_retry_backlog", "Records waiting for a retry.", |p| {
+            p.retry_backlog as f64
         }),
-        ("shoal_group_retry_backlog", "Records waiting for a retry.", |p| p.retry_backlog as f64),
-        ("shoal_quarantine_depth", "Quarantined entries of the group and partition.", |p| {
-            p.quarantine_depth as f64
-        }),
+        (
+            "shoal_quarantine_depth",
+            "Quarantined entries of the group and partition.",
+            |p| p.quarantine_depth as f64,
+        ),
     ];
     for (name, help, pick) in per_partition {
         e.family(name, "gauge", help);
         for g in groups {
             for p in &g.partitions {
                 let partition = p.partition.to_string();
-                let labels = [("group", g.group.as_str()), ("topic", p.topic.as_str()), ("partition", &partition)];
+                let labels = [
+                    ("group", g.group.as_str()),
+                    ("topic", p.topic.as_str()),
+                    ("partition", &partition),
+                ];
                 e.sample(name, &labels, pick(p));
             }
         }
     }
     type GroupPick = fn(&GroupStatsResponse) -> f64;
     let per_group: [(&str, &str, &str, GroupPick); 7] = [
-        ("shoal_group_circuit_state", "gauge", "Circuit breaker: 0 closed, 1 half-open, 2 open.", |g| {
-            match g.circuit {
+        (
+            "shoal_group_circuit_state",
+            "gauge",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            |g| match g.circuit {
                 CircuitState::Closed => 0.0,
                 CircuitState::HalfOpen => 1.0,
                 CircuitState::Open => 2.0,
-            }
+            },
+        ),
+        (
+            "shoal_group_retry_budget_used_permille",
+            "gauge",
+            "Retries per 1000 deliveries in the budget window.",
+            |g| f64::from(g.retry_budget_used_permille),
+        ),
+        (
+            "shoal_group_deliveries_total",
+            "counter",
+            "Records delivered to members.",
+            |g| g.deliveries_total as f64,
+        ),
+        ("shoal_group_acks_total", "counter", "Records acked.", |g| {
+            g.acks_total as f64
         }),
-        ("shoal_group_retry_budget_used_permille", "gauge", "Retries per 1000 deliveries in the budget window.", |g| {
-            f64::from(g.retry_budget_used_permille)
+        ("shoal_group_nacks_total", "counter", "Records nacked.", |g| {
+            g.nacks_total as f64
         }),
-        ("shoal_group_deliveries_total", "counter", "Records delivered to members.", |g| g.deliveries_total as f64),
-        ("shoal_group_acks_total", "counter", "Records acked.", |g| g.acks_total as f64),
-        ("shoal_group_nacks_total", "counter", "Records nacked.", |g| g.nacks_total as f64),
-        ("shoal_group_retries_total", "counter", "Redeliveries scheduled (rate = retry rate).", |g| {
-            g.retries_total as f64
-        }),
-        ("shoal_group_quarantined_total", "counter", "Records quarantined (rate = quarantine inflow).", |g| {
-            g.quarantined_total as f64
-        }),
+        (
+            "shoal_group_retries_total",
+            "counter",
+            "Redeliveries scheduled (rate = retry rate).",
+            |g| g.retries_total as f64,
+        ),
+        (
+            "shoal_group_quarantined_total",
+            "counter",
+            "Records quarantined (rate = quarantine inflow).",
+            |g| g.quarantined_total as f64,
+        ),
     ];
     for (name, kind, help, pick) in per_group {
         e.family(name, kind, help);
@@ -436,21 +471,44 @@ fn render_partitions(e: &mut Exposition, snaps: &[ShardSnapshot]) {
 fn render_log_stats(e: &mut Exposition, snaps: &[ShardSnapshot]) {
     type Pick = fn(&shoal_storage::LogStats) -> f64;
     let families: [(&str, &str, &str, Pick); 5] = [
-        ("shoal_partition_appends_total", "counter", "Appends to the partition log.", |s| s.appends as f64),
-        ("shoal_partition_bytes_in_total", "counter", "Batch bytes written to the partition log.", |s| {
-            s.bytes_written as f64
-        }),
-        ("shoal_partition_writes_total", "counter", "DMA writes to the partition log.", |s| s.writes as f64),
-        ("shoal_partition_fsync_seconds_sum", "counter", "Time spent waiting for fdatasync.", |s| {
-            s.sync_wait_us as f64 / 1e6
-        }),
-        ("shoal_partition_fsync_seconds_count", "counter", "fdatasync calls on the partition log.", |s| {
-            s.fdatasyncs as f64
-        }),
+        (
+            "shoal_partition_appends_total",
+            "counter",
+            "Appends to the partition log.",
+            |s| s.appends as f64,
+        ),
+        (
+            "shoal_partition_bytes_in_total",
+            "counter",
+            "Batch bytes written to the partition log.",
+            |s| s.bytes_written as f64,
+        ),
+        (
+            "shoal_partition_writes_total",
+            "counter",
+            "DMA writes to the partition log.",
+            |s| s.writes as f64,
+        ),
+        (
+            "shoal_partition_fsync_seconds_sum",
+            "counter",
+            "Time spent waiting for fdatasync.",
+            |s| s.sync_wait_us as f64 / 1e6,
+        ),
+        (
+            "shoal_partition_fsync_seconds_count",
+            "counter",
+            "fdatasync calls on the partition log.",
+            |s| s.fdatasyncs as f64,
+        ),
     ];
     for (name, kind, help, pick) in families {
         if name == "shoal_partition_fsync_seconds_sum" {
-            e.family("shoal_partition_fsync_seconds", "summary", "fdatasync latency (sum and count; mean only).");
+            e.family(
+                "shoal_partition_fsync_seconds",
+                "summary",
+                "fdatasync latency (sum and count; mean only).",
+            );
         } else if name != "shoal_partition_fsync_seconds_count" {
             e.family(name, kind, help);
         }
@@ -459,7 +517,11 @@ fn render_log_stats(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             for p in &s.partitions {
                 let Some(stats) = &p.log else { continue };
                 let partition = p.partition.to_string();
-                let labels = [("topic", p.topic.as_str()), ("partition", &partition), ("shard", &shard)];
+                let labels = [
+                    ("topic", p.topic.as_str()),
+                    ("partition", &partition),
+                    ("shard", &shard),
+                ];
                 e.sample(name, &labels, pick(stats));
             }
         }

@@ -131,7 +131,11 @@ pub async fn ack(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<Ht
     )
     .await;
     check(resp.error, &resp.message)?;
-    let first = resp.partitions.iter().find(|p| p.error != 0).map(|p| (p.error, String::new()));
+    let first = resp
+        .partitions
+        .iter()
+        .find(|p| p.error != 0)
+        .map(|p| (p.error, String::new()));
     let partitions: Vec<PartitionOutcome> = resp
         .partitions
         .iter()
@@ -169,7 +173,11 @@ pub async fn nack(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<H
     )
     .await;
     check(resp.error, &resp.message)?;
-    let first = resp.partitions.iter().find(|p| p.error != 0).map(|p| (p.error, String::new()));
+    let first = resp
+        .partitions
+        .iter()
+        .find(|p| p.error != 0)
+        .map(|p| (p.error, String::new()));
     let partitions: Vec<PartitionOutcome> = resp
         .partitions
         .iter()
@@ -252,7 +260,11 @@ pub async fn commit(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse
         code: &'static str,
         error_code: u16,
     }
-    let first = resp.partitions.iter().find(|p| p.error != 0).map(|p| (p.error, String::new()));
+    let first = resp
+        .partitions
+        .iter()
+        .find(|p| p.error != 0)
+        .map(|p| (p.error, String::new()));
     let partitions: Vec<Outcome> = resp
         .partitions
         .into_iter()

@@ -36,8 +36,8 @@ use super::json::{ok, parse, HttpError, HttpResponse};
 use super::messages::Encoding;
 use super::router::HttpRequest;
 use super::topics;
-use crate::handlers::fetch::{fetch, FETCH_WAIT_MS_MAX};
 use crate::delivery;
+use crate::handlers::fetch::{fetch, FETCH_WAIT_MS_MAX};
 use crate::handlers::local;
 use crate::mesh::{ShardCall, ShardReply};
 use crate::shard::Shard;
@@ -253,14 +253,12 @@ async fn poll_group(
     wait_ms: u32,
     enc: Encoding,
 ) -> Result<HttpResponse, HttpError> {
-    let member = req
-        .query
-        .get("member")
-        .cloned()
-        .ok_or_else(|| HttpError::invalid("a group poll needs member and generation (from /groups/:group/join)"))?;
-    let generation = req
-        .param::<u32>("generation")?
-        .ok_or_else(|| HttpError::invalid("a group poll needs member and generation (from /groups/:group/join)"))?;
+    let member = req.query.get("member").cloned().ok_or_else(|| {
+        HttpError::invalid("a group poll needs member and generation (from /groups/:group/join)")
+    })?;
+    let generation = req.param::<u32>("generation")?.ok_or_else(|| {
+        HttpError::invalid("a group poll needs member and generation (from /groups/:group/join)")
+    })?;
     let poll = PollRequest {
         group: group.to_string(),
         member_id: member,
@@ -273,9 +271,20 @@ async fn poll_group(
     super::groups::check(resp.error, &resp.message)?;
     let mut records = Vec::new();
     for (polled, bytes) in resp.batches.iter().zip(&batches) {
-        let counts: BTreeMap<u64, u32> = polled.deliveries.iter().map(|d| (d.offset, d.delivery_count)).collect();
+        let counts: BTreeMap<u64, u32> = polled
+            .deliveries
+            .iter()
+            .map(|d| (d.offset, d.delivery_count))
+            .collect();
         let from = counts.keys().next().copied().unwrap_or(0);
-        let decoded = decode_records(&polled.topic, polled.partition, std::slice::from_ref(bytes), from, usize::MAX, enc)?;
+        let decoded = decode_records(
+            &polled.topic,
+            polled.partition,
+            std::slice::from_ref(bytes),
+            from,
+            usize::MAX,
+            enc,
+        )?;
         for mut r in decoded {
             if let Some(count) = counts.get(&r.offset) {
                 r.delivery_count = Some(*count);
@@ -424,7 +433,11 @@ async fn replay_group(
         code: &'static str,
         error_code: u16,
     }
-    let first = resp.partitions.iter().find(|p| p.error != 0).map(|p| (p.error, String::new()));
+    let first = resp
+        .partitions
+        .iter()
+        .find(|p| p.error != 0)
+        .map(|p| (p.error, String::new()));
     let partitions: Vec<Moved> = resp
         .partitions
         .iter()
@@ -439,5 +452,8 @@ async fn replay_group(
     struct Seeked {
         partitions: Vec<Moved>,
     }
-    Ok(super::offsets::with_partition_errors(first, &Seeked { partitions }))
+    Ok(super::offsets::with_partition_errors(
+        first,
+        &Seeked { partitions },
+    ))
 }

@@ -235,9 +235,14 @@ pub async fn redrive(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Resul
 pub async fn purge(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     topics::meta(shard, topic)?;
     let body: ActionBody = parse(&req.body)?;
-    if body.rate_per_sec.is_some() || body.max_entries.is_some() || body.cursor.is_some() || body.timeout_ms.is_some()
+    if body.rate_per_sec.is_some()
+        || body.max_entries.is_some()
+        || body.cursor.is_some()
+        || body.timeout_ms.is_some()
     {
-        return Err(HttpError::invalid("rate_per_sec, max_entries, cursor and timeout_ms belong to redrive"));
+        return Err(HttpError::invalid(
+            "rate_per_sec, max_entries, cursor and timeout_ms belong to redrive",
+        ));
     }
     let resp = delivery::redrive::quarantine_purge(
         shard,

@@ -15,7 +15,8 @@ use hyper::{Method, Request};
 
 use super::json::{HttpError, HttpResponse};
 use super::{
-    groups, ConnState, health, messages, metrics, offsets, poll, quarantine, topics, BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX,
+    groups, health, messages, metrics, offsets, poll, quarantine, topics, ConnState, BODY_READ_MS_MAX,
+    HTTP_BODY_BYTES_MAX,
 };
 use crate::shard::Shard;
 
@@ -120,9 +121,15 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
         (["topics", name, "nack"], &Method::POST) => offsets::nack(shard, name, &req).await,
         (["offsets", "commit"], &Method::POST) => offsets::commit(shard, &req).await,
         (["topics", name, "quarantine"], &Method::GET) => quarantine::browse(shard, name, &req).await,
-        (["topics", name, "quarantine", "counts"], &Method::GET) => quarantine::counts(shard, name, &req).await,
-        (["topics", name, "quarantine", "redrive"], &Method::POST) => quarantine::redrive(shard, name, &req).await,
-        (["topics", name, "quarantine", "purge"], &Method::POST) => quarantine::purge(shard, name, &req).await,
+        (["topics", name, "quarantine", "counts"], &Method::GET) => {
+            quarantine::counts(shard, name, &req).await
+        }
+        (["topics", name, "quarantine", "redrive"], &Method::POST) => {
+            quarantine::redrive(shard, name, &req).await
+        }
+        (["topics", name, "quarantine", "purge"], &Method::POST) => {
+            quarantine::purge(shard, name, &req).await
+        }
         (["groups"], &Method::GET) => Ok(groups::list(shard).await),
         (["groups", group], &Method::GET) => groups::describe(shard, group).await,
         (["groups", group, "join"], &Method::POST) => groups::join(shard, group, &req).await,
@@ -139,8 +146,11 @@ fn unmatched(req: &HttpRequest, segs: &[&str]) -> HttpError {
         ["healthz"] | ["readyz"] | ["metrics"] | ["topics"] | ["topics", _] | ["groups"] | ["groups", _]
     ) || matches!(
         segs,
-        ["topics", _, "messages" | "poll" | "replay" | "ack" | "nack" | "quarantine"]
-            | ["topics", _, "quarantine", "counts" | "redrive" | "purge"]
+        [
+            "topics",
+            _,
+            "messages" | "poll" | "replay" | "ack" | "nack" | "quarantine"
+        ] | ["topics", _, "quarantine", "counts" | "redrive" | "purge"]
             | ["groups", _, "join" | "heartbeat" | "leave"]
             | ["offsets", "commit"]
     );
