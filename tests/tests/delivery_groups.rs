@@ -329,6 +329,16 @@ fn lag_in_time() {
     let first = stats(&c, "tail").partitions[0].clone();
     assert_eq!(first.lag_records, 1);
     assert!(first.lag_ms >= 1_200, "lag {} ms", first.lag_ms);
+    let topic = c.topic_stats("lagging").expect("topic stats");
+    assert_eq!(topic.partitions[0].high_watermark, 11);
+    assert!(topic.partitions[0].last_append_at_ms.is_some());
+    let lag = topic
+        .groups
+        .iter()
+        .find(|g| g.group == "tail")
+        .expect("group lag in topic stats");
+    assert_eq!(lag.lag_records, 1);
+    assert!(lag.lag_ms >= 1_200, "topic lag {} ms", lag.lag_ms);
     std::thread::sleep(Duration::from_millis(800));
     let second = stats(&c, "tail").partitions[0].clone();
     assert!(
