@@ -621,3 +621,20 @@ fn health_and_metrics() {
         );
     }
 }
+
+/// SIGTERM with an idle keep-alive HTTP connection open still drains and
+/// exits 0: the connection is closed by the broker, not waited on forever.
+#[test]
+fn shutdown_closes_idle_http_connections() {
+    let mut broker = BrokerProcess::start();
+    let mut s = TcpStream::connect(format!("127.0.0.1:{}", broker.http_port)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (status, _) = read_response(&mut s);
+    assert_eq!(status, 200);
+    let exit = broker.terminate();
+    assert!(exit.success(), "shoald exited with {exit:?}");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = [0u8; 16];
+    let closed = matches!(s.read(&mut buf), Ok(0) | Err(_));
+    assert!(closed, "the keep-alive connection is closed after shutdown");
+}

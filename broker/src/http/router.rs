@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
+use shoal_protocol::error::ErrorCode;
 
 use super::json::{HttpError, HttpResponse};
 use super::{
@@ -43,16 +44,39 @@ impl HttpRequest {
 }
 
 /// Serves one request and counts the outcome.
+///
+/// While it is served, the request holds its body size (at least one unit)
+/// of the shard's in-flight byte budget, the one native requests draw from:
+/// a shard full of work stops taking HTTP bodies too, and the shutdown drain
+/// waits for HTTP requests as it does for native ones. A draining shard
+/// answers 503 `shutting_down` to everything but the health probes.
 pub async fn route(shard: &Rc<Shard>, conn: &ConnState, req: Request<Incoming>) -> HttpResponse {
     metrics::count_request();
     let resp = match read(req).await {
-        Ok(req) => dispatch(shard, conn, req)
-            .await
-            .unwrap_or_else(HttpError::into_response),
+        Ok(req) => serve(shard, conn, req).await,
         Err(e) => e.into_response(),
     };
     metrics::count_response(&resp);
     resp
+}
+
+async fn serve(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> HttpResponse {
+    let probe = matches!(
+        req.segments.first().map(String::as_str),
+        Some("healthz" | "readyz")
+    );
+    if shard.shutting_down.get() && !probe {
+        return HttpError::from_code(ErrorCode::ShuttingDown, "the broker is shutting down").into_response();
+    }
+    let budget = shard.config.limits.shard_inflight_bytes_max.max(1) as u64;
+    let units = (req.body.len() as u64).clamp(1, budget);
+    let Ok(_permit) = shard.inflight.acquire_permit(units).await else {
+        return HttpError::from_code(ErrorCode::ShuttingDown, "the shard's request budget is closed")
+            .into_response();
+    };
+    dispatch(shard, conn, req)
+        .await
+        .unwrap_or_else(HttpError::into_response)
 }
 
 async fn read(req: Request<Incoming>) -> Result<HttpRequest, HttpError> {
