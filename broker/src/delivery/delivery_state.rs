@@ -449,6 +449,64 @@ mod tests {
         assert_eq!(d.floor(), 1);
     }
 
+    quickcheck::quickcheck! {
+        /// Against a model, under any mix of acks, failures, expiries and
+        /// key lanes: the floor is the first record not done, it never goes
+        /// back, and once everything is done each record was acked xor
+        /// quarantined, with per-key first successes in offset order.
+        fn matches_model(ops: Vec<(u8, u8)>, keys: Vec<u8>) -> bool {
+            let n = 24u64;
+            let lane = |o: u64| keys.get(o as usize).map(|k| u64::from(k % 3));
+            let mut d = PartitionDelivery::new(0);
+            for o in 0..n {
+                d.admit(o, lane(o), 0);
+            }
+            let (mut acked, mut quarantined) = (Vec::new(), Vec::new());
+            let mut last_floor = 0;
+            let mut now = 0;
+            let steps = ops.into_iter().map(|(a, b)| (a % 4, u64::from(b) % n));
+            // The random steps, then enough acks to finish everything.
+            let finish = (0..n * 10).map(|i| (0, i % n));
+            for (op, o) in steps.chain(finish) {
+                now += 1;
+                for due in d.due(now, usize::MAX, |_| true) {
+                    d.lease(due, "m", now + 5);
+                }
+                match op {
+                    0 | 1 if d.ack(o, "m", now).is_ok() => acked.push(o),
+                    2 => {
+                        let verdict = |p: &Pending| {
+                            if p.failures >= 3 { Verdict::Quarantine } else { Verdict::RetryAt { ready_at_ms: now + 2 } }
+                        };
+                        if d.check_lease(o, "m").is_ok() {
+                            if let Some((_, Verdict::Quarantine)) = d.fail(o, now, "x", verdict) {
+                                quarantined.push(o);
+                            }
+                        }
+                    }
+                    _ => {
+                        for e in d.expired(now) {
+                            d.fail(e, now, "lease", |_| Verdict::RetryAt { ready_at_ms: now });
+                        }
+                    }
+                }
+                let done: std::collections::BTreeSet<u64> = acked.iter().chain(&quarantined).copied().collect();
+                let model_floor = (0..n).find(|o| !done.contains(o)).unwrap_or(n);
+                if d.floor() != model_floor || model_floor < last_floor {
+                    return false;
+                }
+                last_floor = model_floor;
+            }
+            let mut all: Vec<u64> = acked.iter().chain(&quarantined).copied().collect();
+            all.sort_unstable();
+            let per_key_in_order = (0..3).all(|k| {
+                let firsts: Vec<u64> = acked.iter().copied().filter(|o| lane(*o) == Some(k)).collect();
+                firsts.windows(2).all(|w| w[0] < w[1])
+            });
+            all == (0..n).collect::<Vec<_>>() && d.floor() == n && per_key_in_order
+        }
+    }
+
     /// Redriven records are delivered without holding the floor back.
     #[test]
     fn redriven_records_sit_below_the_floor() {
