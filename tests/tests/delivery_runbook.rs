@@ -45,6 +45,7 @@ fn readme_runbook_runs_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     for expected in [
+        "billing",
         "3 entries in the quarantine of invoices",
         "would redrive 3 entries of invoices to group billing",
         "redrove 2 entries of invoices to group billing",
