@@ -101,7 +101,14 @@ impl Group {
     /// Adds a member; returns its new id.
     pub fn add_member(&mut self, name: &str, topics: &[String], session_timeout_ms: u32, now: i64) -> String {
         self.next_member += 1;
-        let id = format!("{name}-{}-{}", self.generation + 1, self.next_member);
+        // The random part keeps ids unique across broker restarts (the
+        // counters restart), so a member from before a restart stays fenced.
+        let id = format!(
+            "{name}-{}-{}-{:08x}",
+            self.generation + 1,
+            self.next_member,
+            rand::random::<u32>()
+        );
         self.members.insert(
             id.clone(),
             Member {
