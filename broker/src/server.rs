@@ -40,11 +40,58 @@ pub enum StartError {
     },
     #[error("cannot start shard {shard}: {reason}")]
     Shard { shard: u32, reason: String },
+    /// Another broker holds the data directory or the port. SO_REUSEPORT
+    /// would otherwise let two brokers share a port silently, the kernel
+    /// splitting connections between them.
+    #[error("{what} is in use by another process (is another shoald running?): {source}")]
+    InUse { what: String, source: std::io::Error },
+}
+
+/// Takes an exclusive lock on `<data_dir>/LOCK` for the broker's lifetime.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StartError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock(2) on a file descriptor we own and keep open; no memory
+    // is shared with the kernel.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let source = std::io::Error::last_os_error();
+        return Err(StartError::InUse {
+            what: format!("data directory {}", data_dir.display()),
+            source,
+        });
+    }
+    Ok(file)
+}
+
+/// Fails if a fixed port is already bound by anyone, by binding it once
+/// without SO_REUSEPORT (then releasing it).
+fn probe_port(addr: SocketAddr) -> Result<(), StartError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| StartError::InUse {
+            what: format!("address {addr}"),
+            source,
+        })
 }
 
 /// A started broker.
 pub struct RunningBroker {
     pub ports: Ports,
+    /// Held until the broker is dropped: the data directory's lock.
+    _lock: std::fs::File,
     stops: Vec<flume::Sender<()>>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
 }
@@ -158,6 +205,9 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
         path: data_dir,
         source,
     })?;
+    let lock = lock_data_dir(&config.server.data_dir)?;
+    probe_port(config.server.listen)?;
+    probe_port(config.server.http_listen)?;
     let shards = config.effective_shards();
     let listeners = bind_all(&config, shards)?;
     let ports = listeners.ports.clone();
@@ -208,6 +258,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     }
     Ok(RunningBroker {
         ports,
+        _lock: lock,
         stops,
         handles,
     })

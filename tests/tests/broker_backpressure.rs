@@ -57,7 +57,7 @@ fn fast_producers_are_held_back_and_nothing_acked_is_lost() {
     println!(
         "backpressure test: {} records ({} MiB) acknowledged, broker peak RSS {} MiB (bound {} MiB)",
         acked.len(),
-        acked.len() * RECORD_BYTES >> 20,
+        (acked.len() * RECORD_BYTES) >> 20,
         peak / 1024,
         RSS_KIB_MAX / 1024
     );

@@ -23,15 +23,31 @@ fn readme_quickstart_runs_as_written() {
     let shoal = bin_path("shoal");
     let mut outputs = Vec::new();
     for cmd in commands {
-        assert!(cmd.contains("cargo run --release --bin shoal -- "), "unexpected README command: {cmd}");
+        assert!(
+            cmd.contains("cargo run --release --bin shoal -- "),
+            "unexpected README command: {cmd}"
+        );
         let runnable = cmd.replace("cargo run --release --bin shoal --", &shoal.display().to_string());
-        let out = Command::new("sh").arg("-c").arg(&runnable).env("SHOAL_BROKER", broker.addr_string()).output().unwrap();
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&runnable)
+            .env("SHOAL_BROKER", broker.addr_string())
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(out.status.success(), "{cmd}\nstdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         outputs.push(stdout);
     }
     let consumed = &outputs[outputs.len() - 1];
-    assert_eq!(consumed.lines().count(), 3, "the JSON consume prints one line per record: {consumed}");
+    assert_eq!(
+        consumed.lines().count(),
+        3,
+        "the JSON consume prints one line per record: {consumed}"
+    );
     for name in ["alice", "bob"] {
         assert!(consumed.contains(name), "{name} missing from {consumed}");
     }

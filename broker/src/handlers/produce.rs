@@ -157,7 +157,7 @@ impl Task {
             crate::runtime::sleep(left).await;
             None
         };
-        match futures_lite::future::or(async { handle.await }, timed_out).await {
+        match futures_lite::future::or(handle, timed_out).await {
             Some(resp) => resp,
             None => produce_error(
                 partition,
