@@ -217,6 +217,24 @@ impl Config {
                 "must be > 0 when flush = \"interval\"".into(),
             );
         }
+        let base = u32::from(self.server.shard_port_base);
+        if base != 0 {
+            let shard_ports = base..base + self.effective_shards();
+            for (key, port) in [
+                ("server.listen", self.server.listen.port()),
+                ("server.http_listen", self.server.http_listen.port()),
+            ] {
+                if shard_ports.contains(&u32::from(port)) {
+                    return invalid(
+                        "server.shard_port_base",
+                        format!(
+                            "shard ports {}..{} overlap {key} port {port}",
+                            shard_ports.start, shard_ports.end
+                        ),
+                    );
+                }
+            }
+        }
         if self.server.shards > 1024 {
             return invalid("server.shards", "at most 1024".into());
         }
@@ -256,6 +274,14 @@ mod tests {
         let c = Config::default();
         c.validate().unwrap();
         assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);
+    }
+
+    /// Shard ports may not run into the shared or the HTTP port.
+    #[test]
+    fn shard_ports_must_not_overlap() {
+        let err = Config::from_toml_str("[server]\nshards = 100\n").unwrap_err();
+        assert!(err.to_string().contains("server.shard_port_base"), "{err}");
+        assert!(Config::from_toml_str("[server]\nshards = 79\n").is_ok());
     }
 
     /// Unknown keys and bad values are rejected with the key named.
