@@ -17,8 +17,6 @@ fn latency_histogram() -> Histogram<u64> {
 
 /// One shard's counters.
 pub struct ShardMetrics {
-    /// Requests this shard sent to other shards.
-    pub cross_shard_calls: Cell<u64>,
     /// Requests served, by API key.
     pub requests: RefCell<Vec<u64>>,
     /// Error replies, by error code.
@@ -40,7 +38,6 @@ pub struct ShardMetrics {
 impl Default for ShardMetrics {
     fn default() -> Self {
         ShardMetrics {
-            cross_shard_calls: Cell::new(0),
             requests: RefCell::new(vec![0; 64]),
             errors: RefCell::new(Default::default()),
             connections_open: Cell::new(0),

@@ -170,9 +170,11 @@ impl Partition {
         let mut headers = Vec::with_capacity(batches.len());
         let mut has_ids = false;
         for b in &batches {
-            let header =
-                batch::validate(b, &limits).map_err(|e| refusal(ErrorCode::CorruptBatch, e.to_string()))?;
-            has_ids |= batch_has_ids(b, &header, &limits);
+            let (header, ids) = batch::validate_with(b, &limits, |records| {
+                records.iter().any(|r| r.message_id.is_some())
+            })
+            .map_err(|e| refusal(ErrorCode::CorruptBatch, e.to_string()))?;
+            has_ids |= ids;
             headers.push(header);
         }
         let dedup = has_ids && self.topic.config.dedup_window_ms > 0;
@@ -436,18 +438,7 @@ fn segment_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// Whether any record of a (validated) batch carries a message id.
-fn batch_has_ids(bytes: &[u8], header: &batch::BatchHeader, limits: &batch::BatchLimits) -> bool {
-    let Ok(records) = BatchRecords::open(bytes, header, limits) else {
-        return false;
-    };
-    let Ok(records) = records.records() else {
-        return false;
-    };
-    records.iter().any(|r| r.message_id.is_some())
-}
-
-/// Re-encodes a batch without the records listed in `dups`.
+/// Re-encodes a batch without the records at the `dropped` indexes.
 fn rebuild_without(
     header: &batch::BatchHeader,
     records: &rkyv::vec::ArchivedVec<batch::ArchivedRecord>,

@@ -333,6 +333,17 @@ pub fn check_crc(buf: &[u8], limits: &BatchLimits) -> Result<(BatchHeader, usize
 /// framing, the CRC and the record archive (validated rkyv access, record
 /// count). Returns the header on success.
 pub fn validate(bytes: &[u8], limits: &BatchLimits) -> Result<BatchHeader, BatchError> {
+    validate_with(bytes, limits, |_| ()).map(|(header, ())| header)
+}
+
+/// [`validate`], then `inspect` on the validated records in the same pass,
+/// so a caller that needs to look at the records (dedup ids, say) does not
+/// pay for a second validated access.
+pub fn validate_with<R>(
+    bytes: &[u8],
+    limits: &BatchLimits,
+    inspect: impl FnOnce(&ArchivedVec<ArchivedRecord>) -> R,
+) -> Result<(BatchHeader, R), BatchError> {
     let (header, len) = check_crc(bytes, limits)?;
     if len != bytes.len() {
         return Err(BatchError::BadLength {
@@ -340,15 +351,15 @@ pub fn validate(bytes: &[u8], limits: &BatchLimits) -> Result<BatchHeader, Batch
             max: limits.batch_len_max,
         });
     }
-    let records = BatchRecords::open(bytes, &header, limits)?;
-    let body = records.records()?.len();
-    if body != header.record_count as usize {
+    let opened = BatchRecords::open(bytes, &header, limits)?;
+    let records = opened.records()?;
+    if records.len() != header.record_count as usize {
         return Err(BatchError::RecordCountMismatch {
             header: header.record_count,
-            body,
+            body: records.len(),
         });
     }
-    Ok(header)
+    Ok((header, inspect(records)))
 }
 
 /// Writes the broker-assigned fields into a batch in place. The CRC does not

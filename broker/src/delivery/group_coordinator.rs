@@ -58,6 +58,22 @@ pub fn rebalance(shard: &Shard, group: &mut Group) {
     }
 }
 
+/// The group `name` with `member` checked by [`check_member`] (and marked
+/// alive): the common preamble of every member request.
+pub fn member_group<'a>(
+    groups: &'a mut BTreeMap<String, Group>,
+    name: &str,
+    member: &str,
+    generation: u32,
+    now: i64,
+) -> Result<&'a mut Group, (ErrorCode, String)> {
+    let Some(group) = groups.get_mut(name) else {
+        return Err((ErrorCode::UnknownMember, format!("group {name:?} has no members")));
+    };
+    check_member(group, member, generation, now)?;
+    Ok(group)
+}
+
 /// Checks that `member` belongs to the group at a generation not newer
 /// than the group's, and marks it alive.
 pub fn check_member(
@@ -165,15 +181,10 @@ pub async fn join(shard: &Rc<Shard>, req: JoinGroupRequest) -> JoinGroupResponse
 pub fn heartbeat(shard: &Rc<Shard>, req: HeartbeatRequest) -> HeartbeatResponse {
     let now = now_ms();
     let mut groups = shard.delivery.groups.borrow_mut();
-    let Some(group) = groups.get_mut(&req.group) else {
-        return Failed::failed(
-            ErrorCode::UnknownMember,
-            format!("group {:?} has no members", req.group),
-        );
+    let group = match member_group(&mut groups, &req.group, &req.member_id, req.generation, now) {
+        Ok(group) => group,
+        Err((code, message)) => return Failed::failed(code, message),
     };
-    if let Err((code, message)) = check_member(group, &req.member_id, req.generation, now) {
-        return Failed::failed(code, message);
-    }
     group.settle();
     let assignment = group.assignment_of(&req.member_id);
     let revoked = group.revoked_of(&req.member_id);
@@ -254,15 +265,10 @@ pub async fn commit(shard: &Rc<Shard>, req: CommitOffsetRequest) -> CommitOffset
     let mut partitions = Vec::new();
     {
         let mut groups = shard.delivery.groups.borrow_mut();
-        let Some(group) = groups.get_mut(&req.group) else {
-            return Failed::failed(
-                ErrorCode::UnknownMember,
-                format!("group {:?} has no members", req.group),
-            );
+        let group = match member_group(&mut groups, &req.group, &req.member_id, req.generation, now) {
+            Ok(group) => group,
+            Err((code, message)) => return Failed::failed(code, message),
         };
-        if let Err((code, message)) = check_member(group, &req.member_id, req.generation, now) {
-            return Failed::failed(code, message);
-        }
         if req.generation != group.generation {
             let message = format!(
                 "generation {} is stale (group is at {})",

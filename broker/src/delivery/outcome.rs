@@ -24,7 +24,7 @@ use shoal_protocol::messages::topic::RetryPolicy;
 
 use super::assignment::TopicPartition;
 use super::delivery_state::{Pending, Verdict};
-use super::group_coordinator::{check_member, committed_key, failures_key, redriven_key};
+use super::group_coordinator::{committed_key, failures_key, member_group, redriven_key};
 use super::member::Group;
 use super::retry_policy::backoff_ms;
 use super::state_log::{StateKey, StateRecord, StateValue};
@@ -68,15 +68,10 @@ pub async fn ack(shard: &Rc<Shard>, req: AckRequest) -> AckResponse {
     let mut partitions = Vec::new();
     {
         let mut groups = shard.delivery.groups.borrow_mut();
-        let Some(group) = groups.get_mut(&req.group) else {
-            return Failed::failed(
-                ErrorCode::UnknownMember,
-                format!("group {:?} has no members", req.group),
-            );
+        let group = match member_group(&mut groups, &req.group, &req.member_id, req.generation, now) {
+            Ok(group) => group,
+            Err((code, message)) => return Failed::failed(code, message),
         };
-        if let Err((code, message)) = check_member(group, &req.member_id, req.generation, now) {
-            return Failed::failed(code, message);
-        }
         for po in &req.records {
             let tp = TopicPartition::new(&po.topic, po.partition);
             let (error, committed) =
@@ -143,15 +138,10 @@ pub async fn nack(shard: &Rc<Shard>, req: NackRequest) -> NackResponse {
     let mut partitions = Vec::new();
     {
         let mut groups = shard.delivery.groups.borrow_mut();
-        let Some(group) = groups.get_mut(&req.group) else {
-            return Failed::failed(
-                ErrorCode::UnknownMember,
-                format!("group {:?} has no members", req.group),
-            );
+        let group = match member_group(&mut groups, &req.group, &req.member_id, req.generation, now) {
+            Ok(group) => group,
+            Err((code, message)) => return Failed::failed(code, message),
         };
-        if let Err((code, message)) = check_member(group, &req.member_id, req.generation, now) {
-            return Failed::failed(code, message);
-        }
         for po in &req.records {
             let tp = TopicPartition::new(&po.topic, po.partition);
             let leased = group.partitions.get(&tp);

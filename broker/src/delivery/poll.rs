@@ -109,14 +109,9 @@ pub async fn poll(shard: &Rc<Shard>, req: PollRequest) -> (PollResponse, Vec<Byt
 fn plan(shard: &Shard, req: &PollRequest) -> Result<Plan, PollResponse> {
     let now = now_ms();
     let mut groups = shard.delivery.groups.borrow_mut();
-    let Some(group) = groups.get_mut(&req.group) else {
-        return Err(Failed::failed(
-            ErrorCode::UnknownMember,
-            format!("group {:?} has no members", req.group),
-        ));
-    };
-    super::group_coordinator::check_member(group, &req.member_id, req.generation, now)
-        .map_err(|(code, message)| Failed::failed(code, message))?;
+    let group =
+        super::group_coordinator::member_group(&mut groups, &req.group, &req.member_id, req.generation, now)
+            .map_err(|(code, message)| Failed::failed(code, message))?;
     if req.generation < group.generation {
         let mut resp: PollResponse = Failed::failed(
             ErrorCode::RebalanceInProgress,
