@@ -55,7 +55,10 @@ pub enum VerifyOnOpen {
 #[derive(Debug, Clone)]
 pub struct LogConfig {
     pub flush: FlushPolicy,
-    /// Roll the active segment before it would exceed this many bytes.
+    /// Roll the active segment before it would exceed this many bytes. One
+    /// append run (`append_all`: the batches of one produce request) is
+    /// never split, so a segment may exceed this by up to one run; a
+    /// segment holding a run larger than this holds only that run.
     pub segment_bytes_max: u64,
     /// Roll a non-empty active segment whose first append is this old.
     pub segment_age_ms_max: Option<u64>,

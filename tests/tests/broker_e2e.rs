@@ -319,8 +319,16 @@ fn retention_by_size_deletes_old_segments() {
     };
     c.create_topic("retained", config).unwrap();
     let producer = Producer::new(c.clone(), ProducerConfig::default()).unwrap();
-    let records: Vec<_> = (0..5_000).map(|i| record("k", format!("{i:01000}"))).collect();
-    producer.send_all("retained", records).unwrap();
+    // Ten separate rounds of about 0.5 MiB: one produce request is one
+    // contiguous append run and is never split across segments, so a
+    // single 5 MB round would fill a single segment and leave nothing
+    // that retention may delete.
+    for round in 0..10 {
+        let records: Vec<_> = (round * 500..(round + 1) * 500)
+            .map(|i| record("k", format!("{i:01000}")))
+            .collect();
+        producer.send_all("retained", records).unwrap();
+    }
     let moved = shoal_tests::wait_until(Duration::from_secs(10), || {
         c.list_offset("retained", 0, OffsetSpec::Earliest)
             .map(|(o, _)| o > 0)
