@@ -46,8 +46,9 @@
 //! aligned tail buffer (`segment_appender`) and the tail cache
 //! ([`batch_cache`]), then waits for the durability its flush policy asks
 //! for. Two background tasks do the I/O ([`log_flusher`]): the writer takes
-//! every pending buffer at once and writes them (full 1 MiB buffers, up to
-//! `write_depth_max` in flight, disjoint and aligned; the last partial block
+//! every pending buffer at once and writes them (full 1 MiB buffers, a
+//! sliding window of `write_depth_max` in flight, disjoint and aligned,
+//! each moving the written end as it completes in order; the last partial block
 //! is rewritten by the next round so earlier bytes in it stay intact); the
 //! syncer, pipelined with it, snapshots the written end, fdatasyncs every
 //! segment file written since its last round, and only then moves the

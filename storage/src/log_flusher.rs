@@ -1,10 +1,12 @@
 //! The two background tasks of a log: the writer and the syncer.
 //!
 //! The writer takes every tail buffer holding unwritten bytes at once and
-//! writes them, up to `write_depth_max` in flight (they cover disjoint,
-//! aligned ranges; only the last buffer of a round ends in a partial block,
-//! which the next round rewrites, and rounds never overlap). Then it moves
-//! `written` and wakes the syncer.
+//! writes them with `write_depth_max` in flight at every moment (a sliding
+//! window: they cover disjoint, aligned ranges; only the last buffer of a
+//! round ends in a partial block, which the next round rewrites, and rounds
+//! never overlap). As each write completes, in file order, it moves
+//! `written` and wakes the syncer, so an fdatasync can start while the rest
+//! of the round is still being written.
 //!
 //! The syncer runs while the writer keeps writing: it snapshots `written`,
 //! fdatasyncs every segment file written since its last round, and only then
@@ -20,10 +22,11 @@ use crate::config::FlushPolicy;
 use crate::partition_log::PartitionLog;
 use crate::segment::Segment;
 use glommio::io::DmaBuffer;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Instant;
 
 /// What one write reports: the segment, the offset and byte end it
@@ -49,56 +52,75 @@ impl PartitionLog {
         self.fenced.borrow().is_none() && wanted && self.written.get() > self.synced.get()
     }
 
-    /// One write round: every pending buffer, `write_depth_max` at a time.
+    /// One write round: every pending buffer, with up to `write_depth_max`
+    /// writes in flight at every moment (a sliding window, not batches of
+    /// that size: a new write starts as soon as the oldest completes).
+    /// Completions are taken in file order, so `written` only ever covers a
+    /// contiguous prefix.
     async fn write_round(&self) {
         let bufs = self.appender.borrow_mut().take();
         // The pending bytes went to the writer: appenders held back may go on.
         self.changed.notify();
-        let mut in_flight: Vec<WriteFuture> = Vec::new();
-        let mut bufs = bufs.into_iter().peekable();
-        while bufs.peek().is_some() {
-            for buf in bufs.by_ref().take(self.config.write_depth_max) {
+        let mut bufs = bufs.into_iter();
+        let mut window = WriteWindow::default();
+        let started = Instant::now();
+        loop {
+            while window.len() < self.config.write_depth_max {
+                let Some(buf) = bufs.next() else { break };
                 let (end_offset, pos, logical_end) =
                     (buf.end_offset, buf.file_pos, buf.file_pos + buf.len as u64);
                 let (segment, dma) = buf.into_write_buffer(self.alignment);
                 let expected = dma.len();
-                in_flight.push(Box::pin(async move {
+                window.push(Box::pin(async move {
                     let dma = Rc::new(dma);
                     let result = segment.file.write_rc_at(dma.clone(), pos).await;
                     (segment, end_offset, logical_end, expected, result, dma)
                 }));
             }
-            let started = Instant::now();
-            let results = JoinAll::new(std::mem::take(&mut in_flight)).await;
-            let waited = started.elapsed().as_micros() as u64;
-            for (segment, end_offset, logical_end, expected, result, dma) in results {
-                match result {
-                    Ok(n) if n == expected => {}
-                    Ok(n) => return self.fence("write", format!("short write: {n} of {expected} bytes")),
-                    Err(e) => return self.fence("write", e.to_string()),
-                }
-                if let Ok(buf) = Rc::try_unwrap(dma) {
-                    self.appender.borrow_mut().recycle(buf);
-                }
-                segment
-                    .written_len
-                    .set(segment.written_len.get().max(logical_end));
-                self.bump(|s| {
-                    s.writes += 1;
-                    s.bytes_written += expected as u64;
-                });
-                let mut dirty = self.dirty.borrow_mut();
-                if !dirty.iter().any(|s| Rc::ptr_eq(s, &segment)) {
-                    dirty.push(segment);
-                }
-                self.written.set(self.written.get().max(end_offset));
+            let Some(done) = window.next_in_order().await else {
+                break;
+            };
+            if let Err(failure) = self.complete_write(done) {
+                // Let the writes already submitted finish before fencing:
+                // their buffers belong to the kernel until then.
+                while window.next_in_order().await.is_some() {}
+                return self.fence("write", failure);
             }
-            self.bump(|s| s.write_wait_us += waited);
-            self.cache.borrow_mut().evict(self.written.get());
-            self.advance_high_watermark();
-            self.changed.notify();
-            self.sync_work.notify();
         }
+        self.bump(|s| s.write_wait_us += started.elapsed().as_micros() as u64);
+    }
+
+    /// Accounts one completed write: moves `written`, marks the segment
+    /// dirty for the syncer and wakes readers and the syncer.
+    fn complete_write(&self, done: WriteDone) -> Result<(), String> {
+        let (segment, end_offset, logical_end, expected, result, dma) = done;
+        match result {
+            Ok(n) if n == expected => {}
+            Ok(n) => return Err(format!("short write: {n} of {expected} bytes")),
+            Err(e) => return Err(e.to_string()),
+        }
+        if let Ok(buf) = Rc::try_unwrap(dma) {
+            self.appender.borrow_mut().recycle(buf);
+        }
+        segment
+            .written_len
+            .set(segment.written_len.get().max(logical_end));
+        self.bump(|s| {
+            s.writes += 1;
+            s.bytes_written += expected as u64;
+        });
+        {
+            let mut dirty = self.dirty.borrow_mut();
+            if !dirty.iter().any(|s| Rc::ptr_eq(s, &segment)) {
+                dirty.push(segment);
+            }
+        }
+        self.written.set(self.written.get().max(end_offset));
+        self.cache.borrow_mut().evict(self.written.get());
+        self.advance_high_watermark();
+        self.changed.notify();
+        self.sync_work.notify();
+        Ok(())
     }
 
     /// One sync round: fdatasync every file written since the last round,
@@ -163,46 +185,44 @@ pub(crate) async fn run_syncer(log: Weak<PartitionLog>) {
     }
 }
 
-/// Polls a set of futures to completion; results in input order.
-struct JoinAll<T> {
-    futures: Vec<Option<Pin<Box<dyn Future<Output = T>>>>>,
-    results: Vec<Option<T>>,
+/// The writes in flight, oldest first. Every pending write is polled (so
+/// all of them are submitted and progress), but results are handed out
+/// only in the order the writes were pushed.
+#[derive(Default)]
+struct WriteWindow {
+    slots: VecDeque<(Option<WriteFuture>, Option<WriteDone>)>,
 }
 
-impl<T> JoinAll<T> {
-    fn new(futures: Vec<Pin<Box<dyn Future<Output = T>>>>) -> Self {
-        let results = futures.iter().map(|_| None).collect();
-        JoinAll {
-            futures: futures.into_iter().map(Some).collect(),
-            results,
-        }
+impl WriteWindow {
+    fn len(&self) -> usize {
+        self.slots.len()
     }
-}
 
-impl<T> Future for JoinAll<T> {
-    type Output = Vec<T>;
+    fn push(&mut self, write: WriteFuture) {
+        self.slots.push_back((Some(write), None));
+    }
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Vec<T>> {
-        let this = self.get_mut();
-        for (slot, result) in this.futures.iter_mut().zip(this.results.iter_mut()) {
-            if let Some(fut) = slot {
-                if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-                    *result = Some(v);
-                    *slot = None;
+    /// The oldest write's result once it completes; `None` when empty.
+    async fn next_in_order(&mut self) -> Option<WriteDone> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let done = std::future::poll_fn(|cx| {
+            for (write, done) in self.slots.iter_mut() {
+                if let Some(fut) = write {
+                    if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                        *done = Some(v);
+                        *write = None;
+                    }
                 }
             }
-        }
-        if this.futures.iter().all(Option::is_none) {
-            Poll::Ready(
-                this.results
-                    .iter_mut()
-                    .map(|r| r.take().expect("completed"))
-                    .collect(),
-            )
-        } else {
-            Poll::Pending
-        }
+            match self.slots.front_mut() {
+                Some((_, done @ Some(_))) => Poll::Ready(done.take()),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        self.slots.pop_front();
+        done
     }
 }
-
-impl<T> Unpin for JoinAll<T> {}

@@ -1,0 +1,182 @@
+//! Fault injection: a write the kernel refuses fences the log, and nothing
+//! acknowledged before it is lost or altered.
+//!
+//! The fault is real, not simulated: the test lowers this process's
+//! `RLIMIT_FSIZE` below the segment's growth, so the kernel refuses the
+//! log's O_DIRECT writes past that size (EFBIG, or a short write for the one
+//! that straddles it), exactly as it would refuse them on a full disk
+//! (ENOSPC) — the log sees a failed or short write either way. Segments are
+//! not preallocated here, so the writes themselves grow the file.
+//!
+//! It must be its own test binary: the limit is per process.
+
+mod common;
+
+use common::{make_batch, run_local};
+use shoal_protocol::batch::{self, BatchLimits, BatchRecords};
+use shoal_storage::{Durability, FlushPolicy, LogConfig, LogError, PartitionLog};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+/// The largest file this process may write while the fault is on.
+const FILE_SIZE_LIMIT: u64 = 1 << 20;
+const APPENDERS: u64 = 8;
+const RECORDS_PER_BATCH: usize = 4;
+const VALUE_BYTES: usize = 3000;
+
+fn set_file_size_limit(soft: libc::rlim_t) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a stack value this function owns.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_FSIZE, &mut limit), 0, "getrlimit");
+        limit.rlim_cur = soft.min(limit.rlim_max);
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0, "setrlimit");
+    }
+}
+
+/// The value of record `r` in the batch tagged `tag` (see `make_batch`).
+fn expected_fill(tag: u64, r: usize) -> u8 {
+    (tag as usize * 31 + r) as u8
+}
+
+/// Checks that the batch at each acknowledged base offset is the batch
+/// that was acknowledged there, record by record.
+async fn check_acked(log: &PartitionLog, acked: &BTreeMap<u64, u64>) {
+    let limits = BatchLimits::default();
+    let mut found = 0;
+    let mut at = log.log_start_offset();
+    while at < log.high_watermark() {
+        let read = log.read(at, 1 << 20).await.expect("read");
+        let Some(next) = read.next_offset() else { break };
+        for stored in &read.batches {
+            let header = batch::validate(&stored.bytes, &limits).expect("valid batch");
+            let Some(&tag) = acked.get(&header.base_offset) else {
+                continue;
+            };
+            let records = BatchRecords::open(&stored.bytes, &header, &limits).expect("records");
+            let records = records.records().expect("archive");
+            assert_eq!(
+                records.len(),
+                RECORDS_PER_BATCH,
+                "batch at {}",
+                header.base_offset
+            );
+            for (r, record) in records.iter().enumerate() {
+                let value = record.value.as_ref().expect("value");
+                assert_eq!(value.len(), VALUE_BYTES);
+                assert!(
+                    value.iter().all(|&b| b == expected_fill(tag, r)),
+                    "record {r} of the batch at {} altered",
+                    header.base_offset
+                );
+            }
+            found += 1;
+        }
+        at = next;
+    }
+    assert_eq!(found, acked.len(), "acknowledged batches missing");
+}
+
+#[test]
+fn refused_write_fences_the_log_and_keeps_every_acked_batch() {
+    // The kernel signals SIGXFSZ on a write past the limit; ignored, the
+    // write fails with EFBIG instead of killing the process.
+    // SAFETY: installs SIG_IGN for one signal before any thread of this
+    // test binary writes files.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    run_local(|| async move {
+        let config = LogConfig {
+            flush: FlushPolicy::Always,
+            segment_bytes_max: 8 * FILE_SIZE_LIMIT,
+            preallocate_bytes: 0,
+            write_chunk_bytes: 64 << 10,
+            pending_bytes_max: 256 << 10,
+            ..LogConfig::default()
+        };
+        let log = PartitionLog::open(&dir, config.clone()).await.expect("open");
+        set_file_size_limit(FILE_SIZE_LIMIT);
+
+        // Concurrent appenders, so the failure lands in the middle of group
+        // commits, until each one is refused.
+        let acked: Rc<RefCell<BTreeMap<u64, u64>>> = Rc::default();
+        let errors: Rc<RefCell<Vec<LogError>>> = Rc::default();
+        let tasks: Vec<_> = (0..APPENDERS)
+            .map(|lane| {
+                let (log, acked, errors) = (log.clone(), acked.clone(), errors.clone());
+                glommio::spawn_local(async move {
+                    for tag in (lane..).step_by(APPENDERS as usize) {
+                        match log.append(make_batch(tag, RECORDS_PER_BATCH, VALUE_BYTES)).await {
+                            Ok(ack) => {
+                                assert_eq!(ack.durability, Durability::Fsynced);
+                                acked.borrow_mut().insert(ack.base_offset, tag);
+                            }
+                            Err(e) => {
+                                errors.borrow_mut().push(e);
+                                return;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await;
+        }
+        let acked = acked.take();
+        let errors = errors.take();
+        println!(
+            "{} batches acknowledged before the fault; {} appenders refused; fenced: {:?}",
+            acked.len(),
+            errors.len(),
+            log.fenced()
+        );
+        assert!(!acked.is_empty(), "nothing was acknowledged before the limit");
+        assert_eq!(errors.len(), APPENDERS as usize);
+        for e in &errors {
+            assert!(
+                matches!(
+                    e,
+                    LogError::Fenced {
+                        operation: "write",
+                        ..
+                    }
+                ),
+                "{e}"
+            );
+        }
+        let cause = log.fenced().expect("the log must be fenced");
+        assert!(cause.starts_with("write: "), "{cause}");
+
+        // Fenced means read-only: appends are refused, reads still serve
+        // everything acknowledged.
+        let refused = log.append(make_batch(u64::MAX / 64, 1, 10)).await;
+        assert!(matches!(refused, Err(LogError::Fenced { .. })), "{refused:?}");
+        let acked_end = acked.keys().last().copied().expect("acked") + RECORDS_PER_BATCH as u64;
+        assert!(log.high_watermark() >= acked_end);
+        check_acked(&log, &acked).await;
+        drop(log);
+
+        // With room again, recovery keeps every acknowledged batch intact
+        // and the log takes appends again.
+        set_file_size_limit(libc::RLIM_INFINITY);
+        let log = PartitionLog::open(&dir, config).await.expect("reopen");
+        assert!(log.fenced().is_none());
+        assert!(log.log_end_offset() >= acked_end);
+        check_acked(&log, &acked).await;
+        let ack = log
+            .append(make_batch(1, RECORDS_PER_BATCH, VALUE_BYTES))
+            .await
+            .expect("append after recovery");
+        assert_eq!(ack.durability, Durability::Fsynced);
+        assert_eq!(ack.base_offset, log.log_end_offset() - RECORDS_PER_BATCH as u64);
+        log.close().await.expect("close");
+    });
+}
