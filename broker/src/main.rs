@@ -109,6 +109,14 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
         .init();
+    // A write past the process's file-size limit (`ulimit -f`) raises
+    // SIGXFSZ, whose default action kills the broker. Ignored, the write
+    // fails with EFBIG instead and fences only that partition's log, the
+    // same as a full disk.
+    // SAFETY: installs SIG_IGN for one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,

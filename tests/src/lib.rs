@@ -42,6 +42,9 @@ pub struct BrokerOptions {
     pub args: Vec<String>,
     /// Extra TOML appended to the generated config file.
     pub config_toml: String,
+    /// A file-size limit (`RLIMIT_FSIZE`, bytes) for the broker process:
+    /// the kernel then refuses writes past it, as a full disk would.
+    pub file_size_limit: Option<u64>,
 }
 
 impl Default for BrokerOptions {
@@ -50,6 +53,7 @@ impl Default for BrokerOptions {
             shards: 2,
             args: Vec::new(),
             config_toml: String::new(),
+            file_size_limit: None,
         }
     }
 }
@@ -116,6 +120,27 @@ impl BrokerProcess {
             )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if let Some(limit) = self.options.file_size_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec and
+            // only calls setrlimit(2), which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let mut rlimit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_FSIZE, &mut rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    rlimit.rlim_cur = limit.min(rlimit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_FSIZE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         let mut child = cmd.spawn().expect("spawn shoald");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -184,6 +209,11 @@ impl BrokerProcess {
     /// SIGTERM: the graceful case; returns the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM).expect("broker was running")
+    }
+
+    /// Sets the file-size limit the next (re)start runs under.
+    pub fn set_file_size_limit(&mut self, limit: Option<u64>) {
+        self.options.file_size_limit = limit;
     }
 
     /// Starts the broker again on the same data directory (new ports).
