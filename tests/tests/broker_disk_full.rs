@@ -77,6 +77,11 @@ fn check_acked(client: &Client, acked: &BTreeMap<u64, usize>) {
     }
 }
 
+fn readyz(broker: &BrokerProcess) -> Value {
+    let url = format!("http://127.0.0.1:{}/readyz", broker.http_port);
+    ureq::get(&url).call().expect("readyz").into_json().expect("json")
+}
+
 fn http_publish(broker: &BrokerProcess, topic: &str) -> (u16, Value) {
     let url = format!("http://127.0.0.1:{}/topics/{topic}/messages", broker.http_port);
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
@@ -141,6 +146,15 @@ fn full_disk_fences_the_partition_and_loses_nothing_acknowledged() {
         .expect("other partition");
     assert_eq!(other[0].offset, Some(0));
     check_acked(&c, &acked);
+    // Readiness stays green (the rest of the broker serves) but names it.
+    let ready = readyz(&broker);
+    assert_eq!(ready["ready"], true, "{ready}");
+    let fenced = ready["fenced_partitions"].as_array().expect("list");
+    assert_eq!(fenced.len(), 1, "{ready}");
+    assert_eq!(
+        (fenced[0]["topic"].as_str(), fenced[0]["partition"].as_u64()),
+        (Some("full"), Some(0))
+    );
 
     // Room again: the restarted broker recovers the partition intact.
     broker.set_file_size_limit(None);
@@ -155,4 +169,5 @@ fn full_disk_fences_the_partition_and_loses_nothing_acknowledged() {
     assert!(after[0].offset.expect("offset") >= next);
     let (status, body) = http_publish(&broker, "full");
     assert_eq!(status, 200, "{body}");
+    assert_eq!(readyz(&broker)["fenced_partitions"], json!([]));
 }
