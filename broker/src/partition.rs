@@ -189,7 +189,9 @@ impl Partition {
         let acks = if kept_batches.is_empty() {
             Vec::new()
         } else {
-            log.append_all(kept_batches, log.default_durability())
+            // Each batch passed validate_with above or was rebuilt by
+            // BatchBuilder: the log checks only the framing, not the CRC again.
+            log.append_all_validated(kept_batches, log.default_durability())
                 .await
                 .map_err(|e| refusal(log_error_code(&e), e.to_string()))?
         };

@@ -41,16 +41,18 @@
 //!
 //! ## The write path and the durability argument
 //!
-//! `append` validates the framing and CRC, assigns offsets in call order
-//! (no await between the check and the copy), copies the batch into the
-//! aligned tail buffer (`segment_appender`) and the tail cache
+//! `append` validates the framing and CRC (`append_all_validated` only the
+//! framing, for batches the caller verified on ingest), assigns offsets in
+//! call order (no await between the check and the copy), copies the batch
+//! into the aligned tail buffer (`segment_appender`) and the tail cache
 //! ([`batch_cache`]), then waits for the durability its flush policy asks
-//! for. Two background tasks do the I/O ([`log_flusher`]): the writer takes
-//! every pending buffer at once and writes them (full 1 MiB buffers, a
-//! sliding window of `write_depth_max` in flight, disjoint and aligned,
-//! each moving the written end as it completes in order; the last partial block
-//! is rewritten by the next round so earlier bytes in it stay intact); the
-//! syncer, pipelined with it, snapshots the written end, fdatasyncs every
+//! for. Two background tasks do the I/O ([`log_flusher`]): the writer
+//! writes full 1 MiB buffers as appends seal them, with a sliding window of
+//! `write_depth_max` in flight (disjoint and aligned), each moving the
+//! written end as it completes in order; when no full buffer is waiting it
+//! writes the partial tail and ends the round, and the next round rewrites
+//! that last partial block so earlier bytes in it stay intact. The syncer,
+//! pipelined with it, snapshots the written end, fdatasyncs every
 //! segment file written since its last round, and only then moves the
 //! synced end to that snapshot. Appends that arrive while a write or an
 //! fdatasync runs are coalesced into the next one (group commit).

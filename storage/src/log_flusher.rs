@@ -1,12 +1,13 @@
 //! The two background tasks of a log: the writer and the syncer.
 //!
-//! The writer takes every tail buffer holding unwritten bytes at once and
-//! writes them with `write_depth_max` in flight at every moment (a sliding
-//! window: they cover disjoint, aligned ranges; only the last buffer of a
-//! round ends in a partial block, which the next round rewrites, and rounds
-//! never overlap). As each write completes, in file order, it moves
-//! `written` and wakes the syncer, so an fdatasync can start while the rest
-//! of the round is still being written.
+//! The writer writes tail buffers with `write_depth_max` in flight at every
+//! moment (a sliding window over disjoint, aligned ranges). A round keeps
+//! taking full buffers as appends seal them and ends with the partial tail
+//! buffer once no full one is waiting; only that last buffer ends in a
+//! partial block, which the next round rewrites, and rounds never overlap.
+//! As each write completes, in file order, it moves `written` and wakes the
+//! syncer, so an fdatasync can start while the rest of the round is still
+//! being written.
 //!
 //! The syncer runs while the writer keeps writing: it snapshots `written`,
 //! fdatasyncs every segment file written since its last round, and only then
@@ -21,6 +22,7 @@
 use crate::config::FlushPolicy;
 use crate::partition_log::PartitionLog;
 use crate::segment::Segment;
+use crate::segment_appender::TailBuf;
 use glommio::io::DmaBuffer;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -52,21 +54,36 @@ impl PartitionLog {
         self.fenced.borrow().is_none() && wanted && self.written.get() > self.synced.get()
     }
 
-    /// One write round: every pending buffer, with up to `write_depth_max`
-    /// writes in flight at every moment (a sliding window, not batches of
-    /// that size: a new write starts as soon as the oldest completes).
-    /// Completions are taken in file order, so `written` only ever covers a
-    /// contiguous prefix.
+    /// One write round, with up to `write_depth_max` writes in flight at
+    /// every moment (a sliding window: a new write starts as soon as the
+    /// oldest completes). While buffers keep being sealed the round keeps
+    /// taking them, so a steady stream of appends meets a full queue, not a
+    /// drain at every round boundary. Once no sealed buffer is waiting it
+    /// takes the partial tail buffer too, and then only finishes: the next
+    /// buffer starts by rewriting the tail's last block, so it must not be
+    /// written while the tail's write may still be in flight. Completions
+    /// are taken in file order, so `written` only ever covers a contiguous
+    /// prefix.
     async fn write_round(&self) {
-        let bufs = self.appender.borrow_mut().take();
-        // The pending bytes went to the writer: appenders held back may go on.
-        self.changed.notify();
-        let mut bufs = bufs.into_iter();
+        let mut bufs: VecDeque<TailBuf> = VecDeque::new();
+        let mut took_tail = false;
         let mut window = WriteWindow::default();
         let started = Instant::now();
         loop {
             while window.len() < self.config.write_depth_max {
-                let Some(buf) = bufs.next() else { break };
+                if bufs.is_empty() && !took_tail {
+                    let mut appender = self.appender.borrow_mut();
+                    bufs.extend(appender.take_sealed());
+                    if bufs.is_empty() {
+                        bufs.extend(appender.take());
+                        took_tail = true;
+                    }
+                    drop(appender);
+                    // The pending bytes went to the writer: appenders held
+                    // back may go on.
+                    self.changed.notify();
+                }
+                let Some(buf) = bufs.pop_front() else { break };
                 let (end_offset, pos, logical_end) =
                     (buf.end_offset, buf.file_pos, buf.file_pos + buf.len as u64);
                 let (segment, dma) = buf.into_write_buffer(self.alignment);

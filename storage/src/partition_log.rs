@@ -19,7 +19,7 @@ use crate::segment_appender::Appender;
 use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
 use bytes::BytesMut;
 use glommio::io::DmaFile;
-use shoal_protocol::batch::{self, BatchError};
+use shoal_protocol::batch::{self, BatchError, BatchHeader, BatchLimits};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -266,10 +266,33 @@ impl PartitionLog {
         batches: Vec<BytesMut>,
         durability: Durability,
     ) -> Result<Vec<AppendAck>, LogError> {
+        self.append_run(batches, durability, batch::check_crc).await
+    }
+
+    /// [`append_all`](Self::append_all) for batches whose CRC the caller has
+    /// already verified: every batch passed [`batch::validate`] (or
+    /// `check_crc`) on ingest, or was built by `BatchBuilder`, and its bytes
+    /// have not changed since. Only the framing (header, length) is checked
+    /// here, so a produce request pays for one CRC pass, not two. This is
+    /// the broker's produce path.
+    pub async fn append_all_validated(
+        &self,
+        batches: Vec<BytesMut>,
+        durability: Durability,
+    ) -> Result<Vec<AppendAck>, LogError> {
+        self.append_run(batches, durability, batch::peek).await
+    }
+
+    async fn append_run(
+        &self,
+        batches: Vec<BytesMut>,
+        durability: Durability,
+        check: impl Fn(&[u8], &BatchLimits) -> Result<(BatchHeader, usize), BatchError>,
+    ) -> Result<Vec<AppendAck>, LogError> {
         let mut checked = Vec::with_capacity(batches.len());
         let mut total = 0;
         for batch in batches {
-            let (header, len) = batch::check_crc(&batch, &self.config.batch_limits)?;
+            let (header, len) = check(&batch, &self.config.batch_limits)?;
             if len != batch.len() {
                 return Err(BatchError::BadLength {
                     len: batch.len(),

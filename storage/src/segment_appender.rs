@@ -1,8 +1,9 @@
 //! The aligned tail buffers of the active segment.
 //!
 //! Appends copy batch bytes into the current tail buffer, a DMA buffer that
-//! mirrors the file from an aligned position. The flusher takes every buffer
-//! holding unwritten bytes at once ([`Appender::take`]) and writes each with
+//! mirrors the file from an aligned position. The flusher takes full
+//! buffers as they are sealed ([`Appender::take_sealed`]) and, when none is
+//! left, every buffer holding unwritten bytes ([`Appender::take`]), and writes each with
 //! one large aligned write, padded with zeros to the block size. The last,
 //! partial block is carried into the next buffer, so the next write rewrites
 //! it with the bytes that follow: O_DIRECT only writes whole blocks, and the
@@ -166,6 +167,17 @@ impl Appender {
         self.chunk_bytes
             .next_multiple_of(self.alignment)
             .max(self.alignment * 2)
+    }
+
+    /// Takes the sealed buffers only, oldest first: full buffers (or the
+    /// last buffer of a segment already rolled away from), none ending in a
+    /// block that a later buffer rewrites. The writer may write them while
+    /// earlier ones of the same round are still in flight.
+    pub fn take_sealed(&mut self) -> Vec<TailBuf> {
+        let out: Vec<TailBuf> = self.sealed.drain(..).collect();
+        let taken: usize = out.iter().map(|b| b.len - b.carried).sum();
+        self.pending_bytes = self.pending_bytes.saturating_sub(taken);
+        out
     }
 
     /// Takes every buffer with unwritten bytes, oldest first; the current
