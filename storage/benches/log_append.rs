@@ -92,6 +92,17 @@ fn machine(dir: &Path) -> String {
     )
 }
 
+/// CPU time (user + system) this thread has used so far.
+fn thread_cpu() -> Duration {
+    // SAFETY: rusage is plain integers, for which all-zero is valid, and
+    // getrusage only writes into the struct we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) };
+    assert_eq!(rc, 0, "getrusage");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
 fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
 }
@@ -183,6 +194,9 @@ struct LogResult {
     writes: u64,
     write_wait_ms: u64,
     sync_wait_ms: u64,
+    /// CPU time of the executor thread over the phase, as a share of its
+    /// wall time: near 100% means the log is CPU-bound, not I/O-bound.
+    cpu_share: f64,
 }
 
 /// Appends `bytes` worth of batches from concurrent tasks; the batches are
@@ -208,6 +222,7 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
     let per_task: Vec<Vec<BytesMut>> = (0..appenders)
         .map(|t| (t..count).step_by(appenders).map(|_| template.clone()).collect())
         .collect();
+    let cpu_start = thread_cpu();
     let start = Instant::now();
     let tasks: Vec<_> = per_task
         .into_iter()
@@ -232,6 +247,7 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
     let acked = start.elapsed();
     log.flush().await.expect("flush");
     let on_disk = start.elapsed();
+    let cpu_share = (thread_cpu() - cpu_start).as_secs_f64() / on_disk.as_secs_f64();
     let total = count * template.len();
     let stats = log.stats();
     log.close().await.expect("close");
@@ -243,13 +259,14 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
         writes: stats.writes,
         write_wait_ms: stats.write_wait_us / 1000,
         sync_wait_ms: stats.sync_wait_us / 1000,
+        cpu_share,
     }
 }
 
 fn print_log(name: &str, r: &LogResult, raw: f64) {
     println!(
         "log append, flush {name:<6}: {:>8.1} MiB/s acked, {:>8.1} MiB/s on disk = {:>5.1}% of raw | \
-         ack latency p50 {} us, p99 {} us, max {} us | {} writes ({} ms), {} fdatasyncs ({} ms)",
+         ack latency p50 {} us, p99 {} us, max {} us | {} writes ({} ms), {} fdatasyncs ({} ms) | cpu {:.0}%",
         r.acked_mib_s,
         r.on_disk_mib_s,
         100.0 * r.on_disk_mib_s / raw,
@@ -259,7 +276,8 @@ fn print_log(name: &str, r: &LogResult, raw: f64) {
         r.writes,
         r.write_wait_ms,
         r.fdatasyncs,
-        r.sync_wait_ms
+        r.sync_wait_ms,
+        100.0 * r.cpu_share
     );
 }
 
