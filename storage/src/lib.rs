@@ -143,4 +143,4 @@ pub mod segment_name;
 pub use config::{FlushPolicy, LogConfig, VerifyOnOpen};
 pub use error::LogError;
 pub use log_reader::{ReadBatches, StoredBatch};
-pub use partition_log::{AppendAck, Durability, LogBounds, LogStats, PartitionLog};
+pub use partition_log::{AppendAck, Durability, LogBounds, LogStats, PartitionLog, SYNC_LATENCY_BOUNDS_US};

@@ -145,15 +145,14 @@ impl PartitionLog {
     async fn sync_round(&self) {
         let target = self.written.get();
         let files: Vec<Rc<Segment>> = self.dirty.borrow_mut().drain(..).collect();
-        let started = Instant::now();
         for segment in files {
+            let started = Instant::now();
             if let Err(e) = segment.file.fdatasync().await {
                 return self.fence("fdatasync", e.to_string());
             }
-            self.bump(|s| s.fdatasyncs += 1);
+            let took = started.elapsed().as_micros() as u64;
+            self.bump(|s| s.record_sync(took));
         }
-        let waited = started.elapsed().as_micros() as u64;
-        self.bump(|s| s.sync_wait_us += waited);
         self.synced.set(self.synced.get().max(target));
         self.advance_high_watermark();
         self.changed.notify();

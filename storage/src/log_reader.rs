@@ -79,8 +79,10 @@ impl PartitionLog {
         }
         if let Some(batches) = self.cache.borrow().read(from, end, max_bytes) {
             out.batches = batches;
+            self.bump(|s| s.cache_reads += 1);
             return Ok(out);
         }
+        self.bump(|s| s.disk_reads += 1);
         let mut at = from;
         while out.batches.is_empty() && at < end {
             let Some(segment) = self.segment_for(at) else {

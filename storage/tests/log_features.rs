@@ -219,3 +219,36 @@ fn age_roll_and_time_retention() {
         assert_eq!(log.read(3, 100).await.expect("read").batches.len(), 1);
     });
 }
+
+/// The stats count every fdatasync once in the latency buckets, and tell
+/// reads served from the tail cache from reads that went to disk.
+#[test]
+fn stats_count_sync_latency_and_cache_reads() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    run_local(|| async move {
+        let log = PartitionLog::open(&dir, small_config(FlushPolicy::Always))
+            .await
+            .expect("open");
+        for tag in 0..40 {
+            log.append(make_batch(tag, 2, 300)).await.expect("append");
+        }
+        let stats = log.stats();
+        assert!(stats.fdatasyncs > 0);
+        assert_eq!(stats.sync_latency_buckets.iter().sum::<u64>(), stats.fdatasyncs);
+        assert_eq!((stats.cache_reads, stats.disk_reads), (0, 0));
+
+        // The newest batch is in the 6 KiB tail cache; the first is not.
+        let last = log.log_end_offset() - 2;
+        let read = log.read(last, 1 << 16).await.expect("read tail");
+        assert_eq!(read.batches.len(), 1);
+        assert_eq!((log.stats().cache_reads, log.stats().disk_reads), (1, 0));
+        let read = log.read(0, 1 << 16).await.expect("read head");
+        assert!(!read.batches.is_empty());
+        assert_eq!((log.stats().cache_reads, log.stats().disk_reads), (1, 1));
+        // Nothing to read at the end: neither.
+        log.read(log.log_end_offset(), 1 << 16).await.expect("read end");
+        assert_eq!((log.stats().cache_reads, log.stats().disk_reads), (1, 1));
+        log.close().await.expect("close");
+    });
+}

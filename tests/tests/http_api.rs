@@ -551,6 +551,10 @@ fn health_and_metrics() {
         per_partition[r["partition"].as_u64().unwrap() as usize] += 1;
     }
     http.get("/topics/nope");
+    // Records just published are in the tail cache: this read is a hit.
+    let busiest = (0..3).max_by_key(|&p| per_partition[p]).expect("partition");
+    let (status, body) = http.get(&format!("/topics/m/poll?partition={busiest}&offset=0&max=100"));
+    assert_eq!(status, 200, "{body}");
 
     let text = http.text("/metrics");
     let lines = text.lines().map(|l| Ok(l.to_string()));
@@ -606,10 +610,27 @@ fn health_and_metrics() {
         total("shoal_partition_bytes_in_total") > 30.0,
         "bytes in per partition\n{text}"
     );
-    assert!(
-        total("shoal_partition_fsync_seconds_count") >= 1.0,
-        "flush always fsyncs\n{text}"
-    );
+    let fsyncs: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "shoal_partition_fsync_seconds" && s.labels.get("topic") == Some("m"))
+        .map(|s| match &s.value {
+            prometheus_parse::Value::Histogram(buckets) => buckets.last().map_or(0.0, |b| b.count),
+            other => panic!("fsync latency is not a histogram: {other:?}"),
+        })
+        .sum();
+    assert!(fsyncs >= 1.0, "flush always fsyncs\n{text}");
+    let hit_ratio = scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == "shoal_partition_batch_cache_hit_ratio"
+                && s.labels.get("topic") == Some("m")
+                && s.labels.get("partition") == Some(&busiest.to_string())
+        })
+        .map(value);
+    assert_eq!(hit_ratio, Some(1.0), "the tail read was a cache hit\n{text}");
+    assert_eq!(total("shoal_partition_cache_reads_total"), 1.0, "{text}");
     for name in [
         "shoal_cross_core_hops_in_total",
         "shoal_connections_open",

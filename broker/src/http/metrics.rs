@@ -13,14 +13,12 @@
 //! counters) come from each group's coordinator through the delivery
 //! service's `group_stats`, one call per group.
 //!
-//! Per partition, storage's write-path counters give bytes written,
-//! appends, and fdatasync count and total wait: fsync latency is exported as
-//! a Prometheus summary with `_sum` and `_count` only (mean latency), because
-//! storage keeps a total, not a distribution. For the distribution, the HTTP
-//! produce path records its ack latency per durability reached, and
-//! `durability="fsynced"` is the latency of acks that waited for an
-//! fdatasync. Storage exposes no batch-cache hit counters, so no hit ratio
-//! is reported.
+//! Per partition, storage's counters give bytes written, appends, writes,
+//! the fdatasync latency histogram (storage's fixed buckets, from 50 us to
+//! 1 s), and reads answered from the tail batch cache versus from disk,
+//! with their ratio as `shoal_partition_batch_cache_hit_ratio`. The produce
+//! ack latency histogram is per shard and front door (HTTP also by
+//! durability reached).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -467,7 +465,8 @@ fn render_partitions(e: &mut Exposition, snaps: &[ShardSnapshot]) {
     }
 }
 
-/// Storage's write-path counters per partition.
+/// Storage's counters per partition: the write path, fdatasync latency as
+/// a histogram over storage's fixed buckets, and tail-cache reads.
 fn render_log_stats(e: &mut Exposition, snaps: &[ShardSnapshot]) {
     type Pick = fn(&shoal_storage::LogStats) -> f64;
     let families: [(&str, &str, &str, Pick); 5] = [
@@ -490,40 +489,65 @@ fn render_log_stats(e: &mut Exposition, snaps: &[ShardSnapshot]) {
             |s| s.writes as f64,
         ),
         (
-            "shoal_partition_fsync_seconds_sum",
+            "shoal_partition_cache_reads_total",
             "counter",
-            "Time spent waiting for fdatasync.",
-            |s| s.sync_wait_us as f64 / 1e6,
+            "Reads answered from the tail batch cache.",
+            |s| s.cache_reads as f64,
         ),
         (
-            "shoal_partition_fsync_seconds_count",
+            "shoal_partition_disk_reads_total",
             "counter",
-            "fdatasync calls on the partition log.",
-            |s| s.fdatasyncs as f64,
+            "Reads that went to the segment files.",
+            |s| s.disk_reads as f64,
         ),
     ];
     for (name, kind, help, pick) in families {
-        if name == "shoal_partition_fsync_seconds_sum" {
-            e.family(
-                "shoal_partition_fsync_seconds",
-                "summary",
-                "fdatasync latency (sum and count; mean only).",
-            );
-        } else if name != "shoal_partition_fsync_seconds_count" {
-            e.family(name, kind, help);
+        e.family(name, kind, help);
+        for_each_log(snaps, |labels, stats| e.sample(name, labels, pick(stats)));
+    }
+    e.family(
+        "shoal_partition_batch_cache_hit_ratio",
+        "gauge",
+        "Share of reads answered from the tail batch cache since the broker started (absent before the first read).",
+    );
+    for_each_log(snaps, |labels, stats| {
+        let reads = stats.cache_reads + stats.disk_reads;
+        if reads > 0 {
+            let ratio = stats.cache_reads as f64 / reads as f64;
+            e.sample("shoal_partition_batch_cache_hit_ratio", labels, ratio);
         }
-        for s in snaps {
-            let shard = s.shard.to_string();
-            for p in &s.partitions {
-                let Some(stats) = &p.log else { continue };
-                let partition = p.partition.to_string();
-                let labels = [
-                    ("topic", p.topic.as_str()),
-                    ("partition", &partition),
-                    ("shard", &shard),
-                ];
-                e.sample(name, &labels, pick(stats));
-            }
+    });
+    let name = "shoal_partition_fsync_seconds";
+    e.family(name, "histogram", "fdatasync latency of the partition log.");
+    for_each_log(snaps, |labels, stats| {
+        let mut cumulative = 0;
+        let bounds = shoal_storage::SYNC_LATENCY_BOUNDS_US
+            .iter()
+            .map(|&us| (us as f64 / 1e6).to_string());
+        for (le, count) in bounds.chain(["+Inf".to_string()]).zip(stats.sync_latency_buckets) {
+            cumulative += count;
+            let mut with_le = labels.to_vec();
+            with_le.push(("le", &le));
+            e.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);
+        }
+        e.sample(&format!("{name}_sum"), labels, stats.sync_wait_us as f64 / 1e6);
+        e.sample(&format!("{name}_count"), labels, stats.fdatasyncs as f64);
+    });
+}
+
+/// Calls `f` with the labels and storage stats of every open partition log.
+fn for_each_log(snaps: &[ShardSnapshot], mut f: impl FnMut(&[(&str, &str)], &shoal_storage::LogStats)) {
+    for s in snaps {
+        let shard = s.shard.to_string();
+        for p in &s.partitions {
+            let Some(stats) = &p.log else { continue };
+            let partition = p.partition.to_string();
+            let labels = [
+                ("topic", p.topic.as_str()),
+                ("partition", &partition),
+                ("shard", &shard),
+            ];
+            f(&labels, stats);
         }
     }
 }
