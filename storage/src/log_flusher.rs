@@ -75,7 +75,7 @@ impl PartitionLog {
                     let mut appender = self.appender.borrow_mut();
                     bufs.extend(appender.take_sealed());
                     if bufs.is_empty() {
-                        bufs.extend(appender.take());
+                        bufs.extend(appender.take_tail());
                         took_tail = true;
                     }
                     drop(appender);

@@ -122,7 +122,7 @@ pub struct PartitionLog {
     pub(crate) rewriting: Cell<bool>,
     /// Segments written since the last fdatasync, oldest first.
     pub(crate) dirty: RefCell<Vec<Rc<Segment>>>,
-    stats: Cell<LogStats>,
+    stats: RefCell<LogStats>,
     /// Progress: written, synced, high watermark, fencing, end of maintenance.
     pub(crate) changed: Notify,
     /// Wake the writer and the syncer; shared so they can wait without
@@ -230,7 +230,7 @@ impl PartitionLog {
             maintenance: Cell::new(false),
             rewriting: Cell::new(false),
             dirty: RefCell::new(Vec::new()),
-            stats: Cell::new(LogStats::default()),
+            stats: RefCell::new(LogStats::default()),
             changed: Notify::default(),
             write_work: Rc::new(Notify::default()),
             sync_work: Rc::new(Notify::default()),
@@ -582,15 +582,15 @@ impl PartitionLog {
             .map(|(op, cause)| format!("{op}: {cause}"))
     }
 
-    /// Write-path counters since open.
+    /// The log's counters since open.
     pub fn stats(&self) -> LogStats {
-        self.stats.get()
+        *self.stats.borrow()
     }
 
+    /// Updates the counters in place (they are too large to copy out and
+    /// back on every append and read).
     pub(crate) fn bump(&self, f: impl FnOnce(&mut LogStats)) {
-        let mut stats = self.stats.get();
-        f(&mut stats);
-        self.stats.set(stats);
+        f(&mut self.stats.borrow_mut());
     }
 
     /// Base offsets of the segments, oldest first.

@@ -3,7 +3,7 @@
 //! Appends copy batch bytes into the current tail buffer, a DMA buffer that
 //! mirrors the file from an aligned position. The flusher takes full
 //! buffers as they are sealed ([`Appender::take_sealed`]) and, when none is
-//! left, every buffer holding unwritten bytes ([`Appender::take`]), and writes each with
+//! left, the partial current one ([`Appender::take_tail`]), and writes each with
 //! one large aligned write, padded with zeros to the block size. The last,
 //! partial block is carried into the next buffer, so the next write rewrites
 //! it with the bytes that follow: O_DIRECT only writes whole blocks, and the
@@ -169,31 +169,34 @@ impl Appender {
             .max(self.alignment * 2)
     }
 
-    /// Takes the sealed buffers only, oldest first: full buffers (or the
-    /// last buffer of a segment already rolled away from), none ending in a
+    /// Takes the sealed buffers, oldest first: full buffers (or the last
+    /// buffer of a segment already rolled away from), none ending in a
     /// block that a later buffer rewrites. The writer may write them while
     /// earlier ones of the same round are still in flight.
     pub fn take_sealed(&mut self) -> Vec<TailBuf> {
         let out: Vec<TailBuf> = self.sealed.drain(..).collect();
         let taken: usize = out.iter().map(|b| b.len - b.carried).sum();
-        self.pending_bytes = self.pending_bytes.saturating_sub(taken);
+        self.pending_bytes -= taken;
         out
     }
 
-    /// Takes every buffer with unwritten bytes, oldest first; the current
-    /// buffer is replaced by a fresh one carrying its partial block.
-    pub fn take(&mut self) -> Vec<TailBuf> {
-        let mut out: Vec<TailBuf> = self.sealed.drain(..).collect();
-        if self.current.as_ref().is_some_and(TailBuf::dirty) {
-            let cur = self.current.take().expect("present");
-            let buf = self.buffer(&cur.segment);
-            let (pos, partial) = cur.partial_block(self.alignment);
-            let next = TailBuf::new(cur.segment.clone(), buf, pos, partial, cur.end_offset);
-            self.current = Some(next);
-            out.push(cur);
-        }
-        self.pending_bytes = 0;
-        out
+    /// Takes the current buffer if it holds unwritten bytes, replacing it
+    /// with a fresh one that carries its partial block: the write of that
+    /// fresh buffer rewrites the block, so it must wait until this one's
+    /// write has completed (the writer ends its round with this).
+    pub fn take_tail(&mut self) -> Option<TailBuf> {
+        let cur = self.current.take_if(|cur| cur.dirty())?;
+        let buf = self.buffer(&cur.segment);
+        let (pos, partial) = cur.partial_block(self.alignment);
+        self.current = Some(TailBuf::new(
+            cur.segment.clone(),
+            buf,
+            pos,
+            partial,
+            cur.end_offset,
+        ));
+        self.pending_bytes -= cur.len - cur.carried;
+        Some(cur)
     }
 
     /// Forgets every buffer (after truncate_suffix, which restarts the tail).

@@ -24,6 +24,10 @@ const FILE_SIZE_LIMIT: u64 = 1 << 20;
 const APPENDERS: u64 = 8;
 const RECORDS_PER_BATCH: usize = 4;
 const VALUE_BYTES: usize = 3000;
+/// Batches in all: about twice what fits under the limit, so a log that
+/// never fences ends the loop with appenders unrefused (and fails) instead
+/// of appending forever.
+const BATCHES_MAX: u64 = 2 * FILE_SIZE_LIMIT / (RECORDS_PER_BATCH * VALUE_BYTES) as u64;
 
 fn set_file_size_limit(soft: libc::rlim_t) {
     let mut limit = libc::rlimit {
@@ -112,7 +116,7 @@ fn refused_write_fences_the_log_and_keeps_every_acked_batch() {
             .map(|lane| {
                 let (log, acked, errors) = (log.clone(), acked.clone(), errors.clone());
                 glommio::spawn_local(async move {
-                    for tag in (lane..).step_by(APPENDERS as usize) {
+                    for tag in (lane..BATCHES_MAX).step_by(APPENDERS as usize) {
                         match log.append(make_batch(tag, RECORDS_PER_BATCH, VALUE_BYTES)).await {
                             Ok(ack) => {
                                 assert_eq!(ack.durability, Durability::Fsynced);
