@@ -565,16 +565,20 @@ fn health_and_metrics() {
         | prometheus_parse::Value::Untyped(v) => v,
         _ => f64::NAN,
     };
-    for (p, want) in per_partition.iter().enumerate() {
-        let got = scrape
+    // The value of `metric` for partition `p` of topic m.
+    let of_partition = |metric: &str, p: usize| {
+        scrape
             .samples
             .iter()
             .find(|s| {
-                s.metric == "shoal_partition_log_end_offset"
+                s.metric == metric
                     && s.labels.get("topic") == Some("m")
                     && s.labels.get("partition") == Some(&p.to_string())
             })
-            .map(value);
+            .map(value)
+    };
+    for (p, want) in per_partition.iter().enumerate() {
+        let got = of_partition("shoal_partition_log_end_offset", p);
         assert_eq!(got, Some(*want as f64), "log end of m/{p}\n{text}");
     }
     let errors: f64 = scrape
@@ -620,15 +624,7 @@ fn health_and_metrics() {
         })
         .sum();
     assert!(fsyncs >= 1.0, "flush always fsyncs\n{text}");
-    let hit_ratio = scrape
-        .samples
-        .iter()
-        .find(|s| {
-            s.metric == "shoal_partition_batch_cache_hit_ratio"
-                && s.labels.get("topic") == Some("m")
-                && s.labels.get("partition") == Some(&busiest.to_string())
-        })
-        .map(value);
+    let hit_ratio = of_partition("shoal_partition_batch_cache_hit_ratio", busiest);
     assert_eq!(hit_ratio, Some(1.0), "the tail read was a cache hit\n{text}");
     assert_eq!(total("shoal_partition_cache_reads_total"), 1.0, "{text}");
     for name in [

@@ -388,20 +388,35 @@ impl Exposition {
 
     /// Samples of one histogram (`name` without suffix) from µs values.
     fn histogram(&mut self, name: &str, labels: &[(&str, &str)], hist: &Histogram<u64>) {
-        for le in BUCKETS_S {
-            let upper_us = (le * 1e6) as u64;
-            let count = hist.count_between(0, upper_us);
+        let cumulative = BUCKETS_S
+            .iter()
+            .map(|&le| (le, hist.count_between(0, (le * 1e6) as u64)));
+        let sum_s = hist.mean() * hist.len() as f64 / 1e6;
+        self.buckets(name, labels, cumulative, hist.len(), sum_s);
+    }
+
+    /// Samples of one histogram from cumulative `(upper bound in seconds,
+    /// count)` pairs, then `+Inf` (= `count`), `_sum` and `_count`.
+    fn buckets(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        cumulative: impl IntoIterator<Item = (f64, u64)>,
+        count: u64,
+        sum_s: f64,
+    ) {
+        let bucket = format!("{name}_bucket");
+        for (le, n) in cumulative {
             let le = le.to_string();
             let mut with_le = labels.to_vec();
             with_le.push(("le", &le));
-            self.sample(&format!("{name}_bucket"), &with_le, count as f64);
+            self.sample(&bucket, &with_le, n as f64);
         }
         let mut inf = labels.to_vec();
         inf.push(("le", "+Inf"));
-        self.sample(&format!("{name}_bucket"), &inf, hist.len() as f64);
-        let sum_s = hist.mean() * hist.len() as f64 / 1e6;
+        self.sample(&bucket, &inf, count as f64);
         self.sample(&format!("{name}_sum"), labels, sum_s);
-        self.sample(&format!("{name}_count"), labels, hist.len() as f64);
+        self.sample(&format!("{name}_count"), labels, count as f64);
     }
 }
 
@@ -520,18 +535,21 @@ fn render_log_stats(e: &mut Exposition, snaps: &[ShardSnapshot]) {
     let name = "shoal_partition_fsync_seconds";
     e.family(name, "histogram", "fdatasync latency of the partition log.");
     for_each_log(snaps, |labels, stats| {
-        let mut cumulative = 0;
-        let bounds = shoal_storage::SYNC_LATENCY_BOUNDS_US
+        let mut running = 0;
+        let cumulative = shoal_storage::SYNC_LATENCY_BOUNDS_US
             .iter()
-            .map(|&us| (us as f64 / 1e6).to_string());
-        for (le, count) in bounds.chain(["+Inf".to_string()]).zip(stats.sync_latency_buckets) {
-            cumulative += count;
-            let mut with_le = labels.to_vec();
-            with_le.push(("le", &le));
-            e.sample(&format!("{name}_bucket"), &with_le, cumulative as f64);
-        }
-        e.sample(&format!("{name}_sum"), labels, stats.sync_wait_us as f64 / 1e6);
-        e.sample(&format!("{name}_count"), labels, stats.fdatasyncs as f64);
+            .zip(stats.sync_latency_buckets)
+            .map(|(&us, n)| {
+                running += n;
+                (us as f64 / 1e6, running)
+            });
+        e.buckets(
+            name,
+            labels,
+            cumulative,
+            stats.fdatasyncs,
+            stats.sync_wait_us as f64 / 1e6,
+        );
     });
 }
 
