@@ -1,18 +1,29 @@
 //! Storage benchmark: the partition log's append throughput against the raw
 //! direct-I/O write bandwidth of the same device, in one run.
 //!
-//! 1. Raw: sequential aligned 1 MiB writes to a preallocated DMA file
-//!    (queue depth 1 and 4), and fdatasync latency after 64 KiB writes.
+//! 1. Raw: sequential aligned 1 MiB writes to a preallocated DMA file with
+//!    as many in flight as the log's writer may have (and a profile at
+//!    queue depths 1 and 4), fdatasync at the end; fdatasync latency after
+//!    64 KiB writes.
 //! 2. Log: 1 KiB records in batches of 64 records (~66 KiB) appended by
-//!    concurrent tasks, with flush `always` and with flush `never`; the
-//!    `never` figure includes the final flush, so it counts bytes on disk.
+//!    concurrent tasks in a `Latency::Matters` queue (as the broker's
+//!    request handlers run), with flush `always` and with flush `never`;
+//!    the `never` figure includes the final flush, so it counts bytes on
+//!    disk.
+//!
+//! Every log phase runs between two raw phases and is compared with their
+//! mean: the device here is shared and drifts between seconds. Each phase
+//! also prints the share of its time the device was busy (from
+//! `/sys/dev/block/M:m/stat`) and the executor's CPU share, which tell an
+//! idle device from a slow one.
 //!
 //! Usage: `cargo bench -p shoal-storage --bench log_append [-- DIR]`
 //! Settings (env): `SHOAL_BENCH_DIR` (default `./shoal-bench-data`, removed
 //! afterwards), `SHOAL_BENCH_MIB` (bytes per phase, default 512),
 //! `SHOAL_BENCH_APPENDERS` (concurrent appenders, default 128),
-//! `SHOAL_BENCH_ROUNDS` (interleaved raw/log rounds, default 3),
-//! `SHOAL_BENCH_WRITE_DEPTH` (the log's writes in flight, default the log's).
+//! `SHOAL_BENCH_ROUNDS` (rounds of never + always, default 5),
+//! `SHOAL_BENCH_WRITE_DEPTH` (the log's and the raw phases' writes in flight,
+//! default the log's).
 
 use bytes::BytesMut;
 use glommio::io::{DmaFile, OpenOptions};
@@ -34,7 +45,7 @@ const SYNC_WRITE_BYTES: usize = 64 << 10;
 const IO_MEMORY_BYTES: usize = 64 * MIB;
 const PHASE_MIB_DEFAULT: usize = 512;
 const APPENDERS_DEFAULT: usize = 128;
-const ROUNDS_DEFAULT: usize = 3;
+const ROUNDS_DEFAULT: usize = 5;
 
 struct Settings {
     dir: PathBuf,
@@ -48,6 +59,11 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The log's writes in flight, which the raw phases use too.
+fn write_depth() -> usize {
+    env_usize("SHOAL_BENCH_WRITE_DEPTH", WRITE_DEPTH_MAX_DEFAULT).max(1)
 }
 
 fn settings() -> Settings {
@@ -103,13 +119,24 @@ fn thread_cpu() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Milliseconds the data directory's block device has been busy (field 10
+/// of `/sys/dev/block/M:m/stat`), if the kernel exposes it.
+fn device_busy_ms(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let stat = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/stat")).ok()?;
+    stat.split_whitespace().nth(9)?.parse().ok()
+}
+
 fn mib_per_s(bytes: usize, elapsed: Duration) -> f64 {
     bytes as f64 / MIB as f64 / elapsed.as_secs_f64()
 }
 
 /// Sequential aligned writes of `WRITE_CHUNK_BYTES` with `depth` in flight,
-/// then one fdatasync; returns MiB/s including that fdatasync.
-async fn raw_write(dir: &Path, bytes: usize, depth: usize) -> f64 {
+/// then one fdatasync; returns MiB/s including that fdatasync, and the
+/// share of that time the device was busy.
+async fn raw_write(dir: &Path, bytes: usize, depth: usize) -> (f64, Option<f64>) {
     let path = dir.join(format!("raw-qd{depth}.dat"));
     let file = Rc::new(
         OpenOptions::new()
@@ -123,6 +150,7 @@ async fn raw_write(dir: &Path, bytes: usize, depth: usize) -> f64 {
     );
     file.pre_allocate(bytes as u64, false).await.expect("preallocate");
     let chunks = bytes / WRITE_CHUNK_BYTES;
+    let busy_start = device_busy_ms(dir);
     let start = Instant::now();
     let lanes: Vec<_> = (0..depth)
         .map(|lane| {
@@ -145,8 +173,11 @@ async fn raw_write(dir: &Path, bytes: usize, depth: usize) -> f64 {
     }
     file.fdatasync().await.expect("raw fdatasync");
     let elapsed = start.elapsed();
+    let busy = busy_start
+        .zip(device_busy_ms(dir))
+        .map(|(a, b)| (b - a) as f64 / 1000.0 / elapsed.as_secs_f64());
     std::fs::remove_file(&path).expect("remove raw file");
-    mib_per_s(chunks * WRITE_CHUNK_BYTES, elapsed)
+    (mib_per_s(chunks * WRITE_CHUNK_BYTES, elapsed), busy)
 }
 
 /// fdatasync latency after each sequential 64 KiB write.
@@ -197,6 +228,8 @@ struct LogResult {
     /// CPU time of the executor thread over the phase, as a share of its
     /// wall time: near 100% means the log is CPU-bound, not I/O-bound.
     cpu_share: f64,
+    /// Share of the phase the device was busy (`None` if not exposed).
+    device_busy: Option<f64>,
 }
 
 /// Appends `bytes` worth of batches from concurrent tasks; the batches are
@@ -212,7 +245,7 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
         segment_bytes_max: (bytes as u64 + 64 * MIB as u64).min(1 << 30),
         preallocate_bytes: (bytes as u64 + 64 * MIB as u64).min(1 << 30),
         write_chunk_bytes: WRITE_CHUNK_BYTES,
-        write_depth_max: env_usize("SHOAL_BENCH_WRITE_DEPTH", WRITE_DEPTH_MAX_DEFAULT).max(1),
+        write_depth_max: write_depth(),
         task_queue: Some(queue),
         ..LogConfig::default()
     };
@@ -222,22 +255,36 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
     let per_task: Vec<Vec<BytesMut>> = (0..appenders)
         .map(|t| (t..count).step_by(appenders).map(|_| template.clone()).collect())
         .collect();
+    // The appenders run as the broker's request handlers do: in a
+    // `Latency::Matters` queue, so the executor reaps disk completions
+    // (and the writer submits the next writes) at least every millisecond
+    // while they copy, instead of after the 100 ms default time slice.
+    let handlers = glommio::executor().create_task_queue(
+        Shares::default(),
+        Latency::Matters(Duration::from_millis(1)),
+        "appenders",
+    );
     let cpu_start = thread_cpu();
+    let busy_start = device_busy_ms(dir);
     let start = Instant::now();
     let tasks: Vec<_> = per_task
         .into_iter()
         .map(|batches| {
             let log = log.clone();
-            glommio::spawn_local(async move {
-                let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
-                for batch in batches {
-                    let t = Instant::now();
-                    log.append(batch).await.expect("append");
-                    hist.record(t.elapsed().as_micros().max(1) as u64)
-                        .expect("record");
-                }
-                hist
-            })
+            glommio::spawn_local_into(
+                async move {
+                    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+                    for batch in batches {
+                        let t = Instant::now();
+                        log.append(batch).await.expect("append");
+                        hist.record(t.elapsed().as_micros().max(1) as u64)
+                            .expect("record");
+                    }
+                    hist
+                },
+                handlers,
+            )
+            .expect("spawn appender")
         })
         .collect();
     let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
@@ -248,6 +295,9 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
     log.flush().await.expect("flush");
     let on_disk = start.elapsed();
     let cpu_share = (thread_cpu() - cpu_start).as_secs_f64() / on_disk.as_secs_f64();
+    let device_busy = busy_start
+        .zip(device_busy_ms(dir))
+        .map(|(a, b)| (b - a) as f64 / 1000.0 / on_disk.as_secs_f64());
     let total = count * template.len();
     let stats = log.stats();
     log.close().await.expect("close");
@@ -260,13 +310,14 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
         write_wait_ms: stats.write_wait_us / 1000,
         sync_wait_ms: stats.sync_wait_us / 1000,
         cpu_share,
+        device_busy,
     }
 }
 
 fn print_log(name: &str, r: &LogResult, raw: f64) {
     println!(
-        "log append, flush {name:<6}: {:>8.1} MiB/s acked, {:>8.1} MiB/s on disk = {:>5.1}% of raw | \
-         ack latency p50 {} us, p99 {} us, max {} us | {} writes ({} ms), {} fdatasyncs ({} ms) | cpu {:.0}%",
+        "log append, flush {name:<6}: {:>8.1} MiB/s acked, {:>8.1} MiB/s on disk = {:>5.1}% of the raw phases around it | \
+         ack latency p50 {} us, p99 {} us, max {} us | {} writes ({} ms), {} fdatasyncs ({} ms) | cpu {:.0}%, device busy {}",
         r.acked_mib_s,
         r.on_disk_mib_s,
         100.0 * r.on_disk_mib_s / raw,
@@ -277,7 +328,8 @@ fn print_log(name: &str, r: &LogResult, raw: f64) {
         r.write_wait_ms,
         r.fdatasyncs,
         r.sync_wait_ms,
-        100.0 * r.cpu_share
+        100.0 * r.cpu_share,
+        busy(r.device_busy)
     );
 }
 
@@ -286,16 +338,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The device here is shared and its speed drifts between seconds, so raw
-/// and log phases are interleaved over several rounds and compared by
-/// their medians.
+fn busy(b: Option<f64>) -> String {
+    b.map_or_else(|| "n/a".to_string(), |b| format!("{:.0}%", 100.0 * b))
+}
+
+/// The device here is shared and its speed drifts from second to second,
+/// so every log phase is bracketed by two raw phases (raw, never, raw,
+/// always, raw, ...) at the log's own write depth, and its ratio is taken
+/// against the mean of its two neighbours. The verdict is the median of
+/// those per-phase ratios.
 async fn run(s: Settings) {
+    let depth = write_depth();
     println!("# shoal-storage log_append benchmark");
     println!("{}", machine(&s.dir));
     println!(
-        "config: {} MiB per phase, {} rounds (raw and log phases interleaved, medians compared); raw writes of {} KiB \
-         into preallocated space; log batches of {} x {} B records ({} B); {} concurrent appenders; write chunk {} KiB; \
-         glommio io_memory {} MiB; release build",
+        "config: {} MiB per phase, {} rounds; every log phase between two raw phases (sequential {} KiB writes into \
+         preallocated space, {depth} in flight like the log's writer, fdatasync at the end); log batches of {} x {} B \
+         records ({} B); {} concurrent appenders; write chunk {} KiB; glommio io_memory {} MiB; release build",
         s.phase_bytes / MIB,
         s.rounds,
         WRITE_CHUNK_BYTES >> 10,
@@ -306,34 +365,47 @@ async fn run(s: Settings) {
         WRITE_CHUNK_BYTES >> 10,
         IO_MEMORY_BYTES / MIB
     );
-    // Warm-up: a short raw pass so the first figure is not the cold one.
+    // Warm-up, and the device's profile at queue depths 1 and 4.
     raw_write(&s.dir, 64 * MIB, 4).await;
-    let (mut raw1, mut raw4, mut never, mut always) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..s.rounds {
-        raw1.push(raw_write(&s.dir, s.phase_bytes / 4, 1).await);
-        raw4.push(raw_write(&s.dir, s.phase_bytes, 4).await);
-        let n = log_append(
-            &s.dir.join(format!("log-never-{round}")),
-            FlushPolicy::Never,
-            s.phase_bytes,
-            s.appenders,
-        )
-        .await;
-        print_log(&format!("never  (round {round})"), &n, raw4[round]);
-        never.push(n.on_disk_mib_s);
-        let a = log_append(
-            &s.dir.join(format!("log-always-{round}")),
-            FlushPolicy::Always,
-            s.phase_bytes,
-            s.appenders,
-        )
-        .await;
-        print_log(&format!("always (round {round})"), &a, raw4[round]);
-        always.push(a.on_disk_mib_s);
+    for qd in [1, 4] {
+        let (mib_s, b) = raw_write(&s.dir, s.phase_bytes / 2, qd).await;
         println!(
-            "raw round {round}: {:.1} MiB/s at queue depth 1, {:.1} MiB/s at depth 4",
-            raw1[round], raw4[round]
+            "raw profile: {mib_s:.1} MiB/s at queue depth {qd} (device busy {})",
+            busy(b)
         );
+    }
+    let raw_phase = |n: usize| {
+        let dir = s.dir.clone();
+        async move {
+            let (mib_s, b) = raw_write(&dir, s.phase_bytes, depth).await;
+            (
+                mib_s,
+                format!(
+                    "raw {n:>2}: {mib_s:8.1} MiB/s at queue depth {depth} (device busy {})",
+                    busy(b)
+                ),
+            )
+        }
+    };
+    let (first, line) = raw_phase(0).await;
+    println!("{line}");
+    let mut raws = vec![first];
+    let (mut never, mut always) = (Vec::new(), Vec::new());
+    for round in 0..s.rounds {
+        for (flush, name) in [(FlushPolicy::Never, "never"), (FlushPolicy::Always, "always")] {
+            let dir = s.dir.join(format!("log-{name}-{round}"));
+            let r = log_append(&dir, flush, s.phase_bytes, s.appenders).await;
+            let (after, line) = raw_phase(raws.len()).await;
+            let around = (raws[raws.len() - 1] + after) / 2.0;
+            raws.push(after);
+            print_log(&format!("{name:<6} (round {round})"), &r, around);
+            println!("{line}");
+            let ratio = r.on_disk_mib_s / around;
+            match flush {
+                FlushPolicy::Never => never.push((r.on_disk_mib_s, ratio)),
+                _ => always.push((r.on_disk_mib_s, ratio)),
+            }
+        }
     }
     let sync = raw_sync_latency(&s.dir).await;
     println!(
@@ -344,18 +416,30 @@ async fn run(s: Settings) {
         sync.max(),
         sync.len()
     );
-    let raw = median(raw1.clone()).max(median(raw4.clone()));
-    let (never, always) = (median(never), median(always));
+    let list = |v: &[(f64, f64)]| {
+        v.iter()
+            .map(|(_, r)| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     println!(
-        "medians: raw DMA write {raw:.1} MiB/s (depth 1: {:.1}, depth 4: {:.1}); log never {never:.1} MiB/s; \
-         log always {always:.1} MiB/s",
-        median(raw1),
-        median(raw4)
+        "medians: raw DMA write {:.1} MiB/s ({} phases, {:.1}..{:.1}); log never {:.1} MiB/s; log always {:.1} MiB/s",
+        median(raws.clone()),
+        raws.len(),
+        raws.iter().copied().fold(f64::INFINITY, f64::min),
+        raws.iter().copied().fold(0.0, f64::max),
+        median(never.iter().map(|x| x.0).collect()),
+        median(always.iter().map(|x| x.0).collect())
     );
     println!(
-        "ratios log/raw: never {:.2} (target >= 0.80), always {:.2} (target >= 0.60)",
-        never / raw,
-        always / raw
+        "per-phase ratios log/raw: never [{}], always [{}]",
+        list(&never),
+        list(&always)
+    );
+    println!(
+        "ratios log/raw (median of per-phase): never {:.2} (target >= 0.80), always {:.2} (target >= 0.60)",
+        median(never.iter().map(|x| x.1).collect()),
+        median(always.iter().map(|x| x.1).collect())
     );
 }
 

@@ -58,23 +58,28 @@ impl PartitionLog {
     /// every moment (a sliding window: a new write starts as soon as the
     /// oldest completes). While buffers keep being sealed the round keeps
     /// taking them, so a steady stream of appends meets a full queue, not a
-    /// drain at every round boundary. Once no sealed buffer is waiting it
-    /// takes the partial tail buffer too, and then only finishes: the next
-    /// buffer starts by rewriting the tail's last block, so it must not be
-    /// written while the tail's write may still be in flight. Completions
-    /// are taken in file order, so `written` only ever covers a contiguous
-    /// prefix.
+    /// drain at every round boundary. The partial tail buffer is taken only
+    /// once nothing else is in flight, and then the round only finishes:
+    /// the next buffer starts by rewriting the tail's last block, so it must
+    /// not be written while the tail's write may still be in flight. Taking
+    /// the tail any earlier would end the round with the device idle until
+    /// the executor next polls the ring (up to its preemption interval, as
+    /// disk completions do not preempt running tasks), and the appends in
+    /// the tail lose nothing by waiting: `written` moves in file order, so
+    /// their acknowledgement waits for the writes before them anyway.
+    /// Completions are taken in file order, so `written` only ever covers a
+    /// contiguous prefix.
     async fn write_round(&self) {
         let mut bufs: VecDeque<TailBuf> = VecDeque::new();
         let mut took_tail = false;
         let mut window = WriteWindow::default();
         let started = Instant::now();
         loop {
-            while window.len() < self.config.write_depth_max {
-                if bufs.is_empty() && !took_tail {
+            while window.len() < self.config.write_depth_max && !took_tail {
+                if bufs.is_empty() {
                     let mut appender = self.appender.borrow_mut();
                     bufs.extend(appender.take_sealed());
-                    if bufs.is_empty() {
+                    if bufs.is_empty() && window.len() == 0 {
                         bufs.extend(appender.take_tail());
                         took_tail = true;
                     }
