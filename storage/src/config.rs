@@ -62,7 +62,8 @@ pub struct LogConfig {
     pub segment_bytes_max: u64,
     /// Roll a non-empty active segment whose first append is this old.
     pub segment_age_ms_max: Option<u64>,
-    /// Preallocate (fallocate, size kept) each new segment to this many bytes.
+    /// Preallocate each new segment to this many bytes (fallocate; the file
+    /// size becomes the preallocation, so aligned writes never extend it).
     pub preallocate_bytes: u64,
     /// Capacity of one tail buffer: the size of a full aligned write.
     pub write_chunk_bytes: usize,

@@ -12,8 +12,7 @@
 
 mod common;
 
-use common::{make_batch, run_local};
-use shoal_protocol::batch::{self, BatchLimits, BatchRecords};
+use common::{check_acked, make_batch, run_local};
 use shoal_storage::{Durability, FlushPolicy, LogConfig, LogError, PartitionLog};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -40,49 +39,6 @@ fn set_file_size_limit(soft: libc::rlim_t) {
         limit.rlim_cur = soft.min(limit.rlim_max);
         assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0, "setrlimit");
     }
-}
-
-/// The value of record `r` in the batch tagged `tag` (see `make_batch`).
-fn expected_fill(tag: u64, r: usize) -> u8 {
-    (tag as usize * 31 + r) as u8
-}
-
-/// Checks that the batch at each acknowledged base offset is the batch
-/// that was acknowledged there, record by record.
-async fn check_acked(log: &PartitionLog, acked: &BTreeMap<u64, u64>) {
-    let limits = BatchLimits::default();
-    let mut found = 0;
-    let mut at = log.log_start_offset();
-    while at < log.high_watermark() {
-        let read = log.read(at, 1 << 20).await.expect("read");
-        let Some(next) = read.next_offset() else { break };
-        for stored in &read.batches {
-            let header = batch::validate(&stored.bytes, &limits).expect("valid batch");
-            let Some(&tag) = acked.get(&header.base_offset) else {
-                continue;
-            };
-            let records = BatchRecords::open(&stored.bytes, &header, &limits).expect("records");
-            let records = records.records().expect("archive");
-            assert_eq!(
-                records.len(),
-                RECORDS_PER_BATCH,
-                "batch at {}",
-                header.base_offset
-            );
-            for (r, record) in records.iter().enumerate() {
-                let value = record.value.as_ref().expect("value");
-                assert_eq!(value.len(), VALUE_BYTES);
-                assert!(
-                    value.iter().all(|&b| b == expected_fill(tag, r)),
-                    "record {r} of the batch at {} altered",
-                    header.base_offset
-                );
-            }
-            found += 1;
-        }
-        at = next;
-    }
-    assert_eq!(found, acked.len(), "acknowledged batches missing");
 }
 
 #[test]
@@ -165,7 +121,7 @@ fn refused_write_fences_the_log_and_keeps_every_acked_batch() {
         assert!(matches!(refused, Err(LogError::Fenced { .. })), "{refused:?}");
         let acked_end = acked.keys().last().copied().expect("acked") + RECORDS_PER_BATCH as u64;
         assert!(log.high_watermark() >= acked_end);
-        check_acked(&log, &acked).await;
+        check_acked(&log, &acked, RECORDS_PER_BATCH, VALUE_BYTES).await;
         drop(log);
 
         // With room again, recovery keeps every acknowledged batch intact
@@ -174,7 +130,7 @@ fn refused_write_fences_the_log_and_keeps_every_acked_batch() {
         let log = PartitionLog::open(&dir, config).await.expect("reopen");
         assert!(log.fenced().is_none());
         assert!(log.log_end_offset() >= acked_end);
-        check_acked(&log, &acked).await;
+        check_acked(&log, &acked, RECORDS_PER_BATCH, VALUE_BYTES).await;
         let ack = log
             .append(make_batch(1, RECORDS_PER_BATCH, VALUE_BYTES))
             .await

@@ -3,8 +3,9 @@
 
 use bytes::BytesMut;
 use glommio::{LocalExecutorBuilder, Placement};
-use shoal_protocol::batch::{BatchBuilder, NewRecord};
-use shoal_storage::{FlushPolicy, LogConfig};
+use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, BatchRecords, NewRecord};
+use shoal_storage::{FlushPolicy, LogConfig, PartitionLog};
+use std::collections::BTreeMap;
 use std::future::Future;
 
 /// Locked memory per test executor: keep it small (many run in parallel).
@@ -63,4 +64,53 @@ pub fn seed(test: &str) -> u64 {
         .unwrap_or_else(rand::random);
     println!("{test}: seed {seed} (rerun with SHOAL_TEST_SEED={seed})");
     seed
+}
+
+/// The value of record `r` in the batch tagged `tag` (see `make_batch`).
+pub fn expected_fill(tag: u64, r: usize) -> u8 {
+    (tag as usize * 31 + r) as u8
+}
+
+/// Checks that the batch at each acknowledged base offset (mapped to the
+/// tag it was built from by `make_batch`) is the batch that was
+/// acknowledged there, record by record.
+pub async fn check_acked(
+    log: &PartitionLog,
+    acked: &BTreeMap<u64, u64>,
+    records_per_batch: usize,
+    value_bytes: usize,
+) {
+    let limits = BatchLimits::default();
+    let mut found = 0;
+    let mut at = log.log_start_offset();
+    while at < log.high_watermark() {
+        let read = log.read(at, 1 << 20).await.expect("read");
+        let Some(next) = read.next_offset() else { break };
+        for stored in &read.batches {
+            let header = batch::validate(&stored.bytes, &limits).expect("valid batch");
+            let Some(&tag) = acked.get(&header.base_offset) else {
+                continue;
+            };
+            let records = BatchRecords::open(&stored.bytes, &header, &limits).expect("records");
+            let records = records.records().expect("archive");
+            assert_eq!(
+                records.len(),
+                records_per_batch,
+                "batch at {}",
+                header.base_offset
+            );
+            for (r, record) in records.iter().enumerate() {
+                let value = record.value.as_ref().expect("value");
+                assert_eq!(value.len(), value_bytes);
+                assert!(
+                    value.iter().all(|&b| b == expected_fill(tag, r)),
+                    "record {r} of the batch at {} altered",
+                    header.base_offset
+                );
+            }
+            found += 1;
+        }
+        at = next;
+    }
+    assert_eq!(found, acked.len(), "acknowledged batches missing");
 }
