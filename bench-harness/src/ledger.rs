@@ -10,6 +10,9 @@
 //!   counted but allowed under at-least-once.
 //! - *unacked but consumed*: the broker stored it but the ack never reached
 //!   the producer (a restart cut the connection). Allowed under both.
+//! - *quarantined*: acknowledged, never processed, and found in the group's
+//!   quarantine after the run (its deliveries kept failing). Not lost: the
+//!   broker kept it where the delivery contract says it goes.
 //!
 //! Memory is one byte per sequence per producer (a saturating receive
 //! count) plus one bit for the ack; at most [`LEDGER_RECORDS_MAX`] sequences
@@ -32,6 +35,31 @@ pub enum Delivery {
 struct ProducerSide {
     acked: Vec<u64>,
     received: Vec<u8>,
+    quarantined: Vec<u64>,
+}
+
+/// Sets bit `sequence` of a bitset, growing it as needed.
+fn set_bit(bits: &mut Vec<u64>, sequence: u64) {
+    let words = (sequence / 64 + 1) as usize;
+    if bits.len() < words {
+        bits.resize(words, 0);
+    }
+    bits[(sequence / 64) as usize] |= 1 << (sequence % 64);
+}
+
+fn bit(bits: &[u64], sequence: usize) -> bool {
+    bits.get(sequence / 64)
+        .is_some_and(|w| w & (1 << (sequence % 64)) != 0)
+}
+
+/// ORs `theirs` into `ours`.
+fn merge_bits(ours: &mut Vec<u64>, theirs: &[u64]) {
+    if ours.len() < theirs.len() {
+        ours.resize(theirs.len(), 0);
+    }
+    for (a, b) in ours.iter_mut().zip(theirs) {
+        *a |= *b;
+    }
 }
 
 /// Acks and receipts per producer and sequence.
@@ -50,6 +78,8 @@ pub struct DeliveryVerdict {
     pub lost: u64,
     pub duplicates: u64,
     pub unacked_but_consumed: u64,
+    /// Acknowledged, never processed, and in the group's quarantine.
+    pub quarantined: u64,
     /// Sequences beyond [`LEDGER_RECORDS_MAX`], not verified.
     pub untracked: u64,
     /// Values without a benchmark stamp (not produced by this run).
@@ -67,11 +97,14 @@ impl DeliveryLedger {
     /// The broker acknowledged `sequence` of `producer`.
     pub fn ack(&mut self, producer: u32, sequence: u64) {
         if let Some(side) = self.side(producer, sequence) {
-            let words = (sequence / 64 + 1) as usize;
-            if side.acked.len() < words {
-                side.acked.resize(words, 0);
-            }
-            side.acked[(sequence / 64) as usize] |= 1 << (sequence % 64);
+            set_bit(&mut side.acked, sequence);
+        }
+    }
+
+    /// `sequence` of `producer` sits in the consumer group's quarantine.
+    pub fn quarantine(&mut self, producer: u32, sequence: u64) {
+        if let Some(side) = self.side(producer, sequence) {
+            set_bit(&mut side.quarantined, sequence);
         }
     }
 
@@ -98,12 +131,8 @@ impl DeliveryLedger {
                 .resize_with(other.producers.len(), ProducerSide::default);
         }
         for (ours, theirs) in self.producers.iter_mut().zip(&other.producers) {
-            if ours.acked.len() < theirs.acked.len() {
-                ours.acked.resize(theirs.acked.len(), 0);
-            }
-            for (a, b) in ours.acked.iter_mut().zip(&theirs.acked) {
-                *a |= *b;
-            }
+            merge_bits(&mut ours.acked, &theirs.acked);
+            merge_bits(&mut ours.quarantined, &theirs.quarantined);
             if ours.received.len() < theirs.received.len() {
                 ours.received.resize(theirs.received.len(), 0);
             }
@@ -125,15 +154,14 @@ impl DeliveryLedger {
         for (producer, side) in self.producers.iter().enumerate() {
             let len = side.received.len().max(side.acked.len() * 64);
             for seq in 0..len {
-                let acked = side
-                    .acked
-                    .get(seq / 64)
-                    .is_some_and(|w| w & (1 << (seq % 64)) != 0);
+                let acked = bit(&side.acked, seq);
                 let received = u64::from(side.received.get(seq).copied().unwrap_or(0));
                 v.acked += u64::from(acked);
                 v.consumed_distinct += u64::from(received > 0);
                 v.duplicates += received.saturating_sub(1);
-                if acked && received == 0 {
+                if acked && received == 0 && bit(&side.quarantined, seq) {
+                    v.quarantined += 1;
+                } else if acked && received == 0 {
                     v.lost += 1;
                     if v.lost_examples.len() < 10 {
                         v.lost_examples.push((producer as u32, seq as u64));
@@ -216,6 +244,43 @@ mod tests {
         no_loss.receive(3, 0);
         assert!(no_loss.verdict(Delivery::AtLeastOnce).ok);
         assert!(!no_loss.verdict(Delivery::ExactlyOnce).ok);
+    }
+
+    #[test]
+    fn quarantined_records_are_not_lost_but_unquarantined_ones_are() {
+        // Proves an acked record found in the quarantine counts as quarantined (run ok), while an
+        // acked record neither consumed nor quarantined is still lost, across merged ledgers.
+        let mut producer = DeliveryLedger::new();
+        let mut consumer = DeliveryLedger::new();
+        let mut dlq = DeliveryLedger::new();
+        for seq in 0..100 {
+            producer.ack(0, seq);
+            if seq % 10 != 0 {
+                consumer.receive(0, seq);
+            }
+        }
+        for seq in (0..100).step_by(10) {
+            dlq.quarantine(0, seq);
+        }
+        producer.merge(&consumer);
+        producer.merge(&dlq);
+        let v = producer.verdict(Delivery::ExactlyOnce);
+        assert_eq!(
+            (v.acked, v.consumed_distinct, v.quarantined, v.lost),
+            (100, 90, 10, 0)
+        );
+        assert!(v.ok);
+
+        let mut partial = DeliveryLedger::new();
+        partial.ack(0, 1);
+        partial.ack(0, 2);
+        partial.quarantine(0, 1);
+        let v = partial.verdict(Delivery::AtLeastOnce);
+        assert_eq!(
+            (v.quarantined, v.lost, v.lost_examples.clone()),
+            (1, 1, vec![(0, 2)])
+        );
+        assert!(!v.ok);
     }
 
     #[test]

@@ -27,8 +27,9 @@ use crate::histogram::LatencyHistogram;
 use crate::ledger::DeliveryLedger;
 use crate::report::model::{BurstReport, PhaseResult, Placement, RestartReport, Throughput};
 use crate::schedule::{OpenLoopSchedule, Phase};
+use crate::stamp::Stamp;
 use crate::timeseries::{GaugeSeries, TimeSeries};
-use crate::workload::Workload;
+use crate::workload::{Consumption, Workload};
 
 /// Backlog and lag sampling period.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
@@ -38,6 +39,8 @@ pub const STALL_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for consumers to open and position their clients.
 pub const CONSUMER_READY_MAX: Duration = Duration::from_secs(30);
 const NONE: u64 = u64::MAX;
+/// How often the drain check asks the broker for the quarantine depth.
+pub const QUARANTINE_POLL: Duration = Duration::from_millis(500);
 
 /// The phase's measured window and burst start, in ns since the epoch;
 /// known once the schedule starts.
@@ -208,7 +211,27 @@ pub fn run_phase(
             }))
         })
         .collect::<Result<_, BenchError>>()?;
-    let watched = watch(&shared, opts, &clock, &schedules, &producers, control);
+    // Records whose deliveries kept failing end in the group's quarantine:
+    // they count toward the drain and are not lost.
+    let group = (workload.consumption == Consumption::Group && opts.consumers > 0)
+        .then(|| crate::driver::group_name(opts.run));
+    let mut quarantined = || match &group {
+        Some(group) => connector
+            .quarantine_count(&workload, group)
+            .ok()
+            .flatten()
+            .unwrap_or(0),
+        None => 0,
+    };
+    let watched = watch(
+        &shared,
+        opts,
+        &clock,
+        &schedules,
+        &producers,
+        control,
+        &mut quarantined,
+    );
     shared.stop_consumers.store(true, Ordering::Release);
     if let Err(e) = watched {
         // A producer stuck inside the client is left behind (it cannot be
@@ -220,8 +243,16 @@ pub fn run_phase(
     let produced = join_all(producers);
     let consumed = join_all(consumers);
     let offered = offered_per_second(&schedules);
+    let mut quarantine = DeliveryLedger::new();
+    if let Some(group) = &group {
+        for value in connector.quarantine_values(&workload, group)?.unwrap_or_default() {
+            if let Some(stamp) = Stamp::read(&value).filter(|s| s.run == opts.run) {
+                quarantine.quarantine(stamp.producer, stamp.sequence);
+            }
+        }
+    }
     Ok(merge(
-        &workload, opts, &clock, &shared, watched?, produced?, consumed?, offered,
+        &workload, opts, &clock, &shared, watched?, produced?, consumed?, offered, quarantine,
     ))
 }
 
@@ -293,7 +324,10 @@ struct Watch {
     restart: Option<(u64, u64)>,
 }
 
-/// Samples backlog and lag until the phase is over; restarts the broker when asked.
+/// Samples backlog and lag until the phase is over; restarts the broker
+/// when asked. The phase has drained once every acked record was received
+/// or sits in the consumer group's quarantine (`quarantined` asks the
+/// broker, at most every [`QUARANTINE_POLL`]).
 fn watch<T>(
     shared: &Shared,
     opts: &PhaseOptions,
@@ -301,8 +335,10 @@ fn watch<T>(
     schedules: &[OpenLoopSchedule],
     producers: &[thread::JoinHandle<T>],
     mut control: Option<&mut (dyn BrokerControl + '_)>,
+    quarantined: &mut dyn FnMut() -> u64,
 ) -> Result<Watch, BenchError> {
     let mut w = Watch::default();
+    let mut asked: Option<(Instant, u64)> = None;
     loop {
         let now = shared.now_ns();
         let due: u64 = schedules.iter().map(|s| s.due_count(now)).sum();
@@ -334,6 +370,13 @@ fn watch<T>(
         }
         if producers_done {
             if opts.consumers == 0 || received >= acked {
+                w.drained = true;
+                return Ok(w);
+            }
+            if asked.is_none_or(|(at, _)| at.elapsed() >= QUARANTINE_POLL) {
+                asked = Some((Instant::now(), quarantined()));
+            }
+            if asked.is_some_and(|(_, q)| received + q >= acked) {
                 w.drained = true;
                 return Ok(w);
             }
@@ -398,13 +441,14 @@ fn merge(
     produced: Vec<ProducerOutcome>,
     consumed: Vec<ConsumerOutcome>,
     offered_series: Vec<u64>,
+    quarantine: DeliveryLedger,
 ) -> (PhaseResult, Placement) {
     let mut placement = Placement::default();
     let (mut ack, mut lag, mut series, mut ledger) = (
         LatencyHistogram::new(),
         LatencyHistogram::new(),
         TimeSeries::new(),
-        DeliveryLedger::new(),
+        quarantine,
     );
     let (mut errors, mut unanswered, mut records, mut bytes) = (0, 0, 0, 0);
     let mut ack_durability = std::collections::BTreeMap::new();

@@ -104,6 +104,22 @@ pub trait Connector: Send + Sync {
     fn group_stats(&self, _group: &str) -> Result<Option<serde_json::Value>, BenchError> {
         Ok(None)
     }
+
+    /// How many of the workload's records sit in `group`'s quarantine, for
+    /// connectors whose broker quarantines (`None` otherwise).
+    fn quarantine_count(&self, _workload: &Workload, _group: &str) -> Result<Option<u64>, BenchError> {
+        Ok(None)
+    }
+
+    /// The values of every record in `group`'s quarantine (`None` for
+    /// connectors whose broker has no quarantine).
+    fn quarantine_values(
+        &self,
+        _workload: &Workload,
+        _group: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>, BenchError> {
+        Ok(None)
+    }
 }
 
 /// The consumer group a phase's consumers join: fresh per process and phase.

@@ -28,6 +28,7 @@ use shoal_protocol::client::{
     Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer, ProducerConfig,
     SendHandle,
 };
+use shoal_protocol::messages::dlq::{QuarantineBrowseRequest, QuarantineCountsRequest, QuarantineFilter};
 use shoal_protocol::messages::offsets::OffsetSpec;
 use shoal_protocol::messages::produce::Acks as WireAcks;
 use shoal_protocol::messages::topic::{FlushPolicy, TopicConfig};
@@ -165,6 +166,59 @@ impl Connector for ShoalConnector {
         serde_json::to_value(&stats)
             .map(Some)
             .map_err(|e| BenchError::Driver(format!("group stats: {e}")))
+    }
+
+    fn quarantine_count(&self, workload: &Workload, group: &str) -> Result<Option<u64>, BenchError> {
+        let client = self.client()?;
+        let mut total = 0;
+        for topic in topic_names(workload) {
+            let reply = client
+                .dlq_counts(&QuarantineCountsRequest {
+                    topic,
+                    filter: group_filter(group),
+                })
+                .map_err(|e| driver_error("quarantine counts", e))?;
+            total += reply.total;
+        }
+        Ok(Some(total))
+    }
+
+    fn quarantine_values(
+        &self,
+        workload: &Workload,
+        group: &str,
+    ) -> Result<Option<Vec<Vec<u8>>>, BenchError> {
+        let client = self.client()?;
+        let mut values = Vec::new();
+        for topic in topic_names(workload) {
+            let mut cursor = None;
+            loop {
+                let reply = client
+                    .dlq_browse(&QuarantineBrowseRequest {
+                        topic: topic.clone(),
+                        filter: group_filter(group),
+                        limit: QUARANTINE_PAGE,
+                        cursor,
+                    })
+                    .map_err(|e| driver_error("quarantine browse", e))?;
+                values.extend(reply.entries.into_iter().filter_map(|e| e.value));
+                match reply.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(Some(values))
+    }
+}
+
+/// Entries per quarantine browse call.
+const QUARANTINE_PAGE: u32 = 1000;
+
+fn group_filter(group: &str) -> QuarantineFilter {
+    QuarantineFilter {
+        group: Some(group.to_string()),
+        ..QuarantineFilter::default()
     }
 }
 

@@ -88,16 +88,18 @@ pub fn render(r: &RunReport) -> String {
 }
 
 /// Under nacks, an acked record that was never processed may legitimately sit
-/// in the quarantine; the rest were neither processed nor quarantined.
+/// in the quarantine: the ledger matched the quarantine's records against
+/// the acked ones; this line compares that with the broker's own counter.
 fn retry_accounting(out: &mut String, m: &PhaseResult, g: &serde_json::Value) {
     let Some(v) = &m.delivery else { return };
-    let quarantined = g.get("quarantined_total").and_then(|v| v.as_u64()).unwrap_or(0);
+    let counter = g.get("quarantined_total").and_then(|v| v.as_u64()).unwrap_or(0);
     let _ = writeln!(
         out,
-        "  not processed {} = quarantined by the broker {} + neither processed nor quarantined {}",
-        count(v.lost),
-        count(quarantined),
-        count(v.lost.saturating_sub(quarantined))
+        "  not processed {} = found in the group's quarantine {} (broker counter {}) + lost {}",
+        count(v.quarantined + v.lost),
+        count(v.quarantined),
+        count(counter),
+        count(v.lost)
     );
 }
 
@@ -280,13 +282,18 @@ fn phase(out: &mut String, m: &PhaseResult) {
     let verdict = if v.ok && m.drained { "OK" } else { "FAILED" };
     let _ = writeln!(
         out,
-        "\n  delivery {verdict}: acked {} | consumed {} distinct | lost {} | duplicates {} | stored-but-unacked {}{}",
+        "\n  delivery {verdict}: acked {} | consumed {} distinct | quarantined {} | lost {} | duplicates {} | stored-but-unacked {}{}",
         count(v.acked),
         count(v.consumed_distinct),
+        count(v.quarantined),
         count(v.lost),
         count(v.duplicates),
         count(v.unacked_but_consumed),
-        if m.drained { "" } else { " | NOT DRAINED: consumers stopped before receiving every acked record" }
+        if m.drained {
+            ""
+        } else {
+            " | NOT DRAINED: consumers stopped before every acked record was received or quarantined"
+        }
     );
 }
 
