@@ -545,7 +545,7 @@ fn log_config(shard: &Shard, topic: &TopicMeta) -> LogConfig {
             batch_len_max: shard.config.limits.frame_bytes_max,
             ..batch::BatchLimits::default()
         },
-        task_queue: None,
+        task_queue: Some(shard.log_queue),
         ..LogConfig::default()
     }
 }

@@ -9,6 +9,13 @@
 //!   crate's `PartitionLog::open` takes care of it);
 //! - I/O paths run in a `Latency::Matters` queue, otherwise the default
 //!   preemption timer can hold them up to 100 ms behind CPU-bound work;
+//! - disk completions do not preempt running tasks: they are reaped when the
+//!   executor next polls its rings (at the latency queues' preemption
+//!   interval while tasks keep running), and a task queue woken by one runs
+//!   after the current queue's slice. The logs' writers therefore have a
+//!   queue of their own (`log-flush`) rather than sharing the request
+//!   handlers' FIFO, and keep several writes in flight so the device stays
+//!   busy across that delay (measured in `storage/benches/log_append.rs`);
 //! - `spin_before_park` trades a burnt core for ~5 µs cross-core wake-ups; it
 //!   is a setting (`runtime.spin_before_park_us`), off by default.
 

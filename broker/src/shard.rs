@@ -52,9 +52,14 @@ pub struct Shard {
     catalogue: Option<Catalogue>,
     /// Consumer groups coordinated here and their quarantine.
     pub delivery: crate::delivery::Delivery,
+    /// The task queue of every local log's writer and syncer: a queue of
+    /// their own, so a completed disk write gets the writer scheduled ahead
+    /// of the request handlers that are copying the next batches in.
+    pub log_queue: glommio::TaskQueueHandle,
 }
 
 impl Shard {
+    /// Runs on the shard's executor (it creates the log task queue there).
     pub fn new(id: u32, config: Rc<Config>, ports: Ports, mesh: Mesh) -> Rc<Shard> {
         let count = mesh.shard_count();
         let catalogue = (id == 0).then(|| Catalogue::new(&config.server.data_dir));
@@ -72,6 +77,7 @@ impl Shard {
             shutting_down: Cell::new(false),
             catalogue,
             delivery: crate::delivery::Delivery::new(id),
+            log_queue: crate::runtime::io_queue("log-flush"),
         })
     }
 
