@@ -7,8 +7,9 @@
 //! callers:
 //! - every executor's first DMA open must be of a non-empty file (the storage
 //!   crate's `PartitionLog::open` takes care of it);
-//! - I/O paths run in a `Latency::Matters` queue, otherwise the default
-//!   preemption timer can hold them up to 100 ms behind CPU-bound work;
+//! - I/O paths run in a `Latency::Matters` queue (250 µs), otherwise the
+//!   default preemption timer can hold them up to 100 ms behind CPU-bound
+//!   work;
 //! - disk completions do not preempt running tasks: they are reaped when the
 //!   executor next polls its rings (at the latency queues' preemption
 //!   interval while tasks keep running), and a task queue woken by one runs
@@ -28,8 +29,9 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle}
 
 use crate::config::RuntimeConfig;
 
-/// Preemption budget for latency-sensitive queues.
-const IO_QUEUE_LATENCY: Duration = Duration::from_millis(1);
+/// Preemption budget for latency-sensitive queues (see the storage crate's
+/// constant for why it is short).
+const IO_QUEUE_LATENCY: Duration = shoal_storage::config::IO_QUEUE_LATENCY;
 /// Pending connections the kernel keeps per listening socket.
 const LISTEN_BACKLOG: i32 = 1024;
 

@@ -30,7 +30,7 @@ use glommio::io::{DmaFile, OpenOptions};
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
 use hdrhistogram::Histogram;
 use shoal_protocol::batch::{BatchBuilder, NewRecord};
-use shoal_storage::config::WRITE_DEPTH_MAX_DEFAULT;
+use shoal_storage::config::{IO_QUEUE_LATENCY, WRITE_DEPTH_MAX_DEFAULT};
 use shoal_storage::{FlushPolicy, LogConfig, PartitionLog};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -237,7 +237,7 @@ struct LogResult {
 async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usize) -> LogResult {
     let queue = glommio::executor().create_task_queue(
         Shares::default(),
-        Latency::Matters(Duration::from_millis(1)),
+        Latency::Matters(IO_QUEUE_LATENCY),
         "log-flush",
     );
     let config = LogConfig {
@@ -256,12 +256,12 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
         .map(|t| (t..count).step_by(appenders).map(|_| template.clone()).collect())
         .collect();
     // The appenders run as the broker's request handlers do: in a
-    // `Latency::Matters` queue, so the executor reaps disk completions
-    // (and the writer submits the next writes) at least every millisecond
+    // `Latency::Matters(IO_QUEUE_LATENCY)` queue, so the executor reaps disk
+    // completions (and the writer submits the next writes) at that interval
     // while they copy, instead of after the 100 ms default time slice.
     let handlers = glommio::executor().create_task_queue(
         Shares::default(),
-        Latency::Matters(Duration::from_millis(1)),
+        Latency::Matters(IO_QUEUE_LATENCY),
         "appenders",
     );
     let cpu_start = thread_cpu();
