@@ -7,7 +7,7 @@
 //! callers:
 //! - every executor's first DMA open must be of a non-empty file (the storage
 //!   crate's `PartitionLog::open` takes care of it);
-//! - I/O paths run in a `Latency::Matters` queue (250 µs), otherwise the
+//! - I/O paths run in a `Latency::Matters` queue (1 ms), otherwise the
 //!   default preemption timer can hold them up to 100 ms behind CPU-bound
 //!   work;
 //! - disk completions do not preempt running tasks: they are reaped when the
@@ -29,8 +29,8 @@ use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle}
 
 use crate::config::RuntimeConfig;
 
-/// Preemption budget for latency-sensitive queues (see the storage crate's
-/// constant for why it is short).
+/// Preemption budget for latency-sensitive queues (the storage crate's
+/// constant, which the storage bench measures with).
 const IO_QUEUE_LATENCY: Duration = shoal_storage::config::IO_QUEUE_LATENCY;
 /// Pending connections the kernel keeps per listening socket.
 const LISTEN_BACKLOG: i32 = 1024;
