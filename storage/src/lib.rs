@@ -109,8 +109,12 @@
 //! The sans-IO cores (naming, index, recovery scan, retention, compaction
 //! planning, cache) are unit-tested without a runtime; the glommio glue is
 //! tested against an in-memory model (`tests/log_model.rs`), by cutting
-//! and flipping bytes of real segment files (`tests/log_recovery.rs`), and
-//! by SIGKILL in the `shoal-tests` crash test (`tests/tests/log_crash.rs`).
+//! and flipping bytes of real segment files (`tests/log_recovery.rs`), by
+//! real I/O faults (`tests/log_fence.rs`: writes the kernel refuses past a
+//! file-size limit; `tests/log_sync_fault.rs`: an ext4 filesystem on a loop
+//! device shut down mid-run, so fdatasync and writes fail with EIO, then
+//! remounted), and by SIGKILL in the `shoal-tests` crash test
+//! (`tests/tests/log_crash.rs`).
 //! `benches/log_append.rs` measures append throughput against the raw
 //! device in one run.
 //!

@@ -3,7 +3,7 @@
 //! The writer writes tail buffers with `write_depth_max` in flight at every
 //! moment (a sliding window over disjoint, aligned ranges). A round keeps
 //! taking full buffers as appends seal them and ends with the partial tail
-//! buffer once no full one is waiting; only that last buffer ends in a
+//! buffer once nothing else is in flight; only that last buffer ends in a
 //! partial block, which the next round rewrites, and rounds never overlap.
 //! As each write completes, in file order, it moves `written` and wakes the
 //! syncer, so an fdatasync can start while the rest of the round is still
