@@ -30,6 +30,9 @@ use crate::stamp::Stamp;
 use crate::timeseries::TimeSeries;
 use crate::workload::Workload;
 
+/// Records sent and not yet acknowledged, by send token.
+type InFlightMap = HashMap<u64, InFlight, ahash::RandomState>;
+
 /// Most records awaiting an ack per producer thread.
 pub const IN_FLIGHT_MAX: usize = 1 << 20;
 /// Most sends between two collections of acks.
@@ -90,7 +93,8 @@ pub fn run(
     let mut client = connector.producer(workload, plan.index)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed ^ u64::from(plan.index).rotate_left(32));
     let topics = workload.topics;
-    let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
+    // Keyed by the send token: a fast hasher, as this map sees every record.
+    let mut in_flight: InFlightMap = InFlightMap::default();
     let mut acks = Vec::new();
     let mut next = plan.schedule.next_due_ns();
     let mut sequence = 0u64;
@@ -161,7 +165,7 @@ fn settle(
     out: &mut ProducerOutcome,
     plan: &ProducerPlan,
     shared: &Shared,
-    in_flight: &mut HashMap<u64, InFlight>,
+    in_flight: &mut InFlightMap,
     ack: AckEvent,
 ) {
     let Some(sent) = in_flight.remove(&ack.token) else {

@@ -97,12 +97,19 @@ impl BatchSlot {
         self.done.notify_all();
     }
 
-    fn wait(&self) -> Result<Vec<RecordAck>, ProtocolError> {
+    /// Waits for the outcome and looks at it under the lock: a batch's
+    /// acks are read by every record's handle, so none copies the whole.
+    fn wait_with<T>(&self, f: impl FnOnce(&Result<Vec<RecordAck>, ProtocolError>) -> T) -> T {
         let mut outcome = self.outcome.lock().expect("slot lock");
         while outcome.is_none() {
             outcome = self.done.wait(outcome).expect("slot lock");
         }
-        outcome.clone().expect("resolved")
+        f(outcome.as_ref().expect("resolved"))
+    }
+
+    #[cfg(test)]
+    fn wait(&self) -> Result<Vec<RecordAck>, ProtocolError> {
+        self.wait_with(Clone::clone)
     }
 }
 
@@ -114,10 +121,13 @@ pub struct SendHandle {
 
 impl SendHandle {
     pub fn wait(self) -> Result<RecordAck, ProtocolError> {
-        let acks = self.slot.wait()?;
-        acks.get(self.index)
-            .cloned()
-            .ok_or_else(|| ProtocolError::Closed("batch outcome is missing a record".into()))
+        self.slot.wait_with(|outcome| match outcome {
+            Ok(acks) => acks
+                .get(self.index)
+                .cloned()
+                .ok_or_else(|| ProtocolError::Closed("batch outcome is missing a record".into())),
+            Err(e) => Err(e.clone()),
+        })
     }
 }
 
@@ -139,7 +149,9 @@ struct SealedBatch {
 
 #[derive(Default)]
 struct State {
-    open: HashMap<(String, u32), OpenBatch>,
+    /// Open batches by topic, then partition: looked up by `&str`, so
+    /// `send` allocates nothing per record once a topic has been seen.
+    open: HashMap<String, HashMap<u32, OpenBatch>>,
     sealed: VecDeque<SealedBatch>,
     /// Next partition for keyless records, per topic.
     round_robin: HashMap<String, u32>,
@@ -219,24 +231,44 @@ impl Producer {
         let mut st = self.inner.wait_for_space(size)?;
         let partition = match &record.key {
             Some(key) => partition_for_key(key, partitions),
-            None => *st.round_robin.entry(topic.to_string()).or_insert(0) % partitions,
+            None => match st.round_robin.get(topic) {
+                Some(next) => next % partitions,
+                None => {
+                    st.round_robin.insert(topic.to_string(), 0);
+                    0
+                }
+            },
         };
-        let key = (topic.to_string(), partition);
         let config = &self.inner.config;
         let overflows = st
             .open
-            .get(&key)
+            .get(topic)
+            .and_then(|t| t.get(&partition))
             .is_some_and(|o| !o.builder.is_empty() && o.builder.approx_len() + size > config.batch_bytes_max);
+        // The sender needs a wake-up when a batch is sealed (ship it) or
+        // opened (its linger clock starts); not for every record.
+        let mut wake = overflows;
         if overflows {
-            seal(&mut st, &key);
+            seal(&mut st, topic, partition);
         }
-        let open = st.open.entry(key.clone()).or_insert_with(|| OpenBatch {
-            builder: BatchBuilder::new().compression(config.compression),
-            slot: BatchSlot::new(),
-            opened: Instant::now(),
-            record_bytes: 0,
-            partitions,
-        });
+        if !st.open.contains_key(topic) {
+            st.open.insert(topic.to_string(), HashMap::new());
+        }
+        let open = st
+            .open
+            .get_mut(topic)
+            .expect("inserted above")
+            .entry(partition)
+            .or_insert_with(|| {
+                wake = true;
+                OpenBatch {
+                    builder: BatchBuilder::new().compression(config.compression),
+                    slot: BatchSlot::new(),
+                    opened: Instant::now(),
+                    record_bytes: 0,
+                    partitions,
+                }
+            });
         let handle = SendHandle {
             slot: Arc::clone(&open.slot),
             index: open.builder.len(),
@@ -246,10 +278,13 @@ impl Producer {
         let full = open.builder.approx_len() >= config.batch_bytes_max;
         st.buffered_bytes += size;
         if full {
-            seal(&mut st, &key);
+            seal(&mut st, topic, partition);
+            wake = true;
         }
         drop(st);
-        self.inner.wake.notify_all();
+        if wake {
+            self.inner.wake.notify_all();
+        }
         Ok(handle)
     }
 
@@ -259,7 +294,11 @@ impl Producer {
         let slots: Vec<Arc<BatchSlot>> = {
             let mut st = self.inner.state.lock().expect("producer lock");
             st.flushes_waiting += 1;
-            let open = st.open.values().map(|o| Arc::clone(&o.slot));
+            let open = st
+                .open
+                .values()
+                .flat_map(HashMap::values)
+                .map(|o| Arc::clone(&o.slot));
             let sealed = st.sealed.iter().map(|s| Arc::clone(&s.slot));
             let mut slots: Vec<_> = open.chain(sealed).collect();
             slots.extend(st.in_flight.iter().cloned());
@@ -267,7 +306,7 @@ impl Producer {
         };
         self.inner.wake.notify_all();
         for slot in slots {
-            let _ = slot.wait();
+            slot.wait_with(|_| ());
         }
         self.inner.state.lock().expect("producer lock").flushes_waiting -= 1;
     }
@@ -304,18 +343,18 @@ impl Drop for Producer {
 
 /// Moves an open batch to the send queue and advances the topic's
 /// round-robin partition past it.
-fn seal(st: &mut State, key: &(String, u32)) {
-    let Some(open) = st.open.remove(key) else {
+fn seal(st: &mut State, topic: &str, partition: u32) {
+    let Some(open) = st.open.get_mut(topic).and_then(|t| t.remove(&partition)) else {
         return;
     };
-    if let Some(next) = st.round_robin.get_mut(&key.0) {
-        if *next % open.partitions == key.1 {
-            *next = (key.1 + 1) % open.partitions;
+    if let Some(next) = st.round_robin.get_mut(topic) {
+        if *next % open.partitions == partition {
+            *next = (partition + 1) % open.partitions;
         }
     }
     st.sealed.push_back(SealedBatch {
-        topic: key.0.clone(),
-        partition: key.1,
+        topic: topic.to_string(),
+        partition,
         builder: open.builder,
         slot: open.slot,
         record_bytes: open.record_bytes,
@@ -366,14 +405,15 @@ impl Inner {
         loop {
             let now = Instant::now();
             let everything = st.flushes_waiting > 0 || st.closing;
-            let due: Vec<_> = st
+            let due: Vec<(String, u32)> = st
                 .open
                 .iter()
-                .filter(|(_, o)| everything || now.duration_since(o.opened) >= linger)
-                .map(|(k, _)| k.clone())
+                .flat_map(|(topic, t)| t.iter().map(move |(p, o)| (topic, *p, o)))
+                .filter(|(_, _, o)| everything || now.duration_since(o.opened) >= linger)
+                .map(|(topic, p, _)| (topic.clone(), p))
                 .collect();
-            for key in &due {
-                seal(&mut st, key);
+            for (topic, partition) in &due {
+                seal(&mut st, topic, *partition);
             }
             if !st.sealed.is_empty() {
                 // One round becomes one request per shard: keep it well under
@@ -392,7 +432,12 @@ impl Inner {
             if st.closing {
                 return None;
             }
-            let next_due = st.open.values().map(|o| o.opened + linger).min();
+            let next_due = st
+                .open
+                .values()
+                .flat_map(HashMap::values)
+                .map(|o| o.opened + linger)
+                .min();
             let wait = next_due.map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now));
             st = self.wake.wait_timeout(st, wait).expect("producer lock").0;
         }
