@@ -117,11 +117,19 @@ impl PartitionLog {
         max_bytes: usize,
     ) -> Result<Vec<StoredBatch>, LogError> {
         let limits = &self.config.batch_limits;
-        let written = segment.written_len.get();
+        // One snapshot of both: writes may complete while this reads, and
+        // a batch the offset counts as written lies within these bytes.
+        let (written, written_offset) = (segment.written_len.get(), self.written.get());
         let mut pos = segment.index.borrow().position_for_offset(from);
         let mut out: Vec<StoredBatch> = Vec::new();
         let mut total = 0usize;
         let mut want = max_bytes.max(self.config.read_chunk_bytes);
+        // End offset of the last batch parsed here: the next batch starts
+        // there. A batch running past the written bytes is corrupt only if
+        // it counted as written when they were read; otherwise its write
+        // was still on the way (a later buffer holds its end), and the next
+        // read serves it from the cache or the disk.
+        let mut parsed_next: Option<u64> = None;
         while pos < written {
             let len = (want as u64).min(written - pos) as usize;
             let buf = Bytes::copy_from_slice(&segment.read(pos, len).await?);
@@ -133,6 +141,11 @@ impl PartitionLog {
                         want = want.max(need);
                         break;
                     }
+                    Err(BatchError::Truncated { .. })
+                        if parsed_next.is_some_and(|next| next >= written_offset) =>
+                    {
+                        return Ok(out);
+                    }
                     Err(e) => {
                         let offset = out.last().map_or(from, |b| b.next_offset);
                         return Err(corrupt(
@@ -143,6 +156,7 @@ impl PartitionLog {
                         ));
                     }
                 };
+                parsed_next = Some(header.next_offset());
                 if header.next_offset() > end {
                     return Ok(out);
                 }

@@ -12,10 +12,8 @@
 
 mod common;
 
-use common::{check_acked, make_batch, run_local};
+use common::{append_until_refused, check_acked, make_batch, run_local, AppendOutcome};
 use shoal_storage::{Durability, FlushPolicy, LogConfig, LogError, PartitionLog};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// The largest file this process may write while the fault is on.
@@ -66,32 +64,15 @@ fn refused_write_fences_the_log_and_keeps_every_acked_batch() {
 
         // Concurrent appenders, so the failure lands in the middle of group
         // commits, until each one is refused.
-        let acked: Rc<RefCell<BTreeMap<u64, u64>>> = Rc::default();
-        let errors: Rc<RefCell<Vec<LogError>>> = Rc::default();
-        let tasks: Vec<_> = (0..APPENDERS)
-            .map(|lane| {
-                let (log, acked, errors) = (log.clone(), acked.clone(), errors.clone());
-                glommio::spawn_local(async move {
-                    for tag in (lane..BATCHES_MAX).step_by(APPENDERS as usize) {
-                        match log.append(make_batch(tag, RECORDS_PER_BATCH, VALUE_BYTES)).await {
-                            Ok(ack) => {
-                                assert_eq!(ack.durability, Durability::Fsynced);
-                                acked.borrow_mut().insert(ack.base_offset, tag);
-                            }
-                            Err(e) => {
-                                errors.borrow_mut().push(e);
-                                return;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await;
-        }
-        let acked = acked.take();
-        let errors = errors.take();
+        let AppendOutcome { acked, errors } = append_until_refused(
+            &log,
+            APPENDERS,
+            BATCHES_MAX,
+            RECORDS_PER_BATCH,
+            VALUE_BYTES,
+            Rc::new(|_| ()),
+        )
+        .await;
         println!(
             "{} batches acknowledged before the fault; {} appenders refused; fenced: {:?}",
             acked.len(),

@@ -14,9 +14,9 @@
 
 mod common;
 
-use common::{check_acked, make_batch, run_local};
+use common::{append_until_refused, check_acked, make_batch, run_local, AppendOutcome};
 use shoal_storage::{Durability, FlushPolicy, LogConfig, LogError, PartitionLog};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -272,44 +272,25 @@ fn dead_device_under_group_commit_loses_no_acknowledged_batch() {
             let log = PartitionLog::open(&dir, config(FlushPolicy::Always))
                 .await
                 .expect("open");
-            let acked: Rc<RefCell<BTreeMap<u64, u64>>> = Rc::default();
-            let errors: Rc<RefCell<Vec<LogError>>> = Rc::default();
             let dead = Rc::new(Cell::new(false));
-            let tasks: Vec<_> = (0..APPENDERS)
-                .map(|lane| {
-                    let (log, acked, errors, dead, mount) = (
-                        log.clone(),
-                        acked.clone(),
-                        errors.clone(),
-                        dead.clone(),
-                        mount.clone(),
-                    );
-                    glommio::spawn_local(async move {
-                        for tag in (lane..BATCHES_MAX).step_by(APPENDERS as usize) {
-                            match log.append(make_batch(tag, RECORDS_PER_BATCH, VALUE_BYTES)).await {
-                                Ok(ack) => {
-                                    assert_eq!(ack.durability, Durability::Fsynced);
-                                    let mut acked = acked.borrow_mut();
-                                    acked.insert(ack.base_offset, tag);
-                                    if acked.len() == DIE_AFTER && !dead.get() {
-                                        shut_down(&mount);
-                                        dead.set(true);
-                                    }
-                                }
-                                Err(e) => {
-                                    errors.borrow_mut().push(e);
-                                    return;
-                                }
-                            }
-                        }
-                    })
+            let on_ack = {
+                let dead = dead.clone();
+                Rc::new(move |acked: usize| {
+                    if acked == DIE_AFTER && !dead.get() {
+                        shut_down(&mount);
+                        dead.set(true);
+                    }
                 })
-                .collect();
-            for task in tasks {
-                task.await;
-            }
-            let acked = acked.take();
-            let errors = errors.take();
+            };
+            let AppendOutcome { acked, errors } = append_until_refused(
+                &log,
+                APPENDERS,
+                BATCHES_MAX,
+                RECORDS_PER_BATCH,
+                VALUE_BYTES,
+                on_ack,
+            )
+            .await;
             println!(
                 "{} batches acknowledged (device shut down at {DIE_AFTER}); {} appenders refused; fenced: {:?}",
                 acked.len(),

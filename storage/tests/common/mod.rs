@@ -114,3 +114,60 @@ pub async fn check_acked(
     }
     assert_eq!(found, acked.len(), "acknowledged batches missing");
 }
+
+/// What [`append_until_refused`] saw: acknowledged batches (base offset ->
+/// tag) and the error that stopped each appender.
+pub struct AppendOutcome {
+    pub acked: BTreeMap<u64, u64>,
+    pub errors: Vec<shoal_storage::LogError>,
+}
+
+/// Runs `appenders` concurrent appenders over the tags `0..batches_max`
+/// (each a `make_batch(tag, records, value_len)`), each until its tags run
+/// out or the log refuses it. Every acknowledgement must be fsynced; after
+/// each one, `on_ack` gets the number acknowledged so far (to inject a fault
+/// mid-run).
+pub async fn append_until_refused(
+    log: &std::rc::Rc<PartitionLog>,
+    appenders: u64,
+    batches_max: u64,
+    records: usize,
+    value_len: usize,
+    on_ack: std::rc::Rc<dyn Fn(usize)>,
+) -> AppendOutcome {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let acked: Rc<RefCell<BTreeMap<u64, u64>>> = Rc::default();
+    let errors: Rc<RefCell<Vec<shoal_storage::LogError>>> = Rc::default();
+    let tasks: Vec<_> = (0..appenders)
+        .map(|lane| {
+            let (log, acked, errors, on_ack) = (log.clone(), acked.clone(), errors.clone(), on_ack.clone());
+            glommio::spawn_local(async move {
+                for tag in (lane..batches_max).step_by(appenders as usize) {
+                    match log.append(make_batch(tag, records, value_len)).await {
+                        Ok(ack) => {
+                            assert_eq!(ack.durability, shoal_storage::Durability::Fsynced);
+                            let count = {
+                                let mut acked = acked.borrow_mut();
+                                acked.insert(ack.base_offset, tag);
+                                acked.len()
+                            };
+                            on_ack(count);
+                        }
+                        Err(e) => {
+                            errors.borrow_mut().push(e);
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await;
+    }
+    AppendOutcome {
+        acked: acked.take(),
+        errors: errors.take(),
+    }
+}
