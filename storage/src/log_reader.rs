@@ -128,7 +128,10 @@ impl PartitionLog {
         // there. A batch running past the written bytes is corrupt only if
         // it counted as written when they were read; otherwise its write
         // was still on the way (a later buffer holds its end), and the next
-        // read serves it from the cache or the disk.
+        // read serves it from the cache or the disk. (The batch holding
+        // `from` is written, or the cache would have answered, so `out` is
+        // never empty there; if it were, the error stands rather than a
+        // read that skips ahead.)
         let mut parsed_next: Option<u64> = None;
         while pos < written {
             let len = (want as u64).min(written - pos) as usize;
@@ -142,7 +145,7 @@ impl PartitionLog {
                         break;
                     }
                     Err(BatchError::Truncated { .. })
-                        if parsed_next.is_some_and(|next| next >= written_offset) =>
+                        if !out.is_empty() && parsed_next.is_some_and(|next| next >= written_offset) =>
                     {
                         return Ok(out);
                     }
