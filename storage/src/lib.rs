@@ -127,6 +127,10 @@
 //!   maintenance (not appends) while it runs; fine for compacted topics of
 //!   modest size (offsets, state), not for huge ones.
 //! - Offsets are plain `u64` here; the broker wraps them in its newtypes.
+//! - `close` flushes and stops the log's tasks; its files close when the
+//!   log is dropped, through the executor's ring (glommio queues the close).
+//!   An executor that stops right after dropping a log leaks those fds: give
+//!   it one more turn (the tests sleep 1 ms), as a long-running shard does.
 
 pub mod batch_cache;
 pub mod compaction;

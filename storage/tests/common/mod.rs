@@ -11,7 +11,10 @@ use std::future::Future;
 /// Locked memory per test executor: keep it small (many run in parallel).
 pub const TEST_IO_MEMORY_BYTES: usize = 1 << 20;
 
-/// Runs `f` on a fresh glommio executor on this thread.
+/// Runs `f` on a fresh glommio executor on this thread. The executor runs
+/// one more turn after `f`: glommio closes a dropped file through its ring,
+/// so an executor that stopped right away would leak the fds of every log
+/// `f` dropped (and a long test would run out of them).
 pub fn run_local<F, T>(f: impl FnOnce() -> F) -> T
 where
     F: Future<Output = T> + 'static,
@@ -21,7 +24,12 @@ where
         .io_memory(TEST_IO_MEMORY_BYTES)
         .make()
         .expect("executor");
-    ex.run(f())
+    let f = f();
+    ex.run(async move {
+        let out = f.await;
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        out
+    })
 }
 
 /// A config with tiny segments and buffers so tests roll and refill often.
