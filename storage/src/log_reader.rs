@@ -83,6 +83,11 @@ impl PartitionLog {
             return Ok(out);
         }
         self.bump(|s| s.disk_reads += 1);
+        // The disk serves only batches the writer has written: later ones
+        // are in the cache (unwritten batches always are), and one whose
+        // first bytes are written but not its last must not be read here.
+        // The cache missed, so `from` lies below `written`.
+        let end = end.min(self.written.get());
         let mut at = from;
         while out.batches.is_empty() && at < end {
             let Some(segment) = self.segment_for(at) else {
@@ -117,22 +122,13 @@ impl PartitionLog {
         max_bytes: usize,
     ) -> Result<Vec<StoredBatch>, LogError> {
         let limits = &self.config.batch_limits;
-        // One snapshot of both: writes may complete while this reads, and
-        // a batch the offset counts as written lies within these bytes.
-        let (written, written_offset) = (segment.written_len.get(), self.written.get());
+        // Every batch below `end` (at most the written offset when the read
+        // began) lies within these bytes, which only grow.
+        let written = segment.written_len.get();
         let mut pos = segment.index.borrow().position_for_offset(from);
         let mut out: Vec<StoredBatch> = Vec::new();
         let mut total = 0usize;
         let mut want = max_bytes.max(self.config.read_chunk_bytes);
-        // End offset of the last batch parsed here: the next batch starts
-        // there. A batch running past the written bytes is corrupt only if
-        // it counted as written when they were read; otherwise its write
-        // was still on the way (a later buffer holds its end), and the next
-        // read serves it from the cache or the disk. (The batch holding
-        // `from` is written, or the cache would have answered, so `out` is
-        // never empty there; if it were, the error stands rather than a
-        // read that skips ahead.)
-        let mut parsed_next: Option<u64> = None;
         while pos < written {
             let len = (want as u64).min(written - pos) as usize;
             let buf = Bytes::copy_from_slice(&segment.read(pos, len).await?);
@@ -144,11 +140,6 @@ impl PartitionLog {
                         want = want.max(need);
                         break;
                     }
-                    Err(BatchError::Truncated { .. })
-                        if !out.is_empty() && parsed_next.is_some_and(|next| next >= written_offset) =>
-                    {
-                        return Ok(out);
-                    }
                     Err(e) => {
                         let offset = out.last().map_or(from, |b| b.next_offset);
                         return Err(corrupt(
@@ -159,7 +150,6 @@ impl PartitionLog {
                         ));
                     }
                 };
-                parsed_next = Some(header.next_offset());
                 if header.next_offset() > end {
                     return Ok(out);
                 }
@@ -176,6 +166,11 @@ impl PartitionLog {
                     });
                 }
                 at += blen;
+                if header.next_offset() >= end {
+                    // Nothing past `end` is wanted, and what follows may be
+                    // a batch only partly written yet.
+                    return Ok(out);
+                }
             }
             pos += at as u64;
             if !out.is_empty() && total >= max_bytes {
