@@ -164,14 +164,6 @@ fn config(flush: FlushPolicy) -> LogConfig {
     }
 }
 
-/// Drops the log and lets the executor run once more: glommio closes the
-/// files of a dropped log through its ring, and the filesystem can only be
-/// unmounted once they are closed.
-async fn release(log: Rc<PartitionLog>) {
-    drop(log);
-    glommio::timer::sleep(std::time::Duration::from_millis(100)).await;
-}
-
 fn is_fenced(e: &LogError) -> bool {
     matches!(e, LogError::Fenced { .. })
 }
@@ -227,7 +219,6 @@ fn failed_fdatasync_fences_the_log_and_keeps_every_synced_batch() {
             assert!(log.flush().await.as_ref().is_err_and(is_fenced));
             let refused = log.append(make_batch(1000, 1, 10)).await;
             assert!(refused.as_ref().is_err_and(is_fenced), "{refused:?}");
-            release(log).await;
             synced
         }
     });
@@ -248,7 +239,6 @@ fn failed_fdatasync_fences_the_log_and_keeps_every_synced_batch() {
         assert_eq!(ack.base_offset, log.log_end_offset() - RECORDS_PER_BATCH as u64);
         log.flush().await.expect("flush after recovery");
         log.close().await.expect("close");
-        release(log).await;
     });
     fs.unmount();
 }
@@ -308,7 +298,6 @@ fn dead_device_under_group_commit_loses_no_acknowledged_batch() {
                 cause.starts_with("fdatasync: ") || cause.starts_with("write: "),
                 "{cause}"
             );
-            release(log).await;
             acked
         }
     });
@@ -325,7 +314,6 @@ fn dead_device_under_group_commit_loses_no_acknowledged_batch() {
         );
         check_acked(&log, &acked, RECORDS_PER_BATCH, VALUE_BYTES).await;
         log.close().await.expect("close");
-        release(log).await;
     });
     fs.unmount();
 }

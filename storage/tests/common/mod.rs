@@ -14,7 +14,8 @@ pub const TEST_IO_MEMORY_BYTES: usize = 1 << 20;
 /// Runs `f` on a fresh glommio executor on this thread. The executor runs
 /// one more turn after `f`: glommio closes a dropped file through its ring,
 /// so an executor that stopped right away would leak the fds of every log
-/// `f` dropped (and a long test would run out of them).
+/// `f` dropped (a long test would run out of them, and a test filesystem
+/// holding them could not be unmounted).
 pub fn run_local<F, T>(f: impl FnOnce() -> F) -> T
 where
     F: Future<Output = T> + 'static,
