@@ -97,7 +97,7 @@ fn produce_and_consume_through_shared_and_shard_ports() {
                         .iter()
                         .find(|a| a.partition == p && a.offset == Some(r.offset))
                         .expect("acked");
-                    assert_eq!(ack.topic, topic);
+                    assert_eq!(&*ack.topic, topic);
                     seen += 1;
                 }
             }

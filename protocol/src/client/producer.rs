@@ -67,7 +67,8 @@ impl Default for ProducerConfig {
 /// Where one record was stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordAck {
-    pub topic: String,
+    /// Shared by every record of the batch (no allocation per record).
+    pub topic: Arc<str>,
     pub partition: u32,
     /// The record's offset; `None` with acks `none` (not yet assigned).
     /// For a duplicate, the offset of the first copy.
@@ -621,6 +622,7 @@ fn resolve_partition(
         .map(|d| (d.record_index, d.original_offset))
         .collect();
     let assigned = part.durability != Durability::Accepted;
+    let topic: Arc<str> = topic.into();
     let mut index = 0u32;
     let mut stored = 0u64;
     for b in batches {
@@ -636,7 +638,7 @@ fn resolve_partition(
                 None => None,
             };
             acks.push(RecordAck {
-                topic: topic.to_string(),
+                topic: Arc::clone(&topic),
                 partition: b.partition,
                 offset,
                 durability: part.durability,
