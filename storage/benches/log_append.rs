@@ -27,7 +27,7 @@
 
 use bytes::BytesMut;
 use glommio::io::{DmaFile, OpenOptions};
-use glommio::{Latency, LocalExecutorBuilder, Placement, Shares};
+use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 use hdrhistogram::Histogram;
 use shoal_protocol::batch::{BatchBuilder, NewRecord};
 use shoal_storage::config::{IO_QUEUE_LATENCY, WRITE_DEPTH_MAX_DEFAULT};
@@ -232,21 +232,44 @@ struct LogResult {
     device_busy: Option<f64>,
 }
 
+/// The task queues of a log phase, laid out as in a broker shard: the log's
+/// writer and syncer in one, the appenders (the request handlers there) in
+/// another, both `Latency::Matters(IO_QUEUE_LATENCY)`, so the executor reaps
+/// disk completions (and the writer submits the next writes) at that
+/// interval while appenders copy, instead of after the 100 ms default slice.
+struct Queues {
+    flush: TaskQueueHandle,
+    appenders: TaskQueueHandle,
+}
+
+impl Queues {
+    fn new() -> Self {
+        let queue = |name| {
+            glommio::executor().create_task_queue(Shares::default(), Latency::Matters(IO_QUEUE_LATENCY), name)
+        };
+        Queues {
+            flush: queue("log-flush"),
+            appenders: queue("appenders"),
+        }
+    }
+}
+
 /// Appends `bytes` worth of batches from concurrent tasks; the batches are
 /// built before the clock starts, so only the log is measured.
-async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usize) -> LogResult {
-    let queue = glommio::executor().create_task_queue(
-        Shares::default(),
-        Latency::Matters(IO_QUEUE_LATENCY),
-        "log-flush",
-    );
+async fn log_append(
+    dir: &Path,
+    flush: FlushPolicy,
+    bytes: usize,
+    appenders: usize,
+    queues: &Queues,
+) -> LogResult {
     let config = LogConfig {
         flush,
         segment_bytes_max: (bytes as u64 + 64 * MIB as u64).min(1 << 30),
         preallocate_bytes: (bytes as u64 + 64 * MIB as u64).min(1 << 30),
         write_chunk_bytes: WRITE_CHUNK_BYTES,
         write_depth_max: write_depth(),
-        task_queue: Some(queue),
+        task_queue: Some(queues.flush),
         ..LogConfig::default()
     };
     let log = PartitionLog::open(dir, config).await.expect("open log");
@@ -255,15 +278,6 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
     let per_task: Vec<Vec<BytesMut>> = (0..appenders)
         .map(|t| (t..count).step_by(appenders).map(|_| template.clone()).collect())
         .collect();
-    // The appenders run as the broker's request handlers do: in a
-    // `Latency::Matters(IO_QUEUE_LATENCY)` queue, so the executor reaps disk
-    // completions (and the writer submits the next writes) at that interval
-    // while they copy, instead of after the 100 ms default time slice.
-    let handlers = glommio::executor().create_task_queue(
-        Shares::default(),
-        Latency::Matters(IO_QUEUE_LATENCY),
-        "appenders",
-    );
     let cpu_start = thread_cpu();
     let busy_start = device_busy_ms(dir);
     let start = Instant::now();
@@ -282,7 +296,7 @@ async fn log_append(dir: &Path, flush: FlushPolicy, bytes: usize, appenders: usi
                     }
                     hist
                 },
-                handlers,
+                queues.appenders,
             )
             .expect("spawn appender")
         })
@@ -390,11 +404,12 @@ async fn run(s: Settings) {
     let (first, line) = raw_phase(0).await;
     println!("{line}");
     let mut raws = vec![first];
+    let queues = Queues::new();
     let (mut never, mut always) = (Vec::new(), Vec::new());
     for round in 0..s.rounds {
         for (flush, name) in [(FlushPolicy::Never, "never"), (FlushPolicy::Always, "always")] {
             let dir = s.dir.join(format!("log-{name}-{round}"));
-            let r = log_append(&dir, flush, s.phase_bytes, s.appenders).await;
+            let r = log_append(&dir, flush, s.phase_bytes, s.appenders, &queues).await;
             let (after, line) = raw_phase(raws.len()).await;
             let around = (raws[raws.len() - 1] + after) / 2.0;
             raws.push(after);
