@@ -5,8 +5,9 @@
 //! temporary data directory. This library holds the shared harness:
 //! [`BrokerProcess`] starts, kills, terminates and restarts a broker and
 //! parses its ready line; [`bin_path`] finds a workspace binary next to the
-//! test executable (`cargo test --workspace` builds them: `shoal-broker` and
-//! `shoal-protocol` have integration tests that use their binaries).
+//! test executable, building the workspace's binaries on first use (so the
+//! README's `cargo test --workspace` works on a fresh clone with nothing
+//! built before).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,6 +19,14 @@ use std::time::{Duration, Instant};
 pub const BROKER_START_MS_MAX: u64 = 30_000;
 
 /// Path of a workspace binary built for the same profile as this test.
+///
+/// `cargo test` builds a package's binaries only for that package's own
+/// integration tests, so `shoald`, `shoal` and `shoal-bench` may not exist
+/// (or may be stale) when this crate's tests run. The first call in a test
+/// process therefore runs `cargo build --workspace --bins` for this test's
+/// profile, as the `escargot` crate does: a no-op when everything is up to
+/// date, and cargo's own lock serialises concurrent test processes. Set
+/// `SHOAL_BIN_DIR` to use binaries from elsewhere (nothing is built then).
 pub fn bin_path(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("SHOAL_BIN_DIR") {
         return Path::new(&dir).join(name);
@@ -25,13 +34,47 @@ pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target profile dir");
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    if let Err(e) = BUILT.get_or_init(|| build_workspace_bins(dir)) {
+        panic!("building the workspace binaries for the tests failed: {e}");
+    }
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} not found: build the binaries first (`cargo build --workspace --bins`), or set SHOAL_BIN_DIR",
+        "{} not found after building the workspace binaries",
         path.display()
     );
     path
+}
+
+/// Runs `cargo build --workspace --bins` for the profile whose output
+/// directory is `profile_dir` (`target/debug` is the `dev` profile).
+fn build_workspace_bins(profile_dir: &Path) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--workspace",
+            "--bins",
+            "--profile",
+            &profile,
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// How to start a broker.
