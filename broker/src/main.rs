@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shoal_broker::config::{Config, FlushMode};
+use shoal_config::{Config, FlushMode};
 
 /// The Shoal message broker.
 #[derive(Debug, Parser)]

@@ -1,154 +1,73 @@
 //! Cross-shard messaging: Seastar-style `submit_to` over bounded channels.
 //!
+//! Transport only: the mesh moves a call to another shard's inbox and its
+//! reply back, and counts every hop. It knows nothing of what the calls
+//! mean; the shard's inbox (`shard::inbox`) routes each call to its service.
+//!
 //! Every shard has one bounded inbox (a flume channel). A call sends an
 //! [`Envelope`] holding the request and a one-shot reply channel, and awaits
 //! the reply. Nothing is shared between shards but these messages: no locks.
-//! Every hop is counted per destination so operators (and the shard-aware
-//! client's tests) can see how much work crossed cores.
+//! Every hop is counted per destination and per kind ([`MeshCall::kind`]),
+//! so operators (and the shard-aware client's tests) can see how much work
+//! crossed cores.
 //!
 //! A full inbox is backpressure: the caller waits for room (the inbox depth
 //! is [`SHARD_INBOX_MAX`]). A closed inbox means the peer shard stopped; the
-//! call fails with [`MeshError::Closed`] and the handler answers
-//! `ShuttingDown`.
+//! call fails with [`MeshError::Closed`].
 
 use std::cell::Cell;
 
-use bytes::Bytes;
-use shoal_protocol::messages::fetch::FetchPartitionResponse;
-use shoal_protocol::messages::offsets::{ListOffsetsPartitionResponse, OffsetSpec};
-use shoal_protocol::messages::produce::{Acks, ProducePartitionResponse};
-use shoal_protocol::messages::topic::TopicConfig;
-
-use crate::topics::TopicMeta;
+use crate::ids::ShardId;
 
 /// Depth of each shard's inbox.
 pub const SHARD_INBOX_MAX: usize = 1024;
 
-/// A request to another shard.
-#[derive(Debug)]
-pub enum ShardCall {
-    /// Append batches to a partition this shard owns.
-    Produce {
-        topic: String,
-        partition: u32,
-        acks: Acks,
-        batches: Vec<Bytes>,
-    },
-    /// Read a partition this shard owns (long-poll up to `max_wait_ms`).
-    Fetch {
-        topic: String,
-        partition: u32,
-        offset: u64,
-        max_bytes: u32,
-        max_wait_ms: u32,
-    },
-    ListOffsets {
-        topic: String,
-        partition: u32,
-        spec: OffsetSpec,
-    },
-    /// To shard 0: create a topic (validate, store the catalogue, broadcast).
-    CreateTopic { name: String, config: TopicConfig },
-    /// To shard 0: delete a topic.
-    DeleteTopic { name: String },
-    /// From shard 0 to every shard: the catalogue gained this topic.
-    ApplyCreate(TopicMeta),
-    /// From shard 0 to every shard: the catalogue lost this topic.
-    ApplyDelete(String),
-    /// Partition figures for stats and metrics.
-    PartitionStats { topic: String, partition: u32 },
-    /// Every counter of the shard, for `/metrics` and `/readyz`.
-    MetricsSnapshot,
-    /// Consumer groups and the quarantine ([`crate::delivery`]).
-    Delivery(Box<crate::delivery::DeliveryCall>),
-    /// Stop serving and flush (shutdown).
-    Shutdown,
-}
-
-/// Kinds of cross-shard call, for the per-kind hop counters.
-pub const CALL_KINDS: [&str; 6] = ["produce", "fetch", "list_offsets", "admin", "stats", "delivery"];
-
-impl ShardCall {
-    /// Index into [`CALL_KINDS`]: the hot path (produce, fetch) is counted
-    /// apart from admin, stats and group traffic.
-    pub fn kind(&self) -> usize {
-        match self {
-            ShardCall::Produce { .. } => 0,
-            ShardCall::Fetch { .. } => 1,
-            ShardCall::ListOffsets { .. } => 2,
-            ShardCall::CreateTopic { .. }
-            | ShardCall::DeleteTopic { .. }
-            | ShardCall::ApplyCreate(_)
-            | ShardCall::ApplyDelete(_)
-            | ShardCall::Shutdown => 3,
-            ShardCall::PartitionStats { .. } | ShardCall::MetricsSnapshot => 4,
-            ShardCall::Delivery(_) => 5,
-        }
-    }
-}
-
-/// Figures of one partition, read on its owner.
-#[derive(Debug, Clone, Default)]
-pub struct PartitionFigures {
-    pub log_start: u64,
-    pub log_end: u64,
-    pub high_watermark: u64,
-    /// Bytes of segment data on disk.
-    pub size_bytes: u64,
-    pub fenced: Option<String>,
-}
-
-/// The answer to a [`ShardCall`].
-#[derive(Debug)]
-pub enum ShardReply {
-    Produce(ProducePartitionResponse),
-    Fetch(FetchPartitionResponse, Vec<Bytes>),
-    ListOffsets(ListOffsetsPartitionResponse),
-    /// Result of an admin call: error code (0 = ok) and message.
-    Admin(u16, String),
-    Stats(Option<PartitionFigures>),
-    Delivery(Box<crate::delivery::DeliveryReply>),
-    Metrics(Box<crate::http::metrics::ShardSnapshot>),
-    Done,
+/// A call the mesh can carry: it names its kind for the hop counters.
+pub trait MeshCall {
+    /// Names of the kinds, indexed by [`MeshCall::kind`].
+    const KINDS: &'static [&'static str];
+    /// Index into [`MeshCall::KINDS`].
+    fn kind(&self) -> usize;
 }
 
 /// A call in flight to another shard.
-pub struct Envelope {
-    pub from: u32,
-    pub call: ShardCall,
-    pub reply: flume::Sender<ShardReply>,
+pub struct Envelope<C, R> {
+    pub from: ShardId,
+    pub call: C,
+    pub reply: flume::Sender<R>,
 }
 
 /// Why a cross-shard call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
     #[error("shard {0} has stopped")]
-    Closed(u32),
+    Closed(ShardId),
 }
 
 /// This shard's end of the mesh.
-pub struct Mesh {
-    shard: u32,
-    peers: Vec<flume::Sender<Envelope>>,
+pub struct Mesh<C, R> {
+    shard: ShardId,
+    peers: Vec<flume::Sender<Envelope<C, R>>>,
     hops_out: Vec<Cell<u64>>,
     hops_in: Cell<u64>,
-    hops_by_kind: [Cell<u64>; CALL_KINDS.len()],
+    hops_by_kind: Vec<Cell<u64>>,
 }
 
-impl Mesh {
-    pub fn new(shard: u32, peers: Vec<flume::Sender<Envelope>>) -> Self {
+impl<C: MeshCall, R> Mesh<C, R> {
+    pub fn new(shard: ShardId, peers: Vec<flume::Sender<Envelope<C, R>>>) -> Self {
         let hops_out = peers.iter().map(|_| Cell::new(0)).collect();
         Mesh {
             shard,
             peers,
             hops_out,
             hops_in: Cell::new(0),
-            hops_by_kind: Default::default(),
+            hops_by_kind: C::KINDS.iter().map(|_| Cell::new(0)).collect(),
         }
     }
 
-    /// Sends `call` to shard `to` and waits for its reply.
-    pub async fn call(&self, to: u32, call: ShardCall) -> Result<ShardReply, MeshError> {
+    /// Sends `call` to shard `to` (never this shard) and waits for its reply.
+    pub async fn call(&self, to: ShardId, call: C) -> Result<R, MeshError> {
+        debug_assert_ne!(to, self.shard, "local work must not cross the mesh");
         let kind = &self.hops_by_kind[call.kind()];
         kind.set(kind.get() + 1);
         let (tx, rx) = flume::bounded(1);
@@ -157,11 +76,11 @@ impl Mesh {
             call,
             reply: tx,
         };
-        let peer = &self.peers[to as usize];
+        let peer = &self.peers[to.index()];
         peer.send_async(envelope)
             .await
             .map_err(|_| MeshError::Closed(to))?;
-        let cell = &self.hops_out[to as usize];
+        let cell = &self.hops_out[to.index()];
         cell.set(cell.get() + 1);
         rx.recv_async().await.map_err(|_| MeshError::Closed(to))
     }
@@ -176,7 +95,7 @@ impl Mesh {
         self.hops_out.iter().map(Cell::get).collect()
     }
 
-    /// Calls sent to other shards so far, by [`CALL_KINDS`] kind.
+    /// Calls sent to other shards so far, by [`MeshCall::KINDS`] kind.
     pub fn hops_by_kind(&self) -> Vec<u64> {
         self.hops_by_kind.iter().map(Cell::get).collect()
     }
@@ -191,8 +110,14 @@ impl Mesh {
     }
 }
 
+/// The senders to every inbox and each shard's own receiver.
+pub type Inboxes<C, R> = (
+    Vec<flume::Sender<Envelope<C, R>>>,
+    Vec<flume::Receiver<Envelope<C, R>>>,
+);
+
 /// Creates the inboxes of `shards` shards: every shard gets the senders to
 /// all inboxes (its own included) and its own receiver.
-pub fn build(shards: u32) -> (Vec<flume::Sender<Envelope>>, Vec<flume::Receiver<Envelope>>) {
+pub fn build<C, R>(shards: u32) -> Inboxes<C, R> {
     (0..shards).map(|_| flume::bounded(SHARD_INBOX_MAX)).unzip()
 }

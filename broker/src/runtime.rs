@@ -1,10 +1,23 @@
 //! The small runtime layer over glommio.
 //!
 //! glommio 0.9 is the last release and upstream is barely maintained, so the
-//! broker touches it through this module only: starting one pinned executor
-//! per shard, the I/O task queue, timers, and turning pre-bound std listeners
-//! into glommio ones. Measured pitfalls handled here or documented for the
-//! callers:
+//! executor-level parts live here: starting one pinned executor per shard,
+//! the latency task queues, timers (`sleep`), the wall clock, and turning
+//! pre-bound std listeners into glommio ones. Other modules use glommio
+//! directly only for what runs inside an executor, and each for one reason:
+//! - tasks (`spawn_local`, `spawn_local_into`): `server` (a shard's
+//!   accept loops), `shard::route` and `shard::inbox` (one task per
+//!   partition append and per mesh call), `delivery::service` (the timer);
+//! - `glommio::sync::Semaphore` for byte budgets and the dedup lock:
+//!   `shard::state`, `frontend::native::connection`, `partition::replica`;
+//! - `glommio::net::TcpStream` and local channels: the front ends'
+//!   connections (`frontend::native::connection`, `frontend::http`);
+//! - `TaskQueueHandle`: `partition` (the logs' flush queue);
+//! - DMA files: only through `shoal_storage` (`delivery::state_log` and
+//!   `partition::replica` open logs).
+//!
+//! Replacing the runtime means replacing those uses, listed above. Measured
+//! pitfalls handled here or documented for the callers:
 //! - every executor's first DMA open must be of a non-empty file (the storage
 //!   crate's `PartitionLog::open` takes care of it);
 //! - I/O paths run in a `Latency::Matters` queue (1 ms), otherwise the
@@ -27,7 +40,7 @@ use std::time::Duration;
 
 use glommio::{Latency, LocalExecutorBuilder, Placement, Shares, TaskQueueHandle};
 
-use crate::config::RuntimeConfig;
+use shoal_config::RuntimeConfig;
 
 /// Preemption budget for latency-sensitive queues (the storage crate's
 /// constant, which the storage bench measures with).

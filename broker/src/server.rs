@@ -17,10 +17,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use shoal_config::Config;
+
+use crate::error::BrokerResult;
+use crate::frontend::{http, native};
+use crate::ids::ShardId;
 use crate::mesh::{self, Envelope, Mesh};
 use crate::runtime::{adopt_listener, bind_listener, shard_cpus, spawn_shard};
+use crate::shard::call::{ShardCall, ShardReply};
 use crate::shard::{Ports, Shard};
+
+/// A shard's inbox, as the mesh delivers it.
+type Inbox = flume::Receiver<Envelope<ShardCall, ShardReply>>;
 
 /// Longest a shard waits for in-flight requests on shutdown.
 pub const DRAIN_MS_MAX: u64 = 10_000;
@@ -211,9 +219,9 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let shards = config.effective_shards();
     let listeners = bind_all(&config, shards)?;
     let ports = listeners.ports.clone();
-    let (senders, inboxes) = mesh::build(shards);
+    let (senders, inboxes) = mesh::build::<ShardCall, ShardReply>(shards);
     let cpus = shard_cpus(shards, config.runtime.pin_cores);
-    let (ready_tx, ready_rx) = flume::unbounded::<Result<u32, String>>();
+    let (ready_tx, ready_rx) = flume::unbounded::<(ShardId, BrokerResult<()>)>();
     let mut stops = Vec::new();
     let mut handles = Vec::new();
     let mut shared = listeners.shared.into_iter();
@@ -246,8 +254,13 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     drop(senders);
     for _ in 0..shards {
         match ready_rx.recv() {
-            Ok(Ok(_)) => {}
-            Ok(Err(reason)) => return Err(StartError::Shard { shard: 0, reason }),
+            Ok((_, Ok(()))) => {}
+            Ok((shard, Err(e))) => {
+                return Err(StartError::Shard {
+                    shard: shard.get(),
+                    reason: e.to_string(),
+                })
+            }
             Err(_) => {
                 return Err(StartError::Shard {
                     shard: 0,
@@ -269,39 +282,38 @@ struct ShardStart {
     id: u32,
     config: Config,
     ports: Ports,
-    peers: Vec<flume::Sender<Envelope>>,
-    inbox: flume::Receiver<Envelope>,
+    peers: Vec<flume::Sender<Envelope<ShardCall, ShardReply>>>,
+    inbox: Inbox,
     shared: std::net::TcpListener,
     own: std::net::TcpListener,
     http: std::net::TcpListener,
     stop: flume::Receiver<()>,
-    ready: flume::Sender<Result<u32, String>>,
+    ready: flume::Sender<(ShardId, BrokerResult<()>)>,
 }
 
 async fn run_shard(ctx: ShardStart) {
     let queue = crate::runtime::io_queue("requests");
-    let mesh = Mesh::new(ctx.id, ctx.peers);
-    let shard = Shard::new(ctx.id, Rc::new(ctx.config), ctx.ports, mesh);
+    let id = ShardId(ctx.id);
+    let mesh = Mesh::new(id, ctx.peers);
+    let shard = Shard::new(id, Rc::new(ctx.config), ctx.ports, mesh);
     let inbox_task = glommio::spawn_local_into(shard.clone().serve_inbox(ctx.inbox), queue)
         .expect("the request queue exists");
-    if let Err(e) = shard.load_topics().await {
-        let _ = ctx.ready.send(Err(e.to_string()));
-        return;
-    }
-    if let Err(e) = crate::delivery::start(&shard).await {
-        let _ = ctx.ready.send(Err(e));
+    if let Err(e) = shard.start().await {
+        let _ = ctx.ready.send((id, Err(e)));
         return;
     }
     let accept_shared = glommio::spawn_local_into(
-        accept_loop(shard.clone(), adopt_listener(ctx.shared), queue),
+        native::accept_loop(shard.clone(), adopt_listener(ctx.shared), queue),
         queue,
     )
     .expect("the request queue exists");
-    let accept_own =
-        glommio::spawn_local_into(accept_loop(shard.clone(), adopt_listener(ctx.own), queue), queue)
-            .expect("the request queue exists");
+    let accept_own = glommio::spawn_local_into(
+        native::accept_loop(shard.clone(), adopt_listener(ctx.own), queue),
+        queue,
+    )
+    .expect("the request queue exists");
     let accept_http = glommio::spawn_local_into(
-        crate::http::accept_loop(shard.clone(), adopt_listener(ctx.http), queue),
+        http::accept_loop(shard.clone(), adopt_listener(ctx.http), queue),
         queue,
     )
     .expect("the request queue exists");
@@ -310,46 +322,26 @@ async fn run_shard(ctx: ShardStart) {
     glommio::spawn_local_into(shard.clone().maintenance_loop(), queue)
         .expect("the request queue exists")
         .detach();
-    let _ = ctx.ready.send(Ok(ctx.id));
+    let _ = ctx.ready.send((id, Ok(())));
     // Runs until a stop arrives (or the broker handle is dropped).
     let _ = ctx.stop.recv_async().await;
-    tracing::info!(shard = shard.id, "shard draining");
-    shard.shutting_down.set(true);
+    tracing::info!(shard = %shard.id(), "shard draining");
+    shard.begin_drain();
     drop(accept_shared);
     drop(accept_own);
     drop(accept_http);
     drain(&shard).await;
     shard.shutdown().await;
     drop(inbox_task);
-    tracing::info!(shard = shard.id, "shard stopped");
+    tracing::info!(shard = %shard.id(), "shard stopped");
 }
 
 /// Waits until no request bytes are in flight on the shard, or the drain
 /// deadline passes.
 async fn drain(shard: &Shard) {
-    let total = shard.config.limits.shard_inflight_bytes_max as u64;
+    let total = shard.config().limits.shard_inflight_bytes_max as u64;
     let deadline = Instant::now() + Duration::from_millis(DRAIN_MS_MAX);
-    while shard.inflight.available() < total && Instant::now() < deadline {
+    while shard.inflight().available() < total && Instant::now() < deadline {
         crate::runtime::sleep(Duration::from_millis(5)).await;
-    }
-}
-
-async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, queue: glommio::TaskQueueHandle) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                if shard.shutting_down.get() {
-                    continue;
-                }
-                let shard = shard.clone();
-                if let Ok(task) = glommio::spawn_local_into(crate::connection::serve(shard, stream), queue) {
-                    task.detach();
-                }
-            }
-            Err(e) => {
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
-                crate::runtime::sleep(Duration::from_millis(10)).await;
-            }
-        }
     }
 }

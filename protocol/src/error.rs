@@ -101,6 +101,9 @@ pub enum ErrorCode {
     UnknownApi = 26,
     /// Terminal: the frame or its meta section did not decode.
     CorruptFrame = 27,
+    /// Retryable: the partition's shard is still recovering it (the broker
+    /// just started); retry shortly.
+    PartitionRecovering = 28,
     /// Terminal: a code this client does not know (sent by a newer broker).
     Unknown = 0xffff,
 }
@@ -135,6 +138,7 @@ pub const ERROR_CODES_ALL: &[ErrorCode] = &[
     ErrorCode::OutOfOrderSequence,
     ErrorCode::UnknownApi,
     ErrorCode::CorruptFrame,
+    ErrorCode::PartitionRecovering,
     ErrorCode::Unknown,
 ];
 
@@ -169,6 +173,7 @@ impl ErrorCode {
                 | ErrorCode::ShuttingDown
                 | ErrorCode::Internal
                 | ErrorCode::CircuitOpen
+                | ErrorCode::PartitionRecovering
         )
     }
 
@@ -203,6 +208,7 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequence => "out_of_order_sequence",
             ErrorCode::UnknownApi => "unknown_api",
             ErrorCode::CorruptFrame => "corrupt_frame",
+            ErrorCode::PartitionRecovering => "partition_recovering",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -238,6 +244,7 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequence => "the producer sequence is out of order",
             ErrorCode::UnknownApi => "the broker does not know this API key",
             ErrorCode::CorruptFrame => "the frame could not be decoded",
+            ErrorCode::PartitionRecovering => "the partition is still being recovered; retry shortly",
             ErrorCode::Unknown => "an error code this client does not know",
         }
     }

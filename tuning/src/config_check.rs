@@ -7,7 +7,7 @@
 //! explains what will happen and what to do.
 
 use serde::{Deserialize, Serialize};
-use shoal_broker::config::{Config, FlushMode};
+use shoal_config::{Config, FlushMode};
 
 use crate::device_bench::format_bytes;
 use crate::host_changes::{OPEN_FILES_MIN, SOMAXCONN_MIN};
@@ -389,7 +389,7 @@ mod tests {
     fn host_without_io_uring() {
         let mut probe = virtio_probe();
         probe.live.uring = crate::uring_support::UringSupport::unavailable("Operation not permitted");
-        let problems = check_config(&shoal_broker::config::Config::default(), &probe);
+        let problems = check_config(&shoal_config::Config::default(), &probe);
         assert!(
             problems
                 .iter()

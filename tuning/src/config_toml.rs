@@ -64,7 +64,7 @@ mod tests {
     use crate::host_probe::fixtures::{nvme_probe, virtio_probe};
     use crate::recommend::fixtures::{nvme_bench, virtio_bench};
     use crate::recommend::{recommend, Priority};
-    use shoal_broker::config::Config;
+    use shoal_config::Config;
 
     /// The rendered file parses through the broker's own config loader back to the recommended config.
     #[test]

@@ -4,7 +4,7 @@
 //! suggested one, why, and the command that would make it.
 
 use serde::{Deserialize, Serialize};
-use shoal_broker::config::Config;
+use shoal_config::Config;
 
 use crate::block_device::DeviceKind;
 use crate::device_bench::format_bytes;

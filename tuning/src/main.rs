@@ -182,7 +182,7 @@ fn check(config: &Path, json: bool) -> Result<ExitCode, TuneError> {
         source,
     })?;
     // A file that does not parse is still checked against the current directory's host.
-    let data_dir = toml::from_str::<shoal_broker::config::Config>(&text)
+    let data_dir = toml::from_str::<shoal_config::Config>(&text)
         .map(|c| c.server.data_dir)
         .unwrap_or_else(|_| PathBuf::from("."));
     let probe = HostProbe::gather_live(&data_dir)?;

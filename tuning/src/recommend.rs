@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use shoal_broker::config::{Config, FlushMode};
+use shoal_config::{Config, FlushMode};
 
 use crate::device_bench::{format_bytes, BenchReport};
 use crate::host_changes::{host_changes, HostChange};
@@ -266,7 +266,7 @@ fn segment_and_preallocation(b: &mut Builder) {
             );
         }
     }
-    b.config.storage.segment_bytes_max = segment.max(shoal_broker::config::SEGMENT_BYTES_MIN).max(chunk);
+    b.config.storage.segment_bytes_max = segment.max(shoal_config::SEGMENT_BYTES_MIN).max(chunk);
     b.because("storage.segment_bytes_max", reason);
     preallocation(b, peak_bytes_per_s);
 }

@@ -45,7 +45,7 @@ fn probe_recommend_check_round_trip() {
     assert!(stdout(&rec).starts_with("host changes"), "{}", stdout(&rec));
     let text = std::fs::read_to_string(&toml_path).unwrap();
     assert!(text.starts_with("# Shoal broker config written by `shoal-tune recommend`."));
-    let config = shoal_broker::config::Config::from_toml_str(&text).unwrap();
+    let config = shoal_config::Config::from_toml_str(&text).unwrap();
     assert_eq!(config.server.data_dir, Path::new(data));
 
     let check = shoal_tune(&["check", toml_path.to_str().unwrap(), "--json"]);

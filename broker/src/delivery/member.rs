@@ -17,7 +17,7 @@ use shoal_protocol::messages::group::{GroupState, TopicPartitions};
 use super::assignment::{assign, Assignment, TopicPartition};
 use super::delivery_state::PartitionDelivery;
 use super::retry_policy::{CircuitBreaker, RetryBudget};
-use super::settings::DeliveryConfig;
+use shoal_config::DeliveryConfig;
 
 /// Shortest session timeout a member may ask for.
 pub const SESSION_TIMEOUT_MS_MIN: u32 = 100;

@@ -12,26 +12,25 @@
 //! delivery counts; the client surfaces only those, so a retried record is
 //! redelivered by resending its stored batch, never by re-encoding it.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use shoal_protocol::batch::{self, BatchLimits, BatchRecords};
-use shoal_protocol::error::ErrorCode;
 use shoal_protocol::messages::delivery::*;
-use shoal_protocol::messages::fetch::{FetchPartition, FetchRequest};
 
 use super::assignment::TopicPartition;
 use super::delivery_state::Phase;
-use super::group_coordinator::committed_key;
+use super::group_coordinator::member_group;
 use super::key_lanes::key_hash;
 use super::member::Group;
-use super::outcome::{read_batch_at, retry_policy};
+use super::records::read_batch_at;
 use super::retry_policy::Admission;
-use super::state_log::{StateRecord, StateValue};
-use super::Failed;
+use super::service::Delivery as DeliveryService;
+use super::source::PartitionSource;
+use super::state_log::{committed_key, StateRecord, StateValue};
+use crate::error::{BrokerError, BrokerResult};
+use crate::ids::{Offset, PartitionId};
 use crate::runtime::now_ms;
-use crate::shard::Shard;
 
 /// Longest long-poll a poll may ask for.
 pub const POLL_WAIT_MS_MAX: u32 = 30_000;
@@ -79,83 +78,74 @@ impl Out {
     }
 }
 
-pub async fn poll(shard: &Rc<Shard>, req: PollRequest) -> (PollResponse, Vec<Bytes>) {
-    let started = Instant::now();
-    let wait = Duration::from_millis(u64::from(req.max_wait_ms.min(POLL_WAIT_MS_MAX)));
-    loop {
-        let plan = match plan(shard, &req) {
-            Ok(plan) => plan,
-            Err(resp) => return (resp, Vec::new()),
-        };
-        let mut out = Out::default();
-        deliver_due(shard, &plan, &mut out).await;
-        read_new(shard, &req, &plan, &mut out).await;
-        let elapsed = started.elapsed();
-        if out.records > 0 || elapsed >= wait {
-            let resp = PollResponse {
-                error: 0,
-                message: String::new(),
-                generation: plan.generation,
-                throttle_time_ms: 0,
-                lease_ms: plan.lease_ms,
-                batches: out.batches,
-            };
-            return (resp, out.payload);
-        }
-        idle(shard, &req, wait - elapsed).await;
-    }
-}
+/// A poll's answer: the response and the batches of its payload, in order.
+pub type Polled = (PollResponse, Vec<Bytes>);
 
-fn plan(shard: &Shard, req: &PollRequest) -> Result<Plan, PollResponse> {
-    let now = now_ms();
-    let mut groups = shard.delivery.groups.borrow_mut();
-    let group =
-        super::group_coordinator::member_group(&mut groups, &req.group, &req.member_id, req.generation, now)
-            .map_err(|(code, message)| Failed::failed(code, message))?;
-    if req.generation < group.generation {
-        let mut resp: PollResponse = Failed::failed(
-            ErrorCode::RebalanceInProgress,
-            format!(
-                "the group moved to generation {}: heartbeat first",
-                group.generation
-            ),
-        );
-        resp.generation = group.generation;
-        return Err(resp);
-    }
-    let probe_max = match group.breaker.admission(now) {
-        Admission::All => u32::MAX,
-        Admission::Probe(n) => n,
-        Admission::Paused { retry_in_ms } => {
-            let mut resp: PollResponse = Failed::failed(
-                ErrorCode::CircuitOpen,
-                "the group's circuit breaker is open".into(),
-            );
-            resp.throttle_time_ms = retry_in_ms;
-            resp.generation = group.generation;
-            return Err(resp);
-        }
-    };
-    let member = &group.members[&req.member_id];
-    let lease_ms = member.lease_ms();
-    let limit = req.max_records.clamp(1, POLL_RECORDS_MAX).min(probe_max);
-    let owned = group.assignment_of(&req.member_id);
-    let mut plan = Plan {
-        generation: group.generation,
-        lease_ms,
-        lease_until_ms: now + i64::from(lease_ms),
-        limit,
-        leased: Vec::new(),
-        reads: Vec::new(),
-    };
-    for tp in owned {
-        lease_due(group, &tp, &req.member_id, now, &mut plan);
-        let d = &group.partitions[&tp];
-        if d.window_room() > 0 {
-            plan.reads.push((tp, d.next_offset()));
+impl<S: PartitionSource> DeliveryService<S> {
+    pub async fn poll(&self, req: PollRequest) -> BrokerResult<Polled> {
+        let started = Instant::now();
+        let wait = Duration::from_millis(u64::from(req.max_wait_ms.min(POLL_WAIT_MS_MAX)));
+        loop {
+            let plan = self.plan(&req)?;
+            let mut out = Out::default();
+            self.deliver_due(&plan, &mut out).await;
+            self.read_new(&req, &plan, &mut out).await;
+            let elapsed = started.elapsed();
+            if out.records > 0 || elapsed >= wait {
+                let resp = PollResponse {
+                    error: 0,
+                    message: String::new(),
+                    generation: plan.generation,
+                    throttle_time_ms: 0,
+                    lease_ms: plan.lease_ms,
+                    batches: out.batches,
+                };
+                return Ok((resp, out.payload));
+            }
+            self.idle(&req, wait - elapsed).await;
         }
     }
-    Ok(plan)
+
+    fn plan(&self, req: &PollRequest) -> BrokerResult<Plan> {
+        let now = now_ms();
+        let mut groups = self.groups.borrow_mut();
+        let group = member_group(&mut groups, &req.group, &req.member_id, req.generation, now)?;
+        if req.generation < group.generation {
+            return Err(BrokerError::RebalanceInProgress {
+                generation: group.generation,
+            });
+        }
+        let probe_max = match group.breaker.admission(now) {
+            Admission::All => u32::MAX,
+            Admission::Probe(n) => n,
+            Admission::Paused { retry_in_ms } => {
+                return Err(BrokerError::CircuitOpen {
+                    retry_in_ms,
+                    generation: group.generation,
+                });
+            }
+        };
+        let member = &group.members[&req.member_id];
+        let lease_ms = member.lease_ms();
+        let limit = req.max_records.clamp(1, POLL_RECORDS_MAX).min(probe_max);
+        let owned = group.assignment_of(&req.member_id);
+        let mut plan = Plan {
+            generation: group.generation,
+            lease_ms,
+            lease_until_ms: now + i64::from(lease_ms),
+            limit,
+            leased: Vec::new(),
+            reads: Vec::new(),
+        };
+        for tp in owned {
+            lease_due(group, &tp, &req.member_id, now, &mut plan);
+            let d = &group.partitions[&tp];
+            if d.window_room() > 0 {
+                plan.reads.push((tp, d.next_offset()));
+            }
+        }
+        Ok(plan)
+    }
 }
 
 /// Leases the due records of one partition, within the limit and budget.
@@ -193,125 +183,189 @@ fn lease_due(group: &mut Group, tp: &TopicPartition, member: &str, now: i64, pla
     plan.leased.push((tp.clone(), leased));
 }
 
-/// Reads the batches of the leased due records.
-async fn deliver_due(shard: &Rc<Shard>, plan: &Plan, out: &mut Out) {
-    for (tp, leased) in &plan.leased {
-        let mut i = 0;
-        while i < leased.len() {
-            let Ok((bytes, next)) = read_batch_at(shard, tp, leased[i].0).await else {
-                // The lease runs out and the record is retried or quarantined.
-                i += 1;
-                continue;
-            };
-            let mut deliveries = Vec::new();
-            while i < leased.len() && leased[i].0 < next {
-                deliveries.push(Delivery {
-                    offset: leased[i].0,
-                    delivery_count: leased[i].1,
-                });
-                i += 1;
+impl<S: PartitionSource> DeliveryService<S> {
+    /// Reads the batches of the leased due records.
+    async fn deliver_due(&self, plan: &Plan, out: &mut Out) {
+        for (tp, leased) in &plan.leased {
+            let mut i = 0;
+            while i < leased.len() {
+                let Ok((bytes, next)) = read_batch_at(&self.source, tp, leased[i].0).await else {
+                    // The lease runs out and the record is retried or quarantined.
+                    i += 1;
+                    continue;
+                };
+                let mut deliveries = Vec::new();
+                while i < leased.len() && leased[i].0 < next {
+                    deliveries.push(Delivery {
+                        offset: leased[i].0,
+                        delivery_count: leased[i].1,
+                    });
+                    i += 1;
+                }
+                out.push(tp, bytes, deliveries);
             }
-            out.push(tp, bytes, deliveries);
         }
     }
-}
 
-/// Reads new records from each partition's next offset, admits and leases them.
-async fn read_new(shard: &Rc<Shard>, req: &PollRequest, plan: &Plan, out: &mut Out) {
-    for (tp, offset) in &plan.reads {
-        if out.records >= plan.limit || out.bytes >= req.max_bytes as usize {
-            return;
+    /// Reads new records from each partition's next offset, admits and
+    /// leases them.
+    async fn read_new(&self, req: &PollRequest, plan: &Plan, out: &mut Out) {
+        for (tp, offset) in &plan.reads {
+            if out.records >= plan.limit || out.bytes >= req.max_bytes as usize {
+                return;
+            }
+            let max_bytes = (req.max_bytes as usize).saturating_sub(out.bytes).max(1) as u32;
+            let read = self
+                .source
+                .read(
+                    &tp.topic,
+                    PartitionId(tp.partition),
+                    Offset(*offset),
+                    max_bytes,
+                    Duration::ZERO,
+                )
+                .await;
+            let batches = match read {
+                Ok(read) => read.batches,
+                Err(BrokerError::OffsetOutOfRange { log_start, .. }) if log_start > *offset => {
+                    self.skip_to(req, tp, log_start).await;
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let ordered = self.retry_policy(&tp.topic).ordered_retry;
+            for bytes in batches {
+                if !self.admit_batch(req, plan, tp, &bytes, ordered, out) {
+                    break;
+                }
+            }
         }
-        let max_bytes = (req.max_bytes as usize).saturating_sub(out.bytes).max(1) as u32;
-        let fetch = FetchRequest {
-            topic: tp.topic.clone(),
-            max_wait_ms: 0,
-            min_bytes: 0,
-            max_bytes,
-            partitions: vec![FetchPartition {
-                partition: tp.partition,
-                offset: *offset,
-                max_bytes,
-            }],
+    }
+
+    /// Admits the records of one batch at or after the partition's next
+    /// offset and leases the deliverable ones. False once the poll is full.
+    fn admit_batch(
+        &self,
+        req: &PollRequest,
+        plan: &Plan,
+        tp: &TopicPartition,
+        bytes: &Bytes,
+        ordered: bool,
+        out: &mut Out,
+    ) -> bool {
+        let limits = BatchLimits::default();
+        let Ok(header) = batch::validate(bytes, &limits) else {
+            return false;
         };
-        let Some((resp, batches)) = crate::handlers::fetch::fetch(shard, &fetch).await.pop() else {
-            continue;
+        let lanes = if ordered {
+            key_lanes(bytes, &header, &limits)
+        } else {
+            Vec::new()
         };
-        if resp.error == ErrorCode::OffsetOutOfRange.to_wire() && resp.log_start > *offset {
-            skip_to(shard, req, tp, resp.log_start).await;
-            continue;
+        let now = now_ms();
+        let mut groups = self.groups.borrow_mut();
+        let Some(group) = groups.get_mut(&req.group) else {
+            return false;
+        };
+        if group.generation != plan.generation {
+            return false;
         }
-        let ordered = retry_policy(shard, &tp.topic).ordered_retry;
-        for bytes in batches {
-            if !admit_batch(shard, req, plan, tp, &bytes, ordered, out) {
+        let Some(d) = group.partitions.get_mut(tp) else {
+            return false;
+        };
+        let mut deliveries = Vec::new();
+        let mut offset = d.next_offset().max(header.base_offset);
+        while offset < header.next_offset() {
+            if out.records + deliveries.len() as u32 >= plan.limit || d.window_room() == 0 {
                 break;
             }
+            let lane = lanes
+                .get((offset - header.base_offset) as usize)
+                .copied()
+                .flatten();
+            let deliverable = d.admit(offset, lane, now)
+                && matches!(d.entry(offset).map(|p| &p.phase), Some(Phase::Waiting { ready_at_ms }) if *ready_at_ms <= now);
+            if deliverable {
+                let count = d.lease(offset, &req.member_id, plan.lease_until_ms);
+                let retry = count > 1;
+                group.budget.record_delivery(now, retry);
+                group.counters.retries += u64::from(retry);
+                deliveries.push(Delivery {
+                    offset,
+                    delivery_count: count,
+                });
+            }
+            offset += 1;
         }
+        group.counters.deliveries += deliveries.len() as u64;
+        group.breaker.record_deliveries(deliveries.len() as u32);
+        let full = offset < header.next_offset();
+        if !deliveries.is_empty() {
+            out.push(tp, bytes.clone(), deliveries);
+        }
+        !full
     }
-}
 
-/// Admits the records of one batch at or after the partition's next offset
-/// and leases the deliverable ones. False once the poll is full.
-fn admit_batch(
-    shard: &Shard,
-    req: &PollRequest,
-    plan: &Plan,
-    tp: &TopicPartition,
-    bytes: &Bytes,
-    ordered: bool,
-    out: &mut Out,
-) -> bool {
-    let limits = BatchLimits::default();
-    let Ok(header) = batch::validate(bytes, &limits) else {
-        return false;
-    };
-    let lanes = if ordered {
-        key_lanes(bytes, &header, &limits)
-    } else {
-        Vec::new()
-    };
-    let now = now_ms();
-    let mut groups = shard.delivery.groups.borrow_mut();
-    let Some(group) = groups.get_mut(&req.group) else {
-        return false;
-    };
-    if group.generation != plan.generation {
-        return false;
-    }
-    let Some(d) = group.partitions.get_mut(tp) else {
-        return false;
-    };
-    let mut deliveries = Vec::new();
-    let mut offset = d.next_offset().max(header.base_offset);
-    while offset < header.next_offset() {
-        if out.records + deliveries.len() as u32 >= plan.limit || d.window_room() == 0 {
-            break;
+    /// Retention removed records the group had not read: move past them.
+    async fn skip_to(&self, req: &PollRequest, tp: &TopicPartition, log_start: u64) {
+        let record = {
+            let mut groups = self.groups.borrow_mut();
+            let Some(d) = groups.get_mut(&req.group).and_then(|g| g.partitions.get_mut(tp)) else {
+                return;
+            };
+            d.skip_to(log_start);
+            d.take_floor()
+        };
+        if let Some(c) = record {
+            tracing::warn!(group = %req.group, %tp, offset = c, "records removed by retention before delivery: skipped");
+            let put = StateRecord::put(committed_key(&req.group, tp), StateValue::Committed(c));
+            if let Err(e) = self.persist(vec![put]).await {
+                tracing::error!(error = %e, "persisting a skipped position");
+            }
         }
-        let lane = lanes
-            .get((offset - header.base_offset) as usize)
-            .copied()
-            .flatten();
-        let deliverable = d.admit(offset, lane, now)
-            && matches!(d.entry(offset).map(|p| &p.phase), Some(Phase::Waiting { ready_at_ms }) if *ready_at_ms <= now);
-        if deliverable {
-            let count = d.lease(offset, &req.member_id, plan.lease_until_ms);
-            let retry = count > 1;
-            group.budget.record_delivery(now, retry);
-            group.counters.retries += u64::from(retry);
-            deliveries.push(Delivery {
-                offset,
-                delivery_count: count,
-            });
+    }
+
+    /// Waits for new data on the member's partitions, the next retry, or `left`.
+    async fn idle(&self, req: &PollRequest, left: Duration) {
+        let started = Instant::now();
+        let (targets, next_due) = {
+            let groups = self.groups.borrow();
+            let group = groups.get(&req.group);
+            let owned = group.map(|g| g.assignment_of(&req.member_id)).unwrap_or_default();
+            let targets: Vec<(TopicPartition, u64)> = owned
+                .into_iter()
+                .filter_map(|tp| {
+                    group
+                        .and_then(|g| g.partitions.get(&tp))
+                        .map(|d| (tp, d.next_offset()))
+                })
+                .collect();
+            let next_due = group
+                .into_iter()
+                .flat_map(|g| g.partitions.values().filter_map(|d| d.next_due()))
+                .min();
+            (targets, next_due)
+        };
+        let mut wait = left.min(Duration::from_millis(POLL_IDLE_WAIT_MS));
+        if let Some(due) = next_due {
+            wait = wait.min(Duration::from_millis((due - now_ms()).max(1) as u64));
         }
-        offset += 1;
+        match targets.first() {
+            Some((first, _)) => {
+                let partitions: Vec<(PartitionId, Offset)> = targets
+                    .iter()
+                    .filter(|(tp, _)| tp.topic == first.topic)
+                    .map(|(tp, offset)| (PartitionId(tp.partition), Offset(*offset)))
+                    .collect();
+                self.source.wait_any(&first.topic, &partitions, wait).await;
+            }
+            None => crate::runtime::sleep(wait).await,
+        }
+        let pause = Duration::from_millis(POLL_RECHECK_MS);
+        if started.elapsed() < pause {
+            crate::runtime::sleep(pause.min(left)).await;
+        }
     }
-    group.counters.deliveries += deliveries.len() as u64;
-    group.breaker.record_deliveries(deliveries.len() as u32);
-    let full = offset < header.next_offset();
-    if !deliveries.is_empty() {
-        out.push(tp, bytes.clone(), deliveries);
-    }
-    !full
 }
 
 /// The key lane of every record of a batch (`None` for records without a key).
@@ -326,76 +380,4 @@ fn key_lanes(bytes: &[u8], header: &batch::BatchHeader, limits: &BatchLimits) ->
         .iter()
         .map(|r| r.key.as_ref().map(|k| key_hash(k.as_slice())))
         .collect()
-}
-
-/// Retention removed records the group had not read: move past them.
-async fn skip_to(shard: &Rc<Shard>, req: &PollRequest, tp: &TopicPartition, log_start: u64) {
-    let record = {
-        let mut groups = shard.delivery.groups.borrow_mut();
-        let Some(d) = groups.get_mut(&req.group).and_then(|g| g.partitions.get_mut(tp)) else {
-            return;
-        };
-        d.skip_to(log_start);
-        d.take_floor()
-    };
-    if let Some(c) = record {
-        tracing::warn!(group = %req.group, %tp, offset = c, "records removed by retention before delivery: skipped");
-        let put = StateRecord::put(committed_key(&req.group, tp), StateValue::Committed(c));
-        if let Err(e) = shard.delivery.persist(vec![put]).await {
-            tracing::error!(error = %e, "persisting a skipped position");
-        }
-    }
-}
-
-/// Waits for new data on the member's partitions, the next retry, or `left`.
-async fn idle(shard: &Rc<Shard>, req: &PollRequest, left: Duration) {
-    let started = Instant::now();
-    let (targets, next_due) = {
-        let groups = shard.delivery.groups.borrow();
-        let group = groups.get(&req.group);
-        let owned = group.map(|g| g.assignment_of(&req.member_id)).unwrap_or_default();
-        let targets: Vec<(TopicPartition, u64)> = owned
-            .into_iter()
-            .filter_map(|tp| {
-                group
-                    .and_then(|g| g.partitions.get(&tp))
-                    .map(|d| (tp, d.next_offset()))
-            })
-            .collect();
-        let next_due = group
-            .into_iter()
-            .flat_map(|g| g.partitions.values().filter_map(|d| d.next_due()))
-            .min();
-        (targets, next_due)
-    };
-    let mut wait = left.min(Duration::from_millis(POLL_IDLE_WAIT_MS));
-    if let Some(due) = next_due {
-        wait = wait.min(Duration::from_millis((due - now_ms()).max(1) as u64));
-    }
-    match targets.first() {
-        Some((first, _)) => {
-            let partitions = targets
-                .iter()
-                .filter(|(tp, _)| tp.topic == first.topic)
-                .map(|(tp, offset)| FetchPartition {
-                    partition: tp.partition,
-                    offset: *offset,
-                    max_bytes: 1,
-                })
-                .collect();
-            let fetch = FetchRequest {
-                topic: first.topic.clone(),
-                max_wait_ms: wait.as_millis() as u32,
-                min_bytes: 1,
-                max_bytes: 1,
-                partitions,
-            };
-            crate::handlers::fetch::fetch(shard, &fetch).await;
-        }
-        None => crate::runtime::sleep(wait).await,
-    }
-    let pause = Duration::from_millis(POLL_RECHECK_MS);
-    if started.elapsed() < pause {
-        crate::runtime::sleep(pause.min(left)).await;
-    }
 }

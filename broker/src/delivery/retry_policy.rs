@@ -26,16 +26,13 @@ use shoal_protocol::messages::topic::RetryPolicy;
 pub const STORM_WINDOW_MS: i64 = 10_000;
 /// Buckets the window is split into (it slides one bucket at a time).
 const WINDOW_BUCKETS: usize = 10;
-/// Default share of deliveries that may be retries, per 1000.
-pub const RETRY_BUDGET_PERMILLE_DEFAULT: u32 = 200;
+pub use shoal_config::{BREAKER_FAILURE_PERMILLE_DEFAULT, RETRY_BUDGET_PERMILLE_DEFAULT};
 /// Retries allowed per window regardless of the share (the reserve).
 pub const RETRY_BUDGET_RESERVE_PER_WINDOW: u64 = 10;
-/// Default failure share above which the breaker opens, per 1000.
-pub const BREAKER_FAILURE_PERMILLE_DEFAULT: u32 = 500;
 /// Outcomes needed in the window before the breaker may open.
 pub const BREAKER_VOLUME_MIN: u64 = 20;
 /// How long an open breaker pauses delivery before probing.
-pub const BREAKER_OPEN_MS_DEFAULT: i64 = 3_000;
+pub const BREAKER_OPEN_MS_DEFAULT: i64 = shoal_config::BREAKER_OPEN_MS_DEFAULT as i64;
 /// Records delivered while half-open before an outcome is required.
 pub const BREAKER_PROBES_MAX: u32 = 5;
 

@@ -39,6 +39,8 @@ use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, BatchRecords, NewRe
 use shoal_protocol::messages::dlq::QuarantineEntry;
 use shoal_storage::{Durability, FlushPolicy, LogConfig, LogError, PartitionLog};
 
+use super::assignment::TopicPartition;
+
 /// Segment size of the internal log (small, so compaction has sealed
 /// segments to work on).
 const SEGMENT_BYTES: u64 = 1 << 20;
@@ -324,6 +326,35 @@ fn apply_batch(
         }
     }
     Ok(())
+}
+
+/// Key of a group partition's committed offset.
+pub fn committed_key(group: &str, tp: &TopicPartition) -> StateKey {
+    StateKey::Committed {
+        group: group.to_string(),
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+    }
+}
+
+/// Key of one pending record's failures.
+pub fn failures_key(group: &str, tp: &TopicPartition, offset: u64) -> StateKey {
+    StateKey::Failures {
+        group: group.to_string(),
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+    }
+}
+
+/// Key of a redriven record awaiting its ack.
+pub fn redriven_key(group: &str, tp: &TopicPartition, offset: u64) -> StateKey {
+    StateKey::Redriven {
+        group: group.to_string(),
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+    }
 }
 
 #[cfg(test)]

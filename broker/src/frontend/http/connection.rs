@@ -1,0 +1,161 @@
+//! One HTTP connection: hyper's HTTP/1.1 server over a glommio stream, and
+//! the watchdog that enforces its deadlines (hyper's own header timer needs
+//! a `Send + Sync` timer that glommio lacks).
+
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpStream;
+use hyper::server::conn::http1;
+
+use super::common::ConnState;
+use super::io_adapter::{ConnClock, HyperIo};
+use super::limits::{HEADER_READ_MS_MAX, IDLE_MS_MAX};
+use super::router;
+use crate::metrics::counters::http as http_metrics;
+use crate::shard::Shard;
+
+/// How often the watchdog checks a connection's deadlines.
+const WATCHDOG_TICK_MS: u64 = 250;
+/// Pause after a failed accept (e.g. out of file descriptors).
+const ACCEPT_RETRY_MS: u64 = 10;
+
+/// Why the watchdog closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expired {
+    HeaderRead,
+    Idle,
+    ShuttingDown,
+}
+
+/// Accepts HTTP connections on this shard's socket of the shared HTTP port
+/// (SO_REUSEPORT spreads connections over shards) until the task is dropped
+/// on shutdown.
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: glommio::net::TcpListener,
+    queue: glommio::TaskQueueHandle,
+) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                if shard.is_shutting_down() {
+                    continue;
+                }
+                if let Ok(task) = glommio::spawn_local_into(serve(shard.clone(), stream), queue) {
+                    task.detach();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(shard = %shard.id(), error = %e, "http accept failed");
+                crate::runtime::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
+            }
+        }
+    }
+}
+
+/// Serves one accepted HTTP connection until it closes or a deadline passes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "set_nodelay failed");
+    }
+    let _open = http_metrics::ConnectionGuard::open();
+    let clock = ConnClock::new(Instant::now());
+    let io = HyperIo::new(stream, clock.clone());
+    let conn_state = Rc::new(ConnState::new(&shard));
+    let service = {
+        let (shard, clock) = (shard.clone(), clock.clone());
+        hyper::service::service_fn(move |req| {
+            let (shard, clock, conn_state) = (shard.clone(), clock.clone(), conn_state.clone());
+            async move {
+                let _busy = Busy::enter(&clock);
+                Ok::<_, Infallible>(router::route(&shard, &conn_state, req).await)
+            }
+        })
+    };
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service);
+    let served = async { Ok::<_, Expired>(conn.await) };
+    let watched = async { Err::<Result<(), hyper::Error>, _>(watchdog(&shard, &clock).await) };
+    match futures_lite::future::or(served, watched).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "http connection ended with an error"),
+        Err(expired) => {
+            http_metrics::count_deadline_close();
+            tracing::debug!(?expired, "http connection closed by its deadline");
+        }
+    }
+}
+
+/// Marks a request as in service for the watchdog; unmarks it on drop, so a
+/// request whose connection dies mid-way is unmarked too.
+struct Busy(Rc<ConnClock>);
+
+impl Busy {
+    fn enter(clock: &Rc<ConnClock>) -> Busy {
+        clock.busy.set(clock.busy.get() + 1);
+        clock.head_started.set(None);
+        Busy(clock.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.busy.set(self.0.busy.get().saturating_sub(1));
+        self.0.last_io.set(Instant::now());
+    }
+}
+
+/// Returns when the connection overstays a deadline (dropping the hyper
+/// connection then closes the socket).
+async fn watchdog(shard: &Shard, clock: &ConnClock) -> Expired {
+    loop {
+        crate::runtime::sleep(Duration::from_millis(WATCHDOG_TICK_MS)).await;
+        if let Some(expired) = deadline_passed(clock, shard.is_shutting_down(), Instant::now()) {
+            return expired;
+        }
+    }
+}
+
+/// The pure deadline check behind [`watchdog`].
+fn deadline_passed(clock: &ConnClock, shutting_down: bool, now: Instant) -> Option<Expired> {
+    let idle = clock.busy.get() == 0;
+    if let Some(started) = clock.head_started.get() {
+        if now.saturating_duration_since(started) > Duration::from_millis(HEADER_READ_MS_MAX) {
+            return Some(Expired::HeaderRead);
+        }
+        return None;
+    }
+    if idle && shutting_down {
+        return Some(Expired::ShuttingDown);
+    }
+    let quiet = now.saturating_duration_since(clock.last_io.get());
+    (idle && quiet > Duration::from_millis(IDLE_MS_MAX)).then_some(Expired::Idle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A head that trickles in past its deadline is cut off even while bytes
+    /// keep arriving; an idle connection is cut off only when nothing runs.
+    #[test]
+    fn deadlines() {
+        let t0 = Instant::now();
+        let clock = ConnClock::new(t0);
+        let late = t0 + Duration::from_millis(HEADER_READ_MS_MAX + 1);
+        assert_eq!(deadline_passed(&clock, false, late), None);
+        clock.head_started.set(Some(t0));
+        clock.last_io.set(late);
+        assert_eq!(deadline_passed(&clock, false, late), Some(Expired::HeaderRead));
+        clock.head_started.set(None);
+        clock.busy.set(1);
+        let quiet = late + Duration::from_millis(IDLE_MS_MAX + 1);
+        assert_eq!(deadline_passed(&clock, true, quiet), None);
+        clock.busy.set(0);
+        assert_eq!(deadline_passed(&clock, false, quiet), Some(Expired::Idle));
+        assert_eq!(deadline_passed(&clock, true, late), Some(Expired::ShuttingDown));
+    }
+}

@@ -1,0 +1,13 @@
+//! Front ends: adapters between a wire protocol and the shard's services.
+//! Each decodes a request, calls a service through the shard's routing,
+//! and encodes the answer; none holds partition or group logic.
+//!
+//! | module     | protocol                                                     |
+//! |------------|--------------------------------------------------------------|
+//! | [`native`] | Shoal's binary protocol (rkyv frames), shard-aware clients   |
+//! | [`http`]   | HTTP/JSON API and Prometheus `/metrics` (hyper over glommio)  |
+//! | [`quota`]  | byte-rate quotas both front ends charge                      |
+
+pub mod http;
+pub mod native;
+pub mod quota;

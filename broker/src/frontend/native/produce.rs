@@ -1,0 +1,94 @@
+//! Produce: split the payload per partition, append on the owners, reply
+//! with offsets and the durability reached.
+//!
+//! The shard routes each partition to its owner (the shard-aware client
+//! sends to the owner's port, so no hop). With acks `none` the reply goes
+//! out before the append (at-most-once); otherwise it waits for every
+//! partition, up to the request's timeout (after which the append still
+//! completes, but the reply says `Timeout`).
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use shoal_protocol::codec::split_payload;
+use shoal_protocol::error::ErrorCode;
+use shoal_protocol::frame::Frame;
+use shoal_protocol::messages::produce::{
+    Durability, ProducePartitionResponse, ProduceRequest, ProduceResponse,
+};
+
+use super::codec::{decode, respond, Failure};
+use super::context::{ConnectionCtx, Reply};
+use crate::error::BrokerResult;
+use crate::ids::PartitionId;
+use crate::shard::Produced;
+
+pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
+    let started = Instant::now();
+    let req: ProduceRequest = decode(frame)?;
+    let shard = ctx.shard.clone();
+    let lens = req.partitions.iter().flat_map(|p| p.batch_lens.iter().copied());
+    let batches = split_payload(frame.payload(), lens)?;
+    let mut per_partition = Vec::with_capacity(req.partitions.len());
+    let mut at = 0;
+    for p in &req.partitions {
+        let n = p.batch_lens.len();
+        per_partition.push((PartitionId(p.partition), batches[at..at + n].to_vec()));
+        at += n;
+    }
+    let throttle = ctx.charge(&ctx.produce_quota, frame.payload().len() as u64);
+    let outcomes = shard
+        .produce(&req.topic, per_partition, req.acks, req.timeout_ms)
+        .await;
+    let partitions = outcomes
+        .into_iter()
+        .map(|(p, outcome)| encode_partition(ctx, p, outcome))
+        .collect();
+    shard
+        .metrics()
+        .record_produce_latency(started.elapsed().as_micros() as u64);
+    respond(
+        frame.header().correlation_id,
+        &ProduceResponse {
+            throttle_time_ms: throttle as u32,
+            partitions,
+        },
+        Vec::new(),
+    )
+}
+
+/// One partition's outcome as the wire carries it.
+pub fn encode_partition(
+    ctx: &ConnectionCtx,
+    partition: PartitionId,
+    outcome: BrokerResult<Produced>,
+) -> ProducePartitionResponse {
+    let mut resp = ProducePartitionResponse {
+        partition: partition.get(),
+        error: ErrorCode::None.to_wire(),
+        message: String::new(),
+        base_offset: 0,
+        last_offset: 0,
+        log_start: 0,
+        append_time_ms: 0,
+        durability: Durability::Accepted,
+        duplicates: Vec::new(),
+    };
+    match outcome {
+        Ok(Produced::Accepted) => {}
+        Ok(Produced::Stored(a)) => {
+            resp.base_offset = a.base_offset;
+            resp.last_offset = a.last_offset();
+            resp.log_start = a.log_start;
+            resp.append_time_ms = a.append_time_ms;
+            resp.durability = a.durability;
+            resp.duplicates = a.duplicates;
+        }
+        Err(e) => {
+            ctx.shard.metrics().count_error(e.code());
+            resp.error = e.code().to_wire();
+            resp.message = e.to_string();
+        }
+    }
+    resp
+}

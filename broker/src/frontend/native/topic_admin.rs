@@ -1,0 +1,110 @@
+//! Topic administration: create, delete, list, describe.
+//!
+//! Create and delete go to shard 0, the catalogue's single writer, which
+//! makes the change durable before any shard applies it.
+
+use std::rc::Rc;
+
+use shoal_protocol::error::ErrorCode;
+use shoal_protocol::frame::Frame;
+use shoal_protocol::messages::topic::{
+    CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
+    DescribeTopicResponse, ListTopicsRequest, ListTopicsResponse, PartitionDescription, TopicConfig,
+    TopicSummary,
+};
+
+use super::codec::{decode, respond, Failure};
+use super::context::{ConnectionCtx, Reply};
+use crate::error::BrokerResult;
+use crate::ids::PartitionId;
+
+/// The `error` and `message` of an admin reply, counting an error.
+fn outcome(ctx: &ConnectionCtx, result: BrokerResult<()>) -> (u16, String) {
+    match result {
+        Ok(()) => (ErrorCode::None.to_wire(), String::new()),
+        Err(e) => {
+            ctx.shard.metrics().count_error(e.code());
+            (e.code().to_wire(), e.to_string())
+        }
+    }
+}
+
+pub async fn create(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
+    let req: CreateTopicRequest = decode(frame)?;
+    let (error, message) = outcome(ctx, ctx.shard.create_topic(req.name, req.config).await);
+    respond(
+        frame.header().correlation_id,
+        &CreateTopicResponse { error, message },
+        Vec::new(),
+    )
+}
+
+pub async fn delete(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
+    let req: DeleteTopicRequest = decode(frame)?;
+    let (error, message) = outcome(ctx, ctx.shard.delete_topic(req.name).await);
+    respond(
+        frame.header().correlation_id,
+        &DeleteTopicResponse { error, message },
+        Vec::new(),
+    )
+}
+
+pub async fn list(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
+    let _: ListTopicsRequest = decode(frame)?;
+    let topics = ctx
+        .shard
+        .topics()
+        .iter()
+        .map(|t| TopicSummary {
+            name: t.name.clone(),
+            partitions: t.config.partitions,
+            compacted: t.config.compacted,
+        })
+        .collect();
+    respond(
+        frame.header().correlation_id,
+        &ListTopicsResponse { topics },
+        Vec::new(),
+    )
+}
+
+pub async fn describe(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
+    let req: DescribeTopicRequest = decode(frame)?;
+    let shard = ctx.shard.clone();
+    let Some(meta) = shard.topic(&req.name) else {
+        let resp = DescribeTopicResponse {
+            error: ErrorCode::UnknownTopic.to_wire(),
+            message: format!("topic {:?} does not exist", req.name),
+            name: req.name,
+            config: TopicConfig::default(),
+            partitions: Vec::new(),
+        };
+        return respond(frame.header().correlation_id, &resp, Vec::new());
+    };
+    let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
+    for p in (0..meta.config.partitions).map(PartitionId) {
+        let owner = shard.owner(&meta.name, p);
+        let (f, error) = match shard.figures(&meta.name, p).await {
+            Ok(f) if f.fenced.is_some() => (f, ErrorCode::PartitionFenced),
+            Ok(f) => (f, ErrorCode::None),
+            Err(e) => (Default::default(), e.code()),
+        };
+        partitions.push(PartitionDescription {
+            partition: p.get(),
+            shard: owner.get(),
+            log_start: f.log_start,
+            high_watermark: f.high_watermark,
+            log_end: f.log_end,
+            size_bytes: f.size_bytes,
+            error: error.to_wire(),
+        });
+    }
+    let resp = DescribeTopicResponse {
+        error: 0,
+        message: String::new(),
+        name: meta.name.clone(),
+        config: meta.config.clone(),
+        partitions,
+    };
+    respond(frame.header().correlation_id, &resp, Vec::new())
+}

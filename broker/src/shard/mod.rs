@@ -1,0 +1,33 @@
+//! The shard: one pinned executor, its state, and the routing of work to
+//! the shard that owns it.
+//!
+//! | module             | role                                                     |
+//! |--------------------|----------------------------------------------------------|
+//! | [`state`]          | [`Shard`]: config, registry, services, budgets, metrics  |
+//! | [`route`]          | partition work to its owner: produce, fetch, offsets     |
+//! | [`route_groups`]   | group work to its coordinator; topic-wide fan-outs       |
+//! | [`topic_admin`]    | create and delete topics (shard 0 writes the catalogue)  |
+//! | [`call`]           | the calls and replies shards send each other             |
+//! | [`inbox`]          | serving calls from other shards                          |
+//! | [`source`]         | delivery's handle to partitions (routes to the owner)    |
+//! | [`snapshot`]       | metrics snapshots and readiness                          |
+//! | [`lifecycle`]      | start, maintenance loop, shutdown                        |
+//!
+//! Ownership: partition `p` of topic `t` lives on shard
+//! `(murmur2(t) + p) % shards`, group `g` on `murmur2(g) % shards`. Work
+//! for a local partition or group is a method call; work for one owned
+//! elsewhere crosses the mesh, counted per kind.
+
+pub mod call;
+pub mod inbox;
+pub mod lifecycle;
+pub mod route;
+pub mod route_groups;
+pub mod snapshot;
+pub mod source;
+pub mod state;
+pub mod topic_admin;
+
+pub use route::{FetchSpec, PartitionRead, Produced, FETCH_WAIT_MS_MAX, PRODUCE_TIMEOUT_MS_MAX};
+pub use snapshot::Readiness;
+pub use state::{Ports, Shard, ShardMesh};

@@ -1,0 +1,175 @@
+//! A shard's state: one pinned executor and what it owns.
+//!
+//! The shard is shared-nothing. It holds its config, its copy of the topic
+//! registry, its partition and delivery services, its mesh endpoint, its
+//! counters and its in-flight byte budget. Everything lives in one
+//! `Rc<Shard>` touched only by this executor's tasks, so no locks. Fields
+//! are private; the logic that uses them lives in the services and in the
+//! shard's routing ([`super::route`]), which sends work for a partition or
+//! group owned elsewhere over the mesh (counted).
+
+use std::cell::{Cell, Ref, RefCell};
+use std::rc::{Rc, Weak};
+
+use glommio::sync::Semaphore;
+use shoal_config::Config;
+use shoal_protocol::partitioner::{shard_for_group, shard_for_partition};
+
+use super::call::{ShardCall, ShardReply};
+use crate::delivery::Delivery;
+use crate::ids::{PartitionId, ShardId};
+use crate::mesh::Mesh;
+use crate::metadata::{Catalogue, TopicMeta, TopicRegistry};
+use crate::metrics::ShardMetrics;
+use crate::partition::PartitionService;
+
+/// This shard's end of the mesh.
+pub type ShardMesh = Mesh<ShardCall, ShardReply>;
+
+/// The ports a broker listens on, known to every shard (for metadata).
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub host: String,
+    pub shared: u16,
+    pub shard_ports: Vec<u16>,
+    pub http: u16,
+}
+
+/// Delivery's handle to partition data: this shard, held weakly (the shard
+/// owns the delivery service). Its `PartitionSource` impl, which routes each
+/// read to the partition's owner, is in `shard::source`.
+pub struct ShardSource(pub(super) Weak<Shard>);
+
+/// One shard's state.
+pub struct Shard {
+    id: ShardId,
+    count: u32,
+    config: Rc<Config>,
+    ports: Ports,
+    mesh: ShardMesh,
+    metrics: ShardMetrics,
+    topics: RefCell<TopicRegistry>,
+    partitions: PartitionService,
+    delivery: Rc<Delivery<ShardSource>>,
+    /// Request bytes in flight on this shard ([`shoal_config::LimitsConfig`]).
+    inflight: Rc<Semaphore>,
+    shutting_down: Cell<bool>,
+    /// Set once the shard loaded its topics and opened its partitions.
+    started: Cell<bool>,
+    /// Set on shard 0 only: the durable topic catalogue.
+    catalogue: Option<Catalogue>,
+}
+
+impl Shard {
+    /// Runs on the shard's executor (it creates the log task queue there).
+    pub fn new(id: ShardId, config: Rc<Config>, ports: Ports, mesh: ShardMesh) -> Rc<Shard> {
+        let count = mesh.shard_count();
+        let catalogue = (id == ShardId(0)).then(|| Catalogue::new(&config.server.data_dir));
+        let inflight = Rc::new(Semaphore::new(config.limits.shard_inflight_bytes_max as u64));
+        // The logs' writers and syncers get a task queue of their own, so a
+        // completed disk write gets the writer scheduled ahead of the
+        // request handlers that are copying the next batches in.
+        let log_queue = crate::runtime::io_queue("log-flush");
+        let partitions = PartitionService::new(id, count, config.clone(), log_queue);
+        let settings = config.delivery.clone();
+        Rc::new_cyclic(|me: &Weak<Shard>| Shard {
+            id,
+            count,
+            config,
+            ports,
+            mesh,
+            metrics: ShardMetrics::default(),
+            topics: RefCell::new(TopicRegistry::default()),
+            partitions,
+            delivery: Rc::new(Delivery::new(id.get(), settings, ShardSource(me.clone()))),
+            inflight,
+            shutting_down: Cell::new(false),
+            started: Cell::new(false),
+            catalogue,
+        })
+    }
+
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Number of shards of this broker.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    pub fn metrics(&self) -> &ShardMetrics {
+        &self.metrics
+    }
+
+    pub(super) fn mesh(&self) -> &ShardMesh {
+        &self.mesh
+    }
+
+    pub fn partitions(&self) -> &PartitionService {
+        &self.partitions
+    }
+
+    pub(super) fn delivery(&self) -> &Rc<Delivery<ShardSource>> {
+        &self.delivery
+    }
+
+    pub(super) fn catalogue(&self) -> Option<&Catalogue> {
+        self.catalogue.as_ref()
+    }
+
+    /// The shard's in-flight request byte budget.
+    pub fn inflight(&self) -> &Rc<Semaphore> {
+        &self.inflight
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    pub(super) fn set_shutting_down(&self) {
+        self.shutting_down.set(true);
+    }
+
+    /// Whether this shard finished starting: topics loaded, every owned
+    /// partition recovered, delivery state restored.
+    pub fn is_started(&self) -> bool {
+        self.started.get() && self.partitions.all_open()
+    }
+
+    pub(super) fn set_started(&self) {
+        self.started.set(true);
+    }
+
+    /// This shard's copy of the topic registry (never hold it across an await).
+    pub fn topics(&self) -> Ref<'_, TopicRegistry> {
+        self.topics.borrow()
+    }
+
+    /// A topic's metadata, if it exists.
+    pub fn topic(&self, name: &str) -> Option<Rc<TopicMeta>> {
+        self.topics.borrow().get(name).cloned()
+    }
+
+    pub(super) fn topics_mut(&self) -> std::cell::RefMut<'_, TopicRegistry> {
+        self.topics.borrow_mut()
+    }
+
+    /// The shard that owns `partition` of `topic`.
+    pub fn owner(&self, topic: &str, partition: PartitionId) -> ShardId {
+        ShardId(shard_for_partition(topic, partition.get(), self.count))
+    }
+
+    /// The shard coordinating `group`.
+    pub fn coordinator(&self, group: &str) -> ShardId {
+        ShardId(shard_for_group(group, self.count))
+    }
+}

@@ -1,0 +1,116 @@
+//! Topic administration across shards: shard 0 is the catalogue's single
+//! writer; it validates a change, makes it durable, then applies it on
+//! every shard (each opens or drops the partitions it owns).
+
+use std::rc::Rc;
+
+use shoal_protocol::messages::topic::TopicConfig;
+
+use super::call::{ShardCall, ShardReply};
+use super::state::Shard;
+use crate::error::{BrokerError, BrokerResult};
+use crate::ids::ShardId;
+use crate::metadata::{validate_config, validate_name, Catalogue, TopicError, TopicMeta, TOPICS_MAX};
+
+/// The shard that writes the topic catalogue.
+pub const CATALOGUE_SHARD: ShardId = ShardId(0);
+
+impl Shard {
+    /// Loads the catalogue into this shard's registry and opens the local
+    /// partitions of every topic. Every topic is registered (its owned
+    /// partitions marked recovering) before the first one opens.
+    pub async fn load_topics(self: &Rc<Self>) -> Result<(), TopicError> {
+        let topics = Catalogue::new(&self.config().server.data_dir).load()?;
+        for meta in &topics {
+            self.topics_mut().insert(meta.clone());
+            self.partitions().expect_topic(meta);
+        }
+        for meta in topics {
+            if let Some(meta) = self.topic(&meta.name) {
+                self.partitions().open_topic(meta).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a topic to the registry and opens the partitions this shard owns.
+    /// A partition that fails to open is kept as fenced (its error is
+    /// reported on every request) rather than taking the broker down.
+    pub(super) async fn apply_create(&self, meta: TopicMeta) {
+        let name = meta.name.clone();
+        self.topics_mut().insert(meta);
+        let meta = self.topic(&name).expect("just inserted");
+        self.partitions().open_topic(meta).await;
+    }
+
+    /// Removes a topic: closes and deletes the local partitions' data.
+    pub(super) async fn apply_delete(&self, name: &str) {
+        self.topics_mut().remove(name);
+        self.partitions().drop_topic(name).await;
+    }
+
+    /// Creates a topic (on shard 0, forwarded when this is another shard).
+    pub async fn create_topic(&self, name: String, config: TopicConfig) -> BrokerResult<()> {
+        if self.id() != CATALOGUE_SHARD {
+            return self.admin_call(ShardCall::CreateTopic { name, config }).await;
+        }
+        self.create_on_catalogue(TopicMeta { name, config }).await
+    }
+
+    /// Deletes a topic (on shard 0, forwarded when this is another shard).
+    pub async fn delete_topic(&self, name: String) -> BrokerResult<()> {
+        if self.id() != CATALOGUE_SHARD {
+            return self.admin_call(ShardCall::DeleteTopic { name }).await;
+        }
+        self.delete_on_catalogue(&name).await
+    }
+
+    async fn admin_call(&self, call: ShardCall) -> BrokerResult<()> {
+        match self.mesh().call(CATALOGUE_SHARD, call).await {
+            Ok(ShardReply::Admin(r)) => r,
+            Ok(_) => Err(BrokerError::internal("mesh reply mismatch")),
+            Err(_) => Err(BrokerError::shard_stopped(CATALOGUE_SHARD)),
+        }
+    }
+
+    /// Shard 0: validates and durably records a new topic, then applies it
+    /// on every shard. Returns once every shard has it.
+    pub(super) async fn create_on_catalogue(&self, meta: TopicMeta) -> BrokerResult<()> {
+        let catalogue = self.catalogue().expect("create runs on shard 0");
+        validate_name(&meta.name)?;
+        validate_config(&meta.config)?;
+        let mut next = self.topics().clone();
+        if next.get(&meta.name).is_some() {
+            return Err(BrokerError::TopicExists { topic: meta.name });
+        }
+        if next.len() >= TOPICS_MAX {
+            return Err(TopicError::TooMany.into());
+        }
+        next.insert(meta.clone());
+        catalogue.store(&next)?;
+        self.broadcast(|| ShardCall::ApplyCreate(meta.clone())).await;
+        self.apply_create(meta).await;
+        Ok(())
+    }
+
+    /// Shard 0: removes a topic from the catalogue, then from every shard.
+    pub(super) async fn delete_on_catalogue(&self, name: &str) -> BrokerResult<()> {
+        let catalogue = self.catalogue().expect("delete runs on shard 0");
+        let mut next = self.topics().clone();
+        if next.remove(name).is_none() {
+            return Err(BrokerError::unknown_topic(name));
+        }
+        catalogue.store(&next)?;
+        self.broadcast(|| ShardCall::ApplyDelete(name.to_string())).await;
+        self.apply_delete(name).await;
+        Ok(())
+    }
+
+    async fn broadcast(&self, call: impl Fn() -> ShardCall) {
+        for peer in (0..self.count()).map(ShardId).filter(|&s| s != self.id()) {
+            if let Err(e) = self.mesh().call(peer, call()).await {
+                tracing::warn!(shard = %peer, error = %e, "broadcast to a stopped shard");
+            }
+        }
+    }
+}
