@@ -81,18 +81,45 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, StartError
     Ok(file)
 }
 
-/// Fails if a fixed port is already bound by anyone, by binding it once
-/// without SO_REUSEPORT (then releasing it).
+/// Longest a start waits for a fixed port to be released.
+pub const PORT_WAIT_MS_MAX: u64 = 10_000;
+/// Pause between two probes of a port still held.
+const PORT_PROBE_INTERVAL_MS: u64 = 100;
+
+/// Fails if a fixed port stays bound by anyone, by binding it without
+/// SO_REUSEPORT (then releasing it). A broker restarted right after a crash
+/// may find its ports still held for a moment while the kernel tears down
+/// the dead process's sockets and io_uring, so a held port is probed again
+/// for up to [`PORT_WAIT_MS_MAX`] (logging why) before the start fails.
+/// Another live broker is refused at once by the data directory lock,
+/// taken before this.
 fn probe_port(addr: SocketAddr) -> Result<(), StartError> {
     if addr.port() == 0 {
         return Ok(());
     }
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|source| StartError::InUse {
-            what: format!("address {addr}"),
-            source,
-        })
+    let deadline = Instant::now() + Duration::from_millis(PORT_WAIT_MS_MAX);
+    let mut logged = false;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => {
+                drop(listener);
+                return Ok(());
+            }
+            Err(source) if source.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < deadline => {
+                if !logged {
+                    tracing::warn!(%addr, "port still held (a previous broker's sockets are being torn down?); waiting up to 10 s");
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(PORT_PROBE_INTERVAL_MS));
+            }
+            Err(source) => {
+                return Err(StartError::InUse {
+                    what: format!("address {addr}"),
+                    source,
+                })
+            }
+        }
+    }
 }
 
 /// A started broker.
@@ -216,6 +243,12 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let lock = lock_data_dir(&config.server.data_dir)?;
     probe_port(config.server.listen)?;
     probe_port(config.server.http_listen)?;
+    if config.server.shard_port_base != 0 {
+        for i in 0..config.effective_shards() {
+            let port = config.server.shard_port_base + i as u16;
+            probe_port(SocketAddr::new(config.server.listen.ip(), port))?;
+        }
+    }
     let shards = config.effective_shards();
     let listeners = bind_all(&config, shards)?;
     let ports = listeners.ports.clone();
@@ -339,9 +372,14 @@ async fn run_shard(ctx: ShardStart) {
 /// Waits until no request bytes are in flight on the shard, or the drain
 /// deadline passes.
 async fn drain(shard: &Shard) {
-    let total = shard.config().limits.shard_inflight_bytes_max as u64;
+    let limits = &shard.config().limits;
+    let (inflight, pool) = (
+        limits.shard_inflight_bytes_max as u64,
+        limits.receive_pool_bytes_max as u64,
+    );
+    let busy = || shard.inflight().available() < inflight || shard.receive_pool().available() < pool;
     let deadline = Instant::now() + Duration::from_millis(DRAIN_MS_MAX);
-    while shard.inflight().available() < total && Instant::now() < deadline {
+    while busy() && Instant::now() < deadline {
         crate::runtime::sleep(Duration::from_millis(5)).await;
     }
 }

@@ -104,6 +104,9 @@ pub enum ErrorCode {
     /// Retryable: the partition's shard is still recovering it (the broker
     /// just started); retry shortly.
     PartitionRecovering = 28,
+    /// Retryable later: the broker refused the connection (too many from
+    /// this address or on this shard); close idle connections or wait.
+    TooManyConnections = 29,
     /// Terminal: a code this client does not know (sent by a newer broker).
     Unknown = 0xffff,
 }
@@ -139,6 +142,7 @@ pub const ERROR_CODES_ALL: &[ErrorCode] = &[
     ErrorCode::UnknownApi,
     ErrorCode::CorruptFrame,
     ErrorCode::PartitionRecovering,
+    ErrorCode::TooManyConnections,
     ErrorCode::Unknown,
 ];
 
@@ -174,6 +178,7 @@ impl ErrorCode {
                 | ErrorCode::Internal
                 | ErrorCode::CircuitOpen
                 | ErrorCode::PartitionRecovering
+                | ErrorCode::TooManyConnections
         )
     }
 
@@ -209,6 +214,7 @@ impl ErrorCode {
             ErrorCode::UnknownApi => "unknown_api",
             ErrorCode::CorruptFrame => "corrupt_frame",
             ErrorCode::PartitionRecovering => "partition_recovering",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -245,6 +251,7 @@ impl ErrorCode {
             ErrorCode::UnknownApi => "the broker does not know this API key",
             ErrorCode::CorruptFrame => "the frame could not be decoded",
             ErrorCode::PartitionRecovering => "the partition is still being recovered; retry shortly",
+            ErrorCode::TooManyConnections => "the broker refused the connection: too many connections",
             ErrorCode::Unknown => "an error code this client does not know",
         }
     }

@@ -319,6 +319,23 @@ impl FrameDecoder {
         self.head_filled == 0 && self.body.is_none()
     }
 
+    /// The announced length of the frame being assembled, once its header
+    /// has been read and checked (so a reader can reserve memory for the
+    /// whole frame before it takes more of the body).
+    pub fn pending_frame_len(&self) -> Option<usize> {
+        self.body.as_ref().map(|(h, _)| h.frame_len as usize)
+    }
+
+    /// Allocates the rest of the pending frame's buffer at once (exactly its
+    /// length), so a large frame is not grown by doubling as it arrives.
+    /// Call only once memory for the whole frame has been reserved.
+    pub fn reserve_pending(&mut self) {
+        if let Some((h, bytes)) = self.body.as_mut() {
+            let len = h.frame_len as usize;
+            bytes.reserve_exact(len.saturating_sub(bytes.len()));
+        }
+    }
+
     /// Consumes bytes from the front of `input` until one frame completes
     /// (returned) or `input` is empty (`Ok(None)`). Call again with the rest
     /// of `input` to get further frames.

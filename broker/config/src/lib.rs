@@ -153,6 +153,26 @@ pub struct LimitsConfig {
     pub produce_bytes_per_sec_max: u64,
     /// Fetch byte rate per client connection; 0 = unlimited.
     pub fetch_bytes_per_sec_max: u64,
+    /// Memory per shard for request frames larger than 64 KiB, reserved
+    /// for a frame's whole announced length as soon as its header arrives
+    /// (before its body is read) and held until the request is answered.
+    /// When it is spent, connections with such frames stop being read, so
+    /// bytes of incomplete frames are bounded too (Kafka's
+    /// `queued.max.request.bytes`). Smaller frames draw from
+    /// `shard_inflight_bytes_max` once complete.
+    pub receive_pool_bytes_max: usize,
+    /// A frame must arrive whole within this long of its first byte (after
+    /// its memory was reserved); a slower peer is disconnected.
+    pub frame_read_ms_max: u64,
+    /// A native connection with no request in flight and no bytes received
+    /// for this long is closed; 0 = never. A consumer that heartbeats is
+    /// never idle.
+    pub connection_idle_ms_max: u64,
+    /// Client connections per shard (native and HTTP together); more are
+    /// answered with `too_many_connections` and closed.
+    pub connections_per_shard_max: u32,
+    /// Client connections per source IP address on one shard.
+    pub connections_per_ip_max: u32,
 }
 
 impl Default for LimitsConfig {
@@ -163,6 +183,11 @@ impl Default for LimitsConfig {
             shard_inflight_bytes_max: 256 << 20,
             produce_bytes_per_sec_max: 0,
             fetch_bytes_per_sec_max: 0,
+            receive_pool_bytes_max: 256 << 20,
+            frame_read_ms_max: 30_000,
+            connection_idle_ms_max: 600_000,
+            connections_per_shard_max: 10_000,
+            connections_per_ip_max: 1_000,
         }
     }
 }
@@ -292,6 +317,21 @@ impl Config {
             return invalid(
                 "limits.shard_inflight_bytes_max",
                 "must be >= limits.connection_inflight_bytes_max".into(),
+            );
+        }
+        if l.receive_pool_bytes_max < l.frame_bytes_max {
+            return invalid(
+                "limits.receive_pool_bytes_max",
+                "must be >= limits.frame_bytes_max (one frame must fit)".into(),
+            );
+        }
+        if l.frame_read_ms_max == 0 {
+            return invalid("limits.frame_read_ms_max", "must be > 0".into());
+        }
+        if l.connections_per_shard_max == 0 || l.connections_per_ip_max == 0 {
+            return invalid(
+                "limits.connections_per_shard_max",
+                "connection limits must be > 0".into(),
             );
         }
         if self.runtime.io_memory_bytes < (1 << 20) {

@@ -32,7 +32,7 @@ use super::service::Delivery;
 use super::source::PartitionSource;
 use super::state_log::{committed_key, failures_key, StateKey, StateRecord, StateValue};
 use crate::error::{BrokerError, BrokerResult};
-use crate::ids::PartitionId;
+use crate::ids::{Generation, PartitionId};
 use crate::partition::OffsetQuery;
 use crate::runtime::now_ms;
 
@@ -48,7 +48,7 @@ pub fn member_group<'a>(
     groups: &'a mut BTreeMap<String, Group>,
     name: &str,
     member: &str,
-    generation: u32,
+    generation: Generation,
     now: i64,
 ) -> BrokerResult<&'a mut Group> {
     let Some(group) = groups.get_mut(name) else {
@@ -62,8 +62,8 @@ pub fn member_group<'a>(
 
 /// Checks that `member` belongs to the group at a generation not newer
 /// than the group's, and marks it alive.
-pub fn check_member(group: &mut Group, member: &str, generation: u32, now: i64) -> BrokerResult<()> {
-    let current = group.generation;
+pub fn check_member(group: &mut Group, member: &str, generation: Generation, now: i64) -> BrokerResult<()> {
+    let (generation, current) = (generation.get(), group.generation);
     let Some(m) = group.members.get_mut(member) else {
         return Err(BrokerError::UnknownMember(format!(
             "member {member:?} is not in group {:?} (expelled or left): join again",
@@ -186,7 +186,13 @@ impl<S: PartitionSource> Delivery<S> {
     pub fn heartbeat(&self, req: HeartbeatRequest) -> BrokerResult<HeartbeatResponse> {
         let now = now_ms();
         let mut groups = self.groups.borrow_mut();
-        let group = member_group(&mut groups, &req.group, &req.member_id, req.generation, now)?;
+        let group = member_group(
+            &mut groups,
+            &req.group,
+            &req.member_id,
+            Generation(req.generation),
+            now,
+        )?;
         group.settle();
         let assignment = group.assignment_of(&req.member_id);
         let revoked = group.revoked_of(&req.member_id);
@@ -241,7 +247,13 @@ impl<S: PartitionSource> Delivery<S> {
         let mut partitions = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
-            let group = member_group(&mut groups, &req.group, &req.member_id, req.generation, now)?;
+            let group = member_group(
+                &mut groups,
+                &req.group,
+                &req.member_id,
+                Generation(req.generation),
+                now,
+            )?;
             if req.generation != group.generation {
                 return Err(BrokerError::StaleGeneration(format!(
                     "generation {} is stale (group is at {})",

@@ -22,6 +22,7 @@ use super::service::Delivery;
 use super::source::PartitionSource;
 use super::state_log::{committed_key, failures_key, redriven_key, StateRecord, StateValue};
 use crate::error::BrokerResult;
+use crate::ids::Generation;
 use crate::runtime::now_ms;
 
 impl<S: PartitionSource> Delivery<S> {
@@ -31,7 +32,13 @@ impl<S: PartitionSource> Delivery<S> {
         let mut partitions = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
-            let group = member_group(&mut groups, &req.group, &req.member_id, req.generation, now)?;
+            let group = member_group(
+                &mut groups,
+                &req.group,
+                &req.member_id,
+                Generation(req.generation),
+                now,
+            )?;
             for po in &req.records {
                 let tp = TopicPartition::new(&po.topic, po.partition);
                 let (error, committed) =
@@ -59,7 +66,13 @@ impl<S: PartitionSource> Delivery<S> {
         let mut partitions = Vec::new();
         {
             let mut groups = self.groups.borrow_mut();
-            let group = member_group(&mut groups, &req.group, &req.member_id, req.generation, now)?;
+            let group = member_group(
+                &mut groups,
+                &req.group,
+                &req.member_id,
+                Generation(req.generation),
+                now,
+            )?;
             for po in &req.records {
                 let tp = TopicPartition::new(&po.topic, po.partition);
                 let leased = group.partitions.get(&tp);

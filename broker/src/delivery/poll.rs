@@ -29,7 +29,7 @@ use super::service::Delivery as DeliveryService;
 use super::source::PartitionSource;
 use super::state_log::{committed_key, StateRecord, StateValue};
 use crate::error::{BrokerError, BrokerResult};
-use crate::ids::{Offset, PartitionId};
+use crate::ids::{Generation, Offset, PartitionId};
 use crate::runtime::now_ms;
 
 /// Longest long-poll a poll may ask for.
@@ -109,7 +109,13 @@ impl<S: PartitionSource> DeliveryService<S> {
     fn plan(&self, req: &PollRequest) -> BrokerResult<Plan> {
         let now = now_ms();
         let mut groups = self.groups.borrow_mut();
-        let group = member_group(&mut groups, &req.group, &req.member_id, req.generation, now)?;
+        let group = member_group(
+            &mut groups,
+            &req.group,
+            &req.member_id,
+            Generation(req.generation),
+            now,
+        )?;
         if req.generation < group.generation {
             return Err(BrokerError::RebalanceInProgress {
                 generation: group.generation,

@@ -7,7 +7,9 @@
 //! | [`native`] | Shoal's binary protocol (rkyv frames), shard-aware clients   |
 //! | [`http`]   | HTTP/JSON API and Prometheus `/metrics` (hyper over glommio)  |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
+//! | [`admission`] | per-shard and per-address connection limits               |
 
+pub mod admission;
 pub mod http;
 pub mod native;
 pub mod quota;

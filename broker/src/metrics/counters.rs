@@ -31,6 +31,11 @@ pub struct ShardMetrics {
     pub connections_total: Cell<u64>,
     /// Connections closed because of malformed input.
     pub connections_rejected: Cell<u64>,
+    /// Connections closed by the frame or idle deadline.
+    pub connections_expired: Cell<u64>,
+    /// Connections refused by the per-shard or per-address limit (both
+    /// front doors).
+    pub connections_refused: Cell<u64>,
     pub bytes_in: Cell<u64>,
     pub bytes_out: Cell<u64>,
     pub records_in: Cell<u64>,
@@ -49,6 +54,8 @@ impl Default for ShardMetrics {
             connections_open: Cell::new(0),
             connections_total: Cell::new(0),
             connections_rejected: Cell::new(0),
+            connections_expired: Cell::new(0),
+            connections_refused: Cell::new(0),
             bytes_in: Cell::new(0),
             bytes_out: Cell::new(0),
             records_in: Cell::new(0),

@@ -187,6 +187,30 @@ pub const FAMILIES: &[Family] = &[
         samples: |s, e| per_shard(s, e, |x| x.native_connections_rejected),
     },
     Family {
+        name: "shoal_native_connections_expired_total",
+        kind: Kind::Counter,
+        help: "Native connections closed by the frame-read or idle deadline.",
+        samples: |s, e| per_shard(s, e, |x| x.native_connections_expired),
+    },
+    Family {
+        name: "shoal_connections_refused_total",
+        kind: Kind::Counter,
+        help: "Client connections refused by the per-shard or per-address limit.",
+        samples: |s, e| per_shard(s, e, |x| x.connections_refused),
+    },
+    Family {
+        name: "shoal_receive_pool_free_bytes",
+        kind: Kind::Gauge,
+        help: "Unreserved bytes of the shard's receive pool for large request frames.",
+        samples: |s, e| per_shard(s, e, |x| x.receive_pool_free_bytes),
+    },
+    Family {
+        name: "shoal_inflight_free_bytes",
+        kind: Kind::Gauge,
+        help: "Unreserved bytes of the shard's in-flight request budget.",
+        samples: |s, e| per_shard(s, e, |x| x.inflight_free_bytes),
+    },
+    Family {
         name: "shoal_cross_core_calls_total",
         kind: Kind::Counter,
         help: "Mesh calls sent to another shard, by kind (produce, fetch, list_offsets, admin, stats, delivery).",

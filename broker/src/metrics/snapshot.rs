@@ -32,6 +32,11 @@ pub struct ShardSnapshot {
     pub native_connections_open: u64,
     pub native_connections_total: u64,
     pub native_connections_rejected: u64,
+    pub native_connections_expired: u64,
+    pub connections_refused: u64,
+    /// Free bytes of the shard's receive pool and in-flight budget.
+    pub receive_pool_free_bytes: u64,
+    pub inflight_free_bytes: u64,
     /// Error replies by wire code.
     pub native_errors: Vec<(u16, u64)>,
     pub native_produce_latency_us: Histogram<u64>,

@@ -53,6 +53,9 @@ pub struct Shard {
     delivery: Rc<Delivery<ShardSource>>,
     /// Request bytes in flight on this shard ([`shoal_config::LimitsConfig`]).
     inflight: Rc<Semaphore>,
+    /// Memory for large request frames, reserved when their header arrives
+    /// (`limits.receive_pool_bytes_max`).
+    receive_pool: Rc<Semaphore>,
     shutting_down: Cell<bool>,
     /// Set once the shard loaded its topics and opened its partitions.
     started: Cell<bool>,
@@ -66,6 +69,7 @@ impl Shard {
         let count = mesh.shard_count();
         let catalogue = (id == ShardId(0)).then(|| Catalogue::new(&config.server.data_dir));
         let inflight = Rc::new(Semaphore::new(config.limits.shard_inflight_bytes_max as u64));
+        let receive_pool = Rc::new(Semaphore::new(config.limits.receive_pool_bytes_max as u64));
         // The logs' writers and syncers get a task queue of their own, so a
         // completed disk write gets the writer scheduled ahead of the
         // request handlers that are copying the next batches in.
@@ -83,6 +87,7 @@ impl Shard {
             partitions,
             delivery: Rc::new(Delivery::new(id.get(), settings, ShardSource(me.clone()))),
             inflight,
+            receive_pool,
             shutting_down: Cell::new(false),
             started: Cell::new(false),
             catalogue,
@@ -129,6 +134,11 @@ impl Shard {
     /// The shard's in-flight request byte budget.
     pub fn inflight(&self) -> &Rc<Semaphore> {
         &self.inflight
+    }
+
+    /// The shard's memory for large request frames being received.
+    pub fn receive_pool(&self) -> &Rc<Semaphore> {
+        &self.receive_pool
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -9,10 +9,15 @@ use std::time::{Duration, Instant};
 use glommio::net::TcpStream;
 use hyper::server::conn::http1;
 
+use shoal_protocol::error::ErrorCode;
+
 use super::common::ConnState;
 use super::io_adapter::{ConnClock, HyperIo};
+use super::json::HttpError;
 use super::limits::{HEADER_READ_MS_MAX, IDLE_MS_MAX};
 use super::router;
+use crate::frontend::admission::{admit, Admitted, Refused};
+use crate::metrics::add;
 use crate::metrics::counters::http as http_metrics;
 use crate::shard::Shard;
 
@@ -43,7 +48,12 @@ pub async fn accept_loop(
                 if shard.is_shutting_down() {
                     continue;
                 }
-                if let Ok(task) = glommio::spawn_local_into(serve(shard.clone(), stream), queue) {
+                let Ok(peer) = stream.peer_addr() else { continue };
+                let task = match admit(peer.ip(), &shard.config().limits) {
+                    Ok(admitted) => glommio::spawn_local_into(serve(shard.clone(), stream, admitted), queue),
+                    Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
+                };
+                if let Ok(task) = task {
                     task.detach();
                 }
             }
@@ -55,8 +65,29 @@ pub async fn accept_loop(
     }
 }
 
-/// Serves one accepted HTTP connection until it closes or a deadline passes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// Answers a refused connection with 503 `too_many_connections` and closes
+/// it (without reading its request: the reply is written at once).
+async fn refuse(shard: Rc<Shard>, mut stream: TcpStream, refused: Refused) {
+    use futures_lite::io::AsyncWriteExt;
+    add(&shard.metrics().connections_refused, 1);
+    let e = HttpError::from_code(ErrorCode::TooManyConnections, refused.to_string());
+    let body = format!(
+        "{{\"code\":\"{}\",\"error_code\":{},\"message\":{}}}",
+        e.code,
+        e.error_code,
+        serde_json::Value::String(e.message.clone())
+    );
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nretry-after: 1\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body.as_bytes()).await;
+    let _ = stream.close().await;
+}
+
+/// Serves one admitted HTTP connection until it closes or a deadline passes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }

@@ -178,9 +178,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         TopicExists | UnknownMember | StaleGeneration | RebalanceInProgress => StatusCode::CONFLICT,
         FrameTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Throttled => StatusCode::TOO_MANY_REQUESTS,
-        PartitionFenced | ShuttingDown | NotOwner | CircuitOpen | PartitionRecovering => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        PartitionFenced | ShuttingDown | NotOwner | CircuitOpen | PartitionRecovering
+        | TooManyConnections => StatusCode::SERVICE_UNAVAILABLE,
         Timeout => StatusCode::GATEWAY_TIMEOUT,
         Internal | Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         InvalidRequest | UnsupportedVersion | CorruptBatch | OffsetOutOfRange | InvalidOffset

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use glommio::sync::StaticPermit;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
@@ -21,6 +22,10 @@ use super::{groups, health, messages, metrics, offsets, poll, quarantine, topics
 use crate::metrics::counters::http as http_metrics;
 use crate::shard::Shard;
 
+/// Bodies up to this size are read without a receive-pool reservation
+/// (as native frames up to one read chunk are).
+const BODY_UNRESERVED_BYTES_MAX: u64 = 64 << 10;
+
 /// Serves one request and counts the outcome.
 ///
 /// While it is served, the request holds its body size (at least one unit)
@@ -30,8 +35,8 @@ use crate::shard::Shard;
 /// answers 503 `shutting_down` to everything but the health probes.
 pub async fn route(shard: &Rc<Shard>, conn: &ConnState, req: Request<Incoming>) -> HttpResponse {
     http_metrics::count_request();
-    let resp = match read(req).await {
-        Ok(req) => serve(shard, conn, req).await,
+    let resp = match read(shard, req).await {
+        Ok((req, _reserved)) => serve(shard, conn, req).await,
         Err(e) => e.into_response(),
     };
     count_response(&resp);
@@ -69,7 +74,15 @@ async fn serve(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> HttpRes
         .unwrap_or_else(HttpError::into_response)
 }
 
-async fn read(req: Request<Incoming>) -> Result<HttpRequest, HttpError> {
+/// Reads a request: head, then body. A body that may be over
+/// [`BODY_UNRESERVED_BYTES_MAX`] (declared so, or chunked) first reserves
+/// its length (the cap when unknown) in the shard's receive pool, held
+/// until the request is answered, so bodies still arriving are bounded the
+/// same way as native frames.
+async fn read(
+    shard: &Shard,
+    req: Request<Incoming>,
+) -> Result<(HttpRequest, Option<StaticPermit>), HttpError> {
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers
@@ -79,6 +92,19 @@ async fn read(req: Request<Incoming>) -> Result<HttpRequest, HttpError> {
     if declared.is_some_and(|len| len > HTTP_BODY_BYTES_MAX as u64) {
         return Err(HttpError::body_too_large(HTTP_BODY_BYTES_MAX));
     }
+    let expected = declared.unwrap_or(HTTP_BODY_BYTES_MAX as u64);
+    let reserved = if expected > BODY_UNRESERVED_BYTES_MAX {
+        let permit = shard
+            .receive_pool()
+            .acquire_static_permit(expected)
+            .await
+            .map_err(|_| {
+                HttpError::from_code(ErrorCode::ShuttingDown, "the shard's receive pool is closed")
+            })?;
+        Some(permit)
+    } else {
+        None
+    };
     let body = read_body(body).await?;
     let path = parts.uri.path().to_string();
     let segments = path
@@ -87,13 +113,14 @@ async fn read(req: Request<Incoming>) -> Result<HttpRequest, HttpError> {
         .map(percent_decode)
         .collect::<Result<_, _>>()?;
     let query = parse_query(parts.uri.query().unwrap_or(""))?;
-    Ok(HttpRequest {
+    let req = HttpRequest {
         method: parts.method,
         path,
         segments,
         query,
         body,
-    })
+    };
+    Ok((req, reserved))
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, HttpError> {

@@ -11,12 +11,23 @@
 //! socket until replies are written, so TCP pushes back on a producer faster
 //! than the disk. A quota throttle also pauses the reader.
 //!
+//! Bounded memory: a frame larger than one read chunk (64 KiB) reserves its
+//! whole announced length from the shard's receive pool as soon as its
+//! header arrives, before any more of it is read, and holds that until its
+//! request is answered; while the pool is spent such connections are not
+//! read. So bytes of incomplete frames are bounded per shard by the pool
+//! (plus one read chunk per connection), however many peers announce large
+//! frames and stall. A frame must then arrive within
+//! `limits.frame_read_ms_max`, and a connection with nothing in flight and
+//! nothing received for `limits.connection_idle_ms_max` is closed.
+//!
 //! Bad input: a frame that cannot be decoded gets an error reply (with the
 //! correlation id when the header was readable) and closes this connection
 //! only; the shard keeps serving every other connection.
 
+use std::cell::Cell;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -24,10 +35,11 @@ use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 use shoal_protocol::codec;
 use shoal_protocol::error::ErrorCode;
-use shoal_protocol::frame::{FrameDecoder, FrameError};
+use shoal_protocol::frame::{Frame, FrameDecoder, FrameError};
 
 use super::context::{ConnectionCtx, Reply};
 use super::dispatch::dispatch;
+use crate::frontend::admission::Admitted;
 use crate::frontend::quota::ByteRate;
 use crate::metrics::add;
 use crate::runtime::now_ms;
@@ -40,8 +52,8 @@ const REPLY_QUEUE_MAX: usize = 256;
 /// Small reply pieces are coalesced into one write up to this size.
 const WRITE_COALESCE_BYTES: usize = 256 << 10;
 
-/// Serves one accepted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+/// Serves one admitted connection until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
@@ -65,16 +77,39 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     add(&shard.metrics().connections_open, u64::MAX);
 }
 
+/// What a connection's reader keeps between reads.
+struct Reader {
+    decoder: FrameDecoder,
+    /// The receive-pool reservation of the large frame being read.
+    reserved: Option<StaticPermit>,
+    /// When the frame being read started (after its reservation).
+    frame_started: Option<Instant>,
+    last_read: Instant,
+    /// Requests dispatched and not yet answered.
+    in_flight: Rc<Cell<usize>>,
+}
+
+/// Why a read did not return bytes.
+enum ReadEnd {
+    Closed,
+    Expired(&'static str),
+}
+
 async fn read_loop(
     ctx: Rc<ConnectionCtx>,
-    mut reader: futures_lite::io::ReadHalf<TcpStream>,
+    mut socket: futures_lite::io::ReadHalf<TcpStream>,
     tx: LocalSender<Reply>,
 ) {
     let shard = ctx.shard.clone();
-    let conn_budget = Rc::new(Semaphore::new(
-        shard.config().limits.connection_inflight_bytes_max as u64,
-    ));
-    let mut decoder = FrameDecoder::new(shard.config().limits.frame_bytes_max);
+    let limits = &shard.config().limits;
+    let conn_budget = Rc::new(Semaphore::new(limits.connection_inflight_bytes_max as u64));
+    let mut r = Reader {
+        decoder: FrameDecoder::new(limits.frame_bytes_max),
+        reserved: None,
+        frame_started: None,
+        last_read: Instant::now(),
+        in_flight: Rc::new(Cell::new(0)),
+    };
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let tx = Rc::new(tx);
     loop {
@@ -82,31 +117,29 @@ async fn read_loop(
         if throttle > 0 {
             crate::runtime::sleep(Duration::from_millis(throttle)).await;
         }
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => return,
+        if !r.reserve_pending(&shard).await {
+            return;
+        }
+        let n = match r.read(&shard, &mut socket, &mut buf).await {
             Ok(n) => n,
-            Err(e) => {
-                tracing::debug!(error = %e, "connection read failed");
+            Err(ReadEnd::Closed) => return,
+            Err(ReadEnd::Expired(why)) => {
+                add(&shard.metrics().connections_expired, 1);
+                tracing::debug!(why, "closing connection");
                 return;
             }
         };
         add(&shard.metrics().bytes_in, n as u64);
         let mut input = &buf[..n];
         while !input.is_empty() {
-            match decoder.decode(&mut input) {
+            match r.decoder.decode(&mut input) {
                 Ok(Some(frame)) => {
-                    let units = frame.as_bytes().len() as u64;
-                    let Some(permits) = take_budget(&conn_budget, shard.inflight(), units).await else {
+                    let large = r.reserved.take();
+                    r.frame_started = None;
+                    let Some(permits) = admit_frame(&shard, &conn_budget, &frame, large).await else {
                         return;
                     };
-                    let (ctx, tx) = (ctx.clone(), tx.clone());
-                    glommio::spawn_local(async move {
-                        let reply = dispatch(&ctx, frame).await;
-                        // A closed writer means the peer went away.
-                        let _ = tx.send(reply).await;
-                        drop(permits);
-                    })
-                    .detach();
+                    spawn_handler(&ctx, &tx, &r.in_flight, frame, permits);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -115,19 +148,137 @@ async fn read_loop(
                 }
             }
         }
+        if r.decoder.is_idle() {
+            r.frame_started = None;
+        } else if r.frame_started.is_none() {
+            r.frame_started = Some(Instant::now());
+        }
     }
 }
 
-/// Takes `units` from the connection's and the shard's budgets, waiting
-/// (and so not reading the socket) while either is spent.
-async fn take_budget(
+impl Reader {
+    /// Reserves the whole pending frame in the receive pool when its header
+    /// announced more than one read chunk (waiting, so not reading, while
+    /// the pool is spent). False when the pool is closed.
+    async fn reserve_pending(&mut self, shard: &Shard) -> bool {
+        let Some(len) = self.decoder.pending_frame_len() else {
+            return true;
+        };
+        if len <= READ_CHUNK_BYTES || self.reserved.is_some() {
+            return true;
+        }
+        match shard.receive_pool().acquire_static_permit(len as u64).await {
+            Ok(permit) => {
+                self.reserved = Some(permit);
+                self.decoder.reserve_pending();
+                // The deadline runs from when the broker is ready for the body.
+                self.frame_started = Some(Instant::now());
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Reads the next bytes, within the frame deadline while a frame is
+    /// being read, or the idle deadline while nothing is in flight.
+    async fn read(
+        &mut self,
+        shard: &Shard,
+        socket: &mut futures_lite::io::ReadHalf<TcpStream>,
+        buf: &mut [u8],
+    ) -> Result<usize, ReadEnd> {
+        let limits = &shard.config().limits;
+        loop {
+            let (deadline, why) = match self.frame_started {
+                Some(start) => (
+                    Some(start + Duration::from_millis(limits.frame_read_ms_max)),
+                    "a frame did not arrive within limits.frame_read_ms_max",
+                ),
+                None if limits.connection_idle_ms_max > 0 => (
+                    Some(self.last_read + Duration::from_millis(limits.connection_idle_ms_max)),
+                    "idle for limits.connection_idle_ms_max",
+                ),
+                None => (None, ""),
+            };
+            let read = async { Some(socket.read(buf).await) };
+            let outcome = match deadline {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    let timer = async {
+                        crate::runtime::sleep(left).await;
+                        None
+                    };
+                    futures_lite::future::or(read, timer).await
+                }
+                None => read.await,
+            };
+            match outcome {
+                Some(Ok(0)) => return Err(ReadEnd::Closed),
+                Some(Ok(n)) => {
+                    self.last_read = Instant::now();
+                    return Ok(n);
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "connection read failed");
+                    return Err(ReadEnd::Closed);
+                }
+                // An idle connection waiting for its replies is not idle.
+                None if self.frame_started.is_none() && self.in_flight.get() > 0 => {
+                    self.last_read = Instant::now();
+                }
+                None => return Err(ReadEnd::Expired(why)),
+            }
+        }
+    }
+}
+
+/// The budgets a frame holds while its request is served.
+struct FramePermits {
+    _connection: StaticPermit,
+    /// A small frame's share of the shard's in-flight budget, or a large
+    /// frame's receive-pool reservation.
+    _shard: StaticPermit,
+}
+
+/// Takes a complete frame's share of the connection's budget and, for a
+/// small frame, of the shard's in-flight budget (a large one already holds
+/// its receive-pool reservation), waiting (not reading) while spent.
+async fn admit_frame(
+    shard: &Shard,
     conn: &Rc<Semaphore>,
-    shard: &Rc<Semaphore>,
-    units: u64,
-) -> Option<(StaticPermit, StaticPermit)> {
-    let a = conn.acquire_static_permit(units).await.ok()?;
-    let b = shard.acquire_static_permit(units).await.ok()?;
-    Some((a, b))
+    frame: &Frame,
+    large: Option<StaticPermit>,
+) -> Option<FramePermits> {
+    let units = frame.as_bytes().len() as u64;
+    let connection = conn.acquire_static_permit(units).await.ok()?;
+    let shard_permit = match large {
+        Some(reserved) => reserved,
+        None => shard.inflight().acquire_static_permit(units).await.ok()?,
+    };
+    Some(FramePermits {
+        _connection: connection,
+        _shard: shard_permit,
+    })
+}
+
+/// Serves one request in its own task; the reply goes to the writer.
+fn spawn_handler(
+    ctx: &Rc<ConnectionCtx>,
+    tx: &Rc<LocalSender<Reply>>,
+    in_flight: &Rc<Cell<usize>>,
+    frame: Frame,
+    permits: FramePermits,
+) {
+    let (ctx, tx, in_flight) = (ctx.clone(), tx.clone(), in_flight.clone());
+    in_flight.set(in_flight.get() + 1);
+    glommio::spawn_local(async move {
+        let reply = dispatch(&ctx, frame).await;
+        // A closed writer means the peer went away.
+        let _ = tx.send(reply).await;
+        drop(permits);
+        in_flight.set(in_flight.get() - 1);
+    })
+    .detach();
 }
 
 /// Answers an undecodable frame with an error and counts the rejection.

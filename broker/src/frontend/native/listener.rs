@@ -3,14 +3,22 @@
 use std::rc::Rc;
 use std::time::Duration;
 
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::TcpStream;
+use shoal_protocol::codec;
+use shoal_protocol::error::ErrorCode;
+
 use super::connection::serve;
+use crate::frontend::admission::{admit, Refused};
+use crate::metrics::add;
 use crate::shard::Shard;
 
 /// Pause after a failed accept (e.g. out of file descriptors).
 const ACCEPT_RETRY_MS: u64 = 10;
 
-/// Accepts connections until the task is dropped (shutdown); each is served
-/// in its own task in `queue`.
+/// Accepts connections until the task is dropped (shutdown); each admitted
+/// one is served in its own task in `queue`, a refused one gets an error
+/// frame (`too_many_connections`) and is closed.
 pub async fn accept_loop(
     shard: Rc<Shard>,
     listener: glommio::net::TcpListener,
@@ -22,7 +30,12 @@ pub async fn accept_loop(
                 if shard.is_shutting_down() {
                     continue;
                 }
-                if let Ok(task) = glommio::spawn_local_into(serve(shard.clone(), stream), queue) {
+                let Ok(peer) = stream.peer_addr() else { continue };
+                let task = match admit(peer.ip(), &shard.config().limits) {
+                    Ok(admitted) => glommio::spawn_local_into(serve(shard.clone(), stream, admitted), queue),
+                    Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
+                };
+                if let Ok(task) = task {
                     task.detach();
                 }
             }
@@ -32,4 +45,16 @@ pub async fn accept_loop(
             }
         }
     }
+}
+
+/// Tells a refused peer why (an error frame, correlation id 0) and closes.
+async fn refuse(shard: Rc<Shard>, mut stream: TcpStream, refused: Refused) {
+    add(&shard.metrics().connections_refused, 1);
+    tracing::debug!(reason = %refused, "connection refused");
+    let code = ErrorCode::TooManyConnections;
+    shard.metrics().count_error(code);
+    if let Ok(head) = codec::encode_error(0, code.to_wire(), &refused.to_string()) {
+        let _ = stream.write_all(&head).await;
+    }
+    let _ = stream.close().await;
 }
