@@ -88,6 +88,52 @@ pub struct BrokerOptions {
     /// A file-size limit (`RLIMIT_FSIZE`, bytes) for the broker process:
     /// the kernel then refuses writes past it, as a full disk would.
     pub file_size_limit: Option<u64>,
+    /// Fixed ports (kept across restarts) instead of free ones picked by
+    /// the kernel at every start.
+    pub fixed_ports: Option<FixedPorts>,
+}
+
+/// Ports a broker binds at every (re)start.
+#[derive(Debug, Clone, Copy)]
+pub struct FixedPorts {
+    pub shared: u16,
+    /// Shard `i` listens on `shard_base + i`.
+    pub shard_base: u16,
+    pub http: u16,
+}
+
+impl FixedPorts {
+    /// Ports free right now on 127.0.0.1 for a broker with `shards` shards:
+    /// a shared port, an HTTP port and a run of `shards` shard ports.
+    pub fn pick(shards: u32) -> FixedPorts {
+        loop {
+            let shared = free_port();
+            let http = free_port();
+            let shard_base = free_port();
+            let run_free = (0..shards as u16).all(|i| {
+                let port = shard_base.wrapping_add(i);
+                port > 1024
+                    && port != shared
+                    && port != http
+                    && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            });
+            if run_free && shared != http {
+                return FixedPorts {
+                    shared,
+                    shard_base,
+                    http,
+                };
+            }
+        }
+    }
+}
+
+/// A port the kernel reports free on 127.0.0.1 (released at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port")
 }
 
 impl Default for BrokerOptions {
@@ -97,6 +143,7 @@ impl Default for BrokerOptions {
             args: Vec::new(),
             config_toml: String::new(),
             file_size_limit: None,
+            fixed_ports: None,
         }
     }
 }
@@ -136,12 +183,27 @@ impl BrokerProcess {
     }
 
     fn spawn(&mut self) {
+        let rx = self.spawn_child();
+        self.await_ready_line(rx);
+    }
+
+    /// Starts `shoald` and returns the channel its first stdout line (the
+    /// ready line) arrives on, without waiting for it.
+    fn spawn_child(&mut self) -> std::sync::mpsc::Receiver<String> {
         let config = self.data_dir.with_extension("toml");
         let toml = format!(
             "[runtime]\nio_memory_bytes = 2097152\npin_cores = false\n{}\n",
             self.options.config_toml
         );
         std::fs::write(&config, toml).expect("write config");
+        let (listen, shard_base, http) = match self.options.fixed_ports {
+            Some(p) => (
+                format!("127.0.0.1:{}", p.shared),
+                p.shard_base.to_string(),
+                format!("127.0.0.1:{}", p.http),
+            ),
+            None => ("127.0.0.1:0".into(), "0".into(), "127.0.0.1:0".into()),
+        };
         let mut cmd = Command::new(bin_path("shoald"));
         cmd.arg("--config")
             .arg(&config)
@@ -149,11 +211,11 @@ impl BrokerProcess {
             .arg(&self.data_dir)
             .args([
                 "--listen",
-                "127.0.0.1:0",
+                &listen,
                 "--shard-port-base",
-                "0",
+                &shard_base,
                 "--http-listen",
-                "127.0.0.1:0",
+                &http,
             ])
             .args(["--shards", &self.options.shards.to_string()])
             .args(&self.options.args)
@@ -195,19 +257,27 @@ impl BrokerProcess {
             // Keep draining so the broker never blocks on a full pipe.
             for _ in lines {}
         });
+        self.child = Some(child);
+        rx
+    }
+
+    /// Waits for the ready line and reads the ports from it.
+    fn await_ready_line(&mut self, rx: std::sync::mpsc::Receiver<String>) {
         let line = match rx.recv_timeout(Duration::from_millis(BROKER_START_MS_MAX)) {
             Ok(line) => line,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let mut child = self.child.take().expect("started");
                 let status = child.wait().expect("wait for shoald");
                 panic!("shoald exited before it was ready ({status}); its stderr is above");
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
+                if let Some(mut child) = self.child.take() {
+                    let _ = child.kill();
+                }
                 panic!("shoald did not become ready within {BROKER_START_MS_MAX} ms");
             }
         };
         self.parse_ready(&line);
-        self.child = Some(child);
     }
 
     fn parse_ready(&mut self, line: &str) {
@@ -265,6 +335,27 @@ impl BrokerProcess {
             self.kill();
         }
         self.spawn();
+    }
+
+    /// SIGKILLs the broker and starts it again on the same data directory
+    /// and the same fixed ports, returning at once, without waiting for its
+    /// ready line (as a supervisor that polls `/readyz` would). Call
+    /// [`Self::wait_started`] before using ports it reports.
+    pub fn restart_without_waiting(&mut self) -> std::sync::mpsc::Receiver<String> {
+        assert!(
+            self.options.fixed_ports.is_some(),
+            "a restart without waiting needs fixed ports"
+        );
+        if self.child.is_some() {
+            self.kill();
+        }
+        self.spawn_child()
+    }
+
+    /// Waits for the ready line of a start begun by
+    /// [`Self::restart_without_waiting`].
+    pub fn wait_started(&mut self, rx: std::sync::mpsc::Receiver<String>) {
+        self.await_ready_line(rx);
     }
 
     /// Resident set size of the broker process in KiB.
