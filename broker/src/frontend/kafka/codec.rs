@@ -48,9 +48,9 @@ use super::supported_apis::{api_versions_response, support};
 /// api key, api version, correlation id: the fixed part of every request
 /// header, and so the shortest frame body that can be answered.
 pub const REQUEST_FIXED_HEADER_LEN: usize = 8;
-/// Length prefix plus api key and version: what the decoder needs to choose
-/// a frame's cap.
-const FRAME_PEEK_LEN: usize = 4 + 4;
+/// Length prefix plus api key: what the decoder needs to choose a frame's
+/// cap.
+const FRAME_PEEK_LEN: usize = 4 + 2;
 /// The body buffer starts at most this large and grows as bytes arrive.
 const BODY_INITIAL_CAPACITY_MAX: usize = 64 << 10;
 
@@ -130,10 +130,9 @@ impl FrameDecoder {
             let take = want.min(input.len());
             self.buf.extend_from_slice(&input[..take]);
             *input = &input[take..];
-            if self.buf.len() < FRAME_PEEK_LEN {
+            let Some(total) = self.check_prefix()? else {
                 return Ok(None);
-            }
-            let total = self.check_prefix()?;
+            };
             self.buf.reserve(total.min(BODY_INITIAL_CAPACITY_MAX));
             self.frame_len = Some(total);
         }
@@ -150,23 +149,32 @@ impl FrameDecoder {
         Ok(Some(frame))
     }
 
-    /// Checks the length prefix against the caps; returns the frame's total
-    /// length, prefix included.
-    fn check_prefix(&self) -> Result<usize, KafkaError> {
-        let len = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
-        let api_key = i16::from_be_bytes([self.buf[4], self.buf[5]]);
+    /// Checks the length prefix against the caps as soon as the bytes it
+    /// needs are in: the length alone for the minimum, the api key for the
+    /// API's cap. Returns the frame's total length (prefix included) once
+    /// both checks passed, `None` while bytes are missing.
+    fn check_prefix(&self) -> Result<Option<usize>, KafkaError> {
+        let b = &self.buf;
+        if b.len() < 4 {
+            return Ok(None);
+        }
+        let len = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         if len < REQUEST_FIXED_HEADER_LEN as i32 {
             return Err(KafkaError::FrameTooShort {
                 len: i64::from(len),
                 min: REQUEST_FIXED_HEADER_LEN,
             });
         }
+        if b.len() < FRAME_PEEK_LEN {
+            return Ok(None);
+        }
+        let api_key = i16::from_be_bytes([b[4], b[5]]);
         let len = len as usize;
         let max = self.limits.frame_cap(api_key);
         if len > max {
             return Err(KafkaError::FrameTooLarge { len, max, api_key });
         }
-        Ok(4 + len)
+        Ok(Some(4 + len))
     }
 }
 
@@ -410,9 +418,9 @@ mod tests {
         }
     }
 
-    /// A length over the API's cap is refused after eight bytes, before the
+    /// A length over the API's cap is refused after six bytes, before the
     /// body is buffered; Produce has the larger cap; short and negative
-    /// lengths are refused.
+    /// lengths are refused after four.
     #[test]
     fn frame_caps() {
         let limits = KafkaLimits {
@@ -443,7 +451,7 @@ mod tests {
         assert_eq!(d.decode(&mut &prefix(2048, ApiKey::Produce as i16)[..]), Ok(None));
         for len in [7, 0, -1, i32::MIN] {
             let mut d = FrameDecoder::new(limits);
-            let err = d.decode(&mut &prefix(len, 0)[..]).unwrap_err();
+            let err = d.decode(&mut &len.to_be_bytes()[..]).unwrap_err();
             assert!(matches!(err, KafkaError::FrameTooShort { .. }), "{len}: {err}");
         }
     }
