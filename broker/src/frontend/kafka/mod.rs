@@ -38,6 +38,8 @@
 
 pub mod codec;
 pub mod error;
+pub mod record_compression;
+pub mod records;
 pub mod request_shape;
 pub mod sample_requests;
 pub mod supported_apis;
