@@ -38,6 +38,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod group_coordinator;
 pub mod record_compression;
 pub mod records;
 pub mod request_shape;
