@@ -355,9 +355,16 @@ fn closed_connection_fails_pending_calls() {
 
 /// The producer batches keyed and keyless records, keyed records land on
 /// murmur2's partition, offsets per partition are dense and unique, and a
-/// partition consumer reads every record back intact (lz4 batches too).
+/// partition consumer reads every record back intact, with lz4 and with
+/// zstd batches.
 #[test]
 fn producer_and_partition_consumer_round_trip() {
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        producer_round_trip(compression);
+    }
+}
+
+fn producer_round_trip(compression: Compression) {
     let broker = FakeBroker::start();
     let client = Arc::new(Client::with_config(&broker.addr.to_string(), ClientConfig::default()).unwrap());
     let producer = Producer::new(
@@ -365,7 +372,7 @@ fn producer_and_partition_consumer_round_trip() {
         ProducerConfig {
             linger_ms: 2,
             batch_bytes_max: 4096,
-            compression: Compression::Lz4,
+            compression,
             ..ProducerConfig::default()
         },
     )

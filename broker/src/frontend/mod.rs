@@ -6,10 +6,12 @@
 //! |------------|--------------------------------------------------------------|
 //! | [`native`] | Shoal's binary protocol (rkyv frames), shard-aware clients   |
 //! | [`http`]   | HTTP/JSON API and Prometheus `/metrics` (hyper over glommio)  |
+//! | [`kafka`]  | the Kafka wire protocol (issue 18): its sans-IO parts so far  |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
 //! | [`admission`] | per-shard and per-address connection limits               |
 
 pub mod admission;
 pub mod http;
+pub mod kafka;
 pub mod native;
 pub mod quota;

@@ -127,6 +127,7 @@ enum AcksArg {
 enum CompressionArg {
     None,
     Lz4,
+    Zstd,
 }
 
 #[derive(Args)]
@@ -416,6 +417,7 @@ fn produce(client: Arc<Client>, args: ProduceArgs, out: &Output) -> Result<(), P
         compression: match args.compression {
             CompressionArg::None => Compression::None,
             CompressionArg::Lz4 => Compression::Lz4,
+            CompressionArg::Zstd => Compression::Zstd,
         },
         linger_ms: args.linger_ms,
         ..ProducerConfig::default()
