@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use shoal_config::{Config, FlushMode};
+use shoal_config::{Config, ConfigError, FlushMode};
 
 /// The Shoal message broker.
 #[derive(Debug, Parser)]
@@ -50,20 +50,23 @@ struct Args {
     print_config: bool,
 }
 
-fn parse_flush(s: &str) -> Result<FlushMode, String> {
+/// A `--flush` value that is not a policy.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown flush policy {0:?} (always | interval | never)")]
+struct BadFlush(String);
+
+fn parse_flush(s: &str) -> Result<FlushMode, BadFlush> {
     match s {
         "always" => Ok(FlushMode::Always),
         "interval" => Ok(FlushMode::Interval),
         "never" => Ok(FlushMode::Never),
-        other => Err(format!(
-            "unknown flush policy {other:?} (always | interval | never)"
-        )),
+        other => Err(BadFlush(other.to_string())),
     }
 }
 
-fn effective_config(args: &Args) -> Result<Config, String> {
+fn effective_config(args: &Args) -> Result<Config, ConfigError> {
     let mut config = match &args.config {
-        Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
+        Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
     let s = &mut config.server;
@@ -88,7 +91,7 @@ fn effective_config(args: &Args) -> Result<Config, String> {
     if args.no_pin {
         config.runtime.pin_cores = false;
     }
-    config.validate().map_err(|e| e.to_string())?;
+    config.validate()?;
     Ok(config)
 }
 
