@@ -461,7 +461,7 @@ fn merge(
         (records, bytes) = (records + p.window_records, bytes + p.window_bytes);
         placement.producer_cores.push(p.core);
         for (durability, n) in &p.ack_durability {
-            *ack_durability.entry(durability.clone()).or_insert(0) += n;
+            *ack_durability.entry(durability.to_string()).or_insert(0) += n;
         }
     }
     let (mut e2e, mut c_series) = (LatencyHistogram::new(), TimeSeries::new());

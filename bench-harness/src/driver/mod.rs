@@ -45,7 +45,7 @@ pub struct AckEvent {
     pub token: u64,
     /// `Ok` carries the durability the broker says it achieved (e.g.
     /// "Fsynced"); `Err` carries the client's or broker's reason.
-    pub result: Result<String, String>,
+    pub result: Result<&'static str, String>,
     /// When the client learned the outcome.
     pub at: Instant,
 }

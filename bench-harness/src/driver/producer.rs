@@ -70,7 +70,7 @@ pub struct ProducerOutcome {
     pub window_bytes: u64,
     pub unacked_at_deadline: u64,
     /// Acks counted by the durability the broker reported.
-    pub ack_durability: BTreeMap<String, u64>,
+    pub ack_durability: BTreeMap<&'static str, u64>,
     pub core: Option<usize>,
 }
 

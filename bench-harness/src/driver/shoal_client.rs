@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 
 use shoal_protocol::batch::NewRecord;
 use shoal_protocol::client::{
-    Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer, ProducerConfig,
-    SendHandle,
+    BatchAcks, Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer,
+    ProducerConfig, SendHandle,
 };
 use shoal_protocol::messages::dlq::{QuarantineBrowseRequest, QuarantineCountsRequest, QuarantineFilter};
 use shoal_protocol::messages::offsets::OffsetSpec;
-use shoal_protocol::messages::produce::Acks as WireAcks;
+use shoal_protocol::messages::produce::{Acks as WireAcks, Durability};
 use shoal_protocol::messages::topic::{FlushPolicy, TopicConfig};
 use shoal_protocol::{ErrorCode, ProtocolError};
 
@@ -237,24 +237,7 @@ impl ShoalProducer {
         let (ack_tx, acks) = mpsc::channel();
         let waiter = std::thread::Builder::new()
             .name("shoal-bench-acks".into())
-            .spawn(move || {
-                for (token, handle) in pending_rx {
-                    let result = handle
-                        .wait()
-                        .map(|ack| format!("{:?}", ack.durability))
-                        .map_err(|e| e.to_string());
-                    if ack_tx
-                        .send(AckEvent {
-                            token,
-                            result,
-                            at: Instant::now(),
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            })
+            .spawn(move || wait_acks(pending_rx, ack_tx))
             .map_err(|e| BenchError::io("spawn ack waiter", e))?;
         Ok(Self {
             producer,
@@ -306,6 +289,45 @@ impl Drop for ShoalProducer {
         if let Some(waiter) = self.waiter.take() {
             let _ = waiter.join();
         }
+    }
+}
+
+/// Resolves pending records in send order, one wait per batch: the records
+/// of a batch share its outcome and its ack time.
+fn wait_acks(pending: mpsc::Receiver<(u64, SendHandle)>, acks: mpsc::Sender<AckEvent>) {
+    let mut batch: Option<(SendHandle, Result<BatchAcks, String>, Instant)> = None;
+    for (token, handle) in pending {
+        let same = batch.as_ref().is_some_and(|(h, _, _)| h.same_batch(&handle));
+        if !same {
+            let (outcome, _) = handle.wait_batch();
+            batch = Some((handle, outcome.map_err(|e| e.to_string()), Instant::now()));
+        }
+        let (_, outcome, at) = batch.as_ref().expect("set above");
+        let result = match outcome {
+            Ok(b) => Ok(durability_name(b.durability)),
+            Err(e) => Err(e.clone()),
+        };
+        if acks
+            .send(AckEvent {
+                token,
+                result,
+                at: *at,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The name a durability is counted under (as the report prints it).
+fn durability_name(d: Durability) -> &'static str {
+    match d {
+        Durability::Accepted => "Accepted",
+        Durability::Memory => "Memory",
+        Durability::Written => "Written",
+        Durability::Fsynced => "Fsynced",
+        Durability::Replicated => "Replicated",
     }
 }
 

@@ -39,7 +39,7 @@ impl ProduceClient for MemProducer {
         }
         self.acks.push(AckEvent {
             token: record.token,
-            result: Ok("Memory".into()),
+            result: Ok("Memory"),
             at: std::time::Instant::now(),
         });
         Ok(())

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 pub use connection::{Connection, ConnectionConfig, PendingReply, Reply};
 pub use consumer::{GroupConsumer, GroupConsumerConfig, PartitionConsumer};
-pub use producer::{Producer, ProducerConfig, RecordAck, SendHandle};
+pub use producer::{BatchAcks, Producer, ProducerConfig, RecordAck, SendHandle};
 pub use records::ConsumedRecord;
 
 use crate::codec::Request;

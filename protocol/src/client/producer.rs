@@ -79,9 +79,60 @@ pub struct RecordAck {
     pub duplicate_of: Option<u64>,
 }
 
+/// What the broker said about one batch: enough to give every record its
+/// ack without building one per record (see [`BatchAcks::record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchAcks {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    /// Offset of the batch's first stored record; `None` with acks `none`.
+    pub base_offset: Option<u64>,
+    pub durability: Durability,
+    /// Records already stored (message_id dedup): (index in the batch,
+    /// offset of the first copy), by index.
+    pub duplicates: Vec<(u32, u64)>,
+    /// Records in the batch.
+    pub records: u32,
+}
+
+impl BatchAcks {
+    /// The ack of the record at `index` in the batch: stored records take
+    /// consecutive offsets from `base_offset` in batch order, duplicates
+    /// their first copy's.
+    pub fn record(&self, index: u32) -> Option<RecordAck> {
+        if index >= self.records {
+            return None;
+        }
+        let dup_before = self.duplicates.partition_point(|&(i, _)| i < index);
+        let duplicate_of = self
+            .duplicates
+            .get(dup_before)
+            .filter(|&&(i, _)| i == index)
+            .map(|&(_, original)| original);
+        let offset = match duplicate_of {
+            Some(original) => Some(original),
+            None => self
+                .base_offset
+                .map(|base| base + u64::from(index) - dup_before as u64),
+        };
+        Some(RecordAck {
+            topic: Arc::clone(&self.topic),
+            partition: self.partition,
+            offset,
+            durability: self.durability,
+            duplicate_of,
+        })
+    }
+
+    /// Every record's ack, in batch order.
+    pub fn records(&self) -> impl Iterator<Item = RecordAck> + '_ {
+        (0..self.records).filter_map(|i| self.record(i))
+    }
+}
+
 /// The shared outcome of one batch.
 struct BatchSlot {
-    outcome: Mutex<Option<Result<Vec<RecordAck>, ProtocolError>>>,
+    outcome: Mutex<Option<Result<BatchAcks, ProtocolError>>>,
     done: Condvar,
 }
 
@@ -93,14 +144,14 @@ impl BatchSlot {
         })
     }
 
-    fn resolve(&self, outcome: Result<Vec<RecordAck>, ProtocolError>) {
+    fn resolve(&self, outcome: Result<BatchAcks, ProtocolError>) {
         *self.outcome.lock().expect("slot lock") = Some(outcome);
         self.done.notify_all();
     }
 
     /// Waits for the outcome and looks at it under the lock: a batch's
     /// acks are read by every record's handle, so none copies the whole.
-    fn wait_with<T>(&self, f: impl FnOnce(&Result<Vec<RecordAck>, ProtocolError>) -> T) -> T {
+    fn wait_with<T>(&self, f: impl FnOnce(&Result<BatchAcks, ProtocolError>) -> T) -> T {
         let mut outcome = self.outcome.lock().expect("slot lock");
         while outcome.is_none() {
             outcome = self.done.wait(outcome).expect("slot lock");
@@ -110,7 +161,7 @@ impl BatchSlot {
 
     #[cfg(test)]
     fn wait(&self) -> Result<Vec<RecordAck>, ProtocolError> {
-        self.wait_with(Clone::clone)
+        self.wait_with(|o| o.as_ref().map(|b| b.records().collect()).map_err(Clone::clone))
     }
 }
 
@@ -124,11 +175,21 @@ impl SendHandle {
     pub fn wait(self) -> Result<RecordAck, ProtocolError> {
         self.slot.wait_with(|outcome| match outcome {
             Ok(acks) => acks
-                .get(self.index)
-                .cloned()
+                .record(self.index as u32)
                 .ok_or_else(|| ProtocolError::Closed("batch outcome is missing a record".into())),
             Err(e) => Err(e.clone()),
         })
+    }
+
+    /// Waits for the outcome of this record's whole batch; `index` is the
+    /// record's place in it. One wait per batch serves all its records.
+    pub fn wait_batch(&self) -> (Result<BatchAcks, ProtocolError>, u32) {
+        (self.slot.wait_with(Clone::clone), self.index as u32)
+    }
+
+    /// True when this record is in the same batch as `other`'s.
+    pub fn same_batch(&self, other: &SendHandle) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot)
     }
 }
 
@@ -608,45 +669,40 @@ fn fail_or_retry(
     Vec::new()
 }
 
-/// Gives every record of one partition's batches its offset: stored records
-/// count up from `base_offset` in request order, duplicates get the offset
-/// of their first copy (see [`crate::messages::produce`]).
+/// Gives every batch of one partition its outcome: stored records count up
+/// from `base_offset` across the batches in request order, duplicates keep
+/// their first copy's offset (see [`crate::messages::produce`]). One
+/// outcome per batch, nothing per record.
 fn resolve_partition(
     topic: &str,
     batches: &[Outgoing],
     part: &crate::messages::produce::ProducePartitionResponse,
 ) {
-    let duplicates: HashMap<u32, u64> = part
-        .duplicates
-        .iter()
-        .map(|d| (d.record_index, d.original_offset))
-        .collect();
     let assigned = part.durability != Durability::Accepted;
     let topic: Arc<str> = topic.into();
-    let mut index = 0u32;
+    let mut first_index = 0u32;
     let mut stored = 0u64;
     for b in batches {
-        let mut acks = Vec::with_capacity(b.records);
-        for _ in 0..b.records {
-            let duplicate_of = duplicates.get(&index).copied();
-            let offset = match duplicate_of {
-                Some(original) => Some(original),
-                None if assigned => {
-                    stored += 1;
-                    Some(part.base_offset + stored - 1)
-                }
-                None => None,
-            };
-            acks.push(RecordAck {
-                topic: Arc::clone(&topic),
-                partition: b.partition,
-                offset,
-                durability: part.durability,
-                duplicate_of,
-            });
-            index += 1;
-        }
-        b.slot.resolve(Ok(acks));
+        let records = b.records as u32;
+        let range = first_index..first_index + records;
+        let mut duplicates: Vec<(u32, u64)> = part
+            .duplicates
+            .iter()
+            .filter(|d| range.contains(&d.record_index))
+            .map(|d| (d.record_index - first_index, d.original_offset))
+            .collect();
+        duplicates.sort_unstable();
+        let base_offset = assigned.then(|| part.base_offset + stored);
+        stored += u64::from(records) - duplicates.len() as u64;
+        first_index += records;
+        b.slot.resolve(Ok(BatchAcks {
+            topic: Arc::clone(&topic),
+            partition: b.partition,
+            base_offset,
+            durability: part.durability,
+            duplicates,
+            records,
+        }));
     }
 }
 
