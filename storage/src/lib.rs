@@ -46,7 +46,7 @@
 //! call order (no await between the check and the copy), copies the batch
 //! into the aligned tail buffer (`segment_appender`) and the tail cache
 //! ([`batch_cache`]), then waits for the durability its flush policy asks
-//! for. Two background tasks do the I/O ([`log_flusher`]): the writer
+//! for. Two background tasks do the I/O (`write_pipeline`): the writer
 //! writes full 1 MiB buffers as appends seal them, with a sliding window of
 //! `write_depth_max` in flight (disjoint and aligned), each moving the
 //! written end as it completes in order; when no full buffer is waiting it
@@ -55,7 +55,10 @@
 //! pipelined with it, snapshots the written end, fdatasyncs every
 //! segment file written since its last round, and only then moves the
 //! synced end to that snapshot. Appends that arrive while a write or an
-//! fdatasync runs are coalesced into the next one (group commit).
+//! fdatasync runs are coalesced into the next one (group commit). What a
+//! completed write or fdatasync moves, and when an append's durability is
+//! reached, is decided by a sans-IO state machine (`group_commit`), tested
+//! without a runtime; the pipeline only does the I/O.
 //!
 //! **An append acknowledged as [`Durability::Fsynced`] returns only after an
 //! fdatasync that started after the write holding its last byte completed
@@ -136,10 +139,11 @@ pub mod batch_cache;
 pub mod compaction;
 pub mod config;
 pub mod error;
+mod group_commit;
 pub mod index;
-pub mod log_flusher;
 mod log_maintenance;
 mod log_reader;
+mod log_stats;
 mod notify;
 mod partition_log;
 pub mod recovery;
@@ -147,8 +151,11 @@ pub mod retention;
 mod segment;
 mod segment_appender;
 pub mod segment_name;
+mod write_pipeline;
 
 pub use config::{FlushPolicy, LogConfig, VerifyOnOpen};
 pub use error::LogError;
+pub use group_commit::Durability;
 pub use log_reader::{ReadBatches, StoredBatch};
-pub use partition_log::{AppendAck, Durability, LogBounds, LogStats, PartitionLog, SYNC_LATENCY_BOUNDS_US};
+pub use log_stats::{LogStats, SYNC_LATENCY_BOUNDS_US};
+pub use partition_log::{AppendAck, LogBounds, PartitionLog};

@@ -25,14 +25,14 @@ impl PartitionLog {
                 self.rewriting.set(true);
                 return Ok(());
             }
-            self.changed.notified().await;
+            self.pipeline.changed().notified().await;
         }
     }
 
     fn end_rewrite(&self) {
         self.rewriting.set(false);
         self.maintenance.set(false);
-        self.changed.notify();
+        self.pipeline.changed().notify();
     }
 
     /// Removes every batch holding an offset at or above `offset` (a
@@ -47,7 +47,7 @@ impl PartitionLog {
     }
 
     async fn truncate_inner(&self, offset: u64) -> Result<u64, LogError> {
-        let (start, end) = (self.log_start.get(), self.log_end.get());
+        let (start, end) = (self.log_start.get(), self.pipeline.log_end());
         if offset >= end {
             return Ok(end);
         }
@@ -94,11 +94,7 @@ impl PartitionLog {
         *keep.index.borrow_mut() = index;
         *self.active.borrow_mut() = keep.clone();
         let partial = read_partial_block(&keep, data_len, self.alignment).await?;
-        let mut appender = self.appender.borrow_mut();
-        appender.clear();
-        appender.start_segment(keep, data_len, &partial, new_end);
-        self.cache.borrow_mut().truncate_from(new_end, new_end);
-        self.reset_marks(new_end);
+        self.restart_at(keep, data_len, &partial, new_end);
         Ok(new_end)
     }
 
@@ -146,7 +142,7 @@ impl PartitionLog {
             .next()
             .expect("the active segment stays");
         self.log_start.set(new_start);
-        self.cache.borrow_mut().drop_before(new_start);
+        self.pipeline.cache_mut().drop_before(new_start);
         if self.high_watermark.get() < new_start {
             self.high_watermark.set(new_start);
         }
@@ -192,7 +188,7 @@ impl PartitionLog {
     async fn build_key_map(&self) -> Result<KeyMap, LogError> {
         let mut keys = KeyMap::new(self.config.compaction_keys_max);
         let mut at = self.log_start.get();
-        while at < self.log_end.get() {
+        while at < self.pipeline.log_end() {
             let read = self.read_uncommitted(at, self.config.read_chunk_bytes).await?;
             let Some(next) = read.next_offset() else { break };
             for stored in &read.batches {
@@ -335,7 +331,7 @@ impl PartitionLog {
         fresh.write_index_files(&self.dir).await?;
         let seg_end = fresh.index.borrow().next_offset;
         self.segments.borrow_mut().insert(base, fresh);
-        self.cache.borrow_mut().drop_before(seg_end);
+        self.pipeline.cache_mut().drop_before(seg_end);
         Ok(())
     }
 }

@@ -46,7 +46,7 @@ impl PartitionLog {
     /// Reads whole batches from the one holding `from_offset`, up to about
     /// `max_bytes` (at least one batch), below the high watermark.
     pub async fn read(&self, from_offset: u64, max_bytes: usize) -> Result<ReadBatches, LogError> {
-        self.read_below(from_offset, max_bytes, self.high_watermark.get())
+        self.read_below(from_offset, max_bytes, self.high_watermark())
             .await
     }
 
@@ -57,11 +57,12 @@ impl PartitionLog {
         from_offset: u64,
         max_bytes: usize,
     ) -> Result<ReadBatches, LogError> {
-        self.read_below(from_offset, max_bytes, self.log_end.get()).await
+        self.read_below(from_offset, max_bytes, self.pipeline.log_end())
+            .await
     }
 
     async fn read_below(&self, from: u64, max_bytes: usize, end: u64) -> Result<ReadBatches, LogError> {
-        let (start, log_end) = (self.log_start.get(), self.log_end.get());
+        let (start, log_end) = (self.log_start.get(), self.pipeline.log_end());
         if from < start || from > log_end {
             return Err(LogError::OffsetOutOfRange {
                 offset: from,
@@ -71,13 +72,13 @@ impl PartitionLog {
         }
         let mut out = ReadBatches {
             batches: Vec::new(),
-            high_watermark: self.high_watermark.get(),
+            high_watermark: self.high_watermark(),
             log_start_offset: start,
         };
         if from >= end {
             return Ok(out);
         }
-        if let Some(batches) = self.cache.borrow().read(from, end, max_bytes) {
+        if let Some(batches) = self.pipeline.cache().read(from, end, max_bytes) {
             out.batches = batches;
             self.bump(|s| s.cache_reads += 1);
             return Ok(out);
@@ -87,7 +88,7 @@ impl PartitionLog {
         // are in the cache (unwritten batches always are), and one whose
         // first bytes are written but not its last must not be read here.
         // The cache missed, so `from` lies below `written`.
-        let end = end.min(self.written.get());
+        let end = end.min(self.pipeline.written());
         let mut at = from;
         while out.batches.is_empty() && at < end {
             let Some(segment) = self.segment_for(at) else {
@@ -211,7 +212,7 @@ impl PartitionLog {
     /// Append time of the batch holding `offset` (or of the next batch after
     /// a gap); `None` at or past the log end. For lag in seconds.
     pub async fn append_time_of(&self, offset: u64) -> Result<Option<i64>, LogError> {
-        if let Some(b) = self.cache.borrow().find(offset) {
+        if let Some(b) = self.pipeline.cache().find(offset) {
             return Ok(Some(b.append_ms));
         }
         let read = self.read_uncommitted(offset, 1).await?;

@@ -3,40 +3,30 @@
 //! All state sits behind `Cell`/`RefCell` so any number of tasks on the
 //! owning executor can append and read concurrently; nothing here is `Send`.
 //! Offsets are assigned without an await between the check and the copy, so
-//! they follow call order. A background flusher task (holding only a weak
-//! reference while idle) turns the tail buffers into writes and fdatasyncs
-//! and moves the `written` and `synced` marks that appends wait on.
+//! they follow call order. The log owns its segments, its bounds and the
+//! maintenance flags; everything on the way from an accepted batch to stable
+//! storage (tail buffers, cache, group-commit marks, the background writer
+//! and syncer) is its [`WritePipeline`], which appends wait on.
 
-use crate::batch_cache::{BatchCache, CachedBatch};
+use crate::batch_cache::CachedBatch;
 use crate::config::{FlushPolicy, LogConfig, VerifyOnOpen};
 use crate::error::LogError;
+use crate::group_commit::Durability;
 use crate::index::SegmentIndex;
-use crate::log_flusher::{run_syncer, run_writer};
-use crate::notify::Notify;
+use crate::log_stats::LogStats;
 use crate::recovery::ScanEnd;
 use crate::segment::{load_index, remove_if_exists, Segment};
 use crate::segment_appender::Appender;
 use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
+use crate::write_pipeline::{run_interval_sync, run_syncer, run_writer, WritePipeline};
 use bytes::BytesMut;
 use glommio::io::DmaFile;
 use shoal_protocol::batch::{self, BatchError, BatchHeader, BatchLimits};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
-
-/// How far an acknowledged append got. Ordered: `Fsynced` implies `Written`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Durability {
-    /// Accepted in the tail buffer and cache; lost if the process dies.
-    Memory,
-    /// Written to the file (O_DIRECT), not yet fdatasynced: survives a
-    /// process crash, not necessarily a power loss.
-    Written,
-    /// Covered by a completed fdatasync: survives a power loss.
-    Fsynced,
-}
 
 /// The answer to an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,79 +46,23 @@ pub struct LogBounds {
     pub log_end_offset: u64,
 }
 
-/// Upper bounds (microseconds) of the fdatasync latency buckets in
-/// [`LogStats::sync_latency_buckets`]; the last bucket counts the rest.
-pub const SYNC_LATENCY_BOUNDS_US: [u64; 14] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-];
-
-/// Counters of the log since open (for metrics and benchmarks).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogStats {
-    pub appends: u64,
-    pub writes: u64,
-    pub bytes_written: u64,
-    pub fdatasyncs: u64,
-    /// Time spent waiting for writes and for fdatasyncs, in microseconds.
-    pub write_wait_us: u64,
-    pub sync_wait_us: u64,
-    /// fdatasync latencies: `[i]` counts calls that took at most
-    /// `SYNC_LATENCY_BOUNDS_US[i]` (and more than the bound before); the
-    /// last entry counts calls slower than every bound. Not cumulative.
-    pub sync_latency_buckets: [u64; SYNC_LATENCY_BOUNDS_US.len() + 1],
-    /// Reads answered from the tail batch cache, and reads that went to
-    /// the segment files (empty reads at the end of the log count as neither).
-    pub cache_reads: u64,
-    pub disk_reads: u64,
-}
-
-impl LogStats {
-    /// Counts one fdatasync that took `us` microseconds.
-    pub(crate) fn record_sync(&mut self, us: u64) {
-        let bucket = SYNC_LATENCY_BOUNDS_US
-            .iter()
-            .position(|&bound| us <= bound)
-            .unwrap_or(SYNC_LATENCY_BOUNDS_US.len());
-        self.sync_latency_buckets[bucket] += 1;
-        self.fdatasyncs += 1;
-        self.sync_wait_us += us;
-    }
-}
-
 /// The log of one partition.
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
     pub(crate) segments: RefCell<BTreeMap<u64, Rc<Segment>>>,
     pub(crate) active: RefCell<Rc<Segment>>,
-    pub(crate) appender: RefCell<Appender>,
-    pub(crate) cache: RefCell<BatchCache>,
+    pub(crate) pipeline: Rc<WritePipeline>,
     pub(crate) alignment: usize,
     pub(crate) log_start: Cell<u64>,
-    pub(crate) log_end: Cell<u64>,
-    /// Offsets below this are written to their segment files.
-    pub(crate) written: Cell<u64>,
-    /// Offsets below this are covered by a completed fdatasync.
-    pub(crate) synced: Cell<u64>,
+    /// Set by replicated logs, and lowered by truncation; in single-node
+    /// mode the acknowledged end raises it (see `high_watermark`).
     pub(crate) high_watermark: Cell<u64>,
-    /// The flusher fdatasyncs until `synced` reaches this.
-    pub(crate) sync_requested: Cell<u64>,
     last_append_ms: Cell<i64>,
-    pub(crate) fenced: RefCell<Option<(&'static str, String)>>,
-    pub(crate) closed: Cell<bool>,
     /// Roll, truncate and compaction hold appends off while they run.
     pub(crate) maintenance: Cell<bool>,
     /// Truncation, retention and compaction run one at a time.
     pub(crate) rewriting: Cell<bool>,
-    /// Segments written since the last fdatasync, oldest first.
-    pub(crate) dirty: RefCell<Vec<Rc<Segment>>>,
-    stats: RefCell<LogStats>,
-    /// Progress: written, synced, high watermark, fencing, end of maintenance.
-    pub(crate) changed: Notify,
-    /// Wake the writer and the syncer; shared so they can wait without
-    /// keeping the log alive.
-    pub(crate) write_work: Rc<Notify>,
-    pub(crate) sync_work: Rc<Notify>,
 }
 
 /// Writes are aligned to at least this, whatever the device reports: on
@@ -210,35 +144,24 @@ impl PartitionLog {
         let mut appender = Appender::new(alignment, config.write_chunk_bytes, free_max);
         let partial = read_partial_block(&active, data_len, alignment).await?;
         appender.start_segment(active.clone(), data_len, &partial, end);
+        let pipeline = WritePipeline::new(dir.clone(), &config, alignment, appender, end);
         Ok(Rc::new(PartitionLog {
-            cache: RefCell::new(BatchCache::new(config.cache_bytes_max, end)),
             dir,
             config,
             segments: RefCell::new(segments),
             active: RefCell::new(active),
-            appender: RefCell::new(appender),
+            pipeline: Rc::new(pipeline),
             alignment,
             log_start: Cell::new(log_start),
-            log_end: Cell::new(end),
-            written: Cell::new(end),
-            synced: Cell::new(end),
             high_watermark: Cell::new(end),
-            sync_requested: Cell::new(end),
             last_append_ms: Cell::new(last_append_ms),
-            fenced: RefCell::new(None),
-            closed: Cell::new(false),
             maintenance: Cell::new(false),
             rewriting: Cell::new(false),
-            dirty: RefCell::new(Vec::new()),
-            stats: RefCell::new(LogStats::default()),
-            changed: Notify::default(),
-            write_work: Rc::new(Notify::default()),
-            sync_work: Rc::new(Notify::default()),
         }))
     }
 
-    fn spawn_tasks(self: &Rc<Self>) -> Result<(), LogError> {
-        let weak = Rc::downgrade(self);
+    fn spawn_tasks(&self) -> Result<(), LogError> {
+        let weak = Rc::downgrade(&self.pipeline);
         self.spawn(run_writer(weak.clone()))?;
         self.spawn(run_syncer(weak.clone()))?;
         if let FlushPolicy::IntervalMs(ms) = self.config.flush {
@@ -251,7 +174,7 @@ impl PartitionLog {
         match self.config.task_queue {
             Some(queue) => {
                 glommio::spawn_local_into(task, queue)
-                    .map_err(|e| LogError::io("spawning the flusher", e))?
+                    .map_err(|e| LogError::io("spawning the write pipeline", e))?
                     .detach();
             }
             None => {
@@ -341,12 +264,13 @@ impl PartitionLog {
             return Ok(Vec::new());
         };
         if durability == Durability::Fsynced {
-            self.request_sync(end);
+            self.pipeline.request_sync(end);
         }
-        self.advance_high_watermark();
-        self.kick();
-        self.wait_durable(end, durability).await?;
-        let reached = self.durability_of(end);
+        // Under flush `never` the append itself moves the high watermark.
+        self.pipeline.changed().notify();
+        self.pipeline.kick();
+        self.pipeline.wait_durable(end, durability).await?;
+        let reached = self.pipeline.durability_of(end);
         Ok(placed
             .into_iter()
             .map(|(base, next, append_ms)| AppendAck {
@@ -359,9 +283,9 @@ impl PartitionLog {
     }
 
     /// Assigns offsets and the append time to one checked batch and hands it
-    /// to the index, the appender and the cache. Synchronous by design.
+    /// to the index and the write pipeline. Synchronous by design.
     fn place(&self, mut batch: BytesMut, record_count: u32, len: usize) -> (u64, u64, i64) {
-        let base = self.log_end.get();
+        let base = self.pipeline.log_end();
         let append_ms = now_ms().max(self.last_append_ms.get());
         let next = base + u64::from(record_count);
         batch::patch(&mut batch, base, self.config.leader_epoch, append_ms);
@@ -372,17 +296,13 @@ impl PartitionLog {
             let pos = index.data_len;
             index.observe(base, next, pos, len as u32, append_ms);
         }
-        self.appender.borrow_mut().push(&bytes, next);
-        let cached = CachedBatch {
+        self.pipeline.accept(CachedBatch {
             base_offset: base,
             next_offset: next,
             append_ms,
             bytes,
-        };
-        self.cache.borrow_mut().push(cached, self.written.get());
-        self.log_end.set(next);
+        });
         self.last_append_ms.set(append_ms);
-        self.bump(|s| s.appends += 1);
         (base, next, append_ms)
     }
 
@@ -396,12 +316,12 @@ impl PartitionLog {
         loop {
             self.check_writable()?;
             if self.maintenance.get() {
-                self.changed.notified().await;
+                self.pipeline.changed().notified().await;
                 continue;
             }
-            let pending = self.appender.borrow().pending_bytes();
+            let pending = self.pipeline.pending_bytes();
             if pending > 0 && pending + len > self.config.pending_bytes_max {
-                self.changed.notified().await;
+                self.pipeline.changed().notified().await;
                 continue;
             }
             if self.needs_roll(len) {
@@ -413,16 +333,7 @@ impl PartitionLog {
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), LogError> {
-        if let Some((operation, cause)) = self.fenced.borrow().as_ref() {
-            return Err(LogError::Fenced {
-                operation,
-                cause: cause.clone(),
-            });
-        }
-        if self.closed.get() {
-            return Err(LogError::Closed);
-        }
-        Ok(())
+        self.pipeline.check_writable()
     }
 
     fn needs_roll(&self, len: usize) -> bool {
@@ -446,7 +357,7 @@ impl PartitionLog {
             if !self.maintenance.get() {
                 break;
             }
-            self.changed.notified().await;
+            self.pipeline.changed().notified().await;
         }
         if self.active.borrow().index.borrow().is_empty() {
             return Ok(());
@@ -458,14 +369,14 @@ impl PartitionLog {
         self.maintenance.set(true);
         let result = self.roll_inner().await;
         self.maintenance.set(false);
-        self.changed.notify();
+        self.pipeline.changed().notify();
         result
     }
 
     /// Seals the active segment (all its data fdatasynced, then its index
     /// files written) and starts a new one at the log end.
     async fn roll_inner(&self) -> Result<(), LogError> {
-        let end = self.log_end.get();
+        let end = self.pipeline.log_end();
         self.sync_to(end).await?;
         let old = self.active.borrow().clone();
         if let Err(e) = old.write_index_files(&self.dir).await {
@@ -475,83 +386,32 @@ impl PartitionLog {
         let new = Segment::create(&self.dir, end, &self.config).await?;
         self.segments.borrow_mut().insert(end, new.clone());
         *self.active.borrow_mut() = new.clone();
-        self.appender.borrow_mut().start_segment(new, 0, &[], end);
+        self.pipeline.start_segment(new, 0, &[], end);
         Ok(())
     }
 
     /// Writes and fdatasyncs everything appended so far (for shutdown and
     /// before maintenance).
     pub async fn flush(&self) -> Result<(), LogError> {
-        self.sync_to(self.log_end.get()).await
+        self.sync_to(self.pipeline.log_end()).await
     }
 
     pub(crate) async fn sync_to(&self, offset: u64) -> Result<(), LogError> {
-        self.request_sync(offset);
-        self.kick();
-        self.wait_durable(offset, Durability::Fsynced).await
+        self.pipeline.sync_to(offset).await
     }
 
-    /// Flushes and stops the flusher; later appends fail with `Closed`.
+    /// Flushes and stops the write pipeline; later appends fail with `Closed`.
     pub async fn close(&self) -> Result<(), LogError> {
         let flushed = self.flush().await;
-        self.closed.set(true);
-        self.kick();
-        self.changed.notify();
+        self.pipeline.close();
         flushed
-    }
-
-    /// Wakes the writer and the syncer.
-    pub(crate) fn kick(&self) {
-        self.write_work.notify();
-        self.sync_work.notify();
-    }
-
-    fn request_sync(&self, offset: u64) {
-        self.sync_requested.set(self.sync_requested.get().max(offset));
-    }
-
-    fn durability_of(&self, next: u64) -> Durability {
-        if self.synced.get() >= next {
-            Durability::Fsynced
-        } else if self.written.get() >= next {
-            Durability::Written
-        } else {
-            Durability::Memory
-        }
-    }
-
-    async fn wait_durable(&self, next: u64, durability: Durability) -> Result<(), LogError> {
-        loop {
-            if self.durability_of(next) >= durability {
-                return Ok(());
-            }
-            self.check_writable()?;
-            self.changed.notified().await;
-        }
-    }
-
-    /// In single-node mode the high watermark is the acknowledged end: what
-    /// an append under this log's flush policy has been told is stored.
-    pub(crate) fn advance_high_watermark(&self) {
-        if !self.config.hw_follows_ack {
-            return;
-        }
-        let acked = match self.config.flush {
-            FlushPolicy::Always => self.synced.get(),
-            FlushPolicy::IntervalMs(_) => self.written.get(),
-            FlushPolicy::Never => self.log_end.get(),
-        };
-        if acked > self.high_watermark.get() {
-            self.high_watermark.set(acked);
-            self.changed.notify();
-        }
     }
 
     /// Sets the high watermark (replicated logs); clamped to the log end.
     pub fn set_high_watermark(&self, offset: u64) {
         self.high_watermark
-            .set(offset.min(self.log_end.get()).max(self.log_start.get()));
-        self.changed.notify();
+            .set(offset.min(self.pipeline.log_end()).max(self.log_start.get()));
+        self.pipeline.changed().notify();
     }
 
     pub fn log_start_offset(&self) -> u64 {
@@ -559,38 +419,41 @@ impl PartitionLog {
     }
 
     pub fn log_end_offset(&self) -> u64 {
-        self.log_end.get()
+        self.pipeline.log_end()
     }
 
+    /// In single-node mode (`hw_follows_ack`) the high watermark is the
+    /// acknowledged end: what an append under this log's flush policy has
+    /// been told is stored. Replicated logs set it themselves.
     pub fn high_watermark(&self) -> u64 {
-        self.high_watermark.get()
+        let set = self.high_watermark.get();
+        if self.config.hw_follows_ack {
+            set.max(self.pipeline.acked_end())
+        } else {
+            set
+        }
     }
 
     pub fn bounds(&self) -> LogBounds {
         LogBounds {
             log_start_offset: self.log_start.get(),
-            high_watermark: self.high_watermark.get(),
-            log_end_offset: self.log_end.get(),
+            high_watermark: self.high_watermark(),
+            log_end_offset: self.pipeline.log_end(),
         }
     }
 
     /// The cause, if a failed write or fdatasync fenced this log.
     pub fn fenced(&self) -> Option<String> {
-        self.fenced
-            .borrow()
-            .as_ref()
-            .map(|(op, cause)| format!("{op}: {cause}"))
+        self.pipeline.fenced()
     }
 
     /// The log's counters since open.
     pub fn stats(&self) -> LogStats {
-        *self.stats.borrow()
+        self.pipeline.stats()
     }
 
-    /// Updates the counters in place (they are too large to copy out and
-    /// back on every append and read).
     pub(crate) fn bump(&self, f: impl FnOnce(&mut LogStats)) {
-        f(&mut self.stats.borrow_mut());
+        self.pipeline.bump(f);
     }
 
     /// Base offsets of the segments, oldest first.
@@ -602,29 +465,17 @@ impl PartitionLog {
     /// the log is fenced or closed.
     pub async fn wait_for_offset(&self, offset: u64) -> Result<(), LogError> {
         loop {
-            if self.high_watermark.get() > offset {
+            if self.high_watermark() > offset {
                 return Ok(());
             }
             self.check_writable()?;
-            self.changed.notified().await;
+            self.pipeline.changed().notified().await;
         }
     }
 
-    /// Puts the log in the fenced, read-only state: the write or fdatasync
-    /// outcome is unknown, so nothing after `synced` is trusted again.
-    pub(crate) fn fence(&self, operation: &'static str, cause: String) {
-        tracing::error!(dir = %self.dir.display(), operation, %cause, "partition log fenced");
-        self.fenced.borrow_mut().get_or_insert((operation, cause));
-        self.changed.notify();
-    }
-
-    /// Forgets pending sync requests beyond the (new) log end.
-    pub(crate) fn reset_marks(&self, end: u64) {
-        self.log_end.set(end);
-        self.written.set(end);
-        self.synced.set(end);
-        self.sync_requested.set(end);
-        self.dirty.borrow_mut().clear();
+    /// Restarts the tail at `end` in `segment` (after `truncate_suffix`).
+    pub(crate) fn restart_at(&self, segment: Rc<Segment>, data_len: u64, partial: &[u8], end: u64) {
+        self.pipeline.restart(segment, data_len, partial, end);
         if self.high_watermark.get() > end {
             self.high_watermark.set(end);
         }
@@ -633,24 +484,7 @@ impl PartitionLog {
 
 impl Drop for PartitionLog {
     fn drop(&mut self) {
-        self.closed.set(true);
-        self.kick();
-    }
-}
-
-/// Under `IntervalMs`, asks for an fdatasync every interval if anything was
-/// written since the last one.
-async fn run_interval_sync(log: Weak<PartitionLog>, every: Duration) {
-    loop {
-        glommio::timer::sleep(every).await;
-        let Some(strong) = log.upgrade() else { return };
-        if strong.closed.get() || strong.fenced.borrow().is_some() {
-            return;
-        }
-        if strong.log_end.get() > strong.synced.get() {
-            strong.request_sync(strong.log_end.get());
-            strong.kick();
-        }
+        self.pipeline.close();
     }
 }
 
