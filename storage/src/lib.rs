@@ -138,6 +138,8 @@
 pub mod batch_cache;
 pub mod compaction;
 pub mod config;
+pub mod device;
+pub mod dma_device;
 pub mod error;
 mod group_commit;
 pub mod index;
@@ -154,6 +156,8 @@ pub mod segment_name;
 mod write_pipeline;
 
 pub use config::{FlushPolicy, LogConfig, VerifyOnOpen};
+pub use device::{Device, DeviceFile, IoBuffer};
+pub use dma_device::DmaDevice;
 pub use error::LogError;
 pub use group_commit::Durability;
 pub use log_reader::{ReadBatches, StoredBatch};

@@ -6,17 +6,18 @@
 //! compaction touch only sealed segments and let appends continue.
 
 use crate::compaction::KeyMap;
+use crate::device::Device;
 use crate::error::LogError;
 use crate::partition_log::{corrupt, read_partial_block, PartitionLog};
 use crate::recovery::ScanEnd;
 use crate::retention::{segments_to_delete, SegmentSummary};
 use crate::segment::{sync_dir, Segment};
-use crate::segment_name::{file_name, temporary_name, FileKind};
+use crate::segment_name::{file_name, FileKind};
 use bytes::Bytes;
 use shoal_protocol::batch::{self, BatchBuilder, BatchHeader, BatchRecords, NewRecord, Record};
 use std::rc::Rc;
 
-impl PartitionLog {
+impl<D: Device> PartitionLog<D> {
     /// Waits for other maintenance, then marks this one as running.
     async fn begin_rewrite(&self) -> Result<(), LogError> {
         loop {
@@ -55,7 +56,7 @@ impl PartitionLog {
             return Err(LogError::OffsetOutOfRange { offset, start, end });
         }
         self.sync_to(end).await?;
-        let doomed: Vec<Rc<Segment>> = {
+        let doomed: Vec<Rc<Segment<D>>> = {
             let mut segments = self.segments.borrow_mut();
             // The first segment starts at or below `offset` (>= log start), so one stays.
             let later: Vec<u64> = segments.range(offset + 1..).map(|(&b, _)| b).collect();
@@ -66,9 +67,9 @@ impl PartitionLog {
                 .collect()
         };
         for segment in &doomed {
-            segment.remove_files(&self.dir).await?;
+            segment.remove_files(&self.device, &self.dir).await?;
         }
-        sync_dir(&self.dir).await?;
+        sync_dir(&self.device, &self.dir).await?;
         let keep = self
             .segments
             .borrow()
@@ -87,7 +88,8 @@ impl PartitionLog {
         }
         keep.truncate(index.data_len, &self.config).await?;
         for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
-            crate::segment::remove_if_exists(&self.dir.join(file_name(keep.base_offset, kind)))?;
+            crate::segment::remove_if_exists(&self.device, &self.dir.join(file_name(keep.base_offset, kind)))
+                .await?;
         }
         let (new_end, data_len) = (index.next_offset, index.data_len);
         keep.written_len.set(data_len);
@@ -108,7 +110,7 @@ impl PartitionLog {
     }
 
     async fn retention_inner(&self, now_ms: i64) -> Result<usize, LogError> {
-        let doomed: Vec<Rc<Segment>> = {
+        let doomed: Vec<Rc<Segment<D>>> = {
             let mut segments = self.segments.borrow_mut();
             let summaries: Vec<SegmentSummary> = segments
                 .values()
@@ -147,9 +149,9 @@ impl PartitionLog {
             self.high_watermark.set(new_start);
         }
         for segment in &doomed {
-            segment.remove_files(&self.dir).await?;
+            segment.remove_files(&self.device, &self.dir).await?;
         }
-        sync_dir(&self.dir).await?;
+        sync_dir(&self.device, &self.dir).await?;
         Ok(doomed.len())
     }
 
@@ -170,7 +172,7 @@ impl PartitionLog {
 
     async fn compact_inner(&self, now_ms: i64) -> Result<usize, LogError> {
         let keys = self.build_key_map().await?;
-        let sealed: Vec<Rc<Segment>> = {
+        let sealed: Vec<Rc<Segment<D>>> = {
             let segments = self.segments.borrow();
             let n = segments.len() - 1;
             segments.values().take(n).cloned().collect()
@@ -219,7 +221,7 @@ impl PartitionLog {
     /// Pass two for one sealed segment: rewrite it if any record goes.
     async fn compact_segment(
         &self,
-        segment: &Rc<Segment>,
+        segment: &Rc<Segment<D>>,
         keys: &KeyMap,
         now_ms: i64,
     ) -> Result<bool, LogError> {
@@ -305,12 +307,12 @@ impl PartitionLog {
 
     /// Swaps in a rewritten segment: write it beside the old one, fdatasync,
     /// rename over it, write its index files, sync the directory.
-    async fn replace_segment(&self, old: &Rc<Segment>, bytes: &[u8]) -> Result<(), LogError> {
+    async fn replace_segment(&self, old: &Rc<Segment<D>>, bytes: &[u8]) -> Result<(), LogError> {
         let base = old.base_offset;
         let name = file_name(base, FileKind::Log);
-        crate::segment::write_file_atomic(&self.dir, &name, bytes).await?;
-        debug_assert!(!self.dir.join(temporary_name(&name)).exists());
+        crate::segment::write_file_atomic(&self.device, &self.dir, &name, bytes).await?;
         let fresh = Segment::open(
+            &self.device,
             &self.dir,
             base,
             crate::index::SegmentIndex::new(base, self.config.index_interval_bytes),
@@ -328,7 +330,7 @@ impl PartitionLog {
         index.next_offset = old.index.borrow().next_offset;
         fresh.written_len.set(index.data_len);
         *fresh.index.borrow_mut() = index;
-        fresh.write_index_files(&self.dir).await?;
+        fresh.write_index_files(&self.device, &self.dir).await?;
         let seg_end = fresh.index.borrow().next_offset;
         self.segments.borrow_mut().insert(base, fresh);
         self.pipeline.cache_mut().drop_before(seg_end);

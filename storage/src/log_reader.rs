@@ -7,6 +7,7 @@
 //! reported as corruption at that offset.
 
 use crate::batch_cache::CachedBatch;
+use crate::device::Device;
 use crate::error::LogError;
 use crate::partition_log::{corrupt, PartitionLog};
 use crate::segment::Segment;
@@ -42,7 +43,7 @@ impl ReadBatches {
     }
 }
 
-impl PartitionLog {
+impl<D: Device> PartitionLog<D> {
     /// Reads whole batches from the one holding `from_offset`, up to about
     /// `max_bytes` (at least one batch), below the high watermark.
     pub async fn read(&self, from_offset: u64, max_bytes: usize) -> Result<ReadBatches, LogError> {
@@ -105,7 +106,7 @@ impl PartitionLog {
     }
 
     /// The segment holding `offset` (the last one starting at or before it).
-    fn segment_for(&self, offset: u64) -> Option<Rc<Segment>> {
+    fn segment_for(&self, offset: u64) -> Option<Rc<Segment<D>>> {
         let segments = self.segments.borrow();
         segments
             .range(..=offset)
@@ -117,7 +118,7 @@ impl PartitionLog {
     /// Reads batches of one segment from disk, checking each one.
     async fn read_segment(
         &self,
-        segment: &Segment,
+        segment: &Segment<D>,
         from: u64,
         end: u64,
         max_bytes: usize,

@@ -10,6 +10,8 @@
 
 use crate::batch_cache::CachedBatch;
 use crate::config::{FlushPolicy, LogConfig, VerifyOnOpen};
+use crate::device::{Device, DeviceFile};
+use crate::dma_device::DmaDevice;
 use crate::error::LogError;
 use crate::group_commit::Durability;
 use crate::index::SegmentIndex;
@@ -20,7 +22,6 @@ use crate::segment_appender::Appender;
 use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
 use crate::write_pipeline::{run_interval_sync, run_syncer, run_writer, WritePipeline};
 use bytes::BytesMut;
-use glommio::io::DmaFile;
 use shoal_protocol::batch::{self, BatchError, BatchHeader, BatchLimits};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -46,13 +47,15 @@ pub struct LogBounds {
     pub log_end_offset: u64,
 }
 
-/// The log of one partition.
-pub struct PartitionLog {
+/// The log of one partition, on a [`Device`] (glommio DMA files unless a
+/// test passes its simulated disk to [`PartitionLog::open_on`]).
+pub struct PartitionLog<D: Device = DmaDevice> {
+    pub(crate) device: D,
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
-    pub(crate) segments: RefCell<BTreeMap<u64, Rc<Segment>>>,
-    pub(crate) active: RefCell<Rc<Segment>>,
-    pub(crate) pipeline: Rc<WritePipeline>,
+    pub(crate) segments: RefCell<BTreeMap<u64, Rc<Segment<D>>>>,
+    pub(crate) active: RefCell<Rc<Segment<D>>>,
+    pub(crate) pipeline: Rc<WritePipeline<D>>,
     pub(crate) alignment: usize,
     pub(crate) log_start: Cell<u64>,
     /// Set by replicated logs, and lowered by truncation; in single-node
@@ -75,55 +78,45 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn probe_file(dir: &Path) -> Result<PathBuf, LogError> {
-    let path = dir.join(PROBE_FILE_NAME);
-    let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= 4096);
-    if !ok {
-        std::fs::write(&path, vec![b'S'; 4096]).map_err(|e| LogError::io("writing the probe file", e))?;
+impl PartitionLog<DmaDevice> {
+    /// Opens (or creates) the log in `dir` on glommio DMA files, running
+    /// recovery; see the crate header for the rules. Must run on the
+    /// executor that will own the log.
+    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<Self>, LogError> {
+        Self::open_on(DmaDevice, dir, config).await
     }
-    Ok(path)
 }
 
-impl PartitionLog {
-    /// Opens (or creates) the log in `dir`, running recovery; see the crate
-    /// header for the rules. Must run on the executor that will own the log.
-    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
+impl<D: Device> PartitionLog<D> {
+    /// Opens (or creates) the log in `dir` on `device`, running recovery.
+    pub async fn open_on(device: D, dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<Self>, LogError> {
         config.check()?;
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
-        // glommio opens directories relative to no descriptor, so relative
-        // paths fail (EBADF): work with the absolute path.
-        let dir = std::fs::canonicalize(dir)
-            .map_err(|e| LogError::io(format!("resolving {}", dir.display()), e))?;
-        // The executor probes the device on its first DMA open; make sure it
-        // probes a non-empty file (glommio 0.9 breaks reads otherwise).
-        let probe = DmaFile::open(probe_file(&dir)?)
+        let dir = device
+            .prepare_dir(dir)
             .await
-            .map_err(|e| LogError::io("opening the probe file", e))?;
-        probe
-            .close()
-            .await
-            .map_err(|e| LogError::io("closing the probe file", e))?;
-        let bases = list_segments(&dir)?;
+            .map_err(|e| LogError::io(format!("preparing {}", dir.display()), e))?;
+        let bases = list_segments(&device, &dir).await?;
         let mut segments = BTreeMap::new();
         for (i, &base) in bases.iter().enumerate() {
-            let seg = open_segment(&dir, base, i + 1 == bases.len(), &config).await?;
+            let seg = open_segment(&device, &dir, base, i + 1 == bases.len(), &config).await?;
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            segments.insert(0, Segment::create(&dir, 0, &config).await?);
+            segments.insert(0, Segment::create(&device, &dir, 0, &config).await?);
         }
         check_sequence(&segments)?;
-        let log = Self::assemble(dir, config, segments).await?;
+        let log = Self::assemble(device, dir, config, segments).await?;
         log.spawn_tasks()?;
         Ok(log)
     }
 
     async fn assemble(
+        device: D,
         dir: PathBuf,
         config: LogConfig,
-        segments: BTreeMap<u64, Rc<Segment>>,
-    ) -> Result<Rc<PartitionLog>, LogError> {
+        segments: BTreeMap<u64, Rc<Segment<D>>>,
+    ) -> Result<Rc<Self>, LogError> {
         let active = segments
             .values()
             .next_back()
@@ -139,13 +132,14 @@ impl PartitionLog {
             .map(|s| s.index.borrow().max_append_ms)
             .max()
             .unwrap_or(i64::MIN);
-        let alignment = (active.file.alignment() as usize).max(ALIGNMENT_MIN_BYTES);
+        let alignment = active.file.alignment().max(ALIGNMENT_MIN_BYTES);
         let free_max = config.pending_bytes_max / config.write_chunk_bytes + config.write_depth_max;
         let mut appender = Appender::new(alignment, config.write_chunk_bytes, free_max);
         let partial = read_partial_block(&active, data_len, alignment).await?;
         appender.start_segment(active.clone(), data_len, &partial, end);
         let pipeline = WritePipeline::new(dir.clone(), &config, alignment, appender, end);
         Ok(Rc::new(PartitionLog {
+            device,
             dir,
             config,
             segments: RefCell::new(segments),
@@ -379,11 +373,11 @@ impl PartitionLog {
         let end = self.pipeline.log_end();
         self.sync_to(end).await?;
         let old = self.active.borrow().clone();
-        if let Err(e) = old.write_index_files(&self.dir).await {
+        if let Err(e) = old.write_index_files(&self.device, &self.dir).await {
             // The index is rebuildable; a missing file only costs a scan on open.
             tracing::warn!(base_offset = old.base_offset, error = %e, "writing index files failed");
         }
-        let new = Segment::create(&self.dir, end, &self.config).await?;
+        let new = Segment::create(&self.device, &self.dir, end, &self.config).await?;
         self.segments.borrow_mut().insert(end, new.clone());
         *self.active.borrow_mut() = new.clone();
         self.pipeline.start_segment(new, 0, &[], end);
@@ -474,7 +468,7 @@ impl PartitionLog {
     }
 
     /// Restarts the tail at `end` in `segment` (after `truncate_suffix`).
-    pub(crate) fn restart_at(&self, segment: Rc<Segment>, data_len: u64, partial: &[u8], end: u64) {
+    pub(crate) fn restart_at(&self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end: u64) {
         self.pipeline.restart(segment, data_len, partial, end);
         if self.high_watermark.get() > end {
             self.high_watermark.set(end);
@@ -482,7 +476,7 @@ impl PartitionLog {
     }
 }
 
-impl Drop for PartitionLog {
+impl<D: Device> Drop for PartitionLog<D> {
     fn drop(&mut self) {
         self.pipeline.close();
     }
@@ -490,29 +484,30 @@ impl Drop for PartitionLog {
 
 /// Lists the base offsets of the segment files in `dir`, removing leftover
 /// temporary files and index files whose log is gone.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+async fn list_segments<D: Device>(device: &D, dir: &Path) -> Result<Vec<u64>, LogError> {
+    let names = device
+        .list(dir)
+        .await
+        .map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
-        let name = entry.file_name();
+    for name in names {
+        let path = dir.join(&name);
         let Some(name) = name.to_str() else {
-            return Err(LogError::UnexpectedFile(entry.path()));
+            return Err(LogError::UnexpectedFile(path));
         };
         match parse_file_name(name) {
             Some((base, FileKind::Log)) => logs.push(base),
-            Some((base, FileKind::OffsetIndex | FileKind::TimeIndex)) => indexes.push((base, entry.path())),
-            Some((_, FileKind::Temporary)) => remove_if_exists(&entry.path())?,
+            Some((base, FileKind::OffsetIndex | FileKind::TimeIndex)) => indexes.push((base, path)),
+            Some((_, FileKind::Temporary)) => remove_if_exists(device, &path).await?,
             None if name == PROBE_FILE_NAME => {}
-            None => return Err(LogError::UnexpectedFile(entry.path())),
+            None => return Err(LogError::UnexpectedFile(path)),
         }
     }
     logs.sort_unstable();
     for (base, path) in indexes {
         if logs.binary_search(&base).is_err() {
-            remove_if_exists(&path)?;
+            remove_if_exists(device, &path).await?;
         }
     }
     Ok(logs)
@@ -520,26 +515,28 @@ fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
 
 /// Opens one segment: a sealed one from its index files when they are
 /// valid, otherwise (and always for the active one) by a recovery scan.
-async fn open_segment(
+async fn open_segment<D: Device>(
+    device: &D,
     dir: &Path,
     base: u64,
     active: bool,
     config: &LogConfig,
-) -> Result<Rc<Segment>, LogError> {
+) -> Result<Rc<Segment<D>>, LogError> {
     let loaded = if active {
         None
     } else {
-        load_index(dir, base, config).await
+        load_index(device, dir, base, config).await
     };
     let trust_index = config.verify_on_open == VerifyOnOpen::ActiveSegment;
     if let (Some(index), true) = (&loaded, trust_index) {
-        let segment = Segment::open(dir, base, index.clone()).await?;
+        let segment = Segment::open(device, dir, base, index.clone()).await?;
         if segment.data_end().await? >= index.data_len {
             return Ok(segment);
         }
         tracing::warn!(base_offset = base, "segment shorter than its index; rescanning");
     }
-    let segment = Segment::open(dir, base, SegmentIndex::new(base, config.index_interval_bytes)).await?;
+    let fresh_index = SegmentIndex::new(base, config.index_interval_bytes);
+    let segment = Segment::open(device, dir, base, fresh_index).await?;
     let valid_until = loaded.as_ref().map_or(0, |i| i.data_len);
     let (index, end) = segment.scan(config, valid_until, None).await?;
     match end {
@@ -565,7 +562,7 @@ async fn open_segment(
     segment.written_len.set(index.data_len);
     *segment.index.borrow_mut() = index;
     if !active && loaded.is_none() {
-        if let Err(e) = segment.write_index_files(dir).await {
+        if let Err(e) = segment.write_index_files(device, dir).await {
             tracing::warn!(base_offset = base, error = %e, "rewriting index files failed");
         }
     }
@@ -582,7 +579,7 @@ pub(crate) fn corrupt(segment_base: u64, offset: u64, position: u64, reason: Str
 }
 
 /// Segments must not overlap: each starts at or after the previous end.
-fn check_sequence(segments: &BTreeMap<u64, Rc<Segment>>) -> Result<(), LogError> {
+fn check_sequence<D: Device>(segments: &BTreeMap<u64, Rc<Segment<D>>>) -> Result<(), LogError> {
     let mut prev_end: Option<u64> = None;
     for segment in segments.values() {
         let index = segment.index.borrow();
@@ -603,8 +600,8 @@ fn check_sequence(segments: &BTreeMap<u64, Rc<Segment>>) -> Result<(), LogError>
 }
 
 /// The bytes of the last partial block of the active segment, as on disk.
-pub(crate) async fn read_partial_block(
-    segment: &Segment,
+pub(crate) async fn read_partial_block<D: Device>(
+    segment: &Segment<D>,
     data_len: u64,
     alignment: usize,
 ) -> Result<Vec<u8>, LogError> {

@@ -1,23 +1,21 @@
-//! One segment file on a glommio DMA file, and the file-level I/O the log
-//! needs: create with preallocation, chunked recovery scan, reads, and the
-//! small atomically written index files.
+//! One segment file on a [`Device`], and the file-level I/O the log needs:
+//! create with preallocation, chunked recovery scan, reads, and the small
+//! atomically written index files.
 
 use crate::config::LogConfig;
+use crate::device::{Device, DeviceFile, IoBuffer};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
 use crate::recovery::{classify, find_valid_batch, ScanEnd, Scanner, Step};
 use crate::segment_name::{file_name, temporary_name, FileKind};
-use glommio::io::{Directory, DmaFile, OpenOptions};
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 /// A segment of the log: its file, its index and how much of it is on disk.
-#[derive(Debug)]
-pub(crate) struct Segment {
+pub(crate) struct Segment<D: Device> {
     pub base_offset: u64,
-    pub file: Rc<DmaFile>,
+    pub file: D::File,
     pub path: PathBuf,
     /// Batches appended to this segment (on disk or still buffered).
     pub index: RefCell<SegmentIndex>,
@@ -25,28 +23,29 @@ pub(crate) struct Segment {
     pub written_len: Cell<u64>,
 }
 
-impl Segment {
+impl<D: Device> Segment<D> {
     /// Creates a new, empty segment file, preallocates it and makes its
     /// directory entry durable.
-    pub async fn create(dir: &Path, base_offset: u64, config: &LogConfig) -> Result<Rc<Segment>, LogError> {
+    pub async fn create(
+        device: &D,
+        dir: &Path,
+        base_offset: u64,
+        config: &LogConfig,
+    ) -> Result<Rc<Self>, LogError> {
         let path = dir.join(file_name(base_offset, FileKind::Log));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(&path)
+        let file = device
+            .open(&path, true)
             .await
             .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
         if config.preallocate_bytes > 0 {
-            file.pre_allocate(config.preallocate_bytes, false)
+            file.preallocate(config.preallocate_bytes)
                 .await
                 .map_err(|e| LogError::io(format!("preallocating {}", path.display()), e))?;
         }
-        sync_dir(dir).await?;
+        sync_dir(device, dir).await?;
         Ok(Rc::new(Segment {
             base_offset,
-            file: Rc::new(file),
+            file,
             path,
             index: RefCell::new(SegmentIndex::new(base_offset, config.index_interval_bytes)),
             written_len: Cell::new(0),
@@ -54,43 +53,38 @@ impl Segment {
     }
 
     /// Opens an existing segment file for reading and writing.
-    pub async fn open(dir: &Path, base_offset: u64, index: SegmentIndex) -> Result<Rc<Segment>, LogError> {
+    pub async fn open(
+        device: &D,
+        dir: &Path,
+        base_offset: u64,
+        index: SegmentIndex,
+    ) -> Result<Rc<Self>, LogError> {
         let path = dir.join(file_name(base_offset, FileKind::Log));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(&path)
+        let file = device
+            .open(&path, false)
             .await
             .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
         let written = index.data_len;
         Ok(Rc::new(Segment {
             base_offset,
-            file: Rc::new(file),
+            file,
             path,
             index: RefCell::new(index),
             written_len: Cell::new(written),
         }))
     }
 
-    pub async fn file_size(&self) -> Result<u64, LogError> {
+    /// End of the last written region of the file (see
+    /// [`DeviceFile::data_end`]).
+    pub async fn data_end(&self) -> Result<u64, LogError> {
         self.file
-            .file_size()
+            .data_end()
             .await
             .map_err(|e| LogError::io(format!("sizing {}", self.path.display()), e))
     }
 
-    /// End of the last written region of the file. Preallocated space is
-    /// unwritten (reported as a hole by SEEK_DATA/SEEK_HOLE, and read as
-    /// zeros), so this bounds recovery scans to what was ever written instead
-    /// of the whole preallocation. Falls back to the file size where the
-    /// file system cannot tell.
-    pub async fn data_end(&self) -> Result<u64, LogError> {
-        let size = self.file_size().await?;
-        Ok(last_data_end(self.file.as_raw_fd(), size).unwrap_or(size))
-    }
-
     /// Reads `len` bytes at `pos` (any alignment); short at end of file.
-    pub async fn read(&self, pos: u64, len: usize) -> Result<glommio::io::ReadResult, LogError> {
+    pub async fn read(&self, pos: u64, len: usize) -> Result<<D::File as DeviceFile>::Bytes, LogError> {
         self.file
             .read_at(pos, len)
             .await
@@ -187,7 +181,7 @@ impl Segment {
             .map_err(|e| LogError::io(ctx("truncating"), e))?;
         if config.preallocate_bytes > len {
             self.file
-                .pre_allocate(config.preallocate_bytes, false)
+                .preallocate(config.preallocate_bytes)
                 .await
                 .map_err(|e| LogError::io(ctx("preallocating"), e))?;
         }
@@ -200,52 +194,34 @@ impl Segment {
     }
 
     /// Writes this segment's index files (after its data is durable).
-    pub async fn write_index_files(&self, dir: &Path) -> Result<(), LogError> {
+    pub async fn write_index_files(&self, device: &D, dir: &Path) -> Result<(), LogError> {
         let (offsets, times) = {
             let index = self.index.borrow();
             (index.encode_offsets(), index.encode_times())
         };
-        write_file_atomic(dir, &file_name(self.base_offset, FileKind::OffsetIndex), &offsets).await?;
-        write_file_atomic(dir, &file_name(self.base_offset, FileKind::TimeIndex), &times).await
+        let name = |kind| file_name(self.base_offset, kind);
+        write_file_atomic(device, dir, &name(FileKind::OffsetIndex), &offsets).await?;
+        write_file_atomic(device, dir, &name(FileKind::TimeIndex), &times).await
     }
 
     /// Removes the segment's files; the open file stays readable until dropped.
-    pub async fn remove_files(&self, dir: &Path) -> Result<(), LogError> {
+    pub async fn remove_files(&self, device: &D, dir: &Path) -> Result<(), LogError> {
         for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
-            remove_if_exists(&dir.join(file_name(self.base_offset, kind)))?;
+            remove_if_exists(device, &dir.join(file_name(self.base_offset, kind))).await?;
         }
-        remove_if_exists(&self.path)
+        remove_if_exists(device, &self.path).await
     }
-}
-
-/// Walks the data regions of `fd` with SEEK_DATA/SEEK_HOLE and returns the
-/// end of the last one (`None` if the file system does not support it).
-fn last_data_end(fd: RawFd, size: u64) -> Option<u64> {
-    let mut pos: u64 = 0;
-    let mut end: u64 = 0;
-    while pos < size {
-        // SAFETY: lseek(2) on a descriptor we own only moves its file offset,
-        // which nothing else uses (all I/O here is positional).
-        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = std::io::Error::last_os_error();
-            return (err.raw_os_error() == Some(libc::ENXIO)).then_some(end);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return None;
-        }
-        end = (hole as u64).min(size);
-        pos = hole as u64;
-    }
-    Some(end)
 }
 
 /// Loads a sealed segment's index files; `None` if missing or damaged.
-pub(crate) async fn load_index(dir: &Path, base_offset: u64, config: &LogConfig) -> Option<SegmentIndex> {
-    let offsets = read_file(&dir.join(file_name(base_offset, FileKind::OffsetIndex))).await?;
-    let times = read_file(&dir.join(file_name(base_offset, FileKind::TimeIndex))).await?;
+pub(crate) async fn load_index<D: Device>(
+    device: &D,
+    dir: &Path,
+    base_offset: u64,
+    config: &LogConfig,
+) -> Option<SegmentIndex> {
+    let offsets = read_file(device, &dir.join(file_name(base_offset, FileKind::OffsetIndex))).await?;
+    let times = read_file(device, &dir.join(file_name(base_offset, FileKind::TimeIndex))).await?;
     match SegmentIndex::decode(base_offset, config.index_interval_bytes, &offsets, &times) {
         Ok(index) => Some(index),
         Err(e) => {
@@ -255,9 +231,10 @@ pub(crate) async fn load_index(dir: &Path, base_offset: u64, config: &LogConfig)
     }
 }
 
-async fn read_file(path: &Path) -> Option<Vec<u8>> {
-    let file = DmaFile::open(path).await.ok()?;
-    let size = file.file_size().await.ok()? as usize;
+/// The whole content of a small file; `None` if it cannot be read whole.
+async fn read_file<D: Device>(device: &D, path: &Path) -> Option<Vec<u8>> {
+    let file = device.open(path, false).await.ok()?;
+    let size = file.size().await.ok()? as usize;
     let bytes = file.read_at(0, size).await.ok()?;
     let out = bytes.to_vec();
     file.close().await.ok()?;
@@ -266,18 +243,25 @@ async fn read_file(path: &Path) -> Option<Vec<u8>> {
 
 /// Writes `bytes` to `dir/name` so that the name only ever holds the whole
 /// content: write a temporary file, fdatasync it, rename, sync the directory.
-pub(crate) async fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), LogError> {
+pub(crate) async fn write_file_atomic<D: Device>(
+    device: &D,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), LogError> {
     let tmp = dir.join(temporary_name(name));
     let ctx = |what: &str| format!("{what} {}", tmp.display());
-    let file = DmaFile::create(&tmp)
+    let file = device
+        .open(&tmp, true)
         .await
         .map_err(|e| LogError::io(ctx("creating"), e))?;
-    let padded = file.align_up(bytes.len() as u64).max(file.alignment()) as usize;
-    let mut buf = file.alloc_dma_buffer(padded);
+    let alignment = file.alignment();
+    let padded = bytes.len().next_multiple_of(alignment).max(alignment);
+    let mut buf = file.alloc_buffer(padded);
     buf.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
     buf.as_bytes_mut()[bytes.len()..].fill(0);
     let written = file
-        .write_at(buf, 0)
+        .write_at(Rc::new(buf), 0)
         .await
         .map_err(|e| LogError::io(ctx("writing"), e))?;
     if written != padded {
@@ -289,25 +273,25 @@ pub(crate) async fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> R
     file.fdatasync()
         .await
         .map_err(|e| LogError::io(ctx("syncing"), e))?;
-    file.rename(dir.join(name))
+    file.close().await.map_err(|e| LogError::io(ctx("closing"), e))?;
+    device
+        .rename(&tmp, &dir.join(name))
         .await
         .map_err(|e| LogError::io(ctx("renaming"), e))?;
-    file.close().await.map_err(|e| LogError::io(ctx("closing"), e))?;
-    sync_dir(dir).await
+    sync_dir(device, dir).await
 }
 
 /// Makes directory entries (creates, renames, deletes) durable.
-pub(crate) async fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    let ctx = || format!("syncing directory {}", dir.display());
-    let handle = Directory::open(dir).await.map_err(|e| LogError::io(ctx(), e))?;
-    handle.sync().await.map_err(|e| LogError::io(ctx(), e))?;
-    handle.close().await.map_err(|e| LogError::io(ctx(), e))
+pub(crate) async fn sync_dir<D: Device>(device: &D, dir: &Path) -> Result<(), LogError> {
+    device
+        .sync_dir(dir)
+        .await
+        .map_err(|e| LogError::io(format!("syncing directory {}", dir.display()), e))
 }
 
-pub(crate) fn remove_if_exists(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(LogError::io(format!("removing {}", path.display()), e)),
-    }
+pub(crate) async fn remove_if_exists<D: Device>(device: &D, path: &Path) -> Result<(), LogError> {
+    device
+        .remove(path)
+        .await
+        .map_err(|e| LogError::io(format!("removing {}", path.display()), e))
 }

@@ -12,15 +12,15 @@
 //! Appends that arrive while a write is in flight land in the fresh buffer
 //! and go out together in the next round: that is the group commit.
 
+use crate::device::{Device, DeviceFile, IoBuffer};
 use crate::segment::Segment;
-use glommio::io::DmaBuffer;
 use std::collections::VecDeque;
 use std::rc::Rc;
 
 /// A buffer of log bytes bound for one position of one segment file.
-pub(crate) struct TailBuf {
-    pub segment: Rc<Segment>,
-    buf: DmaBuffer,
+pub(crate) struct TailBuf<D: Device> {
+    pub segment: Rc<Segment<D>>,
+    buf: D::Buffer,
     /// Aligned file position of `buf[0]`.
     pub file_pos: u64,
     /// Bytes of log data in `buf`.
@@ -31,8 +31,14 @@ pub(crate) struct TailBuf {
     pub end_offset: u64,
 }
 
-impl TailBuf {
-    fn new(segment: Rc<Segment>, mut buf: DmaBuffer, file_pos: u64, carried: &[u8], end_offset: u64) -> Self {
+impl<D: Device> TailBuf<D> {
+    fn new(
+        segment: Rc<Segment<D>>,
+        mut buf: D::Buffer,
+        file_pos: u64,
+        carried: &[u8],
+        end_offset: u64,
+    ) -> Self {
         buf.as_bytes_mut()[..carried.len()].copy_from_slice(carried);
         TailBuf {
             segment,
@@ -62,7 +68,7 @@ impl TailBuf {
     }
 
     /// The buffer to write: the data padded with zeros to whole blocks.
-    pub fn into_write_buffer(mut self, alignment: usize) -> (Rc<Segment>, DmaBuffer) {
+    pub fn into_write_buffer(mut self, alignment: usize) -> (Rc<Segment<D>>, D::Buffer) {
         let padded = self.len.div_ceil(alignment) * alignment;
         self.buf.as_bytes_mut()[self.len..padded].fill(0);
         self.buf.trim_to_size(padded);
@@ -71,19 +77,19 @@ impl TailBuf {
 }
 
 /// The tail buffers of the log, oldest first.
-pub(crate) struct Appender {
+pub(crate) struct Appender<D: Device> {
     alignment: usize,
     chunk_bytes: usize,
-    current: Option<TailBuf>,
-    sealed: VecDeque<TailBuf>,
+    current: Option<TailBuf<D>>,
+    sealed: VecDeque<TailBuf<D>>,
     pending_bytes: usize,
     /// Written full buffers kept for reuse: fresh memory costs a page fault
     /// per 4 KiB on first touch, which dominated the append path.
-    free: Vec<DmaBuffer>,
+    free: Vec<D::Buffer>,
     free_max: usize,
 }
 
-impl Appender {
+impl<D: Device> Appender<D> {
     pub fn new(alignment: usize, chunk_bytes: usize, free_max: usize) -> Self {
         Appender {
             alignment,
@@ -97,15 +103,15 @@ impl Appender {
     }
 
     /// A buffer of `capacity()` bytes: a recycled one if any.
-    fn buffer(&mut self, segment: &Segment) -> DmaBuffer {
+    fn buffer(&mut self, segment: &Segment<D>) -> D::Buffer {
         let capacity = self.capacity();
         self.free
             .pop()
-            .unwrap_or_else(|| segment.file.alloc_dma_buffer(capacity))
+            .unwrap_or_else(|| segment.file.alloc_buffer(capacity))
     }
 
     /// Takes back a written buffer for reuse if it is whole and there is room.
-    pub fn recycle(&mut self, buf: DmaBuffer) {
+    pub fn recycle(&mut self, buf: D::Buffer) {
         if buf.len() == self.capacity() && self.free.len() < self.free_max {
             self.free.push(buf);
         }
@@ -122,7 +128,7 @@ impl Appender {
 
     /// Starts appending to `segment`, whose data ends at `data_len` (bytes)
     /// and `end_offset`; `partial` is its last partial block as on disk.
-    pub fn start_segment(&mut self, segment: Rc<Segment>, data_len: u64, partial: &[u8], end_offset: u64) {
+    pub fn start_segment(&mut self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end_offset: u64) {
         if let Some(cur) = self.current.take().filter(TailBuf::dirty) {
             self.sealed.push_back(cur);
         }
@@ -173,8 +179,8 @@ impl Appender {
     /// buffer of a segment already rolled away from), none ending in a
     /// block that a later buffer rewrites. The writer may write them while
     /// earlier ones of the same round are still in flight.
-    pub fn take_sealed(&mut self) -> Vec<TailBuf> {
-        let out: Vec<TailBuf> = self.sealed.drain(..).collect();
+    pub fn take_sealed(&mut self) -> Vec<TailBuf<D>> {
+        let out: Vec<TailBuf<D>> = self.sealed.drain(..).collect();
         let taken: usize = out.iter().map(|b| b.len - b.carried).sum();
         self.pending_bytes -= taken;
         out
@@ -184,7 +190,7 @@ impl Appender {
     /// with a fresh one that carries its partial block: the write of that
     /// fresh buffer rewrites the block, so it must wait until this one's
     /// write has completed (the writer ends its round with this).
-    pub fn take_tail(&mut self) -> Option<TailBuf> {
+    pub fn take_tail(&mut self) -> Option<TailBuf<D>> {
         let cur = self.current.take_if(|cur| cur.dirty())?;
         let buf = self.buffer(&cur.segment);
         let (pos, partial) = cur.partial_block(self.alignment);

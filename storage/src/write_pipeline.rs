@@ -24,13 +24,13 @@
 
 use crate::batch_cache::{BatchCache, CachedBatch};
 use crate::config::{FlushPolicy, LogConfig};
+use crate::device::{Device, DeviceFile, IoBuffer};
 use crate::error::LogError;
 use crate::group_commit::{Durability, Fence, GroupCommit, WriteDone};
 use crate::log_stats::LogStats;
 use crate::notify::Notify;
 use crate::segment::Segment;
 use crate::segment_appender::{Appender, TailBuf};
-use glommio::io::DmaBuffer;
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -41,15 +41,15 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// The shared state of a log's write path; see the module header.
-pub(crate) struct WritePipeline {
+pub(crate) struct WritePipeline<D: Device> {
     /// For log lines only.
     dir: PathBuf,
     flush: FlushPolicy,
     write_depth_max: usize,
     alignment: usize,
-    appender: RefCell<Appender>,
+    appender: RefCell<Appender<D>>,
     cache: RefCell<BatchCache>,
-    commit: RefCell<GroupCommit<Rc<Segment>>>,
+    commit: RefCell<GroupCommit<Rc<Segment<D>>>>,
     /// One past the last offset accepted (in the tail, maybe not written).
     log_end: Cell<u64>,
     closed: Cell<bool>,
@@ -64,17 +64,17 @@ pub(crate) struct WritePipeline {
 }
 
 /// One finished write as the window hands it back.
-struct CompletedWrite {
-    done: WriteDone<Rc<Segment>>,
+struct CompletedWrite<D: Device> {
+    done: WriteDone<Rc<Segment<D>>>,
     /// Bytes of log data in the segment up to the end of this write.
     data_end: u64,
     /// The written buffer, for reuse.
-    buffer: Rc<DmaBuffer>,
+    buffer: Rc<D::Buffer>,
 }
 
-impl WritePipeline {
+impl<D: Device> WritePipeline<D> {
     /// A pipeline whose log ends at `end`, everything before it durable.
-    pub fn new(dir: PathBuf, config: &LogConfig, alignment: usize, appender: Appender, end: u64) -> Self {
+    pub fn new(dir: PathBuf, config: &LogConfig, alignment: usize, appender: Appender<D>, end: u64) -> Self {
         WritePipeline {
             dir,
             flush: config.flush,
@@ -113,7 +113,7 @@ impl WritePipeline {
     }
 
     /// Appends go to `segment` from now on (after a roll).
-    pub fn start_segment(&self, segment: Rc<Segment>, data_len: u64, partial: &[u8], end: u64) {
+    pub fn start_segment(&self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end: u64) {
         self.appender
             .borrow_mut()
             .start_segment(segment, data_len, partial, end);
@@ -121,7 +121,7 @@ impl WritePipeline {
 
     /// Restarts the tail at `end` in `segment` after `truncate_suffix`:
     /// buffers, cache beyond it and marks are forgotten.
-    pub fn restart(&self, segment: Rc<Segment>, data_len: u64, partial: &[u8], end: u64) {
+    pub fn restart(&self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end: u64) {
         let mut appender = self.appender.borrow_mut();
         appender.clear();
         appender.start_segment(segment, data_len, partial, end);
@@ -258,7 +258,7 @@ impl WritePipeline {
     /// the tail lose nothing by waiting: `written` moves in file order, so
     /// their acknowledgement waits for the writes before them anyway.
     async fn write_round(&self) {
-        let mut bufs: VecDeque<TailBuf> = VecDeque::new();
+        let mut bufs: VecDeque<TailBuf<D>> = VecDeque::new();
         let mut took_tail = false;
         let mut window = WriteWindow::default();
         let started = Instant::now();
@@ -286,7 +286,7 @@ impl WritePipeline {
     /// Moves the sealed buffers into `bufs`, or, when there are none and
     /// nothing is in flight (`idle`), the partial tail. Returns whether it
     /// took the tail.
-    fn take_buffers(&self, bufs: &mut VecDeque<TailBuf>, idle: bool) -> bool {
+    fn take_buffers(&self, bufs: &mut VecDeque<TailBuf<D>>, idle: bool) -> bool {
         let mut appender = self.appender.borrow_mut();
         bufs.extend(appender.take_sealed());
         let take_tail = bufs.is_empty() && idle;
@@ -302,7 +302,7 @@ impl WritePipeline {
     /// Hands one finished write to the group commit and, if it moved the
     /// marks, updates the segment, the cache and the waiters. Returns false
     /// if the write fenced the log.
-    fn complete_write(&self, completed: CompletedWrite) -> bool {
+    fn complete_write(&self, completed: CompletedWrite<D>) -> bool {
         let CompletedWrite {
             done,
             data_end,
@@ -352,7 +352,7 @@ impl WritePipeline {
 }
 
 /// Writes one tail buffer where it belongs.
-async fn write_buffer(buf: TailBuf, alignment: usize) -> CompletedWrite {
+async fn write_buffer<D: Device>(buf: TailBuf<D>, alignment: usize) -> CompletedWrite<D> {
     let (end_offset, pos) = (buf.end_offset, buf.file_pos);
     let data_end = buf.file_pos + buf.len as u64;
     let (segment, dma) = buf.into_write_buffer(alignment);
@@ -360,7 +360,7 @@ async fn write_buffer(buf: TailBuf, alignment: usize) -> CompletedWrite {
     let buffer = Rc::new(dma);
     let outcome = segment
         .file
-        .write_rc_at(buffer.clone(), pos)
+        .write_at(buffer.clone(), pos)
         .await
         .map_err(|e| e.to_string());
     CompletedWrite {
@@ -377,7 +377,7 @@ async fn write_buffer(buf: TailBuf, alignment: usize) -> CompletedWrite {
 }
 
 /// Runs write rounds while there is work; see the module header.
-pub(crate) async fn run_writer(pipeline: Weak<WritePipeline>) {
+pub(crate) async fn run_writer<D: Device>(pipeline: Weak<WritePipeline<D>>) {
     loop {
         let Some(strong) = pipeline.upgrade() else { return };
         if strong.is_fenced() {
@@ -398,7 +398,7 @@ pub(crate) async fn run_writer(pipeline: Weak<WritePipeline>) {
 }
 
 /// Runs sync rounds while there is work; see the module header.
-pub(crate) async fn run_syncer(pipeline: Weak<WritePipeline>) {
+pub(crate) async fn run_syncer<D: Device>(pipeline: Weak<WritePipeline<D>>) {
     loop {
         let Some(strong) = pipeline.upgrade() else { return };
         if strong.is_fenced() {
@@ -420,7 +420,7 @@ pub(crate) async fn run_syncer(pipeline: Weak<WritePipeline>) {
 
 /// Under `IntervalMs`, asks for an fdatasync every interval if anything was
 /// appended since the last one.
-pub(crate) async fn run_interval_sync(pipeline: Weak<WritePipeline>, every: Duration) {
+pub(crate) async fn run_interval_sync<D: Device>(pipeline: Weak<WritePipeline<D>>, every: Duration) {
     loop {
         glommio::timer::sleep(every).await;
         let Some(strong) = pipeline.upgrade() else { return };
@@ -438,18 +438,18 @@ pub(crate) async fn run_interval_sync(pipeline: Weak<WritePipeline>, every: Dura
 /// The writes in flight, oldest first. Every pending write is polled (so
 /// all of them are submitted and progress), but results are handed out
 /// only in the order the writes were pushed.
-struct WriteWindow<F> {
-    slots: VecDeque<Slot<F>>,
+struct WriteWindow<D: Device, F> {
+    slots: VecDeque<Slot<D, F>>,
 }
 
 /// One write of the window: still running, or finished and waiting for
 /// the writes before it.
-enum Slot<F> {
+enum Slot<D: Device, F> {
     InFlight(Pin<Box<F>>),
-    Done(CompletedWrite),
+    Done(CompletedWrite<D>),
 }
 
-impl<F> Default for WriteWindow<F> {
+impl<D: Device, F> Default for WriteWindow<D, F> {
     fn default() -> Self {
         WriteWindow {
             slots: VecDeque::new(),
@@ -457,7 +457,7 @@ impl<F> Default for WriteWindow<F> {
     }
 }
 
-impl<F: Future<Output = CompletedWrite>> WriteWindow<F> {
+impl<D: Device, F: Future<Output = CompletedWrite<D>>> WriteWindow<D, F> {
     fn len(&self) -> usize {
         self.slots.len()
     }
@@ -467,7 +467,7 @@ impl<F: Future<Output = CompletedWrite>> WriteWindow<F> {
     }
 
     /// The oldest write's result once it completes; `None` when empty.
-    async fn next_in_order(&mut self) -> Option<CompletedWrite> {
+    async fn next_in_order(&mut self) -> Option<CompletedWrite<D>> {
         if self.slots.is_empty() {
             return None;
         }
