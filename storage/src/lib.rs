@@ -136,6 +136,7 @@
 //!   it one more turn (the tests sleep 1 ms), as a long-running shard does.
 
 pub mod batch_cache;
+pub mod checkpoint;
 pub mod compaction;
 pub mod config;
 pub mod device;

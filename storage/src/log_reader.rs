@@ -12,7 +12,7 @@ use crate::error::LogError;
 use crate::partition_log::{corrupt, PartitionLog};
 use crate::segment::Segment;
 use bytes::Bytes;
-use shoal_protocol::batch::{self, BatchError};
+use shoal_protocol::batch::{self, BatchError, BatchHeader};
 use std::rc::Rc;
 
 /// One stored batch as returned by a read.
@@ -96,11 +96,18 @@ impl<D: Device> PartitionLog<D> {
                 break;
             };
             out.batches = self.read_segment(&segment, at, end, max_bytes).await?;
+            // A compacted segment may end before the next one starts (its
+            // last records compacted away; after a scan its index ends at
+            // its last batch): go on from the next segment then.
             let seg_end = segment.index.borrow().next_offset;
-            if seg_end <= at {
+            let next = match self.segments.borrow().range(segment.base_offset + 1..).next() {
+                Some((&next_base, _)) => seg_end.max(next_base),
+                None => seg_end,
+            };
+            if next <= at {
                 break;
             }
-            at = seg_end;
+            at = next;
         }
         Ok(out)
     }
@@ -115,7 +122,11 @@ impl<D: Device> PartitionLog<D> {
             .map(|(_, s)| s.clone())
     }
 
-    /// Reads batches of one segment from disk, checking each one.
+    /// Reads batches of one segment from disk, checking each one: framing,
+    /// CRC, and that offsets follow (a batch read at an index entry starts
+    /// at that entry's offset; then each starts where the previous one
+    /// ended, or later in a compacted log): the base offset is not covered
+    /// by the CRC, and a damaged one must not move or hide a batch.
     async fn read_segment(
         &self,
         segment: &Segment<D>,
@@ -127,7 +138,13 @@ impl<D: Device> PartitionLog<D> {
         // Every batch below `end` (at most the written offset when the read
         // began) lies within these bytes, which only grow.
         let written = segment.written_len.get();
-        let mut pos = segment.index.borrow().position_for_offset(from);
+        let entry = segment.index.borrow().entry_for_offset(from);
+        let mut pos = entry.map_or(0, |(_, position)| position);
+        let mut sequence = OffsetSequence {
+            expected: entry.map_or(segment.base_offset, |(offset, _)| offset),
+            exact: entry.is_some() || !self.config.compacted,
+            contiguous: !self.config.compacted,
+        };
         let mut out: Vec<StoredBatch> = Vec::new();
         let mut total = 0usize;
         let mut want = max_bytes.max(self.config.read_chunk_bytes);
@@ -136,22 +153,19 @@ impl<D: Device> PartitionLog<D> {
             let buf = Bytes::copy_from_slice(&segment.read(pos, len).await?);
             let mut at = 0usize;
             while at < buf.len() {
+                let damaged = |reason: String| {
+                    let offset = out.last().map_or(from, |b| b.next_offset);
+                    corrupt(segment.base_offset, offset, pos + at as u64, reason)
+                };
                 let (header, blen) = match batch::check_crc(&buf[at..], limits) {
                     Ok(ok) => ok,
                     Err(BatchError::Truncated { need, .. }) if pos + (at + need) as u64 <= written => {
                         want = want.max(need);
                         break;
                     }
-                    Err(e) => {
-                        let offset = out.last().map_or(from, |b| b.next_offset);
-                        return Err(corrupt(
-                            segment.base_offset,
-                            offset,
-                            pos + at as u64,
-                            e.to_string(),
-                        ));
-                    }
+                    Err(e) => return Err(damaged(e.to_string())),
                 };
+                sequence.next(&header).map_err(damaged)?;
                 if header.next_offset() > end {
                     return Ok(out);
                 }
@@ -218,5 +232,32 @@ impl<D: Device> PartitionLog<D> {
         }
         let read = self.read_uncommitted(offset, 1).await?;
         Ok(read.batches.first().map(|b| b.append_ms))
+    }
+}
+
+/// The offsets a segment's batches must start at, batch after batch.
+struct OffsetSequence {
+    expected: u64,
+    /// The next batch must start exactly at `expected` (else at or after).
+    exact: bool,
+    contiguous: bool,
+}
+
+impl OffsetSequence {
+    fn next(&mut self, header: &BatchHeader) -> Result<(), String> {
+        let ok = if self.exact {
+            header.base_offset == self.expected
+        } else {
+            header.base_offset >= self.expected
+        };
+        if !ok {
+            return Err(format!(
+                "batch base offset {} where {} was expected",
+                header.base_offset, self.expected
+            ));
+        }
+        self.expected = header.next_offset();
+        self.exact = self.contiguous;
+        Ok(())
     }
 }

@@ -9,11 +9,12 @@
 //! and syncer) is its [`WritePipeline`], which appends wait on.
 
 use crate::batch_cache::CachedBatch;
+use crate::checkpoint::Checkpoint;
 use crate::config::{FlushPolicy, LogConfig, VerifyOnOpen};
 use crate::device::{Device, DeviceFile};
 use crate::dma_device::DmaDevice;
 use crate::error::LogError;
-use crate::group_commit::Durability;
+use crate::group_commit::{Durability, Mark};
 use crate::index::SegmentIndex;
 use crate::log_stats::LogStats;
 use crate::recovery::ScanEnd;
@@ -66,6 +67,29 @@ pub struct PartitionLog<D: Device = DmaDevice> {
     pub(crate) maintenance: Cell<bool>,
     /// Truncation, retention and compaction run one at a time.
     pub(crate) rewriting: Cell<bool>,
+    /// Appends whose batches are placed and that have not returned yet
+    /// (`truncate_suffix` lets them return before it cuts: see there).
+    pub(crate) appends_placed: Cell<usize>,
+}
+
+/// Counts one placed append until it returns (or is dropped).
+struct PlacedAppend<'a> {
+    count: &'a Cell<usize>,
+    changed: &'a crate::notify::Notify,
+}
+
+impl<'a> PlacedAppend<'a> {
+    fn new(count: &'a Cell<usize>, changed: &'a crate::notify::Notify) -> Self {
+        count.set(count.get() + 1);
+        PlacedAppend { count, changed }
+    }
+}
+
+impl Drop for PlacedAppend<'_> {
+    fn drop(&mut self) {
+        self.count.set(self.count.get() - 1);
+        self.changed.notify();
+    }
 }
 
 /// Writes are aligned to at least this, whatever the device reports: on
@@ -98,15 +122,22 @@ impl<D: Device> PartitionLog<D> {
             .map_err(|e| LogError::io(format!("preparing {}", dir.display()), e))?;
         let bases = list_segments(&device, &dir).await?;
         let mut segments = BTreeMap::new();
+        let mut tail = RecoveredTail::empty(0);
         for (i, &base) in bases.iter().enumerate() {
-            let seg = open_segment(&device, &dir, base, i + 1 == bases.len(), &config).await?;
-            segments.insert(base, seg);
+            let segment = if i + 1 == bases.len() {
+                let (segment, recovered) = open_active(&device, &dir, base, &config).await?;
+                tail = recovered;
+                segment
+            } else {
+                open_sealed(&device, &dir, base, &config).await?
+            };
+            segments.insert(base, segment);
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(&device, &dir, 0, &config).await?);
         }
         check_sequence(&segments)?;
-        let log = Self::assemble(device, dir, config, segments).await?;
+        let log = Self::assemble(device, dir, config, segments, tail).await?;
         log.spawn_tasks()?;
         Ok(log)
     }
@@ -116,6 +147,7 @@ impl<D: Device> PartitionLog<D> {
         dir: PathBuf,
         config: LogConfig,
         segments: BTreeMap<u64, Rc<Segment<D>>>,
+        tail: RecoveredTail,
     ) -> Result<Rc<Self>, LogError> {
         let active = segments
             .values()
@@ -123,10 +155,8 @@ impl<D: Device> PartitionLog<D> {
             .expect("at least one segment")
             .clone();
         let log_start = *segments.keys().next().expect("at least one segment");
-        let (end, data_len) = {
-            let index = active.index.borrow();
-            (index.next_offset, index.data_len)
-        };
+        let end = tail.end;
+        debug_assert_eq!(end.offset, active.index.borrow().next_offset);
         let last_append_ms = segments
             .values()
             .map(|s| s.index.borrow().max_append_ms)
@@ -135,9 +165,17 @@ impl<D: Device> PartitionLog<D> {
         let alignment = active.file.alignment().max(ALIGNMENT_MIN_BYTES);
         let free_max = config.pending_bytes_max / config.write_chunk_bytes + config.write_depth_max;
         let mut appender = Appender::new(alignment, config.write_chunk_bytes, free_max);
-        let partial = read_partial_block(&active, data_len, alignment).await?;
-        appender.start_segment(active.clone(), data_len, &partial, end);
-        let pipeline = WritePipeline::new(dir.clone(), &config, alignment, appender, end);
+        let partial = read_partial_block(&active, end.data_len, alignment).await?;
+        appender.start_segment(active.clone(), end, &partial);
+        let pipeline = WritePipeline::new(
+            dir.clone(),
+            &config,
+            alignment,
+            appender,
+            active.clone(),
+            end,
+            tail.durable,
+        );
         Ok(Rc::new(PartitionLog {
             device,
             dir,
@@ -147,10 +185,11 @@ impl<D: Device> PartitionLog<D> {
             pipeline: Rc::new(pipeline),
             alignment,
             log_start: Cell::new(log_start),
-            high_watermark: Cell::new(end),
+            high_watermark: Cell::new(end.offset),
             last_append_ms: Cell::new(last_append_ms),
             maintenance: Cell::new(false),
             rewriting: Cell::new(false),
+            appends_placed: Cell::new(0),
         }))
     }
 
@@ -263,8 +302,10 @@ impl<D: Device> PartitionLog<D> {
         // Under flush `never` the append itself moves the high watermark.
         self.pipeline.changed().notify();
         self.pipeline.kick();
+        let waiting = PlacedAppend::new(&self.appends_placed, self.pipeline.changed());
         self.pipeline.wait_durable(end, durability).await?;
         let reached = self.pipeline.durability_of(end);
+        drop(waiting);
         Ok(placed
             .into_iter()
             .map(|(base, next, append_ms)| AppendAck {
@@ -367,11 +408,14 @@ impl<D: Device> PartitionLog<D> {
         result
     }
 
-    /// Seals the active segment (all its data fdatasynced, then its index
-    /// files written) and starts a new one at the log end.
+    /// Seals the active segment (all its data fdatasynced and its
+    /// checkpoint settled at its end, then its index files written) and
+    /// starts a new one at the log end. Recovery takes any failure in a
+    /// sealed segment for corruption, so it must be whole before the next
+    /// segment exists.
     async fn roll_inner(&self) -> Result<(), LogError> {
         let end = self.pipeline.log_end();
-        self.sync_to(end).await?;
+        self.pipeline.settle_to(end).await?;
         let old = self.active.borrow().clone();
         if let Err(e) = old.write_index_files(&self.device, &self.dir).await {
             // The index is rebuildable; a missing file only costs a scan on open.
@@ -380,14 +424,15 @@ impl<D: Device> PartitionLog<D> {
         let new = Segment::create(&self.device, &self.dir, end, &self.config).await?;
         self.segments.borrow_mut().insert(end, new.clone());
         *self.active.borrow_mut() = new.clone();
-        self.pipeline.start_segment(new, 0, &[], end);
+        self.pipeline.start_segment(new);
         Ok(())
     }
 
-    /// Writes and fdatasyncs everything appended so far (for shutdown and
-    /// before maintenance).
+    /// Writes and fdatasyncs everything appended so far and settles the
+    /// checkpoint: once it returns Ok, those batches survive a power loss
+    /// and damage to them is reported, never cut as a torn tail.
     pub async fn flush(&self) -> Result<(), LogError> {
-        self.sync_to(self.pipeline.log_end()).await
+        self.pipeline.settle_to(self.pipeline.log_end()).await
     }
 
     pub(crate) async fn sync_to(&self, offset: u64) -> Result<(), LogError> {
@@ -468,10 +513,11 @@ impl<D: Device> PartitionLog<D> {
     }
 
     /// Restarts the tail at `end` in `segment` (after `truncate_suffix`).
-    pub(crate) fn restart_at(&self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end: u64) {
-        self.pipeline.restart(segment, data_len, partial, end);
-        if self.high_watermark.get() > end {
-            self.high_watermark.set(end);
+    pub(crate) fn restart_at(&self, segment: Rc<Segment<D>>, end: Mark, partial: &[u8]) {
+        *self.active.borrow_mut() = segment.clone();
+        self.pipeline.restart(segment, end, partial);
+        if self.high_watermark.get() > end.offset {
+            self.high_watermark.set(end.offset);
         }
     }
 }
@@ -513,20 +559,75 @@ async fn list_segments<D: Device>(device: &D, dir: &Path) -> Result<Vec<u64>, Lo
     Ok(logs)
 }
 
-/// Opens one segment: a sealed one from its index files when they are
-/// valid, otherwise (and always for the active one) by a recovery scan.
-async fn open_segment<D: Device>(
+/// What recovery established about the active segment.
+struct RecoveredTail {
+    /// Its end: after the last whole batch, with the digest up to there.
+    end: Mark,
+    /// The checkpoint in its header (empty if none was written).
+    durable: Checkpoint,
+}
+
+impl RecoveredTail {
+    fn empty(base: u64) -> Self {
+        RecoveredTail {
+            end: Mark::segment_start(base),
+            durable: Checkpoint::empty(base),
+        }
+    }
+}
+
+/// Opens the active segment: a full scan against its checkpoint, a torn
+/// tail cut, and the kept bytes made durable before they are served (a
+/// killed process may have left written but unsynced batches behind).
+async fn open_active<D: Device>(
     device: &D,
     dir: &Path,
     base: u64,
-    active: bool,
+    config: &LogConfig,
+) -> Result<(Rc<Segment<D>>, RecoveredTail), LogError> {
+    let fresh_index = SegmentIndex::new(base, config.index_interval_bytes);
+    let segment = Segment::open(device, dir, base, fresh_index).await?;
+    let checkpoint = segment.read_checkpoint().await?;
+    let (scanner, end) = segment.scan(config, 0, None, checkpoint).await?;
+    let durable = checkpoint.unwrap_or(Checkpoint::empty(base));
+    let data_len = scanner.index.data_len;
+    match end {
+        ScanEnd::Clean if data_len > durable.data_len => segment.fdatasync().await?,
+        ScanEnd::Clean => {}
+        ScanEnd::TornTail { position, reason } => {
+            tracing::warn!(base_offset = base, position, %reason, "truncating torn tail");
+            segment.truncate(position, config).await?;
+        }
+        ScanEnd::Corrupt {
+            position,
+            offset,
+            reason,
+        } => return Err(corrupt(base, offset, position, reason)),
+    }
+    let tail = RecoveredTail {
+        end: Mark {
+            offset: scanner.index.next_offset,
+            segment: base,
+            data_len,
+            digest: scanner.digest,
+        },
+        durable,
+    };
+    segment.written_len.set(data_len);
+    *segment.index.borrow_mut() = scanner.index;
+    Ok((segment, tail))
+}
+
+/// Opens a sealed segment: from its index files when they are valid (and
+/// verification of sealed segments is off), otherwise by a scan in which
+/// any failure is corruption (a segment is sealed only once whole).
+async fn open_sealed<D: Device>(
+    device: &D,
+    dir: &Path,
+    base: u64,
     config: &LogConfig,
 ) -> Result<Rc<Segment<D>>, LogError> {
-    let loaded = if active {
-        None
-    } else {
-        load_index(device, dir, base, config).await
-    };
+    let loaded = load_index(device, dir, base, config).await;
     let trust_index = config.verify_on_open == VerifyOnOpen::ActiveSegment;
     if let (Some(index), true) = (&loaded, trust_index) {
         let segment = Segment::open(device, dir, base, index.clone()).await?;
@@ -537,18 +638,15 @@ async fn open_segment<D: Device>(
     }
     let fresh_index = SegmentIndex::new(base, config.index_interval_bytes);
     let segment = Segment::open(device, dir, base, fresh_index).await?;
+    let checkpoint = segment.read_checkpoint().await?;
     let valid_until = loaded.as_ref().map_or(0, |i| i.data_len);
-    let (index, end) = segment.scan(config, valid_until, None).await?;
+    let (scanner, end) = segment.scan(config, valid_until, None, checkpoint).await?;
     match end {
         ScanEnd::Clean => {}
-        ScanEnd::TornTail { position, reason } if active => {
-            tracing::warn!(base_offset = base, position, %reason, "truncating torn tail");
-            segment.truncate(position, config).await?;
-        }
         ScanEnd::TornTail { position, reason } => {
             return Err(corrupt(
                 base,
-                index.next_offset,
+                scanner.expected_offset,
                 position,
                 format!("sealed segment: {reason}"),
             ));
@@ -559,9 +657,9 @@ async fn open_segment<D: Device>(
             reason,
         } => return Err(corrupt(base, offset, position, reason)),
     }
-    segment.written_len.set(index.data_len);
-    *segment.index.borrow_mut() = index;
-    if !active && loaded.is_none() {
+    segment.written_len.set(scanner.index.data_len);
+    *segment.index.borrow_mut() = scanner.index;
+    if loaded.is_none() {
         if let Err(e) = segment.write_index_files(device, dir).await {
             tracing::warn!(base_offset = base, error = %e, "rewriting index files failed");
         }

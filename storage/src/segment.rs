@@ -1,14 +1,21 @@
 //! One segment file on a [`Device`], and the file-level I/O the log needs:
-//! create with preallocation, chunked recovery scan, reads, and the small
-//! atomically written index files.
+//! create with preallocation, chunked recovery scan, reads, the header
+//! checkpoint, and the small atomically written index files.
+//!
+//! A segment file is a header block ([`crate::checkpoint`]) followed by the
+//! batches. Everything here but the header methods speaks in *data
+//! positions* (0 = the first batch); the file position is
+//! `SEGMENT_HEADER_BYTES` further.
 
+use crate::checkpoint::{Checkpoint, SEGMENT_HEADER_BYTES};
 use crate::config::LogConfig;
 use crate::device::{Device, DeviceFile, IoBuffer};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
-use crate::recovery::{classify, find_valid_batch, ScanEnd, Scanner, Step};
+use crate::recovery::{finish, ScanEnd, Scanner, Step};
 use crate::segment_name::{file_name, temporary_name, FileKind};
 use std::cell::{Cell, RefCell};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -19,7 +26,7 @@ pub(crate) struct Segment<D: Device> {
     pub path: PathBuf,
     /// Batches appended to this segment (on disk or still buffered).
     pub index: RefCell<SegmentIndex>,
-    /// Bytes of this segment known to be written to the file.
+    /// Bytes of data known to be written to the file.
     pub written_len: Cell<u64>,
 }
 
@@ -74,32 +81,82 @@ impl<D: Device> Segment<D> {
         }))
     }
 
-    /// End of the last written region of the file (see
-    /// [`DeviceFile::data_end`]).
+    /// End of the last written data (see [`DeviceFile::data_end`]).
     pub async fn data_end(&self) -> Result<u64, LogError> {
-        self.file
+        let end = self
+            .file
             .data_end()
             .await
-            .map_err(|e| LogError::io(format!("sizing {}", self.path.display()), e))
+            .map_err(|e| LogError::io(format!("sizing {}", self.path.display()), e))?;
+        Ok(end.saturating_sub(SEGMENT_HEADER_BYTES))
     }
 
-    /// Reads `len` bytes at `pos` (any alignment); short at end of file.
+    /// Reads `len` bytes of data at `pos` (any alignment); short at the end.
     pub async fn read(&self, pos: u64, len: usize) -> Result<<D::File as DeviceFile>::Bytes, LogError> {
         self.file
-            .read_at(pos, len)
+            .read_at(SEGMENT_HEADER_BYTES + pos, len)
             .await
             .map_err(|e| LogError::io(format!("reading {} at {pos}", self.path.display()), e))
     }
 
-    /// Scans the segment from its start; see [`crate::recovery`] for the
-    /// rules. `keep_below` ends the scan before the first batch holding an
-    /// offset at or above it (used by `truncate_suffix`).
+    /// Writes an aligned buffer of data at the aligned data position `pos`.
+    pub async fn write_data(&self, buf: Rc<D::Buffer>, pos: u64) -> io::Result<usize> {
+        self.file.write_at(buf, SEGMENT_HEADER_BYTES + pos).await
+    }
+
+    /// Writes the header block holding `checkpoint` (and `previous` in the
+    /// other slot). The caller makes sure what it claims is durable.
+    pub async fn write_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        previous: Option<&Checkpoint>,
+    ) -> io::Result<()> {
+        let mut block = self.file.alloc_buffer(SEGMENT_HEADER_BYTES as usize);
+        checkpoint.encode_block(previous, block.as_bytes_mut());
+        let written = self.file.write_at(Rc::new(block), 0).await?;
+        if written != SEGMENT_HEADER_BYTES as usize {
+            return Err(io::Error::other(format!(
+                "short write: {written} of {SEGMENT_HEADER_BYTES} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The checkpoint in the header (`None` if none was written yet); a
+    /// damaged header is corruption.
+    pub async fn read_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
+        let block = self
+            .file
+            .read_at(0, SEGMENT_HEADER_BYTES as usize)
+            .await
+            .map_err(|e| LogError::io(format!("reading the header of {}", self.path.display()), e))?;
+        Checkpoint::decode_block(&block, self.base_offset).map_err(|damage| LogError::Corrupt {
+            segment_base: self.base_offset,
+            offset: self.base_offset,
+            position: 0,
+            reason: format!("segment header: {damage}"),
+        })
+    }
+
+    pub async fn fdatasync(&self) -> Result<(), LogError> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| LogError::io(format!("syncing {}", self.path.display()), e))
+    }
+
+    /// Scans the segment's data from its start; see [`crate::recovery`] for
+    /// the rules. `checkpoint` is verified on the way, and nothing before
+    /// `valid_until` or its `data_len` may be torn. `keep_below` ends the
+    /// scan before the first batch holding an offset at or above it (used
+    /// by `truncate_suffix`).
     pub async fn scan(
         &self,
         config: &LogConfig,
         valid_until: u64,
         keep_below: Option<u64>,
-    ) -> Result<(SegmentIndex, ScanEnd), LogError> {
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(Scanner, ScanEnd), LogError> {
         let size = self.data_end().await?;
         let mut scanner = Scanner::new(
             self.base_offset,
@@ -108,78 +165,57 @@ impl<D: Device> Segment<D> {
             config.batch_limits,
         );
         scanner.keep_below = keep_below;
+        scanner.checkpoint = checkpoint;
+        let valid_until = valid_until.max(checkpoint.map_or(0, |cp| cp.data_len));
         let mut want = config.read_chunk_bytes;
-        loop {
+        let step = loop {
             let pos = scanner.position;
             if pos >= size {
-                return Ok((scanner.index, ScanEnd::Clean));
+                break scanner.feed(&[], true);
             }
             let len = (want as u64).min(size - pos) as usize;
             let bytes = self.read(pos, len).await?;
-            let at_eof = pos + bytes.len() as u64 >= size;
+            let at_eof = bytes.len() < len || pos + bytes.len() as u64 >= size;
             match scanner.feed(&bytes, at_eof) {
-                Step::End | Step::Stopped => return Ok((scanner.index, ScanEnd::Clean)),
                 Step::NeedMore { need } => want = config.read_chunk_bytes.max(need),
-                Step::Bad { position, reason } => {
-                    let expected = scanner.expected_offset;
-                    let end = self
-                        .classify_bad(config, size, position, expected, reason, valid_until)
-                        .await?;
-                    return Ok((scanner.index, end));
-                }
+                other => break other,
             }
-        }
+        };
+        let rest_is_zero = match &step {
+            Step::Bad { position, .. } => self.is_zero(*position, size, config.read_chunk_bytes).await?,
+            _ => true,
+        };
+        let end = finish(&scanner, step, valid_until, |_| rest_is_zero);
+        Ok((scanner, end))
     }
 
-    /// Looks past a bad batch at `position` for zeros or further valid data,
-    /// in windows that overlap by the largest batch so none is missed.
-    async fn classify_bad(
-        &self,
-        config: &LogConfig,
-        size: u64,
-        position: u64,
-        expected_offset: u64,
-        reason: String,
-        valid_until: u64,
-    ) -> Result<ScanEnd, LogError> {
-        let chunk = config.read_chunk_bytes as u64;
-        let overlap = config.batch_limits.batch_len_max as u64;
-        let (mut follows, mut zero) = (false, true);
-        let mut start = position;
-        while start < size && !follows {
-            let window_end = size.min(start + chunk + overlap);
-            let bytes = self.read(start, (window_end - start) as usize).await?;
-            let search_end = if window_end == size {
-                bytes.len()
-            } else {
-                chunk as usize
-            };
-            let searched = &bytes[..search_end.min(bytes.len())];
-            zero = zero && searched.iter().all(|&b| b == 0);
-            let from = usize::from(start == position);
-            follows =
-                find_valid_batch(&bytes, from, search_end, expected_offset, &config.batch_limits).is_some();
-            start += chunk;
+    /// Whether the data from `from` to `size` is all zeros.
+    async fn is_zero(&self, from: u64, size: u64, chunk: usize) -> Result<bool, LogError> {
+        let mut at = from;
+        while at < size {
+            let len = (chunk as u64).min(size - at) as usize;
+            let bytes = self.read(at, len).await?;
+            if bytes.is_empty() {
+                break;
+            }
+            if bytes.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += bytes.len() as u64;
         }
-        Ok(classify(
-            position,
-            expected_offset,
-            reason,
-            valid_until,
-            follows,
-            zero,
-        ))
+        Ok(true)
     }
 
-    /// Cuts the file to `len` bytes (zeroing anything after in the last
+    /// Cuts the data to `len` bytes (zeroing anything after in the last
     /// block), keeps the preallocation, and makes it durable.
     pub async fn truncate(&self, len: u64, config: &LogConfig) -> Result<(), LogError> {
         let ctx = |what: &str| format!("{what} {} to {len}", self.path.display());
+        let file_len = SEGMENT_HEADER_BYTES + len;
         self.file
-            .truncate(len)
+            .truncate(file_len)
             .await
             .map_err(|e| LogError::io(ctx("truncating"), e))?;
-        if config.preallocate_bytes > len {
+        if config.preallocate_bytes > file_len {
             self.file
                 .preallocate(config.preallocate_bytes)
                 .await

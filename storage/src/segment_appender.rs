@@ -1,18 +1,26 @@
 //! The aligned tail buffers of the active segment.
 //!
 //! Appends copy batch bytes into the current tail buffer, a DMA buffer that
-//! mirrors the file from an aligned position. The flusher takes full
-//! buffers as they are sealed ([`Appender::take_sealed`]) and, when none is
-//! left, the partial current one ([`Appender::take_tail`]), and writes each with
-//! one large aligned write, padded with zeros to the block size. The last,
-//! partial block is carried into the next buffer, so the next write rewrites
-//! it with the bytes that follow: O_DIRECT only writes whole blocks, and the
-//! rewrite is what keeps earlier bytes of that block intact.
+//! mirrors the segment's data from an aligned position. The writer takes
+//! full buffers as they are sealed ([`Appender::take_sealed`]) and, when
+//! none is left, the partial current one ([`Appender::take_tail`]), and
+//! writes each with one large aligned write, padded with zeros to the block
+//! size. The last, partial block is carried into the next buffer, so the
+//! next write rewrites it with the bytes that follow: O_DIRECT only writes
+//! whole blocks, and the rewrite is what keeps earlier bytes of that block
+//! intact.
 //!
 //! Appends that arrive while a write is in flight land in the fresh buffer
 //! and go out together in the next round: that is the group commit.
+//!
+//! Each buffer also carries the last batch boundary it holds (a [`Mark`]:
+//! offset, data position, and the segment's digest of the header bytes the
+//! batch CRC does not cover), so that once its write completes the group
+//! commit knows exactly what a checkpoint may claim.
 
+use crate::checkpoint::digest_step;
 use crate::device::{Device, DeviceFile, IoBuffer};
+use crate::group_commit::Mark;
 use crate::segment::Segment;
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -21,14 +29,15 @@ use std::rc::Rc;
 pub(crate) struct TailBuf<D: Device> {
     pub segment: Rc<Segment<D>>,
     buf: D::Buffer,
-    /// Aligned file position of `buf[0]`.
+    /// Aligned data position of `buf[0]`.
     pub file_pos: u64,
     /// Bytes of log data in `buf`.
     pub len: usize,
     /// Bytes at the front already on disk (the carried partial block).
     carried: usize,
-    /// One past the last offset whose batch is in this buffer.
-    pub end_offset: u64,
+    /// The last batch boundary in this buffer or, if no batch ends in it,
+    /// before it.
+    pub reached: Mark,
 }
 
 impl<D: Device> TailBuf<D> {
@@ -37,7 +46,7 @@ impl<D: Device> TailBuf<D> {
         mut buf: D::Buffer,
         file_pos: u64,
         carried: &[u8],
-        end_offset: u64,
+        reached: Mark,
     ) -> Self {
         buf.as_bytes_mut()[..carried.len()].copy_from_slice(carried);
         TailBuf {
@@ -46,7 +55,7 @@ impl<D: Device> TailBuf<D> {
             file_pos,
             len: carried.len(),
             carried: carried.len(),
-            end_offset,
+            reached,
         }
     }
 
@@ -87,6 +96,8 @@ pub(crate) struct Appender<D: Device> {
     /// per 4 KiB on first touch, which dominated the append path.
     free: Vec<D::Buffer>,
     free_max: usize,
+    /// The current segment's digest up to the last batch pushed.
+    digest: u32,
 }
 
 impl<D: Device> Appender<D> {
@@ -99,6 +110,7 @@ impl<D: Device> Appender<D> {
             pending_bytes: 0,
             free: Vec::new(),
             free_max,
+            digest: 0,
         }
     }
 
@@ -126,20 +138,25 @@ impl<D: Device> Appender<D> {
         !self.sealed.is_empty() || self.current.as_ref().is_some_and(TailBuf::dirty)
     }
 
-    /// Starts appending to `segment`, whose data ends at `data_len` (bytes)
-    /// and `end_offset`; `partial` is its last partial block as on disk.
-    pub fn start_segment(&mut self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end_offset: u64) {
+    /// Starts appending to `segment`, whose data ends at `end` (a batch
+    /// boundary); `partial` is its last partial block as on disk.
+    pub fn start_segment(&mut self, segment: Rc<Segment<D>>, end: Mark, partial: &[u8]) {
         if let Some(cur) = self.current.take().filter(TailBuf::dirty) {
             self.sealed.push_back(cur);
         }
-        let block_start = data_len - partial.len() as u64;
+        assert_eq!(
+            end.segment, segment.base_offset,
+            "the end must lie in the segment"
+        );
+        let block_start = end.data_len - partial.len() as u64;
         assert_eq!(
             block_start % self.alignment as u64,
             0,
             "partial block must start aligned"
         );
         let buf = self.buffer(&segment);
-        self.current = Some(TailBuf::new(segment, buf, block_start, partial, end_offset));
+        self.digest = end.digest;
+        self.current = Some(TailBuf::new(segment, buf, block_start, partial, end));
     }
 
     /// Copies one batch (ending at `end_offset`) into the tail. A batch
@@ -147,6 +164,7 @@ impl<D: Device> Appender<D> {
     /// continues in a new buffer at the next position, so full buffers never
     /// overlap and can be written concurrently.
     pub fn push(&mut self, bytes: &[u8], end_offset: u64) {
+        self.digest = digest_step(self.digest, bytes);
         let mut rest = bytes;
         loop {
             let cur = self.current.as_mut().expect("start_segment runs before any push");
@@ -155,13 +173,18 @@ impl<D: Device> Appender<D> {
             cur.len += n;
             rest = &rest[n..];
             if rest.is_empty() {
-                cur.end_offset = end_offset;
+                cur.reached = Mark {
+                    offset: end_offset,
+                    segment: cur.segment.base_offset,
+                    data_len: cur.file_pos + cur.len as u64,
+                    digest: self.digest,
+                };
                 break;
             }
-            let (segment, next_pos, end) =
-                (cur.segment.clone(), cur.file_pos + cur.len as u64, cur.end_offset);
+            let (segment, next_pos, reached) =
+                (cur.segment.clone(), cur.file_pos + cur.len as u64, cur.reached);
             let buf = self.buffer(&segment);
-            let next = TailBuf::new(segment, buf, next_pos, &[], end);
+            let next = TailBuf::new(segment, buf, next_pos, &[], reached);
             let full = self.current.replace(next).expect("present");
             self.sealed.push_back(full);
         }
@@ -194,13 +217,7 @@ impl<D: Device> Appender<D> {
         let cur = self.current.take_if(|cur| cur.dirty())?;
         let buf = self.buffer(&cur.segment);
         let (pos, partial) = cur.partial_block(self.alignment);
-        self.current = Some(TailBuf::new(
-            cur.segment.clone(),
-            buf,
-            pos,
-            partial,
-            cur.end_offset,
-        ));
+        self.current = Some(TailBuf::new(cur.segment.clone(), buf, pos, partial, cur.reached));
         self.pending_bytes -= cur.len - cur.carried;
         Some(cur)
     }

@@ -17,16 +17,22 @@
 //! ([`WriteDone`]), which moves `written`, so an fdatasync can start while
 //! the rest of the round is still being written.
 //!
-//! The syncer runs while the writer keeps writing: each round takes the
-//! written mark and the dirty segments from the group commit, fdatasyncs
-//! them, and reports back; only then does `synced` move. Under
-//! `IntervalMs` a third task asks for a round every interval.
+//! The syncer runs while the writer keeps writing: it asks the group commit
+//! for its next step and does it. A round fdatasyncs the dirty segments
+//! (with the active segment's checkpoint header written beside it when one
+//! is due) and reports back; only then do `synced` and the durable
+//! checkpoint move. A lone checkpoint write runs when nothing waits for an
+//! fdatasync. Under `IntervalMs` a third task asks for a round (or, when
+//! nothing was appended, a settle) every interval.
 
 use crate::batch_cache::{BatchCache, CachedBatch};
+use crate::checkpoint::Checkpoint;
 use crate::config::{FlushPolicy, LogConfig};
 use crate::device::{Device, DeviceFile, IoBuffer};
 use crate::error::LogError;
-use crate::group_commit::{Durability, Fence, GroupCommit, WriteDone};
+use crate::group_commit::{
+    CheckpointWrite, Durability, Fence, GroupCommit, Mark, SyncRound, SyncStep, WriteDone,
+};
 use crate::log_stats::LogStats;
 use crate::notify::Notify;
 use crate::segment::Segment;
@@ -73,17 +79,26 @@ struct CompletedWrite<D: Device> {
 }
 
 impl<D: Device> WritePipeline<D> {
-    /// A pipeline whose log ends at `end`, everything before it durable.
-    pub fn new(dir: PathBuf, config: &LogConfig, alignment: usize, appender: Appender<D>, end: u64) -> Self {
+    /// A pipeline whose log ends at `end` in `active`, everything before it
+    /// durable, with `durable` the checkpoint in `active`'s header.
+    pub fn new(
+        dir: PathBuf,
+        config: &LogConfig,
+        alignment: usize,
+        appender: Appender<D>,
+        active: Rc<Segment<D>>,
+        end: Mark,
+        durable: Checkpoint,
+    ) -> Self {
         WritePipeline {
             dir,
             flush: config.flush,
             write_depth_max: config.write_depth_max,
             alignment,
             appender: RefCell::new(appender),
-            cache: RefCell::new(BatchCache::new(config.cache_bytes_max, end)),
-            commit: RefCell::new(GroupCommit::new(end)),
-            log_end: Cell::new(end),
+            cache: RefCell::new(BatchCache::new(config.cache_bytes_max, end.offset)),
+            commit: RefCell::new(GroupCommit::new(end, durable, active)),
+            log_end: Cell::new(end.offset),
             closed: Cell::new(false),
             stats: RefCell::new(LogStats::default()),
             changed: Notify::default(),
@@ -112,22 +127,27 @@ impl<D: Device> WritePipeline<D> {
         self.appender.borrow().pending_bytes()
     }
 
-    /// Appends go to `segment` from now on (after a roll).
-    pub fn start_segment(&self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end: u64) {
+    /// Appends go to the new, empty `segment` from now on (after a roll,
+    /// which settled the previous one).
+    pub fn start_segment(&self, segment: Rc<Segment<D>>) {
+        let base = segment.base_offset;
+        self.commit.borrow_mut().start_segment(base, segment.clone());
         self.appender
             .borrow_mut()
-            .start_segment(segment, data_len, partial, end);
+            .start_segment(segment, Mark::segment_start(base), &[]);
     }
 
     /// Restarts the tail at `end` in `segment` after `truncate_suffix`:
-    /// buffers, cache beyond it and marks are forgotten.
-    pub fn restart(&self, segment: Rc<Segment<D>>, data_len: u64, partial: &[u8], end: u64) {
+    /// buffers, cache beyond it and marks are forgotten, and a settle at
+    /// `end` is due (see [`GroupCommit::reset`]). The syncer must be idle.
+    pub fn restart(&self, segment: Rc<Segment<D>>, end: Mark, partial: &[u8]) {
         let mut appender = self.appender.borrow_mut();
         appender.clear();
-        appender.start_segment(segment, data_len, partial, end);
-        self.cache.borrow_mut().truncate_from(end, end);
-        self.commit.borrow_mut().reset(end);
-        self.log_end.set(end);
+        appender.start_segment(segment.clone(), end, partial);
+        self.cache.borrow_mut().truncate_from(end.offset, end.offset);
+        self.commit.borrow_mut().reset(end, segment);
+        self.log_end.set(end.offset);
+        self.kick();
     }
 
     pub fn cache(&self) -> Ref<'_, BatchCache> {
@@ -143,6 +163,7 @@ impl<D: Device> WritePipeline<D> {
         self.commit.borrow().written()
     }
 
+    /// Offsets below this are covered by a completed fdatasync.
     pub fn synced(&self) -> u64 {
         self.commit.borrow().synced()
     }
@@ -200,6 +221,42 @@ impl<D: Device> WritePipeline<D> {
         self.wait_durable(offset, Durability::Fsynced).await
     }
 
+    /// Writes and fdatasyncs everything below `offset`, then makes the
+    /// checkpoint durable up to it: from then on recovery reports damage
+    /// to those batches instead of cutting them.
+    pub async fn settle_to(&self, offset: u64) -> Result<(), LogError> {
+        self.commit.borrow_mut().request_settle(offset);
+        self.kick();
+        loop {
+            if self.commit.borrow().is_settled(offset) {
+                return Ok(());
+            }
+            self.check_writable()?;
+            self.changed.notified().await;
+        }
+    }
+
+    /// Waits until the syncer has no round or checkpoint write running.
+    pub async fn wait_syncer_idle(&self) -> Result<(), LogError> {
+        while self.commit.borrow().busy() {
+            self.check_fenced()?;
+            self.changed.notified().await;
+        }
+        Ok(())
+    }
+
+    /// Fails once a write or fdatasync fenced the log (a closed log may
+    /// still finish its flush).
+    fn check_fenced(&self) -> Result<(), LogError> {
+        match self.commit.borrow().fence() {
+            Some(fence) => Err(LogError::Fenced {
+                operation: fence.operation,
+                cause: fence.cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Waits until the batches ending before `next` reach `durability`.
     pub async fn wait_durable(&self, next: u64, durability: Durability) -> Result<(), LogError> {
         loop {
@@ -231,6 +288,17 @@ impl<D: Device> WritePipeline<D> {
 
     fn is_fenced(&self) -> bool {
         self.commit.borrow().fence().is_some()
+    }
+
+    /// Makes the log read-only after a failure outside the write path that
+    /// leaves the files in doubt (a truncation cut short).
+    pub fn fence(&self, operation: &'static str, cause: String) {
+        let mut commit = self.commit.borrow_mut();
+        commit.set_fence(operation, cause);
+        let fence = commit.fence().expect("just set").clone();
+        drop(commit);
+        self.report_fence(&fence);
+        self.kick();
     }
 
     /// Logs the fence and wakes every waiter, which then sees it.
@@ -329,21 +397,58 @@ impl<D: Device> WritePipeline<D> {
         true
     }
 
-    /// One sync round: fdatasync every file written since the last round,
-    /// then report to the group commit, which moves `synced` or fences.
-    async fn sync_round(&self) {
-        let round = self.commit.borrow_mut().start_sync();
-        let mut outcome = Ok(());
-        for segment in &round.files {
-            let started = Instant::now();
-            if let Err(e) = segment.file.fdatasync().await {
-                outcome = Err(e.to_string());
-                break;
+    /// Runs the syncer's next step; false when there was none.
+    async fn sync_step(&self) -> bool {
+        let step = self.commit.borrow_mut().sync_step(self.flush);
+        match step {
+            SyncStep::Idle => false,
+            SyncStep::WriteCheckpoint(write) => {
+                let outcome = write_checkpoint(&write).await;
+                let result = self.commit.borrow_mut().checkpoint_done(&write, outcome);
+                self.report(result);
+                true
             }
+            SyncStep::Round(round) => {
+                self.sync_round(round).await;
+                true
+            }
+        }
+    }
+
+    /// One sync round: fdatasync every file written since the last round,
+    /// beside the due checkpoint write, then report both to the group
+    /// commit, which moves `synced` and the durable checkpoint, or fences.
+    async fn sync_round(&self, mut round: SyncRound<Rc<Segment<D>>>) {
+        let checkpoint = round.checkpoint_write.take();
+        let (synced, written) = join(self.fdatasync_all(&round.files), async {
+            match &checkpoint {
+                Some(write) => Some(write_checkpoint(write).await),
+                None => None,
+            }
+        })
+        .await;
+        if let (Some(write), Some(outcome)) = (&checkpoint, written) {
+            let result = self.commit.borrow_mut().checkpoint_done(write, outcome);
+            self.report(result);
+        }
+        let result = self.commit.borrow_mut().sync_done(&round, synced);
+        self.report(result);
+    }
+
+    /// fdatasyncs `files` one after another, counting each; stops at the
+    /// first failure.
+    async fn fdatasync_all(&self, files: &[Rc<Segment<D>>]) -> Result<(), String> {
+        for segment in files {
+            let started = Instant::now();
+            segment.file.fdatasync().await.map_err(|e| e.to_string())?;
             let took = started.elapsed().as_micros() as u64;
             self.bump(|s| s.record_sync(took));
         }
-        let result = self.commit.borrow_mut().sync_done(&round, outcome);
+        Ok(())
+    }
+
+    /// Wakes the waiters after a step; a fence is logged once it happens.
+    fn report(&self, result: Result<(), Fence>) {
         match result {
             Ok(()) => self.changed.notify(),
             Err(fence) => self.report_fence(&fence),
@@ -351,23 +456,57 @@ impl<D: Device> WritePipeline<D> {
     }
 }
 
+/// Writes a checkpoint into its segment's header.
+async fn write_checkpoint<D: Device>(write: &CheckpointWrite<Rc<Segment<D>>>) -> Result<(), String> {
+    write
+        .segment
+        .write_checkpoint(&write.checkpoint, write.previous.as_ref())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Runs two futures to completion together (both are polled whenever
+/// either is woken).
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if out_b.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                out_b = Some(v);
+            }
+        }
+        if out_a.is_some() && out_b.is_some() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    (out_a.expect("done"), out_b.expect("done"))
+}
+
 /// Writes one tail buffer where it belongs.
 async fn write_buffer<D: Device>(buf: TailBuf<D>, alignment: usize) -> CompletedWrite<D> {
-    let (end_offset, pos) = (buf.end_offset, buf.file_pos);
+    let (reached, pos) = (buf.reached, buf.file_pos);
     let data_end = buf.file_pos + buf.len as u64;
     let (segment, dma) = buf.into_write_buffer(alignment);
     let submitted = dma.len();
     let buffer = Rc::new(dma);
     let outcome = segment
-        .file
-        .write_at(buffer.clone(), pos)
+        .write_data(buffer.clone(), pos)
         .await
         .map_err(|e| e.to_string());
     CompletedWrite {
         done: WriteDone {
             segment_base: segment.base_offset,
             segment,
-            end_offset,
+            reached,
             submitted,
             outcome,
         },
@@ -404,8 +543,7 @@ pub(crate) async fn run_syncer<D: Device>(pipeline: Weak<WritePipeline<D>>) {
         if strong.is_fenced() {
             return;
         }
-        if strong.commit.borrow().sync_wanted(strong.flush) {
-            strong.sync_round().await;
+        if strong.sync_step().await {
             continue;
         }
         if strong.closed.get() && !strong.appender.borrow().has_unwritten() {
@@ -427,11 +565,8 @@ pub(crate) async fn run_interval_sync<D: Device>(pipeline: Weak<WritePipeline<D>
         if strong.closed.get() || strong.is_fenced() {
             return;
         }
-        let end = strong.log_end();
-        if end > strong.synced() {
-            strong.request_sync(end);
-            strong.kick();
-        }
+        strong.commit.borrow_mut().interval_tick(strong.log_end());
+        strong.kick();
     }
 }
 
