@@ -45,6 +45,7 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::config::FlushPolicy;
+use crate::mutation::{self, Mutation};
 
 /// How far an acknowledged append got. Ordered: `Fsynced` implies `Written`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -314,6 +315,9 @@ impl<S: Clone> GroupCommit<S> {
 
     fn start_round(&mut self, checkpoint_write: Option<CheckpointWrite<S>>) -> SyncRound<S> {
         self.round_in_flight = true;
+        if mutation::active(Mutation::AckBeforeSync) {
+            self.synced = self.written;
+        }
         SyncRound {
             target: self.written,
             files: self.dirty.drain(..).map(|(_, s)| s).collect(),

@@ -147,6 +147,7 @@ pub mod index;
 mod log_maintenance;
 mod log_reader;
 mod log_stats;
+mod mutation;
 mod notify;
 mod partition_log;
 pub mod recovery;

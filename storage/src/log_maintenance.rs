@@ -10,6 +10,7 @@ use crate::compaction::KeyMap;
 use crate::device::Device;
 use crate::error::LogError;
 use crate::group_commit::Mark;
+use crate::mutation::{self, Mutation};
 use crate::partition_log::{corrupt, read_partial_block, PartitionLog};
 use crate::recovery::{scan_segment, ScanEnd};
 use crate::retention::{segments_to_delete, SegmentSummary};
@@ -151,6 +152,9 @@ impl<D: Device> PartitionLog<D> {
     }
 
     async fn retention_inner(&self, now_ms: i64) -> Result<usize, LogError> {
+        if mutation::active(Mutation::RetentionNoop) {
+            return Ok(0);
+        }
         let doomed: Vec<Rc<Segment<D>>> = {
             let mut segments = self.segments.borrow_mut();
             let summaries: Vec<SegmentSummary> = segments

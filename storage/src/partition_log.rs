@@ -17,6 +17,7 @@ use crate::error::LogError;
 use crate::group_commit::{Durability, Mark};
 use crate::index::SegmentIndex;
 use crate::log_stats::LogStats;
+use crate::mutation::{self, Mutation};
 use crate::recovery::ScanEnd;
 use crate::segment::{load_index, remove_if_exists, Segment};
 use crate::segment_appender::Appender;
@@ -320,10 +321,15 @@ impl<D: Device> PartitionLog<D> {
     /// Assigns offsets and the append time to one checked batch and hands it
     /// to the index and the write pipeline. Synchronous by design.
     fn place(&self, mut batch: BytesMut, record_count: u32, len: usize) -> (u64, u64, i64) {
-        let base = self.pipeline.log_end();
+        let base = self.pipeline.log_end() + u64::from(mutation::active(Mutation::OffsetGap));
         let append_ms = now_ms().max(self.last_append_ms.get());
         let next = base + u64::from(record_count);
         batch::patch(&mut batch, base, self.config.leader_epoch, append_ms);
+        if mutation::active(Mutation::DamageAppended) {
+            batch[len - 1] ^= 0x01;
+            let crc = batch::compute_crc(&batch);
+            batch[24..28].copy_from_slice(&crc.to_le_bytes());
+        }
         let bytes = batch.freeze();
         {
             let active = self.active.borrow();
@@ -503,6 +509,9 @@ impl<D: Device> PartitionLog<D> {
     /// Waits until the high watermark passes `offset` (long-poll fetch), or
     /// the log is fenced or closed.
     pub async fn wait_for_offset(&self, offset: u64) -> Result<(), LogError> {
+        if mutation::active(Mutation::WakeEarly) {
+            return Ok(());
+        }
         loop {
             if self.high_watermark() > offset {
                 return Ok(());

@@ -12,6 +12,7 @@ use crate::config::LogConfig;
 use crate::device::{Device, DeviceFile, IoBuffer};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
+use crate::mutation::{self, Mutation};
 use crate::recovery::{finish, ScanEnd, Scanner, Step};
 use crate::segment_name::{file_name, temporary_name, FileKind};
 use std::cell::{Cell, RefCell};
@@ -49,7 +50,9 @@ impl<D: Device> Segment<D> {
                 .await
                 .map_err(|e| LogError::io(format!("preallocating {}", path.display()), e))?;
         }
-        sync_dir(device, dir).await?;
+        if !mutation::active(Mutation::SkipDirSync) {
+            sync_dir(device, dir).await?;
+        }
         Ok(Rc::new(Segment {
             base_offset,
             file,
@@ -125,6 +128,9 @@ impl<D: Device> Segment<D> {
     /// The checkpoint in the header (`None` if none was written yet); a
     /// damaged header is corruption.
     pub async fn read_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
+        if mutation::active(Mutation::IgnoreCheckpoint) {
+            return Ok(None);
+        }
         let block = self
             .file
             .read_at(0, SEGMENT_HEADER_BYTES as usize)

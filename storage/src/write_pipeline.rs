@@ -34,6 +34,7 @@ use crate::group_commit::{
     CheckpointWrite, Durability, Fence, GroupCommit, Mark, SyncRound, SyncStep, WriteDone,
 };
 use crate::log_stats::LogStats;
+use crate::mutation::{self, Mutation};
 use crate::notify::Notify;
 use crate::segment::Segment;
 use crate::segment_appender::{Appender, TailBuf};
@@ -409,6 +410,9 @@ impl<D: Device> WritePipeline<D> {
                 true
             }
             SyncStep::Round(round) => {
+                if mutation::active(Mutation::AckBeforeSync) {
+                    self.changed.notify();
+                }
                 self.sync_round(round).await;
                 true
             }
@@ -439,6 +443,9 @@ impl<D: Device> WritePipeline<D> {
     /// first failure.
     async fn fdatasync_all(&self, files: &[Rc<Segment<D>>]) -> Result<(), String> {
         for segment in files {
+            if mutation::active(Mutation::SkipFdatasync) {
+                continue;
+            }
             let started = Instant::now();
             segment.file.fdatasync().await.map_err(|e| e.to_string())?;
             let took = started.elapsed().as_micros() as u64;

@@ -190,7 +190,9 @@ fn flipped_byte_in_any_settled_batch_is_corruption() {
             std::fs::write(segment_path(&dir, 0), &damaged).unwrap();
             let what = format!("trial {trials}: batch {k}, byte {within}");
             match PartitionLog::open(&dir, one_segment_config()).await {
-                Err(LogError::Corrupt { offset, position, .. }) if within >= 24 || (8..12).contains(&within) => {
+                Err(LogError::Corrupt { offset, position, .. })
+                    if within >= 24 || (8..12).contains(&within) =>
+                {
                     assert_eq!(offset, batches[k].base, "{what}");
                     assert_eq!(position, (starts[k] - HEADER) as u64, "{what}");
                 }
@@ -246,7 +248,10 @@ fn flipped_byte_in_sealed_segment() {
         time_flipped[HEADER + prior + 17] ^= 0x01;
         std::fs::write(&path, &time_flipped).unwrap();
         assert!(
-            matches!(PartitionLog::open(&root, verify_all.clone()).await, Err(LogError::Corrupt { .. })),
+            matches!(
+                PartitionLog::open(&root, verify_all.clone()).await,
+                Err(LogError::Corrupt { .. })
+            ),
             "a flipped append time in a sealed segment must fail a full verify"
         );
         let mut data = clean;
@@ -297,7 +302,10 @@ fn group_commit_coalesces_fdatasyncs() {
         let stats = log.stats();
         println!("{stats:?}");
         assert_eq!(stats.appends, 64);
-        assert!(stats.fdatasyncs >= 1, "Fsynced acks without any fdatasync: {stats:?}");
+        assert!(
+            stats.fdatasyncs >= 1,
+            "Fsynced acks without any fdatasync: {stats:?}"
+        );
         assert!(stats.fdatasyncs < 64, "no coalescing: {stats:?}");
         assert_eq!(log.high_watermark(), 128);
     });

@@ -24,10 +24,16 @@
 //!   allows: the active segment, not settled by a flush, roll or close, and
 //!   not followed by two completed fdatasyncs of its segment.
 //!
-//! Seeds: `SHOAL_SIM_SEEDS` (default [`SEEDS_DEFAULT`], about a minute on
-//! two busy cores) starting at `SHOAL_SIM_FIRST_SEED` (default 0);
-//! `SHOAL_SIM_SEED=N` runs only seed N. Every failing seed is printed with
-//! the command that replays it.
+//! Seeds: `SHOAL_SIM_SEEDS` (default [`SEEDS_DEFAULT`], 10 to 30 seconds
+//! on two busy cores) starting at `SHOAL_SIM_FIRST_SEED` (default 0);
+//! `SHOAL_SIM_SEED=N` runs only seed N (`SHOAL_SIM_VERBOSE=1` prints its
+//! every event and disk operation). Every failing seed is printed with the
+//! command that replays it.
+//!
+//! With the `mutations` feature, `mutations_are_caught` runs the default
+//! seeds against deliberately broken builds (acknowledging before the
+//! fdatasync returns, never calling fdatasync, ignoring the checkpoint, not
+//! syncing a new segment's directory entry) and requires each to fail.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -46,7 +52,10 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Seeds a plain `cargo test` runs.
-const SEEDS_DEFAULT: u64 = 2000;
+const SEEDS_DEFAULT: u64 = 4000;
+/// With at least this many seeds, a run must have torn writes at cuts and
+/// reported damage at least once, or it proved nothing.
+const SEEDS_FOR_COVERAGE: usize = 500;
 /// Executor turns the tasks of an epoch may take to stop after a cut; a
 /// task still running then is waiting for something that never comes.
 const STOP_TURNS_MAX: u64 = 200_000;
@@ -77,6 +86,8 @@ struct Outcome {
     cuts: u64,
     clean_closes: u64,
     acked: u64,
+    /// Writes a power cut tore or dropped.
+    writes_lost: u64,
     damage: Option<Damage>,
     verdict: Option<Verdict>,
     trace: u64,
@@ -135,12 +146,65 @@ fn power_cuts_keep_every_acknowledged_batch() {
         );
     }
     print_summary(&results, started.elapsed());
+    check_coverage(&results);
     assert!(
         failures.is_empty(),
         "{} of {} seeds failed",
         failures.len(),
         results.len()
     );
+}
+
+/// Fails unless the run tore or dropped writes at cuts and saw damage
+/// reported: otherwise it proved nothing.
+fn check_coverage(results: &[(u64, Result<Outcome, String>)]) {
+    if results.len() < SEEDS_FOR_COVERAGE {
+        return;
+    }
+    let ok: Vec<&Outcome> = results.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let lost: u64 = ok.iter().map(|o| o.writes_lost).sum();
+    let reported = ok
+        .iter()
+        .filter(|o| matches!(o.verdict, Some(Verdict::ReportedAtOpen | Verdict::ReportedOnRead)))
+        .count();
+    assert!(
+        lost > 0,
+        "no power cut tore or dropped a write: the cuts tested nothing"
+    );
+    assert!(
+        reported > 0,
+        "no damage was ever reported: the damage checks tested nothing"
+    );
+}
+
+/// Each deliberately broken build fails the default seeds (run in a child
+/// process each: the mutation is chosen once per process).
+#[cfg(feature = "mutations")]
+#[test]
+fn mutations_are_caught() {
+    for mutation in [
+        "ack-before-sync",
+        "skip-fdatasync",
+        "ignore-checkpoint",
+        "skip-dir-sync",
+    ] {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "power_cuts_keep_every_acknowledged_batch",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("SHOAL_STORAGE_MUTATION", mutation)
+            .env_remove("SHOAL_SIM_SEED")
+            .output()
+            .expect("run the simulation");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let first = stdout.lines().find(|l| l.contains("FAILED:")).unwrap_or("");
+        let failed = stdout.lines().filter(|l| l.contains("FAILED:")).count();
+        println!("{mutation}: {failed} failing seeds; first: {first}");
+        assert!(!out.status.success(), "the simulation did not catch {mutation}");
+        assert!(failed > 0, "{mutation}: no failing seed printed");
+    }
 }
 
 /// The same seed twice gives the same run, operation for operation.
@@ -301,6 +365,7 @@ async fn run_seed(seed: u64) -> Result<Outcome, String> {
             let report: CutReport = sim.disk.power_on();
             note!("epoch {epoch}: power cut: {report:?}");
             outcome.cuts += 1;
+            outcome.writes_lost += (report.writes_torn + report.writes_dropped) as u64;
         } else {
             outcome.clean_closes += 1;
         }
