@@ -212,9 +212,9 @@ fn flipped_byte_in_any_settled_batch_is_corruption() {
 }
 
 /// A flip in a sealed segment: a full verify on open names the offset (and
-/// catches a flipped append time too, through the segment's checkpoint
-/// digest), and the default open defers detection to the read of that
-/// batch.
+/// catches a flipped leader epoch too, which only the segment's checkpoint
+/// digest covers), and the default open defers detection to the read of
+/// that batch.
 #[test]
 fn flipped_byte_in_sealed_segment() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -243,16 +243,17 @@ fn flipped_byte_in_sealed_segment() {
             verify_on_open: VerifyOnOpen::AllSegments,
             ..config.clone()
         };
-        // The append time (byte 16 on) is not covered by the batch CRC.
-        let mut time_flipped = clean.clone();
-        time_flipped[HEADER + prior + 17] ^= 0x01;
-        std::fs::write(&path, &time_flipped).unwrap();
+        // The leader epoch (bytes 12..16) is covered by neither the batch
+        // CRC nor any order check.
+        let mut epoch_flipped = clean.clone();
+        epoch_flipped[HEADER + prior + 13] ^= 0x01;
+        std::fs::write(&path, &epoch_flipped).unwrap();
         assert!(
             matches!(
                 PartitionLog::open(&root, verify_all.clone()).await,
                 Err(LogError::Corrupt { .. })
             ),
-            "a flipped append time in a sealed segment must fail a full verify"
+            "a flipped leader epoch in a sealed segment must fail a full verify"
         );
         let mut data = clean;
         data[HEADER + prior + 40] ^= 0x20;

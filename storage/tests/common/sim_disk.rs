@@ -209,7 +209,8 @@ impl SimDisk {
         self.disk.borrow().clock
     }
 
-    /// Fingerprint of every operation so far, for replay checks.
+    /// Fingerprint of every operation so far and of what each cut kept, for
+    /// replay checks.
     pub fn trace_digest(&self) -> u64 {
         self.disk.borrow().trace.finish()
     }
@@ -413,6 +414,7 @@ impl Disk {
                     }
                 }
             };
+            fate.hash(&mut self.trace);
             if self.verbose {
                 println!(
                     "  disk cut: inode {id} op {} {}: {fate}",
