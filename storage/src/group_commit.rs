@@ -24,14 +24,14 @@
 //!
 //! The checkpoint trails `synced`: its header write is issued only once
 //! `synced` covers what it claims (so no version a power cut leaves on disk
-//! claims more than is durable), concurrently with the next round's
-//! fdatasync or, when no round is due, on its own; the round after that
-//! makes it durable. No fdatasync is added per round for it: under load
-//! every round carries the previous round's checkpoint, so damage to a
-//! batch acknowledged before two completed fdatasyncs of its segment is
-//! always reported. A settle request ([`GroupCommit::request_settle`], for
-//! flush, roll, close and truncation) runs the extra round that makes the
-//! checkpoint catch up now.
+//! claims more than is durable), beside the next round's fdatasync, and the
+//! round after that makes it durable. No fdatasync and no awaited write is
+//! added per round for it: every round carries the checkpoint of what the
+//! previous one synced, so damage to a batch acknowledged before two
+//! completed fdatasyncs of its segment is always reported. A settle request
+//! ([`GroupCommit::request_settle`], for flush, roll, close, truncation and
+//! an idle `IntervalMs` tick) writes the checkpoint on its own and runs the
+//! extra round that makes it durable now.
 //!
 //! A failed or short write and a failed fdatasync **fence**: the first
 //! failure is kept, every later append and wait fails with it, and no mark
@@ -289,9 +289,11 @@ impl<S: Clone> GroupCommit<S> {
     }
 
     /// What the syncer does next: a round when data waits for an fdatasync
-    /// (with the due checkpoint written beside it), else the due checkpoint
-    /// alone, else a round that makes a written checkpoint durable when a
-    /// settle asks for it.
+    /// (with the due checkpoint written beside it); else, while a settle is
+    /// asked for, the due checkpoint alone, then a round that makes it
+    /// durable. A lone checkpoint write is awaited before the next round
+    /// may start, so it is done only for a settle, never on the hot path:
+    /// without one the checkpoint rides beside the next data round.
     pub fn sync_step(&mut self, flush: FlushPolicy) -> SyncStep<S> {
         if self.fence.is_some() || self.busy() {
             return SyncStep::Idle;
@@ -300,14 +302,16 @@ impl<S: Clone> GroupCommit<S> {
             let checkpoint_write = self.take_checkpoint_write();
             return SyncStep::Round(self.start_round(checkpoint_write));
         }
+        if self.is_settled(self.settle_requested) {
+            return SyncStep::Idle;
+        }
         if let Some(write) = self.take_checkpoint_write() {
             return SyncStep::WriteCheckpoint(write);
         }
-        let unsettled = !self.is_settled(self.settle_requested);
         let settles = self
             .checkpoint_written
             .is_some_and(|cp| Some(cp) != self.checkpoint_durable);
-        if unsettled && settles {
+        if settles {
             return SyncStep::Round(self.start_round(None));
         }
         SyncStep::Idle

@@ -133,9 +133,11 @@
 //! The fault model these rules answer: a power cut may drop, keep or tear
 //! (per 512-byte sector, sectors atomic, in any order) every write not
 //! covered by a completed fdatasync, and lose directory operations not
-//! followed by a directory sync; separately, the medium may rot or a write
-//! may land in the wrong place (one damaged region at a time, not both
-//! header slots at once). Under it, every batch acknowledged `Fsynced`, or
+//! followed by a directory sync; separately, the medium may rot or a data
+//! write may land in the wrong place (one damaged region at a time: not
+//! both header slots, and not a misdirected header write, which would both
+//! keep a stale checkpoint and damage the data it lands on). Under it,
+//! every batch acknowledged `Fsynced`, or
 //! appended before a `flush`, `roll` or `close` returned Ok, survives a
 //! power cut at its offset with its bytes, and no torn unacknowledged
 //! write is ever reported as corruption. Damage to an acknowledged batch is

@@ -1,9 +1,17 @@
 //! Maintenance: `truncate_suffix`, retention and compaction.
 //!
 //! These change which segments exist, so they run one at a time (the
-//! `rewriting` flag). `truncate_suffix` also holds appends off (the
-//! `maintenance` flag) because it moves the log end; retention and
+//! `rewriting` flag). `truncate_suffix` also holds appends (and rolls) off
+//! (the `maintenance` flag) because it moves the log end; retention and
 //! compaction touch only sealed segments and let appends continue.
+//!
+//! Crash safety, step by step: `truncate_suffix` removes later segments
+//! durably, settles a checkpoint at the cut, and only then cuts the data
+//! (a crash in between keeps the old batches, never a checkpoint beyond the
+//! data); if it fails midway it fences the log. Compaction drops a
+//! segment's index files durably before renaming its rewrite in, so no
+//! crash leaves an old index describing new data, and writes the rewrite
+//! with a header whose checkpoint covers all of it.
 
 use crate::checkpoint::{Checkpoint, SEGMENT_HEADER_BYTES};
 use crate::compaction::KeyMap;
@@ -14,7 +22,7 @@ use crate::mutation::{self, Mutation};
 use crate::partition_log::{corrupt, read_partial_block, PartitionLog};
 use crate::recovery::{scan_segment, ScanEnd};
 use crate::retention::{segments_to_delete, SegmentSummary};
-use crate::segment::{sync_dir, Segment};
+use crate::segment::{sync_dir, Segment, Tail};
 use crate::segment_name::{file_name, FileKind};
 use bytes::Bytes;
 use shoal_protocol::batch::{self, BatchBuilder, BatchHeader, BatchRecords, NewRecord, Record};
@@ -87,7 +95,7 @@ impl<D: Device> PartitionLog<D> {
             self.pipeline.changed().notified().await;
         }
         let keep = self.drop_segments_after(offset).await?;
-        let (scanner, scan_end) = keep.scan(&self.config, 0, Some(offset), None).await?;
+        let (scanner, scan_end) = keep.scan(&self.config, 0, Some(offset), None, Tail::Any).await?;
         if let ScanEnd::Corrupt { position, .. } | ScanEnd::TornTail { position, .. } = scan_end {
             return Err(corrupt(
                 keep.base_offset,
@@ -380,7 +388,9 @@ impl<D: Device> PartitionLog<D> {
         crate::segment::write_file_atomic(&self.device, &self.dir, &name, &file).await?;
         let fresh_index = crate::index::SegmentIndex::new(base, self.config.index_interval_bytes);
         let fresh = Segment::open(&self.device, &self.dir, base, fresh_index).await?;
-        let (scanner, end) = fresh.scan(&self.config, 0, None, Some(checkpoint)).await?;
+        let (scanner, end) = fresh
+            .scan(&self.config, 0, None, Some(checkpoint), Tail::Any)
+            .await?;
         let mut index = scanner.index;
         if end != ScanEnd::Clean || index.data_len != bytes.len() as u64 {
             return Err(corrupt(

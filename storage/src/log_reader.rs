@@ -125,8 +125,9 @@ impl<D: Device> PartitionLog<D> {
     /// Reads batches of one segment from disk, checking each one: framing,
     /// CRC, and that offsets follow (a batch read at an index entry starts
     /// at that entry's offset; then each starts where the previous one
-    /// ended, or later in a compacted log): the base offset is not covered
-    /// by the CRC, and a damaged one must not move or hide a batch.
+    /// ended, or later in a compacted log, and none ends past the segment's
+    /// known end): the base offset is not covered by the CRC, and a damaged
+    /// one must not move or hide a batch.
     async fn read_segment(
         &self,
         segment: &Segment<D>,
@@ -138,6 +139,7 @@ impl<D: Device> PartitionLog<D> {
         // Every batch below `end` (at most the written offset when the read
         // began) lies within these bytes, which only grow.
         let written = segment.written_len.get();
+        let segment_end = segment.index.borrow().next_offset;
         let entry = segment.index.borrow().entry_for_offset(from);
         let mut pos = entry.map_or(0, |(_, position)| position);
         let mut sequence = OffsetSequence {
@@ -165,7 +167,13 @@ impl<D: Device> PartitionLog<D> {
                     }
                     Err(e) => return Err(damaged(e.to_string())),
                 };
-                sequence.next(&header).map_err(damaged)?;
+                sequence.next(&header).map_err(&damaged)?;
+                if header.next_offset() > segment_end {
+                    return Err(damaged(format!(
+                        "batch ends at offset {}, past its segment's end {segment_end}",
+                        header.next_offset()
+                    )));
+                }
                 if header.next_offset() > end {
                     return Ok(out);
                 }

@@ -19,7 +19,7 @@ use crate::index::SegmentIndex;
 use crate::log_stats::LogStats;
 use crate::mutation::{self, Mutation};
 use crate::recovery::ScanEnd;
-use crate::segment::{load_index, remove_if_exists, Segment};
+use crate::segment::{load_index, remove_if_exists, Segment, Tail};
 use crate::segment_appender::Appender;
 use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
 use crate::write_pipeline::{run_interval_sync, run_syncer, run_writer, WritePipeline};
@@ -597,7 +597,7 @@ async fn open_active<D: Device>(
     let fresh_index = SegmentIndex::new(base, config.index_interval_bytes);
     let segment = Segment::open(device, dir, base, fresh_index).await?;
     let checkpoint = segment.read_checkpoint().await?;
-    let (scanner, end) = segment.scan(config, 0, None, checkpoint).await?;
+    let (scanner, end) = segment.scan(config, 0, None, checkpoint, Tail::Appends).await?;
     let durable = checkpoint.unwrap_or(Checkpoint::empty(base));
     let data_len = scanner.index.data_len;
     match end {
@@ -649,7 +649,9 @@ async fn open_sealed<D: Device>(
     let segment = Segment::open(device, dir, base, fresh_index).await?;
     let checkpoint = segment.read_checkpoint().await?;
     let valid_until = loaded.as_ref().map_or(0, |i| i.data_len);
-    let (scanner, end) = segment.scan(config, valid_until, None, checkpoint).await?;
+    let (scanner, end) = segment
+        .scan(config, valid_until, None, checkpoint, Tail::Any)
+        .await?;
     match end {
         ScanEnd::Clean => {}
         ScanEnd::TornTail { position, reason } => {

@@ -3,7 +3,9 @@
 //!
 //! A [`Scanner`] walks batches from the start of a segment's data, checking
 //! each one's framing and CRC-32C ([`batch::check_crc`]), that offsets
-//! increase (and, unless the log is compacted, are contiguous), and that
+//! increase (and are contiguous, unless the log is compacted; even then
+//! from [`Scanner::contiguous_from`] on: appends never leave gaps, only
+//! compaction of sealed segments does), and that
 //! append times never go back, and folds the header bytes the CRC does not
 //! cover into a digest ([`digest_step`]). Given the segment's durable
 //! [`Checkpoint`], it also checks that a batch ends exactly at the
@@ -76,6 +78,10 @@ pub struct Scanner {
     pub digest: u32,
     /// The durable checkpoint to verify on the way, if any.
     pub checkpoint: Option<Checkpoint>,
+    /// From this data position on offsets must be contiguous even in a
+    /// compacted log (the active segment beyond its checkpoint holds only
+    /// appends): an offset flipped upward there is damage, not a gap.
+    pub contiguous_from: Option<u64>,
     last_append_ms: i64,
     contiguous: bool,
     limits: BatchLimits,
@@ -90,6 +96,7 @@ impl Scanner {
             keep_below: None,
             digest: 0,
             checkpoint: None,
+            contiguous_from: None,
             last_append_ms: i64::MIN,
             contiguous,
             limits,
@@ -176,7 +183,8 @@ impl Scanner {
     }
 
     fn check_sequence(&self, header: &BatchHeader) -> Result<(), String> {
-        let offset_ok = if self.contiguous {
+        let contiguous = self.contiguous || self.contiguous_from.is_some_and(|from| self.position >= from);
+        let offset_ok = if contiguous {
             header.base_offset == self.expected_offset
         } else {
             header.base_offset >= self.expected_offset
@@ -427,6 +435,26 @@ mod tests {
             ..cp
         };
         assert!(matches!(scan_with(&bytes, wrong_offset), ScanEnd::Corrupt { .. }));
+    }
+
+    /// In a compacted log gaps are allowed below the durable point, but the
+    /// active segment's tail beyond it holds only appends: an offset flipped
+    /// upward there is a torn tail, not a gap.
+    #[test]
+    fn compacted_tail_beyond_the_checkpoint_is_contiguous() {
+        let (bytes, starts) = segment(3);
+        let mut b = bytes.clone();
+        b[starts[2] as usize + 4] ^= 0x04; // base offset + 2^34
+        let limits = BatchLimits::default();
+        let mut scanner = Scanner::new(10, 64, false, limits);
+        assert_eq!(
+            scanner.feed(&b, true),
+            Step::End,
+            "a gap is fine in a sealed compacted segment"
+        );
+        let mut scanner = Scanner::new(10, 64, false, limits);
+        scanner.contiguous_from = Some(starts[1]);
+        assert!(matches!(scanner.feed(&b, true), Step::Bad { position, .. } if position == starts[2]));
     }
 
     /// Out-of-sequence offsets are rejected unless the log is compacted.

@@ -20,6 +20,16 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+/// What a segment holds beyond its durable point, for a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Only appends (the active segment): contiguous offsets, even in a
+    /// compacted log.
+    Appends,
+    /// Whatever compaction left (a sealed or rewritten segment).
+    Any,
+}
+
 /// A segment of the log: its file, its index and how much of it is on disk.
 pub(crate) struct Segment<D: Device> {
     pub base_offset: u64,
@@ -162,6 +172,7 @@ impl<D: Device> Segment<D> {
         valid_until: u64,
         keep_below: Option<u64>,
         checkpoint: Option<Checkpoint>,
+        tail: Tail,
     ) -> Result<(Scanner, ScanEnd), LogError> {
         let size = self.data_end().await?;
         let mut scanner = Scanner::new(
@@ -173,6 +184,9 @@ impl<D: Device> Segment<D> {
         scanner.keep_below = keep_below;
         scanner.checkpoint = checkpoint;
         let valid_until = valid_until.max(checkpoint.map_or(0, |cp| cp.data_len));
+        if tail == Tail::Appends {
+            scanner.contiguous_from = Some(valid_until);
+        }
         let mut want = config.read_chunk_bytes;
         let step = loop {
             let pos = scanner.position;

@@ -21,8 +21,9 @@
 //! for its next step and does it. A round fdatasyncs the dirty segments
 //! (with the active segment's checkpoint header written beside it when one
 //! is due) and reports back; only then do `synced` and the durable
-//! checkpoint move. A lone checkpoint write runs when nothing waits for an
-//! fdatasync. Under `IntervalMs` a third task asks for a round (or, when
+//! checkpoint move. A lone checkpoint write, and the round that makes it
+//! durable, run only when a settle asks for them (flush, roll, close,
+//! truncation). Under `IntervalMs` a third task asks for a round (or, when
 //! nothing was appended, a settle) every interval.
 
 use crate::batch_cache::{BatchCache, CachedBatch};

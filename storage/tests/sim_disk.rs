@@ -161,7 +161,7 @@ fn faults_land_where_aimed() {
         let file = disk.open(&path, true).await.expect("create");
         disk.sync_dir(Path::new(DIR)).await.expect("sync dir");
         write_block(&file, 0, 100).await;
-        disk.misdirect_write(0, 2 * BLOCK as i64);
+        disk.misdirect_write(0, 2 * BLOCK as i64, 0);
         write_block(&file, BLOCK as u64, 200).await;
         file.fdatasync().await.expect("fdatasync");
         let bytes = disk.contents(&path).expect("file");

@@ -107,6 +107,8 @@ enum DirOp {
 struct Misdirect {
     countdown: u64,
     shift: i64,
+    /// Only writes at or after this file position count.
+    from_pos: u64,
 }
 
 #[derive(Default)]
@@ -272,12 +274,17 @@ impl SimDisk {
         inode.volatile[pos] ^= mask;
     }
 
-    /// The `countdown`-th next write to a `.log` file (0: the next one)
-    /// lands `shift` bytes away (a multiple of the sector; moved the other
-    /// way if it would start before the file).
-    pub fn misdirect_write(&self, countdown: u64, shift: i64) {
+    /// The `countdown`-th next write to a `.log` file at or after file
+    /// position `from_pos` (0: the next one) lands `shift` bytes away (a
+    /// multiple of the sector; moved the other way if it would start before
+    /// the file).
+    pub fn misdirect_write(&self, countdown: u64, shift: i64, from_pos: u64) {
         assert_eq!(shift % SECTOR_BYTES as i64, 0, "shift must be whole sectors");
-        self.disk.borrow_mut().misdirect = Some(Misdirect { countdown, shift });
+        self.disk.borrow_mut().misdirect = Some(Misdirect {
+            countdown,
+            shift,
+            from_pos,
+        });
     }
 
     /// Whether an armed misdirected write has not happened yet.
@@ -474,7 +481,7 @@ impl Disk {
     /// Where the next write to the file lands, counting down an armed
     /// misdirection.
     fn place_write(&mut self, is_log: bool, pos: u64, len: usize) -> u64 {
-        let Some(m) = self.misdirect.as_mut().filter(|_| is_log) else {
+        let Some(m) = self.misdirect.as_mut().filter(|m| is_log && pos >= m.from_pos) else {
             return pos;
         };
         if m.countdown > 0 {

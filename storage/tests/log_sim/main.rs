@@ -45,6 +45,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use model::{build, Model};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use shoal_storage::checkpoint::SEGMENT_HEADER_BYTES;
 use shoal_storage::{Durability, FlushPolicy, LogConfig, LogError, PartitionLog, StoredBatch, VerifyOnOpen};
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -354,7 +355,10 @@ async fn run_seed(seed: u64) -> Result<Outcome, String> {
             } else {
                 -shift
             };
-            sim.disk.misdirect_write(countdown, shift);
+            // Aimed at data: a misdirected header write would damage two
+            // regions at once (the checkpoint it fails to update, and the
+            // data it lands on), outside the fault model the log claims.
+            sim.disk.misdirect_write(countdown, shift, SEGMENT_HEADER_BYTES);
             sim.damaged.set(true);
         }
         let cut = sim
