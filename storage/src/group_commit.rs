@@ -584,6 +584,36 @@ mod tests {
         assert!(matches!(gc.sync_step(FlushPolicy::Always), SyncStep::Idle));
     }
 
+    /// Under `IntervalMs` a tick syncs what was appended; the next tick,
+    /// with nothing new, settles the checkpoint; a third does nothing.
+    #[test]
+    fn interval_ticks_sync_then_settle() {
+        let policy = FlushPolicy::IntervalMs(5);
+        let mut gc = fresh(0);
+        gc.write_done(write(6)).unwrap();
+        assert!(
+            matches!(gc.sync_step(policy), SyncStep::Idle),
+            "no sync before the tick"
+        );
+        gc.interval_tick(6);
+        let r = round(gc.sync_step(policy));
+        gc.sync_done(&r, Ok(())).unwrap();
+        assert!(
+            matches!(gc.sync_step(policy), SyncStep::Idle),
+            "no lone checkpoint write unasked"
+        );
+        gc.interval_tick(6);
+        let SyncStep::WriteCheckpoint(cw) = gc.sync_step(policy) else {
+            panic!("an idle tick settles the checkpoint");
+        };
+        gc.checkpoint_done(&cw, Ok(())).unwrap();
+        let settle = round(gc.sync_step(policy));
+        gc.sync_done(&settle, Ok(())).unwrap();
+        assert!(gc.is_settled(6));
+        gc.interval_tick(6);
+        assert!(matches!(gc.sync_step(policy), SyncStep::Idle));
+    }
+
     /// After a reset (truncation) the checkpoint is unknown until a settle
     /// rewrites it at the new end; a new segment starts settled.
     #[test]
