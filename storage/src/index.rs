@@ -129,6 +129,20 @@ impl SegmentIndex {
             .map_or(0, |i| u64::from(self.offsets[i].position))
     }
 
+    /// Base offset and position of the last indexed batch starting at or
+    /// before `offset`; `None` if there is none (then scan from position 0).
+    pub fn entry_for_offset(&self, offset: u64) -> Option<(u64, u64)> {
+        let rel = offset.saturating_sub(self.base_offset);
+        let i = self
+            .offsets
+            .partition_point(|e| u64::from(e.relative_offset) <= rel);
+        let e = self.offsets.get(i.checked_sub(1)?)?;
+        Some((
+            self.base_offset + u64::from(e.relative_offset),
+            u64::from(e.position),
+        ))
+    }
+
     /// Offset and position of the last indexed batch appended strictly
     /// before `ts_ms` (or the segment start): the first batch with append
     /// time `>= ts_ms` is at or after it.

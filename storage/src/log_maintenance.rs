@@ -1,22 +1,34 @@
 //! Maintenance: `truncate_suffix`, retention and compaction.
 //!
 //! These change which segments exist, so they run one at a time (the
-//! `rewriting` flag). `truncate_suffix` also holds appends off (the
-//! `maintenance` flag) because it moves the log end; retention and
+//! `rewriting` flag). `truncate_suffix` also holds appends (and rolls) off
+//! (the `maintenance` flag) because it moves the log end; retention and
 //! compaction touch only sealed segments and let appends continue.
+//!
+//! Crash safety, step by step: `truncate_suffix` removes later segments
+//! durably, settles a checkpoint at the cut, and only then cuts the data
+//! (a crash in between keeps the old batches, never a checkpoint beyond the
+//! data); if it fails midway it fences the log. Compaction drops a
+//! segment's index files durably before renaming its rewrite in, so no
+//! crash leaves an old index describing new data, and writes the rewrite
+//! with a header whose checkpoint covers all of it.
 
+use crate::checkpoint::{Checkpoint, SEGMENT_HEADER_BYTES};
 use crate::compaction::KeyMap;
+use crate::device::Device;
 use crate::error::LogError;
+use crate::group_commit::Mark;
+use crate::mutation::{self, Mutation};
 use crate::partition_log::{corrupt, read_partial_block, PartitionLog};
-use crate::recovery::ScanEnd;
+use crate::recovery::{scan_segment, ScanEnd};
 use crate::retention::{segments_to_delete, SegmentSummary};
-use crate::segment::{sync_dir, Segment};
-use crate::segment_name::{file_name, temporary_name, FileKind};
+use crate::segment::{sync_dir, Segment, Tail};
+use crate::segment_name::{file_name, FileKind};
 use bytes::Bytes;
 use shoal_protocol::batch::{self, BatchBuilder, BatchHeader, BatchRecords, NewRecord, Record};
 use std::rc::Rc;
 
-impl PartitionLog {
+impl<D: Device> PartitionLog<D> {
     /// Waits for other maintenance, then marks this one as running.
     async fn begin_rewrite(&self) -> Result<(), LogError> {
         loop {
@@ -25,29 +37,47 @@ impl PartitionLog {
                 self.rewriting.set(true);
                 return Ok(());
             }
-            self.changed.notified().await;
+            self.pipeline.changed().notified().await;
         }
     }
 
+    /// Ends a rewrite. Only clears `rewriting`: a roll may hold
+    /// `maintenance` meanwhile (retention and compaction let appends, and
+    /// so rolls, go on), and clearing it here once let a second roll start
+    /// while the first was still sealing its segment.
     fn end_rewrite(&self) {
         self.rewriting.set(false);
-        self.maintenance.set(false);
-        self.changed.notify();
+        self.pipeline.changed().notify();
     }
 
     /// Removes every batch holding an offset at or above `offset` (a
     /// follower whose tail diverged). A batch is never split: if `offset`
     /// falls inside one, that whole batch goes. Returns the new log end.
+    ///
+    /// A failure once the truncation has begun (an I/O error, or damage
+    /// found on the way) fences the log: the tail in memory and the files
+    /// may then disagree, and only recovery on reopen can tell what holds.
     pub async fn truncate_suffix(&self, offset: u64) -> Result<u64, LogError> {
         self.begin_rewrite().await?;
+        // No roll runs now (begin_rewrite waited for maintenance to clear,
+        // with no await since), and none starts until this one ends.
         self.maintenance.set(true);
         let result = self.truncate_inner(offset).await;
+        if let Err(e) = &result {
+            if !matches!(
+                e,
+                LogError::OffsetOutOfRange { .. } | LogError::Fenced { .. } | LogError::Closed
+            ) {
+                self.pipeline.fence("truncate_suffix", e.to_string());
+            }
+        }
+        self.maintenance.set(false);
         self.end_rewrite();
         result
     }
 
     async fn truncate_inner(&self, offset: u64) -> Result<u64, LogError> {
-        let (start, end) = (self.log_start.get(), self.log_end.get());
+        let (start, end) = (self.log_start.get(), self.pipeline.log_end());
         if offset >= end {
             return Ok(end);
         }
@@ -55,7 +85,54 @@ impl PartitionLog {
             return Err(LogError::OffsetOutOfRange { offset, start, end });
         }
         self.sync_to(end).await?;
-        let doomed: Vec<Rc<Segment>> = {
+        // Every append placed before now is durable: let each return its
+        // acknowledgement before the tail restarts, or one still waiting
+        // would compare its end with the new marks and be acknowledged later
+        // for whatever batch then holds its offsets. (Maintenance keeps new
+        // appends from being placed meanwhile.)
+        while self.appends_placed.get() > 0 {
+            self.check_writable()?;
+            self.pipeline.changed().notified().await;
+        }
+        let keep = self.drop_segments_after(offset).await?;
+        let (scanner, scan_end) = keep.scan(&self.config, 0, Some(offset), None, Tail::Any).await?;
+        if let ScanEnd::Corrupt { position, .. } | ScanEnd::TornTail { position, .. } = scan_end {
+            return Err(corrupt(
+                keep.base_offset,
+                scanner.expected_offset,
+                position,
+                "while truncating".into(),
+            ));
+        }
+        for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
+            let path = self.dir.join(file_name(keep.base_offset, kind));
+            crate::segment::remove_if_exists(&self.device, &path).await?;
+        }
+        let cut = Mark {
+            offset: scanner.index.next_offset,
+            segment: keep.base_offset,
+            data_len: scanner.index.data_len,
+            digest: scanner.digest,
+        };
+        keep.written_len.set(cut.data_len);
+        *keep.index.borrow_mut() = scanner.index;
+        let partial = read_partial_block(&keep, cut.data_len, self.alignment).await?;
+        // The header may claim more than the cut keeps. Settle a checkpoint
+        // at the cut first and only then cut the data, so that no crash
+        // leaves a durable checkpoint beyond the data (recovery would call
+        // that corruption). No checkpoint write may be running across the
+        // reset, or it could land after ours.
+        self.pipeline.wait_syncer_idle().await?;
+        self.restart_at(keep.clone(), cut, &partial);
+        self.pipeline.settle_to(cut.offset).await?;
+        keep.truncate(cut.data_len, &self.config).await?;
+        Ok(cut.offset)
+    }
+
+    /// Removes the segments after the one holding `offset`, durably, and
+    /// returns that one.
+    async fn drop_segments_after(&self, offset: u64) -> Result<Rc<Segment<D>>, LogError> {
+        let doomed: Vec<Rc<Segment<D>>> = {
             let mut segments = self.segments.borrow_mut();
             // The first segment starts at or below `offset` (>= log start), so one stays.
             let later: Vec<u64> = segments.range(offset + 1..).map(|(&b, _)| b).collect();
@@ -66,40 +143,11 @@ impl PartitionLog {
                 .collect()
         };
         for segment in &doomed {
-            segment.remove_files(&self.dir).await?;
+            segment.remove_files(&self.device, &self.dir).await?;
         }
-        sync_dir(&self.dir).await?;
-        let keep = self
-            .segments
-            .borrow()
-            .values()
-            .next_back()
-            .expect("one segment stays")
-            .clone();
-        let (index, scan_end) = keep.scan(&self.config, 0, Some(offset)).await?;
-        if let ScanEnd::Corrupt { position, .. } | ScanEnd::TornTail { position, .. } = scan_end {
-            return Err(corrupt(
-                keep.base_offset,
-                index.next_offset,
-                position,
-                "while truncating".into(),
-            ));
-        }
-        keep.truncate(index.data_len, &self.config).await?;
-        for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
-            crate::segment::remove_if_exists(&self.dir.join(file_name(keep.base_offset, kind)))?;
-        }
-        let (new_end, data_len) = (index.next_offset, index.data_len);
-        keep.written_len.set(data_len);
-        *keep.index.borrow_mut() = index;
-        *self.active.borrow_mut() = keep.clone();
-        let partial = read_partial_block(&keep, data_len, self.alignment).await?;
-        let mut appender = self.appender.borrow_mut();
-        appender.clear();
-        appender.start_segment(keep, data_len, &partial, new_end);
-        self.cache.borrow_mut().truncate_from(new_end, new_end);
-        self.reset_marks(new_end);
-        Ok(new_end)
+        sync_dir(&self.device, &self.dir).await?;
+        let segments = self.segments.borrow();
+        Ok(segments.values().next_back().expect("one segment stays").clone())
     }
 
     /// Deletes whole segments past the retention time or size at `now_ms`.
@@ -112,7 +160,10 @@ impl PartitionLog {
     }
 
     async fn retention_inner(&self, now_ms: i64) -> Result<usize, LogError> {
-        let doomed: Vec<Rc<Segment>> = {
+        if mutation::active(Mutation::RetentionNoop) {
+            return Ok(0);
+        }
+        let doomed: Vec<Rc<Segment<D>>> = {
             let mut segments = self.segments.borrow_mut();
             let summaries: Vec<SegmentSummary> = segments
                 .values()
@@ -146,14 +197,14 @@ impl PartitionLog {
             .next()
             .expect("the active segment stays");
         self.log_start.set(new_start);
-        self.cache.borrow_mut().drop_before(new_start);
+        self.pipeline.cache_mut().drop_before(new_start);
         if self.high_watermark.get() < new_start {
             self.high_watermark.set(new_start);
         }
         for segment in &doomed {
-            segment.remove_files(&self.dir).await?;
+            segment.remove_files(&self.device, &self.dir).await?;
         }
-        sync_dir(&self.dir).await?;
+        sync_dir(&self.device, &self.dir).await?;
         Ok(doomed.len())
     }
 
@@ -174,7 +225,7 @@ impl PartitionLog {
 
     async fn compact_inner(&self, now_ms: i64) -> Result<usize, LogError> {
         let keys = self.build_key_map().await?;
-        let sealed: Vec<Rc<Segment>> = {
+        let sealed: Vec<Rc<Segment<D>>> = {
             let segments = self.segments.borrow();
             let n = segments.len() - 1;
             segments.values().take(n).cloned().collect()
@@ -189,18 +240,28 @@ impl PartitionLog {
     }
 
     /// Pass one: the newest offset of every key in the log.
+    ///
+    /// Only records below the horizon count: durable (synced) and committed
+    /// (below the high watermark). A newer record that a power cut or a
+    /// follower's `truncate_suffix` can still take away must not be the
+    /// reason an older one is deleted, or the key would lose its value.
     async fn build_key_map(&self) -> Result<KeyMap, LogError> {
         let mut keys = KeyMap::new(self.config.compaction_keys_max);
+        let horizon = self.pipeline.synced().min(self.high_watermark());
         let mut at = self.log_start.get();
-        while at < self.log_end.get() {
+        while at < horizon {
             let read = self.read_uncommitted(at, self.config.read_chunk_bytes).await?;
             let Some(next) = read.next_offset() else { break };
             for stored in &read.batches {
                 let (header, records) = self.open_records(&stored.bytes)?;
                 let archived = records.records()?;
                 for (i, record) in archived.iter().enumerate() {
+                    let offset = header.base_offset + i as u64;
+                    if offset >= horizon {
+                        break;
+                    }
                     if let Some(key) = record.key.as_ref() {
-                        keys.observe(key.as_slice(), header.base_offset + i as u64)
+                        keys.observe(key.as_slice(), offset)
                             .map_err(|e| LogError::Limit {
                                 what: "compaction keys",
                                 value: e.keys_max as u64 + 1,
@@ -223,7 +284,7 @@ impl PartitionLog {
     /// Pass two for one sealed segment: rewrite it if any record goes.
     async fn compact_segment(
         &self,
-        segment: &Rc<Segment>,
+        segment: &Rc<Segment<D>>,
         keys: &KeyMap,
         now_ms: i64,
     ) -> Result<bool, LogError> {
@@ -307,20 +368,30 @@ impl PartitionLog {
         Ok(true)
     }
 
-    /// Swaps in a rewritten segment: write it beside the old one, fdatasync,
-    /// rename over it, write its index files, sync the directory.
-    async fn replace_segment(&self, old: &Rc<Segment>, bytes: &[u8]) -> Result<(), LogError> {
+    /// Swaps in a rewritten segment: drop the old index files (durably, so
+    /// that no crash leaves them describing the new data), write the new
+    /// segment (a header whose checkpoint covers all of it, then the
+    /// batches) beside the old one, fdatasync, rename over it, sync the
+    /// directory, then write its index files.
+    async fn replace_segment(&self, old: &Rc<Segment<D>>, bytes: &[u8]) -> Result<(), LogError> {
         let base = old.base_offset;
+        let checkpoint = self.checkpoint_of_rewrite(base, bytes)?;
+        let mut file = vec![0u8; SEGMENT_HEADER_BYTES as usize];
+        checkpoint.encode_block(None, &mut file);
+        file.extend_from_slice(bytes);
+        for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
+            let path = self.dir.join(file_name(base, kind));
+            crate::segment::remove_if_exists(&self.device, &path).await?;
+        }
+        sync_dir(&self.device, &self.dir).await?;
         let name = file_name(base, FileKind::Log);
-        crate::segment::write_file_atomic(&self.dir, &name, bytes).await?;
-        debug_assert!(!self.dir.join(temporary_name(&name)).exists());
-        let fresh = Segment::open(
-            &self.dir,
-            base,
-            crate::index::SegmentIndex::new(base, self.config.index_interval_bytes),
-        )
-        .await?;
-        let (mut index, end) = fresh.scan(&self.config, bytes.len() as u64, None).await?;
+        crate::segment::write_file_atomic(&self.device, &self.dir, &name, &file).await?;
+        let fresh_index = crate::index::SegmentIndex::new(base, self.config.index_interval_bytes);
+        let fresh = Segment::open(&self.device, &self.dir, base, fresh_index).await?;
+        let (scanner, end) = fresh
+            .scan(&self.config, 0, None, Some(checkpoint), Tail::Any)
+            .await?;
+        let mut index = scanner.index;
         if end != ScanEnd::Clean || index.data_len != bytes.len() as u64 {
             return Err(corrupt(
                 base,
@@ -332,10 +403,39 @@ impl PartitionLog {
         index.next_offset = old.index.borrow().next_offset;
         fresh.written_len.set(index.data_len);
         *fresh.index.borrow_mut() = index;
-        fresh.write_index_files(&self.dir).await?;
+        fresh.write_index_files(&self.device, &self.dir).await?;
         let seg_end = fresh.index.borrow().next_offset;
         self.segments.borrow_mut().insert(base, fresh);
-        self.cache.borrow_mut().drop_before(seg_end);
+        self.pipeline.cache_mut().drop_before(seg_end);
         Ok(())
+    }
+
+    /// The checkpoint of a rewritten segment: all of `bytes`, which must
+    /// scan clean.
+    fn checkpoint_of_rewrite(&self, base: u64, bytes: &[u8]) -> Result<Checkpoint, LogError> {
+        let (scanner, end) = scan_segment(
+            bytes,
+            base,
+            false,
+            None,
+            bytes.len() as u64,
+            self.config.batch_limits,
+            self.config.index_interval_bytes,
+        );
+        if end != ScanEnd::Clean || scanner.position != bytes.len() as u64 {
+            return Err(corrupt(
+                base,
+                scanner.expected_offset,
+                scanner.position,
+                format!("compaction produced a segment that does not scan: {end:?}"),
+            ));
+        }
+        Ok(Checkpoint {
+            sequence: 1,
+            base_offset: base,
+            data_len: scanner.position,
+            next_offset: scanner.expected_offset,
+            digest: scanner.digest,
+        })
     }
 }

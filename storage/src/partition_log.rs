@@ -3,40 +3,33 @@
 //! All state sits behind `Cell`/`RefCell` so any number of tasks on the
 //! owning executor can append and read concurrently; nothing here is `Send`.
 //! Offsets are assigned without an await between the check and the copy, so
-//! they follow call order. A background flusher task (holding only a weak
-//! reference while idle) turns the tail buffers into writes and fdatasyncs
-//! and moves the `written` and `synced` marks that appends wait on.
+//! they follow call order. The log owns its segments, its bounds and the
+//! maintenance flags; everything on the way from an accepted batch to stable
+//! storage (tail buffers, cache, group-commit marks, the background writer
+//! and syncer) is its [`WritePipeline`], which appends wait on.
 
-use crate::batch_cache::{BatchCache, CachedBatch};
+use crate::batch_cache::CachedBatch;
+use crate::checkpoint::Checkpoint;
 use crate::config::{FlushPolicy, LogConfig, VerifyOnOpen};
+use crate::device::{Device, DeviceFile};
+use crate::dma_device::DmaDevice;
 use crate::error::LogError;
+use crate::group_commit::{Durability, Mark};
 use crate::index::SegmentIndex;
-use crate::log_flusher::{run_syncer, run_writer};
-use crate::notify::Notify;
+use crate::log_stats::LogStats;
+use crate::mutation::{self, Mutation};
 use crate::recovery::ScanEnd;
-use crate::segment::{load_index, remove_if_exists, Segment};
+use crate::segment::{load_index, remove_if_exists, Segment, Tail};
 use crate::segment_appender::Appender;
 use crate::segment_name::{parse_file_name, FileKind, PROBE_FILE_NAME};
+use crate::write_pipeline::{run_interval_sync, run_syncer, run_writer, WritePipeline};
 use bytes::BytesMut;
-use glommio::io::DmaFile;
 use shoal_protocol::batch::{self, BatchError, BatchHeader, BatchLimits};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
-
-/// How far an acknowledged append got. Ordered: `Fsynced` implies `Written`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Durability {
-    /// Accepted in the tail buffer and cache; lost if the process dies.
-    Memory,
-    /// Written to the file (O_DIRECT), not yet fdatasynced: survives a
-    /// process crash, not necessarily a power loss.
-    Written,
-    /// Covered by a completed fdatasync: survives a power loss.
-    Fsynced,
-}
 
 /// The answer to an append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,79 +49,48 @@ pub struct LogBounds {
     pub log_end_offset: u64,
 }
 
-/// Upper bounds (microseconds) of the fdatasync latency buckets in
-/// [`LogStats::sync_latency_buckets`]; the last bucket counts the rest.
-pub const SYNC_LATENCY_BOUNDS_US: [u64; 14] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
-];
-
-/// Counters of the log since open (for metrics and benchmarks).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LogStats {
-    pub appends: u64,
-    pub writes: u64,
-    pub bytes_written: u64,
-    pub fdatasyncs: u64,
-    /// Time spent waiting for writes and for fdatasyncs, in microseconds.
-    pub write_wait_us: u64,
-    pub sync_wait_us: u64,
-    /// fdatasync latencies: `[i]` counts calls that took at most
-    /// `SYNC_LATENCY_BOUNDS_US[i]` (and more than the bound before); the
-    /// last entry counts calls slower than every bound. Not cumulative.
-    pub sync_latency_buckets: [u64; SYNC_LATENCY_BOUNDS_US.len() + 1],
-    /// Reads answered from the tail batch cache, and reads that went to
-    /// the segment files (empty reads at the end of the log count as neither).
-    pub cache_reads: u64,
-    pub disk_reads: u64,
-}
-
-impl LogStats {
-    /// Counts one fdatasync that took `us` microseconds.
-    pub(crate) fn record_sync(&mut self, us: u64) {
-        let bucket = SYNC_LATENCY_BOUNDS_US
-            .iter()
-            .position(|&bound| us <= bound)
-            .unwrap_or(SYNC_LATENCY_BOUNDS_US.len());
-        self.sync_latency_buckets[bucket] += 1;
-        self.fdatasyncs += 1;
-        self.sync_wait_us += us;
-    }
-}
-
-/// The log of one partition.
-pub struct PartitionLog {
+/// The log of one partition, on a [`Device`] (glommio DMA files unless a
+/// test passes its simulated disk to [`PartitionLog::open_on`]).
+pub struct PartitionLog<D: Device = DmaDevice> {
+    pub(crate) device: D,
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
-    pub(crate) segments: RefCell<BTreeMap<u64, Rc<Segment>>>,
-    pub(crate) active: RefCell<Rc<Segment>>,
-    pub(crate) appender: RefCell<Appender>,
-    pub(crate) cache: RefCell<BatchCache>,
+    pub(crate) segments: RefCell<BTreeMap<u64, Rc<Segment<D>>>>,
+    pub(crate) active: RefCell<Rc<Segment<D>>>,
+    pub(crate) pipeline: Rc<WritePipeline<D>>,
     pub(crate) alignment: usize,
     pub(crate) log_start: Cell<u64>,
-    pub(crate) log_end: Cell<u64>,
-    /// Offsets below this are written to their segment files.
-    pub(crate) written: Cell<u64>,
-    /// Offsets below this are covered by a completed fdatasync.
-    pub(crate) synced: Cell<u64>,
+    /// Set by replicated logs, and lowered by truncation; in single-node
+    /// mode the acknowledged end raises it (see `high_watermark`).
     pub(crate) high_watermark: Cell<u64>,
-    /// The flusher fdatasyncs until `synced` reaches this.
-    pub(crate) sync_requested: Cell<u64>,
     last_append_ms: Cell<i64>,
-    pub(crate) fenced: RefCell<Option<(&'static str, String)>>,
-    pub(crate) closed: Cell<bool>,
     /// Roll, truncate and compaction hold appends off while they run.
     pub(crate) maintenance: Cell<bool>,
     /// Truncation, retention and compaction run one at a time.
     pub(crate) rewriting: Cell<bool>,
-    /// Segments written since the last fdatasync, oldest first.
-    pub(crate) dirty: RefCell<Vec<Rc<Segment>>>,
-    stats: RefCell<LogStats>,
-    /// Progress: written, synced, high watermark, fencing, end of maintenance.
-    pub(crate) changed: Notify,
-    /// Wake the writer and the syncer; shared so they can wait without
-    /// keeping the log alive.
-    pub(crate) write_work: Rc<Notify>,
-    pub(crate) sync_work: Rc<Notify>,
+    /// Appends whose batches are placed and that have not returned yet
+    /// (`truncate_suffix` lets them return before it cuts: see there).
+    pub(crate) appends_placed: Cell<usize>,
+}
+
+/// Counts one placed append until it returns (or is dropped).
+struct PlacedAppend<'a> {
+    count: &'a Cell<usize>,
+    changed: &'a crate::notify::Notify,
+}
+
+impl<'a> PlacedAppend<'a> {
+    fn new(count: &'a Cell<usize>, changed: &'a crate::notify::Notify) -> Self {
+        count.set(count.get() + 1);
+        PlacedAppend { count, changed }
+    }
+}
+
+impl Drop for PlacedAppend<'_> {
+    fn drop(&mut self) {
+        self.count.set(self.count.get() - 1);
+        self.changed.notify();
+    }
 }
 
 /// Writes are aligned to at least this, whatever the device reports: on
@@ -141,104 +103,99 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn probe_file(dir: &Path) -> Result<PathBuf, LogError> {
-    let path = dir.join(PROBE_FILE_NAME);
-    let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= 4096);
-    if !ok {
-        std::fs::write(&path, vec![b'S'; 4096]).map_err(|e| LogError::io("writing the probe file", e))?;
+impl PartitionLog<DmaDevice> {
+    /// Opens (or creates) the log in `dir` on glommio DMA files, running
+    /// recovery; see the crate header for the rules. Must run on the
+    /// executor that will own the log.
+    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<Self>, LogError> {
+        Self::open_on(DmaDevice, dir, config).await
     }
-    Ok(path)
 }
 
-impl PartitionLog {
-    /// Opens (or creates) the log in `dir`, running recovery; see the crate
-    /// header for the rules. Must run on the executor that will own the log.
-    pub async fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<PartitionLog>, LogError> {
+impl<D: Device> PartitionLog<D> {
+    /// Opens (or creates) the log in `dir` on `device`, running recovery.
+    pub async fn open_on(device: D, dir: impl AsRef<Path>, config: LogConfig) -> Result<Rc<Self>, LogError> {
         config.check()?;
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| LogError::io(format!("creating {}", dir.display()), e))?;
-        // glommio opens directories relative to no descriptor, so relative
-        // paths fail (EBADF): work with the absolute path.
-        let dir = std::fs::canonicalize(dir)
-            .map_err(|e| LogError::io(format!("resolving {}", dir.display()), e))?;
-        // The executor probes the device on its first DMA open; make sure it
-        // probes a non-empty file (glommio 0.9 breaks reads otherwise).
-        let probe = DmaFile::open(probe_file(&dir)?)
+        let dir = device
+            .prepare_dir(dir)
             .await
-            .map_err(|e| LogError::io("opening the probe file", e))?;
-        probe
-            .close()
-            .await
-            .map_err(|e| LogError::io("closing the probe file", e))?;
-        let bases = list_segments(&dir)?;
+            .map_err(|e| LogError::io(format!("preparing {}", dir.display()), e))?;
+        let bases = list_segments(&device, &dir).await?;
         let mut segments = BTreeMap::new();
+        let mut tail = RecoveredTail::empty(0);
         for (i, &base) in bases.iter().enumerate() {
-            let seg = open_segment(&dir, base, i + 1 == bases.len(), &config).await?;
-            segments.insert(base, seg);
+            let segment = if i + 1 == bases.len() {
+                let (segment, recovered) = open_active(&device, &dir, base, &config).await?;
+                tail = recovered;
+                segment
+            } else {
+                open_sealed(&device, &dir, base, &config).await?
+            };
+            segments.insert(base, segment);
         }
         if segments.is_empty() {
-            segments.insert(0, Segment::create(&dir, 0, &config).await?);
+            segments.insert(0, Segment::create(&device, &dir, 0, &config).await?);
         }
         check_sequence(&segments)?;
-        let log = Self::assemble(dir, config, segments).await?;
+        let log = Self::assemble(device, dir, config, segments, tail).await?;
         log.spawn_tasks()?;
         Ok(log)
     }
 
     async fn assemble(
+        device: D,
         dir: PathBuf,
         config: LogConfig,
-        segments: BTreeMap<u64, Rc<Segment>>,
-    ) -> Result<Rc<PartitionLog>, LogError> {
+        segments: BTreeMap<u64, Rc<Segment<D>>>,
+        tail: RecoveredTail,
+    ) -> Result<Rc<Self>, LogError> {
         let active = segments
             .values()
             .next_back()
             .expect("at least one segment")
             .clone();
         let log_start = *segments.keys().next().expect("at least one segment");
-        let (end, data_len) = {
-            let index = active.index.borrow();
-            (index.next_offset, index.data_len)
-        };
+        let end = tail.end;
+        debug_assert_eq!(end.offset, active.index.borrow().next_offset);
         let last_append_ms = segments
             .values()
             .map(|s| s.index.borrow().max_append_ms)
             .max()
             .unwrap_or(i64::MIN);
-        let alignment = (active.file.alignment() as usize).max(ALIGNMENT_MIN_BYTES);
+        let alignment = active.file.alignment().max(ALIGNMENT_MIN_BYTES);
         let free_max = config.pending_bytes_max / config.write_chunk_bytes + config.write_depth_max;
         let mut appender = Appender::new(alignment, config.write_chunk_bytes, free_max);
-        let partial = read_partial_block(&active, data_len, alignment).await?;
-        appender.start_segment(active.clone(), data_len, &partial, end);
+        let partial = read_partial_block(&active, end.data_len, alignment).await?;
+        appender.start_segment(active.clone(), end, &partial);
+        let pipeline = WritePipeline::new(
+            dir.clone(),
+            &config,
+            alignment,
+            appender,
+            active.clone(),
+            end,
+            tail.durable,
+        );
         Ok(Rc::new(PartitionLog {
-            cache: RefCell::new(BatchCache::new(config.cache_bytes_max, end)),
+            device,
             dir,
             config,
             segments: RefCell::new(segments),
             active: RefCell::new(active),
-            appender: RefCell::new(appender),
+            pipeline: Rc::new(pipeline),
             alignment,
             log_start: Cell::new(log_start),
-            log_end: Cell::new(end),
-            written: Cell::new(end),
-            synced: Cell::new(end),
-            high_watermark: Cell::new(end),
-            sync_requested: Cell::new(end),
+            high_watermark: Cell::new(end.offset),
             last_append_ms: Cell::new(last_append_ms),
-            fenced: RefCell::new(None),
-            closed: Cell::new(false),
             maintenance: Cell::new(false),
             rewriting: Cell::new(false),
-            dirty: RefCell::new(Vec::new()),
-            stats: RefCell::new(LogStats::default()),
-            changed: Notify::default(),
-            write_work: Rc::new(Notify::default()),
-            sync_work: Rc::new(Notify::default()),
+            appends_placed: Cell::new(0),
         }))
     }
 
-    fn spawn_tasks(self: &Rc<Self>) -> Result<(), LogError> {
-        let weak = Rc::downgrade(self);
+    fn spawn_tasks(&self) -> Result<(), LogError> {
+        let weak = Rc::downgrade(&self.pipeline);
         self.spawn(run_writer(weak.clone()))?;
         self.spawn(run_syncer(weak.clone()))?;
         if let FlushPolicy::IntervalMs(ms) = self.config.flush {
@@ -251,7 +208,7 @@ impl PartitionLog {
         match self.config.task_queue {
             Some(queue) => {
                 glommio::spawn_local_into(task, queue)
-                    .map_err(|e| LogError::io("spawning the flusher", e))?
+                    .map_err(|e| LogError::io("spawning the write pipeline", e))?
                     .detach();
             }
             None => {
@@ -341,12 +298,15 @@ impl PartitionLog {
             return Ok(Vec::new());
         };
         if durability == Durability::Fsynced {
-            self.request_sync(end);
+            self.pipeline.request_sync(end);
         }
-        self.advance_high_watermark();
-        self.kick();
-        self.wait_durable(end, durability).await?;
-        let reached = self.durability_of(end);
+        // Under flush `never` the append itself moves the high watermark.
+        self.pipeline.changed().notify();
+        self.pipeline.kick();
+        let waiting = PlacedAppend::new(&self.appends_placed, self.pipeline.changed());
+        self.pipeline.wait_durable(end, durability).await?;
+        let reached = self.pipeline.durability_of(end);
+        drop(waiting);
         Ok(placed
             .into_iter()
             .map(|(base, next, append_ms)| AppendAck {
@@ -359,12 +319,17 @@ impl PartitionLog {
     }
 
     /// Assigns offsets and the append time to one checked batch and hands it
-    /// to the index, the appender and the cache. Synchronous by design.
+    /// to the index and the write pipeline. Synchronous by design.
     fn place(&self, mut batch: BytesMut, record_count: u32, len: usize) -> (u64, u64, i64) {
-        let base = self.log_end.get();
+        let base = self.pipeline.log_end() + u64::from(mutation::active(Mutation::OffsetGap));
         let append_ms = now_ms().max(self.last_append_ms.get());
         let next = base + u64::from(record_count);
         batch::patch(&mut batch, base, self.config.leader_epoch, append_ms);
+        if mutation::active(Mutation::DamageAppended) {
+            batch[len - 1] ^= 0x01;
+            let crc = batch::compute_crc(&batch);
+            batch[24..28].copy_from_slice(&crc.to_le_bytes());
+        }
         let bytes = batch.freeze();
         {
             let active = self.active.borrow();
@@ -372,17 +337,13 @@ impl PartitionLog {
             let pos = index.data_len;
             index.observe(base, next, pos, len as u32, append_ms);
         }
-        self.appender.borrow_mut().push(&bytes, next);
-        let cached = CachedBatch {
+        self.pipeline.accept(CachedBatch {
             base_offset: base,
             next_offset: next,
             append_ms,
             bytes,
-        };
-        self.cache.borrow_mut().push(cached, self.written.get());
-        self.log_end.set(next);
+        });
         self.last_append_ms.set(append_ms);
-        self.bump(|s| s.appends += 1);
         (base, next, append_ms)
     }
 
@@ -396,12 +357,12 @@ impl PartitionLog {
         loop {
             self.check_writable()?;
             if self.maintenance.get() {
-                self.changed.notified().await;
+                self.pipeline.changed().notified().await;
                 continue;
             }
-            let pending = self.appender.borrow().pending_bytes();
+            let pending = self.pipeline.pending_bytes();
             if pending > 0 && pending + len > self.config.pending_bytes_max {
-                self.changed.notified().await;
+                self.pipeline.changed().notified().await;
                 continue;
             }
             if self.needs_roll(len) {
@@ -413,16 +374,7 @@ impl PartitionLog {
     }
 
     pub(crate) fn check_writable(&self) -> Result<(), LogError> {
-        if let Some((operation, cause)) = self.fenced.borrow().as_ref() {
-            return Err(LogError::Fenced {
-                operation,
-                cause: cause.clone(),
-            });
-        }
-        if self.closed.get() {
-            return Err(LogError::Closed);
-        }
-        Ok(())
+        self.pipeline.check_writable()
     }
 
     fn needs_roll(&self, len: usize) -> bool {
@@ -446,7 +398,7 @@ impl PartitionLog {
             if !self.maintenance.get() {
                 break;
             }
-            self.changed.notified().await;
+            self.pipeline.changed().notified().await;
         }
         if self.active.borrow().index.borrow().is_empty() {
             return Ok(());
@@ -458,100 +410,53 @@ impl PartitionLog {
         self.maintenance.set(true);
         let result = self.roll_inner().await;
         self.maintenance.set(false);
-        self.changed.notify();
+        self.pipeline.changed().notify();
         result
     }
 
-    /// Seals the active segment (all its data fdatasynced, then its index
-    /// files written) and starts a new one at the log end.
+    /// Seals the active segment (all its data fdatasynced and its
+    /// checkpoint settled at its end, then its index files written) and
+    /// starts a new one at the log end. Recovery takes any failure in a
+    /// sealed segment for corruption, so it must be whole before the next
+    /// segment exists.
     async fn roll_inner(&self) -> Result<(), LogError> {
-        let end = self.log_end.get();
-        self.sync_to(end).await?;
+        let end = self.pipeline.log_end();
+        self.pipeline.settle_to(end).await?;
         let old = self.active.borrow().clone();
-        if let Err(e) = old.write_index_files(&self.dir).await {
+        if let Err(e) = old.write_index_files(&self.device, &self.dir).await {
             // The index is rebuildable; a missing file only costs a scan on open.
             tracing::warn!(base_offset = old.base_offset, error = %e, "writing index files failed");
         }
-        let new = Segment::create(&self.dir, end, &self.config).await?;
+        let new = Segment::create(&self.device, &self.dir, end, &self.config).await?;
         self.segments.borrow_mut().insert(end, new.clone());
         *self.active.borrow_mut() = new.clone();
-        self.appender.borrow_mut().start_segment(new, 0, &[], end);
+        self.pipeline.start_segment(new);
         Ok(())
     }
 
-    /// Writes and fdatasyncs everything appended so far (for shutdown and
-    /// before maintenance).
+    /// Writes and fdatasyncs everything appended so far and settles the
+    /// checkpoint: once it returns Ok, those batches survive a power loss
+    /// and damage to them is reported, never cut as a torn tail.
     pub async fn flush(&self) -> Result<(), LogError> {
-        self.sync_to(self.log_end.get()).await
+        self.pipeline.settle_to(self.pipeline.log_end()).await
     }
 
     pub(crate) async fn sync_to(&self, offset: u64) -> Result<(), LogError> {
-        self.request_sync(offset);
-        self.kick();
-        self.wait_durable(offset, Durability::Fsynced).await
+        self.pipeline.sync_to(offset).await
     }
 
-    /// Flushes and stops the flusher; later appends fail with `Closed`.
+    /// Flushes and stops the write pipeline; later appends fail with `Closed`.
     pub async fn close(&self) -> Result<(), LogError> {
         let flushed = self.flush().await;
-        self.closed.set(true);
-        self.kick();
-        self.changed.notify();
+        self.pipeline.close();
         flushed
-    }
-
-    /// Wakes the writer and the syncer.
-    pub(crate) fn kick(&self) {
-        self.write_work.notify();
-        self.sync_work.notify();
-    }
-
-    fn request_sync(&self, offset: u64) {
-        self.sync_requested.set(self.sync_requested.get().max(offset));
-    }
-
-    fn durability_of(&self, next: u64) -> Durability {
-        if self.synced.get() >= next {
-            Durability::Fsynced
-        } else if self.written.get() >= next {
-            Durability::Written
-        } else {
-            Durability::Memory
-        }
-    }
-
-    async fn wait_durable(&self, next: u64, durability: Durability) -> Result<(), LogError> {
-        loop {
-            if self.durability_of(next) >= durability {
-                return Ok(());
-            }
-            self.check_writable()?;
-            self.changed.notified().await;
-        }
-    }
-
-    /// In single-node mode the high watermark is the acknowledged end: what
-    /// an append under this log's flush policy has been told is stored.
-    pub(crate) fn advance_high_watermark(&self) {
-        if !self.config.hw_follows_ack {
-            return;
-        }
-        let acked = match self.config.flush {
-            FlushPolicy::Always => self.synced.get(),
-            FlushPolicy::IntervalMs(_) => self.written.get(),
-            FlushPolicy::Never => self.log_end.get(),
-        };
-        if acked > self.high_watermark.get() {
-            self.high_watermark.set(acked);
-            self.changed.notify();
-        }
     }
 
     /// Sets the high watermark (replicated logs); clamped to the log end.
     pub fn set_high_watermark(&self, offset: u64) {
         self.high_watermark
-            .set(offset.min(self.log_end.get()).max(self.log_start.get()));
-        self.changed.notify();
+            .set(offset.min(self.pipeline.log_end()).max(self.log_start.get()));
+        self.pipeline.changed().notify();
     }
 
     pub fn log_start_offset(&self) -> u64 {
@@ -559,38 +464,41 @@ impl PartitionLog {
     }
 
     pub fn log_end_offset(&self) -> u64 {
-        self.log_end.get()
+        self.pipeline.log_end()
     }
 
+    /// In single-node mode (`hw_follows_ack`) the high watermark is the
+    /// acknowledged end: what an append under this log's flush policy has
+    /// been told is stored. Replicated logs set it themselves.
     pub fn high_watermark(&self) -> u64 {
-        self.high_watermark.get()
+        let set = self.high_watermark.get();
+        if self.config.hw_follows_ack {
+            set.max(self.pipeline.acked_end())
+        } else {
+            set
+        }
     }
 
     pub fn bounds(&self) -> LogBounds {
         LogBounds {
             log_start_offset: self.log_start.get(),
-            high_watermark: self.high_watermark.get(),
-            log_end_offset: self.log_end.get(),
+            high_watermark: self.high_watermark(),
+            log_end_offset: self.pipeline.log_end(),
         }
     }
 
     /// The cause, if a failed write or fdatasync fenced this log.
     pub fn fenced(&self) -> Option<String> {
-        self.fenced
-            .borrow()
-            .as_ref()
-            .map(|(op, cause)| format!("{op}: {cause}"))
+        self.pipeline.fenced()
     }
 
     /// The log's counters since open.
     pub fn stats(&self) -> LogStats {
-        *self.stats.borrow()
+        self.pipeline.stats()
     }
 
-    /// Updates the counters in place (they are too large to copy out and
-    /// back on every append and read).
     pub(crate) fn bump(&self, f: impl FnOnce(&mut LogStats)) {
-        f(&mut self.stats.borrow_mut());
+        self.pipeline.bump(f);
     }
 
     /// Base offsets of the segments, oldest first.
@@ -601,123 +509,155 @@ impl PartitionLog {
     /// Waits until the high watermark passes `offset` (long-poll fetch), or
     /// the log is fenced or closed.
     pub async fn wait_for_offset(&self, offset: u64) -> Result<(), LogError> {
+        if mutation::active(Mutation::WakeEarly) {
+            return Ok(());
+        }
         loop {
-            if self.high_watermark.get() > offset {
+            if self.high_watermark() > offset {
                 return Ok(());
             }
             self.check_writable()?;
-            self.changed.notified().await;
+            self.pipeline.changed().notified().await;
         }
     }
 
-    /// Puts the log in the fenced, read-only state: the write or fdatasync
-    /// outcome is unknown, so nothing after `synced` is trusted again.
-    pub(crate) fn fence(&self, operation: &'static str, cause: String) {
-        tracing::error!(dir = %self.dir.display(), operation, %cause, "partition log fenced");
-        self.fenced.borrow_mut().get_or_insert((operation, cause));
-        self.changed.notify();
-    }
-
-    /// Forgets pending sync requests beyond the (new) log end.
-    pub(crate) fn reset_marks(&self, end: u64) {
-        self.log_end.set(end);
-        self.written.set(end);
-        self.synced.set(end);
-        self.sync_requested.set(end);
-        self.dirty.borrow_mut().clear();
-        if self.high_watermark.get() > end {
-            self.high_watermark.set(end);
+    /// Restarts the tail at `end` in `segment` (after `truncate_suffix`).
+    pub(crate) fn restart_at(&self, segment: Rc<Segment<D>>, end: Mark, partial: &[u8]) {
+        *self.active.borrow_mut() = segment.clone();
+        self.pipeline.restart(segment, end, partial);
+        if self.high_watermark.get() > end.offset {
+            self.high_watermark.set(end.offset);
         }
     }
 }
 
-impl Drop for PartitionLog {
+impl<D: Device> Drop for PartitionLog<D> {
     fn drop(&mut self) {
-        self.closed.set(true);
-        self.kick();
-    }
-}
-
-/// Under `IntervalMs`, asks for an fdatasync every interval if anything was
-/// written since the last one.
-async fn run_interval_sync(log: Weak<PartitionLog>, every: Duration) {
-    loop {
-        glommio::timer::sleep(every).await;
-        let Some(strong) = log.upgrade() else { return };
-        if strong.closed.get() || strong.fenced.borrow().is_some() {
-            return;
-        }
-        if strong.log_end.get() > strong.synced.get() {
-            strong.request_sync(strong.log_end.get());
-            strong.kick();
-        }
+        self.pipeline.close();
     }
 }
 
 /// Lists the base offsets of the segment files in `dir`, removing leftover
 /// temporary files and index files whose log is gone.
-fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
+async fn list_segments<D: Device>(device: &D, dir: &Path) -> Result<Vec<u64>, LogError> {
+    let names = device
+        .list(dir)
+        .await
+        .map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| LogError::io(format!("listing {}", dir.display()), e))?;
-        let name = entry.file_name();
+    for name in names {
+        let path = dir.join(&name);
         let Some(name) = name.to_str() else {
-            return Err(LogError::UnexpectedFile(entry.path()));
+            return Err(LogError::UnexpectedFile(path));
         };
         match parse_file_name(name) {
             Some((base, FileKind::Log)) => logs.push(base),
-            Some((base, FileKind::OffsetIndex | FileKind::TimeIndex)) => indexes.push((base, entry.path())),
-            Some((_, FileKind::Temporary)) => remove_if_exists(&entry.path())?,
+            Some((base, FileKind::OffsetIndex | FileKind::TimeIndex)) => indexes.push((base, path)),
+            Some((_, FileKind::Temporary)) => remove_if_exists(device, &path).await?,
             None if name == PROBE_FILE_NAME => {}
-            None => return Err(LogError::UnexpectedFile(entry.path())),
+            None => return Err(LogError::UnexpectedFile(path)),
         }
     }
     logs.sort_unstable();
     for (base, path) in indexes {
         if logs.binary_search(&base).is_err() {
-            remove_if_exists(&path)?;
+            remove_if_exists(device, &path).await?;
         }
     }
     Ok(logs)
 }
 
-/// Opens one segment: a sealed one from its index files when they are
-/// valid, otherwise (and always for the active one) by a recovery scan.
-async fn open_segment(
+/// What recovery established about the active segment.
+struct RecoveredTail {
+    /// Its end: after the last whole batch, with the digest up to there.
+    end: Mark,
+    /// The checkpoint in its header (empty if none was written).
+    durable: Checkpoint,
+}
+
+impl RecoveredTail {
+    fn empty(base: u64) -> Self {
+        RecoveredTail {
+            end: Mark::segment_start(base),
+            durable: Checkpoint::empty(base),
+        }
+    }
+}
+
+/// Opens the active segment: a full scan against its checkpoint, a torn
+/// tail cut, and the kept bytes made durable before they are served (a
+/// killed process may have left written but unsynced batches behind).
+async fn open_active<D: Device>(
+    device: &D,
     dir: &Path,
     base: u64,
-    active: bool,
     config: &LogConfig,
-) -> Result<Rc<Segment>, LogError> {
-    let loaded = if active {
-        None
-    } else {
-        load_index(dir, base, config).await
+) -> Result<(Rc<Segment<D>>, RecoveredTail), LogError> {
+    let fresh_index = SegmentIndex::new(base, config.index_interval_bytes);
+    let segment = Segment::open(device, dir, base, fresh_index).await?;
+    let checkpoint = segment.read_checkpoint().await?;
+    let (scanner, end) = segment.scan(config, 0, None, checkpoint, Tail::Appends).await?;
+    let durable = checkpoint.unwrap_or(Checkpoint::empty(base));
+    let data_len = scanner.index.data_len;
+    match end {
+        ScanEnd::Clean if data_len > durable.data_len => segment.fdatasync().await?,
+        ScanEnd::Clean => {}
+        ScanEnd::TornTail { position, reason } => {
+            tracing::warn!(base_offset = base, position, %reason, "truncating torn tail");
+            segment.truncate(position, config).await?;
+        }
+        ScanEnd::Corrupt {
+            position,
+            offset,
+            reason,
+        } => return Err(corrupt(base, offset, position, reason)),
+    }
+    let tail = RecoveredTail {
+        end: Mark {
+            offset: scanner.index.next_offset,
+            segment: base,
+            data_len,
+            digest: scanner.digest,
+        },
+        durable,
     };
+    segment.written_len.set(data_len);
+    *segment.index.borrow_mut() = scanner.index;
+    Ok((segment, tail))
+}
+
+/// Opens a sealed segment: from its index files when they are valid (and
+/// verification of sealed segments is off), otherwise by a scan in which
+/// any failure is corruption (a segment is sealed only once whole).
+async fn open_sealed<D: Device>(
+    device: &D,
+    dir: &Path,
+    base: u64,
+    config: &LogConfig,
+) -> Result<Rc<Segment<D>>, LogError> {
+    let loaded = load_index(device, dir, base, config).await;
     let trust_index = config.verify_on_open == VerifyOnOpen::ActiveSegment;
     if let (Some(index), true) = (&loaded, trust_index) {
-        let segment = Segment::open(dir, base, index.clone()).await?;
+        let segment = Segment::open(device, dir, base, index.clone()).await?;
         if segment.data_end().await? >= index.data_len {
             return Ok(segment);
         }
         tracing::warn!(base_offset = base, "segment shorter than its index; rescanning");
     }
-    let segment = Segment::open(dir, base, SegmentIndex::new(base, config.index_interval_bytes)).await?;
+    let fresh_index = SegmentIndex::new(base, config.index_interval_bytes);
+    let segment = Segment::open(device, dir, base, fresh_index).await?;
+    let checkpoint = segment.read_checkpoint().await?;
     let valid_until = loaded.as_ref().map_or(0, |i| i.data_len);
-    let (index, end) = segment.scan(config, valid_until, None).await?;
+    let (scanner, end) = segment
+        .scan(config, valid_until, None, checkpoint, Tail::Any)
+        .await?;
     match end {
         ScanEnd::Clean => {}
-        ScanEnd::TornTail { position, reason } if active => {
-            tracing::warn!(base_offset = base, position, %reason, "truncating torn tail");
-            segment.truncate(position, config).await?;
-        }
         ScanEnd::TornTail { position, reason } => {
             return Err(corrupt(
                 base,
-                index.next_offset,
+                scanner.expected_offset,
                 position,
                 format!("sealed segment: {reason}"),
             ));
@@ -728,10 +668,10 @@ async fn open_segment(
             reason,
         } => return Err(corrupt(base, offset, position, reason)),
     }
-    segment.written_len.set(index.data_len);
-    *segment.index.borrow_mut() = index;
-    if !active && loaded.is_none() {
-        if let Err(e) = segment.write_index_files(dir).await {
+    segment.written_len.set(scanner.index.data_len);
+    *segment.index.borrow_mut() = scanner.index;
+    if loaded.is_none() {
+        if let Err(e) = segment.write_index_files(device, dir).await {
             tracing::warn!(base_offset = base, error = %e, "rewriting index files failed");
         }
     }
@@ -748,7 +688,7 @@ pub(crate) fn corrupt(segment_base: u64, offset: u64, position: u64, reason: Str
 }
 
 /// Segments must not overlap: each starts at or after the previous end.
-fn check_sequence(segments: &BTreeMap<u64, Rc<Segment>>) -> Result<(), LogError> {
+fn check_sequence<D: Device>(segments: &BTreeMap<u64, Rc<Segment<D>>>) -> Result<(), LogError> {
     let mut prev_end: Option<u64> = None;
     for segment in segments.values() {
         let index = segment.index.borrow();
@@ -769,8 +709,8 @@ fn check_sequence(segments: &BTreeMap<u64, Rc<Segment>>) -> Result<(), LogError>
 }
 
 /// The bytes of the last partial block of the active segment, as on disk.
-pub(crate) async fn read_partial_block(
-    segment: &Segment,
+pub(crate) async fn read_partial_block<D: Device>(
+    segment: &Segment<D>,
     data_len: u64,
     alignment: usize,
 ) -> Result<Vec<u8>, LogError> {

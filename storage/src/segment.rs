@@ -1,52 +1,71 @@
-//! One segment file on a glommio DMA file, and the file-level I/O the log
-//! needs: create with preallocation, chunked recovery scan, reads, and the
-//! small atomically written index files.
+//! One segment file on a [`Device`], and the file-level I/O the log needs:
+//! create with preallocation, chunked recovery scan, reads, the header
+//! checkpoint, and the small atomically written index files.
+//!
+//! A segment file is a header block ([`crate::checkpoint`]) followed by the
+//! batches. Everything here but the header methods speaks in *data
+//! positions* (0 = the first batch); the file position is
+//! `SEGMENT_HEADER_BYTES` further.
 
+use crate::checkpoint::{Checkpoint, SEGMENT_HEADER_BYTES};
 use crate::config::LogConfig;
+use crate::device::{Device, DeviceFile, IoBuffer};
 use crate::error::LogError;
 use crate::index::SegmentIndex;
-use crate::recovery::{classify, find_valid_batch, ScanEnd, Scanner, Step};
+use crate::mutation::{self, Mutation};
+use crate::recovery::{finish, ScanEnd, Scanner, Step};
 use crate::segment_name::{file_name, temporary_name, FileKind};
-use glommio::io::{Directory, DmaFile, OpenOptions};
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsRawFd, RawFd};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+/// What a segment holds beyond its durable point, for a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tail {
+    /// Only appends (the active segment): contiguous offsets, even in a
+    /// compacted log.
+    Appends,
+    /// Whatever compaction left (a sealed or rewritten segment).
+    Any,
+}
+
 /// A segment of the log: its file, its index and how much of it is on disk.
-#[derive(Debug)]
-pub(crate) struct Segment {
+pub(crate) struct Segment<D: Device> {
     pub base_offset: u64,
-    pub file: Rc<DmaFile>,
+    pub file: D::File,
     pub path: PathBuf,
     /// Batches appended to this segment (on disk or still buffered).
     pub index: RefCell<SegmentIndex>,
-    /// Bytes of this segment known to be written to the file.
+    /// Bytes of data known to be written to the file.
     pub written_len: Cell<u64>,
 }
 
-impl Segment {
+impl<D: Device> Segment<D> {
     /// Creates a new, empty segment file, preallocates it and makes its
     /// directory entry durable.
-    pub async fn create(dir: &Path, base_offset: u64, config: &LogConfig) -> Result<Rc<Segment>, LogError> {
+    pub async fn create(
+        device: &D,
+        dir: &Path,
+        base_offset: u64,
+        config: &LogConfig,
+    ) -> Result<Rc<Self>, LogError> {
         let path = dir.join(file_name(base_offset, FileKind::Log));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .dma_open(&path)
+        let file = device
+            .open(&path, true)
             .await
             .map_err(|e| LogError::io(format!("creating {}", path.display()), e))?;
         if config.preallocate_bytes > 0 {
-            file.pre_allocate(config.preallocate_bytes, false)
+            file.preallocate(config.preallocate_bytes)
                 .await
                 .map_err(|e| LogError::io(format!("preallocating {}", path.display()), e))?;
         }
-        sync_dir(dir).await?;
+        if !mutation::active(Mutation::SkipDirSync) {
+            sync_dir(device, dir).await?;
+        }
         Ok(Rc::new(Segment {
             base_offset,
-            file: Rc::new(file),
+            file,
             path,
             index: RefCell::new(SegmentIndex::new(base_offset, config.index_interval_bytes)),
             written_len: Cell::new(0),
@@ -54,58 +73,107 @@ impl Segment {
     }
 
     /// Opens an existing segment file for reading and writing.
-    pub async fn open(dir: &Path, base_offset: u64, index: SegmentIndex) -> Result<Rc<Segment>, LogError> {
+    pub async fn open(
+        device: &D,
+        dir: &Path,
+        base_offset: u64,
+        index: SegmentIndex,
+    ) -> Result<Rc<Self>, LogError> {
         let path = dir.join(file_name(base_offset, FileKind::Log));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .dma_open(&path)
+        let file = device
+            .open(&path, false)
             .await
             .map_err(|e| LogError::io(format!("opening {}", path.display()), e))?;
         let written = index.data_len;
         Ok(Rc::new(Segment {
             base_offset,
-            file: Rc::new(file),
+            file,
             path,
             index: RefCell::new(index),
             written_len: Cell::new(written),
         }))
     }
 
-    pub async fn file_size(&self) -> Result<u64, LogError> {
-        self.file
-            .file_size()
-            .await
-            .map_err(|e| LogError::io(format!("sizing {}", self.path.display()), e))
-    }
-
-    /// End of the last written region of the file. Preallocated space is
-    /// unwritten (reported as a hole by SEEK_DATA/SEEK_HOLE, and read as
-    /// zeros), so this bounds recovery scans to what was ever written instead
-    /// of the whole preallocation. Falls back to the file size where the
-    /// file system cannot tell.
+    /// End of the last written data (see [`DeviceFile::data_end`]).
     pub async fn data_end(&self) -> Result<u64, LogError> {
-        let size = self.file_size().await?;
-        Ok(last_data_end(self.file.as_raw_fd(), size).unwrap_or(size))
+        let end = self
+            .file
+            .data_end()
+            .await
+            .map_err(|e| LogError::io(format!("sizing {}", self.path.display()), e))?;
+        Ok(end.saturating_sub(SEGMENT_HEADER_BYTES))
     }
 
-    /// Reads `len` bytes at `pos` (any alignment); short at end of file.
-    pub async fn read(&self, pos: u64, len: usize) -> Result<glommio::io::ReadResult, LogError> {
+    /// Reads `len` bytes of data at `pos` (any alignment); short at the end.
+    pub async fn read(&self, pos: u64, len: usize) -> Result<<D::File as DeviceFile>::Bytes, LogError> {
         self.file
-            .read_at(pos, len)
+            .read_at(SEGMENT_HEADER_BYTES + pos, len)
             .await
             .map_err(|e| LogError::io(format!("reading {} at {pos}", self.path.display()), e))
     }
 
-    /// Scans the segment from its start; see [`crate::recovery`] for the
-    /// rules. `keep_below` ends the scan before the first batch holding an
-    /// offset at or above it (used by `truncate_suffix`).
+    /// Writes an aligned buffer of data at the aligned data position `pos`.
+    pub async fn write_data(&self, buf: Rc<D::Buffer>, pos: u64) -> io::Result<usize> {
+        self.file.write_at(buf, SEGMENT_HEADER_BYTES + pos).await
+    }
+
+    /// Writes the header block holding `checkpoint` (and `previous` in the
+    /// other slot). The caller makes sure what it claims is durable.
+    pub async fn write_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        previous: Option<&Checkpoint>,
+    ) -> io::Result<()> {
+        let mut block = self.file.alloc_buffer(SEGMENT_HEADER_BYTES as usize);
+        checkpoint.encode_block(previous, block.as_bytes_mut());
+        let written = self.file.write_at(Rc::new(block), 0).await?;
+        if written != SEGMENT_HEADER_BYTES as usize {
+            return Err(io::Error::other(format!(
+                "short write: {written} of {SEGMENT_HEADER_BYTES} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The checkpoint in the header (`None` if none was written yet); a
+    /// damaged header is corruption.
+    pub async fn read_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
+        if mutation::active(Mutation::IgnoreCheckpoint) {
+            return Ok(None);
+        }
+        let block = self
+            .file
+            .read_at(0, SEGMENT_HEADER_BYTES as usize)
+            .await
+            .map_err(|e| LogError::io(format!("reading the header of {}", self.path.display()), e))?;
+        Checkpoint::decode_block(&block, self.base_offset).map_err(|damage| LogError::Corrupt {
+            segment_base: self.base_offset,
+            offset: self.base_offset,
+            position: 0,
+            reason: format!("segment header: {damage}"),
+        })
+    }
+
+    pub async fn fdatasync(&self) -> Result<(), LogError> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| LogError::io(format!("syncing {}", self.path.display()), e))
+    }
+
+    /// Scans the segment's data from its start; see [`crate::recovery`] for
+    /// the rules. `checkpoint` is verified on the way, and nothing before
+    /// `valid_until` or its `data_len` may be torn. `keep_below` ends the
+    /// scan before the first batch holding an offset at or above it (used
+    /// by `truncate_suffix`).
     pub async fn scan(
         &self,
         config: &LogConfig,
         valid_until: u64,
         keep_below: Option<u64>,
-    ) -> Result<(SegmentIndex, ScanEnd), LogError> {
+        checkpoint: Option<Checkpoint>,
+        tail: Tail,
+    ) -> Result<(Scanner, ScanEnd), LogError> {
         let size = self.data_end().await?;
         let mut scanner = Scanner::new(
             self.base_offset,
@@ -114,80 +182,62 @@ impl Segment {
             config.batch_limits,
         );
         scanner.keep_below = keep_below;
+        scanner.checkpoint = checkpoint;
+        let valid_until = valid_until.max(checkpoint.map_or(0, |cp| cp.data_len));
+        if tail == Tail::Appends {
+            scanner.contiguous_from = Some(valid_until);
+        }
         let mut want = config.read_chunk_bytes;
-        loop {
+        let step = loop {
             let pos = scanner.position;
             if pos >= size {
-                return Ok((scanner.index, ScanEnd::Clean));
+                break scanner.feed(&[], true);
             }
             let len = (want as u64).min(size - pos) as usize;
             let bytes = self.read(pos, len).await?;
-            let at_eof = pos + bytes.len() as u64 >= size;
+            let at_eof = bytes.len() < len || pos + bytes.len() as u64 >= size;
             match scanner.feed(&bytes, at_eof) {
-                Step::End | Step::Stopped => return Ok((scanner.index, ScanEnd::Clean)),
                 Step::NeedMore { need } => want = config.read_chunk_bytes.max(need),
-                Step::Bad { position, reason } => {
-                    let expected = scanner.expected_offset;
-                    let end = self
-                        .classify_bad(config, size, position, expected, reason, valid_until)
-                        .await?;
-                    return Ok((scanner.index, end));
-                }
+                other => break other,
             }
-        }
+        };
+        let rest_is_zero = match &step {
+            Step::Bad { position, .. } => self.is_zero(*position, size, config.read_chunk_bytes).await?,
+            _ => true,
+        };
+        let end = finish(&scanner, step, valid_until, |_| rest_is_zero);
+        Ok((scanner, end))
     }
 
-    /// Looks past a bad batch at `position` for zeros or further valid data,
-    /// in windows that overlap by the largest batch so none is missed.
-    async fn classify_bad(
-        &self,
-        config: &LogConfig,
-        size: u64,
-        position: u64,
-        expected_offset: u64,
-        reason: String,
-        valid_until: u64,
-    ) -> Result<ScanEnd, LogError> {
-        let chunk = config.read_chunk_bytes as u64;
-        let overlap = config.batch_limits.batch_len_max as u64;
-        let (mut follows, mut zero) = (false, true);
-        let mut start = position;
-        while start < size && !follows {
-            let window_end = size.min(start + chunk + overlap);
-            let bytes = self.read(start, (window_end - start) as usize).await?;
-            let search_end = if window_end == size {
-                bytes.len()
-            } else {
-                chunk as usize
-            };
-            let searched = &bytes[..search_end.min(bytes.len())];
-            zero = zero && searched.iter().all(|&b| b == 0);
-            let from = usize::from(start == position);
-            follows =
-                find_valid_batch(&bytes, from, search_end, expected_offset, &config.batch_limits).is_some();
-            start += chunk;
+    /// Whether the data from `from` to `size` is all zeros.
+    async fn is_zero(&self, from: u64, size: u64, chunk: usize) -> Result<bool, LogError> {
+        let mut at = from;
+        while at < size {
+            let len = (chunk as u64).min(size - at) as usize;
+            let bytes = self.read(at, len).await?;
+            if bytes.is_empty() {
+                break;
+            }
+            if bytes.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += bytes.len() as u64;
         }
-        Ok(classify(
-            position,
-            expected_offset,
-            reason,
-            valid_until,
-            follows,
-            zero,
-        ))
+        Ok(true)
     }
 
-    /// Cuts the file to `len` bytes (zeroing anything after in the last
+    /// Cuts the data to `len` bytes (zeroing anything after in the last
     /// block), keeps the preallocation, and makes it durable.
     pub async fn truncate(&self, len: u64, config: &LogConfig) -> Result<(), LogError> {
         let ctx = |what: &str| format!("{what} {} to {len}", self.path.display());
+        let file_len = SEGMENT_HEADER_BYTES + len;
         self.file
-            .truncate(len)
+            .truncate(file_len)
             .await
             .map_err(|e| LogError::io(ctx("truncating"), e))?;
-        if config.preallocate_bytes > len {
+        if config.preallocate_bytes > file_len {
             self.file
-                .pre_allocate(config.preallocate_bytes, false)
+                .preallocate(config.preallocate_bytes)
                 .await
                 .map_err(|e| LogError::io(ctx("preallocating"), e))?;
         }
@@ -200,52 +250,34 @@ impl Segment {
     }
 
     /// Writes this segment's index files (after its data is durable).
-    pub async fn write_index_files(&self, dir: &Path) -> Result<(), LogError> {
+    pub async fn write_index_files(&self, device: &D, dir: &Path) -> Result<(), LogError> {
         let (offsets, times) = {
             let index = self.index.borrow();
             (index.encode_offsets(), index.encode_times())
         };
-        write_file_atomic(dir, &file_name(self.base_offset, FileKind::OffsetIndex), &offsets).await?;
-        write_file_atomic(dir, &file_name(self.base_offset, FileKind::TimeIndex), &times).await
+        let name = |kind| file_name(self.base_offset, kind);
+        write_file_atomic(device, dir, &name(FileKind::OffsetIndex), &offsets).await?;
+        write_file_atomic(device, dir, &name(FileKind::TimeIndex), &times).await
     }
 
     /// Removes the segment's files; the open file stays readable until dropped.
-    pub async fn remove_files(&self, dir: &Path) -> Result<(), LogError> {
+    pub async fn remove_files(&self, device: &D, dir: &Path) -> Result<(), LogError> {
         for kind in [FileKind::OffsetIndex, FileKind::TimeIndex] {
-            remove_if_exists(&dir.join(file_name(self.base_offset, kind)))?;
+            remove_if_exists(device, &dir.join(file_name(self.base_offset, kind))).await?;
         }
-        remove_if_exists(&self.path)
+        remove_if_exists(device, &self.path).await
     }
-}
-
-/// Walks the data regions of `fd` with SEEK_DATA/SEEK_HOLE and returns the
-/// end of the last one (`None` if the file system does not support it).
-fn last_data_end(fd: RawFd, size: u64) -> Option<u64> {
-    let mut pos: u64 = 0;
-    let mut end: u64 = 0;
-    while pos < size {
-        // SAFETY: lseek(2) on a descriptor we own only moves its file offset,
-        // which nothing else uses (all I/O here is positional).
-        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = std::io::Error::last_os_error();
-            return (err.raw_os_error() == Some(libc::ENXIO)).then_some(end);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return None;
-        }
-        end = (hole as u64).min(size);
-        pos = hole as u64;
-    }
-    Some(end)
 }
 
 /// Loads a sealed segment's index files; `None` if missing or damaged.
-pub(crate) async fn load_index(dir: &Path, base_offset: u64, config: &LogConfig) -> Option<SegmentIndex> {
-    let offsets = read_file(&dir.join(file_name(base_offset, FileKind::OffsetIndex))).await?;
-    let times = read_file(&dir.join(file_name(base_offset, FileKind::TimeIndex))).await?;
+pub(crate) async fn load_index<D: Device>(
+    device: &D,
+    dir: &Path,
+    base_offset: u64,
+    config: &LogConfig,
+) -> Option<SegmentIndex> {
+    let offsets = read_file(device, &dir.join(file_name(base_offset, FileKind::OffsetIndex))).await?;
+    let times = read_file(device, &dir.join(file_name(base_offset, FileKind::TimeIndex))).await?;
     match SegmentIndex::decode(base_offset, config.index_interval_bytes, &offsets, &times) {
         Ok(index) => Some(index),
         Err(e) => {
@@ -255,9 +287,10 @@ pub(crate) async fn load_index(dir: &Path, base_offset: u64, config: &LogConfig)
     }
 }
 
-async fn read_file(path: &Path) -> Option<Vec<u8>> {
-    let file = DmaFile::open(path).await.ok()?;
-    let size = file.file_size().await.ok()? as usize;
+/// The whole content of a small file; `None` if it cannot be read whole.
+async fn read_file<D: Device>(device: &D, path: &Path) -> Option<Vec<u8>> {
+    let file = device.open(path, false).await.ok()?;
+    let size = file.size().await.ok()? as usize;
     let bytes = file.read_at(0, size).await.ok()?;
     let out = bytes.to_vec();
     file.close().await.ok()?;
@@ -266,18 +299,25 @@ async fn read_file(path: &Path) -> Option<Vec<u8>> {
 
 /// Writes `bytes` to `dir/name` so that the name only ever holds the whole
 /// content: write a temporary file, fdatasync it, rename, sync the directory.
-pub(crate) async fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), LogError> {
+pub(crate) async fn write_file_atomic<D: Device>(
+    device: &D,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(), LogError> {
     let tmp = dir.join(temporary_name(name));
     let ctx = |what: &str| format!("{what} {}", tmp.display());
-    let file = DmaFile::create(&tmp)
+    let file = device
+        .open(&tmp, true)
         .await
         .map_err(|e| LogError::io(ctx("creating"), e))?;
-    let padded = file.align_up(bytes.len() as u64).max(file.alignment()) as usize;
-    let mut buf = file.alloc_dma_buffer(padded);
+    let alignment = file.alignment();
+    let padded = bytes.len().next_multiple_of(alignment).max(alignment);
+    let mut buf = file.alloc_buffer(padded);
     buf.as_bytes_mut()[..bytes.len()].copy_from_slice(bytes);
     buf.as_bytes_mut()[bytes.len()..].fill(0);
     let written = file
-        .write_at(buf, 0)
+        .write_at(Rc::new(buf), 0)
         .await
         .map_err(|e| LogError::io(ctx("writing"), e))?;
     if written != padded {
@@ -289,25 +329,25 @@ pub(crate) async fn write_file_atomic(dir: &Path, name: &str, bytes: &[u8]) -> R
     file.fdatasync()
         .await
         .map_err(|e| LogError::io(ctx("syncing"), e))?;
-    file.rename(dir.join(name))
+    file.close().await.map_err(|e| LogError::io(ctx("closing"), e))?;
+    device
+        .rename(&tmp, &dir.join(name))
         .await
         .map_err(|e| LogError::io(ctx("renaming"), e))?;
-    file.close().await.map_err(|e| LogError::io(ctx("closing"), e))?;
-    sync_dir(dir).await
+    sync_dir(device, dir).await
 }
 
 /// Makes directory entries (creates, renames, deletes) durable.
-pub(crate) async fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    let ctx = || format!("syncing directory {}", dir.display());
-    let handle = Directory::open(dir).await.map_err(|e| LogError::io(ctx(), e))?;
-    handle.sync().await.map_err(|e| LogError::io(ctx(), e))?;
-    handle.close().await.map_err(|e| LogError::io(ctx(), e))
+pub(crate) async fn sync_dir<D: Device>(device: &D, dir: &Path) -> Result<(), LogError> {
+    device
+        .sync_dir(dir)
+        .await
+        .map_err(|e| LogError::io(format!("syncing directory {}", dir.display()), e))
 }
 
-pub(crate) fn remove_if_exists(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(LogError::io(format!("removing {}", path.display()), e)),
-    }
+pub(crate) async fn remove_if_exists<D: Device>(device: &D, path: &Path) -> Result<(), LogError> {
+    device
+        .remove(path)
+        .await
+        .map_err(|e| LogError::io(format!("removing {}", path.display()), e))
 }

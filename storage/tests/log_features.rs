@@ -7,8 +7,9 @@ use bytes::BytesMut;
 use common::{make_batch, run_local, small_config};
 use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, BatchRecords, NewRecord};
 use shoal_storage::{FlushPolicy, LogConfig, PartitionLog};
+use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::rc::Rc;
 
 fn keyed(key: &str, value: Option<&str>) -> BytesMut {
     let mut b = BatchBuilder::new();
@@ -116,6 +117,13 @@ fn shoal_storage_now() -> i64 {
         .as_millis() as i64
 }
 
+/// Yields until the wall clock (which stamps append times) is past `ms`.
+async fn until_clock_passes(ms: i64) {
+    while shoal_storage_now() <= ms {
+        glommio::executor().yield_now().await;
+    }
+}
+
 /// Lookups by timestamp return the first batch appended at or after it,
 /// from the cache and from disk alike; append times follow the offsets.
 #[test]
@@ -125,11 +133,12 @@ fn offset_for_timestamp_and_append_time() {
     run_local(|| async move {
         let config = small_config(FlushPolicy::Always);
         let log = PartitionLog::open(&dir, config.clone()).await.expect("open");
-        let mut acks = Vec::new();
+        let mut acks: Vec<shoal_storage::AppendAck> = Vec::new();
         for i in 0..30u64 {
             acks.push(log.append(make_batch(i, 2, 300)).await.expect("append"));
             if i % 6 == 5 {
-                glommio::timer::sleep(Duration::from_millis(3)).await;
+                // Groups of batches with distinct append times.
+                until_clock_passes(acks.last().unwrap().append_time_ms).await;
             }
         }
         for reopen in [false, true] {
@@ -163,23 +172,39 @@ fn offset_for_timestamp_and_append_time() {
     });
 }
 
-/// A long-poll waiter wakes when an append moves the high watermark past it.
+/// A long-poll waiter blocks while nothing is appended, and wakes when an
+/// append moves the high watermark past its offset.
 #[test]
-fn wait_for_offset_wakes_on_append() {
+fn wait_for_offset_blocks_until_an_append() {
+    /// Executor turns the waiter gets before the append: plenty to return
+    /// if it were going to return without one.
+    const TURNS: usize = 200;
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().to_path_buf();
     run_local(|| async move {
         let log = PartitionLog::open(&dir, small_config(FlushPolicy::Always))
             .await
             .expect("open");
+        let (polled, returned) = (Rc::new(Cell::new(false)), Rc::new(Cell::new(false)));
         let waiter = {
-            let log = log.clone();
-            glommio::spawn_local(async move { log.wait_for_offset(0).await })
+            let (log, polled, returned) = (log.clone(), polled.clone(), returned.clone());
+            glommio::spawn_local(async move {
+                polled.set(true);
+                let woken = log.wait_for_offset(0).await;
+                returned.set(true);
+                woken
+            })
         };
-        glommio::timer::sleep(Duration::from_millis(5)).await;
+        let mut turns = 0;
+        while !polled.get() || turns < TURNS {
+            glommio::executor().yield_now().await;
+            turns += 1;
+        }
+        assert!(!returned.get(), "wait_for_offset returned with nothing appended");
         assert_eq!(log.high_watermark(), 0);
         log.append(make_batch(1, 1, 10)).await.expect("append");
         waiter.await.expect("woken");
+        assert!(returned.get());
         assert_eq!(log.high_watermark(), 1);
     });
 }
@@ -198,8 +223,9 @@ fn age_roll_and_time_retention() {
         };
         let log = PartitionLog::open(&dir, config).await.expect("open");
         for i in 0..4u64 {
-            log.append(make_batch(i, 1, 10)).await.expect("append");
-            glommio::timer::sleep(Duration::from_millis(8)).await;
+            let ack = log.append(make_batch(i, 1, 10)).await.expect("append");
+            // Each segment ages past its 5 ms before the next append.
+            until_clock_passes(ack.append_time_ms + 5).await;
         }
         let bases = log.segment_bases();
         assert_eq!(bases, vec![0, 1, 2, 3], "one segment per aged append");

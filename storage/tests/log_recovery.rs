@@ -1,13 +1,18 @@
 //! Recovery of the partition log from damaged files, through the real
-//! glommio I/O path: torn tails are cut to whole batches, corruption is
-//! reported with its offset and never truncated away.
+//! glommio I/O path: torn tails beyond the durable checkpoint are cut to
+//! whole batches; below it every cut or flipped byte (the header bytes the
+//! batch CRC skips included) is reported as corruption with its offset and
+//! never truncated away.
 
 mod common;
 
-use common::{make_batch, run_local, seed, small_config};
+use common::{acked_bytes, make_batch, run_local, seed, small_config};
 use rand::{rngs::StdRng, Rng, SeedableRng};
+use shoal_storage::checkpoint::SEGMENT_HEADER_BYTES;
 use shoal_storage::{FlushPolicy, LogConfig, LogError, PartitionLog, VerifyOnOpen};
 use std::path::Path;
+
+const HEADER: usize = SEGMENT_HEADER_BYTES as usize;
 
 /// One appended batch as it must read back.
 #[derive(Clone)]
@@ -25,26 +30,18 @@ fn one_segment_config() -> LogConfig {
     }
 }
 
-/// Appends `count` batches of mixed sizes and returns them as stored.
+/// Appends `count` batches of mixed sizes and returns them as they must be
+/// stored: the bytes appended, patched with what the ack says.
 async fn fill(log: &PartitionLog, first_tag: u64, count: usize) -> Vec<Written> {
     let mut out = Vec::new();
     for i in 0..count as u64 {
         let tag = first_tag + i;
-        let ack = log
-            .append(make_batch(
-                tag,
-                1 + (tag % 3) as usize,
-                60 + (tag as usize * 37) % 200,
-            ))
-            .await
-            .expect("append");
-        let read = log.read(ack.base_offset, 1).await.expect("read back");
-        let b = &read.batches[0];
-        assert_eq!(b.base_offset, ack.base_offset);
+        let batch = make_batch(tag, 1 + (tag % 3) as usize, 60 + (tag as usize * 37) % 200);
+        let ack = log.append(batch.clone()).await.expect("append");
         out.push(Written {
-            base: b.base_offset,
-            next: b.next_offset,
-            bytes: b.bytes.to_vec(),
+            base: ack.base_offset,
+            next: ack.last_offset + 1,
+            bytes: acked_bytes(&batch, &ack),
         });
     }
     out
@@ -76,10 +73,23 @@ fn segment_path(dir: &Path, base: u64) -> std::path::PathBuf {
     dir.join(format!("{base:020}.log"))
 }
 
-/// Cutting the last segment at every byte of its last three batches keeps
-/// exactly the whole batches before the cut, and the log stays appendable.
+/// File positions where each batch starts (after the segment header), and
+/// where the last one ends.
+fn starts_in_file(batches: &[Written]) -> Vec<usize> {
+    let mut starts = vec![HEADER];
+    for b in batches {
+        starts.push(starts.last().unwrap() + b.bytes.len());
+    }
+    starts
+}
+
+/// A torn tail: the last three batches were never settled (the header on
+/// disk is the one written when only the first five were). Cutting the file
+/// at every byte of those three keeps exactly the whole batches before the
+/// cut and the log stays appendable; a cut inside the settled five is
+/// corruption, reported and left alone.
 #[test]
-fn cut_at_every_byte_of_last_three_batches() {
+fn cut_at_every_byte_of_the_unsettled_tail() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().to_path_buf();
     run_local(|| async move {
@@ -87,15 +97,16 @@ fn cut_at_every_byte_of_last_three_batches() {
         let log = PartitionLog::open(&src, one_segment_config())
             .await
             .expect("open");
-        let batches = fill(&log, 0, 8).await;
+        let mut batches = fill(&log, 0, 5).await;
+        log.flush().await.expect("flush settles the first five");
+        let settled_header = std::fs::read(segment_path(&src, 0)).unwrap()[..HEADER].to_vec();
+        batches.extend(fill(&log, 5, 3).await);
         log.close().await.expect("close");
         drop(log);
-        let data = std::fs::read(segment_path(&src, 0)).expect("read segment");
-        let mut starts = vec![0usize];
-        for b in &batches {
-            starts.push(starts.last().unwrap() + b.bytes.len());
-        }
-        let (first_cut, end) = (starts[batches.len() - 3], starts[batches.len()]);
+        let mut data = std::fs::read(segment_path(&src, 0)).expect("read segment");
+        data[..HEADER].copy_from_slice(&settled_header);
+        let starts = starts_in_file(&batches);
+        let (first_cut, end) = (starts[5], starts[8]);
         let mut cuts = 0;
         for cut in first_cut..=end {
             let dir = root.join(format!("cut-{cut}"));
@@ -123,18 +134,31 @@ fn cut_at_every_byte_of_last_three_batches() {
             std::fs::remove_dir_all(&dir).unwrap();
             cuts += 1;
         }
+        for cut in [HEADER, starts[1] + 3, starts[4] + 1, starts[5] - 1] {
+            let dir = root.join(format!("settled-cut-{cut}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(segment_path(&dir, 0), &data[..cut]).unwrap();
+            match PartitionLog::open(&dir, one_segment_config()).await {
+                Err(LogError::Corrupt { .. }) => {}
+                Err(other) => panic!("cut at {cut}: expected corruption, got {other}"),
+                Ok(_) => panic!("cut at {cut} inside settled batches was not reported"),
+            }
+            assert_eq!(std::fs::read(segment_path(&dir, 0)).unwrap(), &data[..cut]);
+        }
         println!(
-            "checked {cuts} cuts over the last 3 batches ({} bytes)",
+            "checked {cuts} cuts over the unsettled 3 batches ({} bytes)",
             end - first_cut
         );
     });
 }
 
-/// A flipped byte inside a batch that is not the tail makes open fail with
-/// corruption naming that batch's offset; the file is left untouched.
+/// A flipped bit anywhere in any batch of a closed (settled) segment,
+/// the tail batch and the header bytes the batch CRC does not cover
+/// included, makes open fail with corruption; the file is left untouched.
+/// A flip the CRC or the framing catches names that batch's offset.
 #[test]
-fn flipped_byte_in_non_tail_batch_is_corruption() {
-    let seed = seed("flipped_byte_in_non_tail_batch_is_corruption");
+fn flipped_byte_in_any_settled_batch_is_corruption() {
+    let seed = seed("flipped_byte_in_any_settled_batch_is_corruption");
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().to_path_buf();
     run_local(|| async move {
@@ -147,45 +171,50 @@ fn flipped_byte_in_non_tail_batch_is_corruption() {
         log.close().await.unwrap();
         drop(log);
         let data = std::fs::read(segment_path(&src, 0)).unwrap();
-        let mut pos = 0;
-        let starts: Vec<usize> = batches
-            .iter()
-            .map(|b| {
-                pos += b.bytes.len();
-                pos - b.bytes.len()
-            })
-            .collect();
-        for trial in 0..24 {
-            let k = rng.gen_range(0..batches.len() - 1);
-            // Bytes 12..24 (leader epoch, append time) are not covered by the
-            // batch CRC; see shoal_protocol::batch.
-            let within = loop {
-                let i = rng.gen_range(0..batches[k].bytes.len());
-                if !(12..24).contains(&i) {
-                    break i;
-                }
+        let starts = starts_in_file(&batches);
+        let uncovered = 0..24;
+        let (mut trials, mut uncovered_trials) = (0, 0);
+        while trials < 48 || uncovered_trials < 16 {
+            let k = rng.gen_range(0..batches.len());
+            // Half the trials hit the bytes the CRC skips: offset, length,
+            // leader epoch, append time.
+            let within = if trials % 2 == 0 {
+                rng.gen_range(uncovered.clone())
+            } else {
+                rng.gen_range(0..batches[k].bytes.len())
             };
             let mut damaged = data.clone();
             damaged[starts[k] + within] ^= 1 << rng.gen_range(0..8);
-            let dir = root.join(format!("flip-{trial}"));
+            let dir = root.join(format!("flip-{trials}"));
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(segment_path(&dir, 0), &damaged).unwrap();
+            let what = format!("trial {trials}: batch {k}, byte {within}");
             match PartitionLog::open(&dir, one_segment_config()).await {
-                Err(LogError::Corrupt { offset, position, .. }) => {
-                    assert_eq!(offset, batches[k].base, "trial {trial}: batch {k}, byte {within}");
-                    assert_eq!(position, starts[k] as u64);
+                Err(LogError::Corrupt { offset, position, .. })
+                    if within >= 24 || (8..12).contains(&within) =>
+                {
+                    assert_eq!(offset, batches[k].base, "{what}");
+                    assert_eq!(position, (starts[k] - HEADER) as u64, "{what}");
                 }
-                Err(other) => panic!("trial {trial}: expected corruption, got {other}"),
-                Ok(_) => panic!("trial {trial}: a flip in batch {k} at byte {within} was not detected"),
+                Err(LogError::Corrupt { offset, .. }) => {
+                    assert!(offset <= batches.last().unwrap().next, "{what}: offset {offset}");
+                }
+                Err(other) => panic!("{what}: expected corruption, got {other}"),
+                Ok(_) => panic!("{what}: the flip was not detected"),
             }
             let after = std::fs::read(segment_path(&dir, 0)).unwrap();
             assert_eq!(after, damaged, "recovery must not touch a corrupt segment");
+            std::fs::remove_dir_all(&dir).unwrap();
+            trials += 1;
+            uncovered_trials += usize::from(uncovered.contains(&within));
         }
     });
 }
 
-/// A flip in a sealed segment: a full verify on open names the offset, and
-/// the default open defers detection to the read of that batch.
+/// A flip in a sealed segment: a full verify on open names the offset (and
+/// catches a flipped leader epoch too, which only the segment's checkpoint
+/// digest covers), and the default open defers detection to the read of
+/// that batch.
 #[test]
 fn flipped_byte_in_sealed_segment() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -209,13 +238,26 @@ fn flipped_byte_in_sealed_segment() {
             .map(|b| b.bytes.len())
             .sum();
         let path = segment_path(&root, bases[1]);
-        let mut data = std::fs::read(&path).unwrap();
-        data[prior + 40] ^= 0x20;
-        std::fs::write(&path, &data).unwrap();
+        let clean = std::fs::read(&path).unwrap();
         let verify_all = LogConfig {
             verify_on_open: VerifyOnOpen::AllSegments,
             ..config.clone()
         };
+        // The leader epoch (bytes 12..16) is covered by neither the batch
+        // CRC nor any order check.
+        let mut epoch_flipped = clean.clone();
+        epoch_flipped[HEADER + prior + 13] ^= 0x01;
+        std::fs::write(&path, &epoch_flipped).unwrap();
+        assert!(
+            matches!(
+                PartitionLog::open(&root, verify_all.clone()).await,
+                Err(LogError::Corrupt { .. })
+            ),
+            "a flipped leader epoch in a sealed segment must fail a full verify"
+        );
+        let mut data = clean;
+        data[HEADER + prior + 40] ^= 0x20;
+        std::fs::write(&path, &data).unwrap();
         match PartitionLog::open(&root, verify_all).await {
             Err(LogError::Corrupt { offset, .. }) => assert_eq!(offset, victim.base),
             other => panic!("expected corruption, got {:?}", other.map(|_| ())),
@@ -233,8 +275,9 @@ fn flipped_byte_in_sealed_segment() {
     });
 }
 
-/// Many concurrent appends under `always` share writes and fdatasyncs, and
-/// every ack says `Fsynced`.
+/// Many concurrent appends under `always` share writes and fdatasyncs:
+/// every ack says `Fsynced`, at least one fdatasync ran, and fewer ran than
+/// there were appends.
 #[test]
 fn group_commit_coalesces_fdatasyncs() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -260,6 +303,10 @@ fn group_commit_coalesces_fdatasyncs() {
         let stats = log.stats();
         println!("{stats:?}");
         assert_eq!(stats.appends, 64);
+        assert!(
+            stats.fdatasyncs >= 1,
+            "Fsynced acks without any fdatasync: {stats:?}"
+        );
         assert!(stats.fdatasyncs < 64, "no coalescing: {stats:?}");
         assert_eq!(log.high_watermark(), 128);
     });

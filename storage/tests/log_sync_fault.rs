@@ -9,6 +9,11 @@
 //! gone, as after a power cut. The filesystem is then unmounted and mounted
 //! again (journal replay), and the log is reopened from what survived.
 //!
+//! Each test also checks that the fault really dropped what was not
+//! synced, or it would prove nothing about the durability boundary. The
+//! filesystem is mounted with a long journal commit interval so that only
+//! the log's own fdatasyncs commit it.
+//!
 //! Needs root and loop devices. Without them each test says so and passes;
 //! `SHOAL_REQUIRE_FAULT_FS=1` turns that into a failure.
 
@@ -97,7 +102,10 @@ impl FaultFs {
     }
 
     fn mount(&mut self) -> Result<(), String> {
-        run("mount", &[&self.device, self.mount.to_str().expect("utf-8")])?;
+        // No periodic journal commit during a test (the default is every
+        // 5 s): what survives the shutdown is what the log made durable.
+        let mount = self.mount.to_str().expect("utf-8");
+        run("mount", &["-o", "commit=600", &self.device, mount])?;
         self.mounted = true;
         Ok(())
     }
@@ -227,11 +235,13 @@ fn failed_fdatasync_fences_the_log_and_keeps_every_synced_batch() {
     run_local(|| async move {
         let log = PartitionLog::open(&dir, config(flush)).await.expect("reopen");
         assert!(log.fenced().is_none());
-        println!(
-            "after the journal replay: {} of 80 batches survived, 40 were synced",
-            log.log_end_offset() / RECORDS_PER_BATCH as u64
-        );
+        let survived = log.log_end_offset() / RECORDS_PER_BATCH as u64;
+        println!("after the journal replay: {survived} of 80 batches survived, 40 were synced");
         check_acked(&log, &synced, RECORDS_PER_BATCH, VALUE_BYTES).await;
+        assert!(
+            survived < 80,
+            "every unsynced batch survived the dead device: the fault dropped nothing"
+        );
         let ack = log
             .append(make_batch(2000, RECORDS_PER_BATCH, VALUE_BYTES))
             .await
@@ -256,7 +266,7 @@ fn dead_device_under_group_commit_loses_no_acknowledged_batch() {
         return;
     };
     let dir = fs.log_dir();
-    let acked: BTreeMap<u64, u64> = run_local(|| {
+    let (acked, end_at_fence): (BTreeMap<u64, u64>, u64) = run_local(|| {
         let (dir, mount) = (dir.clone(), fs.mount.clone());
         async move {
             let log = PartitionLog::open(&dir, config(FlushPolicy::Always))
@@ -298,7 +308,8 @@ fn dead_device_under_group_commit_loses_no_acknowledged_batch() {
                 cause.starts_with("fdatasync: ") || cause.starts_with("write: "),
                 "{cause}"
             );
-            acked
+            // Includes the refused appends' batches, placed but never synced.
+            (acked, log.log_end_offset())
         }
     });
 
@@ -308,11 +319,16 @@ fn dead_device_under_group_commit_loses_no_acknowledged_batch() {
             .await
             .expect("reopen");
         println!(
-            "after the journal replay: {} batches in the log, {} acknowledged",
+            "after the journal replay: {} batches in the log ({} when it fenced), {} acknowledged",
             log.log_end_offset() / RECORDS_PER_BATCH as u64,
+            end_at_fence / RECORDS_PER_BATCH as u64,
             acked.len()
         );
         check_acked(&log, &acked, RECORDS_PER_BATCH, VALUE_BYTES).await;
+        assert!(
+            log.log_end_offset() < end_at_fence,
+            "every batch placed before the device died survived: the fault dropped nothing"
+        );
         log.close().await.expect("close");
     });
     fs.unmount();

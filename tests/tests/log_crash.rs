@@ -1,8 +1,11 @@
 //! Kill -9 test of the partition log: a child appends with flush `always`
-//! and prints every acknowledged offset; the parent SIGKILLs it at random
-//! moments, reopens the log and checks that every acknowledged record is
-//! present and intact. Cycles: `SHOAL_CRASH_CYCLES` (default 50); seed:
-//! `SHOAL_TEST_SEED`.
+//! and prints every acknowledged offset; the parent SIGKILLs it once it has
+//! read a random number of acknowledgements in that cycle, reopens the log
+//! and checks that every acknowledged record is present and intact. Every
+//! cycle must make progress (the child recovered the log, said it was
+//! ready, and acknowledged at least that many appends) and the child must
+//! die by the signal: a child that panicked or exited fails the test.
+//! Cycles: `SHOAL_CRASH_CYCLES` (default 50); seed: `SHOAL_TEST_SEED`.
 
 use glommio::{LocalExecutorBuilder, Placement};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -10,17 +13,29 @@ use shoal_storage::PartitionLog;
 use shoal_tests::log_crash::{self, Ack};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 const CYCLES_DEFAULT: u64 = 50;
-/// Kill moments are drawn from this range after spawning the child.
-const KILL_AFTER_MS_MIN: u64 = 20;
-const KILL_AFTER_MS_MAX: u64 = 400;
+/// The parent kills the child after reading between 1 and this many of
+/// its acknowledgements (in that cycle).
+const KILL_AFTER_ACKS_MAX: usize = 200;
+/// Longest the child may take to recover the log and reach the next ack.
+const CHILD_STALL_MAX: Duration = Duration::from_secs(30);
 
-/// Runs the child for a random time, kills it, and returns the acks it printed.
-fn run_child_once(dir: &Path, kill_after: Duration) -> Vec<Ack> {
+/// What the child's stdout says, line by line.
+enum Event {
+    Ready,
+    Ack(Ack),
+}
+
+/// Runs the child until it has acknowledged `kill_after` appends, kills
+/// it, and returns every ack it printed (whole lines only: a line cut by
+/// the kill was never fully reported).
+fn run_child_once(dir: &Path, kill_after: usize) -> Vec<Ack> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_log_crash_child"))
         .arg(dir)
         .stdout(Stdio::piped())
@@ -28,29 +43,52 @@ fn run_child_once(dir: &Path, kill_after: Duration) -> Vec<Ack> {
         .spawn()
         .expect("spawn log_crash_child");
     let stdout = child.stdout.take().expect("stdout");
+    let (events, received) = mpsc::channel();
     let reader = std::thread::spawn(move || {
-        // Only complete lines count: a line cut by the kill was never fully
-        // reported, so it is not an acknowledgement the parent saw.
-        let mut acks = Vec::new();
         for line in BufReader::new(stdout).split(b'\n') {
             let Ok(line) = line else { break };
-            if let Some(ack) = std::str::from_utf8(&line).ok().and_then(Ack::parse) {
-                acks.push(ack);
+            let line = String::from_utf8_lossy(&line);
+            let event = match Ack::parse(&line) {
+                Some(ack) => Event::Ack(ack),
+                None if line.starts_with("ready ") => Event::Ready,
+                None => continue,
+            };
+            if events.send(event).is_err() {
+                break;
             }
         }
-        acks
     });
-    std::thread::sleep(kill_after);
+    let (mut ready, mut acks) = (false, Vec::new());
+    while !ready || acks.len() < kill_after {
+        match received.recv_timeout(CHILD_STALL_MAX) {
+            Ok(Event::Ready) => ready = true,
+            Ok(Event::Ack(ack)) => acks.push(ack),
+            Err(e) => {
+                let status = child.try_wait().ok().flatten();
+                let _ = child.kill();
+                panic!(
+                    "no progress ({e}): ready {ready}, {} of {kill_after} acks; child status {status:?}",
+                    acks.len()
+                );
+            }
+        }
+    }
     // SAFETY: kill(2) on our own child's pid has no memory effects.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGKILL);
     }
     let status = child.wait().expect("wait for child");
-    assert!(
-        !status.success(),
-        "the child must die by the signal, not exit: {status}"
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGKILL),
+        "the child must die by the signal, not exit or panic: {status}"
     );
-    reader.join().expect("reader thread")
+    reader.join().expect("reader thread");
+    acks.extend(received.try_iter().filter_map(|e| match e {
+        Event::Ack(ack) => Some(ack),
+        Event::Ready => None,
+    }));
+    acks
 }
 
 /// Reopens the log and checks every acknowledged batch; returns records checked.
@@ -96,7 +134,8 @@ fn verify(dir: &Path, acked: &BTreeMap<u64, Ack>) -> usize {
     })
 }
 
-/// Every acknowledged append survives SIGKILL at random moments.
+/// Every acknowledged append survives SIGKILL at random moments, and every
+/// cycle makes progress.
 #[test]
 fn acknowledged_appends_survive_sigkill() {
     let cycles = std::env::var("SHOAL_CRASH_CYCLES")
@@ -114,8 +153,13 @@ fn acknowledged_appends_survive_sigkill() {
     let mut acked: BTreeMap<u64, Ack> = BTreeMap::new();
     let mut checked = 0;
     for cycle in 0..cycles {
-        let kill_after = Duration::from_millis(rng.gen_range(KILL_AFTER_MS_MIN..=KILL_AFTER_MS_MAX));
+        let kill_after = rng.gen_range(1..=KILL_AFTER_ACKS_MAX);
         let acks = run_child_once(&dir, kill_after);
+        assert!(
+            acks.len() >= kill_after,
+            "cycle {cycle}: {} acks, the kill waited for {kill_after}",
+            acks.len()
+        );
         for ack in acks {
             let previous = acked.insert(ack.base, ack);
             assert!(previous.is_none(), "offset {} acknowledged twice", ack.base);
@@ -125,7 +169,6 @@ fn acknowledged_appends_survive_sigkill() {
             println!("cycle {}: {} batches acknowledged so far", cycle + 1, acked.len());
         }
     }
-    assert!(!acked.is_empty(), "the child never acknowledged anything");
     println!(
         "log crash test: {cycles} kill cycles, {} acknowledged batches, {checked} acknowledged records checked",
         acked.len()

@@ -1,6 +1,8 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+pub mod sim_disk;
+
 use bytes::BytesMut;
 use glommio::{LocalExecutorBuilder, Placement};
 use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, BatchRecords, NewRecord};
@@ -62,6 +64,16 @@ pub fn make_batch(tag: u64, records: usize, value_len: usize) -> BytesMut {
         });
     }
     BytesMut::from(&b.finish().expect("encode")[..])
+}
+
+/// The bytes the log must hold for `batch` once acknowledged with `ack`:
+/// the batch as appended, with the fields the log patches (base offset,
+/// leader epoch 0, append time) set as the ack reports them. Tests compare
+/// reads with this, never with bytes read back from the log itself.
+pub fn acked_bytes(batch: &[u8], ack: &shoal_storage::AppendAck) -> Vec<u8> {
+    let mut expected = batch.to_vec();
+    batch::patch(&mut expected, ack.base_offset, 0, ack.append_time_ms);
+    expected
 }
 
 /// A seed from `SHOAL_TEST_SEED`, or a fresh one; printed either way so a
