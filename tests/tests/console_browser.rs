@@ -304,7 +304,7 @@ async fn topics(page: &Page<'_>, http: &Http) {
         assert_eq!(page.text(&cell(&row, "flush")).await, "always");
     }
     let orders = "#topics-table tr[data-topic='orders']";
-    assert_eq!(page.text(&cell(orders, "retention")).await, "7.0 d");
+    assert_eq!(page.text(&cell(orders, "retention")).await, "7 d");
     page.shot("topics").await;
 }
 
@@ -319,7 +319,7 @@ async fn topic_records(page: &Page<'_>, http: &Http, scene: &Scene) {
             assert_eq!(page.text(&cell(&row, field)).await, fmt_count(&p[field]), "{row} {field}");
         }
     }
-    assert_eq!(page.text("#topic-config-list dd[data-field='retention']").await, "7.0 d");
+    assert_eq!(page.text("#topic-config-list dd[data-field='retention']").await, "7 d");
 
     page.wait("#rec-partition option[value='1']").await.click().await.expect("partition 1");
     page.type_into("#rec-offset", "0").await;

@@ -79,10 +79,14 @@ fn grafana_dashboard_queries_exported_metrics() {
     }
 
     // A broker with records, a group that nacked (so the group families
-    // have samples) and HTTP publishes (so the ack histogram has samples).
+    // have samples), HTTP publishes (so the ack histogram has samples) and
+    // one error reply.
     let broker = BrokerProcess::start();
     let http = Http::new(&broker);
     make_scene(&http);
+    // Error counters have a sample only once an error was answered.
+    let (status, _, _) = http.raw("GET", "/topics/no-such-topic", None);
+    assert_eq!(status, 404);
     let (status, _, text) = http.raw("GET", "/metrics", None);
     assert_eq!(status, 200);
     let exported: BTreeSet<&str> = text
@@ -120,7 +124,7 @@ fn sample_config_passes_check_config_and_bad_ones_are_named() {
     for (broken, key) in [
         (good.replace("write_chunk_bytes = 262144", "write_chunk_bytes = 1000"), "storage.write_chunk_bytes"),
         (good.replace("[delivery]", "[delivery]\nbogus_ms = 1"), "bogus_ms"),
-        (good.replace("shards = 0", "shards = 2000"), "server.shards"),
+        (good.replace("io_memory_bytes = 16777216", "io_memory_bytes = 4096"), "runtime.io_memory_bytes"),
     ] {
         let path = dir.path().join("broken.toml");
         std::fs::write(&path, &broken).expect("write config");

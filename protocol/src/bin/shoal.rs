@@ -556,9 +556,18 @@ fn consume_group(
 }
 
 fn consume_partitions(client: Arc<Client>, args: &ConsumeArgs, out: &Output) -> Result<(), ProtocolError> {
+    let count = client.partition_count(&args.topic)?;
     let partitions = match args.partition {
+        // Checked here so the message names the valid range, not only the count.
+        Some(p) if p >= count => {
+            return Err(ProtocolError::InvalidArgument(format!(
+                "topic {} has {count} partitions (0-{}); asked for partition {p}",
+                args.topic,
+                count.saturating_sub(1)
+            )))
+        }
         Some(p) => vec![p],
-        None => (0..client.partition_count(&args.topic)?).collect(),
+        None => (0..count).collect(),
     };
     let spec = args
         .from

@@ -50,6 +50,12 @@
         pen = true;
       }
       if (d) svg.appendChild(el("path", { class: `line s${i % 6}`, d }));
+      // A series with one sample so far shows as a dot, not as nothing.
+      const seen = s.points.filter(([t, v]) => t >= from && v !== null);
+      if (seen.length === 1) {
+        const [t, v] = seen[0];
+        svg.appendChild(el("circle", { class: `dot-point s${i % 6}`, cx: x(t), cy: y(v), r: 2.5 }));
+      }
     });
     const legend = document.createElement("div");
     legend.className = "legend";

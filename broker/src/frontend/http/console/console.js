@@ -51,11 +51,13 @@
   function duration(ms) {
     if (ms === null || ms === undefined) return "–";
     if (ms < 1000) return `${Math.round(ms)} ms`;
+    // One decimal at most, none when whole: 1.5 s, 5 min, 7 d (as the CLI).
+    const short = (v) => String(Number(v.toFixed(1)));
     const s = ms / 1000;
-    if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
-    if (s < 3600) return `${(s / 60).toFixed(1)} min`;
-    if (s < 86400) return `${(s / 3600).toFixed(1)} h`;
-    return `${(s / 86400).toFixed(1)} d`;
+    if (s < 60) return `${short(s)} s`;
+    if (s < 3600) return `${short(s / 60)} min`;
+    if (s < 86400) return `${short(s / 3600)} h`;
+    return `${short(s / 86400)} d`;
   }
   function seconds(s) { return s === null || s === undefined ? "–" : `${s.toFixed(1)} s`; }
   function rate(r) { return r === null || r === undefined ? "–" : `${r < 10 ? r.toFixed(1) : nf.format(Math.round(r))}/s`; }
@@ -65,7 +67,7 @@
     const cls = c === "closed" ? "ok" : c === "open" ? "bad" : "warn";
     return h("span", { class: `badge ${cls}`, "data-field": "circuit" }, c);
   }
-  function cell(field, value, cls) { return h("td", { class: cls || "num", "data-field": field }, value); }
+  function cell(field, value, cls) { return h("td", { class: cls === undefined ? "num" : cls, "data-field": field }, value); }
 
   async function api(method, path, body) {
     const init = { method, headers: {} };
@@ -460,7 +462,7 @@
         const hist = state.lag[group] || {};
         const keys = Object.keys(hist).sort();
         ShoalCharts.line($("#g-lag-records-chart"), {
-          windowMs: CHART_MS, format: (v) => nf.format(Math.round(v)),
+          windowMs: CHART_MS, format: (v) => (Number.isInteger(v) ? nf.format(v) : v.toFixed(1)),
           series: keys.map((k) => ({ name: k, points: hist[k].map((p) => [p[0], p[1]]) })),
         });
         ShoalCharts.line($("#g-lag-seconds-chart"), {
