@@ -167,6 +167,8 @@ impl Page<'_> {
     }
 
     async fn shot(&self, name: &str) {
+        // From the top of the page, whatever the last click scrolled to.
+        self.client.execute("window.scrollTo(0, 0);", vec![]).await.expect("scroll");
         let png = self.client.screenshot().await.expect("screenshot");
         assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
         std::fs::write(self.shots.join(format!("{name}.png")), png).expect("write screenshot");
@@ -241,12 +243,17 @@ async fn overview(page: &Page<'_>, http: &Http) {
             while !stop.load(Ordering::Relaxed) {
                 let body = json!({"key": format!("k{}", i % 5), "value": format!("live {i}")});
                 let _ = ureq::post(&format!("{base}/topics/{ORDERS}/messages")).send_json(body);
+                // And a reader, so the consume side of the charts moves too.
+                let read = json!({"partition": i % 3, "offset": 0, "max": 20});
+                let _ = ureq::post(&format!("{base}/topics/{ORDERS}/replay")).send_json(read);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(40));
             }
         })
     };
     page.open("#/", "overview").await;
+    // Refresh every second, so the charts gather points quickly.
+    page.wait("#refresh-ms option[value='1000']").await.click().await.expect("1 s refresh");
     let stats = http.get("/stats");
     assert_eq!(page.text("#ov-shards").await, "2 / 2");
     assert_eq!(page.text("#ov-topics").await, "2");
@@ -258,7 +265,7 @@ async fn overview(page: &Page<'_>, http: &Http) {
     let first = page.refreshes().await;
     page.wait_text("#ov-produce-rate", |t| t != "–" && t != "0.0/s").await;
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while page.refreshes().await < first + 4 {
+    while page.refreshes().await < first + 8 {
         assert!(Instant::now() < deadline, "the overview did not refresh by itself");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -39,8 +39,8 @@
       svg.appendChild(el("line", { class: "axis", x1: L, x2: W - R, y1: y(top * f), y2: y(top * f) }));
       svg.appendChild(el("text", { x: L - 4, y: y(top * f) + 4, "text-anchor": "end" }, fmt(top * f)));
     }
-    const minutes = Math.round(opts.windowMs / 60000);
-    svg.appendChild(el("text", { x: L, y: H - 6 }, `-${minutes} min`));
+    const span = opts.windowMs >= 60000 ? `-${Math.round(opts.windowMs / 60000)} min` : `-${Math.round(opts.windowMs / 1000)} s`;
+    svg.appendChild(el("text", { x: L, y: H - 6 }, span));
     svg.appendChild(el("text", { x: W - R, y: H - 6, "text-anchor": "end" }, "now"));
     opts.series.forEach((s, i) => {
       let d = "", pen = false;

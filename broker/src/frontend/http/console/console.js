@@ -172,6 +172,12 @@
     }
     return out;
   }
+  // The overview's charts span what the page has sampled, from 30 s up to
+  // CHART_MS, so a freshly opened page does not draw a sliver at the edge.
+  function overviewWindow() {
+    const oldest = state.stats.length ? state.stats[0].at_ms : Date.now();
+    return Math.min(CHART_MS, Math.max(30000, Date.now() - oldest));
+  }
   function lastRate(f) {
     const r = rateSeries(f);
     return r.length ? r[r.length - 1][1] : null;
@@ -215,7 +221,7 @@
       fill("ov-size", bytes(sum(s.shards, (x) => x.size_bytes)));
       fill("ov-fenced", num(sum(s.shards, (x) => x.fenced_partitions)));
       ShoalCharts.line($("#ov-rate-chart"), {
-        windowMs: CHART_MS, format: (v) => (v < 10 ? v.toFixed(1) : nf.format(Math.round(v))),
+        windowMs: overviewWindow(), format: (v) => (v < 10 ? v.toFixed(1) : nf.format(Math.round(v))),
         series: [
           { name: "produced", points: rateSeries(allIn) },
           { name: "read", points: rateSeries(allOut) },
@@ -223,7 +229,7 @@
         ],
       });
       ShoalCharts.line($("#ov-latency-chart"), {
-        windowMs: CHART_MS, format: (v) => v.toFixed(v < 10 ? 2 : 0),
+        windowMs: overviewWindow(), format: (v) => v.toFixed(v < 10 ? 2 : 0),
         series: [{ name: "p50", points: latencySeries(0.5) }, { name: "p99", points: latencySeries(0.99) }],
       });
       const rows = s.shards.map((x) => {
@@ -638,7 +644,7 @@
           const text = dryRun
             ? `dry run: would redrive ${num(total.matched)} entries to group ${q.group}`
             : `redrove ${num(total.redriven)} entries to group ${q.group}`;
-          fill("q-redrive-result", h("span", { id: "q-redrive-outcome", "data-dry-run": dryRun, "data-matched": total.matched, "data-redriven": total.redriven }, text),
+          fill("q-redrive-result", h("span", { id: "q-redrive-outcome", "data-dry-run": String(dryRun), "data-matched": total.matched, "data-redriven": total.redriven }, text),
             ` (${num(total.skipped_loop_guard)} refused by the loop guard)`);
           if (!dryRun) await this.refresh();
         } catch (e) {
