@@ -118,17 +118,26 @@ impl Page<'_> {
             .unwrap_or_else(|e| panic!("waiting for {css}: {e}"))
     }
 
+    /// The text of `css`. The page replaces its tables on every refresh,
+    /// so an element found a moment ago may be gone: look it up again.
     async fn text(&self, css: &str) -> String {
-        self.wait(css).await.text().await.expect("text").trim().to_string()
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        loop {
+            match self.wait(css).await.text().await {
+                Ok(t) => return t.trim().to_string(),
+                Err(e) => assert!(Instant::now() < deadline, "text of {css}: {e}"),
+            }
+        }
     }
 
     async fn attr(&self, css: &str, name: &str) -> String {
-        self.wait(css)
-            .await
-            .attr(name)
-            .await
-            .expect("attr")
-            .unwrap_or_else(|| panic!("{css} has no {name}"))
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        loop {
+            match self.wait(css).await.attr(name).await {
+                Ok(v) => return v.unwrap_or_else(|| panic!("{css} has no {name}")),
+                Err(e) => assert!(Instant::now() < deadline, "{name} of {css}: {e}"),
+            }
+        }
     }
 
     async fn count(&self, css: &str) -> usize {
@@ -153,7 +162,10 @@ impl Page<'_> {
     }
 
     async fn click(&self, css: &str) {
-        self.wait(css).await.click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        while let Err(e) = self.wait(css).await.click().await {
+            assert!(Instant::now() < deadline, "click {css}: {e}");
+        }
     }
 
     async fn type_into(&self, css: &str, text: &str) {
@@ -441,9 +453,8 @@ async fn quarantine(page: &Page<'_>, http: &Http) {
     );
 
     page.click("#q-dry-run").await;
-    let outcome = page.wait("#q-redrive-outcome").await;
-    assert_eq!(outcome.attr("data-dry-run").await.unwrap().as_deref(), Some("true"));
-    assert_eq!(outcome.attr("data-matched").await.unwrap(), Some(QUARANTINED.to_string()));
+    assert_eq!(page.attr("#q-redrive-outcome", "data-dry-run").await, "true");
+    assert_eq!(page.attr("#q-redrive-outcome", "data-matched").await, QUARANTINED.to_string());
     let counts = http.get(&format!("/topics/{INVOICES}/quarantine/counts"));
     assert_eq!(counts["total"], QUARANTINED, "a dry run moved entries: {counts}");
     page.shot("quarantine").await;
@@ -457,8 +468,7 @@ async fn quarantine(page: &Page<'_>, http: &Http) {
     page.type_into("#q-purge-confirm", INVOICES).await;
     assert!(purge.is_enabled().await.expect("enabled"), "purge still disabled");
     purge.click().await.expect("click purge");
-    let purged = page.wait("#q-purge-outcome").await;
-    assert_eq!(purged.attr("data-purged").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(page.attr("#q-purge-outcome", "data-purged").await, "1");
     let counts = http.get(&format!("/topics/{INVOICES}/quarantine/counts"));
     assert_eq!(counts["total"], QUARANTINED - 1, "{counts}");
     let left = http.get(&format!("/topics/{INVOICES}/quarantine?group={GROUP}"));
