@@ -37,7 +37,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1400,1000",
+    "--window-size=1400,1250",
 ];
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
@@ -69,7 +69,9 @@ impl Driver {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
         let driver = Driver { child, port };
         let ready = shoal_tests::wait_until(Duration::from_secs(20), || {
-            ureq::get(&format!("http://127.0.0.1:{port}/status")).call().is_ok()
+            ureq::get(&format!("http://127.0.0.1:{port}/status"))
+                .call()
+                .is_ok()
         });
         assert!(ready, "chromedriver did not answer on port {port}");
         driver
@@ -106,7 +108,8 @@ impl Page<'_> {
             .goto(&format!("{}/{route}", self.base))
             .await
             .unwrap_or_else(|e| panic!("open {route}: {e}"));
-        self.wait(&format!("main[data-page='{page}'][data-loaded='true']")).await;
+        self.wait(&format!("main[data-page='{page}'][data-loaded='true']"))
+            .await;
     }
 
     async fn wait(&self, css: &str) -> fantoccini::elements::Element {
@@ -141,7 +144,11 @@ impl Page<'_> {
     }
 
     async fn count(&self, css: &str) -> usize {
-        self.client.find_all(Locator::Css(css)).await.expect("find_all").len()
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("find_all")
+            .len()
     }
 
     /// Waits until `css`'s text satisfies `ok` (the page refreshes itself).
@@ -171,16 +178,24 @@ impl Page<'_> {
     async fn type_into(&self, css: &str, text: &str) {
         let e = self.wait(css).await;
         e.clear().await.expect("clear");
-        e.send_keys(text).await.unwrap_or_else(|err| panic!("type into {css}: {err}"));
+        e.send_keys(text)
+            .await
+            .unwrap_or_else(|err| panic!("type into {css}: {err}"));
     }
 
     async fn refreshes(&self) -> u64 {
-        self.attr("main", "data-refreshes").await.parse().expect("refresh count")
+        self.attr("main", "data-refreshes")
+            .await
+            .parse()
+            .expect("refresh count")
     }
 
     async fn shot(&self, name: &str) {
         // From the top of the page, whatever the last click scrolled to.
-        self.client.execute("window.scrollTo(0, 0);", vec![]).await.expect("scroll");
+        self.client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .expect("scroll");
         let png = self.client.screenshot().await.expect("screenshot");
         assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
         std::fs::write(self.shots.join(format!("{name}.png")), png).expect("write screenshot");
@@ -256,7 +271,7 @@ async fn overview(page: &Page<'_>, http: &Http) {
                 let body = json!({"key": format!("k{}", i % 5), "value": format!("live {i}")});
                 let _ = ureq::post(&format!("{base}/topics/{ORDERS}/messages")).send_json(body);
                 // And a reader, so the consume side of the charts moves too.
-                let read = json!({"partition": i % 3, "offset": 0, "max": 20});
+                let read = json!({"partition": i % 3, "offset": 0, "max": 5});
                 let _ = ureq::post(&format!("{base}/topics/{ORDERS}/replay")).send_json(read);
                 i += 1;
                 std::thread::sleep(Duration::from_millis(40));
@@ -265,25 +280,46 @@ async fn overview(page: &Page<'_>, http: &Http) {
     };
     page.open("#/", "overview").await;
     // Refresh every second, so the charts gather points quickly.
-    page.wait("#refresh-ms option[value='1000']").await.click().await.expect("1 s refresh");
+    page.wait("#refresh-ms option[value='1000']")
+        .await
+        .click()
+        .await
+        .expect("1 s refresh");
     let stats = http.get("/stats");
     assert_eq!(page.text("#ov-shards").await, "2 / 2");
     assert_eq!(page.text("#ov-topics").await, "2");
     assert_eq!(page.count("#shards-table tbody tr").await, 2);
     let billing = "#overview-groups-table tr[data-group='billing']";
-    assert_eq!(page.text(&cell(billing, "quarantine_depth")).await, QUARANTINED.to_string());
+    assert_eq!(
+        page.text(&cell(billing, "quarantine_depth")).await,
+        QUARANTINED.to_string()
+    );
     let group = &stats["groups"][0];
-    assert_eq!(page.text(&cell(billing, "state")).await, group["state"].as_str().unwrap());
+    assert_eq!(
+        page.text(&cell(billing, "state")).await,
+        group["state"].as_str().unwrap()
+    );
     let first = page.refreshes().await;
-    page.wait_text("#ov-produce-rate", |t| t != "–" && t != "0.0/s").await;
+    page.wait_text("#ov-produce-rate", |t| t != "–" && t != "0.0/s")
+        .await;
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     while page.refreshes().await < first + 8 {
-        assert!(Instant::now() < deadline, "the overview did not refresh by itself");
+        assert!(
+            Instant::now() < deadline,
+            "the overview did not refresh by itself"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(page.count("#ov-rate-chart path.line").await >= 1, "no rate line drawn");
-    assert!(page.count("#ov-latency-chart path.line").await >= 1, "no latency line drawn");
-    page.wait_text("#ov-ack-p99", |t| t.ends_with("ms") || t.ends_with("µs")).await;
+    assert!(
+        page.count("#ov-rate-chart path.line").await >= 1,
+        "no rate line drawn"
+    );
+    assert!(
+        page.count("#ov-latency-chart path.line").await >= 1,
+        "no latency line drawn"
+    );
+    page.wait_text("#ov-ack-p99", |t| t.ends_with("ms") || t.ends_with("µs"))
+        .await;
     page.shot("overview").await;
     stop.store(true, Ordering::Relaxed);
     producer.join().expect("producer thread");
@@ -296,14 +332,23 @@ async fn overview(page: &Page<'_>, http: &Http) {
     }
     for s in stats["shards"].as_array().expect("shards") {
         let row = format!("#shards-table tr[data-shard='{}']", s["shard"]);
-        assert_eq!(page.text(&cell(&row, "records_in")).await, fmt_count(&s["records_in"]));
-        assert_eq!(page.text(&cell(&row, "partitions")).await, fmt_count(&s["partitions"]));
+        assert_eq!(
+            page.text(&cell(&row, "records_in")).await,
+            fmt_count(&s["records_in"])
+        );
+        assert_eq!(
+            page.text(&cell(&row, "partitions")).await,
+            fmt_count(&s["partitions"])
+        );
     }
 }
 
 /// Numbers as the page prints them (en-US grouping).
 fn fmt_count(v: &Value) -> String {
-    let digits = v.as_u64().unwrap_or_else(|| panic!("not a count: {v}")).to_string();
+    let digits = v
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a count: {v}"))
+        .to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
         if i > 0 && (digits.len() - i) % 3 == 0 {
@@ -319,7 +364,10 @@ async fn topics(page: &Page<'_>, http: &Http) {
     for topic in [ORDERS, INVOICES] {
         let d = http.get(&format!("/topics/{topic}"));
         let row = format!("#topics-table tr[data-topic='{topic}']");
-        assert_eq!(page.text(&cell(&row, "partitions")).await, fmt_count(&d["config"]["partitions"]));
+        assert_eq!(
+            page.text(&cell(&row, "partitions")).await,
+            fmt_count(&d["config"]["partitions"])
+        );
         assert_eq!(page.text(&cell(&row, "flush")).await, "always");
     }
     let orders = "#topics-table tr[data-topic='orders']";
@@ -335,28 +383,51 @@ async fn topic_records(page: &Page<'_>, http: &Http, scene: &Scene) {
     for p in d["partitions"].as_array().expect("partitions") {
         let row = format!("#partitions-table tr[data-partition='{}']", p["partition"]);
         for field in ["shard", "log_start", "high_watermark", "log_end"] {
-            assert_eq!(page.text(&cell(&row, field)).await, fmt_count(&p[field]), "{row} {field}");
+            assert_eq!(
+                page.text(&cell(&row, field)).await,
+                fmt_count(&p[field]),
+                "{row} {field}"
+            );
         }
     }
-    assert_eq!(page.text("#topic-config-list dd[data-field='retention']").await, "7 d");
+    assert_eq!(
+        page.text("#topic-config-list dd[data-field='retention']").await,
+        "7 d"
+    );
 
-    page.wait("#rec-partition option[value='1']").await.click().await.expect("partition 1");
+    page.wait("#rec-partition option[value='1']")
+        .await
+        .click()
+        .await
+        .expect("partition 1");
     page.type_into("#rec-offset", "0").await;
     page.type_into("#rec-max", "100").await;
     page.click("#rec-read").await;
     let binary = format!("#records-table tr[data-offset='{}']", scene.binary_offset);
     assert_eq!(page.text(&cell(&binary, "value")).await, BINARY_B64);
-    assert_eq!(page.text(&format!("{binary} td[data-field='encoding']")).await, "base64");
+    assert_eq!(
+        page.text(&format!("{binary} td[data-field='encoding']")).await,
+        "base64"
+    );
     let replay = http.post(
         &format!("/topics/{ORDERS}/replay"),
         json!({"partition": 1, "offset": 0, "max": 100}),
     );
-    let records = replay["partitions"][0]["records"].as_array().expect("records").clone();
+    let records = replay["partitions"][0]["records"]
+        .as_array()
+        .expect("records")
+        .clone();
     assert_eq!(page.count("#records-table tbody tr").await, records.len());
     let first = &records[0];
     let row = format!("#records-table tr[data-offset='{}']", first["offset"]);
-    assert_eq!(page.text(&cell(&row, "key")).await, first["key"].as_str().unwrap());
-    assert_eq!(page.text(&cell(&row, "value")).await, first["value"].as_str().unwrap());
+    assert_eq!(
+        page.text(&cell(&row, "key")).await,
+        first["key"].as_str().unwrap()
+    );
+    assert_eq!(
+        page.text(&cell(&row, "value")).await,
+        first["value"].as_str().unwrap()
+    );
 
     // Seek by time: from the binary record's timestamp on, it comes first.
     let stamp = records
@@ -381,9 +452,10 @@ async fn topic_records(page: &Page<'_>, http: &Http, scene: &Scene) {
         .await
         .expect("set time");
     page.click("#rec-read").await;
-    page.wait_text("#records-table tbody tr:first-child td[data-field='offset']", |t| {
-        t.parse::<u64>().is_ok_and(|o| o <= scene.binary_offset)
-    })
+    page.wait_text(
+        "#records-table tbody tr:first-child td[data-field='offset']",
+        |t| t.parse::<u64>().is_ok_and(|o| o <= scene.binary_offset),
+    )
     .await;
 
     let before = http.get(&format!("/topics/{ORDERS}"))["partitions"][2]["high_watermark"].clone();
@@ -408,9 +480,18 @@ async fn groups(page: &Page<'_>, http: &Http) {
     page.open("#/groups", "groups").await;
     let g = http.get(&format!("/groups/{GROUP}"));
     let row = format!("#groups-table tr[data-group='{GROUP}']");
-    assert_eq!(page.text(&cell(&row, "generation")).await, fmt_count(&g["generation"]));
-    assert_eq!(page.text(&cell(&row, "quarantine_depth")).await, QUARANTINED.to_string());
-    assert_eq!(page.text(&format!("{row} [data-field='circuit']")).await, g["circuit"].as_str().unwrap());
+    assert_eq!(
+        page.text(&cell(&row, "generation")).await,
+        fmt_count(&g["generation"])
+    );
+    assert_eq!(
+        page.text(&cell(&row, "quarantine_depth")).await,
+        QUARANTINED.to_string()
+    );
+    assert_eq!(
+        page.text(&format!("{row} [data-field='circuit']")).await,
+        g["circuit"].as_str().unwrap()
+    );
     page.shot("groups").await;
 
     page.click(&row).await;
@@ -423,30 +504,46 @@ async fn groups(page: &Page<'_>, http: &Http) {
             p["partition"]
         );
         for field in ["committed_offset", "log_end", "lag_records", "quarantine_depth"] {
-            assert_eq!(page.text(&cell(&row, field)).await, fmt_count(&p[field]), "{row} {field}");
+            assert_eq!(
+                page.text(&cell(&row, field)).await,
+                fmt_count(&p[field]),
+                "{row} {field}"
+            );
         }
     }
     // The lag chart accumulates one sample per refresh.
-    page.wait_text("#g-lag-records-chart .legend", |t| t.contains("invoices/0")).await;
+    page.wait_text("#g-lag-records-chart .legend", |t| t.contains("invoices/0"))
+        .await;
     page.shot("group").await;
 }
 
 /// Browse, detail, a dry-run redrive (nothing moves) and purges with the
 /// typed confirmation (the button stays disabled until the name matches).
 async fn quarantine(page: &Page<'_>, http: &Http) {
-    page.open(&format!("#/quarantine?topic={INVOICES}&group={GROUP}"), "quarantine").await;
+    page.open(
+        &format!("#/quarantine?topic={INVOICES}&group={GROUP}"),
+        "quarantine",
+    )
+    .await;
     assert_eq!(page.attr("#q-total", "data-total").await, QUARANTINED.to_string());
-    assert_eq!(page.count("#q-entries-table tbody tr").await, QUARANTINED as usize);
+    assert_eq!(
+        page.count("#q-entries-table tbody tr").await,
+        QUARANTINED as usize
+    );
     let browse = http.get(&format!("/topics/{INVOICES}/quarantine?group={GROUP}"));
     let entry = &browse["entries"][0];
     let id = entry["entry_id"].as_u64().expect("entry id");
-    page.click(&format!("#q-entries-table tr[data-entry-id='{id}']")).await;
+    page.click(&format!("#q-entries-table tr[data-entry-id='{id}']"))
+        .await;
     assert_eq!(page.attr("#q-detail-list", "data-entry-id").await, id.to_string());
     assert_eq!(
         page.text("#q-detail-list dd[data-field='reason']").await,
         entry["reason"].as_str().unwrap()
     );
-    assert_eq!(page.text("#q-detail-list dd[data-field='attempts']").await, fmt_count(&entry["attempts"]));
+    assert_eq!(
+        page.text("#q-detail-list dd[data-field='attempts']").await,
+        fmt_count(&entry["attempts"])
+    );
     assert_eq!(
         page.text("#q-detail-list dd[data-field='value']").await,
         entry["value"].as_str().unwrap()
@@ -454,16 +551,25 @@ async fn quarantine(page: &Page<'_>, http: &Http) {
 
     page.click("#q-dry-run").await;
     assert_eq!(page.attr("#q-redrive-outcome", "data-dry-run").await, "true");
-    assert_eq!(page.attr("#q-redrive-outcome", "data-matched").await, QUARANTINED.to_string());
+    assert_eq!(
+        page.attr("#q-redrive-outcome", "data-matched").await,
+        QUARANTINED.to_string()
+    );
     let counts = http.get(&format!("/topics/{INVOICES}/quarantine/counts"));
     assert_eq!(counts["total"], QUARANTINED, "a dry run moved entries: {counts}");
     page.shot("quarantine").await;
 
     // Purge one entry: disabled until the topic name is typed exactly.
     let purge = page.wait("#q-purge").await;
-    assert!(!purge.is_enabled().await.expect("enabled"), "purge enabled without confirmation");
+    assert!(
+        !purge.is_enabled().await.expect("enabled"),
+        "purge enabled without confirmation"
+    );
     page.type_into("#q-purge-confirm", "invoice").await;
-    assert!(!purge.is_enabled().await.expect("enabled"), "purge enabled by a wrong name");
+    assert!(
+        !purge.is_enabled().await.expect("enabled"),
+        "purge enabled by a wrong name"
+    );
     page.click("#q-only-selected").await;
     page.type_into("#q-purge-confirm", INVOICES).await;
     assert!(purge.is_enabled().await.expect("enabled"), "purge still disabled");
@@ -473,8 +579,13 @@ async fn quarantine(page: &Page<'_>, http: &Http) {
     assert_eq!(counts["total"], QUARANTINED - 1, "{counts}");
     let left = http.get(&format!("/topics/{INVOICES}/quarantine?group={GROUP}"));
     assert!(
-        left["entries"].as_array().expect("entries").iter().all(|e| e["entry_id"] != id),
+        left["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .all(|e| e["entry_id"] != id),
         "the purged entry is still there: {left}"
     );
-    page.wait_text("#q-total", |t| t.starts_with(&(QUARANTINED - 1).to_string())).await;
+    page.wait_text("#q-total", |t| t.starts_with(&(QUARANTINED - 1).to_string()))
+        .await;
 }

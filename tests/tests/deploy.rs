@@ -52,7 +52,8 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[test]
 fn grafana_dashboard_queries_exported_metrics() {
     let path = repo().join("deploy/grafana/shoal-broker.json");
-    let dashboard: Value = serde_json::from_slice(&std::fs::read(&path).expect("dashboard")).expect("dashboard is JSON");
+    let dashboard: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("dashboard")).expect("dashboard is JSON");
     let mut all = Vec::new();
     exprs(&dashboard, &mut all);
     let queried: BTreeSet<String> = all.iter().flat_map(|e| metric_names(e)).collect();
@@ -72,9 +73,15 @@ fn grafana_dashboard_queries_exported_metrics() {
     }
     let mut ids = BTreeSet::new();
     for panel in dashboard["panels"].as_array().expect("panels") {
-        assert!(ids.insert(panel["id"].as_u64().expect("panel id")), "duplicate id: {panel}");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("panel id")),
+            "duplicate id: {panel}"
+        );
         if panel["type"] != "row" {
-            assert!(!panel["targets"].as_array().expect("targets").is_empty(), "no query: {panel}");
+            assert!(
+                !panel["targets"].as_array().expect("targets").is_empty(),
+                "no query: {panel}"
+            );
         }
     }
 
@@ -94,8 +101,14 @@ fn grafana_dashboard_queries_exported_metrics() {
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .filter_map(|l| l.split(['{', ' ']).next())
         .collect();
-    let missing: Vec<&String> = queried.iter().filter(|m| !exported.contains(m.as_str())).collect();
-    assert!(missing.is_empty(), "the dashboard queries metrics /metrics does not export: {missing:?}");
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|m| !exported.contains(m.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries metrics /metrics does not export: {missing:?}"
+    );
 }
 
 fn shoald_check(config: &Path) -> (bool, String) {
@@ -122,9 +135,15 @@ fn sample_config_passes_check_config_and_bad_ones_are_named() {
     let dir = tempfile::tempdir().expect("temp dir");
     let good = std::fs::read_to_string(&sample).expect("sample");
     for (broken, key) in [
-        (good.replace("write_chunk_bytes = 262144", "write_chunk_bytes = 1000"), "storage.write_chunk_bytes"),
+        (
+            good.replace("write_chunk_bytes = 262144", "write_chunk_bytes = 1000"),
+            "storage.write_chunk_bytes",
+        ),
         (good.replace("[delivery]", "[delivery]\nbogus_ms = 1"), "bogus_ms"),
-        (good.replace("io_memory_bytes = 16777216", "io_memory_bytes = 4096"), "runtime.io_memory_bytes"),
+        (
+            good.replace("io_memory_bytes = 16777216", "io_memory_bytes = 4096"),
+            "runtime.io_memory_bytes",
+        ),
     ] {
         let path = dir.path().join("broken.toml");
         std::fs::write(&path, &broken).expect("write config");
@@ -175,7 +194,10 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         .find_map(|l| l.strip_prefix("TimeoutStopSec="))
         .and_then(|v| v.trim_end_matches('s').parse().ok())
         .expect("TimeoutStopSec in seconds");
-    assert!(stop_s > 10, "TimeoutStopSec={stop_s}s does not cover the 10 s drain");
+    assert!(
+        stop_s > 10,
+        "TimeoutStopSec={stop_s}s does not cover the 10 s drain"
+    );
 
     // verify checks that the executables exist: point the unit at the
     // binary this test built, keeping everything else as shipped.
@@ -204,7 +226,13 @@ fn systemd_unit_passes_systemd_analyze_verify() {
 fn packages_install_the_documented_binaries() {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let out = Command::new(cargo)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(repo().join("Cargo.toml"))
         .output()
         .expect("cargo metadata");
@@ -212,7 +240,11 @@ fn packages_install_the_documented_binaries() {
     let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
     // `cargo install --path DIR` installs the bin targets of the package in DIR.
     for (dir, bin) in [("broker", "shoald"), ("protocol", "shoal")] {
-        let manifest = repo().join(dir).join("Cargo.toml").canonicalize().expect("manifest");
+        let manifest = repo()
+            .join(dir)
+            .join("Cargo.toml")
+            .canonicalize()
+            .expect("manifest");
         let package = meta["packages"]
             .as_array()
             .expect("packages")
@@ -226,6 +258,9 @@ fn packages_install_the_documented_binaries() {
             .filter(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
             .filter_map(|t| t["name"].as_str())
             .collect();
-        assert!(bins.contains(&bin), "cargo install --path {dir} would not install {bin}: {bins:?}");
+        assert!(
+            bins.contains(&bin),
+            "cargo install --path {dir} would not install {bin}: {bins:?}"
+        );
     }
 }

@@ -26,7 +26,10 @@ fn console_files_are_served_from_the_binary() {
         ("charts.js", "text/javascript; charset=utf-8"),
         ("console.css", "text/css; charset=utf-8"),
     ] {
-        assert!(body.contains(&format!("/console/{file}")), "index does not load {file}");
+        assert!(
+            body.contains(&format!("/console/{file}")),
+            "index does not load {file}"
+        );
         let (status, media, text) = http.raw("GET", &format!("/console/{file}"), None);
         assert_eq!((status, media.as_deref()), (200, Some(media_type)), "{file}");
         assert!(text.len() > 500, "{file} is {} bytes", text.len());
@@ -73,14 +76,25 @@ fn stats_agree_with_topics_and_groups() {
         // A cumulative histogram: one count per bound, never decreasing,
         // none above the total.
         let lat = &s["produce_ack_latency"];
-        let buckets: Vec<u64> = lat["buckets"].as_array().expect("buckets").iter().map(num).collect();
+        let buckets: Vec<u64> = lat["buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .map(num)
+            .collect();
         assert_eq!(buckets.len(), lat["bounds_s"].as_array().expect("bounds").len());
         assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{lat}");
-        assert!(buckets.last().copied().unwrap_or(0) <= num(&lat["count"]), "{lat}");
+        assert!(
+            buckets.last().copied().unwrap_or(0) <= num(&lat["count"]),
+            "{lat}"
+        );
     }
     assert_eq!(records.iter().sum::<u64>(), 35);
     // Three HTTP publishes were acked, each counted once on the shard that served it.
-    let acked: u64 = shards.iter().map(|s| num(&s["produce_ack_latency"]["count"])).sum();
+    let acked: u64 = shards
+        .iter()
+        .map(|s| num(&s["produce_ack_latency"]["count"]))
+        .sum();
     assert_eq!(acked, 3, "{stats}");
 
     let group = stats["groups"]
@@ -94,7 +108,10 @@ fn stats_agree_with_topics_and_groups() {
     assert_eq!(num(&group["quarantined_total"]), QUARANTINED);
     assert_eq!(group["circuit"], described["circuit"]);
     assert_eq!(group["generation"], described["generation"]);
-    assert_eq!(num(&group["deliveries_total"]), num(&described["deliveries_total"]));
+    assert_eq!(
+        num(&group["deliveries_total"]),
+        num(&described["deliveries_total"])
+    );
 }
 
 #[test]
@@ -106,8 +123,18 @@ fn topic_stats_add_segments_quarantine_and_group_lag() {
     let stats = http.get(&format!("/topics/{ORDERS}/stats"));
     let parts = stats["partitions"].as_array().expect("partitions");
     assert_eq!(parts.len(), 3);
-    for (s, d) in parts.iter().zip(described["partitions"].as_array().expect("partitions")) {
-        for field in ["partition", "shard", "log_start", "high_watermark", "log_end", "size_bytes"] {
+    for (s, d) in parts
+        .iter()
+        .zip(described["partitions"].as_array().expect("partitions"))
+    {
+        for field in [
+            "partition",
+            "shard",
+            "log_start",
+            "high_watermark",
+            "log_end",
+            "size_bytes",
+        ] {
             assert_eq!(s[field], d[field], "{field}: {s} vs {d}");
         }
         assert!(num(&s["segments"]) >= 1, "{s}");
@@ -124,7 +151,11 @@ fn topic_stats_add_segments_quarantine_and_group_lag() {
     assert_eq!(depth, QUARANTINED, "{invoices}");
     let lag = &invoices["groups"][0];
     assert_eq!(lag["group"], GROUP, "{invoices}");
-    assert_eq!(num(&lag["lag_records"]), 0, "every record was quarantined: {invoices}");
+    assert_eq!(
+        num(&lag["lag_records"]),
+        0,
+        "every record was quarantined: {invoices}"
+    );
 
     let (status, _, text) = Http::new(&broker).raw("GET", "/topics/nope/stats", None);
     assert_eq!(status, 404, "{text}");

@@ -38,12 +38,12 @@ use shoal_protocol::batch::{Compression, NewRecord, RecordHeader};
 use shoal_protocol::client::{
     Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer, ProducerConfig,
 };
+use shoal_protocol::error::ErrorCode;
 use shoal_protocol::messages::delivery::SeekTarget;
 use shoal_protocol::messages::dlq::*;
 use shoal_protocol::messages::offsets::OffsetSpec;
 use shoal_protocol::messages::produce::Acks;
 use shoal_protocol::messages::topic::{FlushPolicy, RetryPolicy, TopicConfig};
-use shoal_protocol::error::ErrorCode;
 use shoal_protocol::ProtocolError;
 
 #[derive(Parser)]
@@ -643,7 +643,12 @@ fn group(client: &Client, cmd: GroupCmd, out: &Output) -> Result<(), ProtocolErr
                     let result = if result.is_ok() { "moved" } else { result.name() };
                     table.row([p.partition.to_string(), p.offset.to_string(), result.into()]);
                 }
-                format!("group {} on topic {}:\n{}", args.group, args.topic, table.render())
+                format!(
+                    "group {} on topic {}:\n{}",
+                    args.group,
+                    args.topic,
+                    table.render()
+                )
             });
         }
     }
@@ -847,7 +852,11 @@ mod text {
                 out.trim_end().to_string()
             };
             let mut lines = vec![line(self.headers.iter().map(|h| h.0.as_str()).collect())];
-            lines.extend(self.rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+            lines.extend(
+                self.rows
+                    .iter()
+                    .map(|r| line(r.iter().map(String::as_str).collect())),
+            );
             lines.join("\n")
         }
     }

@@ -79,7 +79,10 @@ pub fn make_scene(http: &Http) -> Scene {
     let records: Vec<Value> = (0..30)
         .map(|i| json!({"key": format!("customer-{}", i % 7), "value": format!("{{\"total\": {i}}}"), "headers": {"trace": format!("t-{i}")}}))
         .collect();
-    http.post(&format!("/topics/{ORDERS}/messages"), json!({ "records": records }));
+    http.post(
+        &format!("/topics/{ORDERS}/messages"),
+        json!({ "records": records }),
+    );
     let binary = http.post(
         &format!("/topics/{ORDERS}/messages"),
         json!({"partition": 1, "value": BINARY_B64, "encoding": "base64"}),
@@ -95,7 +98,10 @@ pub fn make_scene(http: &Http) -> Scene {
         .iter()
         .map(|k| json!({"key": k, "value": format!("invoice {k}")}))
         .collect();
-    http.post(&format!("/topics/{INVOICES}/messages"), json!({ "records": values }));
+    http.post(
+        &format!("/topics/{INVOICES}/messages"),
+        json!({ "records": values }),
+    );
     quarantine_all(http, QUARANTINED);
     Scene { binary_offset }
 }
@@ -103,13 +109,19 @@ pub fn make_scene(http: &Http) -> Scene {
 /// Joins `billing` to `invoices`, rejects every record it gets until
 /// `count` are quarantined, then leaves the group.
 fn quarantine_all(http: &Http, count: u64) {
-    let join = http.post(&format!("/groups/{GROUP}/join"), json!({"topics": [INVOICES], "member_name": "console-test"}));
+    let join = http.post(
+        &format!("/groups/{GROUP}/join"),
+        json!({"topics": [INVOICES], "member_name": "console-test"}),
+    );
     let member = join["member"].as_str().expect("member").to_string();
     let generation = join["generation"].as_u64().expect("generation");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut rejected = 0;
     while rejected < count {
-        assert!(Instant::now() < deadline, "only {rejected} of {count} records rejected");
+        assert!(
+            Instant::now() < deadline,
+            "only {rejected} of {count} records rejected"
+        );
         let polled = http.get(&format!(
             "/topics/{INVOICES}/poll?group={GROUP}&member={member}&generation={generation}&max=10&wait_ms=500"
         ));

@@ -90,7 +90,11 @@ mod tests {
     fn assets_are_complete_and_local() {
         let index = ASSETS[0].body;
         for a in &ASSETS[1..] {
-            assert!(index.contains(&format!("/console/{}", a.name)), "{} not linked", a.name);
+            assert!(
+                index.contains(&format!("/console/{}", a.name)),
+                "{} not linked",
+                a.name
+            );
         }
         for a in ASSETS {
             for origin in ["http://", "https://", "//cdn"] {

@@ -221,7 +221,7 @@
       fill("ov-size", bytes(sum(s.shards, (x) => x.size_bytes)));
       fill("ov-fenced", num(sum(s.shards, (x) => x.fenced_partitions)));
       ShoalCharts.line($("#ov-rate-chart"), {
-        windowMs: overviewWindow(), format: (v) => (v < 10 ? v.toFixed(1) : nf.format(Math.round(v))),
+        windowMs: overviewWindow(), format: (v) => (v >= 10 || Number.isInteger(v) ? nf.format(Math.round(v)) : v.toFixed(1)),
         series: [
           { name: "produced", points: rateSeries(allIn) },
           { name: "read", points: rateSeries(allOut) },
@@ -229,7 +229,7 @@
         ],
       });
       ShoalCharts.line($("#ov-latency-chart"), {
-        windowMs: overviewWindow(), format: (v) => v.toFixed(v < 10 ? 2 : 0),
+        windowMs: overviewWindow(), format: (v) => (v === 0 ? "0" : v.toFixed(v < 10 ? 2 : 0)),
         series: [{ name: "p50", points: latencySeries(0.5) }, { name: "p99", points: latencySeries(0.99) }],
       });
       const rows = s.shards.map((x) => {
