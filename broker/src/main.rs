@@ -6,6 +6,12 @@
 //! accepting, finishes the requests in flight, fsyncs every partition and
 //! exits 0. Once serving it prints one line to stdout:
 //! `shoald ready listen=<ip:port> shard_ports=<p0,p1,..> data_dir=<path>`.
+//!
+//! `shoald --check-config FILE` parses and validates FILE with the same
+//! rules as a start (unknown keys, units, cross-field limits) and exits 0
+//! (`FILE: ok`) or 1 with the problem and the key at fault, without
+//! binding a port or touching the data directory: for CI and for a
+//! systemd `ExecStartPre=`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,6 +54,11 @@ struct Args {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Validate this configuration file (with any flags given) and exit:
+    /// 0 when it is valid, 1 with the problem named. Takes the place of
+    /// --config.
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
 }
 
 /// A `--flush` value that is not a policy.
@@ -96,7 +107,20 @@ fn effective_config(args: &Args) -> Result<Config, ConfigError> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(path) = args.check_config.take() {
+        args.config = Some(path.clone());
+        return match effective_config(&args) {
+            Ok(_) => {
+                println!("{}: ok", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("shoald: {}: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match effective_config(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -6,6 +6,13 @@
 //! (or, with `--json`, to stdout as `{"error": {...}}` with the stable code
 //! name and number) and the exit status is 1.
 //!
+//! Text output is for people: aligned tables with units (sizes in KiB/MiB,
+//! durations in ms/s/min, times in RFC 3339), enum values by their stable
+//! snake-case names, never Rust debug syntax (`tests/tests/cli_output.rs`
+//! greps every command's output for it). Error messages add what to do
+//! next where there is something to do. `--json` output is the wire types
+//! as they serialise and does not change with the text layout.
+//!
 //! ```text
 //! shoal topic create orders --partitions 8 --max-attempts 5
 //! shoal topic list | describe orders | delete orders
@@ -31,6 +38,7 @@ use shoal_protocol::batch::{Compression, NewRecord, RecordHeader};
 use shoal_protocol::client::{
     Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer, ProducerConfig,
 };
+use shoal_protocol::error::ErrorCode;
 use shoal_protocol::messages::delivery::SeekTarget;
 use shoal_protocol::messages::dlq::*;
 use shoal_protocol::messages::offsets::OffsetSpec;
@@ -267,16 +275,17 @@ struct DlqPurgeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
+    let broker = cli.broker.clone();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            report_error(&e, json);
+            report_error(&e, json, &broker);
             ExitCode::FAILURE
         }
     }
 }
 
-fn report_error(e: &ProtocolError, json: bool) {
+fn report_error(e: &ProtocolError, json: bool, broker: &str) {
     if json {
         let code = e.code();
         let doc = json!({"error": {
@@ -288,6 +297,9 @@ fn report_error(e: &ProtocolError, json: bool) {
         println!("{doc}");
     } else {
         eprintln!("error: {e}");
+        if let Some(hint) = text::hint(e, broker) {
+            eprintln!("hint: {hint}");
+        }
     }
 }
 
@@ -327,34 +339,31 @@ fn topic(client: &Client, cmd: TopicCmd, out: &Output) -> Result<(), ProtocolErr
             let config = topic_config(args)?;
             client.create_topic(&name, config.clone())?;
             out.emit(json!({"created": name, "config": to_json(&config)}), || {
-                format!("created topic {name} ({} partitions)", config.partitions)
+                format!(
+                    "created topic {name}: {} partitions, retention {}, flush {}",
+                    config.partitions,
+                    text::retention(&config),
+                    text::flush(config.flush)
+                )
             });
         }
         TopicCmd::List => {
             let topics = client.list_topics()?;
             out.emit(to_json(&topics), || {
-                let lines: Vec<String> = topics
-                    .iter()
-                    .map(|t| {
-                        let kind = if t.compacted { " compacted" } else { "" };
-                        format!("{}\t{} partitions{kind}", t.name, t.partitions)
-                    })
-                    .collect();
-                lines.join("\n")
+                if topics.is_empty() {
+                    return "no topics (create one with: shoal topic create NAME --partitions N)".into();
+                }
+                let mut table = text::Table::new(&["TOPIC", "PARTITIONS>", "CLEANUP"]);
+                for t in &topics {
+                    let cleanup = if t.compacted { "compact" } else { "delete" };
+                    table.row([t.name.clone(), t.partitions.to_string(), cleanup.into()]);
+                }
+                table.render()
             });
         }
         TopicCmd::Describe { name } => {
             let d = client.describe_topic(&name)?;
-            out.emit(to_json(&d), || {
-                let mut text = format!(
-                    "topic {}\nconfig {:?}\npartition\tshard\tlog_start\tlog_end",
-                    d.name, d.config
-                );
-                for p in &d.partitions {
-                    text += &format!("\n{}\t{}\t{}\t{}", p.partition, p.shard, p.log_start, p.log_end);
-                }
-                text
-            });
+            out.emit(to_json(&d), || text::describe_topic(&d));
         }
         TopicCmd::Delete { name } => {
             client.delete_topic(&name)?;
@@ -443,20 +452,7 @@ fn produce(client: Arc<Client>, args: ProduceArgs, out: &Output) -> Result<(), P
         .collect::<Result<Vec<_>, _>>()?;
     producer.close();
     let doc = json!({"topic": args.topic, "produced": acks.len(), "acks": to_json(&acks)});
-    out.emit(doc, || {
-        let mut partitions: Vec<u32> = acks.iter().map(|a| a.partition).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
-        let durability = acks
-            .first()
-            .map(|a| format!(" ({:?})", a.durability))
-            .unwrap_or_default();
-        format!(
-            "produced {} records to {} partitions {partitions:?}{durability}",
-            acks.len(),
-            args.topic
-        )
-    });
+    out.emit(doc, || text::produced(&args.topic, &acks));
     Ok(())
 }
 
@@ -490,7 +486,7 @@ fn parse_from(from: &str) -> Result<OffsetSpec, ProtocolError> {
 }
 
 fn print_record(out: &Output, r: &ConsumedRecord) {
-    let text = |b: &Option<Vec<u8>>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+    let utf8 = |b: &Option<Vec<u8>>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
     let headers: serde_json::Map<String, Value> = r
         .headers
         .iter()
@@ -498,19 +494,19 @@ fn print_record(out: &Output, r: &ConsumedRecord) {
         .collect();
     let doc = json!({
         "topic": r.topic, "partition": r.partition, "offset": r.offset,
-        "timestamp_ms": r.timestamp_ms, "key": text(&r.key), "value": text(&r.value),
+        "timestamp_ms": r.timestamp_ms, "key": utf8(&r.key), "value": utf8(&r.value),
         "headers": headers, "message_id": r.message_id, "delivery_count": r.delivery_count,
     });
     out.emit(doc, || {
-        let key = text(&r.key).unwrap_or_default();
-        let value = text(&r.value).unwrap_or_else(|| "<tombstone>".into());
+        let key = utf8(&r.key).unwrap_or_else(|| "-".into());
+        let value = utf8(&r.value).unwrap_or_else(|| "<tombstone>".into());
         let redelivery = if r.delivery_count > 1 {
-            format!(" delivery={}", r.delivery_count)
+            format!("  (delivery {})", r.delivery_count)
         } else {
             String::new()
         };
         format!(
-            "{}/{}@{}{redelivery}\t{key}\t{value}",
+            "{}/{} offset {}  key {key}  value {value}{redelivery}",
             r.topic, r.partition, r.offset
         )
     });
@@ -560,9 +556,18 @@ fn consume_group(
 }
 
 fn consume_partitions(client: Arc<Client>, args: &ConsumeArgs, out: &Output) -> Result<(), ProtocolError> {
+    let count = client.partition_count(&args.topic)?;
     let partitions = match args.partition {
+        // Checked here so the message names the valid range, not only the count.
+        Some(p) if p >= count => {
+            return Err(ProtocolError::InvalidArgument(format!(
+                "topic {} has {count} partitions (0-{}); asked for partition {p}",
+                args.topic,
+                count.saturating_sub(1)
+            )))
+        }
         Some(p) => vec![p],
-        None => (0..client.partition_count(&args.topic)?).collect(),
+        None => (0..count).collect(),
     };
     let spec = args
         .from
@@ -603,20 +608,20 @@ fn group(client: &Client, cmd: GroupCmd, out: &Output) -> Result<(), ProtocolErr
         GroupCmd::List => {
             let groups = client.list_groups()?;
             out.emit(to_json(&groups), || {
-                let lines: Vec<String> = groups
-                    .iter()
-                    .map(|g| {
-                        format!(
-                            "{}\t{:?}\tgeneration {}\t{} members\t{}",
-                            g.group,
-                            g.state,
-                            g.generation,
-                            g.members,
-                            g.topics.join(",")
-                        )
-                    })
-                    .collect();
-                lines.join("\n")
+                if groups.is_empty() {
+                    return "no consumer groups (a group appears when a consumer joins it)".into();
+                }
+                let mut table = text::Table::new(&["GROUP", "STATE", "GENERATION>", "MEMBERS>", "TOPICS"]);
+                for g in &groups {
+                    table.row([
+                        g.group.clone(),
+                        text::group_state(g.state).into(),
+                        g.generation.to_string(),
+                        g.members.to_string(),
+                        g.topics.join(", "),
+                    ]);
+                }
+                table.render()
             });
         }
         GroupCmd::Describe { group } => describe_group(client, &group, out)?,
@@ -632,12 +637,18 @@ fn group(client: &Client, cmd: GroupCmd, out: &Output) -> Result<(), ProtocolErr
             };
             let reply = client.seek_group(&args.group, &args.topic, args.partitions, target)?;
             out.emit(to_json(&reply), || {
-                let moved: Vec<String> = reply
-                    .partitions
-                    .iter()
-                    .map(|p| format!("{}/{} -> {}", args.topic, p.partition, p.offset))
-                    .collect();
-                format!("group {} moved: {}", args.group, moved.join(", "))
+                let mut table = text::Table::new(&["PARTITION>", "COMMITTED OFFSET>", "RESULT"]);
+                for p in &reply.partitions {
+                    let result = ErrorCode::from_wire(p.error);
+                    let result = if result.is_ok() { "moved" } else { result.name() };
+                    table.row([p.partition.to_string(), p.offset.to_string(), result.into()]);
+                }
+                format!(
+                    "group {} on topic {}:\n{}",
+                    args.group,
+                    args.topic,
+                    table.render()
+                )
             });
         }
     }
@@ -646,40 +657,7 @@ fn group(client: &Client, cmd: GroupCmd, out: &Output) -> Result<(), ProtocolErr
 
 fn describe_group(client: &Client, group: &str, out: &Output) -> Result<(), ProtocolError> {
     let s = client.group_stats(group)?;
-    out.emit(to_json(&s), || {
-        let mut text = format!(
-            "group {} {:?} generation {} members {} circuit {:?} retry budget {}/{} permille",
-            s.group,
-            s.state,
-            s.generation,
-            s.members.len(),
-            s.circuit,
-            s.retry_budget_used_permille,
-            s.retry_budget_permille
-        );
-        for m in &s.members {
-            text += &format!(
-                "\nmember {} ({}) heartbeat {} ms ago",
-                m.member_id, m.member_name, m.last_heartbeat_age_ms
-            );
-        }
-        text += "\ntopic\tpartition\tcommitted\tlog_end\tlag\tlag_s\tin_flight\tretry\tquarantine";
-        for p in &s.partitions {
-            text += &format!(
-                "\n{}\t{}\t{}\t{}\t{}\t{:.1}\t{}\t{}\t{}",
-                p.topic,
-                p.partition,
-                p.committed_offset,
-                p.log_end,
-                p.lag_records,
-                p.lag_ms as f64 / 1000.0,
-                p.in_flight,
-                p.retry_backlog,
-                p.quarantine_depth
-            );
-        }
-        text
-    });
+    out.emit(to_json(&s), || text::describe_group(&s));
     Ok(())
 }
 
@@ -702,8 +680,12 @@ fn dlq(client: &Client, cmd: DlqCmd, out: &Output) -> Result<(), ProtocolError> 
             })?;
             out.emit(to_json(&reply), || {
                 let mut text = format!("{} entries in the quarantine of {}", reply.total, args.topic);
-                for c in &reply.counts {
-                    text += &format!("\n{}\t{}\t{}", c.count, c.group, c.reason);
+                if !reply.counts.is_empty() {
+                    let mut table = text::Table::new(&["ENTRIES>", "GROUP", "REASON"]);
+                    for c in &reply.counts {
+                        table.row([c.count.to_string(), c.group.clone(), c.reason.clone()]);
+                    }
+                    text = format!("{text}\n{}", table.render());
                 }
                 text
             });
@@ -732,43 +714,20 @@ fn dlq_browse(client: &Client, args: DlqBrowseArgs, out: &Output) -> Result<(), 
         limit: args.limit,
         cursor: args.cursor,
     })?;
-    let text = |b: &Option<Vec<u8>>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
+    let utf8 = |b: &Option<Vec<u8>>| b.as_ref().map(|v| String::from_utf8_lossy(v).into_owned());
     let entries: Vec<Value> = reply
         .entries
         .iter()
         .map(|e| {
             let mut doc = to_json(e);
-            doc["key"] = json!(text(&e.key));
-            doc["value"] = json!(text(&e.value));
+            doc["key"] = json!(utf8(&e.key));
+            doc["value"] = json!(utf8(&e.value));
             doc
         })
         .collect();
     out.emit(
         json!({"entries": entries, "next_cursor": reply.next_cursor}),
-        || {
-            let mut lines: Vec<String> = reply
-                .entries
-                .iter()
-                .map(|e| {
-                    format!(
-                        "#{} {}/{}@{} group={} attempts={} reason={:?} key={} value={}",
-                        e.entry_id,
-                        e.topic,
-                        e.partition,
-                        e.offset,
-                        e.group,
-                        e.attempts,
-                        e.reason,
-                        text(&e.key).unwrap_or_default(),
-                        text(&e.value).unwrap_or_default()
-                    )
-                })
-                .collect();
-            if let Some(cursor) = reply.next_cursor {
-                lines.push(format!("more: --cursor {cursor}"));
-            }
-            lines.join("\n")
-        },
+        || text::browse(&args.filter.topic, &reply),
     );
     Ok(())
 }
@@ -820,4 +779,415 @@ fn dlq_redrive(client: &Client, args: DlqRedriveArgs, out: &Output) -> Result<()
         )
     });
     Ok(())
+}
+
+/// Text output for people: tables, units and names (never `{:?}`).
+mod text {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use shoal_protocol::client::RecordAck;
+    use shoal_protocol::error::ErrorCode;
+    use shoal_protocol::messages::dlq::QuarantineBrowseResponse;
+    use shoal_protocol::messages::group::GroupState;
+    use shoal_protocol::messages::produce::Durability;
+    use shoal_protocol::messages::stats::{CircuitState, GroupStatsResponse};
+    use shoal_protocol::messages::topic::{DescribeTopicResponse, FlushPolicy, TopicConfig};
+    use shoal_protocol::ProtocolError;
+
+    /// Longest key, value or reason a table cell shows before cutting it.
+    const CELL_CHARS_MAX: usize = 48;
+
+    /// An aligned table: columns are padded to their widest cell; a header
+    /// ending in `>` is right-aligned (numbers), the `>` is not printed.
+    pub struct Table {
+        headers: Vec<(String, bool)>,
+        rows: Vec<Vec<String>>,
+    }
+
+    impl Table {
+        pub fn new(headers: &[&str]) -> Table {
+            let headers = headers
+                .iter()
+                .map(|h| match h.strip_suffix('>') {
+                    Some(h) => (h.to_string(), true),
+                    None => (h.to_string(), false),
+                })
+                .collect();
+            Table {
+                headers,
+                rows: Vec::new(),
+            }
+        }
+
+        pub fn row<const N: usize>(&mut self, cells: [String; N]) {
+            debug_assert_eq!(N, self.headers.len(), "a row has one cell per column");
+            self.rows.push(cells.into());
+        }
+
+        pub fn render(&self) -> String {
+            let width = |i: usize| {
+                self.rows
+                    .iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([self.headers[i].0.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            };
+            let widths: Vec<usize> = (0..self.headers.len()).map(width).collect();
+            let line = |cells: Vec<&str>| {
+                let mut out = String::new();
+                for (i, cell) in cells.iter().enumerate() {
+                    let (w, right) = (widths[i], self.headers[i].1);
+                    let last = i + 1 == cells.len();
+                    let cell = match (right, last) {
+                        (true, _) => format!("{cell:>w$}"),
+                        (false, true) => cell.to_string(),
+                        (false, false) => format!("{cell:<w$}"),
+                    };
+                    out.push_str(&cell);
+                    if !last {
+                        out.push_str("  ");
+                    }
+                }
+                out.trim_end().to_string()
+            };
+            let mut lines = vec![line(self.headers.iter().map(|h| h.0.as_str()).collect())];
+            lines.extend(
+                self.rows
+                    .iter()
+                    .map(|r| line(r.iter().map(String::as_str).collect())),
+            );
+            lines.join("\n")
+        }
+    }
+
+    /// Bytes in binary units: `512 B`, `4.0 KiB`, `1.5 GiB`.
+    pub fn bytes(n: u64) -> String {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut value = n as f64;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        if unit == 0 {
+            format!("{n} B")
+        } else {
+            format!("{value:.1} {}", UNITS[unit])
+        }
+    }
+
+    /// A duration in the largest unit that keeps it readable: `250 ms`,
+    /// `1.5 s`, `5 min`, `7 d`.
+    pub fn duration_ms(ms: u64) -> String {
+        const UNITS: [(u64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")];
+        for (size, unit) in UNITS {
+            if ms >= size {
+                let value = ms as f64 / size as f64;
+                return if ms % size == 0 {
+                    format!("{} {unit}", ms / size)
+                } else {
+                    format!("{value:.1} {unit}")
+                };
+            }
+        }
+        format!("{ms} ms")
+    }
+
+    /// Milliseconds since the Unix epoch as RFC 3339 (UTC, whole seconds).
+    pub fn time_ms(ms: i64) -> String {
+        if ms <= 0 {
+            return "-".into();
+        }
+        let at = UNIX_EPOCH + Duration::from_millis(ms as u64);
+        humantime::format_rfc3339_seconds(at).to_string()
+    }
+
+    /// Cuts a cell to [`CELL_CHARS_MAX`] characters, on one line.
+    pub fn cut(s: &str) -> String {
+        let one_line = s.replace(['\n', '\r', '\t'], " ");
+        if one_line.chars().count() <= CELL_CHARS_MAX {
+            return one_line;
+        }
+        let kept: String = one_line.chars().take(CELL_CHARS_MAX - 1).collect();
+        format!("{kept}…")
+    }
+
+    pub fn durability(d: Durability) -> &'static str {
+        match d {
+            Durability::Accepted => "accepted (not yet stored)",
+            Durability::Memory => "in memory",
+            Durability::Written => "written, not yet fsynced",
+            Durability::Fsynced => "fsynced",
+            Durability::Replicated => "replicated",
+        }
+    }
+
+    pub fn group_state(s: GroupState) -> &'static str {
+        match s {
+            GroupState::Empty => "empty",
+            GroupState::Rebalancing => "rebalancing",
+            GroupState::Stable => "stable",
+        }
+    }
+
+    pub fn circuit(c: CircuitState) -> &'static str {
+        match c {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open (deliveries paused)",
+            CircuitState::HalfOpen => "half-open (probing)",
+        }
+    }
+
+    pub fn flush(f: FlushPolicy) -> String {
+        match f {
+            FlushPolicy::Always => "always (fsync before ack)".into(),
+            FlushPolicy::IntervalMs(ms) => format!("every {}", duration_ms(u64::from(ms))),
+            FlushPolicy::Never => "never (ack from memory)".into(),
+        }
+    }
+
+    pub fn retention(c: &TopicConfig) -> String {
+        match (c.retention_ms, c.retention_bytes) {
+            (None, None) => "forever".into(),
+            (Some(ms), None) => duration_ms(ms),
+            (None, Some(b)) => format!("{} per partition", bytes(b)),
+            (Some(ms), Some(b)) => format!("{} or {} per partition", duration_ms(ms), bytes(b)),
+        }
+    }
+
+    /// `topic describe`: the configuration as labelled lines, then the
+    /// partitions as a table.
+    pub fn describe_topic(d: &DescribeTopicResponse) -> String {
+        let c = &d.config;
+        let r = &c.retry;
+        let on_off = |b: bool| if b { "on" } else { "off" };
+        let compaction = if c.compacted {
+            format!("on (tombstones kept {})", duration_ms(c.tombstone_retention_ms))
+        } else {
+            "off".into()
+        };
+        let dedup = if c.dedup_window_ms == 0 {
+            "off".into()
+        } else {
+            duration_ms(c.dedup_window_ms)
+        };
+        let fields = [
+            ("partitions", c.partitions.to_string()),
+            ("retention", retention(c)),
+            ("compaction", compaction),
+            ("flush", flush(c.flush)),
+            ("dedup window", dedup),
+            ("max attempts", r.max_attempts.to_string()),
+            (
+                "retry backoff",
+                format!(
+                    "{} doubling to {}",
+                    duration_ms(u64::from(r.backoff_base_ms)),
+                    duration_ms(u64::from(r.backoff_max_ms))
+                ),
+            ),
+            (
+                "dead letters",
+                if r.dead_letter { "quarantined" } else { "dropped" }.into(),
+            ),
+            ("ordered retry", on_off(r.ordered_retry).into()),
+        ];
+        let mut out = format!("topic {}\n", d.name);
+        for (label, value) in fields {
+            out += &format!("  {label:<14} {value}\n");
+        }
+        let mut table = Table::new(&[
+            "PARTITION>",
+            "SHARD>",
+            "LOG START>",
+            "HIGH WATERMARK>",
+            "LOG END>",
+            "SIZE>",
+            "STATE",
+        ]);
+        for p in &d.partitions {
+            let code = ErrorCode::from_wire(p.error);
+            let state = if code.is_ok() { "ok" } else { code.name() };
+            table.row([
+                p.partition.to_string(),
+                p.shard.to_string(),
+                p.log_start.to_string(),
+                p.high_watermark.to_string(),
+                p.log_end.to_string(),
+                bytes(p.size_bytes),
+                state.into(),
+            ]);
+        }
+        out + "\n" + &table.render()
+    }
+
+    /// `produce`: a summary line, then per partition the records and the
+    /// offsets they got.
+    pub fn produced(topic: &str, acks: &[RecordAck]) -> String {
+        let Some(first) = acks.first() else {
+            return format!("produced 0 records to {topic} (stdin was empty)");
+        };
+        let mut out = format!(
+            "produced {} records to {topic}, durability {}",
+            acks.len(),
+            durability(first.durability)
+        );
+        let mut partitions: Vec<u32> = acks.iter().map(|a| a.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        let mut table = Table::new(&["PARTITION>", "RECORDS>", "OFFSETS", "DUPLICATES>"]);
+        for p in partitions {
+            let mine: Vec<&RecordAck> = acks.iter().filter(|a| a.partition == p).collect();
+            let offsets: Vec<u64> = mine.iter().filter_map(|a| a.offset).collect();
+            let range = match (offsets.iter().min(), offsets.iter().max()) {
+                (Some(lo), Some(hi)) if lo == hi => lo.to_string(),
+                (Some(lo), Some(hi)) => format!("{lo}-{hi}"),
+                _ => "not yet assigned (acks none)".into(),
+            };
+            let dups = mine.iter().filter(|a| a.duplicate_of.is_some()).count();
+            table.row([p.to_string(), mine.len().to_string(), range, dups.to_string()]);
+        }
+        out += "\n";
+        out + &table.render()
+    }
+
+    /// `group describe`: the group's state, then members and partitions.
+    pub fn describe_group(s: &GroupStatsResponse) -> String {
+        let budget = format!(
+            "{:.1}% of deliveries used, {:.0}% allowed",
+            f64::from(s.retry_budget_used_permille) / 10.0,
+            f64::from(s.retry_budget_permille) / 10.0
+        );
+        let fields = [
+            ("state", group_state(s.state).to_string()),
+            ("generation", s.generation.to_string()),
+            ("members", s.members.len().to_string()),
+            ("circuit", circuit(s.circuit).to_string()),
+            ("retry budget", budget),
+            (
+                "totals",
+                format!(
+                    "{} delivered, {} acked, {} nacked, {} retried, {} quarantined",
+                    s.deliveries_total, s.acks_total, s.nacks_total, s.retries_total, s.quarantined_total
+                ),
+            ),
+        ];
+        let mut out = format!("group {}\n", s.group);
+        for (label, value) in fields {
+            out += &format!("  {label:<13} {value}\n");
+        }
+        if !s.members.is_empty() {
+            let mut members = Table::new(&["MEMBER", "NAME", "LAST HEARTBEAT>", "ASSIGNMENT"]);
+            for m in &s.members {
+                let assignment: Vec<String> = m
+                    .assignment
+                    .iter()
+                    .map(|a| {
+                        let ps: Vec<String> = a.partitions.iter().map(u32::to_string).collect();
+                        format!("{} {}", a.topic, ps.join(","))
+                    })
+                    .collect();
+                members.row([
+                    m.member_id.clone(),
+                    m.member_name.clone(),
+                    format!("{} ago", duration_ms(m.last_heartbeat_age_ms)),
+                    assignment.join("; "),
+                ]);
+            }
+            out += &format!("\n{}\n", members.render());
+        }
+        let mut table = Table::new(&[
+            "TOPIC",
+            "PARTITION>",
+            "COMMITTED>",
+            "LOG END>",
+            "LAG>",
+            "LAG TIME>",
+            "IN FLIGHT>",
+            "RETRY>",
+            "QUARANTINE>",
+        ]);
+        for p in &s.partitions {
+            table.row([
+                p.topic.clone(),
+                p.partition.to_string(),
+                p.committed_offset.to_string(),
+                p.log_end.to_string(),
+                p.lag_records.to_string(),
+                duration_ms(p.lag_ms),
+                p.in_flight.to_string(),
+                p.retry_backlog.to_string(),
+                p.quarantine_depth.to_string(),
+            ]);
+        }
+        out + "\n" + &table.render()
+    }
+
+    /// `dlq browse`: one row per entry, and how to get the next page.
+    pub fn browse(topic: &str, reply: &QuarantineBrowseResponse) -> String {
+        if reply.entries.is_empty() {
+            return format!("no quarantined entries of {topic} match");
+        }
+        let utf8 = |b: &Option<Vec<u8>>| match b {
+            Some(v) => cut(&String::from_utf8_lossy(v)),
+            None => "-".into(),
+        };
+        let mut table = Table::new(&[
+            "ENTRY>",
+            "PARTITION>",
+            "OFFSET>",
+            "GROUP",
+            "ATTEMPTS>",
+            "LAST FAILURE",
+            "KEY",
+            "VALUE",
+            "REASON",
+        ]);
+        for e in &reply.entries {
+            table.row([
+                e.entry_id.to_string(),
+                e.partition.to_string(),
+                e.offset.to_string(),
+                e.group.clone(),
+                e.attempts.to_string(),
+                time_ms(e.last_failure_at_ms),
+                utf8(&e.key),
+                utf8(&e.value),
+                cut(&e.reason),
+            ]);
+        }
+        let mut out = table.render();
+        if let Some(cursor) = reply.next_cursor {
+            out += &format!("\nmore entries: add --cursor {cursor}");
+        }
+        out
+    }
+
+    /// What to do next after an error, where there is something to do.
+    pub fn hint(e: &ProtocolError, broker: &str) -> Option<String> {
+        if let ProtocolError::Io(_) | ProtocolError::Closed(_) = e {
+            return Some(format!(
+                "is shoald running and listening on {broker}? Point the CLI elsewhere with --broker HOST:PORT or SHOAL_BROKER"
+            ));
+        }
+        let hint = match e.code()? {
+            ErrorCode::UnknownTopic => "list the topics with: shoal topic list",
+            ErrorCode::UnknownGroup => "list the groups with: shoal group list",
+            ErrorCode::TopicExists => "inspect it with shoal topic describe NAME, or delete it first",
+            ErrorCode::UnknownPartition => "shoal topic describe NAME shows the topic's partitions",
+            ErrorCode::PartitionFenced => {
+                "the partition is read-only after a storage error: shoal topic describe NAME shows it; fix the device, then restart the broker (README, runbook: a fenced partition)"
+            }
+            ErrorCode::CircuitOpen => {
+                "the group's handlers keep failing: fix the consumer; shoal group describe GROUP shows the breaker"
+            }
+            ErrorCode::Throttled => "the connection is over its byte-rate quota: retry after the throttle time",
+            ErrorCode::ShuttingDown => "the broker is stopping: retry once it is back",
+            ErrorCode::PartitionRecovering => "the broker is still recovering the partition: retry shortly",
+            ErrorCode::UnknownMember | ErrorCode::StaleGeneration => "rejoin the group and retry",
+            _ => return None,
+        };
+        Some(hint.to_string())
+    }
 }

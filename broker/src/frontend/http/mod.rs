@@ -10,6 +10,8 @@
 //! | module         | endpoints                                                     |
 //! |----------------|---------------------------------------------------------------|
 //! | [`router`]     | method + path dispatch, query strings, body reading           |
+//! | [`console`]    | `GET /` and `/console/:file`: the embedded web console        |
+//! | [`stats`]      | `GET /stats` (per shard, per group) and `GET /topics/:name/stats` |
 //! | [`common`]     | the parsed request, connection state, encodings, shared replies |
 //! | [`records`]    | stored records as JSON                                        |
 //! | [`topics`]     | `POST/GET /topics`, `GET/DELETE /topics/:name`                |
@@ -41,6 +43,7 @@
 
 pub mod common;
 pub mod connection;
+pub mod console;
 pub mod groups;
 pub mod health;
 pub mod io_adapter;
@@ -53,6 +56,7 @@ pub mod poll;
 pub mod quarantine;
 pub mod records;
 pub mod router;
+pub mod stats;
 pub mod topics;
 
 pub use connection::accept_loop;

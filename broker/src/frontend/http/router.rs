@@ -18,7 +18,7 @@ use shoal_protocol::error::ErrorCode;
 use super::common::{ConnState, HttpRequest};
 use super::json::{ErrorTag, HttpError, HttpResponse};
 use super::limits::{BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX};
-use super::{groups, health, messages, metrics, offsets, poll, quarantine, topics};
+use super::{console, groups, health, messages, metrics, offsets, poll, quarantine, stats, topics};
 use crate::metrics::counters::http as http_metrics;
 use crate::shard::Shard;
 
@@ -148,6 +148,9 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
     let segs: Vec<&str> = req.segments.iter().map(String::as_str).collect();
     let m = &req.method;
     match (segs.as_slice(), m) {
+        ([], &Method::GET) => Ok(console::index()),
+        (["console", file], &Method::GET) => console::asset(file),
+        (["stats"], &Method::GET) => stats::broker(shard).await,
         (["healthz"], &Method::GET) => Ok(health::healthz(shard)),
         (["readyz"], &Method::GET) => Ok(health::readyz(shard).await),
         (["metrics"], &Method::GET) => Ok(metrics::handle(shard).await),
@@ -155,6 +158,7 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
         (["topics"], &Method::POST) => topics::create(shard, &req).await,
         (["topics", name], &Method::GET) => topics::describe(shard, name).await,
         (["topics", name], &Method::DELETE) => topics::delete(shard, name).await,
+        (["topics", name, "stats"], &Method::GET) => stats::topic(shard, name).await,
         (["topics", name, "messages"], &Method::POST) => messages::publish(shard, conn, name, &req).await,
         (["topics", name, "poll"], &Method::GET) => poll::poll(shard, name, &req).await,
         (["topics", name, "replay"], &Method::POST) => poll::replay(shard, name, &req).await,
@@ -184,13 +188,21 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
 fn unmatched(req: &HttpRequest, segs: &[&str]) -> HttpError {
     let known = matches!(
         segs,
-        ["healthz"] | ["readyz"] | ["metrics"] | ["topics"] | ["topics", _] | ["groups"] | ["groups", _]
+        [] | ["console", _]
+            | ["stats"]
+            | ["healthz"]
+            | ["readyz"]
+            | ["metrics"]
+            | ["topics"]
+            | ["topics", _]
+            | ["groups"]
+            | ["groups", _]
     ) || matches!(
         segs,
         [
             "topics",
             _,
-            "messages" | "poll" | "replay" | "ack" | "nack" | "quarantine"
+            "messages" | "poll" | "replay" | "ack" | "nack" | "quarantine" | "stats"
         ] | ["topics", _, "quarantine", "counts" | "redrive" | "purge"]
             | ["groups", _, "join" | "heartbeat" | "leave"]
             | ["offsets", "commit"]
