@@ -247,6 +247,15 @@ fn broker_has_no_import_cycle() {
     }
 }
 
+#[test]
+fn storage_has_no_import_cycle() {
+    let graph = graph_of("storage/src");
+    assert!(graph.len() > 10, "the storage crate's files were read");
+    if let Some(cycle) = find_cycle(&graph) {
+        panic!("import cycle in storage/src: {}", show(&cycle));
+    }
+}
+
 /// Delivery and the services import no front end, and no shard internals;
 /// the mesh imports nothing but ids.
 #[test]
