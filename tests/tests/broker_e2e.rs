@@ -230,9 +230,9 @@ fn replay_from_offset_and_timestamp() {
     let first = producer
         .send_all("replay", (0..50).map(|i| record("k", format!("a{i}"))).collect())
         .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    let cut = now_ms();
-    std::thread::sleep(Duration::from_millis(50));
+    // Every record of the first burst was stamped by now: the cut is the
+    // first millisecond after it, and the second burst is stamped after that.
+    let cut = shoal_tests::wall_ms_after(now_ms());
     let second = producer
         .send_all("replay", (0..50).map(|i| record("k", format!("b{i}"))).collect())
         .unwrap();
