@@ -500,6 +500,13 @@ fn hostile_frames_never_hurt_other_clients() {
             storm.stop.store(true, Ordering::SeqCst);
             panic!("the broker died during the storm (seed {seed}); its stderr is above");
         }
+        // The good client runs until told to stop: if it ended, it saw a
+        // wrong answer or an error (a shard may die while the process lives).
+        if good_thread.is_finished() {
+            storm.stop.store(true, Ordering::SeqCst);
+            let outcome = good_thread.join();
+            panic!("the well-behaved client ended during the storm (seed {seed}): {outcome:?}");
+        }
         during_max = during_max.max(broker.rss_kib());
         std::thread::sleep(Duration::from_millis(WATCH_MS));
     }
