@@ -6,8 +6,12 @@
 //! every input:
 //! - nothing panics;
 //! - every reject is a typed [`FrameError`] (or, for the meta, a typed
-//!   [`ProtocolError`]), and `NeedMore` is only claimed for a prefix that
-//!   is still valid so far;
+//!   [`ProtocolError`]);
+//! - `NeedMore` (one-shot) or `None` (stream, after every chunk) is only
+//!   claimed for a valid prefix: a whole header that passes every header
+//!   rule (restated here from the layout table, not taken from the decoder)
+//!   and announces more bytes than are there, asking for exactly the
+//!   missing ones; and every cut of an unmutated frame is such a prefix;
 //! - the one-shot decoder and the stream decoder fed in random chunks agree
 //!   exactly (same frame bytes, or the same error);
 //! - an accepted frame is self-consistent, and every unmutated frame decodes.
@@ -19,7 +23,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, Compression, NewRecord, RecordHeader};
 use shoal_protocol::codec::{self, split_payload, validate_any};
-use shoal_protocol::frame::{decode_frame, Decoded, Frame, FrameDecoder, FrameError, FRAME_LEN_MAX};
+use shoal_protocol::frame::{
+    decode_frame, Decoded, Frame, FrameDecoder, FrameError, FRAME_LEN_MAX, META_LEN_MAX,
+};
 use shoal_protocol::messages::delivery::{Delivery, PollResponse, PolledBatch};
 use shoal_protocol::messages::fetch::{FetchPartitionResponse, FetchResponse};
 use shoal_protocol::messages::group::{JoinGroupRequest, TopicPartitions};
@@ -206,26 +212,75 @@ fn mutate(rng: &mut StdRng, bytes: &mut Vec<u8>, corpus: &[Vec<u8>]) {
 }
 
 /// The stream decoder over `bytes` in random chunks: the first frame or error.
+/// Every time it asks for more (returns `None`), the bytes fed so far must
+/// be a valid prefix ([`missing_after_valid_prefix`]).
 fn stream_decode(rng: &mut StdRng, bytes: &[u8], frame_len_max: usize) -> Result<Option<Frame>, FrameError> {
     let mut decoder = FrameDecoder::new(frame_len_max);
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let take = rng.gen_range(1..=rest.len().min(97));
-        let (chunk, tail) = rest.split_at(take);
-        rest = tail;
-        let mut input = chunk;
+    let mut fed = 0;
+    while fed < bytes.len() {
+        let take = rng.gen_range(1..=(bytes.len() - fed).min(97));
+        let mut input = &bytes[fed..fed + take];
+        fed += take;
         if let Some(frame) = decoder.decode(&mut input)? {
             return Ok(Some(frame));
         }
         assert!(input.is_empty(), "decoder returned None with input left");
+        if let Err(why) = missing_after_valid_prefix(&bytes[..fed], frame_len_max) {
+            panic!("the stream decoder asked for more after {fed} bytes that are no valid prefix: {why}");
+        }
     }
     Ok(None)
+}
+
+/// How many bytes are missing when `bytes` is a valid prefix of a frame
+/// under `frame_len_max`, or why it is not one. The rules are restated
+/// from the layout table in `protocol/src/frame.rs`, not taken from the
+/// decoder, so a decoder that asks for more bytes after a header it should
+/// have rejected is caught. Below 24 bytes only the header's own length is
+/// missing (the decoder judges the header whole); from 24 bytes on every
+/// header field must be valid and the frame must announce more bytes than
+/// are there. (The meta CRC and padding can only be judged once the frame
+/// is complete, which is when the decoder checks them.)
+fn missing_after_valid_prefix(bytes: &[u8], frame_len_max: usize) -> Result<usize, String> {
+    const HEADER: usize = 24;
+    if bytes.len() < HEADER {
+        return Ok(HEADER - bytes.len());
+    }
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let (frame_len, flags, reserved, meta_len) = (u32_at(0), u16_at(12), u16_at(14), u32_at(16));
+    let cap = frame_len_max.min(FRAME_LEN_MAX);
+    let padded_meta = meta_len.div_ceil(8) * 8;
+    let broken = [
+        (frame_len < HEADER, "frame_len under the header length"),
+        (frame_len > cap, "frame_len over the cap"),
+        (frame_len % 8 != 0, "frame_len not a multiple of 8"),
+        (flags & !1 != 0, "a reserved flag bit set"),
+        (reserved != 0, "reserved field not zero"),
+        (meta_len > META_LEN_MAX, "meta_len over its cap"),
+        (
+            HEADER + padded_meta > frame_len,
+            "padded meta longer than the frame",
+        ),
+        (bytes.len() >= frame_len, "the frame is already complete"),
+    ];
+    match broken.iter().find(|(bad, _)| *bad) {
+        Some((_, why)) => Err(format!(
+            "{why} (frame_len {frame_len}, meta_len {meta_len}, {} bytes)",
+            bytes.len()
+        )),
+        None => Ok(frame_len - bytes.len()),
+    }
 }
 
 #[derive(Default, Debug)]
 struct Tally {
     frames: u64,
     need_more: u64,
+    /// `NeedMore` with the whole header there (so the header was judged).
+    need_more_after_header: u64,
+    /// Cuts of unmutated frames, each of which must ask for more.
+    valid_prefixes: u64,
     frame_errors: std::collections::BTreeMap<String, u64>,
     meta_ok: u64,
     meta_errors: u64,
@@ -288,6 +343,17 @@ fn check_payload(frame: &Frame, key: ApiKey, tally: &mut Tally) {
 
 fn run_one(rng: &mut StdRng, bytes: &[u8], pristine: bool, tally: &mut Tally) {
     let frame_len_max = if rng.gen_bool(0.1) { 256 } else { FRAME_LEN_MAX };
+    if pristine && frame_len_max == FRAME_LEN_MAX {
+        // The other direction: every cut of a valid frame is a valid prefix,
+        // and the decoder must ask for exactly the missing bytes.
+        let cut = rng.gen_range(0..bytes.len());
+        let missing = if cut < 24 { 24 - cut } else { bytes.len() - cut };
+        match decode_frame(&bytes[..cut], frame_len_max) {
+            Decoded::NeedMore(n) => assert_eq!(n, missing, "a valid frame cut at {cut}"),
+            other => panic!("a valid frame cut at {cut} of {} bytes: {other:?}", bytes.len()),
+        }
+        tally.valid_prefixes += 1;
+    }
     let oneshot = decode_frame(bytes, frame_len_max);
     let streamed = stream_decode(rng, bytes, frame_len_max);
     match (&oneshot, &streamed) {
@@ -299,7 +365,15 @@ fn run_one(rng: &mut StdRng, bytes: &[u8], pristine: bool, tally: &mut Tally) {
         (Decoded::NeedMore(n), Ok(None)) => {
             assert!(*n > 0, "NeedMore(0)");
             assert!(!pristine, "an unmutated frame needs more bytes");
+            match missing_after_valid_prefix(bytes, frame_len_max) {
+                Ok(missing) => assert_eq!(*n, missing, "NeedMore names the bytes missing"),
+                Err(why) => panic!(
+                    "NeedMore({n}) for {} bytes that are no valid prefix: {why}",
+                    bytes.len()
+                ),
+            }
             tally.need_more += 1;
+            tally.need_more_after_header += u64::from(bytes.len() >= 24);
         }
         (Decoded::Invalid(a), Err(b)) => {
             assert_eq!(a, b, "decoders disagree on the error");
@@ -343,6 +417,10 @@ fn million_mutated_frames() {
     }
     println!("frame fuzz: {tally:#?}");
     assert!(tally.frames > 0 && tally.meta_ok > 0, "the corpus decodes");
+    assert!(
+        tally.need_more_after_header > 0 && tally.valid_prefixes > 0,
+        "NeedMore was judged on whole headers and on cuts of valid frames"
+    );
     assert!(tally.meta_errors > 0, "meta damage reached validated access");
     assert!(
         tally.batch_errors > 0 && tally.batches_ok > 0,

@@ -434,6 +434,112 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Milliseconds since the Unix epoch on the wall clock (the clock record
+/// timestamps and append times use).
+pub fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// Waits until the wall clock is past `ms` and returns the time then: a
+/// timestamp strictly after every record stamped up to `ms`. Panics if the
+/// clock has not moved within a second.
+pub fn wall_ms_after(ms: i64) -> i64 {
+    let mut now = wall_ms();
+    let passed = wait_until(Duration::from_secs(1), || {
+        now = wall_ms();
+        now > ms
+    });
+    assert!(passed, "the wall clock did not pass {ms} within a second");
+    now
+}
+
+/// One scrape of a broker's Prometheus `/metrics`, read over a plain socket
+/// (so the harness needs no HTTP client): every sample as its family name,
+/// its label text and its value.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    samples: Vec<(String, String, f64)>,
+}
+
+impl Metrics {
+    /// Longest a scrape may take.
+    pub const SCRAPE_MS_MAX: u64 = 10_000;
+
+    /// `GET /metrics` on `127.0.0.1:http_port`.
+    pub fn scrape(http_port: u16) -> std::io::Result<Metrics> {
+        use std::io::{Read, Write};
+        let timeout = Duration::from_millis(Self::SCRAPE_MS_MAX);
+        let addr = SocketAddr::from(([127, 0, 0, 1], http_port));
+        let mut conn = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        conn.set_read_timeout(Some(timeout))?;
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nhost: shoal\r\nconnection: close\r\n\r\n")?;
+        // Read the head, then exactly content-length bytes of body.
+        let mut bytes = Vec::new();
+        let mut chunk = [0u8; 16 << 10];
+        let (head_end, body_len) = loop {
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(at) = text.find("\r\n\r\n") {
+                let head = text[..at].to_ascii_lowercase();
+                if !head.starts_with("http/1.1 200") {
+                    return Err(std::io::Error::other(format!("/metrics answered {head}")));
+                }
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .ok_or_else(|| std::io::Error::other("/metrics reply without content-length"))?;
+                break (at + 4, len);
+            }
+            match conn.read(&mut chunk)? {
+                0 => return Err(std::io::Error::other("closed before the reply head ended")),
+                n => bytes.extend_from_slice(&chunk[..n]),
+            }
+        };
+        while bytes.len() < head_end + body_len {
+            match conn.read(&mut chunk)? {
+                0 => return Err(std::io::Error::other("closed before the reply body ended")),
+                n => bytes.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body = String::from_utf8_lossy(&bytes[head_end..head_end + body_len]);
+        Ok(Metrics::parse(&body))
+    }
+
+    /// Parses the text exposition format (comments skipped).
+    pub fn parse(text: &str) -> Metrics {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (name, labels) = match series.split_once('{') {
+                    Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                    None => (series, ""),
+                };
+                Some((name.to_string(), labels.to_string(), value.parse().ok()?))
+            })
+            .collect();
+        Metrics { samples }
+    }
+
+    /// Every `(labels, value)` sample of `name`.
+    pub fn values(&self, name: &str) -> Vec<(&str, f64)> {
+        self.samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, labels, v)| (labels.as_str(), *v))
+            .collect()
+    }
+
+    /// The sum of `name` over all its samples (0 when there are none).
+    pub fn sum(&self, name: &str) -> f64 {
+        self.values(name).iter().map(|(_, v)| v).sum()
+    }
+}
+
 /// Shared by the storage crash test (`tests/log_crash.rs`) and its child
 /// process (`log_crash_child`): the batches the child appends, how it
 /// reports acknowledgements, and how the parent checks them.

@@ -230,9 +230,9 @@ fn replay_from_offset_and_timestamp() {
     let first = producer
         .send_all("replay", (0..50).map(|i| record("k", format!("a{i}"))).collect())
         .unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    let cut = now_ms();
-    std::thread::sleep(Duration::from_millis(50));
+    // Every record of the first burst was stamped by now: the cut is the
+    // first millisecond after it, and the second burst is stamped after that.
+    let cut = shoal_tests::wall_ms_after(now_ms());
     let second = producer
         .send_all("replay", (0..50).map(|i| record("k", format!("b{i}"))).collect())
         .unwrap();
@@ -395,4 +395,62 @@ fn shard_aware_client_keeps_the_hot_path_on_one_core() {
         hot(&broker) > 0.0,
         "shared-port produce to the other shard's partitions must be forwarded"
     );
+}
+
+/// A topic deleted and created again, with fewer partitions, while its
+/// first creation is still opening partitions: the broker survives, and
+/// the topic ends with the partitions of its last creation, each serving.
+/// Regression: a shard's opening of the first topic used to land in the
+/// second one's partition slots (a panic here; the old data served as the
+/// new topic's otherwise).
+#[test]
+fn topic_recreated_while_its_creation_opens() {
+    const ROUNDS: usize = 10;
+    let mut broker = BrokerProcess::start();
+    let admin = client(&broker, true);
+    for round in 0..ROUNDS {
+        let creator = {
+            let admin = admin.clone();
+            std::thread::spawn(move || admin.create_topic("churn", topic_config(16, FlushPolicy::Always)))
+        };
+        // As soon as the topic exists on shard 0, delete it and create it
+        // again with one partition (bounded: the first create ends).
+        let churner = client(&broker, true);
+        let mut deleted = false;
+        for _ in 0..10_000 {
+            if churner.delete_topic("churn").is_ok() {
+                deleted = true;
+                break;
+            }
+            if creator.is_finished() {
+                deleted = churner.delete_topic("churn").is_ok();
+                break;
+            }
+        }
+        assert!(
+            deleted,
+            "round {round}: the first topic was never there to delete"
+        );
+        churner
+            .create_topic("churn", topic_config(1, FlushPolicy::Always))
+            .expect("create again");
+        assert!(
+            creator.join().expect("creator").is_ok(),
+            "round {round}: first create failed"
+        );
+        assert!(broker.is_alive(), "round {round}: the broker died");
+        let described = churner.describe_topic("churn").expect("describe");
+        assert_eq!(described.partitions.len(), 1, "round {round}: {described:?}");
+        let producer = Producer::new(churner.clone(), ProducerConfig::default()).expect("producer");
+        let acks = producer
+            .send_all("churn", vec![record("k", format!("r{round}"))])
+            .expect("produce to the new topic");
+        assert_eq!(
+            acks[0].offset,
+            Some(0),
+            "round {round}: the new topic starts empty"
+        );
+        producer.close();
+        churner.delete_topic("churn").expect("clean up");
+    }
 }

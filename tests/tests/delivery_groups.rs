@@ -233,8 +233,12 @@ fn expelled_member_is_fenced() {
         .flat_map(|b| b.deliveries.iter().map(|d| d.offset))
         .collect();
     assert_eq!(offsets, vec![0, 1]);
-    // Paused past the session timeout: no heartbeat.
-    std::thread::sleep(Duration::from_millis(1_000));
+    // No heartbeat: wait until the broker has expelled the member for its
+    // 300 ms session timeout.
+    until(Duration::from_secs(10), "the silent member expelled", || {
+        std::thread::sleep(Duration::from_millis(20));
+        stats(&c, "fenced").members.is_empty()
+    });
     let records = vec![PartitionOffsets {
         topic: "fence".into(),
         partition: 0,

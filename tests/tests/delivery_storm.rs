@@ -25,7 +25,8 @@ fn storm_trips_breaker_then_drains() {
     let c = client(&broker);
     create_topic(&c, "storm", 2, retry(3, 50, 200, false));
     let records: Vec<(String, String)> = (0..300).map(|i| (format!("k{i}"), format!("{i}"))).collect();
-    produce(&c, "storm", &records);
+    let produced: BTreeSet<(u32, u64)> = produce(&c, "storm", &records).into_iter().collect();
+    assert_eq!(produced.len(), 300, "every record has its own place");
     let member = consumer(&c, "fragile", "storm", 5_000);
     let started = Instant::now();
     let mut saw_open = false;
@@ -63,12 +64,55 @@ fn storm_trips_breaker_then_drains() {
     });
     let s = stats(&c, "fragile");
     assert_eq!(s.circuit, CircuitState::Closed);
+    // Every record acked or quarantined, never both, never neither: losses
+    // and duplicates are counted apart, so one cannot hide the other.
+    let quarantine = quarantined(&c, "storm");
+    let quarantined: BTreeSet<(u32, u64)> = quarantine.iter().copied().collect();
+    assert_eq!(quarantine.len(), quarantined.len(), "a record quarantined twice");
     assert_eq!(
-        acked.len() as u64 + s.quarantined_total,
-        300,
-        "every record acked or quarantined"
+        s.quarantined_total,
+        quarantined.len() as u64,
+        "the group's quarantine count matches its entries"
+    );
+    let lost: Vec<_> = produced
+        .iter()
+        .filter(|r| !acked.contains(r) && !quarantined.contains(r))
+        .collect();
+    let both: Vec<_> = acked.intersection(&quarantined).collect();
+    let strangers: Vec<_> = acked
+        .union(&quarantined)
+        .filter(|r| !produced.contains(r))
+        .collect();
+    assert!(lost.is_empty(), "records neither acked nor quarantined: {lost:?}");
+    assert!(both.is_empty(), "records acked and quarantined: {both:?}");
+    assert!(
+        strangers.is_empty(),
+        "acked or quarantined, never produced: {strangers:?}"
     );
     member.close().expect("leave");
+}
+
+/// `(partition, offset)` of every quarantine entry of `topic`, page by page,
+/// in entry order (a record quarantined twice appears twice).
+fn quarantined(c: &Client, topic: &str) -> Vec<(u32, u64)> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..1_000 {
+        let page = c
+            .dlq_browse(&QuarantineBrowseRequest {
+                topic: topic.into(),
+                filter: QuarantineFilter::default(),
+                limit: 100,
+                cursor,
+            })
+            .expect("browse");
+        out.extend(page.entries.iter().map(|e| (e.partition, e.offset)));
+        match page.next_cursor {
+            Some(next) if !page.entries.is_empty() => cursor = Some(next),
+            _ => return out,
+        }
+    }
+    panic!("the quarantine of {topic} did not end after 1,000 pages");
 }
 
 fn redrive(

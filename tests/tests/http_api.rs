@@ -10,8 +10,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use shoal_protocol::batch::NewRecord;
+use shoal_protocol::client::{Client, Producer, ProducerConfig};
 use shoal_protocol::partitioner::partition_for_key;
-use shoal_tests::{BrokerOptions, BrokerProcess};
+use shoal_tests::{wait_until, BrokerOptions, BrokerProcess, Metrics};
 
 /// The HTTP body cap the broker enforces (`shoal_broker::http::HTTP_BODY_BYTES_MAX`).
 const BODY_BYTES_MAX: usize = 8 << 20;
@@ -213,6 +215,13 @@ fn poll_long_polls() {
     let http = Http::new(&broker);
     create_topic(&http, "wait", 1);
     let base = http.base.clone();
+    // Every scrape counts itself among the HTTP requests received.
+    let requests = || {
+        Metrics::scrape(broker.http_port)
+            .expect("scrape")
+            .sum("shoal_http_requests_total")
+    };
+    let before = requests();
     let poller = std::thread::spawn(move || {
         let url = format!("{base}/topics/wait/poll?partition=0&offset=0&wait_ms=20000");
         ureq::get(&url)
@@ -221,7 +230,18 @@ fn poll_long_polls() {
             .into_json::<Value>()
             .expect("json")
     });
-    std::thread::sleep(Duration::from_millis(300));
+    // Publish only once the broker has the poll (it is then waiting at the
+    // log end), so the record can only reach the poller through the wait.
+    let mut scrapes = 0.0;
+    let arrived = wait_until(Duration::from_secs(10), || {
+        scrapes += 1.0;
+        requests() - before - scrapes >= 1.0
+    });
+    assert!(arrived, "the poll never reached the broker");
+    assert!(
+        !poller.is_finished(),
+        "the poll returned before anything was published"
+    );
     let (status, _) = http.post("/topics/wait/messages", json!({"value": "late"}));
     assert_eq!(status, 200);
     let body = poller.join().unwrap();
@@ -238,9 +258,8 @@ fn replay_by_offset_and_timestamp() {
         .map(|i| json!({"partition": 0, "value": format!("early{i}")}))
         .collect();
     http.post("/topics/audit/messages", json!({ "records": early }));
-    std::thread::sleep(Duration::from_millis(50));
-    let cut = now_ms();
-    std::thread::sleep(Duration::from_millis(50));
+    // The early records were stamped by now: the cut is the next millisecond.
+    let cut = shoal_tests::wall_ms_after(now_ms());
     let late: Vec<Value> = (0..3)
         .map(|i| json!({"partition": i % 2, "value": format!("late{i}")}))
         .collect();
@@ -412,6 +431,62 @@ fn publish_quota_throttles_with_429() {
         }
         other => panic!("expected 429, got {other:?}"),
     }
+}
+
+/// A request without a body reserves nothing from the shard's receive
+/// pool. Regression: every bodiless request (health probes, `/metrics`,
+/// long polls) used to reserve the 8 MiB body cap, so with a pool smaller
+/// than that none was ever answered, and with a larger one a few parked
+/// long polls held the pool that large native frames need.
+#[test]
+fn bodiless_requests_reserve_no_receive_pool() {
+    let broker = BrokerProcess::start_with(BrokerOptions {
+        shards: 1,
+        config_toml: "[limits]\nframe_bytes_max = 2097152\nconnection_inflight_bytes_max = 2097152\n\
+                      shard_inflight_bytes_max = 4194304\nreceive_pool_bytes_max = 4194304\n"
+            .into(),
+        ..BrokerOptions::default()
+    });
+    let http = Http {
+        agent: ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build(),
+        ..Http::new(&broker)
+    };
+    assert_eq!(http.get("/healthz").0, 200);
+    assert!(http.text("/metrics").contains("shoal_receive_pool_free_bytes"));
+    create_topic(&http, "idle", 1);
+    let base = http.base.clone();
+    let poller = std::thread::spawn(move || {
+        let url = format!("{base}/topics/idle/poll?partition=0&offset=0&wait_ms=4000");
+        ureq::get(&url)
+            .call()
+            .expect("poll")
+            .into_json::<Value>()
+            .expect("json")
+    });
+    // A native produce of a frame over one read chunk (it reserves from the
+    // pool) is served while the long poll waits, and wakes it.
+    let started = Instant::now();
+    let client = std::sync::Arc::new(Client::connect(&broker.addr_string()).expect("connect"));
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            linger_ms: 0,
+            ..ProducerConfig::default()
+        },
+    )
+    .expect("producer");
+    let record = NewRecord {
+        value: Some(vec![b'x'; 200 << 10]),
+        ..NewRecord::default()
+    };
+    producer.send_all("idle", vec![record]).expect("large produce");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the large produce waited {:?}",
+        started.elapsed()
+    );
+    let body = poller.join().expect("poller");
+    assert_eq!(body["records"].as_array().map(Vec::len), Some(1), "{body}");
 }
 
 /// Reads one HTTP response head and body from a raw socket (Content-Length framed).

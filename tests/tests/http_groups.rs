@@ -205,9 +205,8 @@ fn group_replay_by_offset_and_timestamp() {
     let http = Http::new(&broker);
     create(&http, "feed", json!({}));
     publish(&http, "feed", &["r0", "r1", "r2"]);
-    std::thread::sleep(Duration::from_millis(50));
-    let cut = now_ms();
-    std::thread::sleep(Duration::from_millis(50));
+    // The first records were stamped by now: the cut is the next millisecond.
+    let cut = shoal_tests::wall_ms_after(now_ms());
     publish(&http, "feed", &["r3", "r4"]);
     let m = join(&http, "readers", "feed");
     let got = poll_n(&http, "feed", "readers", &m, 5, Duration::from_secs(15));

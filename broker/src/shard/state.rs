@@ -61,6 +61,8 @@ pub struct Shard {
     started: Cell<bool>,
     /// Set on shard 0 only: the durable topic catalogue.
     catalogue: Option<Catalogue>,
+    /// On shard 0: one topic change at a time (see `topic_admin`).
+    admin_turn: Semaphore,
 }
 
 impl Shard {
@@ -91,6 +93,7 @@ impl Shard {
             shutting_down: Cell::new(false),
             started: Cell::new(false),
             catalogue,
+            admin_turn: Semaphore::new(1),
         })
     }
 
@@ -129,6 +132,11 @@ impl Shard {
 
     pub(super) fn catalogue(&self) -> Option<&Catalogue> {
         self.catalogue.as_ref()
+    }
+
+    /// The turn a topic change on the catalogue shard waits for.
+    pub(super) fn admin_turn(&self) -> &Semaphore {
+        &self.admin_turn
     }
 
     /// The shard's in-flight request byte budget.

@@ -1,6 +1,13 @@
 //! Topic administration across shards: shard 0 is the catalogue's single
 //! writer; it validates a change, makes it durable, then applies it on
 //! every shard (each opens or drops the partitions it owns).
+//!
+//! Changes run one at a time: each is applied on every shard before the
+//! next one starts. Opening a topic's partitions awaits recovery, and a
+//! delete and re-create of the same name in that window made the opening
+//! land in the new topic's partition slots (a panic when the new topic had
+//! fewer partitions, the old topic's data served as the new one's
+//! otherwise; found by `tests/tests/http_bad_input.rs`).
 
 use std::rc::Rc;
 
@@ -76,6 +83,7 @@ impl Shard {
     /// Shard 0: validates and durably records a new topic, then applies it
     /// on every shard. Returns once every shard has it.
     pub(super) async fn create_on_catalogue(&self, meta: TopicMeta) -> BrokerResult<()> {
+        let _turn = self.wait_admin_turn().await?;
         let catalogue = self.catalogue().expect("create runs on shard 0");
         validate_name(&meta.name)?;
         validate_config(&meta.config)?;
@@ -95,6 +103,7 @@ impl Shard {
 
     /// Shard 0: removes a topic from the catalogue, then from every shard.
     pub(super) async fn delete_on_catalogue(&self, name: &str) -> BrokerResult<()> {
+        let _turn = self.wait_admin_turn().await?;
         let catalogue = self.catalogue().expect("delete runs on shard 0");
         let mut next = self.topics().clone();
         if next.remove(name).is_none() {
@@ -104,6 +113,14 @@ impl Shard {
         self.broadcast(|| ShardCall::ApplyDelete(name.to_string())).await;
         self.apply_delete(name).await;
         Ok(())
+    }
+
+    /// Waits until no other topic change is in progress (module docs).
+    async fn wait_admin_turn(&self) -> BrokerResult<glommio::sync::Permit<'_>> {
+        self.admin_turn()
+            .acquire_permit(1)
+            .await
+            .map_err(|_| BrokerError::shard_stopped(self.id()))
     }
 
     async fn broadcast(&self, call: impl Fn() -> ShardCall) {

@@ -78,21 +78,33 @@ async fn serve(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> HttpRes
 /// [`BODY_UNRESERVED_BYTES_MAX`] (declared so, or chunked) first reserves
 /// its length (the cap when unknown) in the shard's receive pool, held
 /// until the request is answered, so bodies still arriving are bounded the
-/// same way as native frames.
+/// same way as native frames. A request with neither a content-length nor
+/// chunked encoding has no body (RFC 9112 §6.3) and reserves nothing:
+/// were it to reserve the cap, every bodiless GET (a long poll above all)
+/// would hold 8 MiB of the pool, and a pool smaller than that would never
+/// answer one. For the same reason a body may not be larger than the pool.
 async fn read(
     shard: &Shard,
     req: Request<Incoming>,
 ) -> Result<(HttpRequest, Option<StaticPermit>), HttpError> {
+    use hyper::body::Body as _;
     let (parts, body) = req.into_parts();
+    let body_max = HTTP_BODY_BYTES_MAX.min(shard.config().limits.receive_pool_bytes_max);
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > HTTP_BODY_BYTES_MAX as u64) {
-        return Err(HttpError::body_too_large(HTTP_BODY_BYTES_MAX));
+    if declared.is_some_and(|len| len > body_max as u64) {
+        return Err(HttpError::body_too_large(body_max));
     }
-    let expected = declared.unwrap_or(HTTP_BODY_BYTES_MAX as u64);
+    // hyper knows the body's framing: exactly its content-length, exactly 0
+    // without one, unknown when chunked (then the cap is reserved).
+    let expected = body
+        .size_hint()
+        .upper()
+        .unwrap_or(body_max as u64)
+        .min(body_max as u64);
     let reserved = if expected > BODY_UNRESERVED_BYTES_MAX {
         let permit = shard
             .receive_pool()
@@ -105,7 +117,7 @@ async fn read(
     } else {
         None
     };
-    let body = read_body(body).await?;
+    let body = read_body(body, body_max).await?;
     let path = parts.uri.path().to_string();
     let segments = path
         .split('/')
@@ -123,13 +135,11 @@ async fn read(
     Ok((req, reserved))
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, HttpError> {
+async fn read_body(body: Incoming, body_max: usize) -> Result<Bytes, HttpError> {
     let collect = async {
-        match Limited::new(body, HTTP_BODY_BYTES_MAX).collect().await {
+        match Limited::new(body, body_max).collect().await {
             Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(HttpError::body_too_large(HTTP_BODY_BYTES_MAX))
-            }
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::body_too_large(body_max)),
             Err(e) => Err(HttpError::invalid(format!(
                 "reading the request body failed: {e}"
             ))),
