@@ -142,6 +142,10 @@ impl BrokerControl for BrokerProcess {
     fn start(&mut self) -> Result<(), BenchError> {
         self.launch()
     }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
 }
 
 impl Drop for BrokerProcess {

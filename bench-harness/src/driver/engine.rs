@@ -18,6 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::burst;
+use crate::cpu::CpuReading;
 use crate::distribution::{KeySampler, SizeSampler};
 use crate::driver::consumer::{self, ConsumerOutcome, ConsumerPlan};
 use crate::driver::producer::{self, ProducerOutcome, ProducerPlan};
@@ -56,6 +57,8 @@ pub struct Window {
 pub struct Shared {
     epoch: Instant,
     window: OnceLock<Window>,
+    /// Records sent (closed loop: its backlog is what is in flight).
+    pub sent: AtomicU64,
     pub acked: AtomicU64,
     pub received: AtomicU64,
     pub errors: AtomicU64,
@@ -73,6 +76,7 @@ impl Shared {
         Self {
             epoch: Instant::now(),
             window: OnceLock::new(),
+            sent: AtomicU64::new(0),
             acked: AtomicU64::new(0),
             received: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -134,6 +138,9 @@ pub struct PhaseOptions {
     pub measure_from_ns: u64,
     pub measure_until_ns: u64,
     pub consumers: u32,
+    /// Closed loop: records each producer keeps in flight (the schedule
+    /// then only sets when the load ends).
+    pub closed_window: Option<usize>,
     /// After the load ends, how long acks and consumers get to catch up.
     pub drain: Duration,
     /// Burst window relative to `t0`.
@@ -242,7 +249,10 @@ pub fn run_phase(
     }
     let produced = join_all(producers);
     let consumed = join_all(consumers);
-    let offered = offered_per_second(&schedules);
+    let offered = match opts.closed_window {
+        Some(_) => Vec::new(),
+        None => offered_per_second(&schedules),
+    };
     let mut quarantine = DeliveryLedger::new();
     if let Some(group) = &group {
         for value in connector.quarantine_values(&workload, group)?.unwrap_or_default() {
@@ -312,6 +322,7 @@ fn producer_plan(
         keys: KeySampler::new(workload.key_distribution, workload.keys, workload.zipf_exponent)?,
         seed: workload.seed,
         pin: workload.pin_threads.then_some(index as usize),
+        closed_window: opts.closed_window,
     })
 }
 
@@ -319,6 +330,8 @@ fn producer_plan(
 struct Watch {
     backlog: GaugeSeries,
     lag: GaugeSeries,
+    /// CPU readings at the measured window's start and end.
+    cpu: (Option<CpuReading>, Option<CpuReading>),
     drained: bool,
     /// (killed at, restarted at), ns since the epoch.
     restart: Option<(u64, u64)>,
@@ -341,12 +354,23 @@ fn watch<T>(
     let mut asked: Option<(Instant, u64)> = None;
     loop {
         let now = shared.now_ns();
-        let due: u64 = schedules.iter().map(|s| s.due_count(now)).sum();
+        let due: u64 = match opts.closed_window {
+            Some(_) => shared.sent.load(Ordering::Relaxed),
+            None => schedules.iter().map(|s| s.due_count(now)).sum(),
+        };
         let acked = shared.acked.load(Ordering::Relaxed);
         let received = shared.received.load(Ordering::Relaxed);
         w.backlog.push(now, due.saturating_sub(acked));
         if opts.consumers > 0 {
             w.lag.push(now, acked.saturating_sub(received));
+        }
+        let pid = control.as_deref().and_then(|c| c.pid());
+        let at_s = now as f64 / 1e9;
+        if w.cpu.0.is_none() && now >= clock.t0 + opts.measure_from_ns {
+            w.cpu.0 = CpuReading::take(at_s, pid);
+        }
+        if w.cpu.1.is_none() && now >= clock.t0 + opts.measure_until_ns {
+            w.cpu.1 = CpuReading::take(at_s, pid);
         }
         if let (Some((at, down)), None) = (opts.restart, w.restart) {
             if now >= clock.t0 + at {
@@ -497,7 +521,12 @@ fn merge(
     });
     let result = PhaseResult {
         label: opts.label.clone(),
-        offered_rate_per_s: opts.rate_per_s,
+        offered_rate_per_s: if opts.closed_window.is_some() {
+            0.0
+        } else {
+            opts.rate_per_s
+        },
+        closed_window: opts.closed_window,
         measure_start_ns: start,
         measure_end_ns: end,
         produce: Throughput::over(records, bytes, seconds),
@@ -519,6 +548,10 @@ fn merge(
         restart,
         delivery: (opts.consumers > 0).then(|| ledger.verdict(workload.delivery)),
         drained: watch.drained,
+        cpu: match watch.cpu {
+            (Some(start), Some(end)) => start.share_until(&end),
+            _ => None,
+        },
     };
     (result, placement)
 }

@@ -133,4 +133,6 @@ pub trait BrokerControl: Send {
     fn kill(&mut self) -> Result<(), BenchError>;
     /// Starts it again on the same addresses and data directory.
     fn start(&mut self) -> Result<(), BenchError>;
+    /// The running broker's process id (for its CPU time).
+    fn pid(&self) -> Option<u32>;
 }
