@@ -18,6 +18,7 @@
 //! | [`records`]           | reading delivered and quarantined records                |
 //! | [`redrive`]           | quarantine browse, counts, redrive, purge                |
 //! | [`lag`]               | group stats and topic lag, in records and time           |
+//! | [`external_group`]    | groups Shoal does not deliver to (Kafka's): offsets, lag |
 //!
 //! Ownership: a group is coordinated by shard `shard_for_group(group)`. That
 //! shard owns the group's membership, assignment and delivery state, its
@@ -54,6 +55,7 @@
 
 pub mod assignment;
 pub mod delivery_state;
+pub mod external_group;
 pub mod failure;
 pub mod group_coordinator;
 pub mod key_lanes;
@@ -69,6 +71,7 @@ pub mod service;
 pub mod source;
 pub mod state_log;
 
+pub use external_group::{ExternalMember, ExternalMembership, ExternalOffset};
 pub use lag::TopicLag;
 pub use poll::Polled;
 pub use service::Delivery;

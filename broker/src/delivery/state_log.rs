@@ -10,6 +10,7 @@
 //! | `f/<group>/<topic>/<partition>/<off>`  | failures of one pending record  |
 //! | `r/<group>/<topic>/<partition>/<off>`  | a redriven record awaiting ack  |
 //! | `q/<entry id>`                         | a quarantine entry              |
+//! | `x/<group>/<topic>/<partition>`        | an external (Kafka) group's committed offset, leader epoch, metadata, commit time |
 //!
 //! A record without a value is a tombstone. Values are rkyv archives read
 //! back through validated access. On start the log is replayed into a map
@@ -87,6 +88,15 @@ pub enum StateValue {
         redrive_count: u32,
     },
     Entry(QuarantineEntry),
+    /// Added after the variants above (rkyv tags them in order, and the
+    /// archived enum is no larger than with `Entry`, so older logs read
+    /// the same).
+    ExternalCommitted {
+        offset: u64,
+        leader_epoch: i32,
+        metadata: Option<String>,
+        commit_ms: i64,
+    },
 }
 
 /// The key of a state record.
@@ -110,6 +120,11 @@ pub enum StateKey {
         offset: u64,
     },
     Entry(u64),
+    ExternalCommitted {
+        group: String,
+        topic: String,
+        partition: u32,
+    },
 }
 
 impl StateKey {
@@ -137,6 +152,11 @@ impl StateKey {
                 format!("r{SEP}{group}{SEP}{topic}{SEP}{partition}{SEP}{offset}")
             }
             StateKey::Entry(id) => format!("q{SEP}{id}"),
+            StateKey::ExternalCommitted {
+                group,
+                topic,
+                partition,
+            } => format!("x{SEP}{group}{SEP}{topic}{SEP}{partition}"),
         };
         s.into_bytes()
     }
@@ -164,6 +184,11 @@ impl StateKey {
                 offset: f[4].parse().ok()?,
             }),
             ("q", 2) => Some(StateKey::Entry(f[1].parse().ok()?)),
+            ("x", 4) => Some(StateKey::ExternalCommitted {
+                group,
+                topic: topic?,
+                partition: f[3].parse().ok()?,
+            }),
             _ => None,
         }
     }
@@ -416,6 +441,11 @@ mod tests {
                 offset: 7,
             },
             StateKey::Entry(1 << 40),
+            StateKey::ExternalCommitted {
+                group: "kafka-g".into(),
+                topic: "t".into(),
+                partition: 12,
+            },
         ];
         for k in keys {
             assert_eq!(StateKey::decode(&k.encode()), Some(k));

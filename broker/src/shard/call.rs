@@ -11,6 +11,7 @@ use shoal_protocol::messages::group::*;
 use shoal_protocol::messages::stats::*;
 use shoal_protocol::messages::topic::TopicConfig;
 
+use super::submit::{Submitted, SubmittedWork};
 use crate::delivery::{Polled, TopicLag};
 use crate::error::BrokerResult;
 use crate::ids::{Offset, PartitionId};
@@ -66,6 +67,9 @@ pub enum ShardCall {
     Group(Box<GroupCall>),
     /// Stop serving and flush (shutdown).
     Shutdown,
+    /// Run a front end's work here ([`super::submit`]): the Kafka front
+    /// end's group coordination, on the group's coordinating shard.
+    Submit(SubmittedWork),
 }
 
 /// A delivery request crossing to another shard.
@@ -134,12 +138,21 @@ pub enum ShardReply {
     Group(Box<GroupReply>),
     Metrics(Box<ShardSnapshot>),
     Ready(Result<(), NotReady>),
+    /// The result of [`ShardCall::Submit`], type-erased.
+    Submitted(Submitted),
     Done,
 }
 
 impl MeshCall for ShardCall {
-    const KINDS: &'static [&'static str] =
-        &["produce", "fetch", "list_offsets", "admin", "stats", "delivery"];
+    const KINDS: &'static [&'static str] = &[
+        "produce",
+        "fetch",
+        "list_offsets",
+        "admin",
+        "stats",
+        "delivery",
+        "submitted",
+    ];
 
     /// The hot path (produce, fetch) is counted apart from admin, stats and
     /// group traffic.
@@ -158,6 +171,7 @@ impl MeshCall for ShardCall {
             | ShardCall::MetricsSnapshot
             | ShardCall::Ready => 4,
             ShardCall::Group(_) => 5,
+            ShardCall::Submit(_) => 6,
         }
     }
 }

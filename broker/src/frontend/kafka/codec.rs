@@ -120,6 +120,21 @@ impl FrameDecoder {
         self.buf.is_empty()
     }
 
+    /// The whole length (prefix included) of the frame being read, once its
+    /// prefix passed the caps; `None` between frames or before that.
+    pub fn pending_frame_len(&self) -> Option<usize> {
+        self.frame_len
+    }
+
+    /// Allocates the rest of the pending frame at once (the caller has
+    /// reserved that memory from its budget), so the buffer does not grow
+    /// past the frame by doubling as bytes arrive.
+    pub fn reserve_pending(&mut self) {
+        if let Some(total) = self.frame_len {
+            self.buf.reserve(total.saturating_sub(self.buf.len()));
+        }
+    }
+
     /// Takes bytes from `input` (advancing it past what was used) until a
     /// frame is complete, and returns its body (the bytes after the length
     /// prefix). `Ok(None)`: all of `input` was taken and more is needed. An
