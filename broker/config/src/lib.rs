@@ -426,7 +426,10 @@ impl Config {
                 if run.contains(&port) {
                     return Err(ConfigError::Invalid {
                         key,
-                        reason: format!("shard ports {}..{} overlap {other} port {port}", run.start, run.end),
+                        reason: format!(
+                            "shard ports {}..{} overlap {other} port {port}",
+                            run.start, run.end
+                        ),
                     });
                 }
             }
@@ -443,7 +446,10 @@ impl Config {
         if k.advertised_host.is_empty() && k.listen.ip().is_unspecified() {
             return invalid(
                 "kafka.advertised_host",
-                format!("kafka.listen is {}: set the host name clients should connect to", k.listen.ip()),
+                format!(
+                    "kafka.listen is {}: set the host name clients should connect to",
+                    k.listen.ip()
+                ),
             );
         }
         if k.default_partitions == 0 {
@@ -481,12 +487,16 @@ mod tests {
         let err = Config::from_toml_str("[server]\nshards = 100\n").unwrap_err();
         assert!(err.to_string().contains("server.shard_port_base"), "{err}");
         assert!(Config::from_toml_str("[server]\nshards = 79\n").is_ok());
-        let err = Config::from_toml_str("[kafka]\nshard_port_base = 9399\n[server]\nshards = 4\n").unwrap_err();
+        let err =
+            Config::from_toml_str("[kafka]\nshard_port_base = 9399\n[server]\nshards = 4\n").unwrap_err();
         assert!(err.to_string().contains("kafka.shard_port_base"), "{err}");
         let err = Config::from_toml_str("[kafka]\nlisten = \"127.0.0.1:9401\"\n").unwrap_err();
         assert!(err.to_string().contains("server.shard_port_base"), "{err}");
         let off = "[kafka]\nenabled = false\nshard_port_base = 9399\n[server]\nshards = 4\n";
-        assert!(Config::from_toml_str(off).is_ok(), "a disabled listener binds nothing");
+        assert!(
+            Config::from_toml_str(off).is_ok(),
+            "a disabled listener binds nothing"
+        );
     }
 
     /// An unspecified Kafka listen address needs a host to advertise.
@@ -494,7 +504,9 @@ mod tests {
     fn kafka_needs_an_advertised_host() {
         let err = Config::from_toml_str("[kafka]\nlisten = \"0.0.0.0:9092\"\n").unwrap_err();
         assert!(err.to_string().contains("kafka.advertised_host"), "{err}");
-        let c = Config::from_toml_str("[kafka]\nlisten = \"0.0.0.0:9092\"\nadvertised_host = \"mq.example\"\n").unwrap();
+        let c =
+            Config::from_toml_str("[kafka]\nlisten = \"0.0.0.0:9092\"\nadvertised_host = \"mq.example\"\n")
+                .unwrap();
         assert_eq!(c.kafka.advertised_host(), "mq.example");
         assert_eq!(Config::default().kafka.advertised_host(), "127.0.0.1");
     }

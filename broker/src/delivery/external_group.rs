@@ -120,7 +120,8 @@ impl<S: PartitionSource> Delivery<S> {
         if self.external.borrow().contains_key(group) {
             return Ok(());
         }
-        crate::metadata::validate_name(group).map_err(|e| BrokerError::invalid(format!("group name: {e}")))?;
+        crate::metadata::validate_name(group)
+            .map_err(|e| BrokerError::invalid(format!("group name: {e}")))?;
         if self.groups.borrow().contains_key(group) {
             return Err(mixed(group, "Shoal", "Kafka"));
         }
@@ -156,12 +157,20 @@ impl<S: PartitionSource> Delivery<S> {
 
     /// Makes committed offsets durable (state log, fsynced), then visible.
     /// The caller acknowledges the commit only after `Ok`.
-    pub async fn commit_external(&self, group: &str, entries: Vec<(TopicPartition, ExternalOffset)>) -> BrokerResult<()> {
+    pub async fn commit_external(
+        &self,
+        group: &str,
+        entries: Vec<(TopicPartition, ExternalOffset)>,
+    ) -> BrokerResult<()> {
         self.claim_external(group)?;
         {
             let external = self.external.borrow();
             let known = &external.get(group).expect("claimed above").offsets;
-            let mut new: Vec<&TopicPartition> = entries.iter().map(|(tp, _)| tp).filter(|tp| !known.contains_key(*tp)).collect();
+            let mut new: Vec<&TopicPartition> = entries
+                .iter()
+                .map(|(tp, _)| tp)
+                .filter(|tp| !known.contains_key(*tp))
+                .collect();
             new.sort();
             new.dedup();
             if known.len() + new.len() > EXTERNAL_PARTITIONS_MAX {
@@ -239,7 +248,11 @@ impl<S: PartitionSource> Delivery<S> {
     /// Moves an external group's committed offsets (admin replay). As
     /// Kafka's offset reset, only while no member is active: a live Kafka
     /// consumer keeps its position in memory and would commit over it.
-    pub(super) async fn seek_external(&self, group: &str, moves: Vec<(TopicPartition, u64)>) -> BrokerResult<()> {
+    pub(super) async fn seek_external(
+        &self,
+        group: &str,
+        moves: Vec<(TopicPartition, u64)>,
+    ) -> BrokerResult<()> {
         let active = self
             .external
             .borrow()
@@ -283,7 +296,12 @@ impl<S: PartitionSource> Delivery<S> {
             .iter()
             .map(|(name, g)| {
                 let mut topics: Vec<String> = g.offsets.keys().map(|tp| tp.topic.clone()).collect();
-                topics.extend(g.membership.members.iter().flat_map(|m| m.assignment.iter().map(|tp| tp.topic.clone())));
+                topics.extend(
+                    g.membership
+                        .members
+                        .iter()
+                        .flat_map(|m| m.assignment.iter().map(|tp| tp.topic.clone())),
+                );
                 topics.sort();
                 topics.dedup();
                 GroupSummary {

@@ -618,7 +618,8 @@ fn request_errors(s: &BrokerSnapshot, e: &mut Emit<'_>) {
 
 /// A Kafka API key's name as Kafka's documentation spells it (`Produce`).
 fn kafka_api_name(key: i16) -> String {
-    kafka_protocol::messages::ApiKey::try_from(key).map_or_else(|_| "unknown".to_string(), |k| format!("{k:?}"))
+    kafka_protocol::messages::ApiKey::try_from(key)
+        .map_or_else(|_| "unknown".to_string(), |k| format!("{k:?}"))
 }
 
 /// A Kafka error code's name as Kafka's documentation spells it
@@ -656,7 +657,10 @@ fn kafka_errors(s: &BrokerSnapshot, e: &mut Emit<'_>) {
         let id = shard.shard.to_string();
         for (key, code, n) in &shard.kafka.errors {
             let (api, name) = (kafka_api_name(*key), kafka_error_name(*code));
-            e(&[("shard", &id), ("api", &api), ("code", &name)], Sample::Value(*n as f64));
+            e(
+                &[("shard", &id), ("api", &api), ("code", &name)],
+                Sample::Value(*n as f64),
+            );
         }
     }
 }
@@ -671,7 +675,11 @@ fn produce_latency(s: &BrokerSnapshot, e: &mut Emit<'_>) {
         ];
         e(&native, Sample::Hdr(&shard.native_produce_latency_us));
         if let Some(hist) = &shard.kafka.produce_latency_us {
-            let labels = [("shard", id.as_str()), ("front_door", "kafka"), ("durability", "any")];
+            let labels = [
+                ("shard", id.as_str()),
+                ("front_door", "kafka"),
+                ("durability", "any"),
+            ];
             e(&labels, Sample::Hdr(hist));
         }
         for (durability, hist) in &shard.http.produce_ack_us {

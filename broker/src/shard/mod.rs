@@ -25,11 +25,11 @@ pub mod inbox;
 pub mod lifecycle;
 pub mod route;
 pub mod route_groups;
+pub mod route_kafka;
 pub mod snapshot;
 pub mod source;
 pub mod state;
 pub mod submit;
-pub mod route_kafka;
 pub mod topic_admin;
 
 pub use route::{FetchSpec, PartitionRead, Produced, FETCH_WAIT_MS_MAX, PRODUCE_TIMEOUT_MS_MAX};

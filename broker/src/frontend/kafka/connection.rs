@@ -407,7 +407,10 @@ async fn write_loop(
     let _ = writer.close().await;
 }
 
-async fn flush(writer: &mut futures_lite::io::WriteHalf<TcpStream>, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush(
+    writer: &mut futures_lite::io::WriteHalf<TcpStream>,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }

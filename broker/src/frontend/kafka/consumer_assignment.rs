@@ -90,7 +90,11 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&1i16.to_be_bytes());
         a.encode(&mut buf, 1).unwrap();
-        let want = vec![("orders".to_string(), 0), ("orders".to_string(), 3), ("pay".to_string(), 1)];
+        let want = vec![
+            ("orders".to_string(), 0),
+            ("orders".to_string(), 3),
+            ("pay".to_string(), 1),
+        ];
         assert_eq!(assigned_partitions(&buf), want);
         // Every cut before the (ignored) user data loses a field.
         for cut in 0..buf.len() - 4 {

@@ -37,7 +37,9 @@ pub async fn serve_request(conn: &Rc<KafkaConn>, request: KafkaRequest) -> Answe
             produce::Outcome::NoResponse(answer) => return answer,
         },
         RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(conn, version, r).await),
-        RequestKind::ListOffsets(r) => ResponseKind::ListOffsets(list_offsets::handle(conn, version, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(conn, version, r).await)
+        }
         RequestKind::InitProducerId(r) => ResponseKind::InitProducerId(init_producer_id::handle(r)),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(find_coordinator::handle(conn, version, r))
@@ -47,13 +49,23 @@ pub async fn serve_request(conn: &Rc<KafkaConn>, request: KafkaRequest) -> Answe
         }
         RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(group_membership::sync(conn, version, r).await),
         RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(group_membership::heartbeat(conn, r).await),
-        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(group_membership::leave(conn, version, r).await),
+        RequestKind::LeaveGroup(r) => {
+            ResponseKind::LeaveGroup(group_membership::leave(conn, version, r).await)
+        }
         RequestKind::OffsetCommit(r) => ResponseKind::OffsetCommit(offset_commit::handle(conn, r).await),
-        RequestKind::OffsetFetch(r) => ResponseKind::OffsetFetch(offset_fetch::handle(conn, version, r).await),
-        RequestKind::DescribeGroups(r) => ResponseKind::DescribeGroups(describe_groups::handle(conn, r).await),
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(offset_fetch::handle(conn, version, r).await)
+        }
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(describe_groups::handle(conn, r).await)
+        }
         RequestKind::ListGroups(r) => ResponseKind::ListGroups(list_groups::handle(conn, r).await),
-        RequestKind::CreateTopics(r) => ResponseKind::CreateTopics(topic_admin::create(conn, version, r).await),
-        RequestKind::DeleteTopics(r) => ResponseKind::DeleteTopics(topic_admin::delete(conn, version, r).await),
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(topic_admin::create(conn, version, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(topic_admin::delete(conn, version, r).await)
+        }
         // The codec decodes only the APIs of the served table, each handled
         // above; anything else here is a bug, answered by closing.
         other => {
@@ -85,7 +97,11 @@ pub fn error_codes(response: &ResponseKind) -> Vec<i16> {
             .flat_map(|t| t.partition_responses.iter().map(|p| p.error_code))
             .collect(),
         ResponseKind::Fetch(r) => std::iter::once(r.error_code)
-            .chain(r.responses.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+            .chain(
+                r.responses
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            )
             .collect(),
         ResponseKind::ListOffsets(r) => r
             .topics
@@ -103,7 +119,11 @@ pub fn error_codes(response: &ResponseKind) -> Vec<i16> {
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect(),
         ResponseKind::OffsetFetch(r) => std::iter::once(r.error_code)
-            .chain(r.topics.iter().flat_map(|t| t.partitions.iter().map(|p| p.error_code)))
+            .chain(
+                r.topics
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| p.error_code)),
+            )
             .collect(),
         ResponseKind::FindCoordinator(r) => std::iter::once(r.error_code)
             .chain(r.coordinators.iter().map(|c| c.error_code))

@@ -156,7 +156,12 @@ async fn wait_for_data(shard: &Rc<Shard>, req: &FetchRequest, max_wait: Duration
             let parts = t
                 .partitions
                 .iter()
-                .filter_map(|p| Some((PartitionId(u32::try_from(p.partition).ok()?), Offset(u64::try_from(p.fetch_offset).ok()?))))
+                .filter_map(|p| {
+                    Some((
+                        PartitionId(u32::try_from(p.partition).ok()?),
+                        Offset(u64::try_from(p.fetch_offset).ok()?),
+                    ))
+                })
                 .collect();
             (t.topic.0.to_string(), parts)
         })
@@ -216,7 +221,8 @@ fn partition_data(
             break;
         }
         let before = out.len();
-        if let Err(e) = encode_shoal_batches(stored, &conn.batch_limits, TimestampType::CreateTime, &mut out) {
+        if let Err(e) = encode_shoal_batches(stored, &conn.batch_limits, TimestampType::CreateTime, &mut out)
+        {
             // A stored batch that does not read back is corruption on this
             // partition: report it rather than skip records silently.
             tracing::error!(partition = index, error = %e, "a stored batch does not convert for a Kafka fetch");

@@ -30,7 +30,11 @@ pub fn handle(conn: &Rc<KafkaConn>, version: i16, req: FindCoordinatorRequest) -
             "the Kafka listener is off".to_string(),
         ))?;
         let id = shard.coordinator(key);
-        Ok((id.get() as i32, kafka.host.clone(), i32::from(kafka.shard_ports[id.index()])))
+        Ok((
+            id.get() as i32,
+            kafka.host.clone(),
+            i32::from(kafka.shard_ports[id.index()]),
+        ))
     };
     if version >= 4 {
         let coordinators = req

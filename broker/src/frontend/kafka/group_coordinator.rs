@@ -1241,7 +1241,11 @@ mod tests {
         g.sync(305, ReplyTo(12), sync_req(&a, 3, &[(&a, "p0"), (&b2, "p1")]));
         let ok = g.check_commit(306, &commit(&b2, 3));
         assert_eq!(ok.results[0].1, 0);
-        let accepted: Vec<(i64, u64)> = ok.accepted.iter().map(|(_, c)| (c.offset, c.commit_time_ms)).collect();
+        let accepted: Vec<(i64, u64)> = ok
+            .accepted
+            .iter()
+            .map(|(_, c)| (c.offset, c.commit_time_ms))
+            .collect();
         assert_eq!(accepted, vec![(42, 306)]);
     }
 
@@ -1374,7 +1378,11 @@ mod tests {
         let mut negative = commit("", -1);
         negative.offsets[0].1 = -1;
         let refused = g.check_commit(0, &negative);
-        assert_eq!((refused.results[0].1, refused.accepted.len()), (1, 0), "OFFSET_OUT_OF_RANGE");
+        assert_eq!(
+            (refused.results[0].1, refused.accepted.len()),
+            (1, 0),
+            "OFFSET_OUT_OF_RANGE"
+        );
         let mut big = commit("", -1);
         big.offsets[0].3 = Some("x".repeat(4_097));
         assert_eq!(g.check_commit(0, &big).results[0].1, 12);

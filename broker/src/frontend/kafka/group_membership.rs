@@ -15,8 +15,8 @@ use std::rc::Rc;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{
-    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    SyncGroupRequest, SyncGroupResponse,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -39,7 +39,12 @@ fn unreachable_code() -> i16 {
     ResponseError::CoordinatorNotAvailable.code()
 }
 
-pub async fn join(conn: &Rc<KafkaConn>, version: i16, client_id: &str, req: JoinGroupRequest) -> JoinGroupResponse {
+pub async fn join(
+    conn: &Rc<KafkaConn>,
+    version: i16,
+    client_id: &str,
+    req: JoinGroupRequest,
+) -> JoinGroupResponse {
     let group = text(&req.group_id.0);
     let request = JoinRequest {
         member_id: text(&req.member_id),
@@ -47,15 +52,25 @@ pub async fn join(conn: &Rc<KafkaConn>, version: i16, client_id: &str, req: Join
         client_id: client_id.to_string(),
         client_host: conn.client_host.clone(),
         session_timeout_ms: req.session_timeout_ms,
-        rebalance_timeout_ms: if version >= 1 { req.rebalance_timeout_ms } else { -1 },
+        rebalance_timeout_ms: if version >= 1 {
+            req.rebalance_timeout_ms
+        } else {
+            -1
+        },
         protocol_type: text(&req.protocol_type),
-        protocols: req.protocols.iter().map(|p| (text(&p.name), p.metadata.clone())).collect(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (text(&p.name), p.metadata.clone()))
+            .collect(),
         require_known_member_id: version >= 4,
     };
     let coordinator = conn.shard.coordinator(&group);
     let answer = conn
         .shard
-        .submit_to(coordinator, move |shard| group_registry::join(shard, group, request))
+        .submit_to(coordinator, move |shard| {
+            group_registry::join(shard, group, request)
+        })
         .await;
     let Ok(j) = answer else {
         return JoinGroupResponse::default()
@@ -69,7 +84,11 @@ pub async fn join(conn: &Rc<KafkaConn>, version: i16, client_id: &str, req: Join
         .map(|m| {
             JoinGroupResponseMember::default()
                 .with_member_id(str_bytes(m.member_id))
-                .with_group_instance_id(if version >= 5 { m.group_instance_id.map(str_bytes) } else { None })
+                .with_group_instance_id(if version >= 5 {
+                    m.group_instance_id.map(str_bytes)
+                } else {
+                    None
+                })
                 .with_metadata(m.metadata)
         })
         .collect();
@@ -81,7 +100,11 @@ pub async fn join(conn: &Rc<KafkaConn>, version: i16, client_id: &str, req: Join
     JoinGroupResponse::default()
         .with_error_code(j.error_code)
         .with_generation_id(j.generation_id)
-        .with_protocol_type(if version >= 7 { j.protocol_type.map(str_bytes) } else { None })
+        .with_protocol_type(if version >= 7 {
+            j.protocol_type.map(str_bytes)
+        } else {
+            None
+        })
         .with_protocol_name(protocol_name)
         .with_leader(str_bytes(j.leader))
         .with_member_id(str_bytes(j.member_id))
@@ -104,7 +127,9 @@ pub async fn sync(conn: &Rc<KafkaConn>, version: i16, req: SyncGroupRequest) -> 
     let coordinator = conn.shard.coordinator(&group);
     let answer = conn
         .shard
-        .submit_to(coordinator, move |shard| group_registry::sync(shard, group, request))
+        .submit_to(coordinator, move |shard| {
+            group_registry::sync(shard, group, request)
+        })
         .await;
     let Ok(s) = answer else {
         return SyncGroupResponse::default().with_error_code(unreachable_code());

@@ -32,8 +32,8 @@ use shoal_protocol::messages::group::GroupState as ShoalGroupState;
 
 use super::consumer_assignment::assigned_partitions;
 use super::group_coordinator::{
-    CommitRequest, GroupDescription, GroupState, JoinRequest, JoinResponse, KafkaGroup, KafkaGroupSettings, Leaving,
-    Reply, ReplyTo, SyncRequest, SyncResponse, TopicPartition,
+    CommitRequest, GroupDescription, GroupState, JoinRequest, JoinResponse, KafkaGroup, KafkaGroupSettings,
+    Leaving, Reply, ReplyTo, SyncRequest, SyncResponse, TopicPartition,
 };
 use crate::delivery::assignment::TopicPartition as ShoalTopicPartition;
 use crate::delivery::{ExternalMember, ExternalMembership, ExternalOffset};
@@ -173,7 +173,11 @@ fn deliver(replies: Vec<Reply>) {
                 let _ = tx.try_send(resp);
             }
             (parked, reply) => {
-                tracing::error!(known = parked.is_some(), ?reply, "a Kafka group answered a token of another kind");
+                tracing::error!(
+                    known = parked.is_some(),
+                    ?reply,
+                    "a Kafka group answered a token of another kind"
+                );
             }
         }
     }
@@ -261,7 +265,13 @@ pub async fn commit(shard: Rc<Shard>, group: String, req: CommitRequest) -> Vec<
             check
                 .results
                 .into_iter()
-                .map(|(tp, c)| if c == 0 && accepted.contains(&&tp) { (tp, code) } else { (tp, c) })
+                .map(|(tp, c)| {
+                    if c == 0 && accepted.contains(&&tp) {
+                        (tp, code)
+                    } else {
+                        (tp, c)
+                    }
+                })
                 .collect()
         }
     }
@@ -273,7 +283,11 @@ pub type Fetched = (TopicPartition, i64, i32, Option<String>);
 
 /// OffsetFetch, on the coordinator: the offsets of `partitions` (all when
 /// `None`), or the group-level error code.
-pub fn fetch_offsets(shard: Rc<Shard>, group: String, partitions: Option<Vec<TopicPartition>>) -> Result<Vec<Fetched>, i16> {
+pub fn fetch_offsets(
+    shard: Rc<Shard>,
+    group: String,
+    partitions: Option<Vec<TopicPartition>>,
+) -> Result<Vec<Fetched>, i16> {
     let wanted: Option<Vec<ShoalTopicPartition>> = partitions.map(|list| {
         list.iter()
             .map(|tp| ShoalTopicPartition::new(&tp.topic, tp.partition.max(0) as u32))
@@ -363,7 +377,8 @@ fn shoal_state_name(state: ShoalGroupState) -> &'static str {
 fn report(shard: &Shard, group: &str) {
     let now_mono = mono_ms();
     let now_wall = wall_ms();
-    let Some((description, generation)) = with_existing(group, |g, _| (g.describe(), g.generation().0)) else {
+    let Some((description, generation)) = with_existing(group, |g, _| (g.describe(), g.generation().0))
+    else {
         return;
     };
     let consumer = description.protocol_type == "consumer";
@@ -416,7 +431,9 @@ async fn timer(shard: Rc<Shard>) {
             let idle: Vec<String> = r
                 .groups
                 .iter()
-                .filter(|(_, g)| g.state() == GroupState::Empty && g.member_ids().is_empty() && g.next_deadline().is_none())
+                .filter(|(_, g)| {
+                    g.state() == GroupState::Empty && g.member_ids().is_empty() && g.next_deadline().is_none()
+                })
                 .map(|(name, _)| name.clone())
                 .collect();
             for name in &idle {

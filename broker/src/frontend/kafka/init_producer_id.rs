@@ -50,7 +50,10 @@ mod tests {
     /// epoch; one at the last epoch a fresh id.
     #[test]
     fn identities() {
-        assert_eq!(next_identity(-1, -1, u64::MAX), ((u64::MAX % PRODUCER_ID_BOUND) as i64, 0));
+        assert_eq!(
+            next_identity(-1, -1, u64::MAX),
+            ((u64::MAX % PRODUCER_ID_BOUND) as i64, 0)
+        );
         assert_eq!(next_identity(77, 3, 5), (77, 4));
         assert_eq!(next_identity(77, i16::MAX - 1, 5), (5, 0));
         let r = handle(InitProducerIdRequest::default());

@@ -24,7 +24,8 @@ pub async fn handle(conn: &Rc<KafkaConn>, req: ListGroupsRequest) -> ListGroupsR
             .submit_to(shard, |shard| async move { group_registry::list(shard) })
             .await;
         let Ok(listed) = listed else {
-            return ListGroupsResponse::default().with_error_code(ResponseError::CoordinatorNotAvailable.code());
+            return ListGroupsResponse::default()
+                .with_error_code(ResponseError::CoordinatorNotAvailable.code());
         };
         for (id, protocol, state) in listed {
             if !filter.is_empty() && !filter.contains(&state.to_lowercase()) {

@@ -19,7 +19,11 @@ const ACCEPT_RETRY_MS: u64 = 10;
 /// Accepts connections until the task is dropped (shutdown). Admission is
 /// the same table as the native and HTTP front doors
 /// (`limits.connections_per_shard_max`, `limits.connections_per_ip_max`).
-pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, queue: glommio::TaskQueueHandle) {
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: glommio::net::TcpListener,
+    queue: glommio::TaskQueueHandle,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -28,7 +32,9 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: glommio::net::TcpListener, 
                 }
                 let Ok(peer) = stream.peer_addr() else { continue };
                 let task = match admit(peer.ip(), &shard.config().limits) {
-                    Ok(admitted) => glommio::spawn_local_into(serve(shard.clone(), stream, peer, admitted), queue),
+                    Ok(admitted) => {
+                        glommio::spawn_local_into(serve(shard.clone(), stream, peer, admitted), queue)
+                    }
                     Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
                 };
                 if let Ok(task) = task {

@@ -36,13 +36,16 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: MetadataRequest) ->
     let shard = &conn.shard;
     let names: Vec<String> = match req.topics {
         None => shard.topics().iter().map(|t| t.name.clone()).collect(),
-        Some(list) if list.is_empty() && version == 0 => shard.topics().iter().map(|t| t.name.clone()).collect(),
+        Some(list) if list.is_empty() && version == 0 => {
+            shard.topics().iter().map(|t| t.name.clone()).collect()
+        }
         Some(list) => list
             .into_iter()
             .filter_map(|t| t.name.map(|n| n.0.to_string()))
             .collect(),
     };
-    let auto_create = shard.config().kafka.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
+    let auto_create =
+        shard.config().kafka.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
         let mut meta = shard.topic(&name);

@@ -8,7 +8,9 @@
 
 use std::rc::Rc;
 
-use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -48,7 +50,9 @@ pub async fn handle(conn: &Rc<KafkaConn>, req: OffsetCommitRequest) -> OffsetCom
         let coordinator = conn.shard.coordinator(&group);
         let answer = conn
             .shard
-            .submit_to(coordinator, move |shard| group_registry::commit(shard, group, request))
+            .submit_to(coordinator, move |shard| {
+                group_registry::commit(shard, group, request)
+            })
             .await;
         match answer {
             Ok(r) => results.extend(r),
@@ -62,7 +66,10 @@ pub async fn handle(conn: &Rc<KafkaConn>, req: OffsetCommitRequest) -> OffsetCom
 }
 
 /// The results in the request's topic order.
-fn by_topic(req: &OffsetCommitRequest, results: Vec<(TopicPartition, i16)>) -> Vec<OffsetCommitResponseTopic> {
+fn by_topic(
+    req: &OffsetCommitRequest,
+    results: Vec<(TopicPartition, i16)>,
+) -> Vec<OffsetCommitResponseTopic> {
     req.topics
         .iter()
         .map(|t| {

@@ -9,7 +9,9 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
@@ -45,7 +47,11 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: OffsetFetchRequest)
         Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
         // v1 has no group-level error: every asked partition carries it.
         Err(code) => {
-            let fetched = asked.unwrap_or_default().into_iter().map(|tp| (tp, -1, -1, None)).collect();
+            let fetched = asked
+                .unwrap_or_default()
+                .into_iter()
+                .map(|tp| (tp, -1, -1, None))
+                .collect();
             let mut topics = by_topic(fetched);
             for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
                 p.error_code = code;

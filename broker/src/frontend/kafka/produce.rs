@@ -64,7 +64,11 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: ProduceRequest) -> 
     let bytes: usize = req
         .topic_data
         .iter()
-        .flat_map(|t| t.partition_data.iter().map(|p| p.records.as_ref().map_or(0, Bytes::len)))
+        .flat_map(|t| {
+            t.partition_data
+                .iter()
+                .map(|p| p.records.as_ref().map_or(0, Bytes::len))
+        })
         .sum();
     let throttle = conn.charge(&conn.produce_quota, bytes as u64);
     let timeout_ms = req.timeout_ms.max(1) as u32;

@@ -69,7 +69,8 @@ pub async fn create(conn: &Rc<KafkaConn>, version: i16, req: CreateTopicsRequest
 /// The Shoal topic config a CreateTopics entry asks for.
 fn topic_config(conn: &KafkaConn, topic: &CreatableTopic) -> Result<TopicConfig, Refusal> {
     let name = topic.name.0.as_str();
-    crate::metadata::validate_name(name).map_err(|e| (ResponseError::InvalidTopicException.code(), e.to_string()))?;
+    crate::metadata::validate_name(name)
+        .map_err(|e| (ResponseError::InvalidTopicException.code(), e.to_string()))?;
     let partitions = match topic.num_partitions {
         -1 => conn.shard.config().kafka.default_partitions,
         n if n >= 1 && n as u32 <= crate::metadata::PARTITIONS_MAX => n as u32,
@@ -149,7 +150,10 @@ pub async fn delete(conn: &Rc<KafkaConn>, version: i16, req: DeleteTopicsRequest
     // v6 names topics in `topics` (by name or id), earlier versions in
     // `topic_names`.
     let names: Vec<Option<String>> = if version >= 6 {
-        req.topics.iter().map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect()
+        req.topics
+            .iter()
+            .map(|t| t.name.as_ref().map(|n| n.0.to_string()))
+            .collect()
     } else {
         req.topic_names.iter().map(|n| Some(n.0.to_string())).collect()
     };
@@ -165,7 +169,8 @@ pub async fn delete(conn: &Rc<KafkaConn>, version: i16, req: DeleteTopicsRequest
             );
             continue;
         };
-        let result = DeletableTopicResult::default().with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
+        let result =
+            DeletableTopicResult::default().with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
         responses.push(match conn.shard.delete_topic(name).await {
             Ok(()) => result,
             Err(e) => {
