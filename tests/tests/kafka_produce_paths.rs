@@ -25,7 +25,9 @@ const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 
 fn produce(topic: &str, acks: i16, records: bytes::Bytes) -> RequestKind {
-    let partition = PartitionProduceData::default().with_index(0).with_records(Some(records));
+    let partition = PartitionProduceData::default()
+        .with_index(0)
+        .with_records(Some(records));
     let topic = TopicProduceData::default()
         .with_name(TopicName(StrBytes::from_string(topic.to_string())))
         .with_partition_data(vec![partition]);
@@ -61,7 +63,16 @@ fn idempotent_retries_duplicates_and_gaps() {
     let broker = BrokerProcess::start();
     let client = topic(&broker, "idem");
     let mut k = RawKafka::connect(&broker.kafka_bootstrap());
-    let ResponseKind::InitProducerId(init) = k.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_producer_id((-1).into()).with_producer_epoch(-1))) else {
+    let ResponseKind::InitProducerId(init) = k.call(
+        ApiKey::InitProducerId,
+        4,
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id((-1).into())
+                .with_producer_epoch(-1),
+        ),
+    ) else {
         panic!("not an InitProducerId response")
     };
     assert_eq!(init.error_code, NONE);
@@ -69,11 +80,20 @@ fn idempotent_retries_duplicates_and_gaps() {
     assert!(pid >= 0 && epoch == 0, "{init:?}");
 
     let first = batch(&["a", "b", "c"], Some((pid, epoch, 0)));
-    assert_eq!(outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, first.clone()))), (NONE, 0));
+    assert_eq!(
+        outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, first.clone()))),
+        (NONE, 0)
+    );
     let second = batch(&["d", "e"], Some((pid, epoch, 3)));
-    assert_eq!(outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, second))), (NONE, 3));
+    assert_eq!(
+        outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, second))),
+        (NONE, 3)
+    );
     // The retry of a batch among the last five: its original offset, no error.
-    assert_eq!(outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, first.clone()))), (NONE, 0));
+    assert_eq!(
+        outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, first.clone()))),
+        (NONE, 0)
+    );
     assert_eq!(log_end(&client, "idem"), 5, "the retry stored nothing");
     for seq in 5..10 {
         let one = batch(&["x"], Some((pid, epoch, seq)));
@@ -88,12 +108,24 @@ fn idempotent_retries_duplicates_and_gaps() {
     assert_eq!(code, OUT_OF_ORDER_SEQUENCE_NUMBER);
     assert_eq!(log_end(&client, "idem"), 10, "neither stored anything");
     // A bumped epoch (KIP-360) starts its sequences over.
-    let ResponseKind::InitProducerId(bumped) = k.call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(InitProducerIdRequest::default().with_transactional_id(None).with_producer_id(pid.into()).with_producer_epoch(epoch))) else {
+    let ResponseKind::InitProducerId(bumped) = k.call(
+        ApiKey::InitProducerId,
+        4,
+        RequestKind::InitProducerId(
+            InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_producer_id(pid.into())
+                .with_producer_epoch(epoch),
+        ),
+    ) else {
         panic!("not an InitProducerId response")
     };
     assert_eq!((bumped.producer_id.0, bumped.producer_epoch), (pid, epoch + 1));
     let fresh = batch(&["y"], Some((pid, epoch + 1, 0)));
-    assert_eq!(outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, fresh))), (NONE, 10));
+    assert_eq!(
+        outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("idem", -1, fresh))),
+        (NONE, 10)
+    );
 }
 
 #[test]
@@ -101,14 +133,29 @@ fn acks_unknown_topics_and_silent_produce() {
     let broker = BrokerProcess::start();
     let client = topic(&broker, "plain");
     let mut k = RawKafka::connect(&broker.kafka_bootstrap());
-    let (code, _) = outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("nope", -1, batch(&["v"], None))));
+    let (code, _) = outcome(k.call(
+        ApiKey::Produce,
+        PRODUCE_V,
+        produce("nope", -1, batch(&["v"], None)),
+    ));
     assert_eq!(code, UNKNOWN_TOPIC_OR_PARTITION);
-    let (code, _) = outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("plain", 2, batch(&["v"], None))));
+    let (code, _) = outcome(k.call(
+        ApiKey::Produce,
+        PRODUCE_V,
+        produce("plain", 2, batch(&["v"], None)),
+    ));
     assert_eq!(code, INVALID_REQUIRED_ACKS);
     // acks=0: no response; the next request's response comes first.
     k.send(ApiKey::Produce, 3, &produce("plain", 0, batch(&["quiet"], None)));
-    let id = k.send(ApiKey::Metadata, 9, &RequestKind::Metadata(MetadataRequest::default()));
-    assert!(matches!(k.receive(ApiKey::Metadata, 9, id), ResponseKind::Metadata(_)));
+    let id = k.send(
+        ApiKey::Metadata,
+        9,
+        &RequestKind::Metadata(MetadataRequest::default()),
+    );
+    assert!(matches!(
+        k.receive(ApiKey::Metadata, 9, id),
+        ResponseKind::Metadata(_)
+    ));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while log_end(&client, "plain") < 1 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -116,7 +163,10 @@ fn acks_unknown_topics_and_silent_produce() {
     assert_eq!(log_end(&client, "plain"), 1, "the acks=0 record was stored");
     // acks=0 that fails closes the connection (the client reads no response).
     k.send(ApiKey::Produce, 3, &produce("nope", 0, batch(&["lost"], None)));
-    assert!(k.is_closed_by_peer(), "a failed acks=0 produce closes the connection");
+    assert!(
+        k.is_closed_by_peer(),
+        "a failed acks=0 produce closes the connection"
+    );
 }
 
 /// The kernel refuses the partition's writes (a file-size limit, as a full
@@ -136,7 +186,11 @@ fn fenced_partition_is_kafka_storage_error() {
     let mut acked = 0;
     let mut refused = None;
     for _ in 0..200 {
-        match outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("full", -1, batch(&values, None)))) {
+        match outcome(k.call(
+            ApiKey::Produce,
+            PRODUCE_V,
+            produce("full", -1, batch(&values, None)),
+        )) {
             (NONE, _) => acked += values.len() as u64,
             (code, _) => {
                 refused = Some(code);
@@ -146,7 +200,11 @@ fn fenced_partition_is_kafka_storage_error() {
     }
     assert_eq!(refused, Some(KAFKA_STORAGE_ERROR), "after {acked} records");
     assert!(acked > 0);
-    let (code, _) = outcome(k.call(ApiKey::Produce, PRODUCE_V, produce("full", -1, batch(&["again"], None))));
+    let (code, _) = outcome(k.call(
+        ApiKey::Produce,
+        PRODUCE_V,
+        produce("full", -1, batch(&["again"], None)),
+    ));
     assert_eq!(code, KAFKA_STORAGE_ERROR, "the partition stays fenced");
     let fetched = client.fetch("full", 0, 0, 1 << 20, 0).unwrap();
     assert!(!fetched.records.is_empty(), "acknowledged records stay readable");

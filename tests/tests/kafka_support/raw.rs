@@ -48,7 +48,9 @@ impl RawKafka {
     pub fn send(&mut self, key: ApiKey, version: i16, body: &RequestKind) -> i32 {
         let id = self.next_correlation;
         self.next_correlation += 1;
-        self.stream.write_all(&request_frame(key, version, id, body)).expect("write");
+        self.stream
+            .write_all(&request_frame(key, version, id, body))
+            .expect("write");
         id
     }
 
@@ -59,7 +61,8 @@ impl RawKafka {
         let mut frame = vec![0u8; i32::from_be_bytes(len) as usize];
         self.stream.read_exact(&mut frame)?;
         let mut frame = Bytes::from(frame);
-        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version)).expect("header");
+        let header =
+            ResponseHeader::decode(&mut frame, key.response_header_version(version)).expect("header");
         Ok((header.correlation_id, frame))
     }
 
