@@ -13,7 +13,10 @@ use std::process::Command;
 use shoal_tests::{bin_path, BrokerProcess};
 
 fn kcat_installed() -> bool {
-    Command::new("kcat").arg("-V").output().is_ok_and(|o| o.status.success())
+    Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The session exits 0; the plain consumer prints the three records with
@@ -60,7 +63,11 @@ fn readme_kcat_session_runs_as_written() {
         String::from_utf8_lossy(&out.stderr)
     );
     for line in ["alice=home", "bob=cart", "alice=checkout"] {
-        assert_eq!(stdout.matches(line).count(), 2, "{line} read twice (plain, group): {stdout}");
+        assert_eq!(
+            stdout.matches(line).count(),
+            2,
+            "{line} read twice (plain, group): {stdout}"
+        );
     }
     assert!(stdout.contains("alice=checkout partition"), "{stdout}");
     let describe: Vec<&str> = stdout
@@ -75,7 +82,14 @@ fn readme_kcat_session_runs_as_written() {
         .collect();
     assert_eq!(partitions.len(), 2, "both partitions committed: {describe:?}");
     for p in &partitions {
-        assert_eq!((p[2] == p[3], p[4]), (true, "0"), "committed = log end, lag 0: {p:?}");
+        assert_eq!(
+            (p[2] == p[3], p[4]),
+            (true, "0"),
+            "committed = log end, lag 0: {p:?}"
+        );
     }
-    assert!(stdout.contains(" 2 brokers:"), "one Kafka broker per shard: {stdout}");
+    assert!(
+        stdout.contains(" 2 brokers:"),
+        "one Kafka broker per shard: {stdout}"
+    );
 }

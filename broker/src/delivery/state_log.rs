@@ -453,6 +453,57 @@ mod tests {
         assert_eq!(StateKey::decode(b"zz"), None);
     }
 
+    /// A value written before `ExternalCommitted` existed reads back the
+    /// same: the new variant did not change the archived enum's layout.
+    #[test]
+    fn values_from_before_external_offsets_still_read() {
+        #[derive(rkyv::Archive, rkyv::Serialize)]
+        #[allow(dead_code)]
+        enum Before {
+            Committed(u64),
+            Failures {
+                failures: u32,
+                first_failure_ms: i64,
+                last_failure_ms: i64,
+                reason: String,
+            },
+            Redriven {
+                redrive_count: u32,
+            },
+            Entry(QuarantineEntry),
+        }
+        let old = [
+            (Before::Committed(77), StateValue::Committed(77)),
+            (
+                Before::Redriven { redrive_count: 3 },
+                StateValue::Redriven { redrive_count: 3 },
+            ),
+            (
+                Before::Failures {
+                    failures: 2,
+                    first_failure_ms: 10,
+                    last_failure_ms: 20,
+                    reason: "r".into(),
+                },
+                StateValue::Failures {
+                    failures: 2,
+                    first_failure_ms: 10,
+                    last_failure_ms: 20,
+                    reason: "r".into(),
+                },
+            ),
+        ];
+        for (before, now) in old {
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&before).unwrap();
+            let read = rkyv::from_bytes::<StateValue, rkyv::rancor::Error>(&bytes).unwrap();
+            assert_eq!(read, now);
+        }
+        assert_eq!(
+            std::mem::size_of::<ArchivedBefore>(),
+            std::mem::size_of::<ArchivedStateValue>()
+        );
+    }
+
     fn log_bytes(dir: &std::path::Path) -> u64 {
         std::fs::read_dir(dir)
             .unwrap()

@@ -11,7 +11,11 @@ use shoal_protocol::messages::group::*;
 use shoal_protocol::messages::stats::*;
 use shoal_protocol::messages::topic::TopicConfig;
 
-use super::submit::{Submitted, SubmittedWork};
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
 use crate::delivery::{Polled, TopicLag};
 use crate::error::BrokerResult;
 use crate::ids::{Offset, PartitionId};
@@ -19,6 +23,24 @@ use crate::mesh::MeshCall;
 use crate::metadata::TopicMeta;
 use crate::metrics::ShardSnapshot;
 use crate::partition::{Appended, ListedOffset, OffsetQuery, PartitionFigures, PartitionView, ReadBatches};
+
+/// The result of submitted work ([`super::submit`]), type-erased for the
+/// trip back.
+pub type Submitted = Box<dyn Any + Send>;
+
+/// The future submitted work returns on its target shard.
+pub type SubmittedFuture = Pin<Box<dyn Future<Output = Submitted>>>;
+
+/// Work to run on another shard, given that shard (as `Rc<dyn Any>`, so
+/// that this file, which the shard's state imports, need not import it;
+/// [`super::submit`] wraps and unwraps it).
+pub struct SubmittedWork(pub Box<dyn FnOnce(Rc<dyn Any>) -> SubmittedFuture + Send>);
+
+impl std::fmt::Debug for SubmittedWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubmittedWork")
+    }
+}
 
 /// A request to another shard.
 #[derive(Debug)]

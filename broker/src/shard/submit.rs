@@ -13,28 +13,12 @@
 
 use std::any::Any;
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 
-use super::call::{ShardCall, ShardReply};
+use super::call::{ShardCall, ShardReply, Submitted, SubmittedFuture, SubmittedWork};
 use super::state::Shard;
 use crate::error::{BrokerError, BrokerResult};
 use crate::ids::ShardId;
-
-/// The result of submitted work, type-erased for the trip back.
-pub type Submitted = Box<dyn Any + Send>;
-
-/// The future submitted work returns on its target shard.
-pub type SubmittedFuture = Pin<Box<dyn Future<Output = Submitted>>>;
-
-/// Work to run on another shard, with that shard's [`Shard`].
-pub struct SubmittedWork(pub Box<dyn FnOnce(Rc<Shard>) -> SubmittedFuture + Send>);
-
-impl std::fmt::Debug for SubmittedWork {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SubmittedWork")
-    }
-}
 
 impl Shard {
     /// Runs `work` on shard `to` (here, when `to` is this shard) and
@@ -48,7 +32,10 @@ impl Shard {
         if to == self.id() {
             return Ok(work(self.clone()).await);
         }
-        let erased = SubmittedWork(Box::new(move |shard: Rc<Shard>| -> SubmittedFuture {
+        let erased = SubmittedWork(Box::new(move |shard: Rc<dyn Any>| -> SubmittedFuture {
+            let shard = shard
+                .downcast::<Shard>()
+                .expect("submitted work is run with the target's shard");
             Box::pin(async move { Box::new(work(shard).await) as Submitted })
         }));
         match self.mesh().call(to, ShardCall::Submit(erased)).await {
@@ -63,6 +50,7 @@ impl Shard {
 
     /// Runs work submitted by another shard (the inbox calls this).
     pub(super) async fn run_submitted(self: &Rc<Self>, work: SubmittedWork) -> Submitted {
-        (work.0)(self.clone()).await
+        let shard: Rc<dyn Any> = self.clone();
+        (work.0)(shard).await
     }
 }

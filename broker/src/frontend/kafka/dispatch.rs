@@ -10,11 +10,19 @@ use kafka_protocol::messages::{RequestKind, ResponseKind};
 
 use super::codec::{encode_response, KafkaRequest};
 use super::context::{Answer, KafkaConn};
+use super::describe_groups;
+use super::fetch;
+use super::find_coordinator;
+use super::group_membership;
+use super::init_producer_id;
+use super::list_groups;
+use super::list_offsets;
+use super::metadata;
+use super::offset_commit;
+use super::offset_fetch;
+use super::produce;
 use super::supported_apis::api_versions_response;
-use super::{
-    describe_groups, fetch, find_coordinator, group_membership, init_producer_id, list_groups, list_offsets,
-    metadata, offset_commit, offset_fetch, produce, topic_admin,
-};
+use super::topic_admin;
 use crate::metrics::counters::kafka as kafka_metrics;
 
 /// Serves one request and returns what the writer sends for it.

@@ -56,8 +56,10 @@ mod tests {
         );
         assert_eq!(next_identity(77, 3, 5), (77, 4));
         assert_eq!(next_identity(77, i16::MAX - 1, 5), (5, 0));
-        let r = handle(InitProducerIdRequest::default());
+        let r = handle(InitProducerIdRequest::default().with_transactional_id(None));
         assert_eq!(r.error_code, 0);
         assert!(r.producer_id.0 >= 0 && (r.producer_id.0 as u64) < PRODUCER_ID_BOUND);
+        let txn = InitProducerIdRequest::default().with_transactional_id(Some(Default::default()));
+        assert_eq!(handle(txn).error_code, 42, "transactions are refused");
     }
 }
