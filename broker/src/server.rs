@@ -392,10 +392,10 @@ async fn run_shard(ctx: ShardStart) {
     let accept_kafka: Vec<_> = ctx
         .kafka
         .into_iter()
-        .flat_map(|(shared, own)| [shared, own])
-        .map(|listener| {
+        .flat_map(|(shared, own)| [(shared, kafka::Door::Shared), (own, kafka::Door::Broker)])
+        .map(|(listener, door)| {
             glommio::spawn_local_into(
-                kafka::accept_loop(shard.clone(), adopt_listener(listener), queue),
+                kafka::accept_loop(shard.clone(), adopt_listener(listener), door, queue),
                 queue,
             )
             .expect("the request queue exists")

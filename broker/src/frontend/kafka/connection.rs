@@ -45,7 +45,7 @@ use glommio::sync::{Semaphore, StaticPermit};
 use glommio::task::JoinHandle;
 
 use super::codec::{decode_request, FrameDecoder, KafkaLimits};
-use super::context::{Answer, KafkaConn};
+use super::context::{Answer, Door, KafkaConn};
 use super::dispatch::serve_request;
 use super::records::RecordLimits;
 use crate::frontend::admission::Admitted;
@@ -87,7 +87,7 @@ fn connection_limits(shard: &Shard) -> (KafkaLimits, RecordLimits) {
 }
 
 /// Serves one admitted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _admitted: Admitted) {
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, door: Door, _admitted: Admitted) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
@@ -101,6 +101,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, _admit
     let config_limits = &shard.config().limits;
     let conn = Rc::new(KafkaConn {
         shard: shard.clone(),
+        door,
         client_host: format!("/{}", peer.ip()),
         limits,
         record_limits,

@@ -28,9 +28,23 @@ pub enum Answer {
     Close,
 }
 
+/// The port a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The shared Kafka port (the bootstrap address): the broker as a whole.
+    Shared,
+    /// The shard's own Kafka port, where Metadata advertises it as Kafka
+    /// broker `shard id`: that broker only.
+    Broker,
+}
+
 /// Per-connection state shared by the reader and the handlers.
 pub struct KafkaConn {
     pub shard: Rc<Shard>,
+    /// Which port the client reached: ListGroups on a broker's own port
+    /// lists the groups that broker coordinates, as each Kafka broker does
+    /// (clients such as librdkafka ask every broker and concatenate).
+    pub door: Door,
     /// The peer as Kafka reports it in DescribeGroups (`/ip`).
     pub client_host: String,
     pub limits: KafkaLimits,

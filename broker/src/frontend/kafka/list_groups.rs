@@ -1,7 +1,13 @@
-//! ListGroups: every group of the broker, Kafka and Shoal alike, gathered
-//! from every shard (each coordinates its own). Kafka groups report their
-//! protocol type (`consumer` for Kafka consumers; empty for a group known
-//! only by committed offsets), Shoal groups `shoal`. v4 filters by state
+//! ListGroups: the groups a Kafka broker coordinates, Kafka and Shoal alike.
+//! On a shard's own Kafka port (Kafka broker `shard id` in Metadata) that is
+//! the groups this shard coordinates, as each Kafka broker answers: clients
+//! (librdkafka's `rd_kafka_list_groups`, Java's `listConsumerGroups`) ask
+//! every broker of the cluster and put the answers together, so listing
+//! every group on every broker would repeat each group once per shard. On
+//! the shared port, which Metadata does not advertise as a broker, it is
+//! every group of every shard. Kafka groups report their protocol type
+//! (`consumer` for Kafka consumers; empty for a group known only by
+//! committed offsets), Shoal groups `shoal`. v4 filters by state
 //! (case-insensitive, as Kafka).
 
 use std::rc::Rc;
@@ -11,14 +17,18 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::context::KafkaConn;
+use super::context::{Door, KafkaConn};
 use super::group_registry;
 use crate::ids::ShardId;
 
 pub async fn handle(conn: &Rc<KafkaConn>, req: ListGroupsRequest) -> ListGroupsResponse {
     let filter: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let mut groups = Vec::new();
-    for shard in (0..conn.shard.count()).map(ShardId) {
+    let shards: Vec<ShardId> = match conn.door {
+        Door::Broker => vec![conn.shard.id()],
+        Door::Shared => (0..conn.shard.count()).map(ShardId).collect(),
+    };
+    for shard in shards {
         let listed = conn
             .shard
             .submit_to(shard, |shard| async move { group_registry::list(shard) })

@@ -9,6 +9,7 @@ use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use super::connection::serve;
+use super::context::Door;
 use crate::frontend::admission::{admit, Refused};
 use crate::metrics::add;
 use crate::shard::Shard;
@@ -22,6 +23,7 @@ const ACCEPT_RETRY_MS: u64 = 10;
 pub async fn accept_loop(
     shard: Rc<Shard>,
     listener: glommio::net::TcpListener,
+    door: Door,
     queue: glommio::TaskQueueHandle,
 ) {
     loop {
@@ -33,7 +35,7 @@ pub async fn accept_loop(
                 let Ok(peer) = stream.peer_addr() else { continue };
                 let task = match admit(peer.ip(), &shard.config().limits) {
                     Ok(admitted) => {
-                        glommio::spawn_local_into(serve(shard.clone(), stream, peer, admitted), queue)
+                        glommio::spawn_local_into(serve(shard.clone(), stream, peer, door, admitted), queue)
                     }
                     Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
                 };

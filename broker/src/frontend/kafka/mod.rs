@@ -93,5 +93,6 @@ pub mod sample_requests;
 pub mod supported_apis;
 pub mod topic_admin;
 
+pub use context::Door;
 pub use error::KafkaError;
 pub use listener::accept_loop;
