@@ -77,8 +77,8 @@ fn readme_kcat_session_runs_as_written() {
         .collect();
     let partitions: Vec<Vec<&str>> = describe
         .iter()
-        .filter(|l| l.starts_with("clicks\t"))
-        .map(|l| l.split('\t').collect())
+        .filter(|l| l.split_whitespace().next() == Some("clicks"))
+        .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(partitions.len(), 2, "both partitions committed: {describe:?}");
     for p in &partitions {
