@@ -480,7 +480,7 @@ mod tests {
             d.update_external_membership("k", ExternalMembership::default());
             d.seek_external("k", vec![(tp.clone(), 2)]).await.unwrap();
             assert_eq!(
-                d.external_offsets("k", Some(&[tp.clone()])).unwrap()[0]
+                d.external_offsets("k", Some(std::slice::from_ref(&tp))).unwrap()[0]
                     .1
                     .as_ref()
                     .map(|o| o.offset),

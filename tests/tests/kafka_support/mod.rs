@@ -15,11 +15,14 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-/// Delivery reports of a producer: (partition, offset, payload) of every
-/// acknowledged record, and the errors.
+/// An acknowledged record: (partition, offset, payload).
+pub type Acked = (i32, i64, Vec<u8>);
+
+/// Delivery reports of a producer: every acknowledged record, and the
+/// errors.
 #[derive(Default, Clone)]
 pub struct Deliveries {
-    pub acked: Arc<Mutex<Vec<(i32, i64, Vec<u8>)>>>,
+    pub acked: Arc<Mutex<Vec<Acked>>>,
     pub errors: Arc<Mutex<Vec<String>>>,
 }
 
