@@ -89,6 +89,11 @@ impl Default for ExternalMembership {
 pub struct ExternalGroup {
     pub offsets: BTreeMap<TopicPartition, ExternalOffset>,
     pub membership: ExternalMembership,
+    /// Commits issued so far (each takes the next number when it starts).
+    pub commits_issued: u64,
+    /// The number of the commit that wrote each partition's offset: a
+    /// commit whose write completes after a later one's never overwrites it.
+    pub written_by: BTreeMap<TopicPartition, u64>,
 }
 
 /// Key of an external group's committed offset.

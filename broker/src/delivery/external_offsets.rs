@@ -111,10 +111,25 @@ impl<S: PartitionSource> Delivery<S> {
                 StateRecord::put(external_key(group, tp), value)
             })
             .collect();
+        // Commits on one connection are served concurrently and their
+        // writes complete together: the number taken here, before the
+        // write, keeps a later commit's offset from being overwritten in
+        // memory by an earlier one that resumed last (the state log
+        // already stores them in call order).
+        let number = {
+            let mut external = self.external.borrow_mut();
+            let g = external.entry(group.to_string()).or_default();
+            g.commits_issued += 1;
+            g.commits_issued
+        };
         self.persist(records).await?;
         let mut external = self.external.borrow_mut();
         let g = external.entry(group.to_string()).or_default();
         for (tp, o) in entries {
+            if g.written_by.get(&tp).is_some_and(|&by| by > number) {
+                continue;
+            }
+            g.written_by.insert(tp.clone(), number);
             g.offsets.insert(tp, o);
         }
         Ok(())
