@@ -9,8 +9,10 @@
 //! | [`kafka`]  | the Kafka wire protocol: existing Kafka clients, shard-aware |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
 //! | [`admission`] | per-shard and per-address connection limits               |
+//! | [`frame_reader`] | receive-pool reservation, budgets and deadlines of framed connections |
 
 pub mod admission;
+pub mod frame_reader;
 pub mod http;
 pub mod kafka;
 pub mod native;

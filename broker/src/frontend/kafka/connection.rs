@@ -10,8 +10,8 @@
 //! their order because handlers reach the partition (or the mesh's FIFO
 //! inbox) in spawn order before their first suspension point.
 //!
-//! The memory rules are the native connection's
-//! (`frontend/native/connection.rs`):
+//! The memory rules are the native connection's, in one place
+//! (`frontend/frame_reader.rs`):
 //! - a frame larger than one read chunk (64 KiB) reserves its whole length
 //!   from the shard's receive pool as soon as its prefix arrives (after the
 //!   per-API cap check), before the rest is read, and holds it until its
@@ -35,13 +35,13 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
-use glommio::sync::{Semaphore, StaticPermit};
+use glommio::sync::Semaphore;
 use glommio::task::JoinHandle;
 
 use super::codec::{decode_request, FrameDecoder, KafkaLimits};
@@ -49,13 +49,13 @@ use super::context::{Answer, Door, KafkaConn};
 use super::dispatch::serve_request;
 use super::records::RecordLimits;
 use crate::frontend::admission::Admitted;
+use crate::frontend::frame_reader::{admit_frame, FrameReader, PendingFrame, ReadEnd, READ_CHUNK_BYTES};
 use crate::frontend::quota::ByteRate;
 use crate::metrics::counters::kafka as kafka_metrics;
 use crate::runtime::now_ms;
 use crate::shard::Shard;
 
 /// Socket read size.
-const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Requests read and not yet answered, per connection (Kafka clients keep
 /// at most 5 in flight by default).
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 32;
@@ -117,24 +117,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, door: 
     write_task.await;
 }
 
-/// What a connection's reader keeps between reads.
-struct Reader {
-    decoder: FrameDecoder,
-    /// The receive-pool reservation of the large frame being read.
-    reserved: Option<StaticPermit>,
-    /// When the frame being read started (after its reservation).
-    frame_started: Option<Instant>,
-    last_read: Instant,
-    /// Requests read and not yet written.
-    in_flight: Rc<Cell<usize>>,
-}
-
-/// Why a read did not return bytes.
-enum ReadEnd {
-    Closed,
-    Expired(&'static str),
-}
-
 async fn read_loop(
     conn: Rc<KafkaConn>,
     mut socket: futures_lite::io::ReadHalf<TcpStream>,
@@ -145,13 +127,7 @@ async fn read_loop(
     let conn_budget = Rc::new(Semaphore::new(
         shard.config().limits.connection_inflight_bytes_max as u64,
     ));
-    let mut r = Reader {
-        decoder: FrameDecoder::new(conn.limits),
-        reserved: None,
-        frame_started: None,
-        last_read: Instant::now(),
-        in_flight,
-    };
+    let mut r = FrameReader::new(FrameDecoder::new(conn.limits), in_flight);
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     loop {
         let throttle = conn.throttle_ms.replace(0);
@@ -171,186 +147,76 @@ async fn read_loop(
             }
         };
         kafka_metrics::count_bytes_in(n as u64);
-        if !r.take_frames(&conn, &conn_budget, &tx, &buf[..n]).await {
+        if !take_frames(&mut r, &conn, &conn_budget, &tx, &buf[..n]).await {
             return;
         }
     }
 }
 
-impl Reader {
-    /// Cuts every whole frame out of `input` and queues its request.
-    /// False when the connection must close (bad input, or the writer is
-    /// gone).
-    async fn take_frames(
-        &mut self,
-        conn: &Rc<KafkaConn>,
-        conn_budget: &Rc<Semaphore>,
-        tx: &LocalSender<Pending>,
-        mut input: &[u8],
-    ) -> bool {
-        while !input.is_empty() {
-            let frame = match self.decoder.decode(&mut input) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => {
+/// Cuts every whole frame out of `input` and queues its request.
+/// False when the connection must close (bad input, or the writer is
+/// gone).
+async fn take_frames(
+    r: &mut FrameReader<FrameDecoder>,
+    conn: &Rc<KafkaConn>,
+    conn_budget: &Rc<Semaphore>,
+    tx: &LocalSender<Pending>,
+    mut input: &[u8],
+) -> bool {
+    while !input.is_empty() {
+        let frame = match r.decoder.decode(&mut input) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                kafka_metrics::count_rejected();
+                kafka_metrics::count_error(-1, e.kafka_code());
+                tracing::debug!(error = %e, "closing kafka connection after a bad frame");
+                let _ = tx.send(Pending::Ready(Answer::Close)).await;
+                return false;
+            }
+        };
+        let large = r.frame_taken();
+        let frame_len = frame.len() as u64 + 4;
+        // The frame is at least a request header long (checked by the
+        // decoder), so its API key is readable even when refused.
+        let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+        let request = match decode_request(frame, &conn.limits) {
+            Ok(request) => request,
+            Err(refusal) => {
+                kafka_metrics::count_request(api_key);
+                kafka_metrics::count_error(api_key, refusal.error.kafka_code());
+                tracing::debug!(error = %refusal.error, "kafka request refused");
+                if let Some(reply) = refusal.reply {
+                    r.in_flight.set(r.in_flight.get() + 1);
+                    if tx.send(Pending::Ready(Answer::Reply(reply))).await.is_err() {
+                        return false;
+                    }
+                }
+                if refusal.close {
                     kafka_metrics::count_rejected();
-                    kafka_metrics::count_error(-1, e.kafka_code());
-                    tracing::debug!(error = %e, "closing kafka connection after a bad frame");
                     let _ = tx.send(Pending::Ready(Answer::Close)).await;
                     return false;
                 }
-            };
-            let large = self.reserved.take();
-            self.frame_started = None;
-            let frame_len = frame.len() as u64 + 4;
-            // The frame is at least a request header long (checked by the
-            // decoder), so its API key is readable even when refused.
-            let api_key = i16::from_be_bytes([frame[0], frame[1]]);
-            let request = match decode_request(frame, &conn.limits) {
-                Ok(request) => request,
-                Err(refusal) => {
-                    kafka_metrics::count_request(api_key);
-                    kafka_metrics::count_error(api_key, refusal.error.kafka_code());
-                    tracing::debug!(error = %refusal.error, "kafka request refused");
-                    if let Some(reply) = refusal.reply {
-                        self.in_flight.set(self.in_flight.get() + 1);
-                        if tx.send(Pending::Ready(Answer::Reply(reply))).await.is_err() {
-                            return false;
-                        }
-                    }
-                    if refusal.close {
-                        kafka_metrics::count_rejected();
-                        let _ = tx.send(Pending::Ready(Answer::Close)).await;
-                        return false;
-                    }
-                    continue;
-                }
-            };
-            let Some(permits) = admit_frame(&conn.shard, conn_budget, frame_len, large).await else {
-                return false;
-            };
-            self.in_flight.set(self.in_flight.get() + 1);
-            let conn = conn.clone();
-            let handler = glommio::spawn_local(async move {
-                let answer = serve_request(&conn, request).await;
-                drop(permits);
-                answer
-            })
-            .detach();
-            if tx.send(Pending::Handler(handler)).await.is_err() {
-                return false;
+                continue;
             }
-        }
-        if self.decoder.is_idle() {
-            self.frame_started = None;
-        } else if self.frame_started.is_none() {
-            self.frame_started = Some(Instant::now());
-        }
-        true
-    }
-
-    /// Reserves the whole pending frame in the receive pool when its prefix
-    /// announced more than one read chunk (waiting, so not reading, while
-    /// the pool is spent). False when the pool is closed.
-    async fn reserve_pending(&mut self, shard: &Shard) -> bool {
-        let Some(len) = self.decoder.pending_frame_len() else {
-            return true;
         };
-        if len <= READ_CHUNK_BYTES || self.reserved.is_some() {
-            return true;
-        }
-        match shard.receive_pool().acquire_static_permit(len as u64).await {
-            Ok(permit) => {
-                self.reserved = Some(permit);
-                self.decoder.reserve_pending();
-                // The deadline runs from when the broker is ready for the body.
-                self.frame_started = Some(Instant::now());
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Reads the next bytes, within the frame deadline while a frame is
-    /// being read, or the idle deadline while nothing is in flight.
-    async fn read(
-        &mut self,
-        shard: &Shard,
-        socket: &mut futures_lite::io::ReadHalf<TcpStream>,
-        buf: &mut [u8],
-    ) -> Result<usize, ReadEnd> {
-        let limits = &shard.config().limits;
-        loop {
-            let (deadline, why) = match self.frame_started {
-                Some(start) => (
-                    Some(start + Duration::from_millis(limits.frame_read_ms_max)),
-                    "a frame did not arrive within limits.frame_read_ms_max",
-                ),
-                None if limits.connection_idle_ms_max > 0 => (
-                    Some(self.last_read + Duration::from_millis(limits.connection_idle_ms_max)),
-                    "idle for limits.connection_idle_ms_max",
-                ),
-                None => (None, ""),
-            };
-            let read = async { Some(socket.read(buf).await) };
-            let outcome = match deadline {
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    let timer = async {
-                        crate::runtime::sleep(left).await;
-                        None
-                    };
-                    futures_lite::future::or(read, timer).await
-                }
-                None => read.await,
-            };
-            match outcome {
-                Some(Ok(0)) => return Err(ReadEnd::Closed),
-                Some(Ok(n)) => {
-                    self.last_read = Instant::now();
-                    return Ok(n);
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "kafka connection read failed");
-                    return Err(ReadEnd::Closed);
-                }
-                // A connection waiting for its responses (a long poll, a
-                // rebalance) is not idle.
-                None if self.frame_started.is_none() && self.in_flight.get() > 0 => {
-                    self.last_read = Instant::now();
-                }
-                None => return Err(ReadEnd::Expired(why)),
-            }
+        let Some(permits) = admit_frame(&conn.shard, conn_budget, frame_len, large).await else {
+            return false;
+        };
+        r.in_flight.set(r.in_flight.get() + 1);
+        let conn = conn.clone();
+        let handler = glommio::spawn_local(async move {
+            let answer = serve_request(&conn, request).await;
+            drop(permits);
+            answer
+        })
+        .detach();
+        if tx.send(Pending::Handler(handler)).await.is_err() {
+            return false;
         }
     }
-}
-
-/// The budgets a frame holds while its request is served.
-struct FramePermits {
-    _connection: StaticPermit,
-    /// A small frame's share of the shard's in-flight budget, or a large
-    /// frame's receive-pool reservation.
-    _shard: StaticPermit,
-}
-
-/// Takes a complete frame's share of the connection's budget and, for a
-/// small frame, of the shard's in-flight budget (a large one already holds
-/// its receive-pool reservation), waiting (not reading) while spent.
-async fn admit_frame(
-    shard: &Shard,
-    conn: &Rc<Semaphore>,
-    units: u64,
-    large: Option<StaticPermit>,
-) -> Option<FramePermits> {
-    let connection = conn.acquire_static_permit(units).await.ok()?;
-    let shard_permit = match large {
-        Some(reserved) => reserved,
-        None => shard.inflight().acquire_static_permit(units).await.ok()?,
-    };
-    Some(FramePermits {
-        _connection: connection,
-        _shard: shard_permit,
-    })
+    r.bytes_decoded();
+    true
 }
 
 /// Writes the answers in request order, coalescing those that are ready
@@ -418,4 +284,16 @@ async fn flush(
     let result = writer.write_all(out).await;
     out.clear();
     result
+}
+
+impl PendingFrame for FrameDecoder {
+    fn is_idle(&self) -> bool {
+        self.is_idle()
+    }
+    fn pending_frame_len(&self) -> Option<usize> {
+        self.pending_frame_len()
+    }
+    fn reserve_pending(&mut self) {
+        self.reserve_pending()
+    }
 }
