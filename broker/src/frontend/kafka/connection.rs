@@ -61,6 +61,8 @@ use crate::shard::Shard;
 pub const REQUESTS_IN_FLIGHT_MAX: usize = 32;
 /// Small responses are coalesced into one write up to this size.
 const WRITE_COALESCE_BYTES: usize = 256 << 10;
+/// Responses at least this large are written from their own buffer.
+const WRITE_DIRECT_BYTES_MIN: usize = WRITE_COALESCE_BYTES / 4;
 
 /// A request's place in the response order.
 enum Pending {
@@ -261,8 +263,7 @@ async fn write_loop(
         match answer {
             Answer::Reply(bytes) => {
                 kafka_metrics::count_bytes_out(bytes.len() as u64);
-                out.extend_from_slice(&bytes);
-                if out.len() >= WRITE_COALESCE_BYTES && flush(&mut writer, &mut out).await.is_err() {
+                if write_reply(&mut writer, &mut out, &bytes).await.is_err() {
                     break;
                 }
             }
@@ -272,6 +273,25 @@ async fn write_loop(
     }
     let _ = flush(&mut writer, &mut out).await;
     let _ = writer.close().await;
+}
+
+/// Adds a response to the coalescing buffer; a large one (a fetch of many
+/// records) is written straight from its own buffer after what is
+/// gathered, rather than copied once more.
+async fn write_reply(
+    writer: &mut futures_lite::io::WriteHalf<TcpStream>,
+    out: &mut BytesMut,
+    reply: &[u8],
+) -> std::io::Result<()> {
+    if reply.len() >= WRITE_DIRECT_BYTES_MIN {
+        flush(writer, out).await?;
+        return writer.write_all(reply).await;
+    }
+    out.extend_from_slice(reply);
+    if out.len() >= WRITE_COALESCE_BYTES {
+        flush(writer, out).await?;
+    }
+    Ok(())
 }
 
 async fn flush(

@@ -215,7 +215,15 @@ fn partition_data(
             };
         }
     };
-    let mut out = BytesMut::new();
+    // An uncompressed stored batch is larger than its Kafka encoding, so
+    // the stored size (within the limit) usually holds the answer without
+    // regrowing (an lz4-stored batch may still grow it).
+    let stored_bytes: usize = read.batches.iter().map(Bytes::len).sum();
+    let mut out = BytesMut::with_capacity(if *first {
+        stored_bytes
+    } else {
+        stored_bytes.min(limit)
+    });
     for stored in &read.batches {
         if !*first && out.len() >= limit {
             break;
