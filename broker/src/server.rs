@@ -164,6 +164,8 @@ struct Listeners {
     shared: Vec<std::net::TcpListener>,
     shard: Vec<std::net::TcpListener>,
     http: Vec<std::net::TcpListener>,
+    /// Node-link listeners, one per shard (cluster members only).
+    node: Vec<std::net::TcpListener>,
     ports: Ports,
 }
 
@@ -204,6 +206,7 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
         shard.push(listener);
     }
     let (http, http_port) = bind_shared(config.server.http_listen, shards)?;
+    let node = bind_node_ports(config, shards)?;
     let ports = Ports {
         host: ip.to_string(),
         shared: shared_port,
@@ -214,8 +217,24 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
         shared,
         shard,
         http,
+        node,
         ports,
     })
+}
+
+/// A cluster member's node ports: shard `i` on `cluster.node_listen` + i
+/// (see `cluster`). None on a single node.
+fn bind_node_ports(config: &Config, shards: u32) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let Some(base) = config.cluster.node_listen.filter(|_| config.cluster.enabled()) else {
+        return Ok(Vec::new());
+    };
+    (0..shards)
+        .map(|i| {
+            let addr = SocketAddr::new(base.ip(), base.port() + i as u16);
+            probe_port(addr)?;
+            bind(addr)
+        })
+        .collect()
 }
 
 /// Binds `addr` once per shard with SO_REUSEPORT; port 0 resolves to one
@@ -260,6 +279,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let mut shared = listeners.shared.into_iter();
     let mut own = listeners.shard.into_iter();
     let mut http = listeners.http.into_iter();
+    let mut node = listeners.node.into_iter();
     for (id, inbox) in (0..shards).zip(inboxes) {
         let (stop_tx, stop_rx) = flume::bounded::<()>(1);
         stops.push(stop_tx);
@@ -272,6 +292,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
             shared: shared.next().expect("one shared listener per shard"),
             own: own.next().expect("one shard listener per shard"),
             http: http.next().expect("one HTTP listener per shard"),
+            node: node.next(),
             stop: stop_rx,
             ready: ready_tx.clone(),
         };
@@ -320,6 +341,8 @@ struct ShardStart {
     shared: std::net::TcpListener,
     own: std::net::TcpListener,
     http: std::net::TcpListener,
+    /// This shard's node-link listener (cluster members only).
+    node: Option<std::net::TcpListener>,
     stop: flume::Receiver<()>,
     ready: flume::Sender<(ShardId, BrokerResult<()>)>,
 }
@@ -350,6 +373,10 @@ async fn run_shard(ctx: ShardStart) {
         queue,
     )
     .expect("the request queue exists");
+    let links = match (shard.cluster(), ctx.node) {
+        (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener)),
+        _ => Vec::new(),
+    };
     // Detached: it checks `shutting_down` between partitions, so shutdown
     // never cancels a retention or compaction pass half way.
     glommio::spawn_local_into(shard.clone().maintenance_loop(), queue)
@@ -363,6 +390,7 @@ async fn run_shard(ctx: ShardStart) {
     drop(accept_shared);
     drop(accept_own);
     drop(accept_http);
+    drop(links);
     drain(&shard).await;
     shard.shutdown().await;
     drop(inbox_task);

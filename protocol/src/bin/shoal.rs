@@ -78,6 +78,19 @@ enum Command {
     /// Browse, redrive and purge a topic's dead-letter quarantine.
     #[command(subcommand)]
     Dlq(DlqCmd),
+    /// The cluster's nodes and their liveness.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Nodes, their node-link addresses, link states and liveness.
+    Status {
+        /// The broker's HTTP address (`GET /cluster` is read there).
+        #[arg(long, env = "SHOAL_HTTP", default_value = "127.0.0.1:9480")]
+        http: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -303,15 +316,29 @@ fn report_error(e: &ProtocolError, json: bool, broker: &str) {
     }
 }
 
+#[path = "shoal/cluster.rs"]
+mod cluster;
+
 fn run(cli: Cli) -> Result<(), ProtocolError> {
-    let client = Arc::new(Client::connect(&cli.broker)?);
     let out = Output { json: cli.json };
-    match cli.command {
+    // The cluster status is read over HTTP (see `cluster`): no native connection.
+    let command = match cli.command {
+        Command::Cluster(ClusterCmd::Status { http }) => {
+            let doc = cluster::fetch_status(&http)
+                .map_err(|e| ProtocolError::Io(Arc::new(std::io::Error::other(e))))?;
+            out.emit(doc.clone(), || cluster::render(&doc));
+            return Ok(());
+        }
+        other => other,
+    };
+    let client = Arc::new(Client::connect(&cli.broker)?);
+    match command {
         Command::Topic(cmd) => topic(&client, cmd, &out),
         Command::Produce(args) => produce(client, args, &out),
         Command::Consume(args) => consume(client, args, &out),
         Command::Group(cmd) => group(&client, cmd, &out),
         Command::Dlq(cmd) => dlq(&client, cmd, &out),
+        Command::Cluster(_) => Ok(()),
     }
 }
 
