@@ -221,6 +221,8 @@ mod log_stats;
 mod mutation;
 mod notify;
 mod partition_log;
+pub mod raft_files;
+pub mod raft_index;
 pub mod recovery;
 pub mod retention;
 mod segment;
