@@ -63,29 +63,38 @@ impl EntryRecord {
         out
     }
 
-    /// Reads one record: `Ok(None)` for an all-zero (unwritten) record,
-    /// `Err` for one whose CRC does not match.
-    pub fn decode(bytes: &[u8; ENTRY_RECORD_BYTES]) -> Result<Option<EntryRecord>, ()> {
+    /// Reads one record slot.
+    pub fn decode(bytes: &[u8; ENTRY_RECORD_BYTES]) -> Slot {
         if bytes.iter().all(|&b| b == 0) {
-            return Ok(None);
+            return Slot::Empty;
         }
         let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         if crc32c::crc32c(&bytes[..28]) != u32_at(28) {
-            return Err(());
+            return Slot::Damaged;
         }
-        Ok(Some(EntryRecord {
+        Slot::Entry(EntryRecord {
             index: u64_at(0),
             term: u64_at(8),
             base_offset: u64_at(16),
             record_count: u32_at(24),
-        }))
+        })
     }
 
     /// Whether `next` may follow `self` in the file.
     pub fn precedes(&self, next: &EntryRecord) -> bool {
         next.index == self.index + 1 && next.term >= self.term && next.base_offset == self.end_offset()
     }
+}
+
+/// One 32-byte slot of the sidecar file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// All zeros: never written (the end of the records).
+    Empty,
+    Entry(EntryRecord),
+    /// The CRC does not match: a torn or damaged write.
+    Damaged,
 }
 
 /// How a scan of the sidecar ended.
@@ -116,14 +125,14 @@ pub fn scan(bytes: &[u8]) -> Scan {
             position: i * ENTRY_RECORD_BYTES,
         };
         match EntryRecord::decode(chunk) {
-            Ok(None) => {
+            Slot::Empty => {
                 return Scan {
                     records,
                     stop: ScanStop::Clean,
                 }
             }
-            Err(()) => return Scan { records, stop: torn },
-            Ok(Some(r)) => {
+            Slot::Damaged => return Scan { records, stop: torn },
+            Slot::Entry(r) => {
                 let follows = match records.last() {
                     Some(prev) => prev.precedes(&r),
                     None => r.index > 0,

@@ -176,10 +176,12 @@ impl RaftGroup {
             log.truncate_suffix(cut).await.map_err(|e| e.to_string())?;
         }
         let records = sidecar.records().to_vec();
-        let mut hard = HardState::default();
-        hard.term = hs.term;
-        hard.vote = hs.vote;
-        hard.commit = hs.commit;
+        let hard = HardState {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            ..HardState::default()
+        };
         let conf = ConfState::from((voters.to_vec(), Vec::<u64>::new()));
         let mem = Rc::new(RefCell::new(RaftMemory::new(hard, conf, records)));
         let last_append_ms = refill_window(&log, &mem).await?;
@@ -570,8 +572,10 @@ impl RaftGroup {
 /// What `RawNode::propose` builds, with the batch's own `Bytes` as the
 /// entry data (raft-rs 0.7's `propose` takes a `Vec<u8>`, a copy).
 fn proposal_message(from: u64, data: Bytes) -> Message {
-    let mut e = Entry::default();
-    e.data = data;
+    let e = Entry {
+        data,
+        ..Entry::default()
+    };
     let mut m = Message::default();
     m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
     m.from = from;
