@@ -377,6 +377,10 @@ async fn run_shard(ctx: ShardStart) {
         (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener)),
         _ => Vec::new(),
     };
+    let replication = shard.partitions().replication().cloned();
+    let replication_task = replication
+        .clone()
+        .map(|r| glommio::spawn_local_into(r.run(), queue).expect("the request queue exists"));
     // Detached: it checks `shutting_down` between partitions, so shutdown
     // never cancels a retention or compaction pass half way.
     glommio::spawn_local_into(shard.clone().maintenance_loop(), queue)
@@ -390,8 +394,12 @@ async fn run_shard(ctx: ShardStart) {
     drop(accept_shared);
     drop(accept_own);
     drop(accept_http);
-    drop(links);
     drain(&shard).await;
+    if let (Some(r), Some(task)) = (replication, replication_task) {
+        r.stop();
+        task.await;
+    }
+    drop(links);
     shard.shutdown().await;
     drop(inbox_task);
     tracing::info!(shard = %shard.id(), "shard stopped");

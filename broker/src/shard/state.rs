@@ -79,14 +79,14 @@ impl Shard {
         // completed disk write gets the writer scheduled ahead of the
         // request handlers that are copying the next batches in.
         let log_queue = crate::runtime::io_queue("log-flush");
-        let partitions = PartitionService::new(id, count, config.clone(), log_queue);
-        let settings = config.delivery.clone();
         let cluster = ClusterNode::new(
             &config,
             id.get(),
             count,
             format!("{}:{}", ports.host, ports.shared),
         );
+        let partitions = PartitionService::new(id, count, config.clone(), log_queue, cluster.clone());
+        let settings = config.delivery.clone();
         Rc::new_cyclic(|me: &Weak<Shard>| Shard {
             id,
             count,

@@ -135,6 +135,9 @@ struct CreateArgs {
     /// Later records of a key wait while an earlier one waits for a retry.
     #[arg(long)]
     ordered_retry: bool,
+    /// Replicas per partition (a cluster of at least this many nodes).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -423,6 +426,7 @@ fn topic_config(args: CreateArgs) -> Result<TopicConfig, ProtocolError> {
             dead_letter: !args.no_dead_letter,
             ordered_retry: args.ordered_retry,
         },
+        replication_factor: args.replication_factor,
     })
 }
 
@@ -1019,6 +1023,7 @@ mod text {
                 if r.dead_letter { "quarantined" } else { "dropped" }.into(),
             ),
             ("ordered retry", on_off(r.ordered_retry).into()),
+            ("replication", c.replication_factor.to_string()),
         ];
         let mut out = format!("topic {}\n", d.name);
         for (label, value) in fields {

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::json::{ok, HttpResponse};
 use crate::cluster::{ClusterStatus, NodeStatus};
+use crate::partition::replication::GroupStatus;
 use crate::shard::Shard;
 
 #[derive(Serialize)]
@@ -14,6 +15,8 @@ struct ClusterReply {
     enabled: bool,
     #[serde(flatten)]
     status: ClusterStatus,
+    /// The replicated partitions on the answering shard: role, leader, term.
+    partitions: Vec<GroupStatus>,
 }
 
 pub fn status(shard: &Shard) -> HttpResponse {
@@ -21,6 +24,11 @@ pub fn status(shard: &Shard) -> HttpResponse {
         Some(cluster) => ok(&ClusterReply {
             enabled: true,
             status: cluster.status(),
+            partitions: shard
+                .partitions()
+                .replication()
+                .map(|r| r.status())
+                .unwrap_or_default(),
         }),
         None => ok(&ClusterReply {
             enabled: false,
@@ -40,6 +48,7 @@ pub fn status(shard: &Shard) -> HttpResponse {
                 hellos_refused: 0,
                 bad_connections: 0,
             },
+            partitions: Vec::new(),
         }),
     }
 }
