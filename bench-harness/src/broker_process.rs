@@ -79,6 +79,10 @@ impl BrokerProcess {
             .arg(self.shard_port_base.to_string())
             .arg("--http-listen")
             .arg("127.0.0.1:0")
+            .arg("--kafka-listen")
+            .arg("127.0.0.1:0")
+            .arg("--kafka-shard-port-base")
+            .arg("0")
             .arg("--shards")
             .arg(self.spec.shards.to_string())
             .args(&self.spec.extra_args)
@@ -141,6 +145,10 @@ impl BrokerControl for BrokerProcess {
 
     fn start(&mut self) -> Result<(), BenchError> {
         self.launch()
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 }
 

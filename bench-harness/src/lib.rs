@@ -32,6 +32,7 @@
 pub mod baseline;
 pub mod broker_process;
 pub mod burst;
+pub mod cpu;
 pub mod distribution;
 pub mod driver;
 pub mod error;

@@ -25,7 +25,7 @@ use shoal_bench::workload::{Workload, WorkloadLayer, WorkloadSource, PRESETS};
 #[derive(Debug, Parser)]
 #[command(name = "shoal-bench", version, about, long_about = None)]
 struct Cli {
-    /// Shipped preset to start from: quick, steady, max-rate, burst, slow-consumer, retry-storm, restart
+    /// Shipped preset to start from: quick, steady, max-rate, closed-loop, burst, slow-consumer, retry-storm, restart
     #[arg(long, default_value = "quick", conflicts_with = "workload")]
     preset: String,
     /// Workload TOML file to start from instead of a preset (same fields as the flags below)

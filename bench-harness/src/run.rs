@@ -158,6 +158,9 @@ fn load(
     let mut trials = Vec::new();
     let (search, rate) = match w.rate_mode {
         RateMode::Target => (None, w.rate_per_s),
+        // The schedule only sets the phase's length: closed-loop producers
+        // send whenever they have room, not when a record is due.
+        RateMode::Closed => (None, 1.0),
         RateMode::Max => {
             let outcome = search(connector, w, &mut run_id, &mut trials)?;
             let rate = outcome.sustainable_rate_per_s * w.measure_share;
@@ -176,6 +179,7 @@ fn load(
         measure_from_ns: sec(w.warmup_s),
         measure_until_ns: sec(w.warmup_s + w.duration_s),
         consumers: w.consumers,
+        closed_window: w.closed_window_records(),
         drain: settings.drain,
         burst: (w.scenario == Scenario::Burst).then(|| {
             (
@@ -190,10 +194,16 @@ fn load(
             )
         }),
     };
-    eprintln!(
-        "measured phase: {rate:.0} rec/s for {:.0} s after {:.0} s warm-up",
-        w.duration_s, w.warmup_s
-    );
+    match opts.closed_window {
+        Some(window) => eprintln!(
+            "measured phase: closed loop, {window} records in flight per producer, for {:.0} s after {:.0} s warm-up",
+            w.duration_s, w.warmup_s
+        ),
+        None => eprintln!(
+            "measured phase: {rate:.0} rec/s for {:.0} s after {:.0} s warm-up",
+            w.duration_s, w.warmup_s
+        ),
+    }
     let (measured, placement) = run_phase(connector, w, &opts, control)?;
     Ok(Loaded {
         search,
@@ -239,6 +249,7 @@ fn search(
             measure_from_ns: 0,
             measure_until_ns: trial_ns,
             consumers: 0,
+            closed_window: None,
             drain: TRIAL_DRAIN,
             burst: None,
             restart: None,

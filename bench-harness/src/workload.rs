@@ -23,6 +23,8 @@ use crate::schedule::{Phase, RATE_PER_S_MAX};
 use crate::stamp::STAMP_LEN;
 
 /// Largest record the harness sends.
+/// Most batches a closed-loop producer may keep in flight.
+pub const IN_FLIGHT_BATCHES_MAX: u32 = 1024;
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
 /// Most partitions per topic.
 pub const PARTITIONS_MAX: u32 = 4096;
@@ -73,6 +75,10 @@ pub enum RateMode {
     Target,
     /// Find the rate where backlog stays flat, then measure at `measure_share` of it.
     Max,
+    /// Closed loop: each producer keeps `in_flight_batches` batches in
+    /// flight and sends the next record as soon as there is room (what
+    /// other systems' bench tools do); latency counts from the send.
+    Closed,
 }
 
 /// What happens beyond steady load.
@@ -161,6 +167,9 @@ pub struct WorkloadLayer {
     /// Max mode: share of the sustainable rate the measured phase runs at [default: 0.5]
     #[arg(long)]
     pub measure_share: Option<f64>,
+    /// Closed mode: batches (of batch_bytes) each producer keeps in flight [default: 5]
+    #[arg(long)]
+    pub in_flight_batches: Option<u32>,
     /// Max mode: first rate tried, records per second [default: 5000]
     #[arg(long)]
     pub search_rate_start_per_s: Option<f64>,
@@ -241,6 +250,7 @@ pub struct Workload {
     pub rate_mode: RateMode,
     pub rate_per_s: f64,
     pub measure_share: f64,
+    pub in_flight_batches: u32,
     pub search_rate_start_per_s: f64,
     pub search_rate_max_per_s: f64,
     pub search_trial_s: f64,
@@ -268,6 +278,7 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("quick", include_str!("../presets/quick.toml")),
     ("steady", include_str!("../presets/steady.toml")),
     ("max-rate", include_str!("../presets/max-rate.toml")),
+    ("closed-loop", include_str!("../presets/closed-loop.toml")),
     ("burst", include_str!("../presets/burst.toml")),
     ("slow-consumer", include_str!("../presets/slow-consumer.toml")),
     ("retry-storm", include_str!("../presets/retry-storm.toml")),
@@ -357,7 +368,20 @@ impl Workload {
         match self.rate_mode {
             RateMode::Target => format!("{} rec/s {scenario}", self.rate_per_s),
             RateMode::Max => format!("max-rate search, then {scenario} at {} of it", self.measure_share),
+            RateMode::Closed => format!(
+                "closed loop, {} batches in flight per producer, {scenario}",
+                self.in_flight_batches
+            ),
         }
+    }
+
+    /// Closed mode: records each producer keeps in flight (its batches'
+    /// worth of records of the mean size).
+    pub fn closed_window_records(&self) -> Option<usize> {
+        (self.rate_mode == RateMode::Closed).then(|| {
+            let per_batch = (self.batch_bytes / self.record_bytes.max(1)).max(1);
+            per_batch * self.in_flight_batches as usize
+        })
     }
 
     /// Checks ranges and combinations; the message names the offending field.
@@ -397,6 +421,12 @@ impl Workload {
         let bad = |msg: &str| Err(BenchError::InvalidWorkload(msg.to_string()));
         if !(self.rate_per_s > 0.0 && self.rate_per_s <= RATE_PER_S_MAX) {
             return bad("rate_per_s must be positive and at most 1e8");
+        }
+        if !(1..=IN_FLIGHT_BATCHES_MAX).contains(&self.in_flight_batches) {
+            return bad("in_flight_batches must be in 1..=1024");
+        }
+        if self.rate_mode == RateMode::Closed && self.scenario != Scenario::Steady {
+            return bad("closed mode runs the steady scenario only (the others shape an offered rate)");
         }
         if !(self.measure_share > 0.0 && self.measure_share <= 1.0) {
             return bad("measure_share must be in (0, 1]");

@@ -5,8 +5,9 @@
 //! fails the start at once and port 0 resolves to one real port that every
 //! shard then shares (SO_REUSEPORT). Each shard then runs on its own pinned
 //! executor: it loads the topic catalogue, opens its partitions (recovery),
-//! accepts on the shared port and on its own shard port, and serves its mesh
-//! inbox. `start` returns once every shard is serving.
+//! accepts on the shared port and on its own shard port (native protocol,
+//! and Kafka protocol when `kafka.enabled`), serves HTTP, and serves its
+//! mesh inbox. `start` returns once every shard is serving.
 //!
 //! Shutdown (SIGTERM/SIGINT in `shoald`, or [`RunningBroker::stop`]): every
 //! shard stops accepting, waits (bounded by [`DRAIN_MS_MAX`]) for the
@@ -20,12 +21,12 @@ use std::time::{Duration, Instant};
 use shoal_config::Config;
 
 use crate::error::BrokerResult;
-use crate::frontend::{http, native};
+use crate::frontend::{http, kafka, native};
 use crate::ids::ShardId;
 use crate::mesh::{self, Envelope, Mesh};
 use crate::runtime::{adopt_listener, bind_listener, shard_cpus, spawn_shard};
 use crate::shard::call::{ShardCall, ShardReply};
-use crate::shard::{Ports, Shard};
+use crate::shard::{KafkaPorts, Ports, Shard};
 
 /// A shard's inbox, as the mesh delivers it.
 type Inbox = flume::Receiver<Envelope<ShardCall, ShardReply>>;
@@ -164,6 +165,8 @@ struct Listeners {
     shared: Vec<std::net::TcpListener>,
     shard: Vec<std::net::TcpListener>,
     http: Vec<std::net::TcpListener>,
+    /// Kafka's shared and per-shard listeners, one pair per shard.
+    kafka: Vec<(std::net::TcpListener, std::net::TcpListener)>,
     /// Node-link listeners, one per shard (cluster members only).
     node: Vec<std::net::TcpListener>,
     ports: Ports,
@@ -187,39 +190,61 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
     for _ in 1..shards {
         shared.push(bind(SocketAddr::new(ip, shared_port))?);
     }
-    let mut shard = Vec::new();
-    let mut shard_ports = Vec::new();
-    for i in 0..shards {
-        let port = if config.server.shard_port_base == 0 {
-            0
-        } else {
-            config.server.shard_port_base + i as u16
-        };
-        let listener = bind(SocketAddr::new(ip, port))?;
-        let addr = SocketAddr::new(ip, port);
-        shard_ports.push(
-            listener
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?
-                .port(),
-        );
-        shard.push(listener);
-    }
+    let (shard, shard_ports) = bind_shard_ports(ip, config.server.shard_port_base, shards)?;
     let (http, http_port) = bind_shared(config.server.http_listen, shards)?;
+    let (kafka, kafka_ports) = if config.kafka.enabled {
+        let k = &config.kafka;
+        let (shared, shared_port) = bind_shared(k.listen, shards)?;
+        let (own, own_ports) = bind_shard_ports(k.listen.ip(), k.shard_port_base, shards)?;
+        let ports = KafkaPorts {
+            host: k.advertised_host(),
+            shared: shared_port,
+            shard_ports: own_ports,
+        };
+        (shared.into_iter().zip(own).collect(), Some(ports))
+    } else {
+        (Vec::new(), None)
+    };
     let node = bind_node_ports(config, shards)?;
     let ports = Ports {
         host: ip.to_string(),
         shared: shared_port,
         shard_ports,
         http: http_port,
+        kafka: kafka_ports,
     };
     Ok(Listeners {
         shared,
         shard,
         http,
+        kafka,
         node,
         ports,
     })
+}
+
+/// Binds shard `i`'s own port `base + i` on `ip` (free ports when `base`
+/// is 0) and returns the listeners with the ports they got.
+fn bind_shard_ports(
+    ip: IpAddr,
+    base: u16,
+    shards: u32,
+) -> Result<(Vec<std::net::TcpListener>, Vec<u16>), StartError> {
+    let mut listeners = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..shards {
+        let port = if base == 0 { 0 } else { base + i as u16 };
+        let addr = SocketAddr::new(ip, port);
+        let listener = bind(addr)?;
+        ports.push(
+            listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?
+                .port(),
+        );
+        listeners.push(listener);
+    }
+    Ok((listeners, ports))
 }
 
 /// A cluster member's node ports: shard `i` on `cluster.node_listen` + i
@@ -252,6 +277,17 @@ fn bind_shared(addr: SocketAddr, shards: u32) -> Result<(Vec<std::net::TcpListen
     Ok((all, port))
 }
 
+/// Probes every fixed shard port `base + i` (none when `base` is 0).
+fn probe_shard_ports(ip: IpAddr, base: u16, config: &Config) -> Result<(), StartError> {
+    if base == 0 {
+        return Ok(());
+    }
+    for i in 0..config.effective_shards() {
+        probe_port(SocketAddr::new(ip, base + i as u16))?;
+    }
+    Ok(())
+}
+
 /// Starts the broker and returns once every shard serves.
 pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let data_dir = config.server.data_dir.clone();
@@ -262,11 +298,10 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let lock = lock_data_dir(&config.server.data_dir)?;
     probe_port(config.server.listen)?;
     probe_port(config.server.http_listen)?;
-    if config.server.shard_port_base != 0 {
-        for i in 0..config.effective_shards() {
-            let port = config.server.shard_port_base + i as u16;
-            probe_port(SocketAddr::new(config.server.listen.ip(), port))?;
-        }
+    probe_shard_ports(config.server.listen.ip(), config.server.shard_port_base, &config)?;
+    if config.kafka.enabled {
+        probe_port(config.kafka.listen)?;
+        probe_shard_ports(config.kafka.listen.ip(), config.kafka.shard_port_base, &config)?;
     }
     let shards = config.effective_shards();
     let listeners = bind_all(&config, shards)?;
@@ -279,6 +314,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let mut shared = listeners.shared.into_iter();
     let mut own = listeners.shard.into_iter();
     let mut http = listeners.http.into_iter();
+    let mut kafka_listeners = listeners.kafka.into_iter();
     let mut node = listeners.node.into_iter();
     for (id, inbox) in (0..shards).zip(inboxes) {
         let (stop_tx, stop_rx) = flume::bounded::<()>(1);
@@ -292,6 +328,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
             shared: shared.next().expect("one shared listener per shard"),
             own: own.next().expect("one shard listener per shard"),
             http: http.next().expect("one HTTP listener per shard"),
+            kafka: kafka_listeners.next(),
             node: node.next(),
             stop: stop_rx,
             ready: ready_tx.clone(),
@@ -341,6 +378,8 @@ struct ShardStart {
     shared: std::net::TcpListener,
     own: std::net::TcpListener,
     http: std::net::TcpListener,
+    /// Kafka's shared and own listener, when the Kafka listener is on.
+    kafka: Option<(std::net::TcpListener, std::net::TcpListener)>,
     /// This shard's node-link listener (cluster members only).
     node: Option<std::net::TcpListener>,
     stop: flume::Receiver<()>,
@@ -373,6 +412,18 @@ async fn run_shard(ctx: ShardStart) {
         queue,
     )
     .expect("the request queue exists");
+    let accept_kafka: Vec<_> = ctx
+        .kafka
+        .into_iter()
+        .flat_map(|(shared, own)| [(shared, kafka::Door::Shared), (own, kafka::Door::Broker)])
+        .map(|(listener, door)| {
+            glommio::spawn_local_into(
+                kafka::accept_loop(shard.clone(), adopt_listener(listener), door, queue),
+                queue,
+            )
+            .expect("the request queue exists")
+        })
+        .collect();
     let links = match (shard.cluster(), ctx.node) {
         (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener)),
         _ => Vec::new(),
@@ -394,6 +445,7 @@ async fn run_shard(ctx: ShardStart) {
     drop(accept_shared);
     drop(accept_own);
     drop(accept_http);
+    drop(accept_kafka);
     drain(&shard).await;
     if let (Some(r), Some(task)) = (replication, replication_task) {
         r.stop();

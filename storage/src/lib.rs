@@ -64,7 +64,8 @@
 //!
 //! `append` validates the framing and CRC (`append_all_validated` only the
 //! framing, for batches the caller verified on ingest), assigns offsets in
-//! call order (no await between the check and the copy), copies the batch
+//! call order (a ticket taken when called, `placement_order`, then no await
+//! between the check and the copy), copies the batch
 //! into the aligned tail buffer and the tail cache ([`batch_cache`]), then
 //! waits for the durability its flush policy asks for. Two background tasks
 //! do the I/O (`write_pipeline`): the writer writes full 1 MiB buffers as
@@ -221,6 +222,7 @@ mod log_stats;
 mod mutation;
 mod notify;
 mod partition_log;
+mod placement_order;
 pub mod raft_files;
 pub mod raft_index;
 pub mod recovery;

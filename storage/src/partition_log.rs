@@ -2,8 +2,9 @@
 //!
 //! All state sits behind `Cell`/`RefCell` so any number of tasks on the
 //! owning executor can append and read concurrently; nothing here is `Send`.
-//! Offsets are assigned without an await between the check and the copy, so
-//! they follow call order. The log owns its segments, its bounds and the
+//! Offsets follow call order: an append takes its place in a queue when it
+//! is called ([`PlacementOrder`]), before it waits for anything, and assigns
+//! offsets with no await between the check and the copy. The log owns its segments, its bounds and the
 //! maintenance flags; everything on the way from an accepted batch to stable
 //! storage (tail buffers, cache, group-commit marks, the background writer
 //! and syncer) is its [`WritePipeline`], which appends wait on.
@@ -18,6 +19,7 @@ use crate::group_commit::{Durability, Mark};
 use crate::index::SegmentIndex;
 use crate::log_stats::LogStats;
 use crate::mutation::{self, Mutation};
+use crate::placement_order::PlacementOrder;
 use crate::recovery::ScanEnd;
 use crate::segment::{load_index, remove_if_exists, Segment, Tail};
 use crate::segment_appender::Appender;
@@ -71,6 +73,8 @@ pub struct PartitionLog<D: Device = DmaDevice> {
     /// Appends whose batches are placed and that have not returned yet
     /// (`truncate_suffix` lets them return before it cuts: see there).
     pub(crate) appends_placed: Cell<usize>,
+    /// Appends place in call order, whatever they wait for first.
+    placement: PlacementOrder,
 }
 
 /// Counts one placed append until it returns (or is dropped).
@@ -216,6 +220,7 @@ impl<D: Device> PartitionLog<D> {
             maintenance: Cell::new(false),
             rewriting: Cell::new(false),
             appends_placed: Cell::new(0),
+            placement: PlacementOrder::default(),
         }))
     }
 
@@ -316,6 +321,8 @@ impl<D: Device> PartitionLog<D> {
         check: impl Fn(&[u8], &BatchLimits) -> Result<(BatchHeader, usize), BatchError>,
         stamp: Stamp,
     ) -> Result<Vec<AppendAck>, LogError> {
+        // Taken before the first await: appends place in call order.
+        let turn = self.placement.take();
         let mut checked = Vec::with_capacity(batches.len());
         let mut total = 0;
         for batch in batches {
@@ -330,16 +337,18 @@ impl<D: Device> PartitionLog<D> {
             total += len;
             checked.push((batch, header, len));
         }
+        turn.wait_turn().await;
         self.wait_for_room(total).await?;
         if stamp == Stamp::Keep {
             check_placed(&checked, self.pipeline.log_end())?;
         }
-        // From here to the end of the copies there is no await: offsets follow
-        // call order and every structure sees the batches at once.
+        // From here to the end of the copies there is no await: every
+        // structure sees the batches at once.
         let placed: Vec<(u64, u64, i64)> = checked
             .into_iter()
             .map(|(batch, header, len)| self.place(batch, &header, len, stamp))
             .collect();
+        drop(turn);
         let Some(&(_, end, _)) = placed.last() else {
             return Ok(Vec::new());
         };

@@ -10,17 +10,19 @@
 //! deadline has passed — consumers are stopped and every thread's
 //! histograms, series and ledgers are merged into a [`PhaseResult`].
 //!
-//! All times are ns since the phase's epoch ([`Shared::now_ns`]).
+//! All times are ns since the phase's epoch (`Shared::now_ns`, in `shared.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::burst;
+use crate::cpu::CpuReading;
 use crate::distribution::{KeySampler, SizeSampler};
 use crate::driver::consumer::{self, ConsumerOutcome, ConsumerPlan};
 use crate::driver::producer::{self, ProducerOutcome, ProducerPlan};
+use crate::driver::shared::{Shared, Window};
 use crate::driver::{BrokerControl, Connector};
 use crate::error::BenchError;
 use crate::histogram::LatencyHistogram;
@@ -38,88 +40,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 pub const STALL_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for consumers to open and position their clients.
 pub const CONSUMER_READY_MAX: Duration = Duration::from_secs(30);
-const NONE: u64 = u64::MAX;
+use crate::driver::shared::NONE;
 /// How often the drain check asks the broker for the quarantine depth.
 pub const QUARANTINE_POLL: Duration = Duration::from_millis(500);
-
-/// The phase's measured window and burst start, in ns since the epoch;
-/// known once the schedule starts.
-#[derive(Clone, Copy, Debug)]
-pub struct Window {
-    pub measure_start_ns: u64,
-    pub measure_end_ns: u64,
-    /// Records intended at or after this time count towards the burst's peak delay.
-    pub burst_start_ns: Option<u64>,
-}
-
-/// State shared by the engine and its threads.
-pub struct Shared {
-    epoch: Instant,
-    window: OnceLock<Window>,
-    pub acked: AtomicU64,
-    pub received: AtomicU64,
-    pub errors: AtomicU64,
-    pub stop_consumers: AtomicBool,
-    /// The load is over: consumers stop simulating slow work and catch up.
-    pub draining: AtomicBool,
-    abort: AtomicBool,
-    kill_at_ns: AtomicU64,
-    first_ack_after_kill_ns: AtomicU64,
-    errors_after_kill: AtomicU64,
-}
-
-impl Shared {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            window: OnceLock::new(),
-            acked: AtomicU64::new(0),
-            received: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            stop_consumers: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            abort: AtomicBool::new(false),
-            kill_at_ns: AtomicU64::new(NONE),
-            first_ack_after_kill_ns: AtomicU64::new(NONE),
-            errors_after_kill: AtomicU64::new(0),
-        }
-    }
-
-    /// Nanoseconds since the phase's epoch.
-    pub fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-
-    /// Nanoseconds since the epoch at `instant` (0 if before it).
-    pub fn ns_at(&self, instant: Instant) -> u64 {
-        instant.saturating_duration_since(self.epoch).as_nanos() as u64
-    }
-
-    /// The measured window, once the schedule has started.
-    pub fn window(&self) -> Option<Window> {
-        self.window.get().copied()
-    }
-
-    /// True once any thread failed: the others wind down.
-    pub fn aborted(&self) -> bool {
-        self.abort.load(Ordering::Relaxed)
-    }
-
-    /// A record intended at `intended_ns` was acked at `now_ns`.
-    pub fn note_ack(&self, intended_ns: u64, now_ns: u64) {
-        if intended_ns >= self.kill_at_ns.load(Ordering::Relaxed) {
-            self.first_ack_after_kill_ns.fetch_min(now_ns, Ordering::Relaxed);
-        }
-    }
-
-    /// A send or ack failed.
-    pub fn note_error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        if self.kill_at_ns.load(Ordering::Relaxed) != NONE {
-            self.errors_after_kill.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// What to run in one phase.
 #[derive(Clone, Debug)]
@@ -134,6 +57,9 @@ pub struct PhaseOptions {
     pub measure_from_ns: u64,
     pub measure_until_ns: u64,
     pub consumers: u32,
+    /// Closed loop: records each producer keeps in flight (the schedule
+    /// then only sets when the load ends).
+    pub closed_window: Option<usize>,
     /// After the load ends, how long acks and consumers get to catch up.
     pub drain: Duration,
     /// Burst window relative to `t0`.
@@ -242,7 +168,10 @@ pub fn run_phase(
     }
     let produced = join_all(producers);
     let consumed = join_all(consumers);
-    let offered = offered_per_second(&schedules);
+    let offered = match opts.closed_window {
+        Some(_) => Vec::new(),
+        None => offered_per_second(&schedules),
+    };
     let mut quarantine = DeliveryLedger::new();
     if let Some(group) = &group {
         for value in connector.quarantine_values(&workload, group)?.unwrap_or_default() {
@@ -312,6 +241,7 @@ fn producer_plan(
         keys: KeySampler::new(workload.key_distribution, workload.keys, workload.zipf_exponent)?,
         seed: workload.seed,
         pin: workload.pin_threads.then_some(index as usize),
+        closed_window: opts.closed_window,
     })
 }
 
@@ -319,6 +249,8 @@ fn producer_plan(
 struct Watch {
     backlog: GaugeSeries,
     lag: GaugeSeries,
+    /// CPU readings at the measured window's start and end.
+    cpu: (Option<CpuReading>, Option<CpuReading>),
     drained: bool,
     /// (killed at, restarted at), ns since the epoch.
     restart: Option<(u64, u64)>,
@@ -341,12 +273,23 @@ fn watch<T>(
     let mut asked: Option<(Instant, u64)> = None;
     loop {
         let now = shared.now_ns();
-        let due: u64 = schedules.iter().map(|s| s.due_count(now)).sum();
+        let due: u64 = match opts.closed_window {
+            Some(_) => shared.sent.load(Ordering::Relaxed),
+            None => schedules.iter().map(|s| s.due_count(now)).sum(),
+        };
         let acked = shared.acked.load(Ordering::Relaxed);
         let received = shared.received.load(Ordering::Relaxed);
         w.backlog.push(now, due.saturating_sub(acked));
         if opts.consumers > 0 {
             w.lag.push(now, acked.saturating_sub(received));
+        }
+        let pid = control.as_deref().and_then(|c| c.pid());
+        let at_s = now as f64 / 1e9;
+        if w.cpu.0.is_none() && now >= clock.t0 + opts.measure_from_ns {
+            w.cpu.0 = CpuReading::take(at_s, pid);
+        }
+        if w.cpu.1.is_none() && now >= clock.t0 + opts.measure_until_ns {
+            w.cpu.1 = CpuReading::take(at_s, pid);
         }
         if let (Some((at, down)), None) = (opts.restart, w.restart) {
             if now >= clock.t0 + at {
@@ -497,7 +440,12 @@ fn merge(
     });
     let result = PhaseResult {
         label: opts.label.clone(),
-        offered_rate_per_s: opts.rate_per_s,
+        offered_rate_per_s: if opts.closed_window.is_some() {
+            0.0
+        } else {
+            opts.rate_per_s
+        },
+        closed_window: opts.closed_window,
         measure_start_ns: start,
         measure_end_ns: end,
         produce: Throughput::over(records, bytes, seconds),
@@ -519,6 +467,10 @@ fn merge(
         restart,
         delivery: (opts.consumers > 0).then(|| ledger.verdict(workload.delivery)),
         drained: watch.drained,
+        cpu: match watch.cpu {
+            (Some(start), Some(end)) => start.share_until(&end),
+            _ => None,
+        },
     };
     (result, placement)
 }

@@ -19,6 +19,7 @@
 pub mod consumer;
 pub mod engine;
 pub mod producer;
+pub mod shared;
 pub mod shoal_client;
 #[cfg(test)]
 mod tests;
@@ -133,4 +134,6 @@ pub trait BrokerControl: Send {
     fn kill(&mut self) -> Result<(), BenchError>;
     /// Starts it again on the same addresses and data directory.
     fn start(&mut self) -> Result<(), BenchError>;
+    /// The running broker's process id (for its CPU time).
+    fn pid(&self) -> Option<u32>;
 }

@@ -1,4 +1,4 @@
-//! The open-loop producer thread.
+//! The producer thread: open loop, or closed loop when the plan says so.
 //!
 //! The loop sends every record whose intended time has come, then waits for
 //! acks until the next intended time (at most [`ACK_POLL_MAX`]). It never
@@ -12,6 +12,13 @@
 //! stops sending (and keeps counting latency from the intended times) until
 //! acks come back. After the schedule ends, acks are awaited until
 //! `ack_deadline_ns`; records still unanswered then are counted, not lost.
+//!
+//! Closed loop ([`run_closed`]) is what other systems' bench tools measure:
+//! the thread keeps a fixed window of records in flight and sends the next
+//! one as soon as an ack frees room, until the schedule's end. Its latency
+//! counts from the send, so a stall slows the offered load down instead of
+//! showing in the latency: compare its throughput with peers', and take
+//! latency from the open loop.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -20,7 +27,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 
 use crate::distribution::{KeySampler, SizeSampler};
-use crate::driver::engine::Shared;
+use crate::driver::shared::Shared;
 use crate::driver::{AckEvent, Connector, OutRecord};
 use crate::error::BenchError;
 use crate::histogram::LatencyHistogram;
@@ -54,6 +61,8 @@ pub struct ProducerPlan {
     pub seed: u64,
     /// Core index to pin to, when pinning.
     pub pin: Option<usize>,
+    /// Closed loop: records kept in flight.
+    pub closed_window: Option<usize>,
 }
 
 /// What one producer thread measured.
@@ -93,6 +102,18 @@ pub fn run(
     let mut client = connector.producer(workload, plan.index)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed ^ u64::from(plan.index).rotate_left(32));
     let topics = workload.topics;
+    if let Some(window) = plan.closed_window {
+        run_closed(
+            client.as_mut(),
+            &mut plan,
+            shared,
+            &mut rng,
+            topics,
+            window,
+            &mut out,
+        );
+        return Ok(out);
+    }
     // Keyed by the send token: a fast hasher, as this map sees every record.
     let mut in_flight: InFlightMap = InFlightMap::default();
     let mut acks = Vec::new();
@@ -114,6 +135,7 @@ pub fn run(
             }
             match client.send(record) {
                 Ok(()) => {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
                     in_flight.insert(
                         sequence,
                         InFlight {
@@ -141,6 +163,63 @@ pub fn run(
     }
     out.unacked_at_deadline = in_flight.len() as u64;
     Ok(out)
+}
+
+/// The closed loop: keep `window` records in flight until the schedule's
+/// end, then wait for the last acks (until `ack_deadline_ns`).
+fn run_closed(
+    client: &mut dyn crate::driver::ProduceClient,
+    plan: &mut ProducerPlan,
+    shared: &Shared,
+    rng: &mut impl Rng,
+    topics: u32,
+    window: usize,
+    out: &mut ProducerOutcome,
+) {
+    let end = plan.schedule.end_ns();
+    let mut in_flight: InFlightMap = InFlightMap::default();
+    let mut acks = Vec::new();
+    let mut sequence = 0u64;
+    loop {
+        let mut now = shared.now_ns();
+        let mut burst = 0;
+        while now < end && in_flight.len() < window && burst < SEND_BURST_MAX && !shared.aborted() {
+            burst += 1;
+            let record = build(plan, rng, sequence, now, topics);
+            let bytes = record.value.len() as u32;
+            match client.send(record) {
+                Ok(()) => {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                    in_flight.insert(
+                        sequence,
+                        InFlight {
+                            intended_ns: now,
+                            bytes,
+                        },
+                    );
+                }
+                Err(e) => fail(out, shared, e.to_string()),
+            }
+            sequence += 1;
+            now = shared.now_ns();
+        }
+        if now >= end && (in_flight.is_empty() || now >= plan.ack_deadline_ns || shared.aborted()) {
+            break;
+        }
+        // Room left: collect what is there and send on; full: wait for acks.
+        let wait = if now < end && in_flight.len() < window {
+            Duration::ZERO
+        } else {
+            ACK_POLL_MAX
+        };
+        if let Err(e) = client.poll_acks(wait, &mut acks) {
+            fail(out, shared, e.to_string());
+        }
+        for ack in acks.drain(..) {
+            settle(out, plan, shared, &mut in_flight, ack);
+        }
+    }
+    out.unacked_at_deadline = in_flight.len() as u64;
 }
 
 fn build(plan: &ProducerPlan, rng: &mut impl Rng, sequence: u64, due: u64, topics: u32) -> OutRecord {

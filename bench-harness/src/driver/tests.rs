@@ -20,6 +20,8 @@ struct MemLog {
     stall: Option<(u64, Duration)>,
     /// Ack this token but never store it (a broker that loses an acked record).
     lose: Option<u64>,
+    /// Most acks a producer held back at once (records in flight).
+    most_pending: std::sync::atomic::AtomicUsize,
 }
 
 struct MemProducer {
@@ -42,6 +44,9 @@ impl ProduceClient for MemProducer {
             result: Ok("Memory"),
             at: std::time::Instant::now(),
         });
+        self.log
+            .most_pending
+            .fetch_max(self.acks.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 
@@ -129,6 +134,7 @@ fn workload(producers: u32) -> Workload {
 
 fn options(rate: f64, seconds: u64, consumers: u32) -> PhaseOptions {
     PhaseOptions {
+        closed_window: None,
         label: "test".into(),
         run: 1,
         rate_per_s: rate,
@@ -203,4 +209,46 @@ fn an_acked_record_that_was_not_stored_is_reported_lost() {
     assert_eq!(v.lost_examples, vec![(0, 100)]);
     assert!(!v.ok);
     assert!(!r.drained, "one record short, the consumers never caught up");
+}
+
+#[test]
+fn closed_loop_keeps_its_window_and_sends_as_fast_as_acks_return() {
+    // Proves closed loop: the schedule's nominal 1 rec/s does not pace it,
+    // and no more than the window is ever in flight.
+    let log = Arc::new(MemLog::default());
+    let connector: Arc<dyn Connector> = Arc::new(MemConnector(log.clone()));
+    let mut opts = options(1.0, 1, 1);
+    opts.closed_window = Some(50);
+    let (r, _) = run_phase(&connector, &workload(1), &opts, None).unwrap();
+    assert!(
+        r.produce.records > 10_000,
+        "closed loop sent only {}",
+        r.produce.records
+    );
+    let most = log.most_pending.load(std::sync::atomic::Ordering::Relaxed);
+    assert!((1..=50).contains(&most), "{most} records in flight, window 50");
+    assert_eq!(r.closed_window, Some(50));
+    assert!(r.offered_series.is_empty());
+    let v = r.delivery.unwrap();
+    assert!(v.ok && v.lost == 0 && v.duplicates == 0, "{v:?}");
+}
+
+#[test]
+fn a_stall_in_closed_loop_is_one_slow_sample() {
+    // Proves the difference the summary warns about: the same 300 ms stall
+    // that slows every due record in open loop is one slow send here.
+    let log = MemLog {
+        stall: Some((500, Duration::from_millis(300))),
+        ..Default::default()
+    };
+    let connector: Arc<dyn Connector> = Arc::new(MemConnector(Arc::new(log)));
+    let mut opts = options(1.0, 2, 0);
+    opts.closed_window = Some(10);
+    let (r, _) = run_phase(&connector, &workload(1), &opts, None).unwrap();
+    assert!(
+        r.ack_latency.max_ns >= 290_000_000,
+        "max {}",
+        r.ack_latency.max_ns
+    );
+    assert!(r.ack_latency.p90_ns < 45_000_000, "p90 {}", r.ack_latency.p90_ns);
 }

@@ -88,6 +88,7 @@ mod tests {
         PhaseResult {
             label: "measured".into(),
             offered_rate_per_s: 1000.0,
+            closed_window: None,
             measure_start_ns: 0,
             measure_end_ns: 3_000_000_000,
             produce: Throughput::over(3_000, 3_000 * 1024, 3.0),
@@ -113,6 +114,7 @@ mod tests {
             restart: None,
             delivery: Some(ledger.verdict(Delivery::AtLeastOnce)),
             drained: true,
+            cpu: None,
         }
     }
 

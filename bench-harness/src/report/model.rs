@@ -99,7 +99,10 @@ pub struct RestartReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct PhaseResult {
     pub label: String,
+    /// 0 in closed loop.
     pub offered_rate_per_s: f64,
+    /// Closed loop: records each producer kept in flight.
+    pub closed_window: Option<usize>,
     /// The measured window, ns since the run's epoch.
     pub measure_start_ns: u64,
     pub measure_end_ns: u64,
@@ -133,6 +136,9 @@ pub struct PhaseResult {
     pub delivery: Option<DeliveryVerdict>,
     /// False when consumers had not received every acknowledged record by the drain deadline.
     pub drained: bool,
+    /// CPU the harness (client) and the embedded broker used over the
+    /// measured window, in cores.
+    pub cpu: Option<crate::cpu::CpuShare>,
 }
 
 /// One max-rate search trial (producers only), as measured.

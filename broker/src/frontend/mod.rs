@@ -6,7 +6,7 @@
 //! |------------|--------------------------------------------------------------|
 //! | [`native`] | Shoal's binary protocol (rkyv frames), shard-aware clients   |
 //! | [`http`]   | HTTP/JSON API and Prometheus `/metrics` (hyper over glommio)  |
-//! | [`kafka`]  | the Kafka wire protocol (issue 18): its sans-IO parts so far  |
+//! | [`kafka`]  | the Kafka wire protocol: existing Kafka clients, shard-aware |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
 //! | [`admission`] | per-shard and per-address connection limits               |
 

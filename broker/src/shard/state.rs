@@ -34,6 +34,17 @@ pub struct Ports {
     pub shared: u16,
     pub shard_ports: Vec<u16>,
     pub http: u16,
+    /// The Kafka listener's, when it is on.
+    pub kafka: Option<KafkaPorts>,
+}
+
+/// Where Kafka clients reach the broker: the host advertised in Metadata,
+/// the shared port, and shard `i`'s own port (Kafka broker id `i`).
+#[derive(Debug, Clone)]
+pub struct KafkaPorts {
+    pub host: String,
+    pub shared: u16,
+    pub shard_ports: Vec<u16>,
 }
 
 /// Delivery's handle to partition data: this shard, held weakly (the shard
