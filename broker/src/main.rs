@@ -60,6 +60,18 @@ struct Args {
     /// Do not pin shards to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Cluster: this node's id (> 0); see docs/replication.md.
+    #[arg(long)]
+    node_id: Option<u32>,
+    /// Cluster: the id every node of the cluster shares.
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Cluster: a peer as `id@host:port` (its --node-listen); repeat per peer.
+    #[arg(long = "peer", value_name = "ID@HOST:PORT")]
+    peers: Vec<String>,
+    /// Cluster: where this node listens for peers (shard i on port + i).
+    #[arg(long)]
+    node_listen: Option<SocketAddr>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `shoal_broker=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
@@ -123,8 +135,25 @@ fn effective_config(args: &Args) -> Result<Config, ConfigError> {
     if args.no_pin {
         config.runtime.pin_cores = false;
     }
+    cluster_flags(args, &mut config.cluster);
     config.validate()?;
     Ok(config)
+}
+
+/// The cluster flags override the `[cluster]` section (peers replace it).
+fn cluster_flags(args: &Args, cluster: &mut shoal_config::ClusterConfig) {
+    if let Some(v) = args.node_id {
+        cluster.node_id = v;
+    }
+    if let Some(v) = &args.cluster_id {
+        cluster.cluster_id = v.clone();
+    }
+    if !args.peers.is_empty() {
+        cluster.peers = args.peers.clone();
+    }
+    if let Some(v) = args.node_listen {
+        cluster.node_listen = Some(v);
+    }
 }
 
 fn main() -> ExitCode {

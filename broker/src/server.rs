@@ -167,6 +167,8 @@ struct Listeners {
     http: Vec<std::net::TcpListener>,
     /// Kafka's shared and per-shard listeners, one pair per shard.
     kafka: Vec<(std::net::TcpListener, std::net::TcpListener)>,
+    /// Node-link listeners, one per shard (cluster members only).
+    node: Vec<std::net::TcpListener>,
     ports: Ports,
 }
 
@@ -203,6 +205,7 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
     } else {
         (Vec::new(), None)
     };
+    let node = bind_node_ports(config, shards)?;
     let ports = Ports {
         host: ip.to_string(),
         shared: shared_port,
@@ -215,6 +218,7 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
         shard,
         http,
         kafka,
+        node,
         ports,
     })
 }
@@ -241,6 +245,21 @@ fn bind_shard_ports(
         listeners.push(listener);
     }
     Ok((listeners, ports))
+}
+
+/// A cluster member's node ports: shard `i` on `cluster.node_listen` + i
+/// (see `cluster`). None on a single node.
+fn bind_node_ports(config: &Config, shards: u32) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let Some(base) = config.cluster.node_listen.filter(|_| config.cluster.enabled()) else {
+        return Ok(Vec::new());
+    };
+    (0..shards)
+        .map(|i| {
+            let addr = SocketAddr::new(base.ip(), base.port() + i as u16);
+            probe_port(addr)?;
+            bind(addr)
+        })
+        .collect()
 }
 
 /// Binds `addr` once per shard with SO_REUSEPORT; port 0 resolves to one
@@ -296,6 +315,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let mut own = listeners.shard.into_iter();
     let mut http = listeners.http.into_iter();
     let mut kafka_listeners = listeners.kafka.into_iter();
+    let mut node = listeners.node.into_iter();
     for (id, inbox) in (0..shards).zip(inboxes) {
         let (stop_tx, stop_rx) = flume::bounded::<()>(1);
         stops.push(stop_tx);
@@ -309,6 +329,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
             own: own.next().expect("one shard listener per shard"),
             http: http.next().expect("one HTTP listener per shard"),
             kafka: kafka_listeners.next(),
+            node: node.next(),
             stop: stop_rx,
             ready: ready_tx.clone(),
         };
@@ -359,6 +380,8 @@ struct ShardStart {
     http: std::net::TcpListener,
     /// Kafka's shared and own listener, when the Kafka listener is on.
     kafka: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    /// This shard's node-link listener (cluster members only).
+    node: Option<std::net::TcpListener>,
     stop: flume::Receiver<()>,
     ready: flume::Sender<(ShardId, BrokerResult<()>)>,
 }
@@ -401,6 +424,14 @@ async fn run_shard(ctx: ShardStart) {
             .expect("the request queue exists")
         })
         .collect();
+    let links = match (shard.cluster(), ctx.node) {
+        (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener)),
+        _ => Vec::new(),
+    };
+    let replication = shard.partitions().replication().cloned();
+    let replication_task = replication
+        .clone()
+        .map(|r| glommio::spawn_local_into(r.run(), queue).expect("the request queue exists"));
     // Detached: it checks `shutting_down` between partitions, so shutdown
     // never cancels a retention or compaction pass half way.
     glommio::spawn_local_into(shard.clone().maintenance_loop(), queue)
@@ -416,6 +447,11 @@ async fn run_shard(ctx: ShardStart) {
     drop(accept_http);
     drop(accept_kafka);
     drain(&shard).await;
+    if let (Some(r), Some(task)) = (replication, replication_task) {
+        r.stop();
+        task.await;
+    }
+    drop(links);
     shard.shutdown().await;
     drop(inbox_task);
     tracing::info!(shard = %shard.id(), "shard stopped");

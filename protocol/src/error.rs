@@ -107,6 +107,11 @@ pub enum ErrorCode {
     /// Retryable later: the broker refused the connection (too many from
     /// this address or on this shard); close idle connections or wait.
     TooManyConnections = 29,
+    /// Retryable: this node's replica of a replicated partition is not the
+    /// raft leader; the message names the leader's node and address when
+    /// known. Refresh and send to the leader. (30 and 31 are reserved for
+    /// the security codes.)
+    NotLeader = 32,
     /// Terminal: a code this client does not know (sent by a newer broker).
     Unknown = 0xffff,
 }
@@ -143,6 +148,7 @@ pub const ERROR_CODES_ALL: &[ErrorCode] = &[
     ErrorCode::CorruptFrame,
     ErrorCode::PartitionRecovering,
     ErrorCode::TooManyConnections,
+    ErrorCode::NotLeader,
     ErrorCode::Unknown,
 ];
 
@@ -179,6 +185,7 @@ impl ErrorCode {
                 | ErrorCode::CircuitOpen
                 | ErrorCode::PartitionRecovering
                 | ErrorCode::TooManyConnections
+                | ErrorCode::NotLeader
         )
     }
 
@@ -215,6 +222,7 @@ impl ErrorCode {
             ErrorCode::CorruptFrame => "corrupt_frame",
             ErrorCode::PartitionRecovering => "partition_recovering",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::NotLeader => "not_leader",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -252,6 +260,7 @@ impl ErrorCode {
             ErrorCode::CorruptFrame => "the frame could not be decoded",
             ErrorCode::PartitionRecovering => "the partition is still being recovered; retry shortly",
             ErrorCode::TooManyConnections => "the broker refused the connection: too many connections",
+            ErrorCode::NotLeader => "this node is not the partition's leader; send to the leader",
             ErrorCode::Unknown => "an error code this client does not know",
         }
     }

@@ -18,6 +18,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod cluster;
+pub use cluster::{ClusterConfig, PeerAddr, CLUSTER_NODES_MAX};
+
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -41,6 +44,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// The Kafka wire-protocol front end.
     pub kafka: KafkaConfig,
+    /// Cluster membership (issue 14): `cluster.rs`.
+    pub cluster: ClusterConfig,
 }
 
 /// Where the broker listens and keeps its data.
@@ -386,6 +391,9 @@ impl Config {
         }
         if self.runtime.io_memory_bytes < (1 << 20) {
             return invalid("runtime.io_memory_bytes", "must be >= 1 MiB".into());
+        }
+        if let Err((key, reason)) = self.cluster.validate(self.effective_shards()) {
+            return invalid(key, reason);
         }
         self.validate_kafka()
     }

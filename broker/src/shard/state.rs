@@ -16,6 +16,7 @@ use shoal_config::Config;
 use shoal_protocol::partitioner::{shard_for_group, shard_for_partition};
 
 use super::call::{ShardCall, ShardReply};
+use crate::cluster::ClusterNode;
 use crate::delivery::Delivery;
 use crate::ids::{PartitionId, ShardId};
 use crate::mesh::Mesh;
@@ -74,6 +75,8 @@ pub struct Shard {
     catalogue: Option<Catalogue>,
     /// On shard 0: one topic change at a time (see `topic_admin`).
     admin_turn: Semaphore,
+    /// This shard's node links; `None` on a single node.
+    cluster: Option<Rc<ClusterNode>>,
 }
 
 impl Shard {
@@ -87,7 +90,13 @@ impl Shard {
         // completed disk write gets the writer scheduled ahead of the
         // request handlers that are copying the next batches in.
         let log_queue = crate::runtime::io_queue("log-flush");
-        let partitions = PartitionService::new(id, count, config.clone(), log_queue);
+        let cluster = ClusterNode::new(
+            &config,
+            id.get(),
+            count,
+            format!("{}:{}", ports.host, ports.shared),
+        );
+        let partitions = PartitionService::new(id, count, config.clone(), log_queue, cluster.clone());
         let settings = config.delivery.clone();
         Rc::new_cyclic(|me: &Weak<Shard>| Shard {
             id,
@@ -105,6 +114,7 @@ impl Shard {
             started: Cell::new(false),
             catalogue,
             admin_turn: Semaphore::new(1),
+            cluster,
         })
     }
 
@@ -119,6 +129,11 @@ impl Shard {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// This shard's node links, on a cluster member.
+    pub fn cluster(&self) -> Option<&Rc<ClusterNode>> {
+        self.cluster.as_ref()
     }
 
     pub fn ports(&self) -> &Ports {

@@ -41,6 +41,7 @@
 //! timers; without it a slow client could hold a connection forever.
 #![deny(unsafe_code)]
 
+pub mod cluster;
 pub mod common;
 pub mod connection;
 pub mod console;

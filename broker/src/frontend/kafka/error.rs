@@ -141,7 +141,7 @@ pub fn partition_error_code(e: &BrokerError) -> i16 {
         B::CorruptBatch(_) => ResponseError::CorruptMessage,
         // Not the owner, still recovering, or draining: the client refreshes
         // its metadata and retries, as after a leader change.
-        B::NotOwner { .. } | B::ShuttingDown(_) => ResponseError::NotLeaderOrFollower,
+        B::NotOwner { .. } | B::NotLeader { .. } | B::ShuttingDown(_) => ResponseError::NotLeaderOrFollower,
         B::PartitionRecovering { .. } => ResponseError::LeaderNotAvailable,
         B::PartitionFenced(_) => ResponseError::KafkaStorageError,
         B::Throttled { .. } => ResponseError::ThrottlingQuotaExceeded,
