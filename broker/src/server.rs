@@ -437,6 +437,15 @@ async fn run_shard(ctx: ShardStart) {
     glommio::spawn_local_into(shard.clone().maintenance_loop(), queue)
         .expect("the request queue exists")
         .detach();
+    let wake_ms = shard.config().runtime.wake_interval_ms;
+    if wake_ms > 0 {
+        let waking = shard.clone();
+        let wake =
+            crate::runtime::wake_every(Duration::from_millis(wake_ms), move || waking.is_shutting_down());
+        glommio::spawn_local_into(wake, queue)
+            .expect("the request queue exists")
+            .detach();
+    }
     let _ = ctx.ready.send((id, Ok(())));
     // Runs until a stop arrives (or the broker handle is dropped).
     let _ = ctx.stop.recv_async().await;

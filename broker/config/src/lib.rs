@@ -86,6 +86,14 @@ pub struct RuntimeConfig {
     /// Busy-poll this long before parking an idle executor. Cuts cross-core
     /// wake-up from ~40 µs to ~5 µs but burns a core; 0 = park at once.
     pub spin_before_park_us: u64,
+    /// Wake every executor at least this often, even when idle; 0 = never.
+    /// Under heavy connection churn on a loaded host an idle executor was
+    /// seen asleep in the io_uring wait while accepts and reads were ready
+    /// (kafka_bad_input, about one run in eight under load: every
+    /// connection of the shard stalled for 10 s and more); a periodic
+    /// wake makes the reactor poll its rings again, so such a stall lasts
+    /// one interval. The cost is one timer per interval per shard.
+    pub wake_interval_ms: u64,
     /// Locked memory per shard for io_uring buffers.
     pub io_memory_bytes: usize,
 }
@@ -95,6 +103,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             pin_cores: true,
             spin_before_park_us: 0,
+            wake_interval_ms: 100,
             io_memory_bytes: 10 << 20,
         }
     }
