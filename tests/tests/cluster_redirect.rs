@@ -24,7 +24,8 @@ fn client_follows_the_leader_through_a_kill() {
     cluster.create_topic(replicated_topic());
     let leader = cluster.wait_leader(&[0, 1, 2]);
     let client = Arc::new(
-        Client::with_config(&cluster.nodes[leader].addr_string(), fault_client_config(true)).expect("connect"),
+        Client::with_config(&cluster.nodes[leader].addr_string(), fault_client_config(true))
+            .expect("connect"),
     );
 
     // The consumer: fetches from offset 0 until told to stop; any error fails.
@@ -75,7 +76,10 @@ fn client_follows_the_leader_through_a_kill() {
     let end = acked.keys().last().unwrap() + 1;
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     while consumed.lock().unwrap().range(end - 1..).next().is_none() {
-        assert!(Instant::now() < deadline, "the consumer did not reach offset {end}");
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not reach offset {end}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     stop.store(true, Ordering::SeqCst);

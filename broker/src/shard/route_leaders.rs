@@ -23,7 +23,10 @@ impl Shard {
         let partitions = self.topic(topic)?.config.partitions;
         let mut by_owner: BTreeMap<ShardId, Vec<u32>> = BTreeMap::new();
         for p in 0..partitions {
-            by_owner.entry(self.owner(topic, PartitionId(p))).or_default().push(p);
+            by_owner
+                .entry(self.owner(topic, PartitionId(p)))
+                .or_default()
+                .push(p);
         }
         let mut out = Vec::with_capacity(partitions as usize);
         for (owner, mine) in by_owner {
@@ -50,7 +53,9 @@ impl Shard {
                 let (Some(group), Some(nodes)) = (replica.as_ref().and_then(|r| r.raft()), &nodes) else {
                     return unreplicated(p);
                 };
-                let rf = replica.as_ref().map_or(1, |r| r.topic().config.replication_factor);
+                let rf = replica
+                    .as_ref()
+                    .map_or(1, |r| r.topic().config.replication_factor);
                 PartitionLeader {
                     partition: p,
                     replicas: placement(nodes, topic, p, rf)

@@ -340,10 +340,7 @@ impl Drop for Connection {
 
 /// Writes every slice fully, continuing after partial vectored writes.
 fn speaks(handshake: &HandshakeResponse, api: ApiKey) -> bool {
-    handshake
-        .api_versions
-        .iter()
-        .any(|r| r.api_key == api.to_wire())
+    handshake.api_versions.iter().any(|r| r.api_key == api.to_wire())
 }
 
 fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {

@@ -50,7 +50,7 @@ pub use connection::{Connection, ConnectionConfig, PendingReply, Reply};
 pub use consumer::{GroupConsumer, GroupConsumerConfig, PartitionConsumer};
 pub use producer::{BatchAcks, Producer, ProducerConfig, RecordAck, SendHandle};
 pub use records::ConsumedRecord;
-pub use retry::{RetryPolicy, Retries};
+pub use retry::{Retries, RetryPolicy};
 
 use crate::api::ApiKey;
 use crate::codec::Request;
@@ -464,8 +464,8 @@ impl Client {
     }
 
     /// Whether `err` on a partition of `topic` means "find the leader
-    /// again": `not_leader`, or a lost connection when the topic is
-    /// replicated (its leader may have died).
+    /// again": `not_leader`, or a lost connection or a timeout when the
+    /// topic is replicated (its leader may have died or be cut off).
     pub(crate) fn is_redirect(&self, topic: &str, err: &ProtocolError) -> bool {
         if !self.config.follow_leader {
             return false;
@@ -473,7 +473,12 @@ impl Client {
         if err.code() == Some(ErrorCode::NotLeader) {
             return true;
         }
-        let lost = matches!(err, ProtocolError::Closed(_) | ProtocolError::Io(_));
+        // A timeout, the client's or the broker's, may be a frozen or cut
+        // off leader: on a replicated topic, look it up again.
+        let lost = matches!(
+            err,
+            ProtocolError::Closed(_) | ProtocolError::Io(_) | ProtocolError::Timeout { .. }
+        ) || err.code() == Some(ErrorCode::Timeout);
         lost && self
             .metadata
             .lock()

@@ -614,7 +614,6 @@ impl Inner {
         let payload: Vec<&[u8]> = order.iter().map(|b| b.bytes.as_slice()).collect();
         conn.send(&request, &payload, u64::from(self.config.timeout_ms))
     }
-
 }
 
 /// Partitions of `batches` in first-seen order.

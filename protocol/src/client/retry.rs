@@ -90,8 +90,14 @@ mod tests {
     fn retries_are_constant_and_terminal_errors_are_not_retried() {
         let busy = ProtocolError::Closed("reset".into());
         let mut tries = Retries::default();
-        assert_eq!(policy().next(&busy, false, &mut tries), Some(Duration::from_millis(100)));
-        assert_eq!(policy().next(&busy, false, &mut tries), Some(Duration::from_millis(100)));
+        assert_eq!(
+            policy().next(&busy, false, &mut tries),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            policy().next(&busy, false, &mut tries),
+            Some(Duration::from_millis(100))
+        );
         assert_eq!(policy().next(&busy, false, &mut tries), None);
         let terminal = ProtocolError::broker(ErrorCode::UnknownTopic.to_wire(), "no such topic");
         assert_eq!(policy().next(&terminal, false, &mut Retries::default()), None);

@@ -141,7 +141,12 @@ impl Cluster {
             .collect();
         for (a, ta) in &leaders {
             for (b, tb) in &leaders {
-                assert!(a == b || ta != tb, "nodes {} and {} both lead term {ta}", a + 1, b + 1);
+                assert!(
+                    a == b || ta != tb,
+                    "nodes {} and {} both lead term {ta}",
+                    a + 1,
+                    b + 1
+                );
             }
         }
     }
@@ -255,7 +260,7 @@ pub fn fault_client_config(follow_leader: bool) -> ClientConfig {
     ClientConfig {
         connection: ConnectionConfig {
             connect_timeout_ms: 1_000,
-            request_timeout_ms: 3_000,
+            request_timeout_ms: 1_000,
             ..ConnectionConfig::default()
         },
         follow_leader,
@@ -284,7 +289,11 @@ pub fn records(values: &[String]) -> Vec<NewRecord> {
 
 /// Produces `values` through `client` with acks quorum; returns (offset,
 /// value) per record, or the error.
-pub fn produce_with(client: Arc<Client>, values: &[String], timeout_ms: u32) -> Result<Vec<(u64, String)>, String> {
+pub fn produce_with(
+    client: Arc<Client>,
+    values: &[String],
+    timeout_ms: u32,
+) -> Result<Vec<(u64, String)>, String> {
     let producer = Producer::new(
         client,
         ProducerConfig {
@@ -294,7 +303,9 @@ pub fn produce_with(client: Arc<Client>, values: &[String], timeout_ms: u32) -> 
         },
     )
     .map_err(|e| e.to_string())?;
-    let acks = producer.send_all(TOPIC, records(values)).map_err(|e| e.to_string());
+    let acks = producer
+        .send_all(TOPIC, records(values))
+        .map_err(|e| e.to_string());
     producer.close();
     acks?
         .into_iter()
@@ -342,7 +353,11 @@ pub fn read_all(node: &BrokerProcess) -> BTreeMap<u64, String> {
 
 pub fn assert_has_acked(on: &BTreeMap<u64, String>, acked: &Acked, what: &str) {
     for (offset, value) in acked {
-        assert_eq!(on.get(offset), Some(value), "{what}: acknowledged offset {offset}");
+        assert_eq!(
+            on.get(offset),
+            Some(value),
+            "{what}: acknowledged offset {offset}"
+        );
     }
 }
 

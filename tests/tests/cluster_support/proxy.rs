@@ -52,11 +52,7 @@ impl LinkProxy {
         let (f, t) = (flags.clone(), threads.clone());
         let acceptor = std::thread::spawn(move || accept_loop(listener, target, f, t));
         threads.lock().unwrap().push(acceptor);
-        LinkProxy {
-            addr,
-            flags,
-            threads,
-        }
+        LinkProxy { addr, flags, threads }
     }
 
     /// Black-holes the link.
