@@ -121,6 +121,10 @@ pub struct RaftGroup {
     on_apply: RefCell<Option<Box<dyn Fn(&[u8])>>>,
     /// The last index handed to `apply`.
     applied: Cell<u64>,
+    /// A leadership transfer was asked for (shutdown); the next round
+    /// starts it, since raft must not be stepped between `ready` and
+    /// `advance`, which a round spans across its awaits.
+    transfer_asked: Cell<bool>,
 }
 
 /// raft-rs logs through slog; this forwards to tracing (debug and up).
@@ -223,6 +227,7 @@ impl RaftGroup {
             on_commit,
             on_apply: RefCell::new(None),
             applied: Cell::new(hs.commit),
+            transfer_asked: Cell::new(false),
         });
         if let Some(end) = committed_end {
             (group.on_commit)(end);
@@ -311,9 +316,16 @@ impl RaftGroup {
                 .is_some_and(|r| r.term == node.raft.term)
     }
 
+    /// Asks the next round to hand leadership to a caught-up follower
+    /// (SIGTERM: the clients' next leader is ready before this node goes).
+    pub fn ask_transfer(&self) {
+        self.transfer_asked.set(true);
+    }
+
     /// Whether a round has anything to do without a tick.
     pub fn has_work(&self) -> bool {
-        !self.inbox.borrow().is_empty()
+        self.transfer_asked.get()
+            || !self.inbox.borrow().is_empty()
             || !self.proposals.borrow().is_empty()
             || self.node.borrow().has_ready()
     }
@@ -344,6 +356,9 @@ impl RaftGroup {
             }
             if tick {
                 node.tick();
+            }
+            if self.transfer_asked.take() {
+                transfer_to_caught_up(&mut node);
             }
             self.release_waiters_on_step_down(&node);
             self.propose_queued(&mut node);
@@ -619,6 +634,28 @@ impl RaftGroup {
         if let Some(sidecar) = taken {
             let _ = sidecar.close().await;
         }
+    }
+}
+
+/// Starts a leadership transfer to a follower that has every entry of
+/// this leader's log (none: no transfer; the election after this node
+/// leaves elects one). raft-rs sends it `TimeoutNow` once caught up, and
+/// it campaigns at once, without waiting out an election timeout.
+fn transfer_to_caught_up(node: &mut RawNode<ReplicaStorage>) {
+    if node.raft.state != StateRole::Leader {
+        return;
+    }
+    let (me, last) = (node.raft.id, node.raft.raft_log.last_index());
+    let target = node
+        .raft
+        .prs()
+        .iter()
+        .filter(|&(&id, pr)| id != me && pr.matched == last)
+        .map(|(&id, _)| id)
+        .min();
+    if let Some(target) = target {
+        tracing::info!(to = target, "raft transfers leadership (shutdown)");
+        node.transfer_leader(target);
     }
 }
 
