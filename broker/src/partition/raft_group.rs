@@ -83,6 +83,9 @@ pub enum ProposeError {
 
 type Reply = flume::Sender<Result<Committed, ProposeError>>;
 
+/// Given the bytes of every committed batch (see [`RaftGroup::set_on_apply`]).
+pub type ApplyHook = Box<dyn Fn(&[u8])>;
+
 struct Proposal {
     batches: Vec<BytesMut>,
     reply: Reply,
@@ -118,7 +121,7 @@ pub struct RaftGroup {
     on_commit: Box<dyn Fn(u64)>,
     /// Given every committed batch, in index order, on every replica (the
     /// replica rebuilds its producer state from them).
-    on_apply: RefCell<Option<Box<dyn Fn(&[u8])>>>,
+    on_apply: RefCell<Option<ApplyHook>>,
     /// The last index handed to `apply`.
     applied: Cell<u64>,
     /// A leadership transfer was asked for (shutdown); the next round
@@ -298,7 +301,7 @@ impl RaftGroup {
     /// Sets the hook given every committed batch from now on (entries
     /// committed before the group opened are in the log, which the replica
     /// reads itself).
-    pub fn set_on_apply(&self, f: Box<dyn Fn(&[u8])>) {
+    pub fn set_on_apply(&self, f: ApplyHook) {
         *self.on_apply.borrow_mut() = Some(f);
     }
 
