@@ -52,6 +52,9 @@ pub enum ApiKey {
     QuarantineCounts = 22,
     QuarantineRedrive = 23,
     QuarantinePurge = 24,
+    /// Partition leaders and node addresses (a cluster). Optional: a
+    /// broker built before it lacks it ([`ApiKey::is_optional`]).
+    Leaders = 25,
 }
 
 /// Every API key, in numeric order.
@@ -81,6 +84,7 @@ pub const API_KEYS_ALL: &[ApiKey] = &[
     ApiKey::QuarantineCounts,
     ApiKey::QuarantineRedrive,
     ApiKey::QuarantinePurge,
+    ApiKey::Leaders,
 ];
 
 impl ApiKey {
@@ -105,6 +109,13 @@ impl ApiKey {
             ApiKey::CreateTopic | ApiKey::DescribeTopic => 2,
             _ => 1,
         }
+    }
+
+    /// An API a client may find missing on an older broker without
+    /// failing its handshake: the client then does without it (routing as
+    /// on a single node when [`ApiKey::Leaders`] is missing).
+    pub fn is_optional(self) -> bool {
+        matches!(self, ApiKey::Leaders)
     }
 
     pub fn name(self) -> &'static str {
@@ -134,6 +145,7 @@ impl ApiKey {
             ApiKey::QuarantineCounts => "quarantine_counts",
             ApiKey::QuarantineRedrive => "quarantine_redrive",
             ApiKey::QuarantinePurge => "quarantine_purge",
+            ApiKey::Leaders => "leaders",
         }
     }
 }

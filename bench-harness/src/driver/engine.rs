@@ -83,6 +83,7 @@ pub fn run_phase(
 ) -> Result<(PhaseResult, Placement), BenchError> {
     let shared = Arc::new(Shared::new());
     let workload = Arc::new(workload.clone());
+    let redirects_before = connector.redirects();
     // Whatever way this function returns, the threads it spawned must wind
     // down: the guard raises the abort flag.
     let _stop_threads = AbortOnDrop(shared.clone());
@@ -180,9 +181,11 @@ pub fn run_phase(
             }
         }
     }
-    Ok(merge(
+    let (mut result, placement) = merge(
         &workload, opts, &clock, &shared, watched?, produced?, consumed?, offered, quarantine,
-    ))
+    );
+    result.redirects = connector.redirects().saturating_sub(redirects_before);
+    Ok((result, placement))
 }
 
 /// Raises the abort flag when dropped.
@@ -454,6 +457,7 @@ fn merge(
         end_to_end: e2e.summary(),
         send_lag: lag.summary(),
         produce_errors: errors,
+        redirects: 0,
         unanswered,
         nacked,
         redelivered,

@@ -100,6 +100,13 @@ pub trait Connector: Send + Sync {
         group: &str,
     ) -> Result<Box<dyn ConsumeClient>, BenchError>;
 
+    /// Redirects the clients this connector opened have followed so far
+    /// (`not_leader` on a replicated partition, then a retry at the
+    /// leader); 0 for connectors without them.
+    fn redirects(&self) -> u64 {
+        0
+    }
+
     /// The broker's statistics of a consumer group (retry budget, counters,
     /// circuit breaker) as JSON, for connectors whose broker has groups.
     fn group_stats(&self, _group: &str) -> Result<Option<serde_json::Value>, BenchError> {

@@ -18,8 +18,8 @@
 //! topic (an external broker, a previous run) always has the flush policy and
 //! partition count the run reports; that is still checked before use.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -52,19 +52,25 @@ fn driver_error(what: &str, e: ProtocolError) -> BenchError {
 /// Opens Shoal clients against `address` (the broker's shared port).
 pub struct ShoalConnector {
     address: String,
+    /// The redirect counter of every client opened (one per thread).
+    redirects: Mutex<Vec<Arc<AtomicU64>>>,
 }
 
 impl ShoalConnector {
     pub fn new(address: impl Into<String>) -> Self {
         Self {
             address: address.into(),
+            redirects: Mutex::new(Vec::new()),
         }
     }
 
     fn client(&self) -> Result<Arc<Client>, BenchError> {
-        Client::connect(&self.address)
+        let client = Client::connect(&self.address)
             .map(Arc::new)
-            .map_err(|e| driver_error("connect", e))
+            .map_err(|e| driver_error("connect", e))?;
+        let mut counters = self.redirects.lock().expect("connector lock");
+        counters.push(client.redirect_counter());
+        Ok(client)
     }
 }
 
@@ -89,6 +95,11 @@ fn flush_policy(w: &Workload) -> FlushPolicy {
 }
 
 impl Connector for ShoalConnector {
+    fn redirects(&self) -> u64 {
+        let counters = self.redirects.lock().expect("connector lock");
+        counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
     fn prepare(&self, w: &Workload) -> Result<(), BenchError> {
         let client = self.client()?;
         let config = TopicConfig {

@@ -97,6 +97,7 @@ mod tests {
             end_to_end: summary_of(&[300_000, 400_000]),
             send_lag: summary_of(&[1_000]),
             produce_errors: 0,
+            redirects: 0,
             unanswered: 0,
             nacked: 0,
             redelivered: 0,

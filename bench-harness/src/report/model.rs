@@ -113,6 +113,8 @@ pub struct PhaseResult {
     /// How late producers sent against their schedule (the harness's own health).
     pub send_lag: LatencySummary,
     pub produce_errors: u64,
+    /// Leader redirects the clients followed in the phase (a cluster).
+    pub redirects: u64,
     /// Records sent but neither acked nor failed by the drain deadline.
     pub unanswered: u64,
     /// Deliveries the consumers nacked (retry storm).

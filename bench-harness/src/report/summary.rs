@@ -201,12 +201,13 @@ fn phase(out: &mut String, m: &PhaseResult) {
     }
     let _ = writeln!(
         out,
-        "  produced (acked)   {:>12} rec  {:>12} rec/s  {:>12}   errors {}, unanswered {}",
+        "  produced (acked)   {:>12} rec  {:>12} rec/s  {:>12}   errors {}, unanswered {}, redirects {}",
         count(m.produce.records),
         count(m.produce.records_per_s as u64),
         mb_per_s(m.produce.bytes_per_s),
         m.produce_errors,
-        m.unanswered
+        m.unanswered,
+        m.redirects
     );
     let _ = writeln!(
         out,

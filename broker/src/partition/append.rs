@@ -27,6 +27,18 @@ use super::replica::Replica;
 use crate::error::{BrokerError, BrokerResult};
 use crate::runtime::now_ms;
 
+/// How often, and how many times, a new leader's first produce with
+/// producer state looks whether its first entry applied (2 s in all).
+const OWN_TERM_POLL_MS: u64 = 5;
+const OWN_TERM_POLLS_MAX: u32 = 400;
+
+/// Why a replicated append could not judge duplicates yet.
+enum OwnTerm {
+    NotLeader,
+    /// The leader's first entry did not commit in time.
+    Late,
+}
+
 /// What one append stored.
 #[derive(Debug, Clone)]
 pub struct Appended {
@@ -96,17 +108,30 @@ impl Replica {
         Ok(appended)
     }
 
-    /// A replicated partition: validate, propose through raft, answer once
-    /// a majority has the batches fsynced (`acks = quorum`). The dedup
-    /// window and producer sequences are not applied here yet (they must
-    /// be rebuilt from committed entries on every replica to survive a
-    /// leader change; see docs/replication.md).
+    /// A replicated partition: validate, drop duplicates, propose through
+    /// raft, answer once a majority has the batches fsynced (`acks =
+    /// quorum`).
+    ///
+    /// Duplicates are judged against producer state rebuilt from
+    /// *committed* batches on every replica (`Replica::remember_committed`),
+    /// so it holds across a leader change. A request that carries message
+    /// ids or a producer id holds the dedup lock until its batches commit
+    /// (the state then includes them), and first waits until this leader
+    /// applied an entry of its own term, so a batch a former leader left
+    /// uncommitted in the log is judged after it commits, not before.
     async fn append_replicated(&self, batches: Vec<BytesMut>) -> BrokerResult<Appended> {
         use super::raft_group::ProposeError;
         let log = self.log()?.clone();
         let (group, replication) = self.raft.as_ref().expect("replicated");
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut has_ids = false;
         for b in &batches {
-            batch::validate(b, &self.limits).map_err(|e| BrokerError::CorruptBatch(e.to_string()))?;
+            let (header, ids) = batch::validate_with(b, &self.limits, |records| {
+                records.iter().any(|r| r.message_id.is_some())
+            })
+            .map_err(|e| BrokerError::CorruptBatch(e.to_string()))?;
+            has_ids |= ids;
+            headers.push(header);
         }
         let not_leader = |leader: u64| BrokerError::NotLeader {
             topic: self.topic.name.clone(),
@@ -116,22 +141,72 @@ impl Replica {
                 .ok()
                 .and_then(|id| replication.cluster().client_addr(crate::cluster::NodeId(id))),
         };
-        let proposed = group.propose(batches);
-        replication.wake();
-        match proposed.await {
-            Ok(c) => Ok(Appended {
-                base_offset: c.base_offset,
-                records: c.records,
-                log_start: log.log_start_offset(),
-                append_time_ms: c.append_time_ms,
-                durability: Durability::Replicated,
-                duplicates: Vec::new(),
-            }),
-            Err(ProposeError::NotLeader { leader }) => Err(not_leader(leader)),
-            Err(ProposeError::Superseded) => Err(not_leader(group.leader())),
-            Err(ProposeError::Dropped(reason)) => Err(BrokerError::Timeout(reason)),
-            Err(ProposeError::Fenced(reason)) => Err(BrokerError::PartitionFenced(reason)),
+        let dedup = has_ids && self.topic.config.dedup_window_ms > 0;
+        let sequenced = headers.iter().any(|h| h.producer_id != 0);
+        let _guard = if dedup || sequenced {
+            let guard = self.dedup_lock.acquire_permit(1).await.ok();
+            self.await_own_term(group).await.map_err(|e| match e {
+                OwnTerm::NotLeader => not_leader(group.leader()),
+                OwnTerm::Late => {
+                    BrokerError::Timeout("the new leader did not commit its first entry in time".into())
+                }
+            })?;
+            guard
+        } else {
+            None
+        };
+        let mut plan = self.plan(batches, &headers, dedup)?;
+        let kept = plan.kept.take_batches();
+        let committed = if kept.is_empty() {
+            None
+        } else {
+            let proposed = group.propose(kept);
+            replication.wake();
+            Some(match proposed.await {
+                Ok(c) => c,
+                Err(ProposeError::NotLeader { leader }) => return Err(not_leader(leader)),
+                Err(ProposeError::Superseded) => return Err(not_leader(group.leader())),
+                Err(ProposeError::Dropped(reason)) => return Err(BrokerError::Timeout(reason)),
+                Err(ProposeError::Fenced(reason)) => return Err(BrokerError::PartitionFenced(reason)),
+            })
+        };
+        let base_offset = committed.as_ref().map_or(log.high_watermark(), |c| c.base_offset);
+        let duplicates = plan
+            .dups
+            .iter()
+            .map(|&(record_index, original)| DuplicateRecord {
+                record_index,
+                original_offset: match original {
+                    Original::Stored(o) => o,
+                    Original::InRun(pos) => base_offset + pos,
+                },
+            })
+            .collect();
+        // Originals of duplicates are committed (the state holds nothing
+        // else), so every record of the reply is `replicated`.
+        Ok(Appended {
+            base_offset,
+            records: committed.as_ref().map_or(0, |c| c.records),
+            log_start: log.log_start_offset(),
+            append_time_ms: committed.as_ref().map_or(0, |c| c.append_time_ms),
+            durability: Durability::Replicated,
+            duplicates,
+        })
+    }
+
+    /// Waits (bounded) until this replica leads and applied an entry of its
+    /// own term (`RaftGroup::applied_own_term`).
+    async fn await_own_term(&self, group: &super::raft_group::RaftGroup) -> Result<(), OwnTerm> {
+        for _ in 0..OWN_TERM_POLLS_MAX {
+            if group.applied_own_term() {
+                return Ok(());
+            }
+            if !group.is_leader() {
+                return Err(OwnTerm::NotLeader);
+            }
+            crate::runtime::sleep(std::time::Duration::from_millis(OWN_TERM_POLL_MS)).await;
         }
+        Err(OwnTerm::Late)
     }
 
     /// Waits until every original of the duplicates is visible to readers

@@ -83,6 +83,9 @@ pub enum ProposeError {
 
 type Reply = flume::Sender<Result<Committed, ProposeError>>;
 
+/// Given the bytes of every committed batch (see [`RaftGroup::set_on_apply`]).
+pub type ApplyHook = Box<dyn Fn(&[u8])>;
+
 struct Proposal {
     batches: Vec<BytesMut>,
     reply: Reply,
@@ -116,6 +119,15 @@ pub struct RaftGroup {
     last_append_ms: Cell<i64>,
     fenced: RefCell<Option<String>>,
     on_commit: Box<dyn Fn(u64)>,
+    /// Given every committed batch, in index order, on every replica (the
+    /// replica rebuilds its producer state from them).
+    on_apply: RefCell<Option<ApplyHook>>,
+    /// The last index handed to `apply`.
+    applied: Cell<u64>,
+    /// A leadership transfer was asked for (shutdown); the next round
+    /// starts it, since raft must not be stepped between `ready` and
+    /// `advance`, which a round spans across its awaits.
+    transfer_asked: Cell<bool>,
 }
 
 /// raft-rs logs through slog; this forwards to tracing (debug and up).
@@ -216,6 +228,9 @@ impl RaftGroup {
             last_append_ms: Cell::new(last_append_ms),
             fenced: RefCell::new(None),
             on_commit,
+            on_apply: RefCell::new(None),
+            applied: Cell::new(hs.commit),
+            transfer_asked: Cell::new(false),
         });
         if let Some(end) = committed_end {
             (group.on_commit)(end);
@@ -283,9 +298,37 @@ impl RaftGroup {
             .unwrap_or_else(|_| Err(ProposeError::Dropped("the raft group closed".into())))
     }
 
+    /// Sets the hook given every committed batch from now on (entries
+    /// committed before the group opened are in the log, which the replica
+    /// reads itself).
+    pub fn set_on_apply(&self, f: ApplyHook) {
+        *self.on_apply.borrow_mut() = Some(f);
+    }
+
+    /// Whether this replica leads and has applied an entry of its own
+    /// term: then every entry a former leader left in its log is
+    /// committed and applied (raft commits them with the new leader's
+    /// first entry), so state rebuilt from applied batches is complete.
+    pub fn applied_own_term(&self) -> bool {
+        let node = self.node.borrow();
+        node.raft.state == StateRole::Leader
+            && self
+                .mem
+                .borrow()
+                .record(self.applied.get())
+                .is_some_and(|r| r.term == node.raft.term)
+    }
+
+    /// Asks the next round to hand leadership to a caught-up follower
+    /// (SIGTERM: the clients' next leader is ready before this node goes).
+    pub fn ask_transfer(&self) {
+        self.transfer_asked.set(true);
+    }
+
     /// Whether a round has anything to do without a tick.
     pub fn has_work(&self) -> bool {
-        !self.inbox.borrow().is_empty()
+        self.transfer_asked.get()
+            || !self.inbox.borrow().is_empty()
             || !self.proposals.borrow().is_empty()
             || self.node.borrow().has_ready()
     }
@@ -317,6 +360,10 @@ impl RaftGroup {
             if tick {
                 node.tick();
             }
+            if self.transfer_asked.take() {
+                transfer_to_caught_up(&mut node);
+            }
+            self.release_waiters_on_step_down(&node);
             self.propose_queued(&mut node);
             if !node.has_ready() {
                 return Ok(());
@@ -338,6 +385,22 @@ impl RaftGroup {
         self.apply(&light.take_committed_entries());
         self.node.borrow_mut().advance_apply();
         Ok(())
+    }
+
+    /// A leader that stepped down (a higher term, or check-quorum found no
+    /// quorum) answers its waiting producers `not_leader` at once instead
+    /// of at their timeout, so they find the new leader sooner. Safe: it
+    /// acknowledges nothing. An entry of theirs may still commit under the
+    /// new leader; a retry then stores it twice unless it carries a
+    /// message id or a producer sequence (which the new leader rebuilt).
+    fn release_waiters_on_step_down(&self, node: &RawNode<ReplicaStorage>) {
+        if node.raft.state == StateRole::Leader || self.waiters.borrow().is_empty() {
+            return;
+        }
+        let leader = node.raft.leader_id;
+        for (_, w) in std::mem::take(&mut *self.waiters.borrow_mut()) {
+            let _ = w.reply.send(Err(ProposeError::NotLeader { leader }));
+        }
     }
 
     /// Proposes every queued request (leader only), placing its batches.
@@ -528,6 +591,14 @@ impl RaftGroup {
     /// producers waiting for them are answered.
     fn apply(&self, entries: &[Entry]) {
         let Some(last) = entries.last() else { return };
+        if let Some(on_apply) = self.on_apply.borrow().as_ref() {
+            for e in entries {
+                if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                    on_apply(&e.data);
+                }
+            }
+        }
+        self.applied.set(last.index);
         let mem = self.mem.borrow();
         let Some(end) = mem.end_offset_of(last.index) else {
             return;
@@ -566,6 +637,28 @@ impl RaftGroup {
         if let Some(sidecar) = taken {
             let _ = sidecar.close().await;
         }
+    }
+}
+
+/// Starts a leadership transfer to a follower that has every entry of
+/// this leader's log (none: no transfer; the election after this node
+/// leaves elects one). raft-rs sends it `TimeoutNow` once caught up, and
+/// it campaigns at once, without waiting out an election timeout.
+fn transfer_to_caught_up(node: &mut RawNode<ReplicaStorage>) {
+    if node.raft.state != StateRole::Leader {
+        return;
+    }
+    let (me, last) = (node.raft.id, node.raft.raft_log.last_index());
+    let target = node
+        .raft
+        .prs()
+        .iter()
+        .filter(|&(&id, pr)| id != me && pr.matched == last)
+        .map(|(&id, _)| id)
+        .min();
+    if let Some(target) = target {
+        tracing::info!(to = target, "raft transfers leadership (shutdown)");
+        node.transfer_leader(target);
     }
 }
 

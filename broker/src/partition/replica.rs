@@ -112,6 +112,18 @@ impl Replica {
             limits,
             raft,
         });
+        if let Some((group, _)) = &replica.raft {
+            // Producer state travels in the log: every replica rebuilds it
+            // from the batches as they commit, so a new leader has it. Set
+            // before the rebuild below, so no commit falls between the two
+            // (a batch seen by both is remembered twice, harmlessly).
+            let weak = Rc::downgrade(&replica);
+            group.set_on_apply(Box::new(move |bytes: &[u8]| {
+                if let Some(replica) = weak.upgrade() {
+                    replica.remember_committed(bytes);
+                }
+            }));
+        }
         replica.rebuild_dedup_window().await;
         replica
     }
@@ -236,7 +248,16 @@ impl Replica {
             return;
         };
         let limits = self.limits;
-        let end = log.log_end_offset();
+        // A replica rebuilds from committed batches only (up to the commit
+        // it persisted, where its high watermark restarts): a tail above it
+        // may yet be cut by a new leader, and an id remembered from a cut
+        // record would drop a retry of it. Later commits arrive through
+        // `remember_committed`.
+        let end = if self.raft.is_some() {
+            log.high_watermark()
+        } else {
+            log.log_end_offset()
+        };
         while offset < end {
             let Ok(read) = log.read(offset, 1 << 20).await else {
                 return;
@@ -249,9 +270,37 @@ impl Replica {
                     return;
                 };
                 self.remember_ids(&stored.bytes, &header, &limits);
+                if self.raft.is_some() {
+                    self.remember_sequence(&header);
+                }
                 offset = header.next_offset();
             }
         }
+    }
+
+    /// A committed batch of a replicated partition: its message ids and
+    /// its producer sequence join the dedup state (every replica).
+    fn remember_committed(&self, bytes: &[u8]) {
+        let Ok((header, _)) = batch::peek(bytes, &self.limits) else {
+            return;
+        };
+        if self.topic.config.dedup_window_ms > 0 {
+            self.ids
+                .borrow_mut()
+                .expire(header.append_time_ms, self.topic.config.dedup_window_ms);
+            self.remember_ids(bytes, &header, &self.limits);
+        }
+        self.remember_sequence(&header);
+    }
+
+    fn remember_sequence(&self, header: &batch::BatchHeader) {
+        self.sequences.borrow_mut().record(
+            header.producer_id,
+            header.producer_epoch,
+            header.base_sequence,
+            header.record_count,
+            header.base_offset,
+        );
     }
 
     fn remember_ids(&self, bytes: &[u8], header: &batch::BatchHeader, limits: &BatchLimits) {

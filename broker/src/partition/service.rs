@@ -36,6 +36,9 @@ enum Slot {
     Open(Rc<Replica>),
 }
 
+/// Longest a shutdown waits for this shard's leaderships to move.
+pub const TRANSFER_MS_MAX: u64 = 2_000;
+
 /// The partitions one shard owns, by topic (index = partition number).
 pub struct PartitionService {
     shard: ShardId,
@@ -64,6 +67,37 @@ impl PartitionService {
             topics: RefCell::new(HashMap::new()),
             replication: cluster.map(Replication::new),
         }
+    }
+
+    async fn transfer_leaderships(&self) {
+        let Some(replication) = &self.replication else {
+            return;
+        };
+        let leading: Vec<_> = self
+            .replicas()
+            .iter()
+            .filter_map(|r| r.raft().cloned())
+            .filter(|g| g.is_leader())
+            .collect();
+        if leading.is_empty() {
+            return;
+        }
+        for group in &leading {
+            group.ask_transfer();
+        }
+        replication.wake();
+        let started = std::time::Instant::now();
+        while leading.iter().any(|g| g.is_leader())
+            && started.elapsed() < std::time::Duration::from_millis(TRANSFER_MS_MAX)
+        {
+            crate::runtime::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let kept = leading.iter().filter(|g| g.is_leader()).count();
+        tracing::info!(
+            transferred = leading.len() - kept,
+            kept,
+            "leaderships handed over before shutdown"
+        );
     }
 
     /// This shard's replication driver, on a cluster member.
@@ -249,8 +283,12 @@ impl PartitionService {
         }
     }
 
-    /// Flushes and closes every local partition (shutdown).
+    /// Flushes and closes every local partition (shutdown). A replicated
+    /// partition this node leads first hands its leadership to a caught-up
+    /// follower (bounded by [`TRANSFER_MS_MAX`]; the replication loop still
+    /// runs), so its clients' next attempt finds a leader already elected.
     pub async fn close_all(&self) {
+        self.transfer_leaderships().await;
         for replica in self.replicas() {
             replica.close().await;
         }

@@ -14,6 +14,7 @@
 //! | [`lifecycle`]      | start, maintenance loop, shutdown                        |
 //! | [`submit`]         | running a front end's work on another shard (submit_to)  |
 //! | [`route_kafka`]    | Kafka groups' committed offsets in the delivery service  |
+//! | [`route_leaders`]  | partition leaders and node addresses (a cluster)         |
 //!
 //! Ownership: partition `p` of topic `t` lives on shard
 //! `(murmur2(t) + p) % shards`, group `g` on `murmur2(g) % shards`. Work
@@ -26,6 +27,7 @@ pub mod lifecycle;
 pub mod route;
 pub mod route_groups;
 pub mod route_kafka;
+pub mod route_leaders;
 pub mod snapshot;
 pub mod source;
 pub mod state;

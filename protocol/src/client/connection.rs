@@ -206,11 +206,22 @@ impl Connection {
         let reply = self.send(&request, &[], 0)?.wait()?.message;
         check(reply.error, &reply.message)?;
         for range in &ours {
-            if let Some(api) = ApiKey::from_wire(range.api_key) {
-                negotiate(&ours, &reply.api_versions, api)?;
+            match ApiKey::from_wire(range.api_key) {
+                // An optional API the broker lacks is simply not used.
+                Some(api) if api.is_optional() && !speaks(&reply, api) => {}
+                Some(api) => {
+                    negotiate(&ours, &reply.api_versions, api)?;
+                }
+                None => {}
             }
         }
         Ok(reply)
+    }
+
+    /// Whether the broker listed `api` in its handshake (see
+    /// [`ApiKey::is_optional`]).
+    pub fn speaks(&self, api: ApiKey) -> bool {
+        speaks(&self.handshake, api)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -328,6 +339,10 @@ impl Drop for Connection {
 }
 
 /// Writes every slice fully, continuing after partial vectored writes.
+fn speaks(handshake: &HandshakeResponse, api: ApiKey) -> bool {
+    handshake.api_versions.iter().any(|r| r.api_key == api.to_wire())
+}
+
 fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
     while !slices.is_empty() {
         match stream.write_vectored(slices) {

@@ -13,11 +13,25 @@
 //! instead (the broker forwards it); a `NotOwner` reply drops the cached
 //! topic so the next call refreshes it. Admin calls use the shared port.
 //!
+//! # Replicated partitions (a cluster)
+//!
+//! With `follow_leader` (the default) the client also asks the node it
+//! talks to which node leads each replicated partition (the optional
+//! `Leaders` API, [`crate::messages::leaders`]) and sends that partition's
+//! produce and fetch to the leader's node. A `not_leader` reply, or a lost
+//! connection to a leader, drops the cached routes; the next attempt asks
+//! again, of the bootstrap node or, when it is down, of any other node
+//! learned from earlier answers. These redirects have their own budget
+//! (`redirects_max`) and an exponential backoff from `retry_backoff_ms` to
+//! `redirect_backoff_ms_max`, so an election (a few hundred ms) is ridden
+//! out; each is counted ([`Client::redirects`]).
+//!
 //! # Retries
 //!
 //! A call is retried, up to `retries_max` times with `retry_backoff_ms`
 //! between attempts, when the connection failed or the broker answered with
 //! a retryable [`crate::ErrorCode`]. Terminal codes are returned at once.
+//! The policy is the pure [`RetryPolicy`].
 //! Produce retries are at-least-once: set a `message_id` on records (the
 //! broker's dedup window) to make a retried produce store each record once.
 
@@ -25,23 +39,27 @@ mod connection;
 mod consumer;
 mod producer;
 mod records;
+mod retry;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 pub use connection::{Connection, ConnectionConfig, PendingReply, Reply};
 pub use consumer::{GroupConsumer, GroupConsumerConfig, PartitionConsumer};
 pub use producer::{BatchAcks, Producer, ProducerConfig, RecordAck, SendHandle};
 pub use records::ConsumedRecord;
+pub use retry::{Retries, RetryPolicy};
 
+use crate::api::ApiKey;
 use crate::codec::Request;
 use crate::error::{check, ErrorCode, ProtocolError};
 use crate::messages::delivery::{SeekRequest, SeekResponse, SeekTarget};
 use crate::messages::dlq::*;
 use crate::messages::fetch::{FetchPartition, FetchRequest};
 use crate::messages::group::{GroupSummary, ListGroupsRequest};
+use crate::messages::leaders::{LeadersRequest, LeadersResponse};
 use crate::messages::metadata::{MetadataRequest, MetadataResponse};
 use crate::messages::offsets::{ListOffsetsPartition, ListOffsetsRequest, OffsetSpec};
 use crate::messages::stats::{GroupStatsRequest, GroupStatsResponse, TopicStatsRequest, TopicStatsResponse};
@@ -58,6 +76,16 @@ pub struct ClientConfig {
     /// Attempts after the first for retryable failures.
     pub retries_max: u32,
     pub retry_backoff_ms: u64,
+    /// Send produce and fetch of a replicated partition to its leader's
+    /// node (see the module docs). Off: to the node connected to, which
+    /// serves reads up to its own high watermark and refuses produce with
+    /// `not_leader` unless it leads.
+    pub follow_leader: bool,
+    /// Attempts after `not_leader` or a lost leader connection, on top of
+    /// `retries_max`.
+    pub redirects_max: u32,
+    /// Cap of the redirect backoff, which doubles from `retry_backoff_ms`.
+    pub redirect_backoff_ms_max: u64,
 }
 
 impl Default for ClientConfig {
@@ -67,6 +95,9 @@ impl Default for ClientConfig {
             shard_aware: true,
             retries_max: 3,
             retry_backoff_ms: 100,
+            follow_leader: true,
+            redirects_max: 10,
+            redirect_backoff_ms_max: 1_000,
         }
     }
 }
@@ -75,8 +106,14 @@ impl Default for ClientConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionRoute {
     pub shard: u32,
-    /// The owning shard's own address; `None` if the broker reported no port.
+    /// The owning shard's own address on the node that answered; `None` if
+    /// the broker reported no port.
     pub addr: Option<SocketAddr>,
+    /// The partition has a raft group (a replicated topic on a cluster).
+    pub replicated: bool,
+    /// The leader's node address, when another node than the one that
+    /// answered leads (that node forwards to its owning shard).
+    pub leader_addr: Option<SocketAddr>,
 }
 
 /// The broker's shard layout, from metadata.
@@ -90,6 +127,9 @@ struct Layout {
 struct MetadataCache {
     layout: Option<Layout>,
     topics: HashMap<String, Vec<PartitionRoute>>,
+    /// Native addresses of the cluster's nodes, from `Leaders` replies:
+    /// where to ask when the bootstrap node is down.
+    nodes: Vec<SocketAddr>,
 }
 
 /// The result of a partition fetch.
@@ -112,6 +152,7 @@ pub struct Client {
     shared: Mutex<Option<Arc<Connection>>>,
     shard_conns: Mutex<HashMap<SocketAddr, Arc<Connection>>>,
     metadata: Mutex<MetadataCache>,
+    redirects_total: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -136,6 +177,7 @@ impl Client {
             shared: Mutex::new(None),
             shard_conns: Mutex::new(HashMap::new()),
             metadata: Mutex::new(MetadataCache::default()),
+            redirects_total: Arc::default(),
         };
         client.shared_connection()?;
         Ok(client)
@@ -143,6 +185,34 @@ impl Client {
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    /// The retry policy of this client's settings.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            retries_max: self.config.retries_max,
+            redirects_max: self.config.redirects_max,
+            backoff_ms: self.config.retry_backoff_ms,
+            redirect_backoff_ms_max: self.config.redirect_backoff_ms_max,
+        }
+    }
+
+    /// Redirects followed so far: `not_leader` replies and lost leader
+    /// connections after which the client looked the leader up again.
+    pub fn redirects(&self) -> u64 {
+        self.redirects_total.load(Ordering::Relaxed)
+    }
+
+    /// The redirect counter itself, for a caller that sums it over many
+    /// clients and outlives them (a benchmark's report).
+    pub fn redirect_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.redirects_total)
+    }
+
+    /// Counts one redirect and drops the cached routes of `topic`.
+    pub(crate) fn redirected(&self, topic: &str) {
+        self.redirects_total.fetch_add(1, Ordering::Relaxed);
+        self.invalidate(topic);
     }
 
     /// The connection to the shared port, reconnecting if it failed.
@@ -157,6 +227,22 @@ impl Client {
         )?);
         *slot = Some(Arc::clone(&conn));
         Ok(conn)
+    }
+
+    /// A connection to the bootstrap node or, when it is down, to any
+    /// other node learned from `Leaders` replies (for what every node
+    /// answers alike: the handshake's limits).
+    pub fn any_connection(&self) -> Result<Arc<Connection>, ProtocolError> {
+        let first = match self.shared_connection() {
+            Ok(conn) => return Ok(conn),
+            Err(e) => e,
+        };
+        let others: Vec<SocketAddr> = self.metadata.lock().expect("client lock").nodes.clone();
+        others
+            .into_iter()
+            .filter(|a| *a != self.bootstrap)
+            .find_map(|a| self.connection_to(a).ok())
+            .ok_or(first)
     }
 
     fn connection_to(&self, addr: SocketAddr) -> Result<Arc<Connection>, ProtocolError> {
@@ -179,10 +265,17 @@ impl Client {
         topic: &str,
         partition: u32,
     ) -> Result<Arc<Connection>, ProtocolError> {
-        if !self.config.shard_aware {
+        if !self.config.shard_aware && !self.config.follow_leader {
             return self.shared_connection();
         }
         let route = self.partition_route(topic, partition)?;
+        if let (true, Some(leader)) = (self.config.follow_leader, route.leader_addr) {
+            // No fallback to the shared port: that node does not lead.
+            return self.connection_to(leader);
+        }
+        if !self.config.shard_aware {
+            return self.shared_connection();
+        }
         match route.addr.map(|a| self.connection_to(a)) {
             Some(Ok(conn)) => Ok(conn),
             _ => self.shared_connection(),
@@ -262,14 +355,41 @@ impl Client {
     }
 
     /// Asks the broker for metadata (of `topics`, or of every topic when
-    /// empty) and refreshes the cache. Unknown topics are not cached.
+    /// empty) and refreshes the cache. Unknown topics are not cached. Asks
+    /// the bootstrap node first, then every other node learned from
+    /// earlier answers (a cluster whose bootstrap node is down).
     pub fn refresh_metadata(&self, topics: &[String]) -> Result<MetadataResponse, ProtocolError> {
+        let first = match self.refresh_from(self.bootstrap, topics) {
+            Ok(reply) => return Ok(reply),
+            Err(e) => e,
+        };
+        let others: Vec<SocketAddr> = self.metadata.lock().expect("client lock").nodes.clone();
+        for addr in others.into_iter().filter(|a| *a != self.bootstrap) {
+            if let Ok(reply) = self.refresh_from(addr, topics) {
+                return Ok(reply);
+            }
+        }
+        Err(first)
+    }
+
+    /// One metadata (and, in a cluster, leaders) round trip to the node at
+    /// `node`, whose answer then routes every partition.
+    fn refresh_from(&self, node: SocketAddr, topics: &[String]) -> Result<MetadataResponse, ProtocolError> {
         let request = MetadataRequest {
             topics: topics.to_vec(),
         };
-        let reply = self.call_shared(&request)?;
+        let conn = self.connection_to(node)?;
+        let reply = self.with_retry(None, || Ok(conn.call(&request, &[], 0)?.message))?;
+        let leaders = if self.config.follow_leader && conn.speaks(ApiKey::Leaders) {
+            let request = LeadersRequest {
+                topics: topics.to_vec(),
+            };
+            Some(self.with_retry(None, || Ok(conn.call(&request, &[], 0)?.message))?)
+        } else {
+            None
+        };
         let host = if reply.host.is_empty() {
-            self.bootstrap.ip().to_string()
+            node.ip().to_string()
         } else {
             reply.host.clone()
         };
@@ -280,6 +400,9 @@ impl Client {
             .filter_map(|s| resolve(&format!("{host}:{}", s.port)).ok().map(|a| (s.shard, a)))
             .collect::<HashMap<_, _>>();
         let mut cache = self.metadata.lock().expect("client lock");
+        if let Some(leaders) = &leaders {
+            learn_nodes(&mut cache.nodes, leaders);
+        }
         for topic in &reply.topics {
             if topic.error != ErrorCode::None.to_wire() {
                 cache.topics.remove(&topic.name);
@@ -288,11 +411,19 @@ impl Client {
             let routes = topic
                 .partitions
                 .iter()
-                .map(|p| PartitionRoute {
-                    shard: p.shard,
-                    addr: (p.shard_port != 0)
-                        .then(|| resolve(&format!("{host}:{}", p.shard_port)).ok())
-                        .flatten(),
+                .map(|p| {
+                    let mut route = PartitionRoute {
+                        shard: p.shard,
+                        addr: (p.shard_port != 0)
+                            .then(|| resolve(&format!("{host}:{}", p.shard_port)).ok())
+                            .flatten(),
+                        replicated: false,
+                        leader_addr: None,
+                    };
+                    if let Some(leaders) = &leaders {
+                        leader_route(&mut route, leaders, &topic.name, p.partition);
+                    }
+                    route
                 })
                 .collect();
             cache.topics.insert(topic.name.clone(), routes);
@@ -305,29 +436,56 @@ impl Client {
     }
 
     /// Runs `attempt` with the client's retry policy. `NotOwner` drops the
-    /// cached routes of `topic` before the next attempt.
+    /// cached routes of `topic` before the next attempt; `not_leader`, and
+    /// a lost connection on a replicated partition, are redirects.
     pub(crate) fn with_retry<T>(
         &self,
         topic: Option<&str>,
         mut attempt: impl FnMut() -> Result<T, ProtocolError>,
     ) -> Result<T, ProtocolError> {
-        let mut tries = 0;
+        let policy = self.retry_policy();
+        let mut tries = Retries::default();
         loop {
             let err = match attempt() {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
-            let retryable =
-                err.is_retryable() || matches!(err, ProtocolError::Closed(_) | ProtocolError::Io(_));
-            if !retryable || tries >= self.config.retries_max {
+            let redirect = topic.is_some_and(|t| self.is_redirect(t, &err));
+            let Some(backoff) = policy.next(&err, redirect, &mut tries) else {
                 return Err(err);
+            };
+            match topic {
+                Some(topic) if redirect => self.redirected(topic),
+                Some(topic) if err.code() == Some(ErrorCode::NotOwner) => self.invalidate(topic),
+                _ => {}
             }
-            if let (Some(topic), Some(ErrorCode::NotOwner)) = (topic, err.code()) {
-                self.invalidate(topic);
-            }
-            tries += 1;
-            std::thread::sleep(Duration::from_millis(self.config.retry_backoff_ms));
+            std::thread::sleep(backoff);
         }
+    }
+
+    /// Whether `err` on a partition of `topic` means "find the leader
+    /// again": `not_leader`, or a lost connection or a timeout when the
+    /// topic is replicated (its leader may have died or be cut off).
+    pub(crate) fn is_redirect(&self, topic: &str, err: &ProtocolError) -> bool {
+        if !self.config.follow_leader {
+            return false;
+        }
+        if err.code() == Some(ErrorCode::NotLeader) {
+            return true;
+        }
+        // A timeout, the client's or the broker's, may be a frozen or cut
+        // off leader: on a replicated topic, look it up again.
+        let lost = matches!(
+            err,
+            ProtocolError::Closed(_) | ProtocolError::Io(_) | ProtocolError::Timeout { .. }
+        ) || err.code() == Some(ErrorCode::Timeout);
+        lost && self
+            .metadata
+            .lock()
+            .expect("client lock")
+            .topics
+            .get(topic)
+            .is_none_or(|routes| routes.iter().any(|r| r.replicated))
     }
 
     /// One request on the shared port, with retries; returns the reply message.
@@ -544,6 +702,39 @@ fn fetched_from(
         log_end: part.log_end,
         next_offset,
     })
+}
+
+/// Adds the nodes a `Leaders` reply names to the known node addresses.
+fn learn_nodes(known: &mut Vec<SocketAddr>, leaders: &LeadersResponse) {
+    for node in leaders.nodes.iter().filter(|n| !n.addr.is_empty()) {
+        if let Ok(addr) = resolve(&node.addr) {
+            if !known.contains(&addr) {
+                known.push(addr);
+            }
+        }
+    }
+}
+
+/// Marks `route` replicated and points it at the leader's node when the
+/// leader is another node than the one that answered `leaders`.
+fn leader_route(route: &mut PartitionRoute, leaders: &LeadersResponse, topic: &str, partition: u32) {
+    let Some(p) = leaders
+        .topics
+        .iter()
+        .find(|t| t.name == topic)
+        .and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
+    else {
+        return;
+    };
+    route.replicated = !p.replicas.is_empty();
+    if p.leader == 0 || p.leader == leaders.node_id {
+        return;
+    }
+    route.leader_addr = leaders
+        .nodes
+        .iter()
+        .find(|n| n.node_id == p.leader && !n.addr.is_empty())
+        .and_then(|n| resolve(&n.addr).ok());
 }
 
 /// Resolves "host:port" to the first address.

@@ -246,7 +246,7 @@ pub struct Producer {
 
 impl Producer {
     pub fn new(client: Arc<Client>, mut config: ProducerConfig) -> Result<Producer, ProtocolError> {
-        let frame_len_max = match client.shared_connection()?.handshake().frame_len_max as usize {
+        let frame_len_max = match client.any_connection()?.handshake().frame_len_max as usize {
             0 => FRAME_LEN_MAX,
             n => n.min(FRAME_LEN_MAX),
         };
@@ -522,26 +522,36 @@ impl Inner {
                 Err(e) => b.slot.resolve(Err(e.into())),
             }
         }
-        let retries_max = self.client.config().retries_max;
-        for attempt in 0..=retries_max {
-            let last = attempt == retries_max;
-            pending = self.send_round(pending, last);
-            if pending.is_empty() {
-                return;
+        // One budget for the whole round, as before: every batch of the
+        // round waits the longest backoff any of them was given.
+        let policy = self.client.retry_policy();
+        let mut tries = super::Retries::default();
+        while !pending.is_empty() {
+            let (retry, backoff) = self.send_round(pending, &policy, &mut tries);
+            pending = retry;
+            if let Some(backoff) = backoff.filter(|_| !pending.is_empty()) {
+                std::thread::sleep(backoff);
             }
-            std::thread::sleep(Duration::from_millis(self.client.config().retry_backoff_ms));
         }
     }
 
     /// Sends one request per (connection, topic), waits for all replies and
     /// resolves the batches; returns those to retry.
-    fn send_round(&self, batches: Vec<Outgoing>, last: bool) -> Vec<Outgoing> {
+    fn send_round(
+        &self,
+        batches: Vec<Outgoing>,
+        policy: &super::RetryPolicy,
+        tries: &mut super::Retries,
+    ) -> (Vec<Outgoing>, Option<Duration>) {
         let mut groups: Vec<(Arc<Connection>, String, Vec<Outgoing>)> = Vec::new();
+        // Batches whose leader's node could not be reached: settled below
+        // like a failed reply (a redirect on a replicated partition).
+        let mut failed: Vec<(String, Vec<Outgoing>, Result<ProduceResponse, ProtocolError>)> = Vec::new();
         for b in batches {
             let conn = match self.client.partition_connection(&b.topic, b.partition) {
                 Ok(conn) => conn,
                 Err(e) => {
-                    b.slot.resolve(Err(e));
+                    failed.push((b.topic.clone(), vec![b], Err(e)));
                     continue;
                 }
             };
@@ -560,12 +570,23 @@ impl Inner {
                 (topic, list, reply)
             })
             .collect();
-        let mut retry = Vec::new();
-        for (topic, list, reply) in sent {
-            let outcome = reply.and_then(|p| p.wait());
-            retry.extend(self.settle(&topic, list, outcome.map(|r| r.message), last));
+        let outcomes = sent
+            .into_iter()
+            .map(|(topic, list, reply)| (topic, list, reply.and_then(|p| p.wait()).map(|r| r.message)))
+            .chain(failed);
+        let mut round = Round {
+            client: &self.client,
+            policy,
+            start: *tries,
+            after: *tries,
+            retry: Vec::new(),
+            backoff: None,
+        };
+        for (topic, list, reply) in outcomes {
+            round.settle(&topic, list, reply);
         }
-        retry
+        *tries = round.after;
+        (round.retry, round.backoff)
     }
 
     fn send_request(
@@ -593,36 +614,6 @@ impl Inner {
         let payload: Vec<&[u8]> = order.iter().map(|b| b.bytes.as_slice()).collect();
         conn.send(&request, &payload, u64::from(self.config.timeout_ms))
     }
-
-    /// Resolves the batches of one request from its reply; returns the
-    /// batches whose failure is retryable (unless this was the last try).
-    fn settle(
-        &self,
-        topic: &str,
-        batches: Vec<Outgoing>,
-        reply: Result<ProduceResponse, ProtocolError>,
-        last: bool,
-    ) -> Vec<Outgoing> {
-        let reply = match reply {
-            Ok(reply) => reply,
-            Err(e) => return fail_or_retry(&self.client, topic, batches, e, last),
-        };
-        let mut retry = Vec::new();
-        for (p, mine) in by_partition(batches) {
-            let Some(part) = reply.partitions.iter().find(|r| r.partition == p) else {
-                let e =
-                    ProtocolError::broker(ErrorCode::Internal.to_wire(), "produce reply lacks a partition");
-                mine.iter().for_each(|b| b.slot.resolve(Err(e.clone())));
-                continue;
-            };
-            if let Err(e) = check(part.error, &part.message) {
-                retry.extend(fail_or_retry(&self.client, topic, mine, e, last));
-                continue;
-            }
-            resolve_partition(topic, &mine, part);
-        }
-        retry
-    }
 }
 
 /// Partitions of `batches` in first-seen order.
@@ -649,24 +640,62 @@ fn by_partition(batches: Vec<Outgoing>) -> Vec<(u32, Vec<Outgoing>)> {
     out
 }
 
-fn fail_or_retry(
-    client: &Client,
-    topic: &str,
-    batches: Vec<Outgoing>,
-    e: ProtocolError,
-    last: bool,
-) -> Vec<Outgoing> {
-    let retryable = e.is_retryable() || matches!(e, ProtocolError::Closed(_) | ProtocolError::Io(_));
-    if retryable && !last {
-        if e.code() == Some(ErrorCode::NotOwner) {
-            client.invalidate(topic);
+/// The settling of one send round: which batches to retry, and after
+/// how long (the policy's longest answer in the round). A round is one
+/// attempt for every batch in it, so each failure is judged against the
+/// attempts made before the round (`start`), and the round as a whole
+/// spends the most any of them spent (`after`).
+struct Round<'a> {
+    client: &'a Client,
+    policy: &'a super::RetryPolicy,
+    start: super::Retries,
+    after: super::Retries,
+    retry: Vec<Outgoing>,
+    backoff: Option<Duration>,
+}
+
+impl Round<'_> {
+    /// Resolves the batches of one request from its reply, keeping those
+    /// whose failure the policy retries.
+    fn settle(&mut self, topic: &str, batches: Vec<Outgoing>, reply: Result<ProduceResponse, ProtocolError>) {
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => return self.fail_or_retry(topic, batches, e),
+        };
+        for (p, mine) in by_partition(batches) {
+            let Some(part) = reply.partitions.iter().find(|r| r.partition == p) else {
+                let e =
+                    ProtocolError::broker(ErrorCode::Internal.to_wire(), "produce reply lacks a partition");
+                mine.iter().for_each(|b| b.slot.resolve(Err(e.clone())));
+                continue;
+            };
+            if let Err(e) = check(part.error, &part.message) {
+                self.fail_or_retry(topic, mine, e);
+                continue;
+            }
+            resolve_partition(topic, &mine, part);
         }
-        return batches;
     }
-    for b in &batches {
-        b.slot.resolve(Err(e.clone()));
+
+    fn fail_or_retry(&mut self, topic: &str, batches: Vec<Outgoing>, e: ProtocolError) {
+        let redirect = self.client.is_redirect(topic, &e);
+        let mut tries = self.start;
+        if let Some(backoff) = self.policy.next(&e, redirect, &mut tries) {
+            self.after.retries = self.after.retries.max(tries.retries);
+            self.after.redirects = self.after.redirects.max(tries.redirects);
+            if redirect {
+                self.client.redirected(topic);
+            } else if e.code() == Some(ErrorCode::NotOwner) {
+                self.client.invalidate(topic);
+            }
+            self.backoff = self.backoff.max(Some(backoff));
+            self.retry.extend(batches);
+            return;
+        }
+        for b in &batches {
+            b.slot.resolve(Err(e.clone()));
+        }
     }
-    Vec::new()
 }
 
 /// Gives every batch of one partition its outcome: stored records count up

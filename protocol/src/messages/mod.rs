@@ -18,6 +18,7 @@
 //! |----------------|--------------------------------------------------------------|
 //! | [`handshake`]  | handshake/versions, the frozen error response                |
 //! | [`metadata`]   | topics, partitions, owning shard and its port                |
+//! | [`leaders`]    | partition leaders and node addresses (a cluster)             |
 //! | [`topic`]      | create / delete / list / describe topic, topic config        |
 //! | [`produce`]    | produce                                                      |
 //! | [`fetch`]      | fetch (long-poll)                                            |
@@ -32,6 +33,7 @@ pub mod dlq;
 pub mod fetch;
 pub mod group;
 pub mod handshake;
+pub mod leaders;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;

@@ -76,6 +76,7 @@ pub async fn dispatch(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Reply {
         ApiKey::QuarantineCounts => dlq::counts(ctx, &frame).await,
         ApiKey::QuarantineRedrive => dlq::redrive(ctx, &frame).await,
         ApiKey::QuarantinePurge => dlq::purge(ctx, &frame).await,
+        ApiKey::Leaders => metadata::leaders(ctx, &frame).await,
         other => Err(Failure::new(
             ErrorCode::UnknownApi,
             format!("{other} is not served by this broker build"),

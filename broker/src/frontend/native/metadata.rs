@@ -8,6 +8,7 @@ use shoal_protocol::frame::Frame;
 use shoal_protocol::messages::handshake::{
     negotiate, supported_versions, HandshakeRequest, HandshakeResponse,
 };
+use shoal_protocol::messages::leaders::{LeadersRequest, LeadersResponse, TopicLeaders};
 use shoal_protocol::messages::metadata::{
     MetadataRequest, MetadataResponse, PartitionMetadata, ShardEndpoint, TopicMetadata,
 };
@@ -93,5 +94,39 @@ pub async fn metadata(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, F
         topics: names.iter().map(describe).collect(),
     };
     drop(topics);
+    respond(frame.header().correlation_id, &resp, Vec::new())
+}
+
+/// Which node leads each replicated partition, and every node's address
+/// (the client's redirect to the leader).
+pub async fn leaders(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
+    let req: LeadersRequest = decode(frame)?;
+    let shard = &ctx.shard;
+    let names: Vec<String> = if req.topics.is_empty() {
+        shard.topics().iter().map(|t| t.name.clone()).collect()
+    } else {
+        req.topics.clone()
+    };
+    let mut topics = Vec::with_capacity(names.len());
+    for name in names {
+        topics.push(match shard.partition_leaders(&name).await {
+            Some(partitions) => TopicLeaders {
+                name,
+                error: 0,
+                partitions,
+            },
+            None => TopicLeaders {
+                name,
+                error: ErrorCode::UnknownTopic.to_wire(),
+                partitions: Vec::new(),
+            },
+        });
+    }
+    let (node_id, nodes) = shard.node_addresses();
+    let resp = LeadersResponse {
+        node_id,
+        nodes,
+        topics,
+    };
     respond(frame.header().correlation_id, &resp, Vec::new())
 }
