@@ -183,6 +183,20 @@ where
     Ok(out)
 }
 
+/// [`split_payload`] on an owned payload: the batches come out as their own
+/// buffers, cut from the payload's without copying (see
+/// [`crate::frame::Frame::into_payload`]).
+pub fn split_payload_owned<I>(
+    mut payload: bytes::BytesMut,
+    lens: I,
+) -> Result<Vec<bytes::BytesMut>, ProtocolError>
+where
+    I: IntoIterator<Item = u32>,
+{
+    let lens: Vec<usize> = split_payload(&payload, lens)?.iter().map(|b| b.len()).collect();
+    Ok(lens.into_iter().map(|len| payload.split_to(len)).collect())
+}
+
 /// Validates the meta of any frame this build knows, whatever its kind:
 /// picks the message type from the API key and direction and runs validated
 /// access on it. Returns the API key. Used by fuzzing and by callers that

@@ -35,14 +35,20 @@
 //! header first and checks every header field, the length cap first of all,
 //! before it allocates anything for the body; the body buffer then grows only
 //! as bytes actually arrive, so a peer that announces a large frame and sends
-//! nothing costs nothing. A complete frame is in a 16-aligned buffer of
-//! exactly `frame_len` bytes; the meta CRC and the zero padding are checked
-//! before the frame is handed out. The meta itself is read only through
+//! nothing costs nothing (a reader that has reserved memory for the whole
+//! frame asks for its buffer at once with [`FrameDecoder::reserve_pending`]
+//! and can then read the rest of the body straight into it, see
+//! [`FrameDecoder::body_spare`]). A complete frame is in a 16-aligned buffer
+//! of exactly `frame_len` bytes; the meta CRC and the zero padding are
+//! checked before the frame is handed out. The buffer is a `BytesMut`, so a
+//! broker can hand the payload's batches on without copying them
+//! ([`Frame::into_payload`]). The meta itself is read only through
 //! rkyv's validated `access` (see [`crate::codec`]). The decoder never
 //! panics: every reject is a [`FrameError`], after which the stream is
 //! unusable (there is no way to find the next frame boundary) and the
 //! connection should be closed, after an error reply where possible.
 
+use bytes::{Buf, BytesMut};
 use rkyv::util::AlignedVec;
 
 use crate::batch::BATCH_LEN_MAX;
@@ -63,6 +69,39 @@ pub const FLAG_RESPONSE: u16 = 1;
 pub const FLAGS_KNOWN: u16 = FLAG_RESPONSE;
 /// The body buffer starts at most this large and grows as bytes arrive.
 const BODY_INITIAL_CAPACITY_MAX: usize = 64 << 10;
+/// How much of a reserved frame's buffer [`FrameDecoder::body_spare`]
+/// offers for one read.
+const SPARE_STEP: usize = 256 << 10;
+/// Alignment of the start of every frame buffer.
+const BUFFER_ALIGN: usize = 16;
+
+/// An empty buffer of at least `capacity` bytes whose start is
+/// [`BUFFER_ALIGN`]-aligned; it stays aligned while it is filled within
+/// that capacity (never grow it past it: [`grow_aligned`]).
+fn aligned_buffer(capacity: usize) -> BytesMut {
+    let mut bytes = BytesMut::with_capacity(capacity + BUFFER_ALIGN - 1);
+    let pad = (BUFFER_ALIGN - bytes.as_ptr().addr() % BUFFER_ALIGN) % BUFFER_ALIGN;
+    bytes.resize(pad, 0);
+    bytes.advance(pad);
+    bytes
+}
+
+/// Makes room for `additional` more bytes in an aligned buffer, moving its
+/// contents into a new aligned one (at least twice as large, at most
+/// `limit`) when its capacity is short.
+fn grow_aligned(bytes: &mut BytesMut, additional: usize, limit: usize) {
+    let need = bytes.len() + additional;
+    if need <= bytes.capacity() {
+        return;
+    }
+    let mut grown = aligned_buffer(need.max(bytes.capacity() * 2).min(limit.max(need)));
+    grown.extend_from_slice(bytes);
+    *bytes = grown;
+}
+
+fn is_aligned(bytes: &[u8]) -> bool {
+    bytes.as_ptr().addr() % BUFFER_ALIGN == 0
+}
 
 /// Why bytes are not a valid frame. Every variant is terminal for the
 /// connection: the stream cannot be resynchronised after it.
@@ -199,7 +238,7 @@ impl FrameHeader {
 #[derive(Debug, Clone)]
 pub struct Frame {
     header: FrameHeader,
-    bytes: AlignedVec<16>,
+    bytes: BytesMut,
 }
 
 impl Frame {
@@ -222,12 +261,22 @@ impl Frame {
         &self.bytes
     }
 
-    pub fn into_bytes(self) -> AlignedVec<16> {
-        self.bytes
+    /// The payload, without copying it: its batches can be cut apart with
+    /// `split_to` and handed on as they are.
+    pub fn into_payload(self) -> BytesMut {
+        let mut bytes = self.bytes;
+        bytes.advance(self.header.payload_start());
+        bytes
     }
 
     /// Checks a complete frame buffer (header already checked) and wraps it.
-    fn finish(header: FrameHeader, bytes: AlignedVec<16>) -> Result<Frame, FrameError> {
+    fn finish(header: FrameHeader, mut bytes: BytesMut) -> Result<Frame, FrameError> {
+        if !is_aligned(&bytes) {
+            // Every buffer here is made aligned; this only guards the claim.
+            let mut aligned = aligned_buffer(bytes.len());
+            aligned.extend_from_slice(&bytes);
+            bytes = aligned;
+        }
         let meta_end = FRAME_HEADER_LEN + header.meta_len as usize;
         let actual = crc32c::crc32c(&bytes[FRAME_HEADER_LEN..meta_end]);
         if actual != header.crc32c {
@@ -272,7 +321,7 @@ pub fn decode_frame(buf: &[u8], frame_len_max: usize) -> Decoded {
     if buf.len() < len {
         return Decoded::NeedMore(len - buf.len());
     }
-    let mut bytes = AlignedVec::<16>::with_capacity(len);
+    let mut bytes = aligned_buffer(len);
     bytes.extend_from_slice(&buf[..len]);
     match Frame::finish(header, bytes) {
         Ok(frame) => Decoded::Frame { frame, consumed: len },
@@ -289,8 +338,26 @@ pub struct FrameDecoder {
     frame_len_max: usize,
     head: [u8; FRAME_HEADER_LEN],
     head_filled: usize,
-    body: Option<(FrameHeader, AlignedVec<16>)>,
+    body: Option<Body>,
     failed: Option<FrameError>,
+}
+
+/// The frame being assembled.
+#[derive(Debug)]
+struct Body {
+    header: FrameHeader,
+    /// The frame's bytes: `filled` received, then (once the reader asked
+    /// for [`FrameDecoder::body_spare`]) zeroes up to `frame_len`.
+    bytes: BytesMut,
+    filled: usize,
+    /// The whole frame's buffer is allocated ([`FrameDecoder::reserve_pending`]).
+    reserved: bool,
+}
+
+impl Body {
+    fn len(&self) -> usize {
+        self.header.frame_len as usize
+    }
 }
 
 impl FrameDecoder {
@@ -309,7 +376,7 @@ impl FrameDecoder {
     /// Bytes buffered for the frame in progress (for in-flight accounting).
     pub fn buffered_len(&self) -> usize {
         match &self.body {
-            Some((_, bytes)) => bytes.len(),
+            Some(body) => body.filled,
             None => self.head_filled,
         }
     }
@@ -323,17 +390,49 @@ impl FrameDecoder {
     /// has been read and checked (so a reader can reserve memory for the
     /// whole frame before it takes more of the body).
     pub fn pending_frame_len(&self) -> Option<usize> {
-        self.body.as_ref().map(|(h, _)| h.frame_len as usize)
+        self.body.as_ref().map(Body::len)
     }
 
     /// Allocates the rest of the pending frame's buffer at once (exactly its
-    /// length), so a large frame is not grown by doubling as it arrives.
+    /// length), so a large frame is not grown by doubling as it arrives, and
+    /// lets the reader read the rest of it in place ([`Self::body_spare`]).
     /// Call only once memory for the whole frame has been reserved.
     pub fn reserve_pending(&mut self) {
-        if let Some((h, bytes)) = self.body.as_mut() {
-            let len = h.frame_len as usize;
-            bytes.reserve_exact(len.saturating_sub(bytes.len()));
+        if let Some(body) = self.body.as_mut() {
+            let len = body.len();
+            let missing = len - body.bytes.len();
+            grow_aligned(&mut body.bytes, missing, len);
+            body.reserved = true;
         }
+    }
+
+    /// Where the rest of a reserved frame's body goes: a reader fills a
+    /// prefix of this slice straight from its socket and reports how much
+    /// with [`Self::body_filled`], so a large frame is not copied out of a
+    /// read buffer. `None` unless a body is pending and reserved.
+    pub fn body_spare(&mut self) -> Option<&mut [u8]> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let body = self.body.as_mut().filter(|b| b.reserved)?;
+        let len = body.len();
+        if body.bytes.len() < len && body.bytes.len() - body.filled < SPARE_STEP / 2 {
+            // Zeroed a step at a time, as bytes arrive: a peer that stalls
+            // mid-frame costs the memory it sent, not its announced length.
+            // Within the reserved capacity, so the buffer does not move.
+            body.bytes.resize(len.min(body.filled + SPARE_STEP), 0);
+        }
+        Some(&mut body.bytes[body.filled..])
+    }
+
+    /// Counts `n` bytes a reader wrote at the start of [`Self::body_spare`];
+    /// returns the frame when that completed it.
+    pub fn body_filled(&mut self, n: usize) -> Result<Option<Frame>, FrameError> {
+        let Some(body) = self.body.as_mut() else {
+            return Ok(None);
+        };
+        body.filled = (body.filled + n).min(body.bytes.len());
+        self.take_if_complete()
     }
 
     /// Consumes bytes from the front of `input` until one frame completes
@@ -362,23 +461,44 @@ impl FrameDecoder {
             let header = FrameHeader::parse(&self.head);
             header.check(self.frame_len_max)?;
             let len = header.frame_len as usize;
-            let mut bytes = AlignedVec::<16>::with_capacity(len.min(BODY_INITIAL_CAPACITY_MAX));
+            let mut bytes = aligned_buffer(len.min(BODY_INITIAL_CAPACITY_MAX));
             bytes.extend_from_slice(&self.head);
             self.head_filled = 0;
-            self.body = Some((header, bytes));
+            self.body = Some(Body {
+                header,
+                bytes,
+                filled: FRAME_HEADER_LEN,
+                reserved: false,
+            });
         }
-        let Some((header, bytes)) = self.body.as_mut() else {
+        let Some(body) = self.body.as_mut() else {
             return Ok(None);
         };
-        let want = header.frame_len as usize - bytes.len();
-        let take = want.min(input.len());
-        bytes.extend_from_slice(&input[..take]);
-        *input = &input[take..];
-        if take < want {
-            return Ok(None);
+        let len = body.len();
+        let take = (len - body.filled).min(input.len());
+        let at = body.filled;
+        if body.bytes.len() >= at + take {
+            body.bytes[at..at + take].copy_from_slice(&input[..take]);
+        } else {
+            grow_aligned(&mut body.bytes, take, len);
+            body.bytes.extend_from_slice(&input[..take]);
         }
-        let (header, bytes) = self.body.take().expect("body present");
-        Frame::finish(header, bytes).map(Some)
+        body.filled += take;
+        *input = &input[take..];
+        self.take_if_complete()
+    }
+
+    fn take_if_complete(&mut self) -> Result<Option<Frame>, FrameError> {
+        match &self.body {
+            Some(body) if body.filled == body.len() => {}
+            _ => return Ok(None),
+        }
+        let body = self.body.take().expect("body present");
+        let result = Frame::finish(body.header, body.bytes);
+        if let Err(e) = &result {
+            self.failed = Some(e.clone());
+        }
+        result.map(Some)
     }
 }
 
@@ -472,6 +592,77 @@ mod tests {
     }
 
     /// The length cap is enforced from the header alone.
+    /// A large frame read the way a broker reads it (header and a first
+    /// piece through `decode`, then reserved, the rest straight into
+    /// `body_spare` in uneven reads) comes out equal to a plainly decoded
+    /// one, 16-aligned, and its payload splits into batches without a copy.
+    #[test]
+    fn reserved_frame_reads_in_place_and_hands_its_payload_on() {
+        let meta = b"meta of a large frame";
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let stream = frame_bytes(meta, &payload, 9);
+        for first in [FRAME_HEADER_LEN, 100, 70_000] {
+            for step in [1usize, 4_096, 65_536, 1 << 20] {
+                let mut dec = FrameDecoder::new(FRAME_LEN_MAX);
+                let mut input = &stream[..first];
+                assert!(dec.decode(&mut input).expect("valid").is_none());
+                assert_eq!(dec.pending_frame_len(), Some(stream.len()));
+                assert!(dec.body_spare().is_none(), "not before the reservation");
+                dec.reserve_pending();
+                let mut at = first;
+                let frame = loop {
+                    let spare = dec.body_spare().expect("reserved");
+                    assert!(
+                        !spare.is_empty() && spare.len() <= (stream.len() - at).min(SPARE_STEP),
+                        "at {at}"
+                    );
+                    let n = step.min(spare.len());
+                    spare[..n].copy_from_slice(&stream[at..at + n]);
+                    at += n;
+                    if let Some(f) = dec.body_filled(n).expect("valid") {
+                        break f;
+                    }
+                    assert_eq!(dec.buffered_len(), at);
+                };
+                assert!(dec.is_idle());
+                assert_eq!(frame.as_bytes().as_ptr().addr() % 16, 0);
+                assert_eq!(frame.meta(), meta);
+                assert_eq!(frame.payload(), &payload[..]);
+                let start = frame.payload().as_ptr();
+                let batches =
+                    crate::codec::split_payload_owned(frame.into_payload(), [8, 299_992]).expect("split");
+                assert_eq!(batches[0].as_ptr(), start, "no copy");
+                assert_eq!(&batches[1][..], &payload[8..]);
+            }
+        }
+    }
+
+    /// Frames decoded from any chunking start 16-aligned, however the body
+    /// buffer grew.
+    #[test]
+    fn decoded_frames_are_aligned() {
+        for len in [0usize, 8, 65_536, 200_000] {
+            let stream = frame_bytes(b"m", &vec![3u8; len], 1);
+            for chunk in [7usize, 4_096, 65_536] {
+                let mut dec = FrameDecoder::new(FRAME_LEN_MAX);
+                let mut got = None;
+                for piece in stream.chunks(chunk) {
+                    let mut input = piece;
+                    if let Some(f) = dec.decode(&mut input).expect("valid") {
+                        got = Some(f);
+                    }
+                }
+                let frame = got.expect("frame");
+                assert_eq!(
+                    frame.as_bytes().as_ptr().addr() % 16,
+                    0,
+                    "len {len} chunk {chunk}"
+                );
+                assert_eq!(frame.payload().len(), len);
+            }
+        }
+    }
+
     #[test]
     fn oversized_frame_rejected_before_body() {
         let mut head = FrameHeader {

@@ -128,47 +128,95 @@ impl<D: PendingFrame> FrameReader<D> {
         socket: &mut futures_lite::io::ReadHalf<TcpStream>,
         buf: &mut [u8],
     ) -> Result<usize, ReadEnd> {
-        let limits = &shard.config().limits;
-        loop {
-            let (deadline, why) = match self.frame_started {
-                Some(start) => (
-                    Some(start + Duration::from_millis(limits.frame_read_ms_max)),
-                    "a frame did not arrive within limits.frame_read_ms_max",
-                ),
-                None if limits.connection_idle_ms_max > 0 => (
-                    Some(self.last_read + Duration::from_millis(limits.connection_idle_ms_max)),
-                    "idle for limits.connection_idle_ms_max",
-                ),
-                None => (None, ""),
-            };
-            let read = async { Some(socket.read(buf).await) };
-            let outcome = match deadline {
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    let timer = async {
-                        crate::runtime::sleep(left).await;
-                        None
-                    };
-                    futures_lite::future::or(read, timer).await
-                }
-                None => read.await,
-            };
-            match outcome {
-                Some(Ok(0)) => return Err(ReadEnd::Closed),
-                Some(Ok(n)) => {
-                    self.last_read = Instant::now();
-                    return Ok(n);
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "connection read failed");
-                    return Err(ReadEnd::Closed);
-                }
-                // A connection waiting for its replies is not idle.
-                None if self.frame_started.is_none() && self.in_flight.get() > 0 => {
-                    self.last_read = Instant::now();
-                }
-                None => return Err(ReadEnd::Expired(why)),
+        read_within(
+            shard,
+            socket,
+            buf,
+            self.frame_started,
+            &mut self.last_read,
+            &self.in_flight,
+        )
+        .await
+    }
+}
+
+impl FrameReader<shoal_protocol::frame::FrameDecoder> {
+    /// While a reserved large frame is being read, reads the rest of its
+    /// body straight into the frame's own buffer (no copy out of a read
+    /// chunk, and reads as large as the socket has ready); the caller
+    /// reports the bytes with `FrameDecoder::body_filled`. `None` when no
+    /// such frame is pending: read into a chunk and decode it.
+    pub async fn read_body(
+        &mut self,
+        shard: &Shard,
+        socket: &mut futures_lite::io::ReadHalf<TcpStream>,
+    ) -> Option<Result<usize, ReadEnd>> {
+        let spare = self.decoder.body_spare()?;
+        Some(
+            read_within(
+                shard,
+                socket,
+                spare,
+                self.frame_started,
+                &mut self.last_read,
+                &self.in_flight,
+            )
+            .await,
+        )
+    }
+}
+
+/// One read under the connection's deadlines: the frame deadline while a
+/// frame is partly read (`frame_started`), else the idle deadline unless
+/// requests are in flight.
+async fn read_within(
+    shard: &Shard,
+    socket: &mut futures_lite::io::ReadHalf<TcpStream>,
+    buf: &mut [u8],
+    frame_started: Option<Instant>,
+    last_read: &mut Instant,
+    in_flight: &Cell<usize>,
+) -> Result<usize, ReadEnd> {
+    let limits = &shard.config().limits;
+    loop {
+        let (deadline, why) = match frame_started {
+            Some(start) => (
+                Some(start + Duration::from_millis(limits.frame_read_ms_max)),
+                "a frame did not arrive within limits.frame_read_ms_max",
+            ),
+            None if limits.connection_idle_ms_max > 0 => (
+                Some(*last_read + Duration::from_millis(limits.connection_idle_ms_max)),
+                "idle for limits.connection_idle_ms_max",
+            ),
+            None => (None, ""),
+        };
+        let read = async { Some(socket.read(&mut *buf).await) };
+        let outcome = match deadline {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                let timer = async {
+                    crate::runtime::sleep(left).await;
+                    None
+                };
+                futures_lite::future::or(read, timer).await
             }
+            None => read.await,
+        };
+        match outcome {
+            Some(Ok(0)) => return Err(ReadEnd::Closed),
+            Some(Ok(n)) => {
+                *last_read = Instant::now();
+                return Ok(n);
+            }
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "connection read failed");
+                return Err(ReadEnd::Closed);
+            }
+            // A connection waiting for its replies is not idle.
+            None if frame_started.is_none() && in_flight.get() > 0 => {
+                *last_read = Instant::now();
+            }
+            None => return Err(ReadEnd::Expired(why)),
         }
     }
 }

@@ -92,18 +92,18 @@ impl Shard {
     pub async fn produce(
         self: &Rc<Self>,
         topic: &str,
-        partitions: Vec<(PartitionId, Vec<&[u8]>)>,
+        partitions: Vec<(PartitionId, Vec<BytesMut>)>,
         acks: Acks,
         timeout_ms: u32,
     ) -> Vec<(PartitionId, BrokerResult<Produced>)> {
         let started = Instant::now();
         let mut tasks = Vec::with_capacity(partitions.len());
-        for (partition, batches) in &partitions {
-            let task = match self.locate(topic, *partition) {
-                Ok(owner) => Ok(self.start_append(owner, topic, *partition, batches)),
+        for (partition, batches) in partitions {
+            let task = match self.locate(topic, partition) {
+                Ok(owner) => Ok(self.start_append(owner, topic, partition, batches)),
                 Err(e) => Err(e),
             };
-            tasks.push((*partition, task));
+            tasks.push((partition, task));
         }
         let timeout = Duration::from_millis(u64::from(timeout_ms.clamp(1, PRODUCE_TIMEOUT_MS_MAX)));
         let mut out = Vec::with_capacity(tasks.len());
@@ -119,22 +119,22 @@ impl Shard {
     }
 
     /// Starts one partition's append in its own task, on this shard or
-    /// forwarded to the owner.
+    /// forwarded to the owner. The batches move, uncopied (the owner copies
+    /// a forwarded batch only if it cannot take its buffer over).
     fn start_append(
         self: &Rc<Self>,
         owner: ShardId,
         topic: &str,
         partition: PartitionId,
-        batches: &[&[u8]],
+        batches: Vec<BytesMut>,
     ) -> glommio::task::JoinHandle<BrokerResult<Appended>> {
         let shard = self.clone();
         let topic = topic.to_string();
         if owner == self.id() {
-            let owned: Vec<BytesMut> = batches.iter().map(|b| BytesMut::from(*b)).collect();
-            return glommio::spawn_local(async move { shard.append_local(&topic, partition, owned).await })
+            return glommio::spawn_local(async move { shard.append_local(&topic, partition, batches).await })
                 .detach();
         }
-        let shared: Vec<Bytes> = batches.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+        let shared: Vec<Bytes> = batches.into_iter().map(BytesMut::freeze).collect();
         glommio::spawn_local(async move {
             let call = ShardCall::Produce {
                 topic,

@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 use shoal_protocol::batch::{BatchBuilder, NewRecord, RecordHeader};
 use shoal_protocol::error::ErrorCode;
@@ -220,9 +221,9 @@ pub async fn publish(
     let throttle_time_ms = charge_quota(shard, conn, req.body.len())?;
     let placed = place(records, meta.config.partitions, enc, now_ms())?;
     let (order, batches) = build_batches(placed)?;
-    let input: Vec<(PartitionId, Vec<&[u8]>)> = batches
+    let input: Vec<(PartitionId, Vec<BytesMut>)> = batches
         .iter()
-        .map(|(p, b)| (PartitionId(*p), vec![b.as_slice()]))
+        .map(|(p, b)| (PartitionId(*p), vec![BytesMut::from(b.as_slice())]))
         .collect();
     let results = shard.produce(topic, input, acks, timeout_ms).await;
     let reply = per_record(&order, &results);

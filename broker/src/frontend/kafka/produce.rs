@@ -24,7 +24,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -172,7 +172,7 @@ async fn append_topic(
     for (slot, p) in parts.iter().enumerate() {
         match (&p.batch, u32::try_from(p.index)) {
             (Ok(batch), Ok(index)) => {
-                batches.push((PartitionId(index), vec![&batch[..]]));
+                batches.push((PartitionId(index), vec![BytesMut::from(&batch[..])]));
                 slots.push(slot);
             }
             (Err(code), _) => responses[slot].error_code = *code,

@@ -95,26 +95,38 @@ async fn read_loop(
         if !r.reserve_pending(&shard).await {
             return;
         }
-        let n = match r.read(&shard, &mut socket, &mut buf).await {
-            Ok(n) => n,
-            Err(ReadEnd::Closed) => return,
-            Err(ReadEnd::Expired(why)) => {
-                add(&shard.metrics().connections_expired, 1);
-                tracing::debug!(why, "closing connection");
+        // A large frame's body is read into its own buffer; everything
+        // else through the read chunk and the decoder.
+        if let Some(read) = r.read_body(&shard, &mut socket).await {
+            let Some(n) = bytes_read(&shard, read) else {
                 return;
+            };
+            match r.decoder.body_filled(n) {
+                Ok(Some(frame)) => {
+                    if !take_frame(&ctx, &tx, &conn_budget, &mut r, frame).await {
+                        return;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    reject(&shard, &tx, &e).await;
+                    return;
+                }
             }
+            r.bytes_decoded();
+            continue;
+        }
+        let read = r.read(&shard, &mut socket, &mut buf).await;
+        let Some(n) = bytes_read(&shard, read) else {
+            return;
         };
-        add(&shard.metrics().bytes_in, n as u64);
         let mut input = &buf[..n];
         while !input.is_empty() {
             match r.decoder.decode(&mut input) {
                 Ok(Some(frame)) => {
-                    let large = r.frame_taken();
-                    let units = frame.as_bytes().len() as u64;
-                    let Some(permits) = admit_frame(&shard, &conn_budget, units, large).await else {
+                    if !take_frame(&ctx, &tx, &conn_budget, &mut r, frame).await {
                         return;
-                    };
-                    spawn_handler(&ctx, &tx, &r.in_flight, frame, permits);
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -125,6 +137,40 @@ async fn read_loop(
         }
         r.bytes_decoded();
     }
+}
+
+/// The bytes of one read, counted; `None` when the connection is done.
+fn bytes_read(shard: &Shard, read: Result<usize, ReadEnd>) -> Option<usize> {
+    match read {
+        Ok(n) => {
+            add(&shard.metrics().bytes_in, n as u64);
+            Some(n)
+        }
+        Err(ReadEnd::Closed) => None,
+        Err(ReadEnd::Expired(why)) => {
+            add(&shard.metrics().connections_expired, 1);
+            tracing::debug!(why, "closing connection");
+            None
+        }
+    }
+}
+
+/// Admits a complete frame against the budgets and serves it; false when a
+/// budget closed (the shard is stopping).
+async fn take_frame(
+    ctx: &Rc<ConnectionCtx>,
+    tx: &Rc<LocalSender<Reply>>,
+    conn_budget: &Rc<Semaphore>,
+    r: &mut FrameReader<FrameDecoder>,
+    frame: Frame,
+) -> bool {
+    let large = r.frame_taken();
+    let units = frame.as_bytes().len() as u64;
+    let Some(permits) = admit_frame(&ctx.shard, conn_budget, units, large).await else {
+        return false;
+    };
+    spawn_handler(ctx, tx, &r.in_flight, frame, permits);
+    true
 }
 
 /// Serves one request in its own task; the reply goes to the writer.

@@ -58,7 +58,7 @@ pub async fn dispatch(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Reply {
         ApiKey::DeleteTopic => topic_admin::delete(ctx, &frame).await,
         ApiKey::ListTopics => topic_admin::list(ctx, &frame).await,
         ApiKey::DescribeTopic => topic_admin::describe(ctx, &frame).await,
-        ApiKey::Produce => produce::handle(ctx, &frame).await,
+        ApiKey::Produce => produce::handle(ctx, frame).await,
         ApiKey::Fetch => fetch::handle(ctx, &frame).await,
         ApiKey::ListOffsets => offsets::handle(ctx, &frame).await,
         ApiKey::JoinGroup => group::join(ctx, &frame).await,

@@ -10,7 +10,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use shoal_protocol::codec::split_payload;
+use shoal_protocol::codec::split_payload_owned;
 use shoal_protocol::error::ErrorCode;
 use shoal_protocol::frame::Frame;
 use shoal_protocol::messages::produce::{
@@ -23,20 +23,26 @@ use crate::error::BrokerResult;
 use crate::ids::PartitionId;
 use crate::shard::Produced;
 
-pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
+/// Takes the frame: its batches go to the log in the buffer they arrived in.
+pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Result<Reply, Failure> {
     let started = Instant::now();
-    let req: ProduceRequest = decode(frame)?;
+    let req: ProduceRequest = decode(&frame)?;
     let shard = ctx.shard.clone();
+    let correlation_id = frame.header().correlation_id;
+    let payload_len = frame.payload().len();
     let lens = req.partitions.iter().flat_map(|p| p.batch_lens.iter().copied());
-    let batches = split_payload(frame.payload(), lens)?;
-    let mut per_partition = Vec::with_capacity(req.partitions.len());
-    let mut at = 0;
-    for p in &req.partitions {
-        let n = p.batch_lens.len();
-        per_partition.push((PartitionId(p.partition), batches[at..at + n].to_vec()));
-        at += n;
-    }
-    let throttle = ctx.charge(&ctx.produce_quota, frame.payload().len() as u64);
+    let mut batches = split_payload_owned(frame.into_payload(), lens)?.into_iter();
+    let per_partition = req
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                PartitionId(p.partition),
+                batches.by_ref().take(p.batch_lens.len()).collect(),
+            )
+        })
+        .collect();
+    let throttle = ctx.charge(&ctx.produce_quota, payload_len as u64);
     let outcomes = shard
         .produce(&req.topic, per_partition, req.acks, req.timeout_ms)
         .await;
@@ -48,7 +54,7 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
         .metrics()
         .record_produce_latency(started.elapsed().as_micros() as u64);
     respond(
-        frame.header().correlation_id,
+        correlation_id,
         &ProduceResponse {
             throttle_time_ms: throttle as u32,
             partitions,
