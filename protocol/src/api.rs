@@ -52,6 +52,10 @@ pub enum ApiKey {
     QuarantineCounts = 22,
     QuarantineRedrive = 23,
     QuarantinePurge = 24,
+    /// One step of a SASL exchange (SCRAM-SHA-256) after the handshake.
+    Authenticate = 25,
+    /// Users, tokens and ACLs (cluster admin only).
+    SecurityAdmin = 26,
 }
 
 /// Every API key, in numeric order.
@@ -81,6 +85,8 @@ pub const API_KEYS_ALL: &[ApiKey] = &[
     ApiKey::QuarantineCounts,
     ApiKey::QuarantineRedrive,
     ApiKey::QuarantinePurge,
+    ApiKey::Authenticate,
+    ApiKey::SecurityAdmin,
 ];
 
 impl ApiKey {
@@ -132,6 +138,8 @@ impl ApiKey {
             ApiKey::QuarantineCounts => "quarantine_counts",
             ApiKey::QuarantineRedrive => "quarantine_redrive",
             ApiKey::QuarantinePurge => "quarantine_purge",
+            ApiKey::Authenticate => "authenticate",
+            ApiKey::SecurityAdmin => "security_admin",
         }
     }
 }

@@ -189,7 +189,7 @@ where
 /// want to reject a bad frame before routing it.
 pub fn validate_any(frame: &Frame) -> Result<ApiKey, ProtocolError> {
     use crate::messages::{delivery::*, dlq::*, fetch::*, group::*, handshake::*};
-    use crate::messages::{metadata::*, offsets::*, produce::*, stats::*, topic::*};
+    use crate::messages::{metadata::*, offsets::*, produce::*, security::*, stats::*, topic::*};
 
     macro_rules! pick {
         ($frame:expr, $key:expr, $( $k:ident => $req:ty, $resp:ty );* $(;)?) => {
@@ -235,6 +235,8 @@ pub fn validate_any(frame: &Frame) -> Result<ApiKey, ProtocolError> {
         QuarantineCounts => QuarantineCountsRequest, QuarantineCountsResponse;
         QuarantineRedrive => QuarantineRedriveRequest, QuarantineRedriveResponse;
         QuarantinePurge => QuarantinePurgeRequest, QuarantinePurgeResponse;
+        Authenticate => AuthenticateRequest, AuthenticateResponse;
+        SecurityAdmin => SecurityAdminRequest, SecurityAdminResponse;
     )?;
     Ok(key)
 }

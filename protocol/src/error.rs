@@ -107,6 +107,13 @@ pub enum ErrorCode {
     /// Retryable later: the broker refused the connection (too many from
     /// this address or on this shard); close idle connections or wait.
     TooManyConnections = 29,
+    /// Terminal: authentication failed (unknown user, wrong password or
+    /// token, a malformed SCRAM exchange, too many failed attempts from this
+    /// address, or a request sent before authenticating). HTTP 401.
+    AuthenticationFailed = 30,
+    /// Terminal: the authenticated principal has no ACL allowing this
+    /// operation on this resource. HTTP 403.
+    AuthorizationFailed = 31,
     /// Terminal: a code this client does not know (sent by a newer broker).
     Unknown = 0xffff,
 }
@@ -143,6 +150,8 @@ pub const ERROR_CODES_ALL: &[ErrorCode] = &[
     ErrorCode::CorruptFrame,
     ErrorCode::PartitionRecovering,
     ErrorCode::TooManyConnections,
+    ErrorCode::AuthenticationFailed,
+    ErrorCode::AuthorizationFailed,
     ErrorCode::Unknown,
 ];
 
@@ -215,6 +224,8 @@ impl ErrorCode {
             ErrorCode::CorruptFrame => "corrupt_frame",
             ErrorCode::PartitionRecovering => "partition_recovering",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::AuthenticationFailed => "authentication_failed",
+            ErrorCode::AuthorizationFailed => "authorization_failed",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -252,6 +263,8 @@ impl ErrorCode {
             ErrorCode::CorruptFrame => "the frame could not be decoded",
             ErrorCode::PartitionRecovering => "the partition is still being recovered; retry shortly",
             ErrorCode::TooManyConnections => "the broker refused the connection: too many connections",
+            ErrorCode::AuthenticationFailed => "authentication failed",
+            ErrorCode::AuthorizationFailed => "the principal is not authorized for this operation",
             ErrorCode::Unknown => "an error code this client does not know",
         }
     }
@@ -312,6 +325,14 @@ pub enum ProtocolError {
     /// The connection closed (or failed earlier) with requests in flight.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// The TLS handshake failed (wrong CA, expired or mismatched
+    /// certificate, a plaintext port, a refused client certificate).
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    /// SCRAM authentication failed on the client's side (the broker's
+    /// signature did not verify, or a malformed exchange).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
     /// A client-side argument is invalid; nothing was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

@@ -21,10 +21,13 @@
 //! Produce retries are at-least-once: set a `message_id` on records (the
 //! broker's dedup window) to make a retried produce store each record once.
 
+mod authenticate;
 mod connection;
 mod consumer;
 mod producer;
 mod records;
+mod security_admin;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
