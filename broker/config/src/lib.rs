@@ -17,6 +17,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod security;
+pub use security::{SecurityConfig, TlsConfig, TlsVersion};
+
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,6 +41,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Storm protection of consumer groups.
     pub delivery: DeliveryConfig,
+    /// TLS, authentication, ACLs (issue 20): `security.rs`.
+    pub security: SecurityConfig,
 }
 
 /// Where the broker listens and keeps its data.
@@ -336,6 +341,19 @@ impl Config {
         }
         if self.runtime.io_memory_bytes < (1 << 20) {
             return invalid("runtime.io_memory_bytes", "must be >= 1 MiB".into());
+        }
+        if let Err((key, reason)) = self.security.validate() {
+            return invalid(key, reason);
+        }
+        let exposed = [self.server.listen, self.server.http_listen];
+        if let Some(addr) = self.security.exposed_without_protection(&exposed) {
+            return invalid(
+                "security",
+                format!(
+                    "refusing to serve {addr} without TLS and authentication: set [security.tls] and \
+                     security.authentication = true, bind a loopback address, or set security.insecure = true"
+                ),
+            );
         }
         Ok(())
     }

@@ -9,9 +9,11 @@
 //! | [`kafka`]  | the Kafka wire protocol (issue 18): its sans-IO parts so far  |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
 //! | [`admission`] | per-shard and per-address connection limits               |
+//! | [`tls`]    | TLS for every listener: rustls over glommio, SIGHUP reload    |
 
 pub mod admission;
 pub mod http;
 pub mod kafka;
 pub mod native;
 pub mod quota;
+pub mod tls;

@@ -67,7 +67,7 @@ pub struct AuthenticateResponse {
     rkyv::Deserialize,
     serde::Serialize,
 )]
-#[rkyv(derive(Debug, PartialEq, Eq))]
+#[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord))]
 pub enum Operation {
     /// Topics: append records.
     Produce,
@@ -124,7 +124,7 @@ impl Operation {
     rkyv::Deserialize,
     serde::Serialize,
 )]
-#[rkyv(derive(Debug, PartialEq, Eq))]
+#[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord))]
 pub enum ResourceKind {
     Topic,
     Group,
@@ -163,7 +163,7 @@ impl ResourceKind {
     rkyv::Deserialize,
     serde::Serialize,
 )]
-#[rkyv(derive(Debug, PartialEq, Eq))]
+#[rkyv(derive(Debug, PartialEq, Eq, PartialOrd, Ord))]
 pub enum PatternKind {
     /// The exact name; `*` alone matches every name.
     Literal,
@@ -187,6 +187,7 @@ pub enum PatternKind {
     rkyv::Deserialize,
     serde::Serialize,
 )]
+#[rkyv(derive(PartialEq, Eq, PartialOrd, Ord))]
 pub struct AclEntry {
     /// `User:<name>`, or `User:*` for every authenticated principal.
     pub principal: String,
@@ -238,11 +239,17 @@ pub enum SecurityOp {
         create_only: bool,
     },
     /// Removes a user, its tokens stay revoked with it.
-    DeleteUser { user: String },
+    DeleteUser {
+        user: String,
+    },
     ListUsers,
     /// Generates a bearer token for `user`; shown once in the reply.
-    CreateToken { user: String },
-    RevokeToken { id: String },
+    CreateToken {
+        user: String,
+    },
+    RevokeToken {
+        id: String,
+    },
     ListTokens,
     AddAcl(AclEntry),
     RemoveAcl(AclEntry),
@@ -259,15 +266,7 @@ pub struct SecurityAdminRequest {
 
 /// The answer: the fields the operation fills, the rest empty.
 #[derive(
-    Debug,
-    Clone,
-    Default,
-    PartialEq,
-    Eq,
-    rkyv::Archive,
-    rkyv::Serialize,
-    rkyv::Deserialize,
-    serde::Serialize,
+    Debug, Clone, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize, serde::Serialize,
 )]
 pub struct SecurityAdminResponse {
     pub error: u16,

@@ -51,14 +51,21 @@ pub async fn handshake(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, 
 pub async fn metadata(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let req: MetadataRequest = decode(frame)?;
     let shard = &ctx.shard;
+    let caller = ctx.caller();
+    let access = shard.access(&caller);
     let topics = shard.topics();
     let ports = shard.ports();
     let names: Vec<String> = if req.topics.is_empty() {
-        topics.iter().map(|t| t.name.clone()).collect()
+        topics
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|name| access.may_describe_topic(name))
+            .collect()
     } else {
         req.topics.clone()
     };
-    let describe = |name: &String| match topics.get(name) {
+    // A topic the caller may not describe looks like one that does not exist.
+    let describe = |name: &String| match topics.get(name).filter(|_| access.may_describe_topic(name)) {
         None => TopicMetadata {
             name: name.clone(),
             error: ErrorCode::UnknownTopic.to_wire(),

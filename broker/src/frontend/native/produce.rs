@@ -37,7 +37,9 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
         at += n;
     }
     let throttle = ctx.charge(&ctx.produce_quota, frame.payload().len() as u64);
+    let caller = ctx.caller();
     let outcomes = shard
+        .access(&caller)
         .produce(&req.topic, per_partition, req.acks, req.timeout_ms)
         .await;
     let partitions = outcomes

@@ -31,7 +31,9 @@ fn outcome(ctx: &ConnectionCtx, result: BrokerResult<()>) -> (u16, String) {
 
 pub async fn create(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let req: CreateTopicRequest = decode(frame)?;
-    let (error, message) = outcome(ctx, ctx.shard.create_topic(req.name, req.config).await);
+    let caller = ctx.caller();
+    let created = ctx.shard.access(&caller).create_topic(req.name, req.config).await;
+    let (error, message) = outcome(ctx, created);
     respond(
         frame.header().correlation_id,
         &CreateTopicResponse { error, message },
@@ -41,7 +43,9 @@ pub async fn create(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
 
 pub async fn delete(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let req: DeleteTopicRequest = decode(frame)?;
-    let (error, message) = outcome(ctx, ctx.shard.delete_topic(req.name).await);
+    let caller = ctx.caller();
+    let deleted = ctx.shard.access(&caller).delete_topic(req.name).await;
+    let (error, message) = outcome(ctx, deleted);
     respond(
         frame.header().correlation_id,
         &DeleteTopicResponse { error, message },
@@ -51,10 +55,13 @@ pub async fn delete(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
 
 pub async fn list(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let _: ListTopicsRequest = decode(frame)?;
+    let caller = ctx.caller();
+    let access = ctx.shard.access(&caller);
     let topics = ctx
         .shard
         .topics()
         .iter()
+        .filter(|t| access.may_describe_topic(&t.name))
         .map(|t| TopicSummary {
             name: t.name.clone(),
             partitions: t.config.partitions,
@@ -71,7 +78,12 @@ pub async fn list(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failu
 pub async fn describe(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let req: DescribeTopicRequest = decode(frame)?;
     let shard = ctx.shard.clone();
-    let Some(meta) = shard.topic(&req.name) else {
+    let caller = ctx.caller();
+    let access = shard.access(&caller);
+    let Some(meta) = shard
+        .topic(&req.name)
+        .filter(|_| access.may_describe_topic(&req.name))
+    else {
         let resp = DescribeTopicResponse {
             error: ErrorCode::UnknownTopic.to_wire(),
             message: format!("topic {:?} does not exist", req.name),
@@ -84,7 +96,7 @@ pub async fn describe(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, F
     let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
     for p in (0..meta.config.partitions).map(PartitionId) {
         let owner = shard.owner(&meta.name, p);
-        let (f, error) = match shard.figures(&meta.name, p).await {
+        let (f, error) = match access.figures(&meta.name, p).await {
             Ok(f) if f.fenced.is_some() => (f, ErrorCode::PartitionFenced),
             Ok(f) => (f, ErrorCode::None),
             Err(e) => (Default::default(), e.code()),
