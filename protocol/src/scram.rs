@@ -125,7 +125,13 @@ fn salted_password(password: &str, salt: &[u8], iterations: u32) -> Result<[u8; 
         .filter(|n| (ITERATIONS_MIN..=ITERATIONS_MAX).contains(&n.get()))
         .ok_or(ScramError::WeakCredential("iterations must be in 4096..=1000000"))?;
     let mut out = [0u8; KEY_BYTES];
-    pbkdf2::derive(pbkdf2::PBKDF2_HMAC_SHA256, rounds, salt, password.as_bytes(), &mut out);
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt,
+        password.as_bytes(),
+        &mut out,
+    );
     Ok(out)
 }
 
@@ -440,7 +446,8 @@ mod tests {
     fn rfc7677_vector() {
         let (mut client, first) = ScramClient::start("user", "pencil", "rOprNGfwEbeRWgbNEkqO");
         assert_eq!(first, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
-        let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+        let server_first =
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
         let final_msg = client.server_first(server_first).unwrap();
         assert_eq!(
             String::from_utf8(final_msg).unwrap(),
@@ -458,7 +465,9 @@ mod tests {
         let cred = credential("s3cret");
         let (mut client, m1) = ScramClient::start("ali,ce=", "s3cret", "abc");
         let mut server = ScramServer::new("xyz", b"secret");
-        let m2 = server.client_first(&m1, |u| (u == "ali,ce=").then(|| cred.clone())).unwrap();
+        let m2 = server
+            .client_first(&m1, |u| (u == "ali,ce=").then(|| cred.clone()))
+            .unwrap();
         let m3 = client.server_first(&m2).unwrap();
         let (m4, user) = server.client_final(&m3).unwrap();
         assert_eq!(user, "ali,ce=");
@@ -488,7 +497,10 @@ mod tests {
         let m2 = server.client_first(&m1, |_| Some(credential("pw"))).unwrap();
         client.server_first(&m2).unwrap();
         let forged = format!("v={}", b64(&[0u8; 32]));
-        assert_eq!(client.server_final(forged.as_bytes()).unwrap_err(), ScramError::ServerSignature);
+        assert_eq!(
+            client.server_final(forged.as_bytes()).unwrap_err(),
+            ScramError::ServerSignature
+        );
     }
 
     /// Every strict prefix of every message, and seeded random mutations,
@@ -514,11 +526,17 @@ mod tests {
         for cut in 0..m3.len() {
             let mut s = ScramServer::new("snonce", b"k");
             s.client_first(&m1, |_| Some(cred.clone())).unwrap();
-            assert!(s.client_final(&m3[..cut]).is_err(), "prefix {cut} of message 3 accepted");
+            assert!(
+                s.client_final(&m3[..cut]).is_err(),
+                "prefix {cut} of message 3 accepted"
+            );
         }
         for cut in 0..m2.len() {
             let (mut c, _) = ScramClient::start("alice", "pw", "cnonce");
-            assert!(c.server_first(&m2[..cut]).is_err(), "prefix {cut} of message 2 accepted");
+            assert!(
+                c.server_first(&m2[..cut]).is_err(),
+                "prefix {cut} of message 2 accepted"
+            );
         }
         for _ in 0..2_000 {
             let mut msg = m3.clone();
@@ -539,7 +557,10 @@ mod tests {
             let mut s = ScramServer::new("snonce", b"k");
             s.client_first(&m1, |_| Some(cred.clone())).unwrap();
             if msg != m3 {
-                assert!(s.client_final(&msg).is_err(), "mutated message 3 accepted: {msg:?}");
+                assert!(
+                    s.client_final(&msg).is_err(),
+                    "mutated message 3 accepted: {msg:?}"
+                );
             }
             let mut s = ScramServer::new("snonce", b"k");
             let _ = s.client_first(&msg, |_| Some(cred.clone()));

@@ -214,3 +214,57 @@ pub struct ClientSecurity {
     pub tls: Option<ClientTls>,
     pub credentials: Option<Credentials>,
 }
+
+/// The flags of the table above, for the CLI and `shoal-bench` (flattened
+/// into their own arguments; `global` so they go before or after a
+/// subcommand). Resolved with [`SecurityArgs::resolve`]: flag, then
+/// environment, then the file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SecurityArgs {
+    /// CA certificate (PEM) the broker's certificate must chain to; turns TLS on [env: SHOAL_TLS_CA]
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mTLS [env: SHOAL_TLS_CERT]
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM) [env: SHOAL_TLS_KEY]
+    #[arg(long, global = true, value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Name to check the broker's certificate against, when it is not the host connected to [env: SHOAL_TLS_SERVER_NAME]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// User to authenticate as (SCRAM-SHA-256) [env: SHOAL_USER]
+    #[arg(long, global = true)]
+    pub user: Option<String>,
+    /// The user's password; prefer SHOAL_PASSWORD or the client config file, which `ps` does not show [env: SHOAL_PASSWORD]
+    #[arg(long, global = true, hide_env_values = true)]
+    pub password: Option<String>,
+    /// TOML file with tls_ca, tls_cert, tls_key, tls_server_name, user, password [env: SHOAL_CLIENT_CONFIG]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub client_config: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    /// The settings from the flags, else the environment, else the file.
+    pub fn resolve(&self) -> Result<ClientSecurity, ProtocolError> {
+        let flags = SecurityFile {
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_server_name: self.tls_server_name.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+        };
+        let file_path = self.client_config.clone().or_else(|| {
+            std::env::var("SHOAL_CLIENT_CONFIG")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let file = match file_path {
+            Some(path) => SecurityFile::read(&path)?,
+            None => SecurityFile::default(),
+        };
+        flags.or(SecurityFile::from_env()).or(file).build()
+    }
+}

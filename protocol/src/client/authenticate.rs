@@ -14,7 +14,8 @@ pub(super) fn scram(conn: &Connection, credentials: &Credentials) -> Result<(), 
     let mut random = [0u8; 18];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
         .map_err(|_| ProtocolError::Authentication("no system randomness for the nonce".into()))?;
-    let (mut client, first) = ScramClient::start(&credentials.user, &credentials.password, &nonce_text(&random));
+    let (mut client, first) =
+        ScramClient::start(&credentials.user, &credentials.password, &nonce_text(&random));
     let step = |payload: Vec<u8>| {
         let request = AuthenticateRequest {
             mechanism: MECHANISM.to_string(),

@@ -30,7 +30,9 @@ impl Client {
     }
 
     pub fn delete_user(&self, user: &str) -> Result<(), ProtocolError> {
-        self.security_admin(SecurityOp::DeleteUser { user: user.to_string() })?;
+        self.security_admin(SecurityOp::DeleteUser {
+            user: user.to_string(),
+        })?;
         Ok(())
     }
 
@@ -40,7 +42,9 @@ impl Client {
 
     /// A new bearer token for `user` (shown once) and its id.
     pub fn create_token(&self, user: &str) -> Result<(String, TokenInfo), ProtocolError> {
-        let reply = self.security_admin(SecurityOp::CreateToken { user: user.to_string() })?;
+        let reply = self.security_admin(SecurityOp::CreateToken {
+            user: user.to_string(),
+        })?;
         let info = reply
             .tokens
             .into_iter()

@@ -64,10 +64,11 @@ pub(super) fn tls_handshake(
     timeout: Duration,
 ) -> Result<(TcpStream, Tls), ProtocolError> {
     let name = tls.server_name(&addr.ip().to_string())?;
-    let mut conn = rustls::ClientConnection::new(tls.config.clone(), name).map_err(|e| ProtocolError::Tls {
-        addr: addr.to_string(),
-        reason: e.to_string(),
-    })?;
+    let mut conn =
+        rustls::ClientConnection::new(tls.config.clone(), name).map_err(|e| ProtocolError::Tls {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?;
     // Requests are bounded by the frame size; the client buffers them whole.
     conn.set_buffer_limit(None);
     socket.set_read_timeout(Some(timeout))?;
@@ -172,7 +173,11 @@ impl WireReader {
 }
 
 /// Feeds ciphertext to rustls and moves the plaintext out.
-fn decrypt(conn: &mut rustls::ClientConnection, mut input: &[u8], plain: &mut Vec<u8>) -> std::io::Result<()> {
+fn decrypt(
+    conn: &mut rustls::ClientConnection,
+    mut input: &[u8],
+    plain: &mut Vec<u8>,
+) -> std::io::Result<()> {
     loop {
         if !input.is_empty() {
             conn.read_tls(&mut input)?;
