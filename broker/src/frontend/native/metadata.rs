@@ -64,13 +64,17 @@ pub async fn metadata(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, F
     } else {
         req.topics.clone()
     };
-    // A topic the caller may not describe looks like one that does not exist.
-    let describe = |name: &String| match topics.get(name).filter(|_| access.may_describe_topic(name)) {
-        None => TopicMetadata {
-            name: name.clone(),
-            error: ErrorCode::UnknownTopic.to_wire(),
-            partitions: Vec::new(),
-        },
+    // Listings leave out what the caller may not describe; a topic asked
+    // for by name is refused as Kafka's brokers do, so the client reports
+    // the missing ACL rather than a missing topic.
+    let refused = |name: &String, code: ErrorCode| TopicMetadata {
+        name: name.clone(),
+        error: code.to_wire(),
+        partitions: Vec::new(),
+    };
+    let describe = |name: &String| match topics.get(name) {
+        None => refused(name, ErrorCode::UnknownTopic),
+        Some(_) if !access.may_describe_topic(name) => refused(name, ErrorCode::AuthorizationFailed),
         Some(meta) => TopicMetadata {
             name: name.clone(),
             error: 0,

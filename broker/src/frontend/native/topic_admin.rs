@@ -7,6 +7,7 @@ use std::rc::Rc;
 
 use shoal_protocol::error::ErrorCode;
 use shoal_protocol::frame::Frame;
+use shoal_protocol::messages::security::Operation;
 use shoal_protocol::messages::topic::{
     CreateTopicRequest, CreateTopicResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
     DescribeTopicResponse, ListTopicsRequest, ListTopicsResponse, PartitionDescription, TopicConfig,
@@ -17,6 +18,7 @@ use super::codec::{decode, respond, Failure};
 use super::context::{ConnectionCtx, Reply};
 use crate::error::BrokerResult;
 use crate::ids::PartitionId;
+use crate::metadata::acl::Resource;
 
 /// The `error` and `message` of an admin reply, counting an error.
 fn outcome(ctx: &ConnectionCtx, result: BrokerResult<()>) -> (u16, String) {
@@ -80,19 +82,28 @@ pub async fn describe(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, F
     let shard = ctx.shard.clone();
     let caller = ctx.caller();
     let access = shard.access(&caller);
-    let Some(meta) = shard
-        .topic(&req.name)
-        .filter(|_| access.may_describe_topic(&req.name))
-    else {
+    let found = shard.topic(&req.name);
+    let refusal = match &found {
+        None => Some((
+            ErrorCode::UnknownTopic,
+            format!("topic {:?} does not exist", req.name),
+        )),
+        Some(_) => access
+            .require(Resource::Topic(&req.name), Operation::Describe)
+            .err()
+            .map(|e| (ErrorCode::AuthorizationFailed, e.to_string())),
+    };
+    if let Some((error, message)) = refusal {
         let resp = DescribeTopicResponse {
-            error: ErrorCode::UnknownTopic.to_wire(),
-            message: format!("topic {:?} does not exist", req.name),
+            error: error.to_wire(),
+            message,
             name: req.name,
             config: TopicConfig::default(),
             partitions: Vec::new(),
         };
         return respond(frame.header().correlation_id, &resp, Vec::new());
-    };
+    }
+    let meta = found.expect("the topic exists when nothing refused it");
     let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
     for p in (0..meta.config.partitions).map(PartitionId) {
         let owner = shard.owner(&meta.name, p);
