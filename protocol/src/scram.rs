@@ -191,7 +191,7 @@ fn unescape_name(text: &str) -> Result<String, ScramError> {
 /// Splits `a=x,b=y` into attribute values, checking each name in order.
 /// Extra trailing attributes are refused (this implementation speaks no
 /// extensions).
-fn attributes<'a, const N: usize>(text: &'a str, names: [char; N]) -> Result<[&'a str; N], ScramError> {
+fn attributes<const N: usize>(text: &str, names: [char; N]) -> Result<[&str; N], ScramError> {
     if text.len() > SCRAM_MESSAGE_BYTES_MAX {
         return Err(ScramError::Malformed("message too long"));
     }

@@ -174,6 +174,14 @@ mod tests {
         }
     }
 
+    fn policy<'a>(acls: &'a BTreeSet<AclEntry>, super_users: &'a [String]) -> Policy<'a> {
+        Policy {
+            authentication: true,
+            super_users,
+            acls,
+        }
+    }
+
     fn alice() -> Principal {
         Principal::User("alice".into())
     }
@@ -183,18 +191,13 @@ mod tests {
     fn decisions() {
         let mut acls = BTreeSet::new();
         let supers = vec!["root".to_string()];
-        let policy = |acls| Policy {
-            authentication: true,
-            super_users: &supers,
-            acls,
-        };
-        assert!(!policy(&acls).allows(&alice(), Resource::Topic("orders"), Operation::Produce));
-        assert!(policy(&acls).allows(
+        assert!(!policy(&acls, &supers).allows(&alice(), Resource::Topic("orders"), Operation::Produce));
+        assert!(policy(&acls, &supers).allows(
             &Principal::User("root".into()),
             Resource::Cluster,
             Operation::Admin
         ));
-        assert!(!policy(&acls).allows(
+        assert!(!policy(&acls, &supers).allows(
             &Principal::Anonymous,
             Resource::Topic("orders"),
             Operation::Describe
@@ -213,7 +216,7 @@ mod tests {
             "billing-",
             Operation::Consume,
         ));
-        let p = policy(&acls);
+        let p = policy(&acls, &supers);
         assert!(p.allows(&alice(), Resource::Topic("orders"), Operation::Produce));
         assert!(p.allows(&alice(), Resource::Topic("orders"), Operation::Describe));
         assert!(!p.allows(&alice(), Resource::Topic("orders"), Operation::Consume));
@@ -240,7 +243,7 @@ mod tests {
             "*",
             Operation::Admin,
         ));
-        let p = policy(&acls);
+        let p = policy(&acls, &supers);
         assert!(p.allows(
             &Principal::User("carol".into()),
             Resource::Topic("x"),
