@@ -48,6 +48,16 @@ pub enum BrokerError {
         topic: String,
         partition: PartitionId,
     },
+    /// Retryable: this node's replica is not the raft leader (issue 14).
+    #[error("{topic}/{partition}: not the leader; the leader is {}", leader_text(*leader, address.as_deref()))]
+    NotLeader {
+        topic: String,
+        partition: PartitionId,
+        /// The leader's node id, 0 when none is known (an election runs).
+        leader: u64,
+        /// The leader's native-protocol address, when known.
+        address: Option<String>,
+    },
     /// Retryable: the owning shard is still recovering the partition.
     #[error("partition {topic}/{partition} is still being recovered: retry shortly")]
     PartitionRecovering { topic: String, partition: PartitionId },
@@ -119,6 +129,15 @@ pub enum BrokerError {
 /// A service call's result.
 pub type BrokerResult<T> = Result<T, BrokerError>;
 
+/// How a `not_leader` reply names the leader: `node 2 at 127.0.0.1:9400`.
+fn leader_text(leader: u64, address: Option<&str>) -> String {
+    match (leader, address) {
+        (0, _) => "not known yet (an election is running)".into(),
+        (id, Some(addr)) => format!("node {id} at {addr}"),
+        (id, None) => format!("node {id}"),
+    }
+}
+
 impl BrokerError {
     /// The stable wire code of this error (the one mapping to the wire).
     pub fn code(&self) -> ErrorCode {
@@ -131,6 +150,7 @@ impl BrokerError {
             E::RecordTooLarge(_) => ErrorCode::RecordTooLarge,
             E::CorruptBatch(_) => ErrorCode::CorruptBatch,
             E::NotOwner { .. } => ErrorCode::NotOwner,
+            E::NotLeader { .. } => ErrorCode::NotLeader,
             E::PartitionRecovering { .. } => ErrorCode::PartitionRecovering,
             E::PartitionFenced(_) => ErrorCode::PartitionFenced,
             E::Throttled { .. } => ErrorCode::Throttled,

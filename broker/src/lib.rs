@@ -12,6 +12,7 @@
 //! | [`metadata`]   | the metadata service: topics, the durable catalogue            |
 //! | [`metrics`]    | counters, snapshots, Prometheus rendering                      |
 //! | [`mesh`]       | bounded cross-shard request/reply, transport only, hop counters |
+//! | [`cluster`]    | membership and node-to-node links (one per shard index), transport only |
 //! | [`server`]     | binding, starting shards, draining on shutdown                 |
 //! | [`runtime`]    | the glommio layer: executors, queues, timers, listeners        |
 //! | [`error`]      | [`error::BrokerError`], mapped once to wire codes              |
@@ -36,6 +37,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod audit;
+pub mod cluster;
 pub mod delivery;
 pub mod error;
 pub mod frontend;

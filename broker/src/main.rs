@@ -5,7 +5,9 @@
 //! and the flags below override it. On SIGTERM or SIGINT the broker stops
 //! accepting, finishes the requests in flight, fsyncs every partition and
 //! exits 0. Once serving it prints one line to stdout:
-//! `shoald ready listen=<ip:port> shard_ports=<p0,p1,..> data_dir=<path>`.
+//! `shoald ready listen=<ip:port> shard_ports=<p0,p1,..> http=<port>
+//! [kafka=<port> kafka_shard_ports=<p0,p1,..>] data_dir=<path>` (the Kafka
+//! fields only while the Kafka listener is on).
 //!
 //! `shoald --check-config FILE` parses and validates FILE with the same
 //! rules as a start (unknown keys, units, cross-field limits) and exits 0
@@ -39,6 +41,16 @@ struct Args {
     /// HTTP API address [default: 127.0.0.1:9480].
     #[arg(long)]
     http_listen: Option<SocketAddr>,
+    /// Kafka protocol address, shared by every shard [default: 127.0.0.1:9092].
+    #[arg(long)]
+    kafka_listen: Option<SocketAddr>,
+    /// First Kafka shard port; shard i serves Kafka on base + i and is
+    /// advertised as Kafka broker i there; 0 = pick free ports [default: 9093].
+    #[arg(long)]
+    kafka_shard_port_base: Option<u16>,
+    /// Do not serve the Kafka protocol.
+    #[arg(long)]
+    no_kafka: bool,
     /// Number of shards; 0 = one per available core [default: 0].
     #[arg(long)]
     shards: Option<u32>,
@@ -48,6 +60,18 @@ struct Args {
     /// Do not pin shards to cores.
     #[arg(long)]
     no_pin: bool,
+    /// Cluster: this node's id (> 0); see docs/replication.md.
+    #[arg(long)]
+    node_id: Option<u32>,
+    /// Cluster: the id every node of the cluster shares.
+    #[arg(long)]
+    cluster_id: Option<String>,
+    /// Cluster: a peer as `id@host:port` (its --node-listen); repeat per peer.
+    #[arg(long = "peer", value_name = "ID@HOST:PORT")]
+    peers: Vec<String>,
+    /// Cluster: where this node listens for peers (shard i on port + i).
+    #[arg(long)]
+    node_listen: Option<SocketAddr>,
     /// Log filter (tracing env-filter syntax), e.g. `info` or `shoal_broker=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log_level: String,
@@ -96,14 +120,40 @@ fn effective_config(args: &Args) -> Result<Config, ConfigError> {
     if let Some(v) = args.shards {
         s.shards = v;
     }
+    if let Some(v) = args.kafka_listen {
+        config.kafka.listen = v;
+    }
+    if let Some(v) = args.kafka_shard_port_base {
+        config.kafka.shard_port_base = v;
+    }
+    if args.no_kafka {
+        config.kafka.enabled = false;
+    }
     if let Some(v) = args.flush {
         config.storage.flush = v;
     }
     if args.no_pin {
         config.runtime.pin_cores = false;
     }
+    cluster_flags(args, &mut config.cluster);
     config.validate()?;
     Ok(config)
+}
+
+/// The cluster flags override the `[cluster]` section (peers replace it).
+fn cluster_flags(args: &Args, cluster: &mut shoal_config::ClusterConfig) {
+    if let Some(v) = args.node_id {
+        cluster.node_id = v;
+    }
+    if let Some(v) = &args.cluster_id {
+        cluster.cluster_id = v.clone();
+    }
+    if !args.peers.is_empty() {
+        cluster.peers = args.peers.clone();
+    }
+    if let Some(v) = args.node_listen {
+        cluster.node_listen = Some(v);
+    }
 }
 
 fn main() -> ExitCode {
@@ -164,12 +214,15 @@ fn main() -> ExitCode {
         }
     };
     let ports = &broker.ports;
-    let shard_ports: Vec<String> = ports.shard_ports.iter().map(u16::to_string).collect();
+    let list = |ports: &[u16]| ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+    let kafka = ports.kafka.as_ref().map_or(String::new(), |k| {
+        format!(" kafka={} kafka_shard_ports={}", k.shared, list(&k.shard_ports))
+    });
     println!(
-        "shoald ready listen={}:{} shard_ports={} http={} data_dir={}",
+        "shoald ready listen={}:{} shard_ports={} http={}{kafka} data_dir={}",
         ports.host,
         ports.shared,
-        shard_ports.join(","),
+        list(&ports.shard_ports),
         ports.http,
         data_dir.display()
     );

@@ -5,8 +5,9 @@
 //! fails the start at once and port 0 resolves to one real port that every
 //! shard then shares (SO_REUSEPORT). Each shard then runs on its own pinned
 //! executor: it loads the topic catalogue, opens its partitions (recovery),
-//! accepts on the shared port and on its own shard port, and serves its mesh
-//! inbox. `start` returns once every shard is serving.
+//! accepts on the shared port and on its own shard port (native protocol,
+//! and Kafka protocol when `kafka.enabled`), serves HTTP, and serves its
+//! mesh inbox. `start` returns once every shard is serving.
 //!
 //! Shutdown (SIGTERM/SIGINT in `shoald`, or [`RunningBroker::stop`]): every
 //! shard stops accepting, waits (bounded by [`DRAIN_MS_MAX`]) for the
@@ -22,13 +23,13 @@ use shoal_config::Config;
 
 use crate::error::BrokerResult;
 use crate::frontend::tls::TlsAcceptor;
-use crate::frontend::{http, native};
+use crate::frontend::{http, kafka, native};
 use crate::ids::ShardId;
 use crate::mesh::{self, Envelope, Mesh};
 use crate::metadata::security::SecurityService;
 use crate::runtime::{adopt_listener, bind_listener, shard_cpus, spawn_shard};
 use crate::shard::call::{ShardCall, ShardReply};
-use crate::shard::{Ports, Shard};
+use crate::shard::{KafkaPorts, Ports, Shard};
 
 /// A shard's inbox, as the mesh delivers it.
 type Inbox = flume::Receiver<Envelope<ShardCall, ShardReply>>;
@@ -191,6 +192,10 @@ struct Listeners {
     shared: Vec<std::net::TcpListener>,
     shard: Vec<std::net::TcpListener>,
     http: Vec<std::net::TcpListener>,
+    /// Kafka's shared and per-shard listeners, one pair per shard.
+    kafka: Vec<(std::net::TcpListener, std::net::TcpListener)>,
+    /// Node-link listeners, one per shard (cluster members only).
+    node: Vec<std::net::TcpListener>,
     ports: Ports,
 }
 
@@ -212,37 +217,76 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
     for _ in 1..shards {
         shared.push(bind(SocketAddr::new(ip, shared_port))?);
     }
-    let mut shard = Vec::new();
-    let mut shard_ports = Vec::new();
-    for i in 0..shards {
-        let port = if config.server.shard_port_base == 0 {
-            0
-        } else {
-            config.server.shard_port_base + i as u16
-        };
-        let listener = bind(SocketAddr::new(ip, port))?;
-        let addr = SocketAddr::new(ip, port);
-        shard_ports.push(
-            listener
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr, source })?
-                .port(),
-        );
-        shard.push(listener);
-    }
+    let (shard, shard_ports) = bind_shard_ports(ip, config.server.shard_port_base, shards)?;
     let (http, http_port) = bind_shared(config.server.http_listen, shards)?;
+    let (kafka, kafka_ports) = if config.kafka.enabled {
+        let k = &config.kafka;
+        let (shared, shared_port) = bind_shared(k.listen, shards)?;
+        let (own, own_ports) = bind_shard_ports(k.listen.ip(), k.shard_port_base, shards)?;
+        let ports = KafkaPorts {
+            host: k.advertised_host(),
+            shared: shared_port,
+            shard_ports: own_ports,
+        };
+        (shared.into_iter().zip(own).collect(), Some(ports))
+    } else {
+        (Vec::new(), None)
+    };
+    let node = bind_node_ports(config, shards)?;
     let ports = Ports {
         host: ip.to_string(),
         shared: shared_port,
         shard_ports,
         http: http_port,
+        kafka: kafka_ports,
     };
     Ok(Listeners {
         shared,
         shard,
         http,
+        kafka,
+        node,
         ports,
     })
+}
+
+/// Binds shard `i`'s own port `base + i` on `ip` (free ports when `base`
+/// is 0) and returns the listeners with the ports they got.
+fn bind_shard_ports(
+    ip: IpAddr,
+    base: u16,
+    shards: u32,
+) -> Result<(Vec<std::net::TcpListener>, Vec<u16>), StartError> {
+    let mut listeners = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..shards {
+        let port = if base == 0 { 0 } else { base + i as u16 };
+        let addr = SocketAddr::new(ip, port);
+        let listener = bind(addr)?;
+        ports.push(
+            listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr, source })?
+                .port(),
+        );
+        listeners.push(listener);
+    }
+    Ok((listeners, ports))
+}
+
+/// A cluster member's node ports: shard `i` on `cluster.node_listen` + i
+/// (see `cluster`). None on a single node.
+fn bind_node_ports(config: &Config, shards: u32) -> Result<Vec<std::net::TcpListener>, StartError> {
+    let Some(base) = config.cluster.node_listen.filter(|_| config.cluster.enabled()) else {
+        return Ok(Vec::new());
+    };
+    (0..shards)
+        .map(|i| {
+            let addr = SocketAddr::new(base.ip(), base.port() + i as u16);
+            probe_port(addr)?;
+            bind(addr)
+        })
+        .collect()
 }
 
 /// Binds `addr` once per shard with SO_REUSEPORT; port 0 resolves to one
@@ -260,6 +304,17 @@ fn bind_shared(addr: SocketAddr, shards: u32) -> Result<(Vec<std::net::TcpListen
     Ok((all, port))
 }
 
+/// Probes every fixed shard port `base + i` (none when `base` is 0).
+fn probe_shard_ports(ip: IpAddr, base: u16, config: &Config) -> Result<(), StartError> {
+    if base == 0 {
+        return Ok(());
+    }
+    for i in 0..config.effective_shards() {
+        probe_port(SocketAddr::new(ip, base + i as u16))?;
+    }
+    Ok(())
+}
+
 /// Starts the broker and returns once every shard serves.
 pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let data_dir = config.server.data_dir.clone();
@@ -268,7 +323,10 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
         source,
     })?;
     let lock = lock_data_dir(&config.server.data_dir)?;
-    let exposed = [config.server.listen, config.server.http_listen];
+    let mut exposed = vec![config.server.listen, config.server.http_listen];
+    if config.kafka.enabled {
+        exposed.push(config.kafka.listen);
+    }
     if let Some(addr) = config.security.exposed_without_protection(&exposed) {
         return Err(StartError::Insecure { addr });
     }
@@ -285,11 +343,10 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let security = SecurityService::start(&config).map_err(|e| StartError::Security(e.to_string()))?;
     probe_port(config.server.listen)?;
     probe_port(config.server.http_listen)?;
-    if config.server.shard_port_base != 0 {
-        for i in 0..config.effective_shards() {
-            let port = config.server.shard_port_base + i as u16;
-            probe_port(SocketAddr::new(config.server.listen.ip(), port))?;
-        }
+    probe_shard_ports(config.server.listen.ip(), config.server.shard_port_base, &config)?;
+    if config.kafka.enabled {
+        probe_port(config.kafka.listen)?;
+        probe_shard_ports(config.kafka.listen.ip(), config.kafka.shard_port_base, &config)?;
     }
     let shards = config.effective_shards();
     let listeners = bind_all(&config, shards)?;
@@ -302,6 +359,8 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     let mut shared = listeners.shared.into_iter();
     let mut own = listeners.shard.into_iter();
     let mut http = listeners.http.into_iter();
+    let mut kafka_listeners = listeners.kafka.into_iter();
+    let mut node = listeners.node.into_iter();
     for (id, inbox) in (0..shards).zip(inboxes) {
         let (stop_tx, stop_rx) = flume::bounded::<()>(1);
         stops.push(stop_tx);
@@ -316,6 +375,8 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
             http: http.next().expect("one HTTP listener per shard"),
             security: security.clone(),
             tls: tls.clone(),
+            kafka: kafka_listeners.next(),
+            node: node.next(),
             stop: stop_rx,
             ready: ready_tx.clone(),
         };
@@ -367,6 +428,10 @@ struct ShardStart {
     http: std::net::TcpListener,
     security: Arc<SecurityService>,
     tls: Option<Arc<TlsAcceptor>>,
+    /// Kafka's shared and own listener, when the Kafka listener is on.
+    kafka: Option<(std::net::TcpListener, std::net::TcpListener)>,
+    /// This shard's node-link listener (cluster members only).
+    node: Option<std::net::TcpListener>,
     stop: flume::Receiver<()>,
     ready: flume::Sender<(ShardId, BrokerResult<()>)>,
 }
@@ -397,6 +462,32 @@ async fn run_shard(ctx: ShardStart) {
         queue,
     )
     .expect("the request queue exists");
+    let accept_kafka: Vec<_> = ctx
+        .kafka
+        .into_iter()
+        .flat_map(|(shared, own)| [(shared, kafka::Door::Shared), (own, kafka::Door::Broker)])
+        .map(|(listener, door)| {
+            glommio::spawn_local_into(
+                kafka::accept_loop(
+                    shard.clone(),
+                    adopt_listener(listener),
+                    door,
+                    queue,
+                    ctx.tls.clone(),
+                ),
+                queue,
+            )
+            .expect("the request queue exists")
+        })
+        .collect();
+    let links = match (shard.cluster(), ctx.node) {
+        (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener)),
+        _ => Vec::new(),
+    };
+    let replication = shard.partitions().replication().cloned();
+    let replication_task = replication
+        .clone()
+        .map(|r| glommio::spawn_local_into(r.run(), queue).expect("the request queue exists"));
     // Detached: it checks `shutting_down` between partitions, so shutdown
     // never cancels a retention or compaction pass half way.
     glommio::spawn_local_into(shard.clone().maintenance_loop(), queue)
@@ -410,7 +501,13 @@ async fn run_shard(ctx: ShardStart) {
     drop(accept_shared);
     drop(accept_own);
     drop(accept_http);
+    drop(accept_kafka);
     drain(&shard).await;
+    if let (Some(r), Some(task)) = (replication, replication_task) {
+        r.stop();
+        task.await;
+    }
+    drop(links);
     shard.shutdown().await;
     drop(inbox_task);
     tracing::info!(shard = %shard.id(), "shard stopped");

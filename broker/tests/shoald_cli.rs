@@ -43,7 +43,8 @@ fn shoald(data_dir: &std::path::Path, port: u16) -> Command {
     cmd.arg("--data-dir")
         .arg(data_dir)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--shard-port-base", "0"])
-        .args(["--http-listen", "127.0.0.1:0", "--shards", "1", "--no-pin"]);
+        .args(["--http-listen", "127.0.0.1:0", "--shards", "1", "--no-pin"])
+        .args(["--kafka-listen", "127.0.0.1:0", "--kafka-shard-port-base", "0"]);
     cmd
 }
 

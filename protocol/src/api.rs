@@ -107,6 +107,8 @@ impl ApiKey {
     pub fn version(self) -> u16 {
         match self {
             ApiKey::Error | ApiKey::Handshake => 0,
+            // 2: TopicConfig gained `replication_factor` (issue 14).
+            ApiKey::CreateTopic | ApiKey::DescribeTopic => 2,
             _ => 1,
         }
     }

@@ -114,6 +114,11 @@ pub enum ErrorCode {
     /// Terminal: the authenticated principal has no ACL allowing this
     /// operation on this resource. HTTP 403.
     AuthorizationFailed = 31,
+    /// Retryable: this node's replica of a replicated partition is not the
+    /// raft leader; the message names the leader's node and address when
+    /// known. Refresh and send to the leader. (30 and 31 are reserved for
+    /// the security codes.)
+    NotLeader = 32,
     /// Terminal: a code this client does not know (sent by a newer broker).
     Unknown = 0xffff,
 }
@@ -152,6 +157,7 @@ pub const ERROR_CODES_ALL: &[ErrorCode] = &[
     ErrorCode::TooManyConnections,
     ErrorCode::AuthenticationFailed,
     ErrorCode::AuthorizationFailed,
+    ErrorCode::NotLeader,
     ErrorCode::Unknown,
 ];
 
@@ -188,6 +194,7 @@ impl ErrorCode {
                 | ErrorCode::CircuitOpen
                 | ErrorCode::PartitionRecovering
                 | ErrorCode::TooManyConnections
+                | ErrorCode::NotLeader
         )
     }
 
@@ -226,6 +233,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::AuthorizationFailed => "authorization_failed",
+            ErrorCode::NotLeader => "not_leader",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -265,6 +273,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "the broker refused the connection: too many connections",
             ErrorCode::AuthenticationFailed => "authentication failed",
             ErrorCode::AuthorizationFailed => "the principal is not authorized for this operation",
+            ErrorCode::NotLeader => "this node is not the partition's leader; send to the leader",
             ErrorCode::Unknown => "an error code this client does not know",
         }
     }

@@ -223,6 +223,8 @@ mod mutation;
 mod notify;
 mod partition_log;
 mod placement_order;
+pub mod raft_files;
+pub mod raft_index;
 pub mod recovery;
 pub mod retention;
 mod segment;

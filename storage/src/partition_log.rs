@@ -97,6 +97,31 @@ impl Drop for PlacedAppend<'_> {
     }
 }
 
+/// Whether an append assigns offsets and the append time, or keeps the
+/// ones a raft leader gave the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    Assign,
+    Keep,
+}
+
+/// A replicated run must start at the log end and be contiguous, so no
+/// offset of a replica can hold another record than the leader's.
+fn check_placed(checked: &[(BytesMut, BatchHeader, usize)], log_end: u64) -> Result<(), LogError> {
+    let mut next = log_end;
+    for (_, header, _) in checked {
+        if header.base_offset != next {
+            return Err(LogError::OffsetOutOfRange {
+                offset: header.base_offset,
+                start: next,
+                end: next,
+            });
+        }
+        next = header.next_offset();
+    }
+    Ok(())
+}
+
 /// Writes are aligned to at least this, whatever the device reports: on
 /// 4 KiB-sector storage a 512-byte-aligned write costs a read-modify-write.
 pub const ALIGNMENT_MIN_BYTES: usize = 4096;
@@ -255,7 +280,8 @@ impl<D: Device> PartitionLog<D> {
         batches: Vec<BytesMut>,
         durability: Durability,
     ) -> Result<Vec<AppendAck>, LogError> {
-        self.append_run(batches, durability, batch::check_crc).await
+        self.append_run(batches, durability, batch::check_crc, Stamp::Assign)
+            .await
     }
 
     /// [`append_all`](Self::append_all) for batches whose CRC the caller has
@@ -269,7 +295,23 @@ impl<D: Device> PartitionLog<D> {
         batches: Vec<BytesMut>,
         durability: Durability,
     ) -> Result<Vec<AppendAck>, LogError> {
-        self.append_run(batches, durability, batch::peek).await
+        self.append_run(batches, durability, batch::peek, Stamp::Assign)
+            .await
+    }
+
+    /// Appends batches a raft leader already placed (a replicated
+    /// partition, `docs/replication.md`): each batch keeps its base offset,
+    /// leader epoch and append time, and its base offset must be this log's
+    /// end at that point, so every replica holds the same bytes at the same
+    /// offsets. Framing and CRC are checked. Returns once `durability` is
+    /// reached for the whole run.
+    pub async fn append_replicated(
+        &self,
+        batches: Vec<BytesMut>,
+        durability: Durability,
+    ) -> Result<Vec<AppendAck>, LogError> {
+        self.append_run(batches, durability, batch::check_crc, Stamp::Keep)
+            .await
     }
 
     async fn append_run(
@@ -277,6 +319,7 @@ impl<D: Device> PartitionLog<D> {
         batches: Vec<BytesMut>,
         durability: Durability,
         check: impl Fn(&[u8], &BatchLimits) -> Result<(BatchHeader, usize), BatchError>,
+        stamp: Stamp,
     ) -> Result<Vec<AppendAck>, LogError> {
         // Taken before the first await: appends place in call order.
         let turn = self.placement.take();
@@ -292,15 +335,18 @@ impl<D: Device> PartitionLog<D> {
                 .into());
             }
             total += len;
-            checked.push((batch, header.record_count, len));
+            checked.push((batch, header, len));
         }
         turn.wait_turn().await;
         self.wait_for_room(total).await?;
+        if stamp == Stamp::Keep {
+            check_placed(&checked, self.pipeline.log_end())?;
+        }
         // From here to the end of the copies there is no await: every
         // structure sees the batches at once.
         let placed: Vec<(u64, u64, i64)> = checked
             .into_iter()
-            .map(|(batch, count, len)| self.place(batch, count, len))
+            .map(|(batch, header, len)| self.place(batch, &header, len, stamp))
             .collect();
         drop(turn);
         let Some(&(_, end, _)) = placed.last() else {
@@ -329,11 +375,18 @@ impl<D: Device> PartitionLog<D> {
 
     /// Assigns offsets and the append time to one checked batch and hands it
     /// to the index and the write pipeline. Synchronous by design.
-    fn place(&self, mut batch: BytesMut, record_count: u32, len: usize) -> (u64, u64, i64) {
-        let base = self.pipeline.log_end() + u64::from(mutation::active(Mutation::OffsetGap));
-        let append_ms = now_ms().max(self.last_append_ms.get());
-        let next = base + u64::from(record_count);
-        batch::patch(&mut batch, base, self.config.leader_epoch, append_ms);
+    fn place(&self, mut batch: BytesMut, header: &BatchHeader, len: usize, stamp: Stamp) -> (u64, u64, i64) {
+        let (base, append_ms) = match stamp {
+            Stamp::Assign => {
+                let base = self.pipeline.log_end() + u64::from(mutation::active(Mutation::OffsetGap));
+                let append_ms = now_ms().max(self.last_append_ms.get());
+                batch::patch(&mut batch, base, self.config.leader_epoch, append_ms);
+                (base, append_ms)
+            }
+            // Checked against the log end by `check_placed` with no await since.
+            Stamp::Keep => (header.base_offset, header.append_time_ms),
+        };
+        let next = base + u64::from(header.record_count);
         if mutation::active(Mutation::DamageAppended) {
             batch[len - 1] ^= 0x01;
             let crc = batch::compute_crc(&batch);
@@ -564,7 +617,8 @@ async fn list_segments<D: Device>(device: &D, dir: &Path) -> Result<Vec<u64>, Lo
             Some((base, FileKind::Log)) => logs.push(base),
             Some((base, FileKind::OffsetIndex | FileKind::TimeIndex)) => indexes.push((base, path)),
             Some((_, FileKind::Temporary)) => remove_if_exists(device, &path).await?,
-            None if name == PROBE_FILE_NAME => {}
+            // A replicated partition's raft files live beside its segments.
+            None if name == PROBE_FILE_NAME || crate::raft_index::is_raft_file(name) => {}
             None => return Err(LogError::UnexpectedFile(path)),
         }
     }

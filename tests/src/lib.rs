@@ -100,28 +100,36 @@ pub struct FixedPorts {
     /// Shard `i` listens on `shard_base + i`.
     pub shard_base: u16,
     pub http: u16,
+    /// The shared Kafka port; shard `i` serves Kafka on `kafka_shard_base + i`.
+    pub kafka: u16,
+    pub kafka_shard_base: u16,
 }
 
 impl FixedPorts {
     /// Ports free right now on 127.0.0.1 for a broker with `shards` shards:
-    /// a shared port, an HTTP port and a run of `shards` shard ports.
+    /// a shared port, an HTTP port and a run of `shards` shard ports, and
+    /// the same for Kafka.
     pub fn pick(shards: u32) -> FixedPorts {
         loop {
-            let shared = free_port();
-            let http = free_port();
-            let shard_base = free_port();
-            let run_free = (0..shards as u16).all(|i| {
-                let port = shard_base.wrapping_add(i);
-                port > 1024
-                    && port != shared
-                    && port != http
-                    && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-            });
-            if run_free && shared != http {
+            let singles = [free_port(), free_port(), free_port()];
+            let (shard_base, kafka_shard_base) = (free_port(), free_port());
+            let runs: Vec<u16> = (0..shards as u16)
+                .flat_map(|i| [shard_base.wrapping_add(i), kafka_shard_base.wrapping_add(i)])
+                .collect();
+            let mut all: Vec<u16> = singles.iter().copied().chain(runs.iter().copied()).collect();
+            all.sort_unstable();
+            all.dedup();
+            let distinct = all.len() == singles.len() + runs.len();
+            let runs_free = runs
+                .iter()
+                .all(|&port| port > 1024 && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+            if distinct && runs_free {
                 return FixedPorts {
-                    shared,
+                    shared: singles[0],
                     shard_base,
-                    http,
+                    http: singles[1],
+                    kafka: singles[2],
+                    kafka_shard_base,
                 };
             }
         }
@@ -154,6 +162,9 @@ pub struct BrokerProcess {
     pub addr: SocketAddr,
     pub shard_ports: Vec<u16>,
     pub http_port: u16,
+    /// The shared Kafka port and each shard's own Kafka port.
+    pub kafka_port: u16,
+    pub kafka_shard_ports: Vec<u16>,
     pub data_dir: PathBuf,
     options: BrokerOptions,
     /// Keeps the temporary directory alive for the broker's lifetime.
@@ -174,6 +185,8 @@ impl BrokerProcess {
             addr: "127.0.0.1:0".parse().expect("addr"),
             shard_ports: Vec::new(),
             http_port: 0,
+            kafka_port: 0,
+            kafka_shard_ports: Vec::new(),
             data_dir,
             options,
             _tmp: Some(tmp),
@@ -196,13 +209,21 @@ impl BrokerProcess {
             self.options.config_toml
         );
         std::fs::write(&config, toml).expect("write config");
-        let (listen, shard_base, http) = match self.options.fixed_ports {
+        let (listen, shard_base, http, kafka, kafka_base) = match self.options.fixed_ports {
             Some(p) => (
                 format!("127.0.0.1:{}", p.shared),
                 p.shard_base.to_string(),
                 format!("127.0.0.1:{}", p.http),
+                format!("127.0.0.1:{}", p.kafka),
+                p.kafka_shard_base.to_string(),
             ),
-            None => ("127.0.0.1:0".into(), "0".into(), "127.0.0.1:0".into()),
+            None => (
+                "127.0.0.1:0".into(),
+                "0".into(),
+                "127.0.0.1:0".into(),
+                "127.0.0.1:0".into(),
+                "0".into(),
+            ),
         };
         let mut cmd = Command::new(bin_path("shoald"));
         cmd.arg("--config")
@@ -216,6 +237,10 @@ impl BrokerProcess {
                 &shard_base,
                 "--http-listen",
                 &http,
+                "--kafka-listen",
+                &kafka,
+                "--kafka-shard-port-base",
+                &kafka_base,
             ])
             .args(["--shards", &self.options.shards.to_string()])
             .args(&self.options.args)
@@ -292,6 +317,13 @@ impl BrokerProcess {
                 self.shard_ports = v.split(',').map(|p| p.parse().expect("shard port")).collect();
             } else if let Some(v) = field.strip_prefix("http=") {
                 self.http_port = v.parse().expect("http port");
+            } else if let Some(v) = field.strip_prefix("kafka=") {
+                self.kafka_port = v.parse().expect("kafka port");
+            } else if let Some(v) = field.strip_prefix("kafka_shard_ports=") {
+                self.kafka_shard_ports = v
+                    .split(',')
+                    .map(|p| p.parse().expect("kafka shard port"))
+                    .collect();
             }
         }
     }
@@ -299,6 +331,11 @@ impl BrokerProcess {
     /// `host:port` of the shared port, for clients and the CLI.
     pub fn addr_string(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `host:port` of the shared Kafka port (Kafka clients' bootstrap).
+    pub fn kafka_bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
     }
 
     pub fn pid(&self) -> u32 {

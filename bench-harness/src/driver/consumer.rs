@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-use crate::driver::engine::Shared;
+use crate::driver::shared::Shared;
 use crate::driver::{Connector, InRecord};
 use crate::error::BenchError;
 use crate::histogram::LatencyHistogram;

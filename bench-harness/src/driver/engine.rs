@@ -10,10 +10,10 @@
 //! deadline has passed — consumers are stopped and every thread's
 //! histograms, series and ledgers are merged into a [`PhaseResult`].
 //!
-//! All times are ns since the phase's epoch ([`Shared::now_ns`]).
+//! All times are ns since the phase's epoch (`Shared::now_ns`, in `shared.rs`).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::cpu::CpuReading;
 use crate::distribution::{KeySampler, SizeSampler};
 use crate::driver::consumer::{self, ConsumerOutcome, ConsumerPlan};
 use crate::driver::producer::{self, ProducerOutcome, ProducerPlan};
+use crate::driver::shared::{Shared, Window};
 use crate::driver::{BrokerControl, Connector};
 use crate::error::BenchError;
 use crate::histogram::LatencyHistogram;
@@ -39,91 +40,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 pub const STALL_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for consumers to open and position their clients.
 pub const CONSUMER_READY_MAX: Duration = Duration::from_secs(30);
-const NONE: u64 = u64::MAX;
+use crate::driver::shared::NONE;
 /// How often the drain check asks the broker for the quarantine depth.
 pub const QUARANTINE_POLL: Duration = Duration::from_millis(500);
-
-/// The phase's measured window and burst start, in ns since the epoch;
-/// known once the schedule starts.
-#[derive(Clone, Copy, Debug)]
-pub struct Window {
-    pub measure_start_ns: u64,
-    pub measure_end_ns: u64,
-    /// Records intended at or after this time count towards the burst's peak delay.
-    pub burst_start_ns: Option<u64>,
-}
-
-/// State shared by the engine and its threads.
-pub struct Shared {
-    epoch: Instant,
-    window: OnceLock<Window>,
-    /// Records sent (closed loop: its backlog is what is in flight).
-    pub sent: AtomicU64,
-    pub acked: AtomicU64,
-    pub received: AtomicU64,
-    pub errors: AtomicU64,
-    pub stop_consumers: AtomicBool,
-    /// The load is over: consumers stop simulating slow work and catch up.
-    pub draining: AtomicBool,
-    abort: AtomicBool,
-    kill_at_ns: AtomicU64,
-    first_ack_after_kill_ns: AtomicU64,
-    errors_after_kill: AtomicU64,
-}
-
-impl Shared {
-    fn new() -> Self {
-        Self {
-            epoch: Instant::now(),
-            window: OnceLock::new(),
-            sent: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            received: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            stop_consumers: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            abort: AtomicBool::new(false),
-            kill_at_ns: AtomicU64::new(NONE),
-            first_ack_after_kill_ns: AtomicU64::new(NONE),
-            errors_after_kill: AtomicU64::new(0),
-        }
-    }
-
-    /// Nanoseconds since the phase's epoch.
-    pub fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
-    }
-
-    /// Nanoseconds since the epoch at `instant` (0 if before it).
-    pub fn ns_at(&self, instant: Instant) -> u64 {
-        instant.saturating_duration_since(self.epoch).as_nanos() as u64
-    }
-
-    /// The measured window, once the schedule has started.
-    pub fn window(&self) -> Option<Window> {
-        self.window.get().copied()
-    }
-
-    /// True once any thread failed: the others wind down.
-    pub fn aborted(&self) -> bool {
-        self.abort.load(Ordering::Relaxed)
-    }
-
-    /// A record intended at `intended_ns` was acked at `now_ns`.
-    pub fn note_ack(&self, intended_ns: u64, now_ns: u64) {
-        if intended_ns >= self.kill_at_ns.load(Ordering::Relaxed) {
-            self.first_ack_after_kill_ns.fetch_min(now_ns, Ordering::Relaxed);
-        }
-    }
-
-    /// A send or ack failed.
-    pub fn note_error(&self) {
-        self.errors.fetch_add(1, Ordering::Relaxed);
-        if self.kill_at_ns.load(Ordering::Relaxed) != NONE {
-            self.errors_after_kill.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// What to run in one phase.
 #[derive(Clone, Debug)]

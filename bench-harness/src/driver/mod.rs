@@ -19,6 +19,7 @@
 pub mod consumer;
 pub mod engine;
 pub mod producer;
+pub mod shared;
 pub mod shoal_client;
 #[cfg(test)]
 mod tests;

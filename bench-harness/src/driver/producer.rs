@@ -27,7 +27,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 
 use crate::distribution::{KeySampler, SizeSampler};
-use crate::driver::engine::Shared;
+use crate::driver::shared::Shared;
 use crate::driver::{AckEvent, Connector, OutRecord};
 use crate::error::BenchError;
 use crate::histogram::LatencyHistogram;

@@ -7,8 +7,9 @@
 //!
 //! Every setting is optional; the embedded defaults run a single node with
 //! data in `./shoal-data`, the native protocol on `127.0.0.1:9400`, shard
-//! ports from `9401`, HTTP on `127.0.0.1:9480` and one shard per available
-//! core. `shoald --print-config` prints the effective configuration as TOML,
+//! ports from `9401`, HTTP on `127.0.0.1:9480`, the Kafka protocol on
+//! `127.0.0.1:9092` (Kafka shard ports from `9093`) and one shard per
+//! available core. `shoald --print-config` prints the effective configuration as TOML,
 //! with the defaults filled in, and `shoal-tune recommend` writes a file in
 //! this format. Units are the last part of every name (`_ms`, `_bytes`, `_us`).
 
@@ -19,6 +20,8 @@ use serde::{Deserialize, Serialize};
 
 mod security;
 pub use security::{SecurityConfig, TlsConfig, TlsVersion};
+mod cluster;
+pub use cluster::{ClusterConfig, PeerAddr, CLUSTER_NODES_MAX};
 
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,10 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// TLS, authentication, ACLs (issue 20): `security.rs`.
     pub security: SecurityConfig,
+    /// The Kafka wire-protocol front end.
+    pub kafka: KafkaConfig,
+    /// Cluster membership (issue 14): `cluster.rs`.
+    pub cluster: ClusterConfig,
 }
 
 /// Where the broker listens and keeps its data.
@@ -229,6 +236,70 @@ impl Default for DeliveryConfig {
     }
 }
 
+/// The Kafka wire-protocol front end: the `[kafka]` section.
+///
+/// Every shard serves Kafka clients on the shared `listen` port
+/// (SO_REUSEPORT) and on its own port `shard_port_base + i`. Metadata
+/// advertises each shard as its own Kafka broker (broker id = shard id) at
+/// its own port and every partition's leader as its owning shard, so Kafka
+/// clients send produce and fetch straight to the owning core.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Serve the Kafka protocol at all.
+    pub enabled: bool,
+    /// Shared Kafka port, bound by every shard.
+    pub listen: SocketAddr,
+    /// Shard `i` also serves Kafka on `shard_port_base + i` (same IP as
+    /// `listen`); 0 picks free ports (tests). Metadata advertises these.
+    pub shard_port_base: u16,
+    /// Host name advertised to clients in Metadata and FindCoordinator;
+    /// empty = the IP of `listen` (which must then not be unspecified).
+    pub advertised_host: String,
+    /// Create a topic a client's Metadata request names but that does not
+    /// exist, when the client also allows it (Kafka's
+    /// `auto.create.topics.enable`). Off: unknown topics are answered
+    /// `UNKNOWN_TOPIC_OR_PARTITION`.
+    pub auto_create_topics: bool,
+    /// Partitions of an auto-created topic, and of a CreateTopics request
+    /// that leaves the count to the broker (Kafka's `num.partitions`).
+    pub default_partitions: u32,
+    /// From an empty group, wait this long for more members before the
+    /// first generation (Kafka's `group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay_ms: u64,
+    /// Session timeouts a Kafka consumer may ask for (Kafka's
+    /// `group.min.session.timeout.ms` and `group.max.session.timeout.ms`).
+    pub group_session_timeout_ms_min: u32,
+    pub group_session_timeout_ms_max: u32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            shard_port_base: 9093,
+            advertised_host: String::new(),
+            auto_create_topics: false,
+            default_partitions: 1,
+            group_initial_rebalance_delay_ms: 3_000,
+            group_session_timeout_ms_min: 6_000,
+            group_session_timeout_ms_max: 1_800_000,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The host name clients are told to connect to.
+    pub fn advertised_host(&self) -> String {
+        if self.advertised_host.is_empty() {
+            self.listen.ip().to_string()
+        } else {
+            self.advertised_host.clone()
+        }
+    }
+}
+
 /// Smallest segment the broker accepts: one write chunk must fit.
 pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
 
@@ -284,24 +355,7 @@ impl Config {
                 "must be > 0 when flush = \"interval\"".into(),
             );
         }
-        let base = u32::from(self.server.shard_port_base);
-        if base != 0 {
-            let shard_ports = base..base + self.effective_shards();
-            for (key, port) in [
-                ("server.listen", self.server.listen.port()),
-                ("server.http_listen", self.server.http_listen.port()),
-            ] {
-                if shard_ports.contains(&u32::from(port)) {
-                    return invalid(
-                        "server.shard_port_base",
-                        format!(
-                            "shard ports {}..{} overlap {key} port {port}",
-                            shard_ports.start, shard_ports.end
-                        ),
-                    );
-                }
-            }
-        }
+        self.validate_ports()?;
         if self.server.shards > 1024 {
             return invalid("server.shards", "at most 1024".into());
         }
@@ -345,7 +399,10 @@ impl Config {
         if let Err((key, reason)) = self.security.validate() {
             return invalid(key, reason);
         }
-        let exposed = [self.server.listen, self.server.http_listen];
+        let mut exposed = vec![self.server.listen, self.server.http_listen];
+        if self.kafka.enabled {
+            exposed.push(self.kafka.listen);
+        }
         if let Some(addr) = self.security.exposed_without_protection(&exposed) {
             return invalid(
                 "security",
@@ -353,6 +410,86 @@ impl Config {
                     "refusing to serve {addr} without TLS and authentication: set [security.tls] and \
                      security.authentication = true, bind a loopback address, or set security.insecure = true"
                 ),
+            );
+        }
+        if let Err((key, reason)) = self.cluster.validate(self.effective_shards()) {
+            return invalid(key, reason);
+        }
+        self.validate_kafka()
+    }
+
+    /// The fixed ports the broker binds (port 0 excluded), each with its key.
+    fn fixed_ports(&self) -> Vec<(&'static str, u32)> {
+        let mut ports = vec![
+            ("server.listen", u32::from(self.server.listen.port())),
+            ("server.http_listen", u32::from(self.server.http_listen.port())),
+        ];
+        if self.kafka.enabled {
+            ports.push(("kafka.listen", u32::from(self.kafka.listen.port())));
+        }
+        ports.retain(|(_, p)| *p != 0);
+        ports
+    }
+
+    /// Shard port runs (native, and Kafka when enabled) must not overlap
+    /// each other or a fixed port.
+    fn validate_ports(&self) -> Result<(), ConfigError> {
+        let shards = self.effective_shards();
+        let mut runs = vec![("server.shard_port_base", u32::from(self.server.shard_port_base))];
+        if self.kafka.enabled {
+            runs.push(("kafka.shard_port_base", u32::from(self.kafka.shard_port_base)));
+        }
+        runs.retain(|(_, base)| *base != 0);
+        for (key, base) in &runs {
+            let run = *base..*base + shards;
+            if run.end > u32::from(u16::MAX) + 1 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("shard ports {}..{} run past 65535", run.start, run.end),
+                });
+            }
+            let fixed = self.fixed_ports().into_iter();
+            let others = runs.iter().filter(|(k, _)| k != key).map(|(k, b)| (*k, *b));
+            for (other, port) in fixed.chain(others) {
+                if run.contains(&port) {
+                    return Err(ConfigError::Invalid {
+                        key,
+                        reason: format!(
+                            "shard ports {}..{} overlap {other} port {port}",
+                            run.start, run.end
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_kafka(&self) -> Result<(), ConfigError> {
+        let invalid = |key, reason: String| Err(ConfigError::Invalid { key, reason });
+        let k = &self.kafka;
+        if !k.enabled {
+            return Ok(());
+        }
+        if k.advertised_host.is_empty() && k.listen.ip().is_unspecified() {
+            return invalid(
+                "kafka.advertised_host",
+                format!(
+                    "kafka.listen is {}: set the host name clients should connect to",
+                    k.listen.ip()
+                ),
+            );
+        }
+        if k.default_partitions == 0 {
+            return invalid("kafka.default_partitions", "must be >= 1".into());
+        }
+        if k.group_session_timeout_ms_min == 0
+            || k.group_session_timeout_ms_min > k.group_session_timeout_ms_max
+            || k.group_session_timeout_ms_max > i32::MAX as u32
+        {
+            return invalid(
+                "kafka.group_session_timeout_ms_min",
+                "must be > 0 and <= kafka.group_session_timeout_ms_max (at most 2^31 - 1)".into(),
             );
         }
         Ok(())
@@ -371,12 +508,35 @@ mod tests {
         assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c);
     }
 
-    /// Shard ports may not run into the shared or the HTTP port.
+    /// Shard ports may not run into the shared or the HTTP port, nor the
+    /// Kafka ports into the native ones.
     #[test]
     fn shard_ports_must_not_overlap() {
         let err = Config::from_toml_str("[server]\nshards = 100\n").unwrap_err();
         assert!(err.to_string().contains("server.shard_port_base"), "{err}");
         assert!(Config::from_toml_str("[server]\nshards = 79\n").is_ok());
+        let err =
+            Config::from_toml_str("[kafka]\nshard_port_base = 9399\n[server]\nshards = 4\n").unwrap_err();
+        assert!(err.to_string().contains("kafka.shard_port_base"), "{err}");
+        let err = Config::from_toml_str("[kafka]\nlisten = \"127.0.0.1:9401\"\n").unwrap_err();
+        assert!(err.to_string().contains("server.shard_port_base"), "{err}");
+        let off = "[kafka]\nenabled = false\nshard_port_base = 9399\n[server]\nshards = 4\n";
+        assert!(
+            Config::from_toml_str(off).is_ok(),
+            "a disabled listener binds nothing"
+        );
+    }
+
+    /// An unspecified Kafka listen address needs a host to advertise.
+    #[test]
+    fn kafka_needs_an_advertised_host() {
+        let err = Config::from_toml_str("[kafka]\nlisten = \"0.0.0.0:9092\"\n").unwrap_err();
+        assert!(err.to_string().contains("kafka.advertised_host"), "{err}");
+        let c =
+            Config::from_toml_str("[kafka]\nlisten = \"0.0.0.0:9092\"\nadvertised_host = \"mq.example\"\n")
+                .unwrap();
+        assert_eq!(c.kafka.advertised_host(), "mq.example");
+        assert_eq!(Config::default().kafka.advertised_host(), "127.0.0.1");
     }
 
     /// Unknown keys and bad values are rejected with the key named.

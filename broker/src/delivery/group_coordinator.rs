@@ -24,6 +24,7 @@ use shoal_protocol::messages::group::*;
 
 use super::assignment::TopicPartition;
 use super::delivery_state::{PartitionDelivery, Restored};
+use super::external_group::ExternalOffset;
 use super::failure::FailHow;
 use super::member::{by_topic, Group, MEMBERS_MAX, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN};
 use super::quarantine::QuarantineStore;
@@ -136,6 +137,7 @@ impl<S: PartitionSource> Delivery<S> {
 
     pub async fn join(&self, req: JoinGroupRequest) -> BrokerResult<JoinGroupResponse> {
         self.check_join(&req)?;
+        self.refuse_if_external(&req.group)?;
         let now = now_ms();
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(&req.group) && groups.len() >= GROUPS_MAX {
@@ -302,6 +304,9 @@ impl<S: PartitionSource> Delivery<S> {
         } else {
             req.partitions.clone()
         };
+        if self.is_external(&req.group) {
+            return self.seek_external_partitions(req, wanted, count).await;
+        }
         let mut partitions = Vec::new();
         let mut records = Vec::new();
         for p in wanted {
@@ -327,6 +332,45 @@ impl<S: PartitionSource> Delivery<S> {
             });
         }
         self.persist(records).await?;
+        Ok(SeekResponse {
+            error: 0,
+            message: String::new(),
+            partitions,
+        })
+    }
+
+    /// Seek for an external (Kafka) group: the offsets are resolved as for
+    /// a Shoal group, then committed as the group's Kafka offsets.
+    async fn seek_external_partitions(
+        &self,
+        req: SeekRequest,
+        wanted: Vec<u32>,
+        count: u32,
+    ) -> BrokerResult<SeekResponse> {
+        let mut partitions = Vec::new();
+        let mut moves = Vec::new();
+        for p in wanted {
+            let resolved = if p >= count {
+                Err(ErrorCode::UnknownPartition)
+            } else {
+                self.resolve(&req.topic, PartitionId(p), req.target)
+                    .await
+                    .map_err(|e| e.code())
+            };
+            let (error, offset) = match resolved {
+                Ok(offset) => {
+                    moves.push((TopicPartition::new(&req.topic, p), offset));
+                    (ErrorCode::None, offset)
+                }
+                Err(code) => (code, 0),
+            };
+            partitions.push(SeekPartitionResult {
+                partition: p,
+                error: error.to_wire(),
+                offset,
+            });
+        }
+        self.seek_external(&req.group, moves).await?;
         Ok(SeekResponse {
             error: 0,
             message: String::new(),
@@ -437,6 +481,27 @@ impl<S: PartitionSource> Delivery<S> {
                     redrive_count,
                     now,
                 );
+            }
+            (
+                StateKey::ExternalCommitted {
+                    group,
+                    topic,
+                    partition,
+                },
+                StateValue::ExternalCommitted {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_ms,
+                },
+            ) => {
+                let committed = ExternalOffset {
+                    offset,
+                    leader_epoch,
+                    metadata,
+                    commit_ms,
+                };
+                self.restore_external(group, TopicPartition::new(&topic, partition), committed);
             }
             (StateKey::Entry(_), StateValue::Entry(entry)) => {
                 partition_mut(groups, settings, &entry.group, &entry.topic, entry.partition)

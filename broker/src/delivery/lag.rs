@@ -51,6 +51,12 @@ struct Snapshot {
 impl<S: PartitionSource> Delivery<S> {
     pub async fn group_stats(&self, req: GroupStatsRequest) -> BrokerResult<GroupStatsResponse> {
         let now = now_ms();
+        if !self.groups.borrow().contains_key(&req.group) {
+            return match self.external_stats(&req.group).await {
+                Some(stats) => Ok(stats),
+                None => Err(BrokerError::UnknownGroup { group: req.group }),
+            };
+        }
         let (mut resp, snaps) = {
             let mut groups = self.groups.borrow_mut();
             let Some(g) = groups.get_mut(&req.group) else {
@@ -120,7 +126,7 @@ impl<S: PartitionSource> Delivery<S> {
     /// This shard's groups' lag on `topic`, and its quarantine depth per partition.
     pub async fn local_topic_lag(&self, topic: &str) -> TopicLag {
         let now = now_ms();
-        let positions: Vec<(String, u32, u64)> = {
+        let mut positions: Vec<(String, u32, u64)> = {
             let groups = self.groups.borrow();
             groups
                 .values()
@@ -132,6 +138,7 @@ impl<S: PartitionSource> Delivery<S> {
                 })
                 .collect()
         };
+        positions.extend(self.external_positions(topic));
         let mut lags: BTreeMap<String, GroupLag> = BTreeMap::new();
         for (group, partition, committed) in positions {
             let view = self.view(&TopicPartition::new(topic, partition), committed).await;

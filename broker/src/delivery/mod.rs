@@ -18,6 +18,8 @@
 //! | [`records`]           | reading delivered and quarantined records                |
 //! | [`redrive`]           | quarantine browse, counts, redrive, purge                |
 //! | [`lag`]               | group stats and topic lag, in records and time           |
+//! | [`external_group`]    | groups Shoal does not deliver to (Kafka's): their state  |
+//! | [`external_offsets`]  | their durable commits, offsets, membership, seek, lag    |
 //!
 //! Ownership: a group is coordinated by shard `shard_for_group(group)`. That
 //! shard owns the group's membership, assignment and delivery state, its
@@ -54,6 +56,8 @@
 
 pub mod assignment;
 pub mod delivery_state;
+pub mod external_group;
+pub mod external_offsets;
 pub mod failure;
 pub mod group_coordinator;
 pub mod key_lanes;
@@ -69,6 +73,7 @@ pub mod service;
 pub mod source;
 pub mod state_log;
 
+pub use external_group::{ExternalMember, ExternalMembership, ExternalOffset};
 pub use lag::TopicLag;
 pub use poll::Polled;
 pub use service::Delivery;

@@ -18,6 +18,7 @@ use shoal_config::DeliveryConfig;
 use shoal_protocol::messages::group::GroupSummary;
 use shoal_protocol::messages::topic::RetryPolicy;
 
+use super::external_group::ExternalGroup;
 use super::member::Group;
 use super::quarantine::QuarantineStore;
 use super::source::PartitionSource;
@@ -32,6 +33,9 @@ pub const TICK_MS: u64 = 25;
 pub struct Delivery<S> {
     pub(super) source: S,
     pub(super) groups: RefCell<BTreeMap<String, Group>>,
+    /// Groups Shoal does not deliver to (Kafka's): committed offsets and
+    /// reported membership ([`super::external_group`]).
+    pub(super) external: RefCell<BTreeMap<String, ExternalGroup>>,
     pub(super) quarantine: RefCell<QuarantineStore>,
     log: RefCell<Option<Rc<StateLog>>>,
     pub(super) settings: DeliveryConfig,
@@ -44,6 +48,7 @@ impl<S: PartitionSource> Delivery<S> {
         Delivery {
             source,
             groups: RefCell::new(BTreeMap::new()),
+            external: RefCell::new(BTreeMap::new()),
             quarantine: RefCell::new(QuarantineStore::new(shard)),
             log: RefCell::new(None),
             settings,
@@ -110,9 +115,11 @@ impl<S: PartitionSource> Delivery<S> {
         }
     }
 
-    /// This shard's groups, for list groups.
+    /// This shard's groups, for list groups: Shoal-protocol groups and
+    /// external (Kafka) ones.
     pub fn local_groups(&self) -> Vec<GroupSummary> {
-        self.groups
+        let mut out: Vec<GroupSummary> = self
+            .groups
             .borrow()
             .values()
             .map(|g| GroupSummary {
@@ -122,7 +129,9 @@ impl<S: PartitionSource> Delivery<S> {
                 members: g.members.len() as u32,
                 topics: g.topics().into_iter().collect(),
             })
-            .collect()
+            .collect();
+        out.extend(self.external_summaries());
+        out
     }
 
     /// Stops the timer, flushes and closes the state log (shutdown).

@@ -10,6 +10,7 @@
 //! | `f/<group>/<topic>/<partition>/<off>`  | failures of one pending record  |
 //! | `r/<group>/<topic>/<partition>/<off>`  | a redriven record awaiting ack  |
 //! | `q/<entry id>`                         | a quarantine entry              |
+//! | `x/<group>/<topic>/<partition>`        | an external (Kafka) group's committed offset, leader epoch, metadata, commit time |
 //!
 //! A record without a value is a tombstone. Values are rkyv archives read
 //! back through validated access. On start the log is replayed into a map
@@ -87,6 +88,15 @@ pub enum StateValue {
         redrive_count: u32,
     },
     Entry(QuarantineEntry),
+    /// Added after the variants above (rkyv tags them in order, and the
+    /// archived enum is no larger than with `Entry`, so older logs read
+    /// the same).
+    ExternalCommitted {
+        offset: u64,
+        leader_epoch: i32,
+        metadata: Option<String>,
+        commit_ms: i64,
+    },
 }
 
 /// The key of a state record.
@@ -110,6 +120,11 @@ pub enum StateKey {
         offset: u64,
     },
     Entry(u64),
+    ExternalCommitted {
+        group: String,
+        topic: String,
+        partition: u32,
+    },
 }
 
 impl StateKey {
@@ -137,6 +152,11 @@ impl StateKey {
                 format!("r{SEP}{group}{SEP}{topic}{SEP}{partition}{SEP}{offset}")
             }
             StateKey::Entry(id) => format!("q{SEP}{id}"),
+            StateKey::ExternalCommitted {
+                group,
+                topic,
+                partition,
+            } => format!("x{SEP}{group}{SEP}{topic}{SEP}{partition}"),
         };
         s.into_bytes()
     }
@@ -164,6 +184,11 @@ impl StateKey {
                 offset: f[4].parse().ok()?,
             }),
             ("q", 2) => Some(StateKey::Entry(f[1].parse().ok()?)),
+            ("x", 4) => Some(StateKey::ExternalCommitted {
+                group,
+                topic: topic?,
+                partition: f[3].parse().ok()?,
+            }),
             _ => None,
         }
     }
@@ -416,11 +441,67 @@ mod tests {
                 offset: 7,
             },
             StateKey::Entry(1 << 40),
+            StateKey::ExternalCommitted {
+                group: "kafka-g".into(),
+                topic: "t".into(),
+                partition: 12,
+            },
         ];
         for k in keys {
             assert_eq!(StateKey::decode(&k.encode()), Some(k));
         }
         assert_eq!(StateKey::decode(b"zz"), None);
+    }
+
+    /// A value written before `ExternalCommitted` existed reads back the
+    /// same: the new variant did not change the archived enum's layout.
+    #[test]
+    fn values_from_before_external_offsets_still_read() {
+        #[derive(rkyv::Archive, rkyv::Serialize)]
+        #[allow(dead_code)]
+        enum Before {
+            Committed(u64),
+            Failures {
+                failures: u32,
+                first_failure_ms: i64,
+                last_failure_ms: i64,
+                reason: String,
+            },
+            Redriven {
+                redrive_count: u32,
+            },
+            Entry(QuarantineEntry),
+        }
+        let old = [
+            (Before::Committed(77), StateValue::Committed(77)),
+            (
+                Before::Redriven { redrive_count: 3 },
+                StateValue::Redriven { redrive_count: 3 },
+            ),
+            (
+                Before::Failures {
+                    failures: 2,
+                    first_failure_ms: 10,
+                    last_failure_ms: 20,
+                    reason: "r".into(),
+                },
+                StateValue::Failures {
+                    failures: 2,
+                    first_failure_ms: 10,
+                    last_failure_ms: 20,
+                    reason: "r".into(),
+                },
+            ),
+        ];
+        for (before, now) in old {
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&before).unwrap();
+            let read = rkyv::from_bytes::<StateValue, rkyv::rancor::Error>(&bytes).unwrap();
+            assert_eq!(read, now);
+        }
+        assert_eq!(
+            std::mem::size_of::<ArchivedBefore>(),
+            std::mem::size_of::<ArchivedStateValue>()
+        );
     }
 
     fn log_bytes(dir: &std::path::Path) -> u64 {

@@ -6,12 +6,14 @@
 //! |------------|--------------------------------------------------------------|
 //! | [`native`] | Shoal's binary protocol (rkyv frames), shard-aware clients   |
 //! | [`http`]   | HTTP/JSON API and Prometheus `/metrics` (hyper over glommio)  |
-//! | [`kafka`]  | the Kafka wire protocol (issue 18): its sans-IO parts so far  |
+//! | [`kafka`]  | the Kafka wire protocol: existing Kafka clients, shard-aware |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
 //! | [`admission`] | per-shard and per-address connection limits               |
 //! | [`tls`]    | TLS for every listener: rustls over glommio, SIGHUP reload    |
+//! | [`frame_reader`] | receive-pool reservation, budgets and deadlines of framed connections |
 
 pub mod admission;
+pub mod frame_reader;
 pub mod http;
 pub mod kafka;
 pub mod native;

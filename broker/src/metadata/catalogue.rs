@@ -19,6 +19,9 @@ use shoal_protocol::messages::topic::CreateTopicRequest;
 use super::topic_registry::{TopicError, TopicMeta, TopicRegistry};
 
 const CATALOGUE_FILE: &str = "topics.meta";
+/// Leads the archive in catalogues written since topics have a replication
+/// factor (issue 14); a file without it is read in the older layout.
+const CATALOGUE_MAGIC: &[u8; 8] = b"SHCAT\x00\x02\x00";
 
 /// The durable catalogue file, written by shard 0 only.
 pub struct Catalogue {
@@ -81,9 +84,51 @@ impl Catalogue {
 
 fn encode_catalogue(list: &Vec<CreateTopicRequest>) -> Vec<u8> {
     let archive = rkyv::to_bytes::<rkyv::rancor::Error>(list).expect("catalogue archives");
-    let mut out = archive.to_vec();
-    out.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+    let mut out = CATALOGUE_MAGIC.to_vec();
+    out.extend_from_slice(&archive);
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// The topic config as catalogues before issue 14 stored it (no
+/// `replication_factor`): read so an upgraded broker keeps its topics.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct LegacyTopicConfig {
+    partitions: u32,
+    retention_ms: Option<u64>,
+    retention_bytes: Option<u64>,
+    compacted: bool,
+    tombstone_retention_ms: u64,
+    flush: shoal_protocol::messages::topic::FlushPolicy,
+    dedup_window_ms: u64,
+    retry: shoal_protocol::messages::topic::RetryPolicy,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct LegacyCreateTopicRequest {
+    name: String,
+    config: LegacyTopicConfig,
+}
+
+impl From<LegacyCreateTopicRequest> for CreateTopicRequest {
+    fn from(old: LegacyCreateTopicRequest) -> Self {
+        let c = old.config;
+        CreateTopicRequest {
+            name: old.name,
+            config: shoal_protocol::messages::topic::TopicConfig {
+                partitions: c.partitions,
+                retention_ms: c.retention_ms,
+                retention_bytes: c.retention_bytes,
+                compacted: c.compacted,
+                tombstone_retention_ms: c.tombstone_retention_ms,
+                flush: c.flush,
+                dedup_window_ms: c.dedup_window_ms,
+                retry: c.retry,
+                replication_factor: 1,
+            },
+        }
+    }
 }
 
 fn decode_catalogue(bytes: &[u8]) -> Result<Vec<CreateTopicRequest>, String> {
@@ -95,8 +140,19 @@ fn decode_catalogue(bytes: &[u8]) -> Result<Vec<CreateTopicRequest>, String> {
     if crc32c::crc32c(archive) != expected {
         return Err("checksum mismatch".into());
     }
+    // Files since issue 14 start with the magic; older ones hold the
+    // layout before `replication_factor`.
+    let (archive, legacy) = match archive.strip_prefix(CATALOGUE_MAGIC) {
+        Some(rest) => (rest, false),
+        None => (archive, true),
+    };
     let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archive.len());
     aligned.extend_from_slice(archive);
+    if legacy {
+        return rkyv::from_bytes::<Vec<LegacyCreateTopicRequest>, rkyv::rancor::Error>(&aligned)
+            .map(|old| old.into_iter().map(CreateTopicRequest::from).collect())
+            .map_err(|e| e.to_string());
+    }
     rkyv::from_bytes::<Vec<CreateTopicRequest>, rkyv::rancor::Error>(&aligned).map_err(|e| e.to_string())
 }
 
@@ -134,5 +190,39 @@ mod tests {
         bytes[0] ^= 1;
         std::fs::write(&path, bytes).unwrap();
         assert!(matches!(cat.load(), Err(TopicError::Corrupt { .. })));
+    }
+
+    /// A catalogue written before topics had a replication factor loads,
+    /// its topics with factor 1.
+    #[test]
+    fn legacy_catalogue_loads() {
+        let d = TopicConfig::default();
+        let old = vec![LegacyCreateTopicRequest {
+            name: "old".into(),
+            config: LegacyTopicConfig {
+                partitions: 7,
+                retention_ms: Some(5),
+                retention_bytes: None,
+                compacted: true,
+                tombstone_retention_ms: d.tombstone_retention_ms,
+                flush: d.flush,
+                dedup_window_ms: 9,
+                retry: d.retry,
+            },
+        }];
+        let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&old).unwrap();
+        let mut bytes = archive.to_vec();
+        bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
+        let loaded = decode_catalogue(&bytes).unwrap();
+        assert_eq!(loaded.len(), 1);
+        let c = &loaded[0].config;
+        assert_eq!(
+            (loaded[0].name.as_str(), c.partitions, c.compacted),
+            ("old", 7, true)
+        );
+        assert_eq!(
+            (c.retention_ms, c.dedup_window_ms, c.replication_factor),
+            (Some(5), 9, 1)
+        );
     }
 }

@@ -214,6 +214,22 @@ impl SecurityService {
         self.snapshot().users.get(user).cloned()
     }
 
+    /// Whether `password` is `user`'s (SASL/PLAIN): the stored SCRAM
+    /// credential is derived again from the password and compared in
+    /// constant time. An unknown user costs the same derivation, so the
+    /// answer's timing does not say whether the user exists.
+    pub fn verify_password(&self, user: &str, password: &str) -> bool {
+        let stored = self.credential(user);
+        let (salt, iterations) = match &stored {
+            Some(c) => (c.salt.clone(), c.iterations),
+            None => (self.scram_secret.to_vec(), scram::ITERATIONS_DEFAULT),
+        };
+        let Ok(derived) = scram::ScramCredential::derive(password, &salt, iterations) else {
+            return false;
+        };
+        stored.is_some_and(|c| scram::constant_time_eq(&c.stored_key, &derived.stored_key))
+    }
+
     /// The user a bearer token authenticates as.
     pub fn token_user(&self, token: &str) -> Option<String> {
         let hash = hex(&scram::sha256(token.as_bytes()));

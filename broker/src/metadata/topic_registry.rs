@@ -81,6 +81,9 @@ pub fn validate_config(config: &TopicConfig) -> Result<(), TopicError> {
     if let shoal_protocol::messages::topic::FlushPolicy::IntervalMs(0) = config.flush {
         return bad("flush interval must be > 0 ms");
     }
+    if config.replication_factor == 0 {
+        return bad("replication_factor must be at least 1");
+    }
     Ok(())
 }
 

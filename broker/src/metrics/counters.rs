@@ -4,9 +4,9 @@
 //! its executor touches them). Readers (the HTTP `/metrics` endpoint and the
 //! stats APIs) ask each shard for a snapshot over the mesh and add them up.
 //!
-//! The HTTP front end's counters live in a thread-local ([`http`]): each
-//! shard is exactly one executor thread, so a thread-local is shard-local
-//! without the front end reaching into the shard's state.
+//! The HTTP and Kafka front ends' counters live in thread-locals ([`http`],
+//! [`kafka`]): each shard is exactly one executor thread, so a thread-local
+//! is shard-local without the front end reaching into the shard's state.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -191,6 +191,119 @@ pub mod http {
                 .iter()
                 .map(|(d, hist)| (*d, hist.clone()))
                 .collect(),
+        })
+    }
+}
+
+/// The Kafka front end's counters of this shard (thread-local, see above).
+/// Requests and errors are kept by Kafka's own numbers (API key, error
+/// code); the Prometheus renderer names them.
+pub mod kafka {
+    use super::*;
+
+    #[derive(Default)]
+    struct KafkaCounters {
+        connections_open: Cell<u64>,
+        connections_total: Cell<u64>,
+        /// Closed for a malformed or refused request.
+        connections_rejected: Cell<u64>,
+        /// Closed by the frame-read or idle deadline.
+        connections_expired: Cell<u64>,
+        bytes_in: Cell<u64>,
+        bytes_out: Cell<u64>,
+        /// Requests by API key.
+        requests: RefCell<BTreeMap<i16, u64>>,
+        /// Error codes answered, by (API key, Kafka error code); a request
+        /// refused before its API was known counts under key −1.
+        errors: RefCell<BTreeMap<(i16, i16), u64>>,
+        /// Produce latency from decode to the reply, in µs.
+        produce_latency_us: RefCell<Option<Histogram<u64>>>,
+    }
+
+    thread_local! {
+        static KAFKA: KafkaCounters = KafkaCounters::default();
+    }
+
+    /// This shard's Kafka counters, copied out for a snapshot.
+    #[derive(Debug, Clone, Default)]
+    pub struct KafkaFigures {
+        pub connections_open: u64,
+        pub connections_total: u64,
+        pub connections_rejected: u64,
+        pub connections_expired: u64,
+        pub bytes_in: u64,
+        pub bytes_out: u64,
+        pub requests: Vec<(i16, u64)>,
+        pub errors: Vec<(i16, i16, u64)>,
+        pub produce_latency_us: Option<Histogram<u64>>,
+    }
+
+    /// Counts an open Kafka connection for as long as it lives.
+    pub struct ConnectionGuard(());
+
+    impl ConnectionGuard {
+        pub fn open() -> ConnectionGuard {
+            KAFKA.with(|k| {
+                add(&k.connections_open, 1);
+                add(&k.connections_total, 1);
+            });
+            ConnectionGuard(())
+        }
+    }
+
+    impl Drop for ConnectionGuard {
+        fn drop(&mut self) {
+            KAFKA.with(|k| k.connections_open.set(k.connections_open.get().saturating_sub(1)));
+        }
+    }
+
+    pub fn count_rejected() {
+        KAFKA.with(|k| add(&k.connections_rejected, 1));
+    }
+
+    pub fn count_expired() {
+        KAFKA.with(|k| add(&k.connections_expired, 1));
+    }
+
+    pub fn count_bytes_in(n: u64) {
+        KAFKA.with(|k| add(&k.bytes_in, n));
+    }
+
+    pub fn count_bytes_out(n: u64) {
+        KAFKA.with(|k| add(&k.bytes_out, n));
+    }
+
+    pub fn count_request(api_key: i16) {
+        KAFKA.with(|k| *k.requests.borrow_mut().entry(api_key).or_insert(0) += 1);
+    }
+
+    /// Counts one error code answered (0 is not an error and is skipped).
+    pub fn count_error(api_key: i16, code: i16) {
+        if code != 0 {
+            KAFKA.with(|k| *k.errors.borrow_mut().entry((api_key, code)).or_insert(0) += 1);
+        }
+    }
+
+    pub fn record_produce_latency(micros: u64) {
+        KAFKA.with(|k| {
+            let mut hist = k.produce_latency_us.borrow_mut();
+            let hist = hist.get_or_insert_with(latency_histogram);
+            let _ = hist.record(micros.clamp(1, LATENCY_US_MAX));
+        });
+    }
+
+    /// Copies this shard's Kafka counters out.
+    pub fn figures() -> KafkaFigures {
+        KAFKA.with(|k| KafkaFigures {
+            connections_open: k.connections_open.get(),
+            connections_total: k.connections_total.get(),
+            connections_rejected: k.connections_rejected.get(),
+            connections_expired: k.connections_expired.get(),
+            bytes_in: k.bytes_in.get(),
+            bytes_out: k.bytes_out.get(),
+            requests: k.requests.borrow().iter().map(|(a, n)| (*a, *n)).collect(),
+            errors: k.errors.borrow().iter().map(|((a, c), n)| (*a, *c, *n)).collect(),
+            produce_latency_us: k.produce_latency_us.borrow().clone(),
         })
     }
 }

@@ -9,6 +9,7 @@
 //! rendered over [`BUCKETS_S`]) and storage's fixed fdatasync buckets
 //! (`shoal_storage::SYNC_LATENCY_BOUNDS_US`), written by one bucket writer.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
@@ -213,7 +214,7 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: "shoal_cross_core_calls_total",
         kind: Kind::Counter,
-        help: "Mesh calls sent to another shard, by kind (produce, fetch, list_offsets, admin, stats, delivery).",
+        help: "Mesh calls sent to another shard, by kind (produce, fetch, list_offsets, admin, stats, delivery, submitted).",
         samples: cross_core_calls,
     },
     Family {
@@ -232,13 +233,33 @@ pub const FAMILIES: &[Family] = &[
         name: "shoal_connections_open",
         kind: Kind::Gauge,
         help: "Open client connections.",
-        samples: |s, e| per_front_door(s, e, |x| x.native_connections_open, |x| x.http.connections_open),
+        samples: |s, e| {
+            per_front_door(
+                s,
+                e,
+                [
+                    |x| x.native_connections_open,
+                    |x| x.http.connections_open,
+                    |x| x.kafka.connections_open,
+                ],
+            )
+        },
     },
     Family {
         name: "shoal_connections_total",
         kind: Kind::Counter,
         help: "Client connections accepted.",
-        samples: |s, e| per_front_door(s, e, |x| x.native_connections_total, |x| x.http.connections_total),
+        samples: |s, e| {
+            per_front_door(
+                s,
+                e,
+                [
+                    |x| x.native_connections_total,
+                    |x| x.http.connections_total,
+                    |x| x.kafka.connections_total,
+                ],
+            )
+        },
     },
     Family {
         name: "shoal_request_errors_total",
@@ -249,7 +270,7 @@ pub const FAMILIES: &[Family] = &[
     Family {
         name: "shoal_produce_ack_latency_seconds",
         kind: Kind::Histogram,
-        help: "Produce latency from request decode to ack, by front door (http: by durability reached).",
+        help: "Produce latency from request decode to ack, by front door (http: by durability reached; kafka: acks=1 and acks=all).",
         samples: produce_latency,
     },
     // The HTTP front door.
@@ -270,6 +291,43 @@ pub const FAMILIES: &[Family] = &[
         kind: Kind::Counter,
         help: "HTTP connections closed by the header-read or idle deadline.",
         samples: |s, e| per_shard(s, e, |x| x.http.deadline_closes),
+    },
+    // The Kafka front door.
+    Family {
+        name: "shoal_kafka_requests_total",
+        kind: Kind::Counter,
+        help: "Kafka-protocol requests received, by API.",
+        samples: kafka_requests,
+    },
+    Family {
+        name: "shoal_kafka_errors_total",
+        kind: Kind::Counter,
+        help: "Kafka error codes answered, by API and Kafka error name (api=\"unknown\": refused before the API was known).",
+        samples: kafka_errors,
+    },
+    Family {
+        name: "shoal_kafka_bytes_in_total",
+        kind: Kind::Counter,
+        help: "Bytes read from Kafka-protocol sockets.",
+        samples: |s, e| per_shard(s, e, |x| x.kafka.bytes_in),
+    },
+    Family {
+        name: "shoal_kafka_bytes_out_total",
+        kind: Kind::Counter,
+        help: "Bytes written to Kafka-protocol sockets.",
+        samples: |s, e| per_shard(s, e, |x| x.kafka.bytes_out),
+    },
+    Family {
+        name: "shoal_kafka_connections_rejected_total",
+        kind: Kind::Counter,
+        help: "Kafka connections closed for a malformed, oversized or unserved request.",
+        samples: |s, e| per_shard(s, e, |x| x.kafka.connections_rejected),
+    },
+    Family {
+        name: "shoal_kafka_connections_expired_total",
+        kind: Kind::Counter,
+        help: "Kafka connections closed by the frame-read or idle deadline.",
+        samples: |s, e| per_shard(s, e, |x| x.kafka.connections_expired),
     },
     // Per consumer group partition, from the group's coordinator.
     Family {
@@ -486,15 +544,11 @@ fn per_shard(s: &BrokerSnapshot, e: &mut Emit<'_>, pick: fn(&ShardSnapshot) -> u
     }
 }
 
-fn per_front_door(
-    s: &BrokerSnapshot,
-    e: &mut Emit<'_>,
-    native: fn(&ShardSnapshot) -> u64,
-    http: fn(&ShardSnapshot) -> u64,
-) {
+/// One sample per shard and front door; `picks` are native, HTTP, Kafka.
+fn per_front_door(s: &BrokerSnapshot, e: &mut Emit<'_>, picks: [fn(&ShardSnapshot) -> u64; 3]) {
     for shard in &s.shards {
         let id = shard.shard.to_string();
-        for (door, pick) in [("native", native), ("http", http)] {
+        for (door, pick) in ["native", "http", "kafka"].into_iter().zip(picks) {
             let labels = [("shard", id.as_str()), ("front_door", door)];
             e(&labels, Sample::Value(pick(shard) as f64));
         }
@@ -550,6 +604,64 @@ fn request_errors(s: &BrokerSnapshot, e: &mut Emit<'_>) {
             ];
             e(&labels, Sample::Value(*n as f64));
         }
+        let mut kafka: BTreeMap<i16, u64> = BTreeMap::new();
+        for (_, code, n) in &shard.kafka.errors {
+            *kafka.entry(*code).or_insert(0) += n;
+        }
+        for (code, n) in kafka {
+            let name = kafka_error_name(code);
+            let labels = [("shard", id.as_str()), ("front_door", "kafka"), ("code", &name)];
+            e(&labels, Sample::Value(n as f64));
+        }
+    }
+}
+
+/// A Kafka API key's name as Kafka's documentation spells it (`Produce`).
+fn kafka_api_name(key: i16) -> String {
+    kafka_protocol::messages::ApiKey::try_from(key)
+        .map_or_else(|_| "unknown".to_string(), |k| format!("{k:?}"))
+}
+
+/// A Kafka error code's name as Kafka's documentation spells it
+/// (`UNKNOWN_TOPIC_OR_PARTITION`), or its number when unknown.
+fn kafka_error_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        None => "NONE".to_string(),
+        Some(kafka_protocol::ResponseError::Unknown(n)) => n.to_string(),
+        Some(e) => {
+            let camel = format!("{e:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (i, c) in camel.chars().enumerate() {
+                if c.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}
+
+fn kafka_requests(s: &BrokerSnapshot, e: &mut Emit<'_>) {
+    for shard in &s.shards {
+        let id = shard.shard.to_string();
+        for (key, n) in &shard.kafka.requests {
+            let api = kafka_api_name(*key);
+            e(&[("shard", &id), ("api", &api)], Sample::Value(*n as f64));
+        }
+    }
+}
+
+fn kafka_errors(s: &BrokerSnapshot, e: &mut Emit<'_>) {
+    for shard in &s.shards {
+        let id = shard.shard.to_string();
+        for (key, code, n) in &shard.kafka.errors {
+            let (api, name) = (kafka_api_name(*key), kafka_error_name(*code));
+            e(
+                &[("shard", &id), ("api", &api), ("code", &name)],
+                Sample::Value(*n as f64),
+            );
+        }
     }
 }
 
@@ -562,6 +674,14 @@ fn produce_latency(s: &BrokerSnapshot, e: &mut Emit<'_>) {
             ("durability", "any"),
         ];
         e(&native, Sample::Hdr(&shard.native_produce_latency_us));
+        if let Some(hist) = &shard.kafka.produce_latency_us {
+            let labels = [
+                ("shard", id.as_str()),
+                ("front_door", "kafka"),
+                ("durability", "any"),
+            ];
+            e(&labels, Sample::Hdr(hist));
+        }
         for (durability, hist) in &shard.http.produce_ack_us {
             let labels = [
                 ("shard", id.as_str()),
@@ -644,6 +764,17 @@ mod tests {
              x_seconds_sum{shard=\"0\"} 0.5\n\
              x_seconds_count{shard=\"0\"} 4\n"
         );
+    }
+
+    /// Kafka's API and error names come out as Kafka spells them.
+    #[test]
+    fn kafka_names() {
+        assert_eq!(kafka_api_name(0), "Produce");
+        assert_eq!(kafka_api_name(-7), "unknown");
+        assert_eq!(kafka_error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(kafka_error_name(56), "KAFKA_STORAGE_ERROR");
+        assert_eq!(kafka_error_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(kafka_error_name(9999), "9999");
     }
 
     /// Label values are escaped.

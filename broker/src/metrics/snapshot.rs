@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use shoal_protocol::messages::stats::GroupStatsResponse;
 
 use super::counters::http::HttpFigures;
+use super::counters::kafka::KafkaFigures;
 use crate::partition::PartitionFigures;
 
 /// One partition's figures on its owner.
@@ -48,6 +49,7 @@ pub struct ShardSnapshot {
     /// Native requests served, by API key number.
     pub native_requests: Vec<u64>,
     pub http: HttpFigures,
+    pub kafka: KafkaFigures,
     pub partitions: Vec<PartitionSample>,
 }
 

@@ -53,6 +53,9 @@ impl Replica {
     /// Appends the batches of one produce request, in order, and returns
     /// once they reached the topic's acknowledged durability.
     pub async fn append(&self, batches: Vec<BytesMut>) -> BrokerResult<Appended> {
+        if self.raft.is_some() {
+            return self.append_replicated(batches).await;
+        }
         let log = self.log()?.clone();
         let limits = self.limits;
         let mut headers = Vec::with_capacity(batches.len());
@@ -91,6 +94,44 @@ impl Replica {
             appended.durability = self.await_originals(&log, &appended.duplicates).await?;
         }
         Ok(appended)
+    }
+
+    /// A replicated partition: validate, propose through raft, answer once
+    /// a majority has the batches fsynced (`acks = quorum`). The dedup
+    /// window and producer sequences are not applied here yet (they must
+    /// be rebuilt from committed entries on every replica to survive a
+    /// leader change; see docs/replication.md).
+    async fn append_replicated(&self, batches: Vec<BytesMut>) -> BrokerResult<Appended> {
+        use super::raft_group::ProposeError;
+        let log = self.log()?.clone();
+        let (group, replication) = self.raft.as_ref().expect("replicated");
+        for b in &batches {
+            batch::validate(b, &self.limits).map_err(|e| BrokerError::CorruptBatch(e.to_string()))?;
+        }
+        let not_leader = |leader: u64| BrokerError::NotLeader {
+            topic: self.topic.name.clone(),
+            partition: self.id,
+            leader,
+            address: u32::try_from(leader)
+                .ok()
+                .and_then(|id| replication.cluster().client_addr(crate::cluster::NodeId(id))),
+        };
+        let proposed = group.propose(batches);
+        replication.wake();
+        match proposed.await {
+            Ok(c) => Ok(Appended {
+                base_offset: c.base_offset,
+                records: c.records,
+                log_start: log.log_start_offset(),
+                append_time_ms: c.append_time_ms,
+                durability: Durability::Replicated,
+                duplicates: Vec::new(),
+            }),
+            Err(ProposeError::NotLeader { leader }) => Err(not_leader(leader)),
+            Err(ProposeError::Superseded) => Err(not_leader(group.leader())),
+            Err(ProposeError::Dropped(reason)) => Err(BrokerError::Timeout(reason)),
+            Err(ProposeError::Fenced(reason)) => Err(BrokerError::PartitionFenced(reason)),
+        }
     }
 
     /// Waits until every original of the duplicates is visible to readers

@@ -5,10 +5,12 @@
 //! the log is opened with `hw_follows_ack = false`, and the service moves
 //! the watermark (`PartitionLog::set_high_watermark`, which bounds reads and
 //! wakes long polls) once an append reached the durability the topic's flush
-//! policy acknowledges. On a single node that is the acknowledged end;
-//! replication will move it to the raft commit index instead, in this file
-//! and nowhere else. A failed open keeps the partition as fenced (every
-//! request gets the reason) rather than failing the shard.
+//! policy acknowledges. On a single node that is the acknowledged end; a
+//! replicated partition (replication factor > 1 in a cluster) moves it to
+//! the end of the raft commit index instead ([`raise_watermark`], called by
+//! its raft group on every commit), in this file and nowhere else. A
+//! failed open keeps the partition as fenced (every request gets the
+//! reason) rather than failing the shard.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,8 @@ use shoal_protocol::messages::topic::FlushPolicy as TopicFlush;
 use shoal_storage::{LogConfig, PartitionLog};
 
 use super::dedup::{IdHasher, IdWindow, ProducerSequences};
+use super::raft_group::RaftGroup;
+use super::replication::{placement, Replication};
 use crate::error::{BrokerError, BrokerResult};
 use crate::ids::PartitionId;
 use crate::metadata::TopicMeta;
@@ -54,6 +58,9 @@ pub struct Replica {
     /// request's ids interleave between the window lookup and the insert.
     pub(super) dedup_lock: Semaphore,
     pub(super) limits: BatchLimits,
+    /// A replicated partition's raft group on this node, and the shard's
+    /// replication (for the leader's address).
+    pub(super) raft: Option<(Rc<RaftGroup>, Rc<Replication>)>,
 }
 
 /// What a replica needs from its shard to open.
@@ -61,6 +68,8 @@ pub struct OpenContext<'a> {
     pub config: &'a Config,
     pub shard_count: u32,
     pub log_queue: TaskQueueHandle,
+    /// This shard's replication, on a cluster member.
+    pub replication: Option<Rc<Replication>>,
 }
 
 impl Replica {
@@ -81,6 +90,16 @@ impl Replica {
                 Err(e.to_string())
             }
         };
+        let (log, raft) = match log {
+            Ok(log) => match open_raft(ctx, &topic, id, &dir, &log).await {
+                Ok(raft) => (Ok(log), raft),
+                Err(e) => {
+                    tracing::error!(topic = %topic.name, partition = %id, error = %e, "replicated partition fenced on open");
+                    (Err(e), None)
+                }
+            },
+            Err(e) => (Err(e), None),
+        };
         let replica = Rc::new(Replica {
             topic,
             id,
@@ -91,6 +110,7 @@ impl Replica {
             sequences: RefCell::new(ProducerSequences::default()),
             dedup_lock: Semaphore::new(1),
             limits,
+            raft,
         });
         replica.rebuild_dedup_window().await;
         replica
@@ -158,8 +178,16 @@ impl Replica {
         }
     }
 
+    /// The raft group, when this partition is replicated.
+    pub fn raft(&self) -> Option<&Rc<RaftGroup>> {
+        self.raft.as_ref().map(|(g, _)| g)
+    }
+
     /// Flushes and closes the log (shutdown, topic deletion).
     pub async fn close(&self) {
+        if let Some((group, _)) = &self.raft {
+            group.close().await;
+        }
         if let Ok(log) = &self.log {
             if let Err(e) = log.close().await {
                 tracing::error!(topic = %self.topic.name, partition = %self.id, error = %e, "close failed");
@@ -242,6 +270,53 @@ impl Replica {
             }
         }
     }
+}
+
+/// Moves a replicated partition's high watermark to `end`, the end offset
+/// of its raft commit index (the raft group calls it on every commit).
+/// Never moves it backwards.
+pub(super) fn raise_watermark(log: &PartitionLog, end: u64) {
+    if end > log.high_watermark() {
+        log.set_high_watermark(end);
+    }
+}
+
+/// Opens the raft group of a replicated partition whose replicas include
+/// this node; `None` for a partition that is not replicated.
+async fn open_raft(
+    ctx: &OpenContext<'_>,
+    topic: &TopicMeta,
+    id: PartitionId,
+    dir: &Path,
+    log: &Rc<PartitionLog>,
+) -> Result<Option<(Rc<RaftGroup>, Rc<Replication>)>, String> {
+    let Some(replication) = ctx.replication.clone() else {
+        return Ok(None);
+    };
+    let rf = topic.config.replication_factor;
+    if rf <= 1 {
+        return Ok(None);
+    }
+    let voters = placement(&replication.nodes(), &topic.name, id.get(), rf);
+    if !voters.contains(&replication.me()) {
+        return Err(format!("this node is not among the replicas {voters:?}"));
+    }
+    let weak = Rc::downgrade(log);
+    let on_commit = Box::new(move |end: u64| {
+        if let Some(log) = weak.upgrade() {
+            raise_watermark(&log, end);
+        }
+    });
+    let group = RaftGroup::open(
+        replication.me(),
+        &voters,
+        dir.to_path_buf(),
+        log.clone(),
+        on_commit,
+    )
+    .await?;
+    replication.add(&topic.name, id.get(), group.clone());
+    Ok(Some((group, replication)))
 }
 
 /// Bytes of segment files in a partition directory (segments keep their

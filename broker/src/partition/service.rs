@@ -20,6 +20,8 @@ use shoal_protocol::partitioner::shard_for_partition;
 use super::append::Appended;
 use super::read::{ListedOffset, OffsetQuery, PartitionView, ReadBatches};
 use super::replica::{OpenContext, PartitionFigures, Replica};
+use super::replication::Replication;
+use crate::cluster::ClusterNode;
 use crate::error::{BrokerError, BrokerResult};
 use crate::ids::{Offset, PartitionId, ShardId};
 use crate::metadata::TopicMeta;
@@ -41,18 +43,32 @@ pub struct PartitionService {
     config: Rc<Config>,
     log_queue: TaskQueueHandle,
     topics: RefCell<HashMap<String, Vec<Slot>>>,
+    /// Raft groups of the replicated partitions here (cluster members).
+    replication: Option<Rc<Replication>>,
 }
 
 impl PartitionService {
     /// `log_queue` is the task queue of every local log's writer and syncer.
-    pub fn new(shard: ShardId, shard_count: u32, config: Rc<Config>, log_queue: TaskQueueHandle) -> Self {
+    pub fn new(
+        shard: ShardId,
+        shard_count: u32,
+        config: Rc<Config>,
+        log_queue: TaskQueueHandle,
+        cluster: Option<Rc<ClusterNode>>,
+    ) -> Self {
         PartitionService {
             shard,
             shard_count,
             config,
             log_queue,
             topics: RefCell::new(HashMap::new()),
+            replication: cluster.map(Replication::new),
         }
+    }
+
+    /// This shard's replication driver, on a cluster member.
+    pub fn replication(&self) -> Option<&Rc<Replication>> {
+        self.replication.as_ref()
     }
 
     /// Directory of one partition's log.
@@ -92,6 +108,7 @@ impl PartitionService {
             config: &self.config,
             shard_count: self.shard_count,
             log_queue: self.log_queue,
+            replication: self.replication.clone(),
         };
         for p in (0..meta.config.partitions).map(PartitionId) {
             if !self.owns(&meta.name, p) {
@@ -117,6 +134,9 @@ impl PartitionService {
     /// Closes the local partitions of `topic` and deletes their data.
     pub async fn drop_topic(&self, name: &str) {
         let removed = self.topics.borrow_mut().remove(name);
+        if let Some(replication) = &self.replication {
+            replication.remove_topic(name);
+        }
         let open = removed.into_iter().flatten().filter_map(|slot| match slot {
             Slot::Open(replica) => Some(replica),
             _ => None,

@@ -21,6 +21,8 @@
 //! | heartbeat, leave, poll, ack, nack, commit | group | consume   |
 //! | group stats                            | group    | describe   |
 //! | seek, redrive                          | group    | alter      |
+//! | Kafka join, sync, heartbeat, leave, offset commit | group (topic) | consume (consume) |
+//! | Kafka offset fetch, describe groups, find coordinator | group (topic) | describe (describe) |
 //! | purge with a group filter / without    | group / topic | alter |
 //! | users, tokens, ACLs                    | cluster  | admin      |
 //!
@@ -308,6 +310,27 @@ impl Access<'_> {
     pub async fn topic_stats(&self, req: TopicStatsRequest) -> BrokerResult<TopicStatsResponse> {
         self.check(Resource::Topic(&req.topic), Operation::Describe)?;
         self.shard.topic_stats(req).await
+    }
+
+    /// Runs a Kafka group's work on its coordinating shard once the caller
+    /// may do `op` on the group (the Kafka front end keeps its group
+    /// coordinators there). The check runs here, on the shard the request
+    /// entered; the submitted work is authorized work.
+    pub async fn group_submit<T, F, Fut>(&self, group: &str, op: Operation, work: F) -> BrokerResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        self.check(Resource::Group(group), op)?;
+        let coordinator = self.shard.coordinator(group);
+        self.shard.submit_to(coordinator, work).await
+    }
+
+    /// Ok when the caller may do `op` on `group` (a Kafka FindCoordinator
+    /// or a group listing, which reach no service).
+    pub fn require_group(&self, group: &str, op: Operation) -> BrokerResult<()> {
+        self.check(Resource::Group(group), op)
     }
 
     /// Users, tokens and ACLs: cluster `admin` only; changes are audited.

@@ -11,6 +11,11 @@ use shoal_protocol::messages::group::*;
 use shoal_protocol::messages::stats::*;
 use shoal_protocol::messages::topic::TopicConfig;
 
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
 use crate::delivery::{Polled, TopicLag};
 use crate::error::BrokerResult;
 use crate::ids::{Offset, PartitionId};
@@ -18,6 +23,24 @@ use crate::mesh::MeshCall;
 use crate::metadata::TopicMeta;
 use crate::metrics::ShardSnapshot;
 use crate::partition::{Appended, ListedOffset, OffsetQuery, PartitionFigures, PartitionView, ReadBatches};
+
+/// The result of submitted work ([`super::submit`]), type-erased for the
+/// trip back.
+pub type Submitted = Box<dyn Any + Send>;
+
+/// The future submitted work returns on its target shard.
+pub type SubmittedFuture = Pin<Box<dyn Future<Output = Submitted>>>;
+
+/// Work to run on another shard, given that shard (as `Rc<dyn Any>`, so
+/// that this file, which the shard's state imports, need not import it;
+/// [`super::submit`] wraps and unwraps it).
+pub struct SubmittedWork(pub Box<dyn FnOnce(Rc<dyn Any>) -> SubmittedFuture + Send>);
+
+impl std::fmt::Debug for SubmittedWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SubmittedWork")
+    }
+}
 
 /// A request to another shard.
 #[derive(Debug)]
@@ -66,6 +89,9 @@ pub enum ShardCall {
     Group(Box<GroupCall>),
     /// Stop serving and flush (shutdown).
     Shutdown,
+    /// Run a front end's work here ([`super::submit`]): the Kafka front
+    /// end's group coordination, on the group's coordinating shard.
+    Submit(SubmittedWork),
 }
 
 /// A delivery request crossing to another shard.
@@ -134,12 +160,21 @@ pub enum ShardReply {
     Group(Box<GroupReply>),
     Metrics(Box<ShardSnapshot>),
     Ready(Result<(), NotReady>),
+    /// The result of [`ShardCall::Submit`], type-erased.
+    Submitted(Submitted),
     Done,
 }
 
 impl MeshCall for ShardCall {
-    const KINDS: &'static [&'static str] =
-        &["produce", "fetch", "list_offsets", "admin", "stats", "delivery"];
+    const KINDS: &'static [&'static str] = &[
+        "produce",
+        "fetch",
+        "list_offsets",
+        "admin",
+        "stats",
+        "delivery",
+        "submitted",
+    ];
 
     /// The hot path (produce, fetch) is counted apart from admin, stats and
     /// group traffic.
@@ -158,6 +193,7 @@ impl MeshCall for ShardCall {
             | ShardCall::MetricsSnapshot
             | ShardCall::Ready => 4,
             ShardCall::Group(_) => 5,
+            ShardCall::Submit(_) => 6,
         }
     }
 }

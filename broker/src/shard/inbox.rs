@@ -77,6 +77,7 @@ impl Shard {
                 self.shutdown().await;
                 ShardReply::Done
             }
+            ShardCall::Submit(work) => ShardReply::Submitted(self.run_submitted(work).await),
         }
     }
 }

@@ -13,6 +13,8 @@
 //! | [`source`]         | delivery's handle to partitions (routes to the owner)    |
 //! | [`snapshot`]       | metrics snapshots and readiness                          |
 //! | [`lifecycle`]      | start, maintenance loop, shutdown                        |
+//! | [`submit`]         | running a front end's work on another shard (submit_to)  |
+//! | [`route_kafka`]    | Kafka groups' committed offsets in the delivery service  |
 //!
 //! Ownership: partition `p` of topic `t` lives on shard
 //! `(murmur2(t) + p) % shards`, group `g` on `murmur2(g) % shards`. Work
@@ -25,12 +27,14 @@ pub mod inbox;
 pub mod lifecycle;
 pub mod route;
 pub mod route_groups;
+pub mod route_kafka;
 pub mod snapshot;
 pub mod source;
 pub mod state;
+pub mod submit;
 pub mod topic_admin;
 
 pub use access::Access;
 pub use route::{FetchSpec, PartitionRead, Produced, FETCH_WAIT_MS_MAX, PRODUCE_TIMEOUT_MS_MAX};
 pub use snapshot::Readiness;
-pub use state::{Ports, Shard, ShardMesh};
+pub use state::{KafkaPorts, Ports, Shard, ShardMesh};

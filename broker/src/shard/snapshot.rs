@@ -8,7 +8,7 @@ use super::call::{NotReady, ShardCall, ShardReply};
 use super::state::Shard;
 use crate::ids::ShardId;
 use crate::mesh::MeshCall;
-use crate::metrics::counters::http;
+use crate::metrics::counters::{http, kafka};
 use crate::metrics::{BrokerSnapshot, PartitionSample, ShardSnapshot};
 
 /// Readiness of the whole broker.
@@ -67,6 +67,7 @@ impl Shard {
                 .collect(),
             native_requests: m.requests.borrow().clone(),
             http: http::figures(),
+            kafka: kafka::figures(),
             partitions,
         }
     }

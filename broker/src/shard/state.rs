@@ -16,6 +16,7 @@ use shoal_config::Config;
 use shoal_protocol::partitioner::{shard_for_group, shard_for_partition};
 
 use super::call::{ShardCall, ShardReply};
+use crate::cluster::ClusterNode;
 use crate::delivery::Delivery;
 use crate::ids::{PartitionId, ShardId};
 use crate::mesh::Mesh;
@@ -34,6 +35,17 @@ pub struct Ports {
     pub shared: u16,
     pub shard_ports: Vec<u16>,
     pub http: u16,
+    /// The Kafka listener's, when it is on.
+    pub kafka: Option<KafkaPorts>,
+}
+
+/// Where Kafka clients reach the broker: the host advertised in Metadata,
+/// the shared port, and shard `i`'s own port (Kafka broker id `i`).
+#[derive(Debug, Clone)]
+pub struct KafkaPorts {
+    pub host: String,
+    pub shared: u16,
+    pub shard_ports: Vec<u16>,
 }
 
 /// Delivery's handle to partition data: this shard, held weakly (the shard
@@ -66,6 +78,8 @@ pub struct Shard {
     admin_turn: Semaphore,
     /// Users, tokens, ACLs: this shard's view of the process-wide service.
     security: ShardView,
+    /// This shard's node links; `None` on a single node.
+    cluster: Option<Rc<ClusterNode>>,
 }
 
 impl Shard {
@@ -85,7 +99,13 @@ impl Shard {
         // completed disk write gets the writer scheduled ahead of the
         // request handlers that are copying the next batches in.
         let log_queue = crate::runtime::io_queue("log-flush");
-        let partitions = PartitionService::new(id, count, config.clone(), log_queue);
+        let cluster = ClusterNode::new(
+            &config,
+            id.get(),
+            count,
+            format!("{}:{}", ports.host, ports.shared),
+        );
+        let partitions = PartitionService::new(id, count, config.clone(), log_queue, cluster.clone());
         let settings = config.delivery.clone();
         Rc::new_cyclic(|me: &Weak<Shard>| Shard {
             id,
@@ -104,6 +124,7 @@ impl Shard {
             catalogue,
             admin_turn: Semaphore::new(1),
             security: ShardView::new(security),
+            cluster,
         })
     }
 
@@ -123,6 +144,11 @@ impl Shard {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// This shard's node links, on a cluster member.
+    pub fn cluster(&self) -> Option<&Rc<ClusterNode>> {
+        self.cluster.as_ref()
     }
 
     pub fn ports(&self) -> &Ports {

@@ -87,6 +87,16 @@ impl Shard {
         let catalogue = self.catalogue().expect("create runs on shard 0");
         validate_name(&meta.name)?;
         validate_config(&meta.config)?;
+        let nodes = self
+            .partitions()
+            .replication()
+            .map_or(1, |r| r.nodes().len() as u32);
+        if meta.config.replication_factor > nodes {
+            return Err(BrokerError::invalid(format!(
+                "replication_factor {} needs a cluster of at least that many nodes (this one has {nodes})",
+                meta.config.replication_factor
+            )));
+        }
         let mut next = self.topics().clone();
         if next.get(&meta.name).is_some() {
             return Err(BrokerError::TopicExists { topic: meta.name });

@@ -100,6 +100,19 @@ enum Command {
     /// Who may do what: ACL entries.
     #[command(subcommand)]
     Acl(security::AclCmd),
+    /// The cluster's nodes and their liveness.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Nodes, their node-link addresses, link states and liveness.
+    Status {
+        /// The broker's HTTP address (`GET /cluster` is read there).
+        #[arg(long, env = "SHOAL_HTTP", default_value = "127.0.0.1:9480")]
+        http: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +157,9 @@ struct CreateArgs {
     /// Later records of a key wait while an earlier one waits for a retry.
     #[arg(long)]
     ordered_retry: bool,
+    /// Replicas per partition (a cluster of at least this many nodes).
+    #[arg(long, default_value_t = 1)]
+    replication_factor: u32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -325,12 +341,25 @@ fn report_error(e: &ProtocolError, json: bool, broker: &str) {
     }
 }
 
+#[path = "shoal/cluster.rs"]
+mod cluster;
+
 fn run(cli: Cli) -> Result<(), ProtocolError> {
+    let out = Output { json: cli.json };
+    // The cluster status is read over HTTP (see `cluster`): no native connection.
+    let command = match cli.command {
+        Command::Cluster(ClusterCmd::Status { http }) => {
+            let doc = cluster::fetch_status(&http)
+                .map_err(|e| ProtocolError::Io(Arc::new(std::io::Error::other(e))))?;
+            out.emit(doc.clone(), || cluster::render(&doc));
+            return Ok(());
+        }
+        other => other,
+    };
     let mut config = ClientConfig::default();
     config.connection.security = cli.security.resolve()?;
     let client = Arc::new(Client::with_config(&cli.broker, config)?);
-    let out = Output { json: cli.json };
-    match cli.command {
+    match command {
         Command::Topic(cmd) => topic(&client, cmd, &out),
         Command::Produce(args) => produce(client, args, &out),
         Command::Consume(args) => consume(client, args, &out),
@@ -339,6 +368,7 @@ fn run(cli: Cli) -> Result<(), ProtocolError> {
         Command::User(cmd) => security::user(&client, cmd, &out),
         Command::Token(cmd) => security::token(&client, cmd, &out),
         Command::Acl(cmd) => security::acl(&client, cmd, &out),
+        Command::Cluster(_) => Ok(()),
     }
 }
 
@@ -423,6 +453,7 @@ fn topic_config(args: CreateArgs) -> Result<TopicConfig, ProtocolError> {
             dead_letter: !args.no_dead_letter,
             ordered_retry: args.ordered_retry,
         },
+        replication_factor: args.replication_factor,
     })
 }
 
@@ -1019,6 +1050,7 @@ mod text {
                 if r.dead_letter { "quarantined" } else { "dropped" }.into(),
             ),
             ("ordered retry", on_off(r.ordered_retry).into()),
+            ("replication", c.replication_factor.to_string()),
         ];
         let mut out = format!("topic {}\n", d.name);
         for (label, value) in fields {

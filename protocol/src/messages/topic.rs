@@ -69,6 +69,10 @@ pub struct TopicConfig {
     /// Window in which a repeated `message_id` is stored once; 0 disables.
     pub dedup_window_ms: u64,
     pub retry: RetryPolicy,
+    /// Replicas of each partition (issue 14): 1 keeps a partition on the
+    /// node that owns it, exactly as a single node does; more runs a raft
+    /// group over that many nodes of a cluster.
+    pub replication_factor: u32,
 }
 
 impl Default for TopicConfig {
@@ -82,6 +86,7 @@ impl Default for TopicConfig {
             flush: FlushPolicy::Always,
             dedup_window_ms: 5 * 60 * 1000,
             retry: RetryPolicy::default(),
+            replication_factor: 1,
         }
     }
 }
@@ -215,7 +220,8 @@ pub(crate) mod tests {
         tombstone_retention_ms,
         flush,
         dedup_window_ms,
-        retry
+        retry,
+        replication_factor
     });
     arbitrary_struct!(CreateTopicRequest { name, config });
     arbitrary_struct!(CreateTopicResponse { error, message });

@@ -48,6 +48,7 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
+pub mod cluster;
 pub mod common;
 pub mod connection;
 pub mod console;

@@ -19,7 +19,7 @@ use shoal_protocol::messages::security::Operation;
 use super::common::{ConnState, HttpRequest};
 use super::json::{ErrorTag, HttpError, HttpResponse};
 use super::limits::{BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX};
-use super::{console, groups, health, messages, metrics, offsets, poll, quarantine, stats, topics};
+use super::{cluster, console, groups, health, messages, metrics, offsets, poll, quarantine, stats, topics};
 use crate::metadata::acl::Resource;
 use crate::metrics::counters::http as http_metrics;
 use crate::shard::Shard;
@@ -167,6 +167,7 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
         (["console", file], &Method::GET) => console::asset(file),
         (["stats"], &Method::GET) => stats::broker(shard, &req).await,
         (["healthz"], &Method::GET) => Ok(health::healthz(shard)),
+        (["cluster"], &Method::GET) => Ok(cluster::status(shard)),
         (["readyz"], &Method::GET) => Ok(health::readyz(shard).await),
         (["metrics"], &Method::GET) => {
             // Every topic's and group's figures: cluster `admin` when

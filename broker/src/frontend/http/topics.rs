@@ -33,6 +33,8 @@ struct CreateBody {
     flush_interval_ms: Option<u32>,
     dedup_window_ms: Option<u64>,
     retry: Option<RetryBody>,
+    /// Replicas per partition (a cluster); default 1.
+    replication_factor: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +80,7 @@ fn topic_config(body: &CreateBody) -> Result<TopicConfig, HttpError> {
             dead_letter: r.and_then(|r| r.dead_letter).unwrap_or(dr.dead_letter),
             ordered_retry: r.and_then(|r| r.ordered_retry).unwrap_or(dr.ordered_retry),
         },
+        replication_factor: body.replication_factor.unwrap_or(d.replication_factor),
     })
 }
 

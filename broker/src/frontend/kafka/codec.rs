@@ -18,10 +18,12 @@
 //!
 //! # Order of checks
 //!
-//! 1. [`FrameDecoder`]: the length prefix against [`KafkaLimits`] (Produce
-//!    gets the large cap, every other API the small one) as soon as the
-//!    length, api key and version are in, before the body buffer exists. The
-//!    buffer then grows only as bytes arrive.
+//! 1. [`FrameDecoder`]: the length prefix against [`KafkaLimits`] as soon
+//!    as it is in (over the largest cap: refused at once), then against the
+//!    API's cap (Produce gets the large cap, every other API the small one)
+//!    once the api key is in, before the body buffer exists. The buffer then
+//!    grows only as bytes arrive (or is allocated whole once the connection
+//!    reserved the frame's memory).
 //! 2. [`decode_request`]: api key and version against
 //!    [`super::supported_apis`]; the header by kafka-protocol (it holds no
 //!    arrays); the body's shape by [`super::request_shape`] (every length,
@@ -120,6 +122,21 @@ impl FrameDecoder {
         self.buf.is_empty()
     }
 
+    /// The whole length (prefix included) of the frame being read, once its
+    /// prefix passed the caps; `None` between frames or before that.
+    pub fn pending_frame_len(&self) -> Option<usize> {
+        self.frame_len
+    }
+
+    /// Allocates the rest of the pending frame at once (the caller has
+    /// reserved that memory from its budget), so the buffer does not grow
+    /// past the frame by doubling as bytes arrive.
+    pub fn reserve_pending(&mut self) {
+        if let Some(total) = self.frame_len {
+            self.buf.reserve(total.saturating_sub(self.buf.len()));
+        }
+    }
+
     /// Takes bytes from `input` (advancing it past what was used) until a
     /// frame is complete, and returns its body (the bytes after the length
     /// prefix). `Ok(None)`: all of `input` was taken and more is needed. An
@@ -163,6 +180,15 @@ impl FrameDecoder {
             return Err(KafkaError::FrameTooShort {
                 len: i64::from(len),
                 min: REQUEST_FIXED_HEADER_LEN,
+            });
+        }
+        // Over every API's cap: refused without waiting for the api key.
+        let any_max = self.limits.produce_frame_len_max.max(self.limits.frame_len_max);
+        if len as usize > any_max {
+            return Err(KafkaError::FrameTooLarge {
+                len: len as usize,
+                max: any_max,
+                api_key: -1,
             });
         }
         if b.len() < FRAME_PEEK_LEN {
@@ -361,6 +387,8 @@ fn response_key(response: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::CreateTopics(_) => ApiKey::CreateTopics,
         ResponseKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         ResponseKind::InitProducerId(_) => ApiKey::InitProducerId,
+        ResponseKind::SaslHandshake(_) => ApiKey::SaslHandshake,
+        ResponseKind::SaslAuthenticate(_) => ApiKey::SaslAuthenticate,
         _ => return None,
     })
 }
@@ -454,6 +482,13 @@ mod tests {
             let err = d.decode(&mut &len.to_be_bytes()[..]).unwrap_err();
             assert!(matches!(err, KafkaError::FrameTooShort { .. }), "{len}: {err}");
         }
+        // Over every cap: refused after four bytes, the api key unread.
+        let mut d = FrameDecoder::new(limits);
+        let err = d.decode(&mut &((1i32 << 20) + 1).to_be_bytes()[..]).unwrap_err();
+        assert!(
+            matches!(err, KafkaError::FrameTooLarge { api_key: -1, .. }),
+            "{err}"
+        );
     }
 
     /// Unknown keys and unsupported versions close the connection, except
@@ -463,7 +498,7 @@ mod tests {
     fn refusals() {
         let limits = KafkaLimits::default();
         let mut unknown = BytesMut::new();
-        unknown.put_i16(ApiKey::SaslHandshake as i16);
+        unknown.put_i16(ApiKey::DescribeAcls as i16);
         unknown.put_i16(1);
         unknown.put_i32(77);
         unknown.put_i16(-1);
@@ -472,7 +507,7 @@ mod tests {
             (r.close, r.correlation_id, r.reply.is_none()),
             (true, Some(77), true)
         );
-        assert_eq!(r.error, KafkaError::UnknownApi(17));
+        assert_eq!(r.error, KafkaError::UnknownApi(ApiKey::DescribeAcls as i16));
 
         let frame = encode_request_frame(ApiKey::Metadata, 10, 5, &sample_request(ApiKey::Metadata, 9));
         let r = decode_request(Bytes::from(frame).slice(4..), &limits).unwrap_err();

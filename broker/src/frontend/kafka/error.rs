@@ -19,6 +19,8 @@
 use kafka_protocol::error::ResponseError;
 use shoal_protocol::batch::BatchError;
 
+use crate::error::BrokerError;
+
 /// Why the Kafka front end refused bytes, a request or a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KafkaError {
@@ -125,9 +127,95 @@ impl KafkaError {
     }
 }
 
+/// The Kafka error code a partition-level request (produce, fetch, list
+/// offsets) answers for a broker error. Each class keeps its meaning for
+/// Kafka clients: retryable ones stay retryable (a recovering partition, a
+/// draining broker, a timeout), terminal ones stay terminal.
+pub fn partition_error_code(e: &BrokerError) -> i16 {
+    use BrokerError as B;
+    let code = match e {
+        B::UnknownTopic { .. } | B::UnknownPartition { .. } => ResponseError::UnknownTopicOrPartition,
+        B::TopicExists { .. } => ResponseError::TopicAlreadyExists,
+        B::InvalidRequest(_) | B::NotSubscribed(_) => ResponseError::InvalidRequest,
+        B::RecordTooLarge(_) => ResponseError::MessageTooLarge,
+        B::CorruptBatch(_) => ResponseError::CorruptMessage,
+        // Not the owner, still recovering, or draining: the client refreshes
+        // its metadata and retries, as after a leader change.
+        B::NotOwner { .. } | B::NotLeader { .. } | B::ShuttingDown(_) => ResponseError::NotLeaderOrFollower,
+        B::PartitionRecovering { .. } => ResponseError::LeaderNotAvailable,
+        B::PartitionFenced(_) => ResponseError::KafkaStorageError,
+        B::Throttled { .. } => ResponseError::ThrottlingQuotaExceeded,
+        B::UnknownGroup { .. } => ResponseError::GroupIdNotFound,
+        B::UnknownMember(_) => ResponseError::UnknownMemberId,
+        B::StaleGeneration(_) => ResponseError::IllegalGeneration,
+        B::RebalanceInProgress { .. } => ResponseError::RebalanceInProgress,
+        B::OffsetOutOfRange { .. } | B::InvalidOffset(_) => ResponseError::OffsetOutOfRange,
+        B::Timeout(_) => ResponseError::RequestTimedOut,
+        B::Internal(_) | B::CircuitOpen { .. } => ResponseError::UnknownServerError,
+        B::OutOfOrderSequence {
+            sequence, expected, ..
+        } => return sequence_error_code(*sequence, *expected),
+        // Partition-level requests name topics, so a refusal is the topic's.
+        B::AuthorizationFailed { .. } => ResponseError::TopicAuthorizationFailed,
+        B::AuthenticationFailed(_) => ResponseError::SaslAuthenticationFailed,
+    };
+    code.code()
+}
+
+/// An idempotent producer's refused sequence as Kafka reports it. A
+/// sequence below the next one expected (by less than half the sequence
+/// space, so a wrap is not mistaken for it) was stored before, further back
+/// than the last five batches the partition remembers:
+/// DUPLICATE_SEQUENCE_NUMBER, which librdkafka and the Java client treat as
+/// success (the record is in the log). Anything else is a gap (or an older
+/// epoch): OUT_OF_ORDER_SEQUENCE_NUMBER. A duplicate of one of the last
+/// five batches never gets here: the partition answers it with the
+/// original offsets, as Kafka does.
+pub fn sequence_error_code(sequence: u32, expected: u32) -> i16 {
+    let behind = expected.wrapping_sub(sequence);
+    if behind != 0 && behind < (1 << 30) && expected != 0 {
+        ResponseError::DuplicateSequenceNumber.code()
+    } else {
+        ResponseError::OutOfOrderSequenceNumber.code()
+    }
+}
+
+/// The Kafka error code a group request (join, sync, heartbeat, leave,
+/// offsets) answers for a broker error.
+pub fn group_error_code(e: &BrokerError) -> i16 {
+    use BrokerError as B;
+    let code = match e {
+        B::ShuttingDown(_) => ResponseError::CoordinatorNotAvailable,
+        B::InvalidRequest(_) => ResponseError::InvalidRequest,
+        B::Internal(_) | B::PartitionFenced(_) => ResponseError::UnknownServerError,
+        B::AuthorizationFailed { .. } => ResponseError::GroupAuthorizationFailed,
+        other => return partition_error_code(other),
+    };
+    code.code()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fenced partition is KAFKA_STORAGE_ERROR; sequences behind the
+    /// expected one are duplicates, ahead of it gaps.
+    #[test]
+    fn broker_errors_map_to_kafkas() {
+        let fenced = BrokerError::PartitionFenced("EIO".into());
+        assert_eq!(partition_error_code(&fenced), 56);
+        let unknown = BrokerError::unknown_topic("t");
+        assert_eq!(partition_error_code(&unknown), 3);
+        let seq = |sequence, expected| BrokerError::OutOfOrderSequence {
+            producer_id: 1,
+            sequence,
+            expected,
+        };
+        assert_eq!(partition_error_code(&seq(3, 10)), 46, "behind: duplicate");
+        assert_eq!(partition_error_code(&seq(12, 10)), 45, "ahead: gap");
+        assert_eq!(partition_error_code(&seq(5, 0)), 45, "older epoch");
+        assert_eq!(group_error_code(&BrokerError::ShuttingDown("x".into())), 15);
+    }
 
     /// The codes clients act on are Kafka's numbers (a mix-up here would
     /// make a client retry a terminal error or give up on a retryable one).

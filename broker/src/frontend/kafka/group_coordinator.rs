@@ -50,10 +50,12 @@
 //! are allowed (consumers commit when their partitions are revoked), during
 //! CompletingRebalance they are REBALANCE_IN_PROGRESS, as in Kafka.
 //!
-//! Committing is two-phase so that nothing is acknowledged before it is
-//! durable: [`KafkaGroup::check_commit`] validates and returns the entries to
-//! persist; the caller persists them, then [`KafkaGroup::apply_commit`]
-//! makes them visible to OffsetFetch.
+//! Committing is split so that nothing is acknowledged before it is
+//! durable: [`KafkaGroup::check_commit`] fences the request and returns the
+//! entries to persist; the caller makes them durable (the delivery service
+//! keeps a Kafka group's committed offsets in the shard's state log, the one
+//! source of truth that OffsetFetch, `shoal group describe` and a restart
+//! all read) and only then answers.
 //!
 //! Not implemented: static membership (a `group_instance_id` is kept and
 //! reported, and LeaveGroup may name a member by it, but a restarted static
@@ -81,8 +83,6 @@ pub struct KafkaGroupSettings {
     pub members_max: usize,
     /// Per committed offset (Kafka's `offset.metadata.max.bytes`).
     pub offset_metadata_bytes_max: usize,
-    /// Partitions with a committed offset, per group.
-    pub committed_partitions_max: usize,
 }
 
 impl Default for KafkaGroupSettings {
@@ -93,7 +93,6 @@ impl Default for KafkaGroupSettings {
             session_timeout_ms_max: 1_800_000,
             members_max: 1_000,
             offset_metadata_bytes_max: 4_096,
-            committed_partitions_max: 100_000,
         }
     }
 }
@@ -168,7 +167,7 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    fn error(error: ResponseError, member_id: &str) -> Self {
+    pub fn error(error: ResponseError, member_id: &str) -> Self {
         JoinResponse {
             error_code: error.code(),
             generation_id: -1,
@@ -203,7 +202,7 @@ pub struct SyncResponse {
 }
 
 impl SyncResponse {
-    fn error(error: ResponseError) -> Self {
+    pub fn error(error: ResponseError) -> Self {
         SyncResponse {
             error_code: error.code(),
             protocol_type: None,
@@ -271,6 +270,8 @@ pub struct MemberDescription {
     /// Metadata for the group's protocol.
     pub metadata: Bytes,
     pub assignment: Bytes,
+    /// When the member was last heard from (the caller's clock).
+    pub last_heartbeat_ms: u64,
 }
 
 /// What DescribeGroups reports about the group.
@@ -350,7 +351,6 @@ pub struct KafkaGroup {
     initial_delay_until_ms: Option<u64>,
     /// CompletingRebalance: when members that never synced are removed.
     sync_deadline_ms: Option<u64>,
-    offsets: BTreeMap<TopicPartition, CommittedOffset>,
     id_nonce: u64,
     ids_issued: u64,
     /// Members added so far (orders members for choosing a leader).
@@ -378,7 +378,6 @@ impl KafkaGroup {
             join_deadline_ms: None,
             initial_delay_until_ms: None,
             sync_deadline_ms: None,
-            offsets: BTreeMap::new(),
             id_nonce,
             ids_issued: 0,
             members_added: 0,
@@ -994,13 +993,12 @@ impl KafkaGroup {
     }
 
     /// Validates an OffsetCommit: fencing by member and generation, then
-    /// each partition's metadata size and the table's bound. Changes
-    /// nothing; persist `accepted`, then [`KafkaGroup::apply_commit`].
+    /// each partition's metadata size and offset. Changes nothing; the
+    /// caller persists `accepted` and answers once they are durable.
     pub fn check_commit(&self, now_ms: u64, req: &CommitRequest) -> CommitCheck {
         let group_error = self.commit_fence(req);
         let mut results = Vec::with_capacity(req.offsets.len());
         let mut accepted = Vec::new();
-        let mut new_partitions = 0usize;
         for (tp, offset, leader_epoch, metadata) in &req.offsets {
             let error = group_error.or_else(|| {
                 if metadata
@@ -1009,13 +1007,9 @@ impl KafkaGroup {
                 {
                     return Some(ResponseError::OffsetMetadataTooLarge);
                 }
-                if !self.offsets.contains_key(tp) {
-                    new_partitions += 1;
-                    if self.offsets.len() + new_partitions > self.settings.committed_partitions_max {
-                        return Some(ResponseError::InvalidCommitOffsetSize);
-                    }
-                }
-                None
+                // A position is a record's offset: a negative one can name
+                // no record (Kafka's clients never commit one).
+                (*offset < 0).then_some(ResponseError::OffsetOutOfRange)
             });
             match error {
                 Some(e) => results.push((tp.clone(), code(e))),
@@ -1050,33 +1044,6 @@ impl KafkaGroup {
         }
     }
 
-    /// Makes persisted commits visible to OffsetFetch.
-    pub fn apply_commit(&mut self, accepted: Vec<(TopicPartition, CommittedOffset)>) {
-        for (tp, committed) in accepted {
-            self.offsets.insert(tp, committed);
-        }
-    }
-
-    /// OffsetFetch: the committed offsets of `partitions`, `None` where
-    /// nothing was committed (Kafka answers −1); every partition when
-    /// `partitions` is `None`.
-    pub fn fetch_offsets(
-        &self,
-        partitions: Option<&[TopicPartition]>,
-    ) -> Vec<(TopicPartition, Option<CommittedOffset>)> {
-        match partitions {
-            Some(list) => list
-                .iter()
-                .map(|tp| (tp.clone(), self.offsets.get(tp).cloned()))
-                .collect(),
-            None => self
-                .offsets
-                .iter()
-                .map(|(tp, c)| (tp.clone(), Some(c.clone())))
-                .collect(),
-        }
-    }
-
     /// What DescribeGroups reports.
     pub fn describe(&self) -> GroupDescription {
         let protocol = self.protocol_name.clone().unwrap_or_default();
@@ -1090,6 +1057,7 @@ impl KafkaGroup {
                 client_host: m.client_host.clone(),
                 metadata: m.metadata(&protocol),
                 assignment: m.assignment.clone(),
+                last_heartbeat_ms: m.last_heartbeat_ms,
             })
             .collect();
         GroupDescription {
@@ -1273,10 +1241,12 @@ mod tests {
         g.sync(305, ReplyTo(12), sync_req(&a, 3, &[(&a, "p0"), (&b2, "p1")]));
         let ok = g.check_commit(306, &commit(&b2, 3));
         assert_eq!(ok.results[0].1, 0);
-        assert_eq!(g.fetch_offsets(None), vec![], "nothing visible before apply");
-        g.apply_commit(ok.accepted);
-        let fetched = g.fetch_offsets(None);
-        assert_eq!(fetched[0].1.as_ref().map(|c| c.offset), Some(42));
+        let accepted: Vec<(i64, u64)> = ok
+            .accepted
+            .iter()
+            .map(|(_, c)| (c.offset, c.commit_time_ms))
+            .collect();
+        assert_eq!(accepted, vec![(42, 306)]);
     }
 
     /// Without an initial delay, and with pre-v4 joins (no
@@ -1405,7 +1375,14 @@ mod tests {
         let mut g = KafkaGroup::new("g", settings(0), 1);
         let standalone = g.check_commit(0, &commit("", -1));
         assert_eq!(standalone.results[0].1, 0);
-        g.apply_commit(standalone.accepted);
+        let mut negative = commit("", -1);
+        negative.offsets[0].1 = -1;
+        let refused = g.check_commit(0, &negative);
+        assert_eq!(
+            (refused.results[0].1, refused.accepted.len()),
+            (1, 0),
+            "OFFSET_OUT_OF_RANGE"
+        );
         let mut big = commit("", -1);
         big.offsets[0].3 = Some("x".repeat(4_097));
         assert_eq!(g.check_commit(0, &big).results[0].1, 12);

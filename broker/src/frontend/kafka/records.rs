@@ -206,7 +206,7 @@ impl ProducedBatch {
     /// Builds the Shoal batch holding these records and the producer
     /// identity, compressed with `compression` (see [`shoal_compression_for`]).
     pub fn into_shoal_batch(self, compression: Compression) -> Result<AlignedVec<16>, KafkaError> {
-        let mut builder = BatchBuilder::new()
+        let mut builder = BatchBuilder::with_capacity(self.records.len())
             .compression(compression)
             .producer(self.producer);
         for record in self.records {

@@ -27,12 +27,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
-use glommio::sync::{Semaphore, StaticPermit};
+use glommio::sync::Semaphore;
 use shoal_protocol::codec;
 use shoal_protocol::error::ErrorCode;
 use shoal_protocol::frame::{Frame, FrameDecoder, FrameError};
@@ -41,6 +41,7 @@ use std::sync::Arc;
 use super::context::{ConnectionCtx, Reply};
 use super::dispatch::dispatch;
 use crate::frontend::admission::Admitted;
+use crate::frontend::frame_reader::{admit_frame, FramePermits, FrameReader, ReadEnd, READ_CHUNK_BYTES};
 use crate::frontend::quota::ByteRate;
 use crate::frontend::tls::{secure, Refusal, ServerStream, TlsAcceptor};
 use crate::metadata::acl::Principal;
@@ -49,8 +50,6 @@ use crate::metrics::add;
 use crate::runtime::now_ms;
 use crate::shard::Shard;
 
-/// Socket read size.
-const READ_CHUNK_BYTES: usize = 64 << 10;
 /// Replies queued for the writer before handlers wait.
 const REPLY_QUEUE_MAX: usize = 256;
 /// Small reply pieces are coalesced into one write up to this size.
@@ -92,24 +91,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted, tls
     add(&shard.metrics().connections_open, u64::MAX);
 }
 
-/// What a connection's reader keeps between reads.
-struct Reader {
-    decoder: FrameDecoder,
-    /// The receive-pool reservation of the large frame being read.
-    reserved: Option<StaticPermit>,
-    /// When the frame being read started (after its reservation).
-    frame_started: Option<Instant>,
-    last_read: Instant,
-    /// Requests dispatched and not yet answered.
-    in_flight: Rc<Cell<usize>>,
-}
-
-/// Why a read did not return bytes.
-enum ReadEnd {
-    Closed,
-    Expired(&'static str),
-}
-
 async fn read_loop(
     ctx: Rc<ConnectionCtx>,
     mut socket: futures_lite::io::ReadHalf<ServerStream>,
@@ -118,13 +99,7 @@ async fn read_loop(
     let shard = ctx.shard.clone();
     let limits = &shard.config().limits;
     let conn_budget = Rc::new(Semaphore::new(limits.connection_inflight_bytes_max as u64));
-    let mut r = Reader {
-        decoder: FrameDecoder::new(limits.frame_bytes_max),
-        reserved: None,
-        frame_started: None,
-        last_read: Instant::now(),
-        in_flight: Rc::new(Cell::new(0)),
-    };
+    let mut r = FrameReader::new(FrameDecoder::new(limits.frame_bytes_max), Rc::new(Cell::new(0)));
     let mut buf = vec![0u8; READ_CHUNK_BYTES];
     let tx = Rc::new(tx);
     loop {
@@ -149,9 +124,9 @@ async fn read_loop(
         while !input.is_empty() {
             match r.decoder.decode(&mut input) {
                 Ok(Some(frame)) => {
-                    let large = r.reserved.take();
-                    r.frame_started = None;
-                    let Some(permits) = admit_frame(&shard, &conn_budget, &frame, large).await else {
+                    let large = r.frame_taken();
+                    let units = frame.as_bytes().len() as u64;
+                    let Some(permits) = admit_frame(&shard, &conn_budget, units, large).await else {
                         return;
                     };
                     spawn_handler(&ctx, &tx, &r.in_flight, frame, permits);
@@ -163,117 +138,8 @@ async fn read_loop(
                 }
             }
         }
-        if r.decoder.is_idle() {
-            r.frame_started = None;
-        } else if r.frame_started.is_none() {
-            r.frame_started = Some(Instant::now());
-        }
+        r.bytes_decoded();
     }
-}
-
-impl Reader {
-    /// Reserves the whole pending frame in the receive pool when its header
-    /// announced more than one read chunk (waiting, so not reading, while
-    /// the pool is spent). False when the pool is closed.
-    async fn reserve_pending(&mut self, shard: &Shard) -> bool {
-        let Some(len) = self.decoder.pending_frame_len() else {
-            return true;
-        };
-        if len <= READ_CHUNK_BYTES || self.reserved.is_some() {
-            return true;
-        }
-        match shard.receive_pool().acquire_static_permit(len as u64).await {
-            Ok(permit) => {
-                self.reserved = Some(permit);
-                self.decoder.reserve_pending();
-                // The deadline runs from when the broker is ready for the body.
-                self.frame_started = Some(Instant::now());
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    /// Reads the next bytes, within the frame deadline while a frame is
-    /// being read, or the idle deadline while nothing is in flight.
-    async fn read(
-        &mut self,
-        shard: &Shard,
-        socket: &mut futures_lite::io::ReadHalf<ServerStream>,
-        buf: &mut [u8],
-    ) -> Result<usize, ReadEnd> {
-        let limits = &shard.config().limits;
-        loop {
-            let (deadline, why) = match self.frame_started {
-                Some(start) => (
-                    Some(start + Duration::from_millis(limits.frame_read_ms_max)),
-                    "a frame did not arrive within limits.frame_read_ms_max",
-                ),
-                None if limits.connection_idle_ms_max > 0 => (
-                    Some(self.last_read + Duration::from_millis(limits.connection_idle_ms_max)),
-                    "idle for limits.connection_idle_ms_max",
-                ),
-                None => (None, ""),
-            };
-            let read = async { Some(socket.read(buf).await) };
-            let outcome = match deadline {
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    let timer = async {
-                        crate::runtime::sleep(left).await;
-                        None
-                    };
-                    futures_lite::future::or(read, timer).await
-                }
-                None => read.await,
-            };
-            match outcome {
-                Some(Ok(0)) => return Err(ReadEnd::Closed),
-                Some(Ok(n)) => {
-                    self.last_read = Instant::now();
-                    return Ok(n);
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "connection read failed");
-                    return Err(ReadEnd::Closed);
-                }
-                // An idle connection waiting for its replies is not idle.
-                None if self.frame_started.is_none() && self.in_flight.get() > 0 => {
-                    self.last_read = Instant::now();
-                }
-                None => return Err(ReadEnd::Expired(why)),
-            }
-        }
-    }
-}
-
-/// The budgets a frame holds while its request is served.
-struct FramePermits {
-    _connection: StaticPermit,
-    /// A small frame's share of the shard's in-flight budget, or a large
-    /// frame's receive-pool reservation.
-    _shard: StaticPermit,
-}
-
-/// Takes a complete frame's share of the connection's budget and, for a
-/// small frame, of the shard's in-flight budget (a large one already holds
-/// its receive-pool reservation), waiting (not reading) while spent.
-async fn admit_frame(
-    shard: &Shard,
-    conn: &Rc<Semaphore>,
-    frame: &Frame,
-    large: Option<StaticPermit>,
-) -> Option<FramePermits> {
-    let units = frame.as_bytes().len() as u64;
-    let connection = conn.acquire_static_permit(units).await.ok()?;
-    let shard_permit = match large {
-        Some(reserved) => reserved,
-        None => shard.inflight().acquire_static_permit(units).await.ok()?,
-    };
-    Some(FramePermits {
-        _connection: connection,
-        _shard: shard_permit,
-    })
 }
 
 /// Serves one request in its own task; the reply goes to the writer.

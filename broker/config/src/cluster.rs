@@ -1,0 +1,184 @@
+//! The `[cluster]` section: static membership of a replicated cluster
+//! (issue 14, `docs/replication.md`).
+//!
+//! Left empty (the default) the broker is a single node exactly as
+//! before: no node listener, no peers. Setting any key makes it a cluster
+//! member, and then `node_id`, `cluster_id` and `node_listen` are all
+//! required. Shard `i` listens for peers on `node_listen.port + i` and
+//! dials `peer.port + i`: the replicas of a partition live on the same
+//! shard index on every node, so every node must run the same number of
+//! shards (the link's hello checks it).
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Cap on the nodes of one cluster (this node included).
+pub const CLUSTER_NODES_MAX: usize = 64;
+/// Cap on the length of a cluster id.
+pub const CLUSTER_ID_LEN_MAX: usize = 128;
+
+/// Static cluster membership.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster and > 0; 0 = not a cluster.
+    pub node_id: u32,
+    /// Every node of one cluster has the same id; a peer with another is
+    /// refused (two clusters wired together by mistake never mix data).
+    pub cluster_id: String,
+    /// Where this node listens for its peers; shard `i` on port + i.
+    pub node_listen: Option<SocketAddr>,
+    /// The other nodes, as `id@host:port` (their `node_listen`).
+    pub peers: Vec<String>,
+}
+
+/// One peer, parsed from `id@host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerAddr {
+    pub node_id: u32,
+    /// `host:port` as given (a name is resolved when dialling).
+    pub host: String,
+    pub port: u16,
+}
+
+impl PeerAddr {
+    /// Parses `id@host:port`.
+    pub fn parse(s: &str) -> Result<PeerAddr, String> {
+        let (id, addr) = s
+            .split_once('@')
+            .ok_or_else(|| format!("peer {s:?} is not id@host:port"))?;
+        let node_id: u32 = id
+            .parse()
+            .map_err(|_| format!("peer {s:?}: node id {id:?} is not a number"))?;
+        if node_id == 0 {
+            return Err(format!("peer {s:?}: node id 0 is reserved"));
+        }
+        let (host, port) = addr
+            .rsplit_once(':')
+            .ok_or_else(|| format!("peer {s:?} has no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("peer {s:?}: port {port:?} is not a port number"))?;
+        if host.is_empty() || port == 0 {
+            return Err(format!("peer {s:?} needs a host and a non-zero port"));
+        }
+        Ok(PeerAddr {
+            node_id,
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// `host:port+shard`: where shard `shard` of this peer listens.
+    pub fn shard_addr(&self, shard: u32) -> String {
+        format!("{}:{}", self.host, u32::from(self.port) + shard)
+    }
+}
+
+impl ClusterConfig {
+    /// Whether this node is a cluster member at all.
+    pub fn enabled(&self) -> bool {
+        *self != ClusterConfig::default()
+    }
+
+    /// The peers, parsed (valid once [`ClusterConfig::validate`] passed).
+    pub fn peer_addrs(&self) -> Result<Vec<PeerAddr>, String> {
+        self.peers.iter().map(|p| PeerAddr::parse(p)).collect()
+    }
+
+    /// Checks the section; returns the key at fault and why.
+    pub fn validate(&self, shards: u32) -> Result<(), (&'static str, String)> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        if self.node_id == 0 {
+            return Err(("cluster.node_id", "must be > 0 in a cluster".into()));
+        }
+        if self.cluster_id.is_empty() || self.cluster_id.len() > CLUSTER_ID_LEN_MAX {
+            return Err((
+                "cluster.cluster_id",
+                format!("must be 1 to {CLUSTER_ID_LEN_MAX} bytes in a cluster"),
+            ));
+        }
+        let Some(listen) = self.node_listen else {
+            return Err(("cluster.node_listen", "is required in a cluster".into()));
+        };
+        if listen.port() == 0 || u32::from(listen.port()) + shards > 65_536 {
+            return Err((
+                "cluster.node_listen",
+                format!("needs a fixed port with room for {shards} shard ports after it"),
+            ));
+        }
+        let peers = self.peer_addrs().map_err(|e| ("cluster.peers", e))?;
+        if peers.len() + 1 > CLUSTER_NODES_MAX {
+            return Err(("cluster.peers", format!("at most {CLUSTER_NODES_MAX} nodes")));
+        }
+        let mut ids: Vec<u32> = peers.iter().map(|p| p.node_id).collect();
+        ids.push(self.node_id);
+        ids.sort_unstable();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(("cluster.peers", format!("node id {} appears twice", w[0])));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member() -> ClusterConfig {
+        ClusterConfig {
+            node_id: 1,
+            cluster_id: "c1".into(),
+            node_listen: Some("127.0.0.1:9500".parse().unwrap()),
+            peers: vec!["2@127.0.0.1:9600".into(), "3@localhost:9700".into()],
+        }
+    }
+
+    /// The empty section is a single node; a full one validates.
+    #[test]
+    fn empty_is_single_node_and_member_validates() {
+        assert!(!ClusterConfig::default().enabled());
+        assert!(ClusterConfig::default().validate(2).is_ok());
+        assert!(member().validate(2).is_ok());
+        let peers = member().peer_addrs().unwrap();
+        assert_eq!(peers[1].node_id, 3);
+        assert_eq!(peers[1].shard_addr(1), "localhost:9701");
+    }
+
+    /// Each missing or bad key is named.
+    #[test]
+    fn rejects_incomplete_membership() {
+        let key = |c: ClusterConfig| c.validate(1).unwrap_err().0;
+        assert_eq!(
+            key(ClusterConfig {
+                node_id: 0,
+                ..member()
+            }),
+            "cluster.node_id"
+        );
+        assert_eq!(
+            key(ClusterConfig {
+                cluster_id: String::new(),
+                ..member()
+            }),
+            "cluster.cluster_id"
+        );
+        assert_eq!(
+            key(ClusterConfig {
+                node_listen: None,
+                ..member()
+            }),
+            "cluster.node_listen"
+        );
+        for bad in ["2", "x@h:1", "0@h:1", "2@h", "2@h:0", "2@:5", "1@h:5"] {
+            let c = ClusterConfig {
+                peers: vec![bad.into()],
+                ..member()
+            };
+            assert_eq!(key(c), "cluster.peers", "{bad}");
+        }
+    }
+}

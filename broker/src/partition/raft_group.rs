@@ -1,0 +1,631 @@
+//! One replicated partition's raft group on this node: a raft-rs
+//! `RawNode` over the partition's own log (`docs/replication.md`).
+//!
+//! One raft entry is one record batch (the leader places it: base offset
+//! after the raft log's last entry, `leader_epoch` = the term, its append
+//! time) or an empty entry. A [`RaftGroup::round`] does what raft-rs asks,
+//! in its order: step the messages that arrived, tick, propose what
+//! producers queued, then for the `Ready`: send the leader's messages,
+//! apply what is committed, persist the entries (cut a diverged tail,
+//! append the batches with their leader-given offsets to the log and the
+//! entry records to the sidecar, both fdatasynced, in parallel), persist
+//! the hard state when term or vote changed, and only then send the
+//! persisted messages (votes, append acknowledgements) and advance. Nothing
+//! steps or proposes between `ready()` and `advance`: only the round
+//! touches the `RawNode`, and rounds of one group never overlap (the
+//! shard's loop awaits each).
+//!
+//! Applying a committed entry moves the high watermark to the entry's end
+//! offset (through the `on_commit` callback: the replica moves it) and
+//! answers the producers waiting for that entry: committed, when the entry
+//! at their index still has the term they proposed in; superseded, when a
+//! new leader overwrote it.
+//!
+//! The hard state's commit index is persisted with term and vote changes
+//! and on close, not every round: raft may lose it (the leader resends
+//! it), and recovery never cuts below what was persisted.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
+use raft::{RawNode, StateRole};
+use shoal_protocol::batch;
+use shoal_storage::raft_files::{load_hard_state, store_hard_state, HardStateRecord, RaftIndexFile};
+use shoal_storage::raft_index::{reconcile, EntryRecord, ScanStop};
+use shoal_storage::{DmaDevice, Durability, PartitionLog};
+
+use super::raft_storage::{RaftMemory, ReplicaStorage};
+use crate::runtime::now_ms;
+
+/// Milliseconds per raft tick.
+pub const TICK_MS: u64 = 50;
+/// Heartbeats every 2 ticks (100 ms); elections after 6 to 10 ticks of
+/// silence (300 to 500 ms, randomised by raft-rs).
+const HEARTBEAT_TICKS: usize = 2;
+const ELECTION_TICKS_MIN: usize = 6;
+const ELECTION_TICKS_MAX: usize = 10;
+/// Cap on one append message's entries, and on appends in flight per peer.
+const MSG_BYTES_MAX: u64 = 1 << 20;
+const INFLIGHT_MSGS_MAX: usize = 256;
+/// Cap on messages and proposals queued between two rounds; past it they
+/// are dropped (raft resends; producers get a retryable error).
+pub const QUEUE_MAX: usize = 4096;
+
+/// A batch committed by the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub base_offset: u64,
+    pub records: u64,
+    pub append_time_ms: i64,
+    /// The raft index of the request's last batch.
+    pub index: u64,
+}
+
+/// Why a proposal did not commit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This replica is not the leader; `leader` is the one it knows (0: none).
+    #[error("not the leader (leader is node {leader})")]
+    NotLeader { leader: u64 },
+    /// A new leader overwrote the entry: nothing of it is stored.
+    #[error("superseded by a new leader before it committed")]
+    Superseded,
+    #[error("dropped: {0}")]
+    Dropped(String),
+    /// The group stopped after a storage error.
+    #[error("partition fenced: {0}")]
+    Fenced(String),
+}
+
+type Reply = flume::Sender<Result<Committed, ProposeError>>;
+
+struct Proposal {
+    batches: Vec<BytesMut>,
+    reply: Reply,
+}
+
+struct Waiter {
+    term: u64,
+    first_index: u64,
+    base_offset: u64,
+    records: u64,
+    append_time_ms: i64,
+    reply: Reply,
+}
+
+/// One replica's raft group.
+pub struct RaftGroup {
+    id: u64,
+    node: RefCell<RawNode<ReplicaStorage>>,
+    mem: Rc<RefCell<RaftMemory>>,
+    /// Taken out while a round writes it.
+    sidecar: RefCell<Option<RaftIndexFile<DmaDevice>>>,
+    log: Rc<PartitionLog>,
+    dir: PathBuf,
+    inbox: RefCell<Vec<Message>>,
+    proposals: RefCell<Vec<Proposal>>,
+    waiters: RefCell<BTreeMap<u64, Waiter>>,
+    /// End offsets of proposed entries not yet persisted, by index.
+    proposed_ends: RefCell<BTreeMap<u64, u64>>,
+    /// (term, vote) as last persisted.
+    persisted: Cell<(u64, u64)>,
+    last_append_ms: Cell<i64>,
+    fenced: RefCell<Option<String>>,
+    on_commit: Box<dyn Fn(u64)>,
+}
+
+/// raft-rs logs through slog; this forwards to tracing (debug and up).
+struct TracingDrain;
+
+impl slog::Drain for TracingDrain {
+    type Ok = ();
+    type Err = slog::Never;
+    fn log(&self, record: &slog::Record<'_>, _values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => tracing::error!(target: "raft", "{}", record.msg()),
+            slog::Level::Warning => tracing::warn!(target: "raft", "{}", record.msg()),
+            slog::Level::Info => tracing::debug!(target: "raft", "{}", record.msg()),
+            _ => tracing::trace!(target: "raft", "{}", record.msg()),
+        }
+        Ok(())
+    }
+}
+
+impl RaftGroup {
+    /// Opens the group of the partition whose (already recovered) log is
+    /// `log` in `dir`: loads the hard state, reconciles the sidecar with
+    /// the log (`raft_index::reconcile`), refills the entry window and
+    /// starts raft-rs. `on_commit` gets the new high watermark.
+    pub async fn open(
+        id: u64,
+        voters: &[u64],
+        dir: PathBuf,
+        log: Rc<PartitionLog>,
+        on_commit: Box<dyn Fn(u64)>,
+    ) -> Result<Rc<RaftGroup>, String> {
+        let device = DmaDevice;
+        let hs = load_hard_state(&device, &dir).await.map_err(|e| e.to_string())?;
+        let hs = hs.unwrap_or_else(|| HardStateRecord {
+            voters: voters.to_vec(),
+            ..HardStateRecord::default()
+        });
+        if hs.voters != voters {
+            return Err(format!(
+                "the persisted voters {:?} differ from the configured {voters:?}",
+                hs.voters
+            ));
+        }
+        let (mut sidecar, stop) = RaftIndexFile::open(&device, &dir)
+            .await
+            .map_err(|e| e.to_string())?;
+        let records = sidecar.records().to_vec();
+        let plan = reconcile(&records, log.log_start_offset(), log.log_end_offset(), hs.commit)
+            .map_err(|e| e.to_string())?;
+        if plan.keep_records < records.len() || matches!(stop, ScanStop::Torn { .. }) {
+            let from = records
+                .get(plan.keep_records)
+                .map_or_else(|| records.last().map_or(1, |r| r.index + 1), |r| r.index);
+            sidecar.truncate_from(from).await.map_err(|e| e.to_string())?;
+        }
+        if let Some(cut) = plan.cut_log_at {
+            tracing::warn!(dir = %dir.display(), cut, "raft recovery cuts the log's unindexed tail");
+            log.truncate_suffix(cut).await.map_err(|e| e.to_string())?;
+        }
+        let records = sidecar.records().to_vec();
+        let hard = HardState {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            ..HardState::default()
+        };
+        let conf = ConfState::from((voters.to_vec(), Vec::<u64>::new()));
+        let mem = Rc::new(RefCell::new(RaftMemory::new(hard, conf, records)));
+        let last_append_ms = refill_window(&log, &mem).await?;
+        let config = raft::Config {
+            id,
+            election_tick: ELECTION_TICKS_MIN,
+            min_election_tick: ELECTION_TICKS_MIN,
+            max_election_tick: ELECTION_TICKS_MAX,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            applied: hs.commit,
+            max_size_per_msg: MSG_BYTES_MAX,
+            max_inflight_msgs: INFLIGHT_MSGS_MAX,
+            check_quorum: true,
+            pre_vote: true,
+            ..raft::Config::default()
+        };
+        let logger = slog::Logger::root(slog::Fuse(TracingDrain), slog::o!("raft_id" => id));
+        let node = RawNode::new(&config, ReplicaStorage(mem.clone()), &logger).map_err(|e| e.to_string())?;
+        let committed_end = mem.borrow().end_offset_of(hs.commit);
+        let group = Rc::new(RaftGroup {
+            id,
+            node: RefCell::new(node),
+            mem,
+            sidecar: RefCell::new(Some(sidecar)),
+            log,
+            dir,
+            inbox: RefCell::new(Vec::new()),
+            proposals: RefCell::new(Vec::new()),
+            waiters: RefCell::new(BTreeMap::new()),
+            proposed_ends: RefCell::new(BTreeMap::new()),
+            persisted: Cell::new((hs.term, hs.vote)),
+            last_append_ms: Cell::new(last_append_ms),
+            fenced: RefCell::new(None),
+            on_commit,
+        });
+        if let Some(end) = committed_end {
+            (group.on_commit)(end);
+        }
+        Ok(group)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether this replica is the leader now.
+    pub fn is_leader(&self) -> bool {
+        self.node.borrow().raft.state == StateRole::Leader
+    }
+
+    /// The leader this replica knows (0: none).
+    pub fn leader(&self) -> u64 {
+        self.node.borrow().raft.leader_id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.node.borrow().raft.term
+    }
+
+    /// The last raft index persisted here, and the commit index.
+    pub fn indexes(&self) -> (u64, u64) {
+        let last = self.mem.borrow().last_index();
+        (last, self.node.borrow().raft.raft_log.committed)
+    }
+
+    pub fn fenced(&self) -> Option<String> {
+        self.fenced.borrow().clone()
+    }
+
+    /// Queues a message from a peer for the next round.
+    pub fn deliver(&self, message: Message) {
+        let mut inbox = self.inbox.borrow_mut();
+        if inbox.len() < QUEUE_MAX {
+            inbox.push(message);
+        }
+    }
+
+    /// Proposes the batches of one produce request (validated by the
+    /// caller) and waits until they are committed or cannot be.
+    pub async fn propose(&self, batches: Vec<BytesMut>) -> Result<Committed, ProposeError> {
+        if let Some(reason) = self.fenced() {
+            return Err(ProposeError::Fenced(reason));
+        }
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        let (tx, rx) = flume::bounded(1);
+        {
+            let mut queue = self.proposals.borrow_mut();
+            if queue.len() >= QUEUE_MAX {
+                return Err(ProposeError::Dropped("proposal queue full".into()));
+            }
+            queue.push(Proposal { batches, reply: tx });
+        }
+        rx.recv_async()
+            .await
+            .unwrap_or_else(|_| Err(ProposeError::Dropped("the raft group closed".into())))
+    }
+
+    /// Whether a round has anything to do without a tick.
+    pub fn has_work(&self) -> bool {
+        !self.inbox.borrow().is_empty()
+            || !self.proposals.borrow().is_empty()
+            || self.node.borrow().has_ready()
+    }
+
+    /// One round (module header). `send` takes the messages to send now, in
+    /// order. A storage error fences the group: it stops, and its waiting
+    /// producers are told.
+    pub async fn round(&self, tick: bool, send: &dyn Fn(Vec<Message>)) {
+        if self.fenced.borrow().is_some() {
+            return;
+        }
+        if let Err(reason) = self.round_inner(tick, send).await {
+            tracing::error!(dir = %self.dir.display(), %reason, "raft group fenced");
+            for (_, w) in std::mem::take(&mut *self.waiters.borrow_mut()) {
+                let _ = w.reply.send(Err(ProposeError::Fenced(reason.clone())));
+            }
+            *self.fenced.borrow_mut() = Some(reason);
+        }
+    }
+
+    async fn round_inner(&self, tick: bool, send: &dyn Fn(Vec<Message>)) -> Result<(), String> {
+        let mut ready = {
+            let mut node = self.node.borrow_mut();
+            for m in std::mem::take(&mut *self.inbox.borrow_mut()) {
+                if let Err(e) = node.step(m) {
+                    tracing::debug!(error = %e, "raft step refused a message");
+                }
+            }
+            if tick {
+                node.tick();
+            }
+            self.propose_queued(&mut node);
+            if !node.has_ready() {
+                return Ok(());
+            }
+            node.ready()
+        };
+        send(ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            return Err("a snapshot arrived; installing snapshots is not built".into());
+        }
+        self.apply(&ready.take_committed_entries());
+        self.persist_entries(ready.take_entries()).await?;
+        if let Some(hs) = ready.hs() {
+            self.persist_hard_state(hs).await?;
+        }
+        send(ready.take_persisted_messages());
+        let mut light = self.node.borrow_mut().advance(ready);
+        send(light.take_messages());
+        self.apply(&light.take_committed_entries());
+        self.node.borrow_mut().advance_apply();
+        Ok(())
+    }
+
+    /// Proposes every queued request (leader only), placing its batches.
+    fn propose_queued(&self, node: &mut RawNode<ReplicaStorage>) {
+        let queued = std::mem::take(&mut *self.proposals.borrow_mut());
+        for p in queued {
+            if node.raft.state != StateRole::Leader {
+                let _ = p.reply.send(Err(ProposeError::NotLeader {
+                    leader: node.raft.leader_id,
+                }));
+                continue;
+            }
+            let term = node.raft.term;
+            let epoch = u32::try_from(term).unwrap_or(u32::MAX);
+            let base = self.end_offset_of_last(node);
+            let append_ms = now_ms().max(self.last_append_ms.get());
+            let mut next = base;
+            let first_index = node.raft.raft_log.last_index() + 1;
+            let mut result = Ok(());
+            for mut b in p.batches {
+                let Ok((header, _)) = batch::peek(&b, &batch::BatchLimits::default()) else {
+                    result = Err(ProposeError::Dropped("a batch lost its framing".into()));
+                    break;
+                };
+                batch::patch(&mut b, next, epoch, append_ms);
+                next += u64::from(header.record_count);
+                if let Err(e) = node.step(proposal_message(node.raft.id, b.freeze())) {
+                    result = Err(ProposeError::Dropped(e.to_string()));
+                    break;
+                }
+                let index = node.raft.raft_log.last_index();
+                self.proposed_ends.borrow_mut().insert(index, next);
+            }
+            self.last_append_ms.set(append_ms);
+            match result {
+                Ok(()) => {
+                    let index = node.raft.raft_log.last_index();
+                    self.waiters.borrow_mut().insert(
+                        index,
+                        Waiter {
+                            term,
+                            first_index,
+                            base_offset: base,
+                            records: next - base,
+                            append_time_ms: append_ms,
+                            reply: p.reply,
+                        },
+                    );
+                }
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    /// The end offset of the raft log's last entry, persisted or not: the
+    /// offset the next proposed batch starts at.
+    fn end_offset_of_last(&self, node: &RawNode<ReplicaStorage>) -> u64 {
+        let last = node.raft.raft_log.last_index();
+        let proposed = self.proposed_ends.borrow();
+        let mem = self.mem.borrow();
+        // Entries raft appended itself (a new leader's empty entry) have
+        // no records: walk back to one whose end is known.
+        for index in (0..=last).rev() {
+            if let Some(&end) = proposed.get(&index) {
+                return end;
+            }
+            if let Some(end) = mem.end_offset_of(index) {
+                return end;
+            }
+            if index <= mem.last_index() {
+                break;
+            }
+        }
+        mem.last_record()
+            .map_or(self.log.log_end_offset(), EntryRecord::end_offset)
+    }
+
+    /// Persists a `Ready`'s entries: cuts a diverged tail first, then
+    /// appends the batches to the log and the records to the sidecar, both
+    /// fdatasynced, in parallel.
+    async fn persist_entries(&self, entries: Vec<Entry>) -> Result<(), String> {
+        let Some(first) = entries.first().map(|e| e.index) else {
+            return Ok(());
+        };
+        let mut sidecar = self.sidecar.borrow_mut().take().ok_or("the sidecar is in use")?;
+        let result = self.persist_with(&mut sidecar, first, &entries).await;
+        *self.sidecar.borrow_mut() = Some(sidecar);
+        let records = result?;
+        let mut mem = self.mem.borrow_mut();
+        for (record, entry) in records.into_iter().zip(entries) {
+            mem.push(record, entry.data);
+        }
+        let last = mem.last_index();
+        self.proposed_ends.borrow_mut().retain(|&i, _| i > last);
+        Ok(())
+    }
+
+    async fn persist_with(
+        &self,
+        sidecar: &mut RaftIndexFile<DmaDevice>,
+        first: u64,
+        entries: &[Entry],
+    ) -> Result<Vec<EntryRecord>, String> {
+        let cut = self.mem.borrow().record(first).copied();
+        if let Some(cut) = cut {
+            tracing::info!(dir = %self.dir.display(), index = first, offset = cut.base_offset, "raft cuts a diverged tail");
+            sidecar.truncate_from(first).await.map_err(|e| e.to_string())?;
+            self.log
+                .truncate_suffix(cut.base_offset)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.mem.borrow_mut().truncate_from(first);
+        }
+        let mut next = self
+            .mem
+            .borrow()
+            .last_record()
+            .map_or(self.log.log_end_offset(), EntryRecord::end_offset);
+        let mut records = Vec::with_capacity(entries.len());
+        let mut batches = Vec::new();
+        for e in entries {
+            let count = if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+                let (header, _) = batch::peek(&e.data, &batch::BatchLimits::default())
+                    .map_err(|err| format!("entry {} does not hold a batch: {err}", e.index))?;
+                if header.base_offset != next {
+                    return Err(format!(
+                        "entry {} holds offset {}, the log is at {next}",
+                        e.index, header.base_offset
+                    ));
+                }
+                batches.push(BytesMut::from(&e.data[..]));
+                header.record_count
+            } else {
+                0
+            };
+            let record = EntryRecord {
+                index: e.index,
+                term: e.term,
+                base_offset: next,
+                record_count: count,
+            };
+            sidecar.append(record).map_err(|err| err.to_string())?;
+            records.push(record);
+            next += u64::from(count);
+        }
+        let log_write = async {
+            if batches.is_empty() {
+                return Ok(());
+            }
+            self.log
+                .append_replicated(batches, Durability::Fsynced)
+                .await
+                .map(|_| ())
+        };
+        let (logged, indexed) = futures_lite::future::zip(log_write, sidecar.sync()).await;
+        logged.map_err(|e| e.to_string())?;
+        indexed.map_err(|e| e.to_string())?;
+        Ok(records)
+    }
+
+    /// Persists term and vote when they changed (the commit rides along).
+    async fn persist_hard_state(&self, hs: &HardState) -> Result<(), String> {
+        self.mem.borrow_mut().hard = hs.clone();
+        if (hs.term, hs.vote) == self.persisted.get() {
+            return Ok(());
+        }
+        self.store_hard_state(hs).await?;
+        self.persisted.set((hs.term, hs.vote));
+        Ok(())
+    }
+
+    async fn store_hard_state(&self, hs: &HardState) -> Result<(), String> {
+        let voters = self.mem.borrow().conf.voters.clone();
+        let record = HardStateRecord {
+            term: hs.term,
+            vote: hs.vote,
+            commit: hs.commit,
+            voters,
+        };
+        store_hard_state(&DmaDevice, &self.dir, &record)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Applies committed entries: the high watermark follows, and the
+    /// producers waiting for them are answered.
+    fn apply(&self, entries: &[Entry]) {
+        let Some(last) = entries.last() else { return };
+        let mem = self.mem.borrow();
+        let Some(end) = mem.end_offset_of(last.index) else {
+            return;
+        };
+        let mut waiters = self.waiters.borrow_mut();
+        let later = waiters.split_off(&(last.index + 1));
+        let done = std::mem::replace(&mut *waiters, later);
+        for (index, w) in done {
+            let same_term = |i: u64| mem.record(i).is_some_and(|r| r.term == w.term);
+            let kept = same_term(index) && same_term(w.first_index);
+            let _ = w.reply.send(if kept {
+                Ok(Committed {
+                    base_offset: w.base_offset,
+                    records: w.records,
+                    append_time_ms: w.append_time_ms,
+                    index,
+                })
+            } else {
+                Err(ProposeError::Superseded)
+            });
+        }
+        drop(mem);
+        (self.on_commit)(end);
+    }
+
+    /// Persists the hard state with the current commit and closes the
+    /// sidecar (shutdown).
+    pub async fn close(&self) {
+        let hs = self.node.borrow().raft.hard_state();
+        if self.fenced().is_none() {
+            if let Err(e) = self.store_hard_state(&hs).await {
+                tracing::error!(dir = %self.dir.display(), error = %e, "storing the raft hard state on close");
+            }
+        }
+        let taken = self.sidecar.borrow_mut().take();
+        if let Some(sidecar) = taken {
+            let _ = sidecar.close().await;
+        }
+    }
+}
+
+/// What `RawNode::propose` builds, with the batch's own `Bytes` as the
+/// entry data (raft-rs 0.7's `propose` takes a `Vec<u8>`, a copy).
+fn proposal_message(from: u64, data: Bytes) -> Message {
+    let e = Entry {
+        data,
+        ..Entry::default()
+    };
+    let mut m = Message::default();
+    m.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
+    m.from = from;
+    m.set_entries(vec![e].into());
+    m
+}
+
+/// Reads the data of the most recent entries back from the log into the
+/// window (after a restart). Returns the last batch's append time.
+async fn refill_window(log: &PartitionLog, mem: &RefCell<RaftMemory>) -> Result<i64, String> {
+    let records: Vec<EntryRecord> = {
+        let m = mem.borrow();
+        let last = m.last_index();
+        let first = m.first_index();
+        (first..=last)
+            .rev()
+            .filter_map(|i| m.record(i).copied())
+            .collect()
+    };
+    let mut last_append = 0i64;
+    let mut budget = super::raft_storage::WINDOW_BYTES_MAX;
+    for r in records {
+        if r.base_offset < log.log_start_offset() {
+            break;
+        }
+        let data = if r.record_count == 0 {
+            Bytes::new()
+        } else {
+            let read = log
+                .read_uncommitted(r.base_offset, 1)
+                .await
+                .map_err(|e| format!("refilling the raft window at offset {}: {e}", r.base_offset))?;
+            let Some(stored) = read.batches.into_iter().next() else {
+                return Err(format!("no batch at offset {}", r.base_offset));
+            };
+            let header = batch::BatchHeader::parse(&stored.bytes).map_err(|e| e.to_string())?;
+            if header.base_offset != r.base_offset || header.record_count != r.record_count {
+                return Err(format!(
+                    "the batch at offset {} does not match entry {}",
+                    r.base_offset, r.index
+                ));
+            }
+            last_append = last_append.max(header.append_time_ms);
+            stored.bytes
+        };
+        if data.len() > budget {
+            break;
+        }
+        budget -= data.len();
+        mem.borrow_mut().prepend_data(r.index, data);
+    }
+    Ok(last_append.max(now_ms()))
+}

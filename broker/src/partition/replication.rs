@@ -1,0 +1,236 @@
+//! Replication on one shard: the raft groups of the replicated partitions
+//! this shard owns, driven by one loop (no task per group), talking to the
+//! same shard index of every peer through the node links (`cluster`).
+//!
+//! The loop wakes on a tick ([`TICK_MS`]) or when a proposal or a message
+//! arrived, runs a round of every group with work (`raft_group`), and hands
+//! each group's outgoing messages to the node links as they come (a
+//! leader's appends leave before its own fdatasync returns, so leader and
+//! followers sync in parallel); the link sends everything queued for one
+//! peer as one frame.
+//!
+//! Placement is deterministic (interim, `docs/replication.md`): the
+//! replicas of partition `p` of topic `t` are `rf` consecutive nodes of the
+//! sorted node list, starting at `(murmur2(t) + p) % nodes`, on the same
+//! shard index everywhere; raft ids are node ids.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use protobuf::Message as _;
+use raft::eraftpb::Message;
+
+use super::raft_group::{RaftGroup, TICK_MS};
+use crate::cluster::wire::{RaftEnvelope, RaftFrame};
+use crate::cluster::{ClusterNode, NodeId};
+use crate::runtime::sleep;
+
+/// A replicated partition's key on the node links.
+type GroupKey = (String, u32);
+
+/// The replicas of one partition: node ids, sorted.
+pub fn placement(nodes: &[u32], topic: &str, partition: u32, rf: u32) -> Vec<u64> {
+    let mut sorted = nodes.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    let rf = (rf as usize).min(n);
+    let start = shoal_protocol::partitioner::shard_for_partition(topic, partition, n as u32) as usize;
+    let mut out: Vec<u64> = (0..rf).map(|i| u64::from(sorted[(start + i) % n])).collect();
+    out.sort_unstable();
+    out
+}
+
+/// One replicated partition as `GET /cluster` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GroupStatus {
+    pub topic: String,
+    pub partition: u32,
+    /// `leader` or `follower` (candidates count as followers).
+    pub role: &'static str,
+    /// The leader this replica knows (0: none).
+    pub leader: u64,
+    pub term: u64,
+    /// The last raft index persisted here, and the commit index.
+    pub last_index: u64,
+    pub commit_index: u64,
+    pub fenced: Option<String>,
+}
+
+/// One shard's replication driver.
+pub struct Replication {
+    cluster: Rc<ClusterNode>,
+    groups: RefCell<HashMap<GroupKey, Rc<RaftGroup>>>,
+    doorbell: LocalSender<()>,
+    bell: LocalReceiver<()>,
+    stopped: Cell<bool>,
+}
+
+impl Replication {
+    /// The driver of this shard; inbound raft frames are routed to it.
+    pub fn new(cluster: Rc<ClusterNode>) -> Rc<Replication> {
+        let (doorbell, bell) = local_channel::new_bounded(1);
+        let me = Rc::new(Replication {
+            cluster: cluster.clone(),
+            groups: RefCell::new(HashMap::new()),
+            doorbell,
+            bell,
+            stopped: Cell::new(false),
+        });
+        let weak = Rc::downgrade(&me);
+        cluster.set_raft_sink(Rc::new(move |from: NodeId, frame: RaftFrame| {
+            if let Some(me) = weak.upgrade() {
+                me.deliver(from, frame);
+            }
+        }));
+        me
+    }
+
+    /// Every node of the cluster (this one included).
+    pub fn nodes(&self) -> Vec<u32> {
+        let m = &self.cluster.membership;
+        let mut nodes: Vec<u32> = m.peers.iter().map(|p| p.id.0).collect();
+        nodes.push(m.me.0);
+        nodes.sort_unstable();
+        nodes
+    }
+
+    pub fn me(&self) -> u64 {
+        u64::from(self.cluster.membership.me.0)
+    }
+
+    pub fn cluster(&self) -> &Rc<ClusterNode> {
+        &self.cluster
+    }
+
+    pub fn add(&self, topic: &str, partition: u32, group: Rc<RaftGroup>) {
+        self.groups
+            .borrow_mut()
+            .insert((topic.to_string(), partition), group);
+        self.wake();
+    }
+
+    pub fn remove_topic(&self, topic: &str) {
+        self.groups.borrow_mut().retain(|(t, _), _| t != topic);
+    }
+
+    /// Every replicated partition on this shard, sorted.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        let mut out: Vec<GroupStatus> = self
+            .groups
+            .borrow()
+            .iter()
+            .map(|((topic, partition), g)| {
+                let (last_index, commit_index) = g.indexes();
+                GroupStatus {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    role: if g.is_leader() { "leader" } else { "follower" },
+                    leader: g.leader(),
+                    term: g.term(),
+                    last_index,
+                    commit_index,
+                    fenced: g.fenced(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        out
+    }
+
+    /// Wakes the loop (a proposal was queued).
+    pub fn wake(&self) {
+        let _ = self.doorbell.try_send(());
+    }
+
+    fn deliver(&self, from: NodeId, frame: RaftFrame) {
+        let groups = self.groups.borrow();
+        for env in frame.messages {
+            let Some(group) = groups.get(&(env.topic.clone(), env.partition)) else {
+                continue;
+            };
+            match Message::parse_from_bytes(&env.message) {
+                Ok(m) if m.from == u64::from(from.0) => group.deliver(m),
+                Ok(m) => {
+                    tracing::warn!(from = %from, claimed = m.from, "raft message with a forged sender dropped")
+                }
+                Err(e) => tracing::warn!(from = %from, error = %e, "undecodable raft message dropped"),
+            }
+        }
+        drop(groups);
+        self.wake();
+    }
+
+    /// Stops the loop after its current round (shutdown).
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        self.wake();
+    }
+
+    /// The loop; runs until [`Replication::stop`].
+    pub async fn run(self: Rc<Self>) {
+        let mut last_tick = Instant::now();
+        while !self.stopped.get() {
+            let until_tick = Duration::from_millis(TICK_MS).saturating_sub(last_tick.elapsed());
+            let rung = async {
+                let _ = self.bell.recv().await;
+            };
+            futures_lite::future::or(rung, sleep(until_tick)).await;
+            let tick = last_tick.elapsed() >= Duration::from_millis(TICK_MS);
+            if tick {
+                last_tick = Instant::now();
+            }
+            let groups: Vec<(GroupKey, Rc<RaftGroup>)> = self
+                .groups
+                .borrow()
+                .iter()
+                .map(|(k, g)| (k.clone(), g.clone()))
+                .collect();
+            for ((topic, partition), group) in groups {
+                if !tick && !group.has_work() {
+                    continue;
+                }
+                let send = |msgs: Vec<Message>| self.send(&topic, partition, msgs);
+                group.round(tick, &send).await;
+            }
+        }
+    }
+
+    /// Hands messages to the node links, one batch per destination.
+    fn send(&self, topic: &str, partition: u32, msgs: Vec<Message>) {
+        let mut by_peer: HashMap<u64, Vec<RaftEnvelope>> = HashMap::new();
+        for m in msgs {
+            let Ok(bytes) = m.write_to_bytes() else { continue };
+            by_peer.entry(m.to).or_default().push(RaftEnvelope {
+                topic: topic.to_string(),
+                partition,
+                message: bytes,
+            });
+        }
+        for (to, envs) in by_peer {
+            let Ok(to) = u32::try_from(to) else { continue };
+            self.cluster.send_raft(NodeId(to), envs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every partition gets `rf` distinct nodes; with rf = nodes, all.
+    #[test]
+    fn placement_is_deterministic_and_distinct() {
+        let nodes = [3, 1, 2];
+        assert_eq!(placement(&nodes, "t", 0, 3), vec![1, 2, 3]);
+        for p in 0..20 {
+            let r = placement(&nodes, "orders", p, 2);
+            assert_eq!(r.len(), 2);
+            assert_ne!(r[0], r[1]);
+            assert_eq!(r, placement(&[1, 2, 3], "orders", p, 2));
+        }
+        assert_eq!(placement(&nodes, "t", 0, 5).len(), 3);
+    }
+}

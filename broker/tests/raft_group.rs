@@ -1,0 +1,365 @@
+//! Three replicas of one partition, each a `RaftGroup` over its own real
+//! partition log, on one executor with an in-memory network the test
+//! controls: a leader is elected; committed batches land at the same
+//! offsets with the same bytes on every replica; when the leader is cut
+//! off, the majority elects another and commits, while what the old leader
+//! accepted alone is superseded, never acknowledged, and cut from its log
+//! when it rejoins; a replica dropped without closing reopens from its
+//! files (hard state, sidecar reconciled with the log) and catches up.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use glommio::{LocalExecutorBuilder, Placement};
+use raft::eraftpb::Message;
+use shoal_broker::partition::raft_group::{Committed, ProposeError, RaftGroup, TICK_MS};
+use shoal_protocol::batch::{self, BatchBuilder, NewRecord};
+use shoal_storage::{LogConfig, PartitionLog};
+
+const VOTERS: [u64; 3] = [1, 2, 3];
+/// Bound on every wait in this test.
+const WAIT_MS_MAX: u64 = 10_000;
+
+fn log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes_max: 1 << 20,
+        preallocate_bytes: 1 << 20,
+        write_chunk_bytes: 64 << 10,
+        cache_bytes_max: 1 << 20,
+        hw_follows_ack: false,
+        ..LogConfig::default()
+    }
+}
+
+fn make_batch(tag: u64, records: usize) -> BytesMut {
+    let mut b = BatchBuilder::new();
+    for r in 0..records {
+        b.push(NewRecord {
+            timestamp_ms: 1_700_000_000_000,
+            key: Some(format!("k{tag}").into_bytes()),
+            value: Some(format!("value {tag}/{r}").into_bytes()),
+            headers: Vec::new(),
+            message_id: None,
+        });
+    }
+    BytesMut::from(b.finish().unwrap().as_slice())
+}
+
+struct Replica {
+    id: u64,
+    dir: PathBuf,
+    log: Rc<PartitionLog>,
+    group: Rc<RaftGroup>,
+    hw: Rc<Cell<u64>>,
+}
+
+async fn open_replica(id: u64, dir: &Path) -> Replica {
+    let log = PartitionLog::open(dir, log_config()).await.expect("open log");
+    let hw = Rc::new(Cell::new(0));
+    let on_commit = {
+        let (hw, log) = (hw.clone(), log.clone());
+        Box::new(move |end: u64| {
+            hw.set(end);
+            log.set_high_watermark(end);
+        })
+    };
+    let group = RaftGroup::open(id, &VOTERS, dir.to_path_buf(), log.clone(), on_commit)
+        .await
+        .expect("open raft group");
+    Replica {
+        id,
+        dir: dir.to_path_buf(),
+        log,
+        group,
+        hw,
+    }
+}
+
+/// The test's network and the replicas it connects.
+struct Cluster {
+    replicas: RefCell<Vec<Option<Replica>>>,
+    /// Replicas cut off from the others (messages to and from them drop).
+    isolated: RefCell<BTreeSet<u64>>,
+    outbox: Rc<RefCell<Vec<Message>>>,
+    last_tick: Cell<Instant>,
+}
+
+impl Cluster {
+    fn group(&self, id: u64) -> Option<Rc<RaftGroup>> {
+        self.replicas.borrow()[id as usize - 1]
+            .as_ref()
+            .map(|r| r.group.clone())
+    }
+
+    fn hw(&self, id: u64) -> u64 {
+        self.replicas.borrow()[id as usize - 1]
+            .as_ref()
+            .map_or(0, |r| r.hw.get())
+    }
+
+    /// One round of every live replica, then delivery of what they sent.
+    async fn step(&self) {
+        let tick = self.last_tick.get().elapsed() >= Duration::from_millis(TICK_MS);
+        if tick {
+            self.last_tick.set(Instant::now());
+        }
+        let outbox = self.outbox.clone();
+        let send = move |msgs: Vec<Message>| outbox.borrow_mut().extend(msgs);
+        for id in VOTERS {
+            if let Some(g) = self.group(id) {
+                g.round(tick, &send).await;
+            }
+        }
+        let msgs = std::mem::take(&mut *self.outbox.borrow_mut());
+        let isolated = self.isolated.borrow().clone();
+        for m in msgs {
+            if isolated.contains(&m.from) || isolated.contains(&m.to) {
+                continue;
+            }
+            if let Some(g) = self.group(m.to) {
+                g.deliver(m);
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+
+    /// Runs rounds until `f` holds; panics past the bound.
+    async fn until(&self, what: &str, f: impl Fn(&Cluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        while !f(self) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            self.step().await;
+        }
+    }
+
+    fn leader_among(&self, ids: &[u64]) -> Option<u64> {
+        ids.iter()
+            .copied()
+            .find(|&id| self.group(id).is_some_and(|g| g.is_leader()))
+    }
+
+    /// Proposes batches through `leader` while running rounds; returns
+    /// each proposal's outcome.
+    async fn produce(
+        self: &Rc<Self>,
+        leader: u64,
+        batches: Vec<Vec<BytesMut>>,
+    ) -> Vec<Result<Committed, ProposeError>> {
+        let group = self.group(leader).expect("leader is up");
+        let results = Rc::new(RefCell::new(Vec::new()));
+        let pending = Rc::new(Cell::new(batches.len()));
+        for (i, b) in batches.into_iter().enumerate() {
+            let (group, results, pending) = (group.clone(), results.clone(), pending.clone());
+            glommio::spawn_local(async move {
+                let r = group.propose(b).await;
+                results.borrow_mut().push((i, r));
+                pending.set(pending.get() - 1);
+            })
+            .detach();
+        }
+        self.until("proposals answered", |_| pending.get() == 0).await;
+        let mut out = std::mem::take(&mut *results.borrow_mut());
+        out.sort_by_key(|(i, _)| *i);
+        out.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+/// Every batch of a log, as (base offset, bytes with the broker fields).
+async fn log_batches(log: &PartitionLog) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut offset = log.log_start_offset();
+    let end = log.log_end_offset();
+    for _ in 0..100_000 {
+        if offset >= end {
+            break;
+        }
+        let read = log.read_uncommitted(offset, 1 << 20).await.expect("read");
+        for b in read.batches {
+            out.push((b.base_offset, b.bytes.to_vec()));
+            offset = b.next_offset;
+        }
+    }
+    out
+}
+
+/// No offset holds two different batches on two replicas, and everything
+/// below `committed_end` is on all of them.
+async fn assert_logs_agree(cluster: &Cluster, committed_end: u64) {
+    let mut logs = Vec::new();
+    for r in cluster.replicas.borrow().iter().flatten() {
+        logs.push((r.id, r.log.clone()));
+    }
+    let mut contents = Vec::new();
+    for (id, log) in &logs {
+        contents.push((*id, log_batches(log).await));
+    }
+    let (first_id, first) = &contents[0];
+    for (id, other) in &contents[1..] {
+        for ((a_off, a), (b_off, b)) in first.iter().zip(other) {
+            assert_eq!(
+                a_off, b_off,
+                "replicas {first_id} and {id} place batches differently"
+            );
+            assert_eq!(
+                a, b,
+                "replicas {first_id} and {id} hold different bytes at offset {a_off}"
+            );
+        }
+    }
+    for (id, c) in &contents {
+        let end = c.last().map_or(0, |(_, b)| {
+            let h = batch::BatchHeader::parse(b).unwrap();
+            h.next_offset()
+        });
+        assert!(
+            end >= committed_end,
+            "replica {id} ends at {end}, below the committed {committed_end}"
+        );
+    }
+}
+
+fn run<F: std::future::Future<Output = ()> + 'static>(f: impl FnOnce() -> F) {
+    let ex = LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(4 << 20)
+        .make()
+        .expect("executor");
+    let f = f();
+    ex.run(async move {
+        f.await;
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    });
+}
+
+#[test]
+fn three_replicas_elect_replicate_fail_over_and_catch_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    run(move || async move {
+        let mut replicas = Vec::new();
+        for id in VOTERS {
+            let dir = root.join(format!("replica-{id}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            replicas.push(Some(open_replica(id, &dir).await));
+        }
+        let cluster = Rc::new(Cluster {
+            replicas: RefCell::new(replicas),
+            isolated: RefCell::new(BTreeSet::new()),
+            outbox: Rc::new(RefCell::new(Vec::new())),
+            last_tick: Cell::new(Instant::now()),
+        });
+
+        // 1. A leader is elected; 40 requests commit at dense offsets.
+        cluster
+            .until("a leader", |c| c.leader_among(&VOTERS).is_some())
+            .await;
+        let leader = cluster.leader_among(&VOTERS).unwrap();
+        let requests: Vec<Vec<BytesMut>> = (0..40u64)
+            .map(|i| vec![make_batch(i, 1 + (i % 4) as usize)])
+            .collect();
+        let results = cluster.produce(leader, requests).await;
+        let mut expected_next = 0;
+        for r in &results {
+            let c = r.as_ref().expect("committed");
+            assert_eq!(c.base_offset, expected_next, "offsets are dense and in order");
+            expected_next += c.records;
+        }
+        cluster
+            .until("every replica's watermark", |c| {
+                VOTERS.iter().all(|&id| c.hw(id) == expected_next)
+            })
+            .await;
+        assert_logs_agree(&cluster, expected_next).await;
+
+        // 2. A non-leader refuses proposals, naming the leader.
+        let follower = *VOTERS.iter().find(|&&id| id != leader).unwrap();
+        let refused = cluster
+            .group(follower)
+            .unwrap()
+            .propose(vec![make_batch(99, 1)])
+            .await;
+        assert_eq!(refused, Err(ProposeError::NotLeader { leader }));
+
+        // 3. The leader is cut off. It accepts a proposal it cannot commit;
+        // the majority elects a new leader and commits other batches.
+        cluster.isolated.borrow_mut().insert(leader);
+        let old = cluster.group(leader).unwrap();
+        let (tx, rx) = flume::bounded(1);
+        glommio::spawn_local(async move {
+            let _ = tx.send(old.propose(vec![make_batch(500, 3)]).await);
+        })
+        .detach();
+        let rest: Vec<u64> = VOTERS.iter().copied().filter(|&id| id != leader).collect();
+        let start = Instant::now();
+        cluster
+            .until("a new leader", |c| c.leader_among(&rest).is_some())
+            .await;
+        let failover = start.elapsed();
+        let new_leader = cluster.leader_among(&rest).unwrap();
+        let more: Vec<Vec<BytesMut>> = (100..110u64).map(|i| vec![make_batch(i, 2)]).collect();
+        for r in cluster.produce(new_leader, more).await {
+            let c = r.expect("the majority commits");
+            assert_eq!(c.base_offset, expected_next);
+            expected_next += c.records;
+        }
+        assert!(rx.try_recv().is_err(), "the isolated leader acknowledged a write");
+        println!("failover: new leader {new_leader} after {failover:?}");
+
+        // 4. The old leader rejoins: its lone entry is superseded and cut.
+        cluster.isolated.borrow_mut().clear();
+        cluster
+            .until("the old leader's proposal answered", |_| !rx.is_empty())
+            .await;
+        assert_eq!(rx.try_recv().unwrap(), Err(ProposeError::Superseded));
+        cluster
+            .until("every replica's watermark", |c| {
+                VOTERS.iter().all(|&id| c.hw(id) == expected_next)
+            })
+            .await;
+        assert_logs_agree(&cluster, expected_next).await;
+
+        // 5. A follower crashes (dropped without closing), misses writes,
+        // reopens from its files and catches up.
+        let crashed = *VOTERS
+            .iter()
+            .find(|&&id| !cluster.group(id).unwrap().is_leader())
+            .unwrap();
+        let dir = {
+            let mut rs = cluster.replicas.borrow_mut();
+            let r = rs[crashed as usize - 1].take().unwrap();
+            r.dir.clone()
+        };
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+        let leader = cluster.leader_among(&VOTERS).unwrap();
+        let later: Vec<Vec<BytesMut>> = (200..220u64)
+            .map(|i| vec![make_batch(i, 1), make_batch(i + 1000, 2)])
+            .collect();
+        for r in cluster.produce(leader, later).await {
+            let c = r.expect("two of three commit");
+            assert_eq!(c.base_offset, expected_next);
+            expected_next += c.records;
+        }
+        let reopened = open_replica(crashed, &dir).await;
+        cluster.replicas.borrow_mut()[crashed as usize - 1] = Some(reopened);
+        cluster
+            .until("the crashed replica caught up", |c| {
+                c.hw(crashed) == expected_next
+            })
+            .await;
+        assert_logs_agree(&cluster, expected_next).await;
+        let open: Vec<(Rc<RaftGroup>, Rc<PartitionLog>)> = cluster
+            .replicas
+            .borrow()
+            .iter()
+            .flatten()
+            .map(|r| (r.group.clone(), r.log.clone()))
+            .collect();
+        for (group, log) in open {
+            group.close().await;
+            log.close().await.unwrap();
+        }
+    });
+}

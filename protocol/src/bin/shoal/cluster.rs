@@ -1,0 +1,91 @@
+//! `shoal cluster status`: the cluster's nodes and their liveness.
+//!
+//! Reads the broker's `GET /cluster` over its HTTP port (`--http`), with a
+//! plain blocking HTTP/1.1 request: the node-link state lives with the
+//! broker's shards, and the HTTP endpoint already renders it as JSON, so
+//! the CLI needs no new native API for it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Longest the status request may take.
+const TIMEOUT_MS: u64 = 5_000;
+/// Cap on the reply read.
+const REPLY_BYTES_MAX: u64 = 1 << 20;
+
+/// Fetches `GET /cluster` from `http` (`host:port`).
+pub fn fetch_status(http: &str) -> Result<Value, String> {
+    let timeout = Some(Duration::from_millis(TIMEOUT_MS));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(http)
+        .map_err(|e| format!("cannot resolve {http}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{http} resolves to no address"))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(TIMEOUT_MS))
+        .map_err(|e| format!("cannot connect to the HTTP port {http}: {e}"))?;
+    let _ = stream.set_read_timeout(timeout);
+    let _ = stream.set_write_timeout(timeout);
+    let _ = stream.set_nodelay(true);
+    let request = format!("GET /cluster HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("sending to {http}: {e}"))?;
+    let mut reply = Vec::new();
+    stream
+        .take(REPLY_BYTES_MAX)
+        .read_to_end(&mut reply)
+        .map_err(|e| format!("reading from {http}: {e}"))?;
+    let text = String::from_utf8_lossy(&reply);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("{http} sent no HTTP reply"))?;
+    let status = head.lines().next().unwrap_or("");
+    if !status.contains(" 200 ") {
+        return Err(format!("{http} answered {status}: {body}"));
+    }
+    serde_json::from_str(body).map_err(|e| format!("{http} sent a body that is not JSON: {e}"))
+}
+
+/// The status as text lines.
+pub fn render(doc: &Value) -> String {
+    if doc["enabled"] != Value::Bool(true) {
+        return "not a cluster: a single node (no --node-id / [cluster] section)".to_string();
+    }
+    let mut out = format!(
+        "cluster {} (node {}, links of shard {})\n{:<6} {:<22} {:<11} {:<6} last heard\n",
+        doc["cluster_id"].as_str().unwrap_or("?"),
+        doc["node_id"],
+        doc["shard"],
+        "node",
+        "address",
+        "link",
+        "alive"
+    );
+    for n in doc["nodes"].as_array().into_iter().flatten() {
+        let heard = match n["last_heard_ms_ago"].as_u64() {
+            _ if n["local"] == Value::Bool(true) => "-".to_string(),
+            Some(ms) => format!("{ms} ms ago"),
+            None => "never".to_string(),
+        };
+        let alive = if n["alive"] == Value::Bool(true) {
+            "yes"
+        } else {
+            "no"
+        };
+        out.push_str(&format!(
+            "{:<6} {:<22} {:<11} {:<6} {}",
+            n["node_id"],
+            n["address"].as_str().unwrap_or(""),
+            n["link"].as_str().unwrap_or(""),
+            alive,
+            heard
+        ));
+        if let Some(reason) = n["refused"].as_str() {
+            out.push_str(&format!(" (refused: {reason})"));
+        }
+        out.push('\n');
+    }
+    out.trim_end().to_string()
+}
