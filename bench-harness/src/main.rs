@@ -17,6 +17,7 @@ use shoal_bench::report::{self, model::RunReport};
 use shoal_bench::run::{run, BrokerChoice, RunSettings};
 use shoal_bench::suite;
 use shoal_bench::workload::{Workload, WorkloadLayer, WorkloadSource, PRESETS};
+use shoal_protocol::tls::SecurityArgs;
 
 /// Load-test a Shoal broker: open-loop load at a target rate (or a search for
 /// the highest sustainable rate), HDR latency measured from each record's
@@ -67,6 +68,11 @@ struct Cli {
     /// Run a suite of workloads instead of one ("closing": max-rate with flush always and never, then burst)
     #[arg(long, value_name = "NAME", conflicts_with_all = ["workload", "print_workload"])]
     suite: Option<String>,
+    #[command(
+        flatten,
+        next_help_heading = "TLS and credentials (for a secured broker; the embedded one takes them through --broker-arg=--config=FILE)"
+    )]
+    security: SecurityArgs,
     #[command(flatten, next_help_heading = "Workload (each overrides the preset or file)")]
     overrides: WorkloadLayer,
 }
@@ -172,6 +178,10 @@ fn run_one(cli: &Cli, workload: Workload, out: &Path) -> Result<RunReport, Bench
         baseline: (!cli.no_baselines).then(|| Duration::from_secs_f64(cli.baseline_s.clamp(0.05, 30.0))),
         drain: Duration::from_secs_f64(cli.drain_s.clamp(0.0, 600.0)),
         command_line: std::env::args().collect(),
+        security: cli
+            .security
+            .resolve()
+            .map_err(|e| BenchError::Driver(format!("TLS and credentials: {e}")))?,
     };
     let report = run(settings)?;
     print!("{}", report::summary::render(&report));

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use shoal_protocol::tls::ClientSecurity;
+
 use crate::baseline::{self, Baselines};
 use crate::broker_process::{BrokerProcess, BrokerSpec};
 use crate::driver::engine::{run_phase, PhaseOptions};
@@ -49,6 +51,8 @@ pub struct RunSettings {
     /// After the load ends, how long acks and consumers get to catch up.
     pub drain: Duration,
     pub command_line: Vec<String>,
+    /// TLS and credentials of every client connection (none: plaintext).
+    pub security: ClientSecurity,
 }
 
 /// Runs everything and answers the report (not yet written).
@@ -86,7 +90,15 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
             (Some(p), info)
         }
     };
-    let connector: Arc<dyn Connector> = Arc::new(ShoalConnector::new(broker.address.clone()));
+    let mut broker = broker;
+    if settings.security.tls.is_some() {
+        // The report says the figures were measured over TLS.
+        broker.mode.push_str("+tls");
+    }
+    let connector: Arc<dyn Connector> = Arc::new(ShoalConnector::new(
+        broker.address.clone(),
+        settings.security.clone(),
+    ));
     connector.prepare(w)?;
     let control = process.as_mut().map(|p| p as &mut dyn BrokerControl);
     let Loaded {

@@ -113,6 +113,17 @@ pub enum BrokerError {
         sequence: u32,
         expected: u32,
     },
+    /// Terminal: authentication is required or failed (the message says
+    /// which, never why a password was wrong).
+    #[error("{0}")]
+    AuthenticationFailed(String),
+    /// Terminal: the principal has no ACL allowing `operation` on `resource`.
+    #[error("{principal} may not {operation} {resource}")]
+    AuthorizationFailed {
+        principal: String,
+        operation: &'static str,
+        resource: String,
+    },
 }
 
 /// A service call's result.
@@ -155,6 +166,8 @@ impl BrokerError {
             E::NotSubscribed(_) => ErrorCode::NotSubscribed,
             E::CircuitOpen { .. } => ErrorCode::CircuitOpen,
             E::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+            E::AuthenticationFailed(_) => ErrorCode::AuthenticationFailed,
+            E::AuthorizationFailed { .. } => ErrorCode::AuthorizationFailed,
         }
     }
 

@@ -17,6 +17,7 @@
 //! | [`runtime`]    | the glommio layer: executors, queues, timers, listeners        |
 //! | [`error`]      | [`error::BrokerError`], mapped once to wire codes              |
 //! | [`ids`]        | newtypes: partition, shard, offset, generation                 |
+//! | [`audit`]      | the audit log (`<data_dir>/audit.log`, JSON lines)             |
 //!
 //! The configuration is its own crate (`shoal-config`), so `shoal-tune`
 //! can read and write it without the runtime.
@@ -35,6 +36,7 @@
 //! counted; the shard-aware client sends them to the owner's port instead.
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod audit;
 pub mod cluster;
 pub mod delivery;
 pub mod error;

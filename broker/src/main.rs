@@ -197,6 +197,7 @@ fn main() -> ExitCode {
     let signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -227,11 +228,24 @@ fn main() -> ExitCode {
     );
     tracing::info!(listen = ports.shared, "shoald serving");
     let stop = broker.stopper();
+    let reload_tls = broker.tls_reloader();
     let mut signals = signals;
     std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        for signal in signals.forever() {
+            if signal == signal_hook::consts::SIGHUP {
+                // New connections use the re-read certificates; open ones
+                // keep their sessions.
+                match reload_tls() {
+                    Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: TLS reload failed; keeping the old certificates")
+                    }
+                }
+                continue;
+            }
             tracing::info!(signal, "stopping");
             stop();
+            break;
         }
     });
     broker.join();

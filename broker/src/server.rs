@@ -16,14 +16,17 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_config::Config;
 
 use crate::error::BrokerResult;
+use crate::frontend::tls::TlsAcceptor;
 use crate::frontend::{http, kafka, native};
 use crate::ids::ShardId;
 use crate::mesh::{self, Envelope, Mesh};
+use crate::metadata::security::SecurityService;
 use crate::runtime::{adopt_listener, bind_listener, shard_cpus, spawn_shard};
 use crate::shard::call::{ShardCall, ShardReply};
 use crate::shard::{KafkaPorts, Ports, Shard};
@@ -54,6 +57,17 @@ pub enum StartError {
     /// splitting connections between them.
     #[error("{what} is in use by another process (is another shoald running?): {source}")]
     InUse { what: String, source: std::io::Error },
+    /// Secure by default: a non-loopback address needs TLS and
+    /// authentication, or an explicit `security.insecure = true`.
+    #[error(
+        "refusing to serve {addr} without TLS and authentication: set [security.tls] and \
+         security.authentication = true, bind a loopback address, or set security.insecure = true"
+    )]
+    Insecure { addr: SocketAddr },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("security: {0}")]
+    Security(String),
 }
 
 /// Takes an exclusive lock on `<data_dir>/LOCK` for the broker's lifetime.
@@ -126,6 +140,8 @@ fn probe_port(addr: SocketAddr) -> Result<(), StartError> {
 /// A started broker.
 pub struct RunningBroker {
     pub ports: Ports,
+    /// The listeners' TLS settings, reloaded by [`RunningBroker::reload_tls`].
+    tls: Option<Arc<TlsAcceptor>>,
     /// Held until the broker is dropped: the data directory's lock.
     _lock: std::fs::File,
     stops: Vec<flume::Sender<()>>,
@@ -147,6 +163,17 @@ impl RunningBroker {
             if let Err(e) = handle.join() {
                 tracing::error!(error = %e, "shard thread failed");
             }
+        }
+    }
+
+    /// A handle that re-reads the TLS certificate and key files (SIGHUP):
+    /// new connections use them, open ones keep their sessions. A bad file
+    /// keeps the old settings and is reported.
+    pub fn tls_reloader(&self) -> impl Fn() -> Result<(), String> + Send + 'static {
+        let tls = self.tls.clone();
+        move || match &tls {
+            Some(t) => t.reload().map_err(|e| e.to_string()),
+            None => Err("TLS is not configured".into()),
         }
     }
 
@@ -296,6 +323,24 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
         source,
     })?;
     let lock = lock_data_dir(&config.server.data_dir)?;
+    let mut exposed = vec![config.server.listen, config.server.http_listen];
+    if config.kafka.enabled {
+        exposed.push(config.kafka.listen);
+    }
+    if let Some(addr) = config.security.exposed_without_protection(&exposed) {
+        return Err(StartError::Insecure { addr });
+    }
+    if config.security.insecure && exposed.iter().any(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            "security.insecure = true: serving a non-loopback address without TLS and authentication; \
+             anyone who can reach it can read, write and delete every topic"
+        );
+    }
+    let tls = match &config.security.tls {
+        Some(settings) => Some(TlsAcceptor::load(settings).map_err(|e| StartError::Tls(e.to_string()))?),
+        None => None,
+    };
+    let security = SecurityService::start(&config).map_err(|e| StartError::Security(e.to_string()))?;
     probe_port(config.server.listen)?;
     probe_port(config.server.http_listen)?;
     probe_shard_ports(config.server.listen.ip(), config.server.shard_port_base, &config)?;
@@ -328,6 +373,8 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
             shared: shared.next().expect("one shared listener per shard"),
             own: own.next().expect("one shard listener per shard"),
             http: http.next().expect("one HTTP listener per shard"),
+            security: security.clone(),
+            tls: tls.clone(),
             kafka: kafka_listeners.next(),
             node: node.next(),
             stop: stop_rx,
@@ -362,6 +409,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     }
     Ok(RunningBroker {
         ports,
+        tls,
         _lock: lock,
         stops,
         handles,
@@ -378,6 +426,8 @@ struct ShardStart {
     shared: std::net::TcpListener,
     own: std::net::TcpListener,
     http: std::net::TcpListener,
+    security: Arc<SecurityService>,
+    tls: Option<Arc<TlsAcceptor>>,
     /// Kafka's shared and own listener, when the Kafka listener is on.
     kafka: Option<(std::net::TcpListener, std::net::TcpListener)>,
     /// This shard's node-link listener (cluster members only).
@@ -390,7 +440,7 @@ async fn run_shard(ctx: ShardStart) {
     let queue = crate::runtime::io_queue("requests");
     let id = ShardId(ctx.id);
     let mesh = Mesh::new(id, ctx.peers);
-    let shard = Shard::new(id, Rc::new(ctx.config), ctx.ports, mesh);
+    let shard = Shard::new(id, Rc::new(ctx.config), ctx.ports, mesh, ctx.security);
     let inbox_task = glommio::spawn_local_into(shard.clone().serve_inbox(ctx.inbox), queue)
         .expect("the request queue exists");
     if let Err(e) = shard.start().await {
@@ -398,17 +448,17 @@ async fn run_shard(ctx: ShardStart) {
         return;
     }
     let accept_shared = glommio::spawn_local_into(
-        native::accept_loop(shard.clone(), adopt_listener(ctx.shared), queue),
+        native::accept_loop(shard.clone(), adopt_listener(ctx.shared), queue, ctx.tls.clone()),
         queue,
     )
     .expect("the request queue exists");
     let accept_own = glommio::spawn_local_into(
-        native::accept_loop(shard.clone(), adopt_listener(ctx.own), queue),
+        native::accept_loop(shard.clone(), adopt_listener(ctx.own), queue, ctx.tls.clone()),
         queue,
     )
     .expect("the request queue exists");
     let accept_http = glommio::spawn_local_into(
-        http::accept_loop(shard.clone(), adopt_listener(ctx.http), queue),
+        http::accept_loop(shard.clone(), adopt_listener(ctx.http), queue, ctx.tls.clone()),
         queue,
     )
     .expect("the request queue exists");
@@ -418,7 +468,13 @@ async fn run_shard(ctx: ShardStart) {
         .flat_map(|(shared, own)| [(shared, kafka::Door::Shared), (own, kafka::Door::Broker)])
         .map(|(listener, door)| {
             glommio::spawn_local_into(
-                kafka::accept_loop(shard.clone(), adopt_listener(listener), door, queue),
+                kafka::accept_loop(
+                    shard.clone(),
+                    adopt_listener(listener),
+                    door,
+                    queue,
+                    ctx.tls.clone(),
+                ),
                 queue,
             )
             .expect("the request queue exists")

@@ -52,9 +52,13 @@ pub enum ApiKey {
     QuarantineCounts = 22,
     QuarantineRedrive = 23,
     QuarantinePurge = 24,
+    /// One step of a SASL exchange (SCRAM-SHA-256) after the handshake.
+    Authenticate = 25,
+    /// Users, tokens and ACLs (cluster admin only).
+    SecurityAdmin = 26,
     /// Partition leaders and node addresses (a cluster). Optional: a
     /// broker built before it lacks it ([`ApiKey::is_optional`]).
-    Leaders = 25,
+    Leaders = 27,
 }
 
 /// Every API key, in numeric order.
@@ -84,6 +88,8 @@ pub const API_KEYS_ALL: &[ApiKey] = &[
     ApiKey::QuarantineCounts,
     ApiKey::QuarantineRedrive,
     ApiKey::QuarantinePurge,
+    ApiKey::Authenticate,
+    ApiKey::SecurityAdmin,
     ApiKey::Leaders,
 ];
 
@@ -145,6 +151,8 @@ impl ApiKey {
             ApiKey::QuarantineCounts => "quarantine_counts",
             ApiKey::QuarantineRedrive => "quarantine_redrive",
             ApiKey::QuarantinePurge => "quarantine_purge",
+            ApiKey::Authenticate => "authenticate",
+            ApiKey::SecurityAdmin => "security_admin",
             ApiKey::Leaders => "leaders",
         }
     }

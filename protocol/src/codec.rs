@@ -203,7 +203,7 @@ where
 /// want to reject a bad frame before routing it.
 pub fn validate_any(frame: &Frame) -> Result<ApiKey, ProtocolError> {
     use crate::messages::{delivery::*, dlq::*, fetch::*, group::*, handshake::*};
-    use crate::messages::{leaders::*, metadata::*, offsets::*, produce::*, stats::*, topic::*};
+    use crate::messages::{leaders::*, metadata::*, offsets::*, produce::*, security::*, stats::*, topic::*};
 
     macro_rules! pick {
         ($frame:expr, $key:expr, $( $k:ident => $req:ty, $resp:ty );* $(;)?) => {
@@ -249,6 +249,8 @@ pub fn validate_any(frame: &Frame) -> Result<ApiKey, ProtocolError> {
         QuarantineCounts => QuarantineCountsRequest, QuarantineCountsResponse;
         QuarantineRedrive => QuarantineRedriveRequest, QuarantineRedriveResponse;
         QuarantinePurge => QuarantinePurgeRequest, QuarantinePurgeResponse;
+        Authenticate => AuthenticateRequest, AuthenticateResponse;
+        SecurityAdmin => SecurityAdminRequest, SecurityAdminResponse;
         Leaders => LeadersRequest, LeadersResponse;
     )?;
     Ok(key)

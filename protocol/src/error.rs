@@ -107,6 +107,13 @@ pub enum ErrorCode {
     /// Retryable later: the broker refused the connection (too many from
     /// this address or on this shard); close idle connections or wait.
     TooManyConnections = 29,
+    /// Terminal: authentication failed (unknown user, wrong password or
+    /// token, a malformed SCRAM exchange, too many failed attempts from this
+    /// address, or a request sent before authenticating). HTTP 401.
+    AuthenticationFailed = 30,
+    /// Terminal: the authenticated principal has no ACL allowing this
+    /// operation on this resource. HTTP 403.
+    AuthorizationFailed = 31,
     /// Retryable: this node's replica of a replicated partition is not the
     /// raft leader; the message names the leader's node and address when
     /// known. Refresh and send to the leader. (30 and 31 are reserved for
@@ -148,6 +155,8 @@ pub const ERROR_CODES_ALL: &[ErrorCode] = &[
     ErrorCode::CorruptFrame,
     ErrorCode::PartitionRecovering,
     ErrorCode::TooManyConnections,
+    ErrorCode::AuthenticationFailed,
+    ErrorCode::AuthorizationFailed,
     ErrorCode::NotLeader,
     ErrorCode::Unknown,
 ];
@@ -222,6 +231,8 @@ impl ErrorCode {
             ErrorCode::CorruptFrame => "corrupt_frame",
             ErrorCode::PartitionRecovering => "partition_recovering",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::AuthenticationFailed => "authentication_failed",
+            ErrorCode::AuthorizationFailed => "authorization_failed",
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::Unknown => "unknown",
         }
@@ -260,6 +271,8 @@ impl ErrorCode {
             ErrorCode::CorruptFrame => "the frame could not be decoded",
             ErrorCode::PartitionRecovering => "the partition is still being recovered; retry shortly",
             ErrorCode::TooManyConnections => "the broker refused the connection: too many connections",
+            ErrorCode::AuthenticationFailed => "authentication failed",
+            ErrorCode::AuthorizationFailed => "the principal is not authorized for this operation",
             ErrorCode::NotLeader => "this node is not the partition's leader; send to the leader",
             ErrorCode::Unknown => "an error code this client does not know",
         }
@@ -321,6 +334,14 @@ pub enum ProtocolError {
     /// The connection closed (or failed earlier) with requests in flight.
     #[error("connection closed: {0}")]
     Closed(String),
+    /// The TLS handshake failed (wrong CA, expired or mismatched
+    /// certificate, a plaintext port, a refused client certificate).
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
+    /// SCRAM authentication failed on the client's side (the broker's
+    /// signature did not verify, or a malformed exchange).
+    #[error("authentication failed: {0}")]
+    Authentication(String),
     /// A client-side argument is invalid; nothing was sent.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

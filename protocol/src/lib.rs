@@ -12,6 +12,8 @@
 //! - [`messages`]: the request and response structs, one module per area;
 //! - [`codec`]: messages to frames and back (validated rkyv access only);
 //! - [`partitioner`]: the stable key → partition and name → shard hash;
+//! - [`scram`]: SCRAM-SHA-256, both ends, sans-IO;
+//! - [`tls`]: the client's TLS settings (rustls, blocking);
 //! - [`client`]: the thin blocking client (pipelined connections,
 //!   shard-aware routing, a batching producer, consumers) that the `shoal`
 //!   CLI is built on.
@@ -25,6 +27,8 @@ pub mod error;
 pub mod frame;
 pub mod messages;
 pub mod partitioner;
+pub mod scram;
+pub mod tls;
 
 pub use api::ApiKey;
 pub use error::{ErrorCode, ProtocolError};

@@ -25,13 +25,14 @@ use std::time::{Duration, Instant};
 
 use shoal_protocol::batch::NewRecord;
 use shoal_protocol::client::{
-    BatchAcks, Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer,
-    ProducerConfig, SendHandle,
+    BatchAcks, Client, ClientConfig, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer,
+    Producer, ProducerConfig, SendHandle,
 };
 use shoal_protocol::messages::dlq::{QuarantineBrowseRequest, QuarantineCountsRequest, QuarantineFilter};
 use shoal_protocol::messages::offsets::OffsetSpec;
 use shoal_protocol::messages::produce::{Acks as WireAcks, Durability};
 use shoal_protocol::messages::topic::{FlushPolicy, TopicConfig};
+use shoal_protocol::tls::ClientSecurity;
 use shoal_protocol::{ErrorCode, ProtocolError};
 
 use crate::driver::{AckEvent, Connector, ConsumeClient, InRecord, OutRecord, ProduceClient};
@@ -54,18 +55,24 @@ pub struct ShoalConnector {
     address: String,
     /// The redirect counter of every client opened (one per thread).
     redirects: Mutex<Vec<Arc<AtomicU64>>>,
+    security: ClientSecurity,
 }
 
 impl ShoalConnector {
-    pub fn new(address: impl Into<String>) -> Self {
+    /// `security`: TLS and credentials for every connection (`--tls-ca`,
+    /// `--user`, ...; the default is plaintext without authentication).
+    pub fn new(address: impl Into<String>, security: ClientSecurity) -> Self {
         Self {
             address: address.into(),
             redirects: Mutex::new(Vec::new()),
+            security,
         }
     }
 
     fn client(&self) -> Result<Arc<Client>, BenchError> {
-        let client = Client::connect(&self.address)
+        let mut config = ClientConfig::default();
+        config.connection.security = self.security.clone();
+        let client = Client::with_config(&self.address, config)
             .map(Arc::new)
             .map_err(|e| driver_error("connect", e))?;
         let mut counters = self.redirects.lock().expect("connector lock");

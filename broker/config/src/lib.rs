@@ -18,6 +18,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod security;
+pub use security::{SecurityConfig, TlsConfig, TlsVersion};
 mod cluster;
 pub use cluster::{ClusterConfig, PeerAddr, CLUSTER_NODES_MAX};
 
@@ -42,6 +44,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Storm protection of consumer groups.
     pub delivery: DeliveryConfig,
+    /// TLS, authentication, ACLs (issue 20): `security.rs`.
+    pub security: SecurityConfig,
     /// The Kafka wire-protocol front end.
     pub kafka: KafkaConfig,
     /// Cluster membership (issue 14): `cluster.rs`.
@@ -400,6 +404,22 @@ impl Config {
         }
         if self.runtime.io_memory_bytes < (1 << 20) {
             return invalid("runtime.io_memory_bytes", "must be >= 1 MiB".into());
+        }
+        if let Err((key, reason)) = self.security.validate() {
+            return invalid(key, reason);
+        }
+        let mut exposed = vec![self.server.listen, self.server.http_listen];
+        if self.kafka.enabled {
+            exposed.push(self.kafka.listen);
+        }
+        if let Some(addr) = self.security.exposed_without_protection(&exposed) {
+            return invalid(
+                "security",
+                format!(
+                    "refusing to serve {addr} without TLS and authentication: set [security.tls] and \
+                     security.authentication = true, bind a loopback address, or set security.insecure = true"
+                ),
+            );
         }
         if let Err((key, reason)) = self.cluster.validate(self.effective_shards()) {
             return invalid(key, reason);

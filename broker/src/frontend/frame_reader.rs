@@ -13,14 +13,14 @@
 //!   connection waiting for its replies (a long poll, a rebalance) is not
 //!   idle.
 //!
-//! Each protocol brings its decoder through [`PendingFrame`].
+//! Each protocol brings its decoder through [`PendingFrame`]; the socket is
+//! any byte stream, so TLS (`frontend::tls::ServerStream`) sits underneath.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use futures_lite::io::AsyncReadExt;
-use glommio::net::TcpStream;
 use glommio::sync::{Semaphore, StaticPermit};
 
 use crate::shard::Shard;
@@ -125,7 +125,7 @@ impl<D: PendingFrame> FrameReader<D> {
     pub async fn read(
         &mut self,
         shard: &Shard,
-        socket: &mut futures_lite::io::ReadHalf<TcpStream>,
+        socket: &mut (impl futures_lite::io::AsyncRead + Unpin),
         buf: &mut [u8],
     ) -> Result<usize, ReadEnd> {
         read_within(

@@ -9,6 +9,7 @@
 //! | [`kafka`]  | the Kafka wire protocol: existing Kafka clients, shard-aware |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
 //! | [`admission`] | per-shard and per-address connection limits               |
+//! | [`tls`]    | TLS for every listener: rustls over glommio, SIGHUP reload    |
 //! | [`frame_reader`] | receive-pool reservation, budgets and deadlines of framed connections |
 
 pub mod admission;
@@ -17,3 +18,4 @@ pub mod http;
 pub mod kafka;
 pub mod native;
 pub mod quota;
+pub mod tls;

@@ -3,6 +3,7 @@
 //!
 //! | module             | role                                                     |
 //! |--------------------|----------------------------------------------------------|
+//! | [`access`]         | the door front ends use: authorize, then route (audited) |
 //! | [`state`]          | [`Shard`]: config, registry, services, budgets, metrics  |
 //! | [`route`]          | partition work to its owner: produce, fetch, offsets     |
 //! | [`route_groups`]   | group work to its coordinator; topic-wide fan-outs       |
@@ -21,6 +22,7 @@
 //! for a local partition or group is a method call; work for one owned
 //! elsewhere crosses the mesh, counted per kind.
 
+pub mod access;
 pub mod call;
 pub mod inbox;
 pub mod lifecycle;
@@ -34,6 +36,7 @@ pub mod state;
 pub mod submit;
 pub mod topic_admin;
 
+pub use access::Access;
 pub use route::{FetchSpec, PartitionRead, Produced, FETCH_WAIT_MS_MAX, PRODUCE_TIMEOUT_MS_MAX};
 pub use snapshot::Readiness;
 pub use state::{KafkaPorts, Ports, Shard, ShardMesh};

@@ -89,7 +89,7 @@ impl Shard {
 
     /// Appends batches to partitions of `topic` (each on its owner) and
     /// returns one outcome per partition, in the order given.
-    pub async fn produce(
+    pub(super) async fn produce(
         self: &Rc<Self>,
         topic: &str,
         partitions: Vec<(PartitionId, Vec<BytesMut>)>,
@@ -166,7 +166,7 @@ impl Shard {
     /// the fetch allows: one partition waits on its owner; several are read
     /// at once first, and waited on only if all came back short of
     /// `min_bytes`.
-    pub async fn fetch(
+    pub(super) async fn fetch(
         self: &Rc<Self>,
         topic: &str,
         spec: &FetchSpec,
@@ -211,7 +211,7 @@ impl Shard {
 
     /// Reads one partition on its owner, waiting up to `max_wait_ms` for
     /// data when caught up.
-    pub async fn read(
+    pub(super) async fn read(
         &self,
         topic: &str,
         partition: PartitionId,
@@ -261,7 +261,7 @@ impl Shard {
     /// `max_wait` passes. Each partition long-polls in its own task; the
     /// first to finish with data wakes the wait, and dropping the rest
     /// cancels them.
-    pub async fn wait_any(
+    pub(super) async fn wait_any(
         self: &Rc<Self>,
         topic: &str,
         partitions: &[(PartitionId, Offset)],
@@ -291,7 +291,7 @@ impl Shard {
     }
 
     /// Resolves an offset query on the partition's owner.
-    pub async fn list_offset(
+    pub(super) async fn list_offset(
         &self,
         topic: &str,
         partition: PartitionId,
@@ -314,7 +314,11 @@ impl Shard {
     }
 
     /// A partition's bounds and state, read on its owner.
-    pub async fn figures(&self, topic: &str, partition: PartitionId) -> BrokerResult<PartitionFigures> {
+    pub(super) async fn figures(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+    ) -> BrokerResult<PartitionFigures> {
         let owner = self.locate(topic, partition)?;
         if owner == self.id() {
             return self.partitions().figures(topic, partition);
@@ -331,7 +335,7 @@ impl Shard {
     }
 
     /// A partition's figures and the append time at `offset`, on its owner.
-    pub async fn view(
+    pub(super) async fn view(
         &self,
         topic: &str,
         partition: PartitionId,

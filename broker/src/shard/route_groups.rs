@@ -51,48 +51,48 @@ impl Shard {
         }
     }
 
-    pub async fn group_join(&self, req: JoinGroupRequest) -> BrokerResult<JoinGroupResponse> {
+    pub(super) async fn group_join(&self, req: JoinGroupRequest) -> BrokerResult<JoinGroupResponse> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Join, req, self.delivery().join(req).await)
     }
 
-    pub async fn group_heartbeat(&self, req: HeartbeatRequest) -> BrokerResult<HeartbeatResponse> {
+    pub(super) async fn group_heartbeat(&self, req: HeartbeatRequest) -> BrokerResult<HeartbeatResponse> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Heartbeat, req, self.delivery().heartbeat(req))
     }
 
-    pub async fn group_leave(&self, req: LeaveGroupRequest) -> BrokerResult<LeaveGroupResponse> {
+    pub(super) async fn group_leave(&self, req: LeaveGroupRequest) -> BrokerResult<LeaveGroupResponse> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Leave, req, self.delivery().leave(req).await)
     }
 
     /// A poll's reply and the batches of its payload, in order.
-    pub async fn group_poll(&self, req: PollRequest) -> BrokerResult<Polled> {
+    pub(super) async fn group_poll(&self, req: PollRequest) -> BrokerResult<Polled> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Poll, req, self.delivery().poll(req).await)
     }
 
-    pub async fn group_ack(&self, req: AckRequest) -> BrokerResult<AckResponse> {
+    pub(super) async fn group_ack(&self, req: AckRequest) -> BrokerResult<AckResponse> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Ack, req, self.delivery().ack(req).await)
     }
 
-    pub async fn group_nack(&self, req: NackRequest) -> BrokerResult<NackResponse> {
+    pub(super) async fn group_nack(&self, req: NackRequest) -> BrokerResult<NackResponse> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Nack, req, self.delivery().nack(req).await)
     }
 
-    pub async fn group_commit(&self, req: CommitOffsetRequest) -> BrokerResult<CommitOffsetResponse> {
+    pub(super) async fn group_commit(&self, req: CommitOffsetRequest) -> BrokerResult<CommitOffsetResponse> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Commit, req, self.delivery().commit(req).await)
     }
 
-    pub async fn group_seek(&self, req: SeekRequest) -> BrokerResult<SeekResponse> {
+    pub(super) async fn group_seek(&self, req: SeekRequest) -> BrokerResult<SeekResponse> {
         let group = req.group.clone();
         on_coordinator!(self, &group, Seek, req, self.delivery().seek(req).await)
     }
 
-    pub async fn group_stats(&self, req: GroupStatsRequest) -> BrokerResult<GroupStatsResponse> {
+    pub(super) async fn group_stats(&self, req: GroupStatsRequest) -> BrokerResult<GroupStatsResponse> {
         let group = req.group.clone();
         on_coordinator!(
             self,
@@ -103,7 +103,7 @@ impl Shard {
         )
     }
 
-    pub async fn quarantine_redrive(
+    pub(super) async fn quarantine_redrive(
         &self,
         req: QuarantineRedriveRequest,
     ) -> BrokerResult<QuarantineRedriveResponse> {
@@ -127,7 +127,7 @@ impl Shard {
     }
 
     /// Every group of the broker, by name.
-    pub async fn list_groups(&self) -> BrokerResult<ListGroupsResponse> {
+    pub(super) async fn list_groups(&self) -> BrokerResult<ListGroupsResponse> {
         let parts = self
             .fan_out(
                 || GroupCall::LocalGroups,
@@ -149,7 +149,7 @@ impl Shard {
             .ok_or_else(|| BrokerError::unknown_topic(topic))
     }
 
-    pub async fn quarantine_browse(
+    pub(super) async fn quarantine_browse(
         &self,
         req: QuarantineBrowseRequest,
     ) -> BrokerResult<QuarantineBrowseResponse> {
@@ -167,7 +167,7 @@ impl Shard {
         Ok(merge_browse(parts, req.limit))
     }
 
-    pub async fn quarantine_counts(
+    pub(super) async fn quarantine_counts(
         &self,
         req: QuarantineCountsRequest,
     ) -> BrokerResult<QuarantineCountsResponse> {
@@ -185,7 +185,7 @@ impl Shard {
         Ok(merge_count_parts(parts))
     }
 
-    pub async fn quarantine_purge(
+    pub(super) async fn quarantine_purge(
         &self,
         req: QuarantinePurgeRequest,
     ) -> BrokerResult<QuarantinePurgeResponse> {
@@ -213,7 +213,7 @@ impl Shard {
 
     /// A topic's partitions (bounds, size, quarantine depth) and every
     /// group's lag on it.
-    pub async fn topic_stats(&self, req: TopicStatsRequest) -> BrokerResult<TopicStatsResponse> {
+    pub(super) async fn topic_stats(&self, req: TopicStatsRequest) -> BrokerResult<TopicStatsResponse> {
         let count = self.known_topic(&req.topic)?;
         let topic = req.topic.clone();
         let parts = self

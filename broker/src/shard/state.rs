@@ -20,6 +20,7 @@ use crate::cluster::ClusterNode;
 use crate::delivery::Delivery;
 use crate::ids::{PartitionId, ShardId};
 use crate::mesh::Mesh;
+use crate::metadata::security::{SecurityService, ShardView};
 use crate::metadata::{Catalogue, TopicMeta, TopicRegistry};
 use crate::metrics::ShardMetrics;
 use crate::partition::PartitionService;
@@ -75,13 +76,21 @@ pub struct Shard {
     catalogue: Option<Catalogue>,
     /// On shard 0: one topic change at a time (see `topic_admin`).
     admin_turn: Semaphore,
+    /// Users, tokens, ACLs: this shard's view of the process-wide service.
+    security: ShardView,
     /// This shard's node links; `None` on a single node.
     cluster: Option<Rc<ClusterNode>>,
 }
 
 impl Shard {
     /// Runs on the shard's executor (it creates the log task queue there).
-    pub fn new(id: ShardId, config: Rc<Config>, ports: Ports, mesh: ShardMesh) -> Rc<Shard> {
+    pub fn new(
+        id: ShardId,
+        config: Rc<Config>,
+        ports: Ports,
+        mesh: ShardMesh,
+        security: std::sync::Arc<SecurityService>,
+    ) -> Rc<Shard> {
         let count = mesh.shard_count();
         let catalogue = (id == ShardId(0)).then(|| Catalogue::new(&config.server.data_dir));
         let inflight = Rc::new(Semaphore::new(config.limits.shard_inflight_bytes_max as u64));
@@ -114,8 +123,14 @@ impl Shard {
             started: Cell::new(false),
             catalogue,
             admin_turn: Semaphore::new(1),
+            security: ShardView::new(security),
             cluster,
         })
+    }
+
+    /// Authentication, tokens and ACLs (the gate in `shard::access` uses it).
+    pub fn security(&self) -> &ShardView {
+        &self.security
     }
 
     pub fn id(&self) -> ShardId {

@@ -57,7 +57,7 @@ impl Shard {
     }
 
     /// Creates a topic (on shard 0, forwarded when this is another shard).
-    pub async fn create_topic(&self, name: String, config: TopicConfig) -> BrokerResult<()> {
+    pub(super) async fn create_topic(&self, name: String, config: TopicConfig) -> BrokerResult<()> {
         if self.id() != CATALOGUE_SHARD {
             return self.admin_call(ShardCall::CreateTopic { name, config }).await;
         }
@@ -65,7 +65,7 @@ impl Shard {
     }
 
     /// Deletes a topic (on shard 0, forwarded when this is another shard).
-    pub async fn delete_topic(&self, name: String) -> BrokerResult<()> {
+    pub(super) async fn delete_topic(&self, name: String) -> BrokerResult<()> {
         if self.id() != CATALOGUE_SHARD {
             return self.admin_call(ShardCall::DeleteTopic { name }).await;
         }

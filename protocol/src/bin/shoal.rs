@@ -24,8 +24,16 @@
 //! shoal dlq browse orders --group billing
 //! shoal dlq redrive orders --group billing --rate 50 --dry-run
 //! shoal dlq purge orders --group billing
+//! shoal user create alice | token create alice | acl add User:alice produce --topic orders
 //! ```
+//!
+//! A secured broker: `--tls-ca` (TLS), `--tls-cert`/`--tls-key` (mTLS) and
+//! `--user` with `SHOAL_PASSWORD` (SCRAM-SHA-256), or the same from
+//! `SHOAL_*` variables or a `--client-config` file (`shoal_protocol::tls`).
 #![forbid(unsafe_code)]
+
+#[path = "../cli/security.rs"]
+mod security;
 
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -36,7 +44,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use shoal_protocol::batch::{Compression, NewRecord, RecordHeader};
 use shoal_protocol::client::{
-    Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer, ProducerConfig,
+    Client, ClientConfig, ConsumedRecord, GroupConsumer, GroupConsumerConfig, PartitionConsumer, Producer,
+    ProducerConfig,
 };
 use shoal_protocol::error::ErrorCode;
 use shoal_protocol::messages::delivery::SeekTarget;
@@ -44,6 +53,7 @@ use shoal_protocol::messages::dlq::*;
 use shoal_protocol::messages::offsets::OffsetSpec;
 use shoal_protocol::messages::produce::Acks;
 use shoal_protocol::messages::topic::{FlushPolicy, RetryPolicy, TopicConfig};
+use shoal_protocol::tls::SecurityArgs;
 use shoal_protocol::ProtocolError;
 
 #[derive(Parser)]
@@ -59,6 +69,9 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// TLS and credentials.
+    #[command(flatten)]
+    security: SecurityArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,6 +91,15 @@ enum Command {
     /// Browse, redrive and purge a topic's dead-letter quarantine.
     #[command(subcommand)]
     Dlq(DlqCmd),
+    /// Users and their passwords (SCRAM-SHA-256).
+    #[command(subcommand)]
+    User(security::UserCmd),
+    /// HTTP bearer tokens.
+    #[command(subcommand)]
+    Token(security::TokenCmd),
+    /// Who may do what: ACL entries.
+    #[command(subcommand)]
+    Acl(security::AclCmd),
     /// The cluster's nodes and their liveness.
     #[command(subcommand)]
     Cluster(ClusterCmd),
@@ -334,13 +356,18 @@ fn run(cli: Cli) -> Result<(), ProtocolError> {
         }
         other => other,
     };
-    let client = Arc::new(Client::connect(&cli.broker)?);
+    let mut config = ClientConfig::default();
+    config.connection.security = cli.security.resolve()?;
+    let client = Arc::new(Client::with_config(&cli.broker, config)?);
     match command {
         Command::Topic(cmd) => topic(&client, cmd, &out),
         Command::Produce(args) => produce(client, args, &out),
         Command::Consume(args) => consume(client, args, &out),
         Command::Group(cmd) => group(&client, cmd, &out),
         Command::Dlq(cmd) => dlq(&client, cmd, &out),
+        Command::User(cmd) => security::user(&client, cmd, &out),
+        Command::Token(cmd) => security::token(&client, cmd, &out),
+        Command::Acl(cmd) => security::acl(&client, cmd, &out),
         Command::Cluster(_) => Ok(()),
     }
 }
@@ -1218,6 +1245,12 @@ mod text {
             ErrorCode::ShuttingDown => "the broker is stopping: retry once it is back",
             ErrorCode::PartitionRecovering => "the broker is still recovering the partition: retry shortly",
             ErrorCode::UnknownMember | ErrorCode::StaleGeneration => "rejoin the group and retry",
+            ErrorCode::AuthenticationFailed => {
+                "give a user with --user and its password in SHOAL_PASSWORD (or a --client-config file)"
+            }
+            ErrorCode::AuthorizationFailed => {
+                "an admin can grant it: shoal acl add User:NAME OPERATION --topic|--group NAME (shoal acl list shows the grants)"
+            }
             _ => return None,
         };
         Some(hint.to_string())

@@ -14,8 +14,8 @@
 //! its caller timed out is dropped.
 
 use std::collections::HashMap;
-use std::io::{IoSlice, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::IoSlice;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,6 +27,9 @@ use crate::codec::{self, Message, Request};
 use crate::error::{check, ProtocolError};
 use crate::frame::{Frame, FrameDecoder, FRAME_LEN_MAX};
 use crate::messages::handshake::{negotiate, supported_versions, HandshakeRequest, HandshakeResponse};
+use crate::tls::ClientSecurity;
+
+use super::wire::{plaintext_hint, tls_handshake, WireReader, WireWriter};
 
 /// Size of the reader thread's socket read buffer.
 const READ_BUF_BYTES: usize = 256 << 10;
@@ -44,6 +47,8 @@ pub struct ConnectionConfig {
     pub frame_len_max: usize,
     /// Free text sent in the handshake.
     pub client_software: String,
+    /// TLS and credentials (none: plaintext, unauthenticated).
+    pub security: ClientSecurity,
 }
 
 impl Default for ConnectionConfig {
@@ -54,6 +59,7 @@ impl Default for ConnectionConfig {
             in_flight_max: 1024,
             frame_len_max: FRAME_LEN_MAX,
             client_software: format!("shoal-protocol/{}", env!("CARGO_PKG_VERSION")),
+            security: ClientSecurity::default(),
         }
     }
 }
@@ -139,7 +145,7 @@ impl<M: Message> PendingReply<M> {
 /// A connection to one broker port, shareable between threads.
 pub struct Connection {
     addr: SocketAddr,
-    writer: Mutex<TcpStream>,
+    writer: Arc<Mutex<WireWriter>>,
     shared: Arc<Shared>,
     next_correlation_id: AtomicU32,
     config: ConnectionConfig,
@@ -157,14 +163,36 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Connects (TCP_NODELAY on), starts the reader thread and performs the
-    /// handshake. Fails with `UnsupportedVersion` if the broker shares no
-    /// version of some API with this build.
+    /// Connects (TCP_NODELAY on), completes the TLS handshake when
+    /// configured, starts the reader thread, performs the handshake and,
+    /// with credentials, the SCRAM-SHA-256 exchange. Fails with
+    /// `UnsupportedVersion` if the broker shares no version of some API with
+    /// this build, and with `AuthenticationFailed` on a wrong password.
     pub fn connect(addr: SocketAddr, config: ConnectionConfig) -> Result<Connection, ProtocolError> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(config.connect_timeout_ms))?;
+        let timeout = Duration::from_millis(config.connect_timeout_ms);
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
         // Nagle plus delayed ACK holds small frames back by ~40 ms.
         stream.set_nodelay(true)?;
-        let read_half = stream.try_clone()?;
+        let (writer, read_half) = match &config.security.tls {
+            None => {
+                let read_half = WireReader::Plain(stream.try_clone()?);
+                (Arc::new(Mutex::new(WireWriter::Plain(stream))), read_half)
+            }
+            Some(tls) => {
+                let (socket, session) = tls_handshake(stream, addr, tls, timeout)?;
+                let writer = Arc::new(Mutex::new(WireWriter::Tls {
+                    socket: socket.try_clone()?,
+                    tls: session.clone(),
+                }));
+                let reader = WireReader::Tls {
+                    socket,
+                    tls: session,
+                    plain: Vec::new(),
+                    writer: writer.clone(),
+                };
+                (writer, reader)
+            }
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             slot_freed: Condvar::new(),
@@ -178,7 +206,7 @@ impl Connection {
         };
         let mut conn = Connection {
             addr,
-            writer: Mutex::new(stream),
+            writer,
             shared,
             next_correlation_id: AtomicU32::new(1),
             config,
@@ -194,6 +222,9 @@ impl Connection {
             reader: Mutex::new(Some(reader)),
         };
         conn.handshake = conn.perform_handshake()?;
+        if let Some(credentials) = conn.config.security.credentials.clone() {
+            super::authenticate::scram(&conn, &credentials)?;
+        }
         Ok(conn)
     }
 
@@ -263,12 +294,12 @@ impl Connection {
         slices.extend(payload.iter().filter(|p| !p.is_empty()).map(|p| IoSlice::new(p)));
         let written = {
             let mut writer = self.writer.lock().expect("connection writer lock");
-            write_all_vectored(&mut writer, &mut slices)
+            writer.write_all(&mut slices)
         };
         if let Err(e) = written {
             let reason = format!("write to {} failed: {e}", self.addr);
             self.shared.close(reason);
-            let _ = self.writer.lock().map(|w| w.shutdown(Shutdown::Both));
+            let _ = self.writer.lock().map(|w| w.shutdown());
             return Err(e.into());
         }
         Ok(PendingReply {
@@ -329,7 +360,7 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         if let Ok(writer) = self.writer.lock() {
-            let _ = writer.shutdown(Shutdown::Both);
+            writer.shutdown();
         }
         self.shared.close("connection dropped".into());
         if let Some(handle) = self.reader.lock().ok().and_then(|mut r| r.take()) {
@@ -338,27 +369,16 @@ impl Drop for Connection {
     }
 }
 
-/// Writes every slice fully, continuing after partial vectored writes.
+/// True when the broker's handshake lists `api`.
 fn speaks(handshake: &HandshakeResponse, api: ApiKey) -> bool {
     handshake.api_versions.iter().any(|r| r.api_key == api.to_wire())
 }
 
-fn write_all_vectored(stream: &mut TcpStream, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    while !slices.is_empty() {
-        match stream.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
 /// The reader thread: frames in, each handed to its waiting caller.
-fn read_loop(mut stream: TcpStream, shared: Arc<Shared>, frame_len_max: usize) {
+fn read_loop(mut stream: WireReader, shared: Arc<Shared>, frame_len_max: usize) {
     let mut decoder = FrameDecoder::new(frame_len_max);
     let mut buf = vec![0u8; READ_BUF_BYTES];
+    let mut first = true;
     let reason = loop {
         let n = match stream.read(&mut buf) {
             Ok(0) => break "the broker closed the connection".to_string(),
@@ -366,8 +386,15 @@ fn read_loop(mut stream: TcpStream, shared: Arc<Shared>, frame_len_max: usize) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => break format!("read failed: {e}"),
         };
+        if first {
+            first = false;
+            if let (WireReader::Plain(_), Some(hint)) = (&stream, plaintext_hint(&buf[..n])) {
+                stream.shutdown();
+                break hint.to_string();
+            }
+        }
         if let Err(e) = dispatch(&mut decoder, &buf[..n], &shared) {
-            let _ = stream.shutdown(Shutdown::Both);
+            stream.shutdown();
             break format!("invalid frame from broker: {e}");
         }
     };

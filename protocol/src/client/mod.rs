@@ -35,11 +35,14 @@
 //! Produce retries are at-least-once: set a `message_id` on records (the
 //! broker's dedup window) to make a retried produce store each record once.
 
+mod authenticate;
 mod connection;
 mod consumer;
 mod producer;
 mod records;
 mod retry;
+mod security_admin;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -325,13 +328,22 @@ impl Client {
         if let Some(routes) = self.metadata.lock().expect("client lock").topics.get(topic) {
             return Ok(routes.clone());
         }
-        self.refresh_metadata(&[topic.to_string()])?;
+        let reply = self.refresh_metadata(&[topic.to_string()])?;
         let cache = self.metadata.lock().expect("client lock");
         cache.topics.get(topic).cloned().ok_or_else(|| {
-            ProtocolError::broker(
-                ErrorCode::UnknownTopic.to_wire(),
-                format!("unknown topic {topic}"),
-            )
+            // The broker's reason: unknown, or not authorized (a topic the
+            // caller has no ACL for is refused by name).
+            let code = reply
+                .topics
+                .iter()
+                .find(|t| t.name == topic && t.error != ErrorCode::None.to_wire())
+                .map_or(ErrorCode::UnknownTopic.to_wire(), |t| t.error);
+            let message = if code == ErrorCode::AuthorizationFailed.to_wire() {
+                format!("no ACL allows this principal to use topic {topic}")
+            } else {
+                format!("unknown topic {topic}")
+            };
+            ProtocolError::broker(code, message)
         })
     }
 

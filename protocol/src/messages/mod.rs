@@ -27,6 +27,7 @@
 //! | [`delivery`]   | poll, ack, nack, commit offset, seek / replay                |
 //! | [`dlq`]        | quarantine browse / counts / redrive / purge                 |
 //! | [`stats`]      | group and topic stats (lag in records and ms)                |
+//! | [`security`]   | authenticate (SASL steps), users, tokens and ACLs            |
 
 pub mod delivery;
 pub mod dlq;
@@ -37,6 +38,7 @@ pub mod leaders;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod security;
 pub mod stats;
 pub mod topic;
 

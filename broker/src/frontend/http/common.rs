@@ -17,6 +17,7 @@ use shoal_protocol::messages::stats::CircuitState;
 
 use super::json::{json_response, ok, ErrorTag, HttpError, HttpResponse};
 use crate::frontend::quota::ByteRate;
+use crate::metadata::security::Caller;
 use crate::metadata::TopicMeta;
 use crate::shard::Shard;
 
@@ -27,6 +28,9 @@ pub struct HttpRequest {
     pub segments: Vec<String>,
     pub query: HashMap<String, String>,
     pub body: Bytes,
+    /// Who the request acts as (see `auth.rs`); every service call goes
+    /// through `shard.access(&req.caller)`.
+    pub caller: Rc<Caller>,
 }
 
 impl HttpRequest {
@@ -49,14 +53,18 @@ pub struct ConnState {
     /// Until this wall-clock time (ms) the connection is throttled: publishes
     /// are refused with 429 and `Retry-After`.
     pub throttled_until_ms: Cell<i64>,
+    /// The connection's caller: its address and, under mTLS, the client
+    /// certificate's user; a bearer token overrides it per request.
+    pub caller: Rc<Caller>,
 }
 
 impl ConnState {
-    pub fn new(shard: &Shard) -> ConnState {
+    pub fn new(shard: &Shard, caller: Caller) -> ConnState {
         let rate = shard.config().limits.produce_bytes_per_sec_max;
         ConnState {
             publish_quota: RefCell::new(ByteRate::new(rate, crate::runtime::now_ms())),
             throttled_until_ms: Cell::new(0),
+            caller: Rc::new(caller),
         }
     }
 }

@@ -6,6 +6,8 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use glommio::net::TcpStream;
 use hyper::server::conn::http1;
 
@@ -17,6 +19,9 @@ use super::json::HttpError;
 use super::limits::{HEADER_READ_MS_MAX, IDLE_MS_MAX};
 use super::router;
 use crate::frontend::admission::{admit, Admitted, Refused};
+use crate::frontend::tls::{secure, Refusal, TlsAcceptor};
+use crate::metadata::acl::Principal;
+use crate::metadata::security::Caller;
 use crate::metrics::add;
 use crate::metrics::counters::http as http_metrics;
 use crate::shard::Shard;
@@ -41,6 +46,7 @@ pub async fn accept_loop(
     shard: Rc<Shard>,
     listener: glommio::net::TcpListener,
     queue: glommio::TaskQueueHandle,
+    tls: Option<Arc<TlsAcceptor>>,
 ) {
     loop {
         match listener.accept().await {
@@ -50,7 +56,9 @@ pub async fn accept_loop(
                 }
                 let Ok(peer) = stream.peer_addr() else { continue };
                 let task = match admit(peer.ip(), &shard.config().limits) {
-                    Ok(admitted) => glommio::spawn_local_into(serve(shard.clone(), stream, admitted), queue),
+                    Ok(admitted) => {
+                        glommio::spawn_local_into(serve(shard.clone(), stream, admitted, tls.clone()), queue)
+                    }
                     Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
                 };
                 if let Ok(task) = task {
@@ -86,15 +94,23 @@ async fn refuse(shard: Rc<Shard>, mut stream: TcpStream, refused: Refused) {
     let _ = stream.close().await;
 }
 
-/// Serves one admitted HTTP connection until it closes or a deadline passes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted) {
+/// Serves one admitted HTTP connection until it closes or a deadline
+/// passes: HTTPS when the listener has TLS (plain HTTP to it is answered
+/// with 400 saying so).
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted, tls: Option<Arc<TlsAcceptor>>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let Ok(peer) = stream.peer_addr() else { return };
+    let secured = match secure(stream, tls.as_deref()).await {
+        Ok(s) => s,
+        Err(refusal) => return refuse_handshake(refusal).await,
+    };
+    let principal = secured.client_user.map_or(Principal::Anonymous, Principal::User);
     let _open = http_metrics::ConnectionGuard::open();
     let clock = ConnClock::new(Instant::now());
-    let io = HyperIo::new(stream, clock.clone());
-    let conn_state = Rc::new(ConnState::new(&shard));
+    let io = HyperIo::new(secured.stream, clock.clone());
+    let conn_state = Rc::new(ConnState::new(&shard, Caller::new(principal, peer.ip())));
     let service = {
         let (shard, clock) = (shard.clone(), clock.clone());
         hyper::service::service_fn(move |req| {
@@ -117,6 +133,25 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted) {
             http_metrics::count_deadline_close();
             tracing::debug!(?expired, "http connection closed by its deadline");
         }
+    }
+}
+
+/// Answers plain HTTP sent to an HTTPS port with a 400 in plain text (what
+/// curl then prints), and drops a failed handshake (rustls sent its alert).
+async fn refuse_handshake(refusal: Refusal) {
+    use futures_lite::io::AsyncWriteExt;
+    match refusal {
+        Refusal::Plaintext { mut stream, .. } => {
+            let body = "this port requires TLS: use https://\n";
+            let head = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.write_all(body.as_bytes()).await;
+            let _ = stream.close().await;
+        }
+        Refusal::Failed(reason) => tracing::debug!(reason, "https handshake failed"),
     }
 }
 

@@ -16,6 +16,7 @@ use shoal_protocol::messages::stats::{GroupStatsRequest, GroupStatsResponse};
 
 use super::common::{circuit_name, state_name, HttpRequest};
 use super::json::{ok, parse, HttpError, HttpResponse};
+use crate::metadata::security::Caller;
 use crate::shard::Shard;
 
 /// Session timeout when a join does not set one.
@@ -44,6 +45,7 @@ struct Membership {
 pub async fn join(shard: &Rc<Shard>, group: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     let body: JoinBody = parse(&req.body)?;
     let resp = shard
+        .access(&req.caller)
         .group_join(JoinGroupRequest {
             group: group.to_string(),
             member_name: body.member_name.unwrap_or_else(|| "http".into()),
@@ -74,6 +76,7 @@ pub async fn heartbeat(shard: &Rc<Shard>, group: &str, req: &HttpRequest) -> Res
         .generation
         .ok_or_else(|| HttpError::invalid("heartbeat needs member and generation"))?;
     let resp = shard
+        .access(&req.caller)
         .group_heartbeat(HeartbeatRequest {
             group: group.to_string(),
             member_id: body.member,
@@ -99,6 +102,7 @@ pub async fn heartbeat(shard: &Rc<Shard>, group: &str, req: &HttpRequest) -> Res
 pub async fn leave(shard: &Rc<Shard>, group: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     let body: MemberBody = parse(&req.body)?;
     shard
+        .access(&req.caller)
         .group_leave(LeaveGroupRequest {
             group: group.to_string(),
             member_id: body.member,
@@ -112,8 +116,8 @@ pub async fn leave(shard: &Rc<Shard>, group: &str, req: &HttpRequest) -> Result<
 }
 
 /// `GET /groups`.
-pub async fn list(shard: &Rc<Shard>) -> Result<HttpResponse, HttpError> {
-    let resp = shard.list_groups().await?;
+pub async fn list(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+    let resp = shard.access(&req.caller).list_groups().await?;
     #[derive(Serialize)]
     struct Summary {
         group: String,
@@ -181,8 +185,9 @@ struct GroupView {
 }
 
 /// The group's stats, or an error (404 for an unknown group).
-pub async fn stats(shard: &Rc<Shard>, group: &str) -> Result<GroupStatsResponse, HttpError> {
+pub async fn stats(shard: &Rc<Shard>, group: &str, caller: &Caller) -> Result<GroupStatsResponse, HttpError> {
     let resp = shard
+        .access(caller)
         .group_stats(GroupStatsRequest {
             group: group.to_string(),
         })
@@ -191,8 +196,8 @@ pub async fn stats(shard: &Rc<Shard>, group: &str) -> Result<GroupStatsResponse,
 }
 
 /// `GET /groups/:group`.
-pub async fn describe(shard: &Rc<Shard>, group: &str) -> Result<HttpResponse, HttpError> {
-    let s = stats(shard, group).await?;
+pub async fn describe(shard: &Rc<Shard>, group: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+    let s = stats(shard, group, &req.caller).await?;
     let partitions = s
         .partitions
         .into_iter()

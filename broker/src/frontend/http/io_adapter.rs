@@ -23,7 +23,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
+
+use crate::frontend::tls::ServerStream;
 
 /// When a connection last moved bytes, and whether it waits for a request
 /// head. Shared by the adapter, the request service and the watchdog.
@@ -54,14 +55,14 @@ impl ConnClock {
     }
 }
 
-/// A glommio stream seen by hyper.
+/// A glommio stream (plain or TLS) seen by hyper.
 pub struct HyperIo {
-    stream: TcpStream,
+    stream: ServerStream,
     clock: Rc<ConnClock>,
 }
 
 impl HyperIo {
-    pub fn new(stream: TcpStream, clock: Rc<ConnClock>) -> Self {
+    pub fn new(stream: ServerStream, clock: Rc<ConnClock>) -> Self {
         HyperIo { stream, clock }
     }
 }

@@ -181,6 +181,8 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         PartitionFenced | ShuttingDown | NotOwner | CircuitOpen | PartitionRecovering
         | TooManyConnections | NotLeader => StatusCode::SERVICE_UNAVAILABLE,
         Timeout => StatusCode::GATEWAY_TIMEOUT,
+        AuthenticationFailed => StatusCode::UNAUTHORIZED,
+        AuthorizationFailed => StatusCode::FORBIDDEN,
         Internal | Unknown => StatusCode::INTERNAL_SERVER_ERROR,
         InvalidRequest | UnsupportedVersion | CorruptBatch | OffsetOutOfRange | InvalidOffset
         | NotSubscribed | OutOfOrderSequence | CorruptFrame => StatusCode::BAD_REQUEST,

@@ -225,7 +225,10 @@ pub async fn publish(
         .iter()
         .map(|(p, b)| (PartitionId(*p), vec![BytesMut::from(b.as_slice())]))
         .collect();
-    let results = shard.produce(topic, input, acks, timeout_ms).await;
+    let results = shard
+        .access(&req.caller)
+        .produce(topic, input, acks, timeout_ms)
+        .await;
     let reply = per_record(&order, &results);
     if let Some(e) = results.iter().find_map(|(_, r)| r.as_ref().err()) {
         return Ok(partial_failure(e, reply));

@@ -23,6 +23,7 @@
 //! | [`health`]     | `GET /healthz`, `GET /readyz`                                 |
 //! | [`metrics`]    | `GET /metrics`: every shard's snapshot, rendered by `crate::metrics` |
 //! | [`json`]       | the error body and the status of each error class             |
+//! | [`auth`]       | the request's caller: bearer token, client certificate or anonymous |
 //!
 //! Quotas: publishes are charged to the connection's byte rate
 //! (`limits.produce_bytes_per_sec_max`), Kafka-style: a publish over the rate
@@ -39,8 +40,14 @@
 //! header-read timer needs a `Send + Sync` timer that glommio lacks, so these
 //! deadlines are enforced here by a per-connection watchdog on glommio's
 //! timers; without it a slow client could hold a connection forever.
+//!
+//! Security: with TLS configured the port serves HTTPS only; every request
+//! carries its caller (`auth.rs`) and reaches the services through
+//! `shard.access(&req.caller)`, which authorizes it (403
+//! `authorization_failed` when no ACL allows it).
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod cluster;
 pub mod common;
 pub mod connection;

@@ -96,6 +96,7 @@ pub async fn ack(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<Ht
     }
     let records = body.offsets(topic)?;
     let resp = shard
+        .access(&req.caller)
         .group_ack(AckRequest {
             group: body.group,
             member_id: body.member,
@@ -128,6 +129,7 @@ pub async fn nack(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<H
     let body: OutcomeBody = parse(&req.body)?;
     let records = body.offsets(topic)?;
     let resp = shard
+        .access(&req.caller)
         .group_nack(NackRequest {
             group: body.group,
             member_id: body.member,
@@ -204,6 +206,7 @@ pub async fn commit(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse
         }
     };
     let resp = shard
+        .access(&req.caller)
         .group_commit(CommitOffsetRequest {
             group: body.group,
             member_id: body.member,

@@ -32,6 +32,7 @@ use super::json::{ok, parse, HttpError, HttpResponse};
 use super::records::{decode_records, RecordOut};
 use crate::ids::{Offset, PartitionId};
 use crate::partition::OffsetQuery;
+use crate::shard::Access;
 use crate::shard::{Shard, FETCH_WAIT_MS_MAX};
 
 /// Records returned when the request does not say.
@@ -55,7 +56,7 @@ pub struct PartitionRead {
 /// Reads up to `max` records of one partition from `offset`, long-polling
 /// up to `wait_ms` when there is nothing yet.
 pub async fn read_partition(
-    shard: &Rc<Shard>,
+    access: &Access<'_>,
     topic: &str,
     partition: u32,
     offset: u64,
@@ -63,7 +64,7 @@ pub async fn read_partition(
     wait_ms: u32,
     enc: Encoding,
 ) -> Result<PartitionRead, HttpError> {
-    let read = shard
+    let read = access
         .read(
             topic,
             PartitionId(partition),
@@ -106,7 +107,16 @@ pub async fn poll(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<H
     let offset = req
         .param::<u64>("offset")?
         .ok_or_else(|| HttpError::invalid("poll needs partition and offset"))?;
-    let read = read_partition(shard, topic, partition, offset, max, wait_ms, enc).await?;
+    let read = read_partition(
+        &shard.access(&req.caller),
+        topic,
+        partition,
+        offset,
+        max,
+        wait_ms,
+        enc,
+    )
+    .await?;
     Ok(ok(&read))
 }
 
@@ -133,7 +143,7 @@ async fn poll_group(
         max_bytes: POLL_BYTES_MAX,
         max_wait_ms: wait_ms.min(FETCH_WAIT_MS_MAX),
     };
-    let (resp, batches) = shard.group_poll(poll).await?;
+    let (resp, batches) = shard.access(&req.caller).group_poll(poll).await?;
     let mut records = Vec::new();
     for (polled, bytes) in resp.batches.iter().zip(&batches) {
         let counts: BTreeMap<u64, u32> = polled
@@ -197,12 +207,12 @@ pub enum ReplayStart {
 
 /// The first offset at or after `timestamp_ms`, resolved on the owner.
 pub async fn offset_at(
-    shard: &Shard,
+    access: &Access<'_>,
     topic: &str,
     partition: u32,
     timestamp_ms: i64,
 ) -> Result<u64, HttpError> {
-    let listed = shard
+    let listed = access
         .list_offset(
             topic,
             PartitionId(partition),
@@ -227,8 +237,9 @@ pub async fn replay(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result
             ))
         }
     };
+    let access = shard.access(&req.caller);
     if let Some(group) = body.group {
-        return replay_group(shard, topic, group, body.partition, start).await;
+        return replay_group(&access, topic, group, body.partition, start).await;
     }
     let partitions: Vec<u32> = match body.partition {
         Some(p) if p >= meta.config.partitions => {
@@ -246,9 +257,9 @@ pub async fn replay(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result
     for p in partitions {
         let from = match start {
             ReplayStart::Offset(o) => o,
-            ReplayStart::Timestamp(t) => offset_at(shard, topic, p, t).await?,
+            ReplayStart::Timestamp(t) => offset_at(&access, topic, p, t).await?,
         };
-        reads.push(read_partition(shard, topic, p, from, max, 0, enc).await?);
+        reads.push(read_partition(&access, topic, p, from, max, 0, enc).await?);
     }
     #[derive(Serialize)]
     struct Replayed {
@@ -260,7 +271,7 @@ pub async fn replay(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result
 /// Replay for a group: moves its committed position (a seek); the records
 /// from there on are delivered again to its members.
 async fn replay_group(
-    shard: &Rc<Shard>,
+    access: &Access<'_>,
     topic: &str,
     group: String,
     partition: Option<u32>,
@@ -270,7 +281,7 @@ async fn replay_group(
         ReplayStart::Offset(o) => SeekTarget::Offset(o),
         ReplayStart::Timestamp(t) => SeekTarget::Timestamp(t),
     };
-    let resp = shard
+    let resp = access
         .group_seek(SeekRequest {
             group,
             topic: topic.to_string(),

@@ -106,6 +106,7 @@ pub async fn browse(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result
         .unwrap_or(BROWSE_LIMIT_DEFAULT)
         .clamp(1, BROWSE_LIMIT_MAX);
     let resp = shard
+        .access(&req.caller)
         .quarantine_browse(QuarantineBrowseRequest {
             topic: topic.to_string(),
             filter: filter_from_query(req)?,
@@ -128,6 +129,7 @@ pub async fn browse(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result
 pub async fn counts(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     topic_meta(shard, topic)?;
     let resp = shard
+        .access(&req.caller)
         .quarantine_counts(QuarantineCountsRequest {
             topic: topic.to_string(),
             filter: filter_from_query(req)?,
@@ -185,6 +187,7 @@ pub async fn redrive(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Resul
         .clone()
         .ok_or_else(|| HttpError::invalid("redrive needs the group to hand the entries back to"))?;
     let resp = shard
+        .access(&req.caller)
         .quarantine_redrive(QuarantineRedriveRequest {
             topic: topic.to_string(),
             group: group.clone(),
@@ -232,6 +235,7 @@ pub async fn purge(shard: &Rc<Shard>, topic: &str, req: &HttpRequest) -> Result<
         ));
     }
     let resp = shard
+        .access(&req.caller)
         .quarantine_purge(QuarantinePurgeRequest {
             topic: topic.to_string(),
             filter: QuarantineFilter {

@@ -14,11 +14,13 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 use shoal_protocol::error::ErrorCode;
+use shoal_protocol::messages::security::Operation;
 
 use super::common::{ConnState, HttpRequest};
 use super::json::{ErrorTag, HttpError, HttpResponse};
 use super::limits::{BODY_READ_MS_MAX, HTTP_BODY_BYTES_MAX};
 use super::{cluster, console, groups, health, messages, metrics, offsets, poll, quarantine, stats, topics};
+use crate::metadata::acl::Resource;
 use crate::metrics::counters::http as http_metrics;
 use crate::shard::Shard;
 
@@ -35,7 +37,7 @@ const BODY_UNRESERVED_BYTES_MAX: u64 = 64 << 10;
 /// answers 503 `shutting_down` to everything but the health probes.
 pub async fn route(shard: &Rc<Shard>, conn: &ConnState, req: Request<Incoming>) -> HttpResponse {
     http_metrics::count_request();
-    let resp = match read(shard, req).await {
+    let resp = match read(shard, conn, req).await {
         Ok((req, _reserved)) => serve(shard, conn, req).await,
         Err(e) => e.into_response(),
     };
@@ -85,11 +87,13 @@ async fn serve(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> HttpRes
 /// answer one. For the same reason a body may not be larger than the pool.
 async fn read(
     shard: &Shard,
+    conn: &ConnState,
     req: Request<Incoming>,
 ) -> Result<(HttpRequest, Option<StaticPermit>), HttpError> {
     use hyper::body::Body as _;
     let (parts, body) = req.into_parts();
     let body_max = HTTP_BODY_BYTES_MAX.min(shard.config().limits.receive_pool_bytes_max);
+    let caller = super::auth::caller_of(shard, &conn.caller, &parts)?;
     let declared = parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
@@ -131,6 +135,7 @@ async fn read(
         segments,
         query,
         body,
+        caller,
     };
     Ok((req, reserved))
 }
@@ -160,16 +165,23 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
     match (segs.as_slice(), m) {
         ([], &Method::GET) => Ok(console::index()),
         (["console", file], &Method::GET) => console::asset(file),
-        (["stats"], &Method::GET) => stats::broker(shard).await,
+        (["stats"], &Method::GET) => stats::broker(shard, &req).await,
         (["healthz"], &Method::GET) => Ok(health::healthz(shard)),
         (["cluster"], &Method::GET) => Ok(cluster::status(shard)),
         (["readyz"], &Method::GET) => Ok(health::readyz(shard).await),
-        (["metrics"], &Method::GET) => Ok(metrics::handle(shard).await),
-        (["topics"], &Method::GET) => Ok(topics::list(shard)),
+        (["metrics"], &Method::GET) => {
+            // Every topic's and group's figures: cluster `admin` when
+            // authentication is on (a scraper gets a token of its own).
+            shard
+                .access(&req.caller)
+                .require(Resource::Cluster, Operation::Admin)?;
+            Ok(metrics::handle(shard).await)
+        }
+        (["topics"], &Method::GET) => Ok(topics::list(shard, &req)),
         (["topics"], &Method::POST) => topics::create(shard, &req).await,
-        (["topics", name], &Method::GET) => topics::describe(shard, name).await,
-        (["topics", name], &Method::DELETE) => topics::delete(shard, name).await,
-        (["topics", name, "stats"], &Method::GET) => stats::topic(shard, name).await,
+        (["topics", name], &Method::GET) => topics::describe(shard, name, &req).await,
+        (["topics", name], &Method::DELETE) => topics::delete(shard, name, &req).await,
+        (["topics", name, "stats"], &Method::GET) => stats::topic(shard, name, &req).await,
         (["topics", name, "messages"], &Method::POST) => messages::publish(shard, conn, name, &req).await,
         (["topics", name, "poll"], &Method::GET) => poll::poll(shard, name, &req).await,
         (["topics", name, "replay"], &Method::POST) => poll::replay(shard, name, &req).await,
@@ -186,8 +198,8 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
         (["topics", name, "quarantine", "purge"], &Method::POST) => {
             quarantine::purge(shard, name, &req).await
         }
-        (["groups"], &Method::GET) => groups::list(shard).await,
-        (["groups", group], &Method::GET) => groups::describe(shard, group).await,
+        (["groups"], &Method::GET) => groups::list(shard, &req).await,
+        (["groups", group], &Method::GET) => groups::describe(shard, group, &req).await,
         (["groups", group, "join"], &Method::POST) => groups::join(shard, group, &req).await,
         (["groups", group, "heartbeat"], &Method::POST) => groups::heartbeat(shard, group, &req).await,
         (["groups", group, "leave"], &Method::POST) => groups::leave(shard, group, &req).await,

@@ -19,8 +19,11 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use shoal_protocol::messages::stats::TopicStatsRequest;
 
-use super::common::{circuit_name, code_name, state_name, topic_meta};
+use shoal_protocol::messages::security::Operation;
+
+use super::common::{circuit_name, code_name, state_name, topic_meta, HttpRequest};
 use super::json::{ok, HttpError, HttpResponse};
+use crate::metadata::acl::Resource;
 use crate::metrics::prometheus::BUCKETS_S;
 use crate::metrics::ShardSnapshot;
 use crate::runtime::now_ms;
@@ -113,8 +116,12 @@ struct GroupView {
     quarantined_total: u64,
 }
 
-/// `GET /stats`.
-pub async fn broker(shard: &Rc<Shard>) -> Result<HttpResponse, HttpError> {
+/// `GET /stats`: every topic's and group's figures, so cluster `admin`
+/// when authentication is on.
+pub async fn broker(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+    shard
+        .access(&req.caller)
+        .require(Resource::Cluster, Operation::Admin)?;
     let snapshot = shard.broker_snapshot().await;
     let groups = snapshot
         .groups
@@ -156,9 +163,10 @@ pub async fn broker(shard: &Rc<Shard>) -> Result<HttpResponse, HttpError> {
 }
 
 /// `GET /topics/:name/stats`.
-pub async fn topic(shard: &Rc<Shard>, name: &str) -> Result<HttpResponse, HttpError> {
+pub async fn topic(shard: &Rc<Shard>, name: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
     topic_meta(shard, name)?;
     let s = shard
+        .access(&req.caller)
         .topic_stats(TopicStatsRequest {
             topic: name.to_string(),
         })

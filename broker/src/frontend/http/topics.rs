@@ -13,7 +13,9 @@ use shoal_protocol::messages::topic::{FlushPolicy, RetryPolicy, TopicConfig};
 use super::common::{topic_meta, HttpRequest};
 use super::json::{json_response, ok, parse, HttpError, HttpResponse};
 use crate::ids::PartitionId;
+use crate::metadata::acl::Resource;
 use crate::shard::Shard;
+use shoal_protocol::messages::security::Operation;
 
 /// `POST /topics` body; every field but `name` defaults as the native API does.
 #[derive(Debug, Deserialize)]
@@ -86,7 +88,10 @@ pub async fn create(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse
     let body: CreateBody = parse(&req.body)?;
     let config = topic_config(&body)?;
     let name = body.name;
-    shard.create_topic(name.clone(), config).await?;
+    shard
+        .access(&req.caller)
+        .create_topic(name.clone(), config)
+        .await?;
     #[derive(Serialize)]
     struct Created {
         name: String,
@@ -98,8 +103,8 @@ pub async fn create(shard: &Rc<Shard>, req: &HttpRequest) -> Result<HttpResponse
     ))
 }
 
-pub async fn delete(shard: &Rc<Shard>, name: &str) -> Result<HttpResponse, HttpError> {
-    shard.delete_topic(name.to_string()).await?;
+pub async fn delete(shard: &Rc<Shard>, name: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+    shard.access(&req.caller).delete_topic(name.to_string()).await?;
     #[derive(Serialize)]
     struct Deleted<'a> {
         name: &'a str,
@@ -115,10 +120,12 @@ struct Summary {
     compacted: bool,
 }
 
-pub fn list(shard: &Shard) -> HttpResponse {
+pub fn list(shard: &Rc<Shard>, req: &HttpRequest) -> HttpResponse {
+    let access = shard.access(&req.caller);
     let topics: Vec<Summary> = shard
         .topics()
         .iter()
+        .filter(|t| access.may_describe_topic(&t.name))
         .map(|t| Summary {
             name: t.name.clone(),
             partitions: t.config.partitions,
@@ -180,11 +187,13 @@ struct PartitionView {
     fenced: Option<String>,
 }
 
-pub async fn describe(shard: &Rc<Shard>, name: &str) -> Result<HttpResponse, HttpError> {
+pub async fn describe(shard: &Rc<Shard>, name: &str, req: &HttpRequest) -> Result<HttpResponse, HttpError> {
+    let access = shard.access(&req.caller);
+    access.require(Resource::Topic(name), Operation::Describe)?;
     let meta = topic_meta(shard, name)?;
     let mut partitions = Vec::with_capacity(meta.config.partitions as usize);
     for p in (0..meta.config.partitions).map(PartitionId) {
-        let f = shard.figures(name, p).await.unwrap_or_default();
+        let f = access.figures(name, p).await.unwrap_or_default();
         partitions.push(PartitionView {
             partition: p.get(),
             shard: shard.owner(name, p).get(),

@@ -387,6 +387,8 @@ fn response_key(response: &ResponseKind) -> Option<ApiKey> {
         ResponseKind::CreateTopics(_) => ApiKey::CreateTopics,
         ResponseKind::DeleteTopics(_) => ApiKey::DeleteTopics,
         ResponseKind::InitProducerId(_) => ApiKey::InitProducerId,
+        ResponseKind::SaslHandshake(_) => ApiKey::SaslHandshake,
+        ResponseKind::SaslAuthenticate(_) => ApiKey::SaslAuthenticate,
         _ => return None,
     })
 }
@@ -496,7 +498,7 @@ mod tests {
     fn refusals() {
         let limits = KafkaLimits::default();
         let mut unknown = BytesMut::new();
-        unknown.put_i16(ApiKey::SaslHandshake as i16);
+        unknown.put_i16(ApiKey::DescribeAcls as i16);
         unknown.put_i16(1);
         unknown.put_i32(77);
         unknown.put_i16(-1);
@@ -505,7 +507,7 @@ mod tests {
             (r.close, r.correlation_id, r.reply.is_none()),
             (true, Some(77), true)
         );
-        assert_eq!(r.error, KafkaError::UnknownApi(17));
+        assert_eq!(r.error, KafkaError::UnknownApi(ApiKey::DescribeAcls as i16));
 
         let frame = encode_request_frame(ApiKey::Metadata, 10, 5, &sample_request(ApiKey::Metadata, 9));
         let r = decode_request(Bytes::from(frame).slice(4..), &limits).unwrap_err();

@@ -32,7 +32,7 @@
 //! does; an ApiVersions request at a version not served is answered (v0,
 //! UNSUPPORTED_VERSION) and the connection stays open.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -43,14 +43,20 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
 use glommio::task::JoinHandle;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+use std::sync::Arc;
 
-use super::codec::{decode_request, FrameDecoder, KafkaLimits};
-use super::context::{Answer, Door, KafkaConn};
+use super::codec::{decode_request, encode_response, FrameDecoder, KafkaLimits, KafkaRequest};
+use super::context::{Answer, Door, KafkaConn, SaslState};
 use super::dispatch::serve_request;
 use super::records::RecordLimits;
+use super::sasl;
 use crate::frontend::admission::Admitted;
 use crate::frontend::frame_reader::{admit_frame, FrameReader, PendingFrame, ReadEnd, READ_CHUNK_BYTES};
 use crate::frontend::quota::ByteRate;
+use crate::frontend::tls::{secure, Refusal, ServerStream, TlsAcceptor};
+use crate::metadata::acl::Principal;
+use crate::metadata::security::Caller;
 use crate::metrics::counters::kafka as kafka_metrics;
 use crate::runtime::now_ms;
 use crate::shard::Shard;
@@ -88,11 +94,38 @@ fn connection_limits(shard: &Shard) -> (KafkaLimits, RecordLimits) {
     (limits, records)
 }
 
-/// Serves one admitted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, door: Door, _admitted: Admitted) {
+/// Serves one admitted connection until it closes: TLS first when the
+/// listener has it, then frames.
+pub async fn serve(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    door: Door,
+    _admitted: Admitted,
+    tls: Option<Arc<TlsAcceptor>>,
+) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let secured = match secure(stream, tls.as_deref()).await {
+        Ok(s) => s,
+        Err(refusal) => {
+            // Kafka has no message a broker sends unasked, and a plaintext
+            // client could not read a TLS alert: the refusal is the close.
+            kafka_metrics::count_rejected();
+            match refusal {
+                Refusal::Plaintext { mut stream, .. } => {
+                    tracing::debug!(%peer, "plaintext connection to the TLS Kafka port");
+                    let _ = stream.close().await;
+                }
+                Refusal::Failed(reason) => tracing::debug!(%peer, reason, "kafka TLS handshake failed"),
+            }
+            return;
+        }
+    };
+    let authenticated = secured.client_user.is_some();
+    let principal = secured.client_user.map_or(Principal::Anonymous, Principal::User);
+    let stream = secured.stream;
     let _open = kafka_metrics::ConnectionGuard::open();
     let (reader, writer) = futures_lite::io::split(stream);
     let (tx, rx) = local_channel::new_bounded::<Pending>(REQUESTS_IN_FLIGHT_MAX);
@@ -112,6 +145,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, door: 
         produce_quota: ByteRate::new(config_limits.produce_bytes_per_sec_max, now).into(),
         fetch_quota: ByteRate::new(config_limits.fetch_bytes_per_sec_max, now).into(),
         throttle_ms: 0.into(),
+        caller: RefCell::new(Rc::new(Caller::new(principal, peer.ip()))),
+        sasl: RefCell::new(SaslState::default()),
+        authenticated: Cell::new(authenticated),
     });
     read_loop(conn, reader, tx, in_flight).await;
     // The reader dropped its sender; the writer drains what is queued
@@ -121,7 +157,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, door: 
 
 async fn read_loop(
     conn: Rc<KafkaConn>,
-    mut socket: futures_lite::io::ReadHalf<TcpStream>,
+    mut socket: futures_lite::io::ReadHalf<ServerStream>,
     tx: LocalSender<Pending>,
     in_flight: Rc<Cell<usize>>,
 ) {
@@ -202,6 +238,29 @@ async fn take_frames(
                 continue;
             }
         };
+        if !may_serve(conn, api_key) {
+            kafka_metrics::count_rejected();
+            tracing::debug!(
+                api_key,
+                "kafka request before authentication; closing the connection"
+            );
+            let _ = tx.send(Pending::Ready(Answer::Close)).await;
+            return false;
+        }
+        // The SASL requests are served here, in frame order, so the next
+        // frame already runs as the principal they authenticated.
+        if let Some((answer, close)) = serve_sasl(conn, &request) {
+            r.in_flight.set(r.in_flight.get() + 1);
+            if tx.send(Pending::Ready(answer)).await.is_err() {
+                return false;
+            }
+            if close {
+                kafka_metrics::count_rejected();
+                let _ = tx.send(Pending::Ready(Answer::Close)).await;
+                return false;
+            }
+            continue;
+        }
         let Some(permits) = admit_frame(&conn.shard, conn_budget, frame_len, large).await else {
             return false;
         };
@@ -225,7 +284,7 @@ async fn take_frames(
 /// together; stops at a `Close` (after writing everything before it) or a
 /// failed write.
 async fn write_loop(
-    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    mut writer: futures_lite::io::WriteHalf<ServerStream>,
     rx: LocalReceiver<Pending>,
     in_flight: Rc<Cell<usize>>,
 ) {
@@ -279,7 +338,7 @@ async fn write_loop(
 /// records) is written straight from its own buffer after what is
 /// gathered, rather than copied once more.
 async fn write_reply(
-    writer: &mut futures_lite::io::WriteHalf<TcpStream>,
+    writer: &mut futures_lite::io::WriteHalf<ServerStream>,
     out: &mut BytesMut,
     reply: &[u8],
 ) -> std::io::Result<()> {
@@ -295,7 +354,7 @@ async fn write_reply(
 }
 
 async fn flush(
-    writer: &mut futures_lite::io::WriteHalf<TcpStream>,
+    writer: &mut futures_lite::io::WriteHalf<ServerStream>,
     out: &mut BytesMut,
 ) -> std::io::Result<()> {
     if out.is_empty() {
@@ -304,6 +363,44 @@ async fn flush(
     let result = writer.write_all(out).await;
     out.clear();
     result
+}
+
+/// Whether this request may run now: with authentication on, only
+/// ApiVersions and the SASL requests run before the connection has
+/// authenticated.
+fn may_serve(conn: &KafkaConn, api_key: i16) -> bool {
+    conn.authenticated.get()
+        || !conn.shard.security().service().authentication()
+        || sasl::admits_before_auth(api_key)
+}
+
+/// Answers SaslHandshake and SaslAuthenticate (`None` for any other
+/// request); the bool is true when the connection must close after it.
+fn serve_sasl(conn: &Rc<KafkaConn>, request: &KafkaRequest) -> Option<(Answer, bool)> {
+    let (response, close) = match &request.body {
+        RequestKind::SaslHandshake(r) => (
+            ResponseKind::SaslHandshake(sasl::handshake(conn, r.clone())),
+            false,
+        ),
+        RequestKind::SaslAuthenticate(r) => {
+            let (response, close) = sasl::authenticate(conn, r.clone());
+            (ResponseKind::SaslAuthenticate(response), close)
+        }
+        _ => return None,
+    };
+    let context = request.context();
+    kafka_metrics::count_request(context.api_key as i16);
+    for code in super::dispatch::error_codes(&response) {
+        kafka_metrics::count_error(context.api_key as i16, code);
+    }
+    let mut out = BytesMut::new();
+    match encode_response(&context, &response, &mut out) {
+        Ok(()) => Some((Answer::Reply(out), close)),
+        Err(e) => {
+            tracing::error!(error = %e, "SASL response does not encode; closing the connection");
+            Some((Answer::Close, true))
+        }
+    }
 }
 
 impl PendingFrame for FrameDecoder {

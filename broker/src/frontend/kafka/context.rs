@@ -10,7 +10,9 @@ use shoal_protocol::batch::BatchLimits;
 use super::codec::KafkaLimits;
 use super::records::RecordLimits;
 use crate::frontend::quota::ByteRate;
+use crate::metadata::security::Caller;
 use crate::shard::Shard;
+use shoal_protocol::scram::ScramServer;
 
 /// What a request's handler leaves for the connection's writer, in request
 /// order.
@@ -26,6 +28,20 @@ pub enum Answer {
     /// with acks=0 that failed (Kafka's broker closes the connection so
     /// that the client, which reads no response, learns of the failure).
     Close,
+}
+
+/// Where a connection's SASL exchange stands ([`super::sasl`]).
+#[derive(Default)]
+pub enum SaslState {
+    /// No SaslHandshake yet.
+    #[default]
+    Start,
+    /// PLAIN chosen; its one message is next.
+    Plain,
+    /// SCRAM-SHA-256 chosen; `None` until its first message arrived.
+    Scram(Option<Box<ScramServer>>),
+    /// Authenticated (or failed): no further exchange on this connection.
+    Done,
 }
 
 /// The port a connection came in on.
@@ -58,9 +74,23 @@ pub struct KafkaConn {
     pub fetch_quota: RefCell<ByteRate>,
     /// Throttle the reader must honour before reading again, in ms.
     pub throttle_ms: Cell<u64>,
+    /// Who the connection acts as, for the shard's access gate: anonymous
+    /// until SASL authenticates it (or the client certificate's name under
+    /// mTLS), and its address.
+    pub caller: RefCell<Rc<Caller>>,
+    /// Where the connection's SASL exchange stands.
+    pub sasl: RefCell<SaslState>,
+    /// Set by a successful SaslAuthenticate, or at the start by a verified
+    /// client certificate (mTLS).
+    pub authenticated: Cell<bool>,
 }
 
 impl KafkaConn {
+    /// The connection's caller, for `shard.access(&caller)`.
+    pub fn caller(&self) -> Rc<Caller> {
+        self.caller.borrow().clone()
+    }
+
     /// Charges `bytes` to a quota; returns the throttle earned (ms), which
     /// the response carries as `throttle_time_ms`, and has the reader pause
     /// that long.

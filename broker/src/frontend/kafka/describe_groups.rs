@@ -10,26 +10,27 @@ use std::rc::Rc;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
 use super::context::KafkaConn;
 use super::group_registry::{self, Described};
+use shoal_protocol::messages::security::Operation;
 
 pub async fn handle(conn: &Rc<KafkaConn>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let caller = conn.caller();
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let name = id.0.to_string();
-        let coordinator = conn.shard.coordinator(&name);
         let asked = name.clone();
         let described = conn
             .shard
-            .submit_to(coordinator, move |shard| async move {
+            .access(&caller)
+            .group_submit(&name, Operation::Describe, move |shard| async move {
                 group_registry::describe(shard, asked)
             })
             .await;
         let group = DescribedGroup::default().with_group_id(id);
         groups.push(match described {
-            Err(_) => group.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+            Err(e) => group.with_error_code(super::group_membership::refused_code(&e)),
             Ok(d) => describe(group, d),
         });
     }

@@ -148,6 +148,8 @@ pub fn error_codes(response: &ResponseKind) -> Vec<i16> {
         ResponseKind::CreateTopics(r) => r.topics.iter().map(|t| t.error_code).collect(),
         ResponseKind::DeleteTopics(r) => r.responses.iter().map(|t| t.error_code).collect(),
         ResponseKind::InitProducerId(r) => vec![r.error_code],
+        ResponseKind::SaslHandshake(r) => vec![r.error_code],
+        ResponseKind::SaslAuthenticate(r) => vec![r.error_code],
         _ => Vec::new(),
     }
 }

@@ -155,6 +155,9 @@ pub fn partition_error_code(e: &BrokerError) -> i16 {
         B::OutOfOrderSequence {
             sequence, expected, ..
         } => return sequence_error_code(*sequence, *expected),
+        // Partition-level requests name topics, so a refusal is the topic's.
+        B::AuthorizationFailed { .. } => ResponseError::TopicAuthorizationFailed,
+        B::AuthenticationFailed(_) => ResponseError::SaslAuthenticationFailed,
     };
     code.code()
 }
@@ -185,6 +188,7 @@ pub fn group_error_code(e: &BrokerError) -> i16 {
         B::ShuttingDown(_) => ResponseError::CoordinatorNotAvailable,
         B::InvalidRequest(_) => ResponseError::InvalidRequest,
         B::Internal(_) | B::PartitionFenced(_) => ResponseError::UnknownServerError,
+        B::AuthorizationFailed { .. } => ResponseError::GroupAuthorizationFailed,
         other => return partition_error_code(other),
     };
     code.code()

@@ -33,8 +33,9 @@ use super::error::partition_error_code;
 use super::records::{encode_shoal_batches, TimestampType};
 use crate::error::BrokerResult;
 use crate::ids::{Offset, PartitionId};
+use crate::metadata::security::Caller;
 use crate::partition::ReadBatches;
-use crate::shard::{FetchSpec, PartitionRead, Shard, FETCH_WAIT_MS_MAX};
+use crate::shard::{Access, FetchSpec, PartitionRead, Shard, FETCH_WAIT_MS_MAX};
 
 /// One topic's reads: (partition index as sent, the read) in request order.
 type TopicReads = Vec<(i32, BrokerResult<ReadBatches>)>;
@@ -45,11 +46,13 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: FetchRequest) -> Fe
     }
     let shard = &conn.shard;
     let budget = (req.max_bytes.max(1) as usize).min(conn.fetch_response_bytes_max);
-    let mut reads = read_all(shard, &req, 0).await;
+    let caller = conn.caller();
+    let access = shard.access(&caller);
+    let mut reads = read_all(&access, &req, 0).await;
     let max_wait = (req.max_wait_ms.max(0) as u32).min(FETCH_WAIT_MS_MAX);
     if max_wait > 0 && bytes_of(&reads) < req.min_bytes.max(1) as usize && !any_error(&reads) {
-        wait_for_data(shard, &req, Duration::from_millis(u64::from(max_wait))).await;
-        reads = read_all(shard, &req, 0).await;
+        wait_for_data(shard, &caller, &req, Duration::from_millis(u64::from(max_wait))).await;
+        reads = read_all(&access, &req, 0).await;
     }
     let mut left = budget;
     let mut first = true;
@@ -83,7 +86,7 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: FetchRequest) -> Fe
 
 /// Reads every partition of the request (each topic through the shard's
 /// fetch, which routes to the owners), waiting at most `max_wait_ms`.
-async fn read_all(shard: &Rc<Shard>, req: &FetchRequest, max_wait_ms: u32) -> Vec<TopicReads> {
+async fn read_all(access: &Access<'_>, req: &FetchRequest, max_wait_ms: u32) -> Vec<TopicReads> {
     let mut out = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let name = topic.topic.0.as_str();
@@ -119,7 +122,7 @@ async fn read_all(shard: &Rc<Shard>, req: &FetchRequest, max_wait_ms: u32) -> Ve
             }
         }
         if !spec.reads.is_empty() {
-            let results = match shard.fetch(name, &spec).await {
+            let results = match access.fetch(name, &spec).await {
                 Ok(results) => results.into_iter().map(|(_, r)| r).collect(),
                 Err(e) => vec![Err(e); spec.reads.len()],
             };
@@ -148,7 +151,7 @@ fn any_error(reads: &[TopicReads]) -> bool {
 /// Waits until any partition of the request has data at its fetch offset,
 /// or `max_wait` passes: each topic waits in its own task, the first to
 /// see data ends the wait.
-async fn wait_for_data(shard: &Rc<Shard>, req: &FetchRequest, max_wait: Duration) {
+async fn wait_for_data(shard: &Rc<Shard>, caller: &Rc<Caller>, req: &FetchRequest, max_wait: Duration) {
     let targets: Vec<(String, Vec<(PartitionId, Offset)>)> = req
         .topics
         .iter()
@@ -168,7 +171,7 @@ async fn wait_for_data(shard: &Rc<Shard>, req: &FetchRequest, max_wait: Duration
         .filter(|(_, parts): &(String, Vec<_>)| !parts.is_empty())
         .collect();
     if let [(topic, parts)] = &targets[..] {
-        shard.wait_any(topic, parts, max_wait).await;
+        shard.access(caller).wait_any(topic, parts, max_wait).await;
         return;
     }
     let (tx, rx) = glommio::channels::local_channel::new_bounded::<()>(targets.len().max(1));
@@ -176,9 +179,9 @@ async fn wait_for_data(shard: &Rc<Shard>, req: &FetchRequest, max_wait: Duration
     let tasks: Vec<_> = targets
         .into_iter()
         .map(|(topic, parts)| {
-            let (shard, tx) = (shard.clone(), tx.clone());
+            let (shard, caller, tx) = (shard.clone(), caller.clone(), tx.clone());
             glommio::spawn_local(async move {
-                shard.wait_any(&topic, &parts, max_wait).await;
+                shard.access(&caller).wait_any(&topic, &parts, max_wait).await;
                 let _ = tx.try_send(());
             })
         })

@@ -2,7 +2,8 @@
 //! shards`, advertised as Kafka broker `shard id` at its own Kafka port,
 //! so a client's group requests reach the core that owns the group. v4
 //! answers several keys at once. Transaction coordinators do not exist
-//! (Shoal has no transactions): INVALID_REQUEST.
+//! (Shoal has no transactions): INVALID_REQUEST. A caller that may not
+//! describe the group gets GROUP_AUTHORIZATION_FAILED.
 
 use std::rc::Rc;
 
@@ -12,11 +13,13 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::context::KafkaConn;
+use shoal_protocol::messages::security::Operation;
 
 /// Kafka's key type for a consumer group (1 is a transactional id).
 const KEY_TYPE_GROUP: i8 = 0;
 
 pub fn handle(conn: &Rc<KafkaConn>, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let caller = conn.caller();
     let resolve = |key: &str| -> Result<(i32, String, i32), (i16, String)> {
         if req.key_type != KEY_TYPE_GROUP {
             return Err((
@@ -25,6 +28,16 @@ pub fn handle(conn: &Rc<KafkaConn>, version: i16, req: FindCoordinatorRequest) -
             ));
         }
         let shard = &conn.shard;
+        if shard
+            .access(&caller)
+            .require_group(key, Operation::Describe)
+            .is_err()
+        {
+            return Err((
+                ResponseError::GroupAuthorizationFailed.code(),
+                format!("not authorized to describe group {key:?}"),
+            ));
+        }
         let kafka = shard.ports().kafka.as_ref().ok_or((
             ResponseError::CoordinatorNotAvailable.code(),
             "the Kafka listener is off".to_string(),

@@ -24,6 +24,8 @@ use kafka_protocol::ResponseError;
 use super::context::KafkaConn;
 use super::group_coordinator::{JoinRequest, Leaving, SyncRequest};
 use super::group_registry;
+use crate::error::BrokerError;
+use shoal_protocol::messages::security::Operation;
 
 fn text(s: &StrBytes) -> String {
     s.as_str().to_string()
@@ -33,10 +35,14 @@ fn str_bytes(s: String) -> StrBytes {
     StrBytes::from_string(s)
 }
 
-/// The error a group call gets when the coordinator shard cannot be
-/// reached (it is stopping).
-fn unreachable_code() -> i16 {
-    ResponseError::CoordinatorNotAvailable.code()
+/// The error a group call gets when it is refused before it runs:
+/// GROUP_AUTHORIZATION_FAILED when the caller may not use the group,
+/// else COORDINATOR_NOT_AVAILABLE (the coordinator shard is stopping).
+pub fn refused_code(e: &BrokerError) -> i16 {
+    match e {
+        BrokerError::AuthorizationFailed { .. } => ResponseError::GroupAuthorizationFailed.code(),
+        _ => ResponseError::CoordinatorNotAvailable.code(),
+    }
 }
 
 pub async fn join(
@@ -65,18 +71,22 @@ pub async fn join(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let coordinator = conn.shard.coordinator(&group);
+    let caller = conn.caller();
     let answer = conn
         .shard
-        .submit_to(coordinator, move |shard| {
+        .access(&caller)
+        .group_submit(&group.clone(), Operation::Consume, move |shard| {
             group_registry::join(shard, group, request)
         })
         .await;
-    let Ok(j) = answer else {
-        return JoinGroupResponse::default()
-            .with_error_code(unreachable_code())
-            .with_generation_id(-1)
-            .with_member_id(req.member_id);
+    let j = match answer {
+        Ok(j) => j,
+        Err(e) => {
+            return JoinGroupResponse::default()
+                .with_error_code(refused_code(&e))
+                .with_generation_id(-1)
+                .with_member_id(req.member_id);
+        }
     };
     let members = j
         .members
@@ -124,15 +134,17 @@ pub async fn sync(conn: &Rc<KafkaConn>, version: i16, req: SyncGroupRequest) -> 
             .map(|a| (text(&a.member_id), a.assignment.clone()))
             .collect(),
     };
-    let coordinator = conn.shard.coordinator(&group);
+    let caller = conn.caller();
     let answer = conn
         .shard
-        .submit_to(coordinator, move |shard| {
+        .access(&caller)
+        .group_submit(&group.clone(), Operation::Consume, move |shard| {
             group_registry::sync(shard, group, request)
         })
         .await;
-    let Ok(s) = answer else {
-        return SyncGroupResponse::default().with_error_code(unreachable_code());
+    let s = match answer {
+        Ok(s) => s,
+        Err(e) => return SyncGroupResponse::default().with_error_code(refused_code(&e)),
     };
     let response = SyncGroupResponse::default()
         .with_error_code(s.error_code)
@@ -150,14 +162,15 @@ pub async fn heartbeat(conn: &Rc<KafkaConn>, req: HeartbeatRequest) -> Heartbeat
     let group = text(&req.group_id.0);
     let member = text(&req.member_id);
     let generation = req.generation_id;
-    let coordinator = conn.shard.coordinator(&group);
+    let caller = conn.caller();
     let code = conn
         .shard
-        .submit_to(coordinator, move |shard| async move {
+        .access(&caller)
+        .group_submit(&group.clone(), Operation::Consume, move |shard| async move {
             group_registry::heartbeat(shard, group, member, generation)
         })
         .await
-        .unwrap_or_else(|_| unreachable_code());
+        .unwrap_or_else(|e| refused_code(&e));
     HeartbeatResponse::default().with_error_code(code)
 }
 
@@ -178,14 +191,15 @@ pub async fn leave(conn: &Rc<KafkaConn>, version: i16, req: LeaveGroupRequest) -
         }]
     };
     let named = leaving.clone();
-    let coordinator = conn.shard.coordinator(&group);
+    let caller = conn.caller();
     let codes = conn
         .shard
-        .submit_to(coordinator, move |shard| async move {
+        .access(&caller)
+        .group_submit(&group.clone(), Operation::Consume, move |shard| async move {
             group_registry::leave(shard, group, leaving)
         })
         .await
-        .unwrap_or_else(|_| vec![unreachable_code(); named.len()]);
+        .unwrap_or_else(|e| vec![refused_code(&e); named.len()]);
     if version < 3 {
         return LeaveGroupResponse::default().with_error_code(codes.first().copied().unwrap_or(0));
     }

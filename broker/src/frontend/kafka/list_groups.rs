@@ -8,7 +8,8 @@
 //! every group of every shard. Kafka groups report their protocol type
 //! (`consumer` for Kafka consumers; empty for a group known only by
 //! committed offsets), Shoal groups `shoal`. v4 filters by state
-//! (case-insensitive, as Kafka).
+//! (case-insensitive, as Kafka). Groups the caller may not describe are
+//! left out.
 
 use std::rc::Rc;
 
@@ -20,6 +21,7 @@ use kafka_protocol::ResponseError;
 use super::context::{Door, KafkaConn};
 use super::group_registry;
 use crate::ids::ShardId;
+use shoal_protocol::messages::security::Operation;
 
 pub async fn handle(conn: &Rc<KafkaConn>, req: ListGroupsRequest) -> ListGroupsResponse {
     let filter: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
@@ -28,6 +30,8 @@ pub async fn handle(conn: &Rc<KafkaConn>, req: ListGroupsRequest) -> ListGroupsR
         Door::Broker => vec![conn.shard.id()],
         Door::Shared => (0..conn.shard.count()).map(ShardId).collect(),
     };
+    let caller = conn.caller();
+    let access = conn.shard.access(&caller);
     for shard in shards {
         let listed = conn
             .shard
@@ -39,6 +43,10 @@ pub async fn handle(conn: &Rc<KafkaConn>, req: ListGroupsRequest) -> ListGroupsR
         };
         for (id, protocol, state) in listed {
             if !filter.is_empty() && !filter.contains(&state.to_lowercase()) {
+                continue;
+            }
+            // Groups the caller may not describe are left out, as in Kafka.
+            if access.require_group(&id, Operation::Describe).is_err() {
                 continue;
             }
             groups.push(

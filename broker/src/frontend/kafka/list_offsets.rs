@@ -64,7 +64,13 @@ async fn one(conn: &KafkaConn, topic: &str, index: i32, timestamp: i64) -> ListO
                 .with_timestamp(-1)
         }
     };
-    match conn.shard.list_offset(topic, PartitionId(partition), query).await {
+    let caller = conn.caller();
+    match conn
+        .shard
+        .access(&caller)
+        .list_offset(topic, PartitionId(partition), query)
+        .await
+    {
         Ok(listed) => {
             if let OffsetQuery::Timestamp(_) = query {
                 // No record at or after the time: Kafka's "none" answer.

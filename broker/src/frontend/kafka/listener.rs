@@ -3,6 +3,7 @@
 //! Metadata advertises as Kafka broker `shard id`.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
@@ -11,6 +12,7 @@ use glommio::net::TcpStream;
 use super::connection::serve;
 use super::context::Door;
 use crate::frontend::admission::{admit, Refused};
+use crate::frontend::tls::TlsAcceptor;
 use crate::metrics::add;
 use crate::shard::Shard;
 
@@ -19,12 +21,14 @@ const ACCEPT_RETRY_MS: u64 = 10;
 
 /// Accepts connections until the task is dropped (shutdown). Admission is
 /// the same table as the native and HTTP front doors
-/// (`limits.connections_per_shard_max`, `limits.connections_per_ip_max`).
+/// (`limits.connections_per_shard_max`, `limits.connections_per_ip_max`);
+/// an admitted one goes through TLS first when `tls` is set.
 pub async fn accept_loop(
     shard: Rc<Shard>,
     listener: glommio::net::TcpListener,
     door: Door,
     queue: glommio::TaskQueueHandle,
+    tls: Option<Arc<TlsAcceptor>>,
 ) {
     loop {
         match listener.accept().await {
@@ -34,9 +38,10 @@ pub async fn accept_loop(
                 }
                 let Ok(peer) = stream.peer_addr() else { continue };
                 let task = match admit(peer.ip(), &shard.config().limits) {
-                    Ok(admitted) => {
-                        glommio::spawn_local_into(serve(shard.clone(), stream, peer, door, admitted), queue)
-                    }
+                    Ok(admitted) => glommio::spawn_local_into(
+                        serve(shard.clone(), stream, peer, door, admitted, tls.clone()),
+                        queue,
+                    ),
                     Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
                 };
                 if let Ok(task) = task {

@@ -27,18 +27,29 @@ use super::context::KafkaConn;
 use crate::error::BrokerError;
 use crate::ids::PartitionId;
 use crate::metadata::TopicMeta;
-use crate::shard::Shard;
+use crate::shard::{Access, Shard};
 
 /// The cluster id Metadata reports (one node, so a fixed name).
 pub const CLUSTER_ID: &str = "shoal";
 
 pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: MetadataRequest) -> MetadataResponse {
     let shard = &conn.shard;
+    let caller = conn.caller();
+    let access = shard.access(&caller);
+    // All topics: only those the caller may describe, as Kafka's broker
+    // lists them. Named ones the caller may not describe are answered
+    // TOPIC_AUTHORIZATION_FAILED below (whether they exist or not).
+    let all = || -> Vec<String> {
+        shard
+            .topics()
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|name| access.may_describe_topic(name))
+            .collect()
+    };
     let names: Vec<String> = match req.topics {
-        None => shard.topics().iter().map(|t| t.name.clone()).collect(),
-        Some(list) if list.is_empty() && version == 0 => {
-            shard.topics().iter().map(|t| t.name.clone()).collect()
-        }
+        None => all(),
+        Some(list) if list.is_empty() && version == 0 => all(),
         Some(list) => list
             .into_iter()
             .filter_map(|t| t.name.map(|n| n.0.to_string()))
@@ -48,10 +59,18 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: MetadataRequest) ->
         shard.config().kafka.auto_create_topics && (version < 4 || req.allow_auto_topic_creation);
     let mut topics = Vec::with_capacity(names.len());
     for name in names {
+        if !access.may_describe_topic(&name) {
+            topics.push(
+                MetadataResponseTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(name))))
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+            );
+            continue;
+        }
         let mut meta = shard.topic(&name);
         let mut error = None;
         if meta.is_none() && auto_create {
-            match auto_create_topic(shard, &name).await {
+            match auto_create_topic(&access, shard, &name).await {
                 Ok(()) => meta = shard.topic(&name),
                 Err(code) => error = Some(code),
             }
@@ -120,7 +139,7 @@ fn unknown_topic_code(name: &str) -> i16 {
 
 /// Creates a topic a client's Metadata request named. A topic created
 /// meanwhile by another request counts as success.
-async fn auto_create_topic(shard: &Rc<Shard>, name: &str) -> Result<(), i16> {
+async fn auto_create_topic(access: &Access<'_>, shard: &Shard, name: &str) -> Result<(), i16> {
     if crate::metadata::validate_name(name).is_err() {
         return Err(ResponseError::InvalidTopicException.code());
     }
@@ -128,7 +147,7 @@ async fn auto_create_topic(shard: &Rc<Shard>, name: &str) -> Result<(), i16> {
         partitions: shard.config().kafka.default_partitions,
         ..TopicConfig::default()
     };
-    match shard.create_topic(name.to_string(), config).await {
+    match access.create_topic(name.to_string(), config).await {
         Ok(()) | Err(BrokerError::TopicExists { .. }) => {
             tracing::info!(topic = name, "topic auto-created for a Kafka client");
             Ok(())

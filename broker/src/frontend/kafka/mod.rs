@@ -50,6 +50,7 @@
 //! | [`describe_groups`]    | DescribeGroups                                                         |
 //! | [`list_groups`]        | ListGroups: Kafka and Shoal groups                                     |
 //! | [`topic_admin`]        | CreateTopics, DeleteTopics                                             |
+//! | [`sasl`]               | SaslHandshake, SaslAuthenticate: PLAIN and SCRAM-SHA-256               |
 //! | [`group_registry`]     | the groups a shard coordinates, parked requests, the group timer       |
 //!
 //! # Invariants
@@ -90,6 +91,7 @@ pub mod record_compression;
 pub mod records;
 pub mod request_shape;
 pub mod sample_requests;
+pub mod sasl;
 pub mod supported_apis;
 pub mod topic_admin;
 

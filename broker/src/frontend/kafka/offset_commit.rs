@@ -18,9 +18,13 @@ use kafka_protocol::ResponseError;
 use super::context::KafkaConn;
 use super::group_coordinator::{CommitRequest, TopicPartition};
 use super::group_registry;
+use crate::metadata::acl::Resource;
+use shoal_protocol::messages::security::Operation;
 
 pub async fn handle(conn: &Rc<KafkaConn>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
+    let caller = conn.caller();
+    let access = conn.shard.access(&caller);
     let mut results: Vec<(TopicPartition, i16)> = Vec::new();
     let mut offsets = Vec::new();
     for topic in &req.topics {
@@ -31,6 +35,10 @@ pub async fn handle(conn: &Rc<KafkaConn>, req: OffsetCommitRequest) -> OffsetCom
                 topic: name.clone(),
                 partition: p.partition_index,
             };
+            if !access.allows(Resource::Topic(&name), Operation::Consume) {
+                results.push((tp, ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let known = count.is_some_and(|n| u32::try_from(p.partition_index).is_ok_and(|i| i < n));
             if !known {
                 results.push((tp, ResponseError::UnknownTopicOrPartition.code()));
@@ -47,17 +55,15 @@ pub async fn handle(conn: &Rc<KafkaConn>, req: OffsetCommitRequest) -> OffsetCom
             offsets,
         };
         let named: Vec<TopicPartition> = request.offsets.iter().map(|(tp, ..)| tp.clone()).collect();
-        let coordinator = conn.shard.coordinator(&group);
-        let answer = conn
-            .shard
-            .submit_to(coordinator, move |shard| {
+        let answer = access
+            .group_submit(&group.clone(), Operation::Consume, move |shard| {
                 group_registry::commit(shard, group, request)
             })
             .await;
         match answer {
             Ok(r) => results.extend(r),
-            Err(_) => {
-                let code = ResponseError::CoordinatorNotAvailable.code();
+            Err(e) => {
+                let code = super::group_membership::refused_code(&e);
                 results.extend(named.into_iter().map(|tp| (tp, code)));
             }
         }

@@ -14,11 +14,12 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::ResponseError;
 
 use super::context::KafkaConn;
 use super::group_coordinator::TopicPartition;
 use super::group_registry::{self, Fetched};
+use crate::metadata::acl::Resource;
+use shoal_protocol::messages::security::Operation;
 
 pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let group = req.group_id.0.to_string();
@@ -34,16 +35,23 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: OffsetFetchRequest)
             .collect()
     });
     let asked = wanted.clone();
-    let coordinator = conn.shard.coordinator(&group);
-    let answer = conn
-        .shard
-        .submit_to(coordinator, move |shard| async move {
+    let caller = conn.caller();
+    let access = conn.shard.access(&caller);
+    let answer = access
+        .group_submit(&group.clone(), Operation::Describe, move |shard| async move {
             group_registry::fetch_offsets(shard, group, wanted)
         })
         .await
-        .unwrap_or(Err(ResponseError::CoordinatorNotAvailable.code()));
+        .unwrap_or_else(|e| Err(super::group_membership::refused_code(&e)));
     match answer {
-        Ok(fetched) => OffsetFetchResponse::default().with_topics(by_topic(fetched)),
+        // Positions of topics the caller may not describe are left out.
+        Ok(fetched) => {
+            let fetched = fetched
+                .into_iter()
+                .filter(|(tp, ..)| access.allows(Resource::Topic(&tp.topic), Operation::Describe))
+                .collect();
+            OffsetFetchResponse::default().with_topics(by_topic(fetched))
+        }
         Err(code) if version >= 2 => OffsetFetchResponse::default().with_error_code(code),
         // v1 has no group-level error: every asked partition carries it.
         Err(code) => {

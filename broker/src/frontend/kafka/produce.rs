@@ -180,7 +180,12 @@ async fn append_topic(
         }
     }
     if !batches.is_empty() {
-        let outcomes = conn.shard.produce(&topic, batches, acks, timeout_ms).await;
+        let caller = conn.caller();
+        let outcomes = conn
+            .shard
+            .access(&caller)
+            .produce(&topic, batches, acks, timeout_ms)
+            .await;
         for ((_, outcome), slot) in outcomes.into_iter().zip(slots) {
             fill(&mut responses[slot], outcome);
         }

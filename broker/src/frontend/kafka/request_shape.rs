@@ -226,6 +226,8 @@ const DELETE_TOPICS: &[Field] = &[
 const DESCRIBE_GROUPS: &[Field] = &[all(Strs), since(3, Bool)];
 const LIST_GROUPS: &[Field] = &[since(4, Strs), since(5, Strs)];
 const API_VERSIONS: &[Field] = &[since(3, Str), since(3, Str)];
+const SASL_HANDSHAKE: &[Field] = &[all(Str)];
+const SASL_AUTHENTICATE: &[Field] = &[all(Bytes)];
 
 const SCHEMAS: &[Schema] = &[
     Schema {
@@ -313,6 +315,12 @@ const SCHEMAS: &[Schema] = &[
         tags: &[],
     },
     Schema {
+        key: ApiKey::SaslHandshake,
+        flexible_since: i16::MAX,
+        fields: SASL_HANDSHAKE,
+        tags: &[],
+    },
+    Schema {
         key: ApiKey::ApiVersions,
         flexible_since: 3,
         fields: API_VERSIONS,
@@ -334,6 +342,12 @@ const SCHEMAS: &[Schema] = &[
         key: ApiKey::InitProducerId,
         flexible_since: 2,
         fields: INIT_PRODUCER_ID,
+        tags: &[],
+    },
+    Schema {
+        key: ApiKey::SaslAuthenticate,
+        flexible_since: 2,
+        fields: SASL_AUTHENTICATE,
         tags: &[],
     },
 ];

@@ -59,6 +59,13 @@ pub fn sample_request(key: ApiKey, version: i16) -> RequestKind {
                 .with_producer_id(ProducerId(if v >= 3 { 7 } else { -1 }))
                 .with_producer_epoch(if v >= 3 { 2 } else { -1 }),
         ),
+        ApiKey::SaslHandshake => {
+            RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")))
+        }
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default()
+                .with_auth_bytes(bytes::Bytes::from_static(b"n,,n=alice,r=abc")),
+        ),
         other => panic!("no sample for {other:?}"),
     }
 }

@@ -22,12 +22,14 @@
 //! | SyncGroup      |  14 | 0–5      | v5 names protocol type and name                                 |
 //! | DescribeGroups |  15 | 0–5      |                                                                 |
 //! | ListGroups     |  16 | 0–4      | v4 filters by state; v5 (type filter) left out                  |
+//! | SaslHandshake  |  17 | 0–1      | PLAIN and SCRAM-SHA-256 ([`super::sasl`])                       |
 //! | ApiVersions    |  18 | 0–3      | a higher version is answered in v0 with UNSUPPORTED_VERSION     |
 //! | CreateTopics   |  19 | 2–7      | kafka-protocol starts at 2                                       |
 //! | DeleteTopics   |  20 | 1–6      | kafka-protocol starts at 1                                       |
 //! | InitProducerId |  22 | 0–4      | idempotent producers (the Java client's default); no transactions |
+//! | SaslAuthenticate | 36 | 0–2     | the SASL exchange, framed (KIP-152)                             |
 //!
-//! Anything else (SASL, transactions, configs, ACLs, KIP-848 groups) is not
+//! Anything else (transactions, configs, ACLs, KIP-848 groups) is not
 //! advertised; a request for it is refused by [`super::codec`].
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -60,10 +62,12 @@ pub const SUPPORTED_APIS: &[ApiSupport] = &[
     api(ApiKey::SyncGroup, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::ListGroups, 0, 4),
+    api(ApiKey::SaslHandshake, 0, 1),
     api(ApiKey::ApiVersions, 0, 3),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::InitProducerId, 0, 4),
+    api(ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 /// The served range of the API with wire key `api_key`, if it is served.
@@ -132,7 +136,15 @@ mod tests {
         assert_eq!(range(ApiKey::Produce), Some((3, 9)));
         assert_eq!(range(ApiKey::Fetch), Some((4, 12)));
         assert_eq!(range(ApiKey::ListOffsets), Some((1, 6)));
-        assert_eq!(support(ApiKey::SaslHandshake as i16), None);
+        assert_eq!(
+            support(ApiKey::SaslHandshake as i16).map(|s| (s.min, s.max)),
+            Some((0, 1))
+        );
+        assert_eq!(
+            support(ApiKey::SaslAuthenticate as i16).map(|s| (s.min, s.max)),
+            Some((0, 2))
+        );
+        assert_eq!(support(ApiKey::DescribeAcls as i16), None);
         assert_eq!(support(-1), None);
     }
 

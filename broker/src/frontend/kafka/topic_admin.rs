@@ -33,6 +33,7 @@ use crate::error::BrokerError;
 type Refusal = (i16, String);
 
 pub async fn create(conn: &Rc<KafkaConn>, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let caller = conn.caller();
     let mut topics = Vec::with_capacity(req.topics.len());
     for topic in &req.topics {
         let name = topic.name.0.to_string();
@@ -42,6 +43,7 @@ pub async fn create(conn: &Rc<KafkaConn>, version: i16, req: CreateTopicsRequest
             Ok(config) if req.validate_only => Ok(config),
             Ok(config) => conn
                 .shard
+                .access(&caller)
                 .create_topic(name.clone(), config.clone())
                 .await
                 .map(|()| config)
@@ -140,6 +142,7 @@ fn create_refusal(e: &BrokerError) -> Refusal {
     let code = match e {
         BrokerError::TopicExists { .. } => ResponseError::TopicAlreadyExists,
         BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        BrokerError::AuthorizationFailed { .. } => ResponseError::TopicAuthorizationFailed,
         BrokerError::ShuttingDown(_) => ResponseError::NotController,
         _ => ResponseError::UnknownServerError,
     };
@@ -157,6 +160,7 @@ pub async fn delete(conn: &Rc<KafkaConn>, version: i16, req: DeleteTopicsRequest
     } else {
         req.topic_names.iter().map(|n| Some(n.0.to_string())).collect()
     };
+    let caller = conn.caller();
     let mut responses = Vec::with_capacity(names.len());
     for (i, name) in names.into_iter().enumerate() {
         let Some(name) = name else {
@@ -171,11 +175,12 @@ pub async fn delete(conn: &Rc<KafkaConn>, version: i16, req: DeleteTopicsRequest
         };
         let result =
             DeletableTopicResult::default().with_name(Some(TopicName(StrBytes::from_string(name.clone()))));
-        responses.push(match conn.shard.delete_topic(name).await {
+        responses.push(match conn.shard.access(&caller).delete_topic(name).await {
             Ok(()) => result,
             Err(e) => {
                 let code = match &e {
                     BrokerError::UnknownTopic { .. } => ResponseError::UnknownTopicOrPartition,
+                    BrokerError::AuthorizationFailed { .. } => ResponseError::TopicAuthorizationFailed,
                     BrokerError::ShuttingDown(_) => ResponseError::NotController,
                     _ => ResponseError::UnknownServerError,
                 };

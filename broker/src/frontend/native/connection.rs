@@ -25,7 +25,7 @@
 //! correlation id when the header was readable) and closes this connection
 //! only; the shard keeps serving every other connection.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -36,12 +36,16 @@ use glommio::sync::Semaphore;
 use shoal_protocol::codec;
 use shoal_protocol::error::ErrorCode;
 use shoal_protocol::frame::{Frame, FrameDecoder, FrameError};
+use std::sync::Arc;
 
 use super::context::{ConnectionCtx, Reply};
 use super::dispatch::dispatch;
 use crate::frontend::admission::Admitted;
 use crate::frontend::frame_reader::{admit_frame, FramePermits, FrameReader, ReadEnd, READ_CHUNK_BYTES};
 use crate::frontend::quota::ByteRate;
+use crate::frontend::tls::{secure, Refusal, ServerStream, TlsAcceptor};
+use crate::metadata::acl::Principal;
+use crate::metadata::security::Caller;
 use crate::metrics::add;
 use crate::runtime::now_ms;
 use crate::shard::Shard;
@@ -51,11 +55,20 @@ const REPLY_QUEUE_MAX: usize = 256;
 /// Small reply pieces are coalesced into one write up to this size.
 const WRITE_COALESCE_BYTES: usize = 256 << 10;
 
-/// Serves one admitted connection until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted) {
+/// Serves one admitted connection until it closes: TLS first when the
+/// listener has it (a plaintext peer is told the port needs TLS), then
+/// frames.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted, tls: Option<Arc<TlsAcceptor>>) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "set_nodelay failed");
     }
+    let Ok(peer) = stream.peer_addr() else { return };
+    let secured = match secure(stream, tls.as_deref()).await {
+        Ok(s) => s,
+        Err(refusal) => return refuse_handshake(&shard, refusal).await,
+    };
+    let principal = secured.client_user.map_or(Principal::Anonymous, Principal::User);
+    let stream = secured.stream;
     add(&shard.metrics().connections_open, 1);
     add(&shard.metrics().connections_total, 1);
     let (reader, writer) = futures_lite::io::split(stream);
@@ -68,6 +81,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted) {
         produce_quota: ByteRate::new(limits.produce_bytes_per_sec_max, now).into(),
         fetch_quota: ByteRate::new(limits.fetch_bytes_per_sec_max, now).into(),
         throttle_ms: 0.into(),
+        caller: RefCell::new(Rc::new(Caller::new(principal, peer.ip()))),
+        scram: RefCell::new(None),
     });
     read_loop(ctx, reader, tx).await;
     // The reply sender is gone once every handler finished; the writer then
@@ -78,7 +93,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, _admitted: Admitted) {
 
 async fn read_loop(
     ctx: Rc<ConnectionCtx>,
-    mut socket: futures_lite::io::ReadHalf<TcpStream>,
+    mut socket: futures_lite::io::ReadHalf<ServerStream>,
     tx: LocalSender<Reply>,
 ) {
     let shard = ctx.shard.clone();
@@ -193,6 +208,32 @@ fn spawn_handler(
     .detach();
 }
 
+/// Ends a connection that did not come through TLS: a plaintext peer gets
+/// an error frame saying the port needs TLS (in plaintext, which it can
+/// read); a failed handshake is only logged (rustls already sent its alert).
+async fn refuse_handshake(shard: &Shard, refusal: Refusal) {
+    add(&shard.metrics().connections_rejected, 1);
+    match refusal {
+        Refusal::Plaintext { mut stream, first } => {
+            tracing::debug!("plaintext connection to a TLS port");
+            // Answer the peer's first request by its correlation id, so a
+            // native client reports this message rather than a closed
+            // connection.
+            let cid = FrameDecoder::new(shard.config().limits.frame_bytes_max)
+                .decode(&mut first.as_slice())
+                .ok()
+                .flatten()
+                .map_or(0, |frame| frame.header().correlation_id);
+            let message = "this port requires TLS: connect with TLS (shoal --tls-ca, SHOAL_TLS_CA)";
+            if let Ok(head) = codec::encode_error(cid, ErrorCode::InvalidRequest.to_wire(), message) {
+                let _ = stream.write_all(&head).await;
+            }
+            let _ = stream.close().await;
+        }
+        Refusal::Failed(reason) => tracing::debug!(reason, "TLS handshake failed"),
+    }
+}
+
 /// Answers an undecodable frame with an error and counts the rejection.
 async fn reject(shard: &Shard, tx: &LocalSender<Reply>, error: &FrameError) {
     add(&shard.metrics().connections_rejected, 1);
@@ -209,7 +250,7 @@ async fn reject(shard: &Shard, tx: &LocalSender<Reply>, error: &FrameError) {
 
 async fn write_loop(
     shard: Rc<Shard>,
-    mut writer: futures_lite::io::WriteHalf<TcpStream>,
+    mut writer: futures_lite::io::WriteHalf<ServerStream>,
     rx: LocalReceiver<Reply>,
 ) {
     let mut out: Vec<u8> = Vec::with_capacity(WRITE_COALESCE_BYTES);
@@ -239,7 +280,7 @@ async fn write_loop(
 /// Appends a reply to the coalescing buffer, writing large payload pieces
 /// straight from their shared buffers.
 async fn write_reply(
-    writer: &mut futures_lite::io::WriteHalf<TcpStream>,
+    writer: &mut futures_lite::io::WriteHalf<ServerStream>,
     out: &mut Vec<u8>,
     reply: Reply,
 ) -> std::io::Result<()> {

@@ -7,7 +7,10 @@ use std::rc::Rc;
 use bytes::Bytes;
 use rkyv::util::AlignedVec;
 
+use shoal_protocol::scram::ScramServer;
+
 use crate::frontend::quota::ByteRate;
+use crate::metadata::security::Caller;
 use crate::shard::Shard;
 
 /// A reply ready to send: the frame head (header + meta) and the payload
@@ -41,9 +44,19 @@ pub struct ConnectionCtx {
     pub fetch_quota: RefCell<ByteRate>,
     /// Throttle the reader must honour before reading again, in ms.
     pub throttle_ms: Cell<u64>,
+    /// Who the connection acts as: anonymous until authenticated (or the
+    /// client certificate's name under mTLS), and its address.
+    pub caller: RefCell<Rc<Caller>>,
+    /// A SCRAM exchange in progress (between its two steps).
+    pub scram: RefCell<Option<ScramServer>>,
 }
 
 impl ConnectionCtx {
+    /// The connection's caller, for the shard's access gate.
+    pub fn caller(&self) -> Rc<Caller> {
+        self.caller.borrow().clone()
+    }
+
     /// Charges `bytes` to a quota; returns the throttle earned (ms) and
     /// tells the reader to pause for it.
     pub fn charge(&self, quota: &RefCell<ByteRate>, bytes: u64) -> u64 {

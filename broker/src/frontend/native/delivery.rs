@@ -12,7 +12,7 @@ use super::group::serve;
 /// The poll reply carries the delivered batches as its payload.
 pub async fn poll(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let req: PollRequest = decode(frame)?;
-    let (resp, batches) = match ctx.shard.group_poll(req).await {
+    let (resp, batches) = match ctx.shard.access(&ctx.caller()).group_poll(req).await {
         Ok(polled) => polled,
         Err(e) => {
             ctx.shard.metrics().count_error(e.code());

@@ -11,7 +11,9 @@ use shoal_protocol::frame::Frame;
 
 use super::codec::{error_reply, Failure};
 use super::context::{ConnectionCtx, Reply};
+use super::{authenticate, security_admin};
 use super::{delivery, dlq, fetch, group, metadata, offsets, produce, stats, topic_admin};
+use crate::metadata::acl::Principal;
 
 /// Serves one request frame and returns the reply to send.
 pub async fn dispatch(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Reply {
@@ -51,6 +53,13 @@ pub async fn dispatch(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Reply {
             "the broker is shutting down".into(),
         );
     }
+    if needs_principal(key)
+        && ctx.caller().principal == Principal::Anonymous
+        && shard.security().service().authentication()
+    {
+        let message = "this broker requires authentication: authenticate (SCRAM-SHA-256) after the handshake";
+        return error_reply(ctx, cid, ErrorCode::AuthenticationFailed, message.into());
+    }
     let result = match key {
         ApiKey::Handshake => metadata::handshake(ctx, &frame).await,
         ApiKey::Metadata => metadata::metadata(ctx, &frame).await,
@@ -76,6 +85,8 @@ pub async fn dispatch(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Reply {
         ApiKey::QuarantineCounts => dlq::counts(ctx, &frame).await,
         ApiKey::QuarantineRedrive => dlq::redrive(ctx, &frame).await,
         ApiKey::QuarantinePurge => dlq::purge(ctx, &frame).await,
+        ApiKey::Authenticate => authenticate::authenticate(ctx, &frame).await,
+        ApiKey::SecurityAdmin => security_admin::handle(ctx, &frame).await,
         ApiKey::Leaders => metadata::leaders(ctx, &frame).await,
         other => Err(Failure::new(
             ErrorCode::UnknownApi,
@@ -86,4 +97,10 @@ pub async fn dispatch(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Reply {
         Ok(reply) => reply,
         Err(f) => error_reply(ctx, cid, f.code, f.message),
     }
+}
+
+/// Whether a request needs an authenticated principal when authentication
+/// is on: all but the handshake and the authentication steps themselves.
+fn needs_principal(key: ApiKey) -> bool {
+    !matches!(key, ApiKey::Handshake | ApiKey::Authenticate)
 }

@@ -33,7 +33,7 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
         min_bytes: req.min_bytes,
         max_bytes: req.max_bytes,
     };
-    let results = match ctx.shard.fetch(&req.topic, &spec).await {
+    let results = match ctx.shard.access(&ctx.caller()).fetch(&req.topic, &spec).await {
         Ok(results) => results,
         // Every partition carries the topic's error.
         Err(e) => spec.reads.iter().map(|r| (r.partition, Err(e.clone()))).collect(),

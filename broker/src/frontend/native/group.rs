@@ -13,7 +13,8 @@ use super::context::{ConnectionCtx, Reply};
 macro_rules! serve {
     ($ctx:expr, $frame:expr, $req:ty, $method:ident) => {{
         let req: $req = decode($frame)?;
-        let result = $ctx.shard.$method(req).await;
+        let caller = $ctx.caller();
+        let result = $ctx.shard.access(&caller).$method(req).await;
         let resp = encode_result($ctx, result);
         respond($frame.header().correlation_id, &resp, Vec::new())
     }};
@@ -34,8 +35,10 @@ pub async fn leave(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fail
 
 pub async fn list(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let _: ListGroupsRequest = decode(frame)?;
+    let caller = ctx.caller();
     let resp = ctx
         .shard
+        .access(&caller)
         .list_groups()
         .await
         .unwrap_or_else(|_| ListGroupsResponse { groups: Vec::new() });

@@ -1,6 +1,7 @@
 //! Accepting native-protocol connections on a shard's sockets.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
@@ -10,6 +11,7 @@ use shoal_protocol::error::ErrorCode;
 
 use super::connection::serve;
 use crate::frontend::admission::{admit, Refused};
+use crate::frontend::tls::TlsAcceptor;
 use crate::metrics::add;
 use crate::shard::Shard;
 
@@ -17,12 +19,14 @@ use crate::shard::Shard;
 const ACCEPT_RETRY_MS: u64 = 10;
 
 /// Accepts connections until the task is dropped (shutdown); each admitted
-/// one is served in its own task in `queue`, a refused one gets an error
-/// frame (`too_many_connections`) and is closed.
+/// one is served in its own task in `queue` (through TLS when `tls` is
+/// set), a refused one gets an error frame (`too_many_connections`) and is
+/// closed.
 pub async fn accept_loop(
     shard: Rc<Shard>,
     listener: glommio::net::TcpListener,
     queue: glommio::TaskQueueHandle,
+    tls: Option<Arc<TlsAcceptor>>,
 ) {
     loop {
         match listener.accept().await {
@@ -32,7 +36,9 @@ pub async fn accept_loop(
                 }
                 let Ok(peer) = stream.peer_addr() else { continue };
                 let task = match admit(peer.ip(), &shard.config().limits) {
-                    Ok(admitted) => glommio::spawn_local_into(serve(shard.clone(), stream, admitted), queue),
+                    Ok(admitted) => {
+                        glommio::spawn_local_into(serve(shard.clone(), stream, admitted, tls.clone()), queue)
+                    }
                     Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
                 };
                 if let Ok(task) = task {

@@ -52,19 +52,30 @@ pub async fn handshake(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, 
 pub async fn metadata(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Failure> {
     let req: MetadataRequest = decode(frame)?;
     let shard = &ctx.shard;
+    let caller = ctx.caller();
+    let access = shard.access(&caller);
     let topics = shard.topics();
     let ports = shard.ports();
     let names: Vec<String> = if req.topics.is_empty() {
-        topics.iter().map(|t| t.name.clone()).collect()
+        topics
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|name| access.may_describe_topic(name))
+            .collect()
     } else {
         req.topics.clone()
     };
+    // Listings leave out what the caller may not describe; a topic asked
+    // for by name is refused as Kafka's brokers do, so the client reports
+    // the missing ACL rather than a missing topic.
+    let refused = |name: &String, code: ErrorCode| TopicMetadata {
+        name: name.clone(),
+        error: code.to_wire(),
+        partitions: Vec::new(),
+    };
     let describe = |name: &String| match topics.get(name) {
-        None => TopicMetadata {
-            name: name.clone(),
-            error: ErrorCode::UnknownTopic.to_wire(),
-            partitions: Vec::new(),
-        },
+        None => refused(name, ErrorCode::UnknownTopic),
+        Some(_) if !access.may_describe_topic(name) => refused(name, ErrorCode::AuthorizationFailed),
         Some(meta) => TopicMetadata {
             name: name.clone(),
             error: 0,

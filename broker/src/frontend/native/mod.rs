@@ -12,7 +12,14 @@
 //! | [`codec`]       | meta decoding, response encoding, errors into responses  |
 //! | [`context`]     | what a connection's handlers share                       |
 //! | [`produce`], [`fetch`], [`offsets`], [`metadata`], [`topic_admin`], [`group`], [`delivery`], [`dlq`], [`stats`] | one request kind each |
+//! | [`authenticate`], [`security_admin`] | SCRAM steps; users, tokens, ACLs       |
+//!
+//! Every handler reaches the services through `shard.access(&caller)`,
+//! the connection's principal and address; when authentication is on, a
+//! connection that has not authenticated may only hand-shake and
+//! authenticate.
 
+pub mod authenticate;
 pub mod codec;
 pub mod connection;
 pub mod context;
@@ -25,6 +32,7 @@ pub mod listener;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod security_admin;
 pub mod stats;
 pub mod topic_admin;
 

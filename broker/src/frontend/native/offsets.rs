@@ -36,6 +36,7 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: &Frame) -> Result<Reply, Fai
     let mut partitions = Vec::with_capacity(req.partitions.len());
     for p in &req.partitions {
         let listed = shard
+            .access(&ctx.caller())
             .list_offset(&req.topic, PartitionId(p.partition), query_of(p.spec))
             .await;
         partitions.push(match listed {

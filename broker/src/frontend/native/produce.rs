@@ -43,7 +43,9 @@ pub async fn handle(ctx: &Rc<ConnectionCtx>, frame: Frame) -> Result<Reply, Fail
         })
         .collect();
     let throttle = ctx.charge(&ctx.produce_quota, payload_len as u64);
+    let caller = ctx.caller();
     let outcomes = shard
+        .access(&caller)
         .produce(&req.topic, per_partition, req.acks, req.timeout_ms)
         .await;
     let partitions = outcomes

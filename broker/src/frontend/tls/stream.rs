@@ -1,0 +1,229 @@
+//! rustls's sans-IO `ServerConnection` driven over a futures-io stream
+//! (glommio's `TcpStream` in the broker): TLS records in and out of the
+//! socket, plaintext through `AsyncRead`/`AsyncWrite`, no other runtime.
+//!
+//! The shape follows the usual adapter: rustls reads ciphertext through a
+//! `std::io::Read` that polls the socket and turns `Pending` into
+//! `WouldBlock` (the waker is registered by that poll), and writes records
+//! the same way. Plaintext is returned as soon as rustls has any; records
+//! rustls has queued (handshake messages, alerts, key updates) are flushed
+//! before more ciphertext is read.
+//!
+//! Memory per connection is bounded by rustls: one incoming record (at
+//! most 16 KiB of plaintext plus overhead; a handshake message at most
+//! 64 KiB), its received-plaintext buffer (16 KiB by default) and the
+//! outgoing buffer, capped here at [`TLS_SEND_BUFFER_BYTES`]: when it is
+//! full, `poll_write` waits for the socket instead of accepting more. The
+//! front ends' own bounds (receive pool, in-flight budgets, frame
+//! deadlines) apply to the plaintext above this layer unchanged.
+
+use std::io::{self, Read, Write};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::io::{AsyncRead, AsyncWrite};
+
+/// Ciphertext rustls may hold for the socket before writers wait.
+pub const TLS_SEND_BUFFER_BYTES: usize = 256 << 10;
+
+/// A TLS server session over `IO`.
+pub struct TlsStream<IO> {
+    io: IO,
+    conn: rustls::ServerConnection,
+    /// The peer closed its side of the socket.
+    eof: bool,
+    /// `close_notify` was queued.
+    closing: bool,
+}
+
+/// `std::io::Read`/`Write` over a polled stream: `Pending` is `WouldBlock`.
+struct SyncIo<'a, 'b, IO> {
+    io: &'a mut IO,
+    cx: &'a mut Context<'b>,
+}
+
+impl<IO: AsyncRead + Unpin> Read for SyncIo<'_, '_, IO> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_read(self.cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> Write for SyncIo<'_, '_, IO> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match Pin::new(&mut *self.io).poll_write(self.cx, buf) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match Pin::new(&mut *self.io).poll_flush(self.cx) {
+            Poll::Ready(r) => r,
+            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+}
+
+fn invalid(e: rustls::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
+    /// Wraps a fresh server session; `initial` holds bytes already read
+    /// from the socket (the first bytes of the ClientHello).
+    pub fn new(io: IO, mut conn: rustls::ServerConnection, mut initial: &[u8]) -> io::Result<TlsStream<IO>> {
+        conn.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+        while !initial.is_empty() {
+            conn.read_tls(&mut initial)?;
+            conn.process_new_packets().map_err(invalid)?;
+        }
+        Ok(TlsStream {
+            io,
+            conn,
+            eof: false,
+            closing: false,
+        })
+    }
+
+    pub fn session(&self) -> &rustls::ServerConnection {
+        &self.conn
+    }
+
+    /// Completes the handshake (the caller bounds it with a deadline).
+    pub async fn handshake(&mut self) -> io::Result<()> {
+        futures_lite::future::poll_fn(|cx| self.poll_handshake(cx)).await
+    }
+
+    fn poll_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            match self.poll_flush_tls(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => {}
+            }
+            if !self.conn.is_handshaking() {
+                return Poll::Ready(Ok(()));
+            }
+            match self.poll_read_tls(cx) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed during the TLS handshake",
+                    )))
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Reads ciphertext into rustls and processes it. On a protocol error
+    /// the alert rustls queued is sent (best effort) before failing.
+    fn poll_read_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let mut sync = SyncIo { io: &mut self.io, cx };
+        let n = match self.conn.read_tls(&mut sync) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) => return Poll::Ready(Err(e)),
+        };
+        if n == 0 {
+            self.eof = true;
+            return Poll::Ready(Ok(0));
+        }
+        if let Err(e) = self.conn.process_new_packets() {
+            let _ = self.poll_flush_tls(cx);
+            return Poll::Ready(Err(invalid(e)));
+        }
+        Poll::Ready(Ok(n))
+    }
+
+    /// Writes every queued record to the socket.
+    fn poll_flush_tls(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.conn.wants_write() {
+            let mut sync = SyncIo { io: &mut self.io, cx };
+            match self.conn.write_tls(&mut sync) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        loop {
+            match this.conn.reader().read(buf) {
+                Ok(n) => return Poll::Ready(Ok(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if this.eof {
+                // Closed without close_notify: a truncation, reported as EOF
+                // to the frame reader, which treats it as a closed peer.
+                return Poll::Ready(Ok(0));
+            }
+            // Queued records (e.g. a key update reply) go out first; a
+            // socket that cannot take them now does not stop reading.
+            if let Poll::Ready(Err(e)) = this.poll_flush_tls(cx) {
+                return Poll::Ready(Err(e));
+            }
+            match this.poll_read_tls(cx) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        loop {
+            let n = this.conn.writer().write(buf)?;
+            let flushed = this.poll_flush_tls(cx);
+            if n > 0 {
+                if let Poll::Ready(Err(e)) = flushed {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Ready(Ok(n));
+            }
+            match flushed {
+                Poll::Ready(Ok(())) if buf.is_empty() => return Poll::Ready(Ok(0)),
+                // The buffer drained: try the plaintext again.
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.conn.writer().flush()?;
+        match this.poll_flush_tls(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.io).poll_flush(cx),
+            other => other,
+        }
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        if !this.closing {
+            this.conn.send_close_notify();
+            this.closing = true;
+        }
+        match this.poll_flush_tls(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.io).poll_close(cx),
+            other => other,
+        }
+    }
+}
