@@ -149,7 +149,7 @@ impl FrameReader<shoal_protocol::frame::FrameDecoder> {
     pub async fn read_body(
         &mut self,
         shard: &Shard,
-        socket: &mut futures_lite::io::ReadHalf<TcpStream>,
+        socket: &mut (impl futures_lite::io::AsyncRead + Unpin),
     ) -> Option<Result<usize, ReadEnd>> {
         let spare = self.decoder.body_spare()?;
         Some(
@@ -171,7 +171,7 @@ impl FrameReader<shoal_protocol::frame::FrameDecoder> {
 /// requests are in flight.
 async fn read_within(
     shard: &Shard,
-    socket: &mut futures_lite::io::ReadHalf<TcpStream>,
+    socket: &mut (impl futures_lite::io::AsyncRead + Unpin),
     buf: &mut [u8],
     frame_started: Option<Instant>,
     last_read: &mut Instant,

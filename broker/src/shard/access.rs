@@ -107,7 +107,7 @@ impl Access<'_> {
     pub async fn produce(
         &self,
         topic: &str,
-        partitions: Vec<(PartitionId, Vec<&[u8]>)>,
+        partitions: Vec<(PartitionId, Vec<bytes::BytesMut>)>,
         acks: Acks,
         timeout_ms: u32,
     ) -> Vec<(PartitionId, BrokerResult<Produced>)> {
