@@ -539,11 +539,14 @@ mod tests {
     /// An unspecified Kafka listen address needs a host to advertise.
     #[test]
     fn kafka_needs_an_advertised_host() {
-        let err = Config::from_toml_str("[kafka]\nlisten = \"0.0.0.0:9092\"\n").unwrap_err();
+        let exposed = "[kafka]\nlisten = \"0.0.0.0:9092\"\n[security]\ninsecure = true\n";
+        let err = Config::from_toml_str(exposed).unwrap_err();
         assert!(err.to_string().contains("kafka.advertised_host"), "{err}");
         let c =
-            Config::from_toml_str("[kafka]\nlisten = \"0.0.0.0:9092\"\nadvertised_host = \"mq.example\"\n")
-                .unwrap();
+            Config::from_toml_str(
+                "[kafka]\nlisten = \"0.0.0.0:9092\"\nadvertised_host = \"mq.example\"\n[security]\ninsecure = true\n",
+            )
+            .unwrap();
         assert_eq!(c.kafka.advertised_host(), "mq.example");
         assert_eq!(Config::default().kafka.advertised_host(), "127.0.0.1");
     }
