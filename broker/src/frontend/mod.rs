@@ -9,9 +9,11 @@
 //! | [`kafka`]  | the Kafka wire protocol: existing Kafka clients, shard-aware |
 //! | [`quota`]  | byte-rate quotas both front ends charge                      |
 //! | [`admission`] | per-shard and per-address connection limits               |
+//! | [`accept`] | the accept loop of every client listener (admission, one task per connection) |
 //! | [`tls`]    | TLS for every listener: rustls over glommio, SIGHUP reload    |
 //! | [`frame_reader`] | receive-pool reservation, budgets and deadlines of framed connections |
 
+pub mod accept;
 pub mod admission;
 pub mod frame_reader;
 pub mod http;

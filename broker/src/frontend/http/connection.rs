@@ -18,7 +18,8 @@ use super::io_adapter::{ConnClock, HyperIo};
 use super::json::HttpError;
 use super::limits::{HEADER_READ_MS_MAX, IDLE_MS_MAX};
 use super::router;
-use crate::frontend::admission::{admit, Admitted, Refused};
+use crate::frontend::accept;
+use crate::frontend::admission::{Admitted, Refused};
 use crate::frontend::tls::{secure, Refusal, TlsAcceptor};
 use crate::metadata::acl::Principal;
 use crate::metadata::security::Caller;
@@ -28,8 +29,6 @@ use crate::shard::Shard;
 
 /// How often the watchdog checks a connection's deadlines.
 const WATCHDOG_TICK_MS: u64 = 250;
-/// Pause after a failed accept (e.g. out of file descriptors).
-const ACCEPT_RETRY_MS: u64 = 10;
 
 /// Why the watchdog closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,29 +47,16 @@ pub async fn accept_loop(
     queue: glommio::TaskQueueHandle,
     tls: Option<Arc<TlsAcceptor>>,
 ) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                if shard.is_shutting_down() {
-                    continue;
-                }
-                let Ok(peer) = stream.peer_addr() else { continue };
-                let task = match admit(peer.ip(), &shard.config().limits) {
-                    Ok(admitted) => {
-                        glommio::spawn_local_into(serve(shard.clone(), stream, admitted, tls.clone()), queue)
-                    }
-                    Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
-                };
-                if let Ok(task) = task {
-                    task.detach();
-                }
-            }
-            Err(e) => {
-                tracing::warn!(shard = %shard.id(), error = %e, "http accept failed");
-                crate::runtime::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
-            }
-        }
-    }
+    let (serving, refusing) = (shard.clone(), shard.clone());
+    accept::accept_loop(
+        shard,
+        listener,
+        queue,
+        "http",
+        move |stream, _peer, admitted| serve(serving.clone(), stream, admitted, tls.clone()),
+        move |stream, refused| refuse(refusing.clone(), stream, refused),
+    )
+    .await
 }
 
 /// Answers a refused connection with 503 `too_many_connections` and closes

@@ -2,7 +2,6 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
@@ -10,13 +9,11 @@ use shoal_protocol::codec;
 use shoal_protocol::error::ErrorCode;
 
 use super::connection::serve;
-use crate::frontend::admission::{admit, Refused};
+use crate::frontend::accept;
+use crate::frontend::admission::Refused;
 use crate::frontend::tls::TlsAcceptor;
 use crate::metrics::add;
 use crate::shard::Shard;
-
-/// Pause after a failed accept (e.g. out of file descriptors).
-const ACCEPT_RETRY_MS: u64 = 10;
 
 /// Accepts connections until the task is dropped (shutdown); each admitted
 /// one is served in its own task in `queue` (through TLS when `tls` is
@@ -28,29 +25,16 @@ pub async fn accept_loop(
     queue: glommio::TaskQueueHandle,
     tls: Option<Arc<TlsAcceptor>>,
 ) {
-    loop {
-        match listener.accept().await {
-            Ok(stream) => {
-                if shard.is_shutting_down() {
-                    continue;
-                }
-                let Ok(peer) = stream.peer_addr() else { continue };
-                let task = match admit(peer.ip(), &shard.config().limits) {
-                    Ok(admitted) => {
-                        glommio::spawn_local_into(serve(shard.clone(), stream, admitted, tls.clone()), queue)
-                    }
-                    Err(refused) => glommio::spawn_local_into(refuse(shard.clone(), stream, refused), queue),
-                };
-                if let Ok(task) = task {
-                    task.detach();
-                }
-            }
-            Err(e) => {
-                tracing::warn!(shard = %shard.id(), error = %e, "accept failed");
-                crate::runtime::sleep(Duration::from_millis(ACCEPT_RETRY_MS)).await;
-            }
-        }
-    }
+    let (serving, refusing) = (shard.clone(), shard.clone());
+    accept::accept_loop(
+        shard,
+        listener,
+        queue,
+        "native",
+        move |stream, _peer, admitted| serve(serving.clone(), stream, admitted, tls.clone()),
+        move |stream, refused| refuse(refusing.clone(), stream, refused),
+    )
+    .await
 }
 
 /// Tells a refused peer why (an error frame, correlation id 0) and closes.
