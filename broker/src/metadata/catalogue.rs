@@ -8,14 +8,14 @@
 //! Each shard therefore reads its local registry without locks, and a
 //! restart reloads exactly what was acknowledged.
 //!
-//! The file is the rkyv archive of the protocol's `CreateTopicRequest` list
-//! (the same type clients send), followed by a CRC-32C of the archive.
+//! The file is a [`CheckedFile`]: a magic, then the rkyv archive of the
+//! protocol's `CreateTopicRequest` list (the same type clients send).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use shoal_protocol::messages::topic::CreateTopicRequest;
 
+use super::checked_file::{from_archive, CheckedFile, LoadError};
 use super::topic_registry::{TopicError, TopicMeta, TopicRegistry};
 
 const CATALOGUE_FILE: &str = "topics.meta";
@@ -25,38 +25,36 @@ const CATALOGUE_MAGIC: &[u8; 8] = b"SHCAT\x00\x02\x00";
 
 /// The durable catalogue file, written by shard 0 only.
 pub struct Catalogue {
-    dir: PathBuf,
+    file: CheckedFile,
 }
 
 impl Catalogue {
     pub fn new(data_dir: &Path) -> Self {
         Catalogue {
-            dir: data_dir.to_path_buf(),
+            file: CheckedFile::new(data_dir, CATALOGUE_FILE),
         }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.join(CATALOGUE_FILE)
     }
 
     /// Loads every topic; an absent file is an empty catalogue.
     pub fn load(&self) -> Result<Vec<TopicMeta>, TopicError> {
-        let path = self.path();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+        let corrupt = |reason| TopicError::Corrupt {
+            path: self.file.path(),
+            reason,
         };
-        decode_catalogue(&bytes)
-            .map_err(|reason| TopicError::Corrupt { path, reason })
-            .map(|list| {
-                list.into_iter()
-                    .map(|t| TopicMeta {
-                        name: t.name,
-                        config: t.config,
-                    })
-                    .collect()
-            })
+        let bytes = match self.file.load() {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Ok(Vec::new()),
+            Err(LoadError::Io(e)) => return Err(e.into()),
+            Err(LoadError::Corrupt(reason)) => return Err(corrupt(reason)),
+        };
+        decode_catalogue(&bytes).map_err(corrupt).map(|list| {
+            list.into_iter()
+                .map(|t| TopicMeta {
+                    name: t.name,
+                    config: t.config,
+                })
+                .collect()
+        })
     }
 
     /// Writes the whole catalogue durably, replacing the old one atomically.
@@ -69,26 +67,11 @@ impl Catalogue {
                 config: t.config.clone(),
             })
             .collect();
-        let bytes = encode_catalogue(&list);
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!("{CATALOGUE_FILE}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        drop(file);
-        std::fs::rename(&tmp, self.path())?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&list).expect("catalogue archives");
+        let mut body = CATALOGUE_MAGIC.to_vec();
+        body.extend_from_slice(&archive);
+        Ok(self.file.store(&body)?)
     }
-}
-
-fn encode_catalogue(list: &Vec<CreateTopicRequest>) -> Vec<u8> {
-    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(list).expect("catalogue archives");
-    let mut out = CATALOGUE_MAGIC.to_vec();
-    out.extend_from_slice(&archive);
-    let crc = crc32c::crc32c(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    out
 }
 
 /// The topic config as catalogues before issue 14 stored it (no
@@ -131,29 +114,15 @@ impl From<LegacyCreateTopicRequest> for CreateTopicRequest {
     }
 }
 
-fn decode_catalogue(bytes: &[u8]) -> Result<Vec<CreateTopicRequest>, String> {
-    if bytes.len() < 4 {
-        return Err("file shorter than its checksum".into());
-    }
-    let (archive, crc) = bytes.split_at(bytes.len() - 4);
-    let expected = u32::from_le_bytes(crc.try_into().expect("4 bytes"));
-    if crc32c::crc32c(archive) != expected {
-        return Err("checksum mismatch".into());
-    }
+/// The topics of a catalogue file's checked body.
+fn decode_catalogue(body: &[u8]) -> Result<Vec<CreateTopicRequest>, String> {
     // Files since issue 14 start with the magic; older ones hold the
     // layout before `replication_factor`.
-    let (archive, legacy) = match archive.strip_prefix(CATALOGUE_MAGIC) {
-        Some(rest) => (rest, false),
-        None => (archive, true),
-    };
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archive.len());
-    aligned.extend_from_slice(archive);
-    if legacy {
-        return rkyv::from_bytes::<Vec<LegacyCreateTopicRequest>, rkyv::rancor::Error>(&aligned)
-            .map(|old| old.into_iter().map(CreateTopicRequest::from).collect())
-            .map_err(|e| e.to_string());
+    match body.strip_prefix(CATALOGUE_MAGIC) {
+        Some(archive) => from_archive::<Vec<CreateTopicRequest>>(archive),
+        None => from_archive::<Vec<LegacyCreateTopicRequest>>(body)
+            .map(|old| old.into_iter().map(CreateTopicRequest::from).collect()),
     }
-    rkyv::from_bytes::<Vec<CreateTopicRequest>, rkyv::rancor::Error>(&aligned).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -210,10 +179,12 @@ mod tests {
                 retry: d.retry,
             },
         }];
+        let dir = tempfile::tempdir().unwrap();
         let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&old).unwrap();
-        let mut bytes = archive.to_vec();
-        bytes.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
-        let loaded = decode_catalogue(&bytes).unwrap();
+        CheckedFile::new(dir.path(), CATALOGUE_FILE)
+            .store(&archive)
+            .unwrap();
+        let loaded = Catalogue::new(dir.path()).load().unwrap();
         assert_eq!(loaded.len(), 1);
         let c = &loaded[0].config;
         assert_eq!(

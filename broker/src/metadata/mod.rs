@@ -6,12 +6,14 @@
 //! |--------------------|-------------------------------------------------------|
 //! | [`topic_registry`] | names, configs, limits, the per-shard registry        |
 //! | [`catalogue`]      | `topics.meta`: written atomically by shard 0          |
+//! | [`checked_file`]   | a file replaced whole, checksummed, written durably   |
 //! | [`acl`]            | principals, resources, the pure ACL decision           |
 //! | [`security_store`] | users, tokens, ACLs; `security.meta` written atomically |
 //! | [`security`]       | the process-wide security service and each shard's view |
 
 pub mod acl;
 pub mod catalogue;
+pub mod checked_file;
 pub mod security;
 pub mod security_store;
 pub mod topic_registry;

@@ -3,22 +3,22 @@
 //!
 //! Nothing secret is stored in clear: a user is its SCRAM credential (salt,
 //! iterations, `StoredKey`, `ServerKey`; see `shoal_protocol::scram`), a
-//! token is the SHA-256 of its text. The file is written like the topic
-//! catalogue: temporary file, fdatasync, rename over the old one, directory
-//! fsync, every result checked; a change is acknowledged only after that.
-//! Its bytes are the rkyv archive of [`SecurityState`] followed by a
-//! CRC-32C of the archive, so a torn or corrupt file is refused at start
-//! rather than read as "no users" (which would lock every client out, or
-//! with authentication off hide the damage).
+//! token is the SHA-256 of its text. The file is a [`CheckedFile`] like the
+//! topic catalogue (written atomically and durably; a change is
+//! acknowledged only after that) holding the rkyv archive of
+//! [`SecurityState`], so a torn or corrupt file is refused at start rather
+//! than read as "no users" (which would lock every client out, or with
+//! authentication off hide the damage).
 //!
 //! A later cluster replicates this state through its metadata log; the
 //! state type is the unit it would replicate.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use shoal_protocol::messages::security::{AclEntry, ScramCredential, TokenInfo};
+
+use super::checked_file::{from_archive, CheckedFile, LoadError};
 
 const SECURITY_FILE: &str = "security.meta";
 /// Users, tokens and ACL entries are each capped (a security file is read
@@ -47,65 +47,35 @@ pub enum SecurityStoreError {
 
 /// The durable security file.
 pub struct SecurityStore {
-    dir: PathBuf,
+    file: CheckedFile,
 }
 
 impl SecurityStore {
     pub fn new(data_dir: &Path) -> SecurityStore {
         SecurityStore {
-            dir: data_dir.to_path_buf(),
+            file: CheckedFile::new(data_dir, SECURITY_FILE),
         }
-    }
-
-    fn path(&self) -> PathBuf {
-        self.dir.join(SECURITY_FILE)
     }
 
     /// Loads the state; an absent file is an empty state.
     pub fn load(&self) -> Result<SecurityState, SecurityStoreError> {
-        let path = self.path();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(SecurityState::default()),
-            Err(e) => return Err(e.into()),
+        let corrupt = |reason| SecurityStoreError::Corrupt {
+            path: self.file.path(),
+            reason,
         };
-        decode(&bytes).map_err(|reason| SecurityStoreError::Corrupt { path, reason })
+        match self.file.load() {
+            Ok(Some(bytes)) => from_archive::<SecurityState>(&bytes).map_err(corrupt),
+            Ok(None) => Ok(SecurityState::default()),
+            Err(LoadError::Io(e)) => Err(e.into()),
+            Err(LoadError::Corrupt(reason)) => Err(corrupt(reason)),
+        }
     }
 
     /// Replaces the file atomically and durably.
     pub fn store(&self, state: &SecurityState) -> Result<(), SecurityStoreError> {
-        let bytes = encode(state);
-        std::fs::create_dir_all(&self.dir)?;
-        let tmp = self.dir.join(format!("{SECURITY_FILE}.tmp"));
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&bytes)?;
-        file.sync_data()?;
-        drop(file);
-        std::fs::rename(&tmp, self.path())?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        Ok(())
+        let archive = rkyv::to_bytes::<rkyv::rancor::Error>(state).expect("the security state archives");
+        Ok(self.file.store(&archive)?)
     }
-}
-
-fn encode(state: &SecurityState) -> Vec<u8> {
-    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(state).expect("the security state archives");
-    let mut out = archive.to_vec();
-    out.extend_from_slice(&crc32c::crc32c(&archive).to_le_bytes());
-    out
-}
-
-fn decode(bytes: &[u8]) -> Result<SecurityState, String> {
-    let Some(split) = bytes.len().checked_sub(4) else {
-        return Err("shorter than its checksum".into());
-    };
-    let (archive, crc) = bytes.split_at(split);
-    let want = u32::from_le_bytes(crc.try_into().expect("four bytes"));
-    if crc32c::crc32c(archive) != want {
-        return Err("checksum mismatch".into());
-    }
-    let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(archive.len());
-    aligned.extend_from_slice(archive);
-    rkyv::from_bytes::<SecurityState, rkyv::rancor::Error>(&aligned).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
