@@ -304,50 +304,8 @@ impl<S: PartitionSource> Delivery<S> {
         } else {
             req.partitions.clone()
         };
-        if self.is_external(&req.group) {
-            return self.seek_external_partitions(req, wanted, count).await;
-        }
-        let mut partitions = Vec::new();
-        let mut records = Vec::new();
-        for p in wanted {
-            let resolved = if p >= count {
-                Err(ErrorCode::UnknownPartition)
-            } else {
-                self.resolve(&req.topic, PartitionId(p), req.target)
-                    .await
-                    .map_err(|e| e.code())
-            };
-            let (error, offset) = match resolved {
-                Ok(offset) => {
-                    let tp = TopicPartition::new(&req.topic, p);
-                    self.seek_partition(&req.group, &tp, offset, &mut records);
-                    (ErrorCode::None, offset)
-                }
-                Err(code) => (code, 0),
-            };
-            partitions.push(SeekPartitionResult {
-                partition: p,
-                error: error.to_wire(),
-                offset,
-            });
-        }
-        self.persist(records).await?;
-        Ok(SeekResponse {
-            error: 0,
-            message: String::new(),
-            partitions,
-        })
-    }
-
-    /// Seek for an external (Kafka) group: the offsets are resolved as for
-    /// a Shoal group, then committed as the group's Kafka offsets.
-    async fn seek_external_partitions(
-        &self,
-        req: SeekRequest,
-        wanted: Vec<u32>,
-        count: u32,
-    ) -> BrokerResult<SeekResponse> {
-        let mut partitions = Vec::new();
+        // Every target is resolved first; the moves then apply together.
+        let mut partitions = Vec::with_capacity(wanted.len());
         let mut moves = Vec::new();
         for p in wanted {
             let resolved = if p >= count {
@@ -370,7 +328,16 @@ impl<S: PartitionSource> Delivery<S> {
                 offset,
             });
         }
-        self.seek_external(&req.group, moves).await?;
+        if self.is_external(&req.group) {
+            // A Kafka group: the offsets become its committed Kafka offsets.
+            self.seek_external(&req.group, moves).await?;
+        } else {
+            let mut records = Vec::with_capacity(moves.len());
+            for (tp, offset) in &moves {
+                self.seek_partition(&req.group, tp, *offset, &mut records);
+            }
+            self.persist(records).await?;
+        }
         Ok(SeekResponse {
             error: 0,
             message: String::new(),
