@@ -69,17 +69,7 @@ impl Replica {
             return self.append_replicated(batches).await;
         }
         let log = self.log()?.clone();
-        let limits = self.limits;
-        let mut headers = Vec::with_capacity(batches.len());
-        let mut has_ids = false;
-        for b in &batches {
-            let (header, ids) = batch::validate_with(b, &limits, |records| {
-                records.iter().any(|r| r.message_id.is_some())
-            })
-            .map_err(|e| BrokerError::CorruptBatch(e.to_string()))?;
-            has_ids |= ids;
-            headers.push(header);
-        }
+        let (headers, has_ids) = self.validate(&batches)?;
         let dedup = has_ids && self.topic.config.dedup_window_ms > 0;
         let mut appended = {
             // Held across the append so no other request's ids interleave.
@@ -123,16 +113,7 @@ impl Replica {
         use super::raft_group::ProposeError;
         let log = self.log()?.clone();
         let (group, replication) = self.raft.as_ref().expect("replicated");
-        let mut headers = Vec::with_capacity(batches.len());
-        let mut has_ids = false;
-        for b in &batches {
-            let (header, ids) = batch::validate_with(b, &self.limits, |records| {
-                records.iter().any(|r| r.message_id.is_some())
-            })
-            .map_err(|e| BrokerError::CorruptBatch(e.to_string()))?;
-            has_ids |= ids;
-            headers.push(header);
-        }
+        let (headers, has_ids) = self.validate(&batches)?;
         let not_leader = |leader: u64| BrokerError::NotLeader {
             topic: self.topic.name.clone(),
             partition: self.id,
@@ -171,17 +152,7 @@ impl Replica {
             })
         };
         let base_offset = committed.as_ref().map_or(log.high_watermark(), |c| c.base_offset);
-        let duplicates = plan
-            .dups
-            .iter()
-            .map(|&(record_index, original)| DuplicateRecord {
-                record_index,
-                original_offset: match original {
-                    Original::Stored(o) => o,
-                    Original::InRun(pos) => base_offset + pos,
-                },
-            })
-            .collect();
+        let duplicates = plan.duplicates(base_offset);
         // Originals of duplicates are committed (the state holds nothing
         // else), so every record of the reply is `replicated`.
         Ok(Appended {
@@ -221,6 +192,22 @@ impl Replica {
         };
         log.wait_for_offset(last).await?;
         Ok(self.acked_durability())
+    }
+
+    /// Validates every batch once (framing, CRC, records); returns their
+    /// headers and whether any record carries a message id.
+    fn validate(&self, batches: &[BytesMut]) -> BrokerResult<(Vec<batch::BatchHeader>, bool)> {
+        let mut headers = Vec::with_capacity(batches.len());
+        let mut has_ids = false;
+        for b in batches {
+            let (header, ids) = batch::validate_with(b, &self.limits, |records| {
+                records.iter().any(|r| r.message_id.is_some())
+            })
+            .map_err(|e| BrokerError::CorruptBatch(e.to_string()))?;
+            has_ids |= ids;
+            headers.push(header);
+        }
+        Ok((headers, has_ids))
     }
 
     /// Phase one, synchronous: the producer-sequence check and the
@@ -368,17 +355,7 @@ impl Replica {
             }
         }
         let run_len: u64 = acks.iter().map(|a| a.last_offset + 1 - a.base_offset).sum();
-        let duplicates = plan
-            .dups
-            .iter()
-            .map(|&(record_index, original)| DuplicateRecord {
-                record_index,
-                original_offset: match original {
-                    Original::Stored(o) => o,
-                    Original::InRun(pos) => run_base + pos,
-                },
-            })
-            .collect();
+        let duplicates = plan.duplicates(run_base);
         let durability = match acks.last().map(|a| a.durability) {
             Some(StorageDurability::Fsynced) => Durability::Fsynced,
             Some(StorageDurability::Written) => Durability::Written,
@@ -474,4 +451,21 @@ struct Plan {
     dups: Vec<(u32, Original)>,
     /// Message ids of kept records and their positions in the run.
     ids: std::collections::HashMap<u128, u64>,
+}
+
+impl Plan {
+    /// The duplicates as the reply names them, once the run's first
+    /// record is stored at `run_base`.
+    fn duplicates(&self, run_base: u64) -> Vec<DuplicateRecord> {
+        self.dups
+            .iter()
+            .map(|&(record_index, original)| DuplicateRecord {
+                record_index,
+                original_offset: match original {
+                    Original::Stored(o) => o,
+                    Original::InRun(pos) => run_base + pos,
+                },
+            })
+            .collect()
+    }
 }
