@@ -68,15 +68,12 @@ impl Access<'_> {
         self.caller
     }
 
-    fn check(&self, resource: Resource<'_>, op: Operation) -> BrokerResult<()> {
-        self.shard.security().authorize(self.caller, resource, op)
-    }
-
     /// Ok when the caller may do `op` on `resource`, else
-    /// `authorization_failed` (for front-end reads that are not service
-    /// calls, such as a topic's configuration).
+    /// `authorization_failed` (every call here checks through it; front
+    /// ends use it for reads that are not service calls, such as a
+    /// topic's configuration).
     pub fn require(&self, resource: Resource<'_>, op: Operation) -> BrokerResult<()> {
-        self.check(resource, op)
+        self.shard.security().authorize(self.caller, resource, op)
     }
 
     /// Whether the caller may do `op` on `resource` (to filter listings).
@@ -92,7 +89,7 @@ impl Access<'_> {
         op: Operation,
         run: impl AsyncFnOnce() -> BrokerResult<T>,
     ) -> BrokerResult<T> {
-        let result = match self.check(resource, op) {
+        let result = match self.require(resource, op) {
             Ok(()) => run().await,
             Err(e) => Err(e),
         };
@@ -111,7 +108,7 @@ impl Access<'_> {
         acks: Acks,
         timeout_ms: u32,
     ) -> Vec<(PartitionId, BrokerResult<Produced>)> {
-        if let Err(e) = self.check(Resource::Topic(topic), Operation::Produce) {
+        if let Err(e) = self.require(Resource::Topic(topic), Operation::Produce) {
             return partitions.into_iter().map(|(p, _)| (p, Err(e.clone()))).collect();
         }
         self.shard.produce(topic, partitions, acks, timeout_ms).await
@@ -122,7 +119,7 @@ impl Access<'_> {
         topic: &str,
         spec: &FetchSpec,
     ) -> BrokerResult<Vec<(PartitionId, BrokerResult<ReadBatches>)>> {
-        self.check(Resource::Topic(topic), Operation::Consume)?;
+        self.require(Resource::Topic(topic), Operation::Consume)?;
         self.shard.fetch(topic, spec).await
     }
 
@@ -134,7 +131,7 @@ impl Access<'_> {
         max_bytes: u32,
         max_wait_ms: u32,
     ) -> BrokerResult<ReadBatches> {
-        self.check(Resource::Topic(topic), Operation::Consume)?;
+        self.require(Resource::Topic(topic), Operation::Consume)?;
         self.shard
             .read(topic, partition, offset, max_bytes, max_wait_ms)
             .await
@@ -143,7 +140,7 @@ impl Access<'_> {
     /// Waits until one of `partitions` has data past its offset (or the
     /// wait ends); returns at once when the caller may not consume `topic`.
     pub async fn wait_any(&self, topic: &str, partitions: &[(PartitionId, Offset)], max_wait: Duration) {
-        if self.check(Resource::Topic(topic), Operation::Consume).is_ok() {
+        if self.require(Resource::Topic(topic), Operation::Consume).is_ok() {
             self.shard.wait_any(topic, partitions, max_wait).await;
         }
     }
@@ -154,12 +151,12 @@ impl Access<'_> {
         partition: PartitionId,
         query: OffsetQuery,
     ) -> BrokerResult<ListedOffset> {
-        self.check(Resource::Topic(topic), Operation::Describe)?;
+        self.require(Resource::Topic(topic), Operation::Describe)?;
         self.shard.list_offset(topic, partition, query).await
     }
 
     pub async fn figures(&self, topic: &str, partition: PartitionId) -> BrokerResult<PartitionFigures> {
-        self.check(Resource::Topic(topic), Operation::Describe)?;
+        self.require(Resource::Topic(topic), Operation::Describe)?;
         self.shard.figures(topic, partition).await
     }
 
@@ -169,7 +166,7 @@ impl Access<'_> {
         partition: PartitionId,
         offset: Offset,
     ) -> BrokerResult<PartitionView> {
-        self.check(Resource::Topic(topic), Operation::Describe)?;
+        self.require(Resource::Topic(topic), Operation::Describe)?;
         self.shard.view(topic, partition, offset).await
     }
 
@@ -201,40 +198,40 @@ impl Access<'_> {
     }
 
     pub async fn group_join(&self, req: JoinGroupRequest) -> BrokerResult<JoinGroupResponse> {
-        self.check(Resource::Group(&req.group), Operation::Consume)?;
+        self.require(Resource::Group(&req.group), Operation::Consume)?;
         for topic in &req.topics {
-            self.check(Resource::Topic(topic), Operation::Consume)?;
+            self.require(Resource::Topic(topic), Operation::Consume)?;
         }
         self.shard.group_join(req).await
     }
 
     pub async fn group_heartbeat(&self, req: HeartbeatRequest) -> BrokerResult<HeartbeatResponse> {
-        self.check(Resource::Group(&req.group), Operation::Consume)?;
+        self.require(Resource::Group(&req.group), Operation::Consume)?;
         self.shard.group_heartbeat(req).await
     }
 
     pub async fn group_leave(&self, req: LeaveGroupRequest) -> BrokerResult<LeaveGroupResponse> {
-        self.check(Resource::Group(&req.group), Operation::Consume)?;
+        self.require(Resource::Group(&req.group), Operation::Consume)?;
         self.shard.group_leave(req).await
     }
 
     pub async fn group_poll(&self, req: PollRequest) -> BrokerResult<Polled> {
-        self.check(Resource::Group(&req.group), Operation::Consume)?;
+        self.require(Resource::Group(&req.group), Operation::Consume)?;
         self.shard.group_poll(req).await
     }
 
     pub async fn group_ack(&self, req: AckRequest) -> BrokerResult<AckResponse> {
-        self.check(Resource::Group(&req.group), Operation::Consume)?;
+        self.require(Resource::Group(&req.group), Operation::Consume)?;
         self.shard.group_ack(req).await
     }
 
     pub async fn group_nack(&self, req: NackRequest) -> BrokerResult<NackResponse> {
-        self.check(Resource::Group(&req.group), Operation::Consume)?;
+        self.require(Resource::Group(&req.group), Operation::Consume)?;
         self.shard.group_nack(req).await
     }
 
     pub async fn group_commit(&self, req: CommitOffsetRequest) -> BrokerResult<CommitOffsetResponse> {
-        self.check(Resource::Group(&req.group), Operation::Consume)?;
+        self.require(Resource::Group(&req.group), Operation::Consume)?;
         self.shard.group_commit(req).await
     }
 
@@ -250,7 +247,7 @@ impl Access<'_> {
     }
 
     pub async fn group_stats(&self, req: GroupStatsRequest) -> BrokerResult<GroupStatsResponse> {
-        self.check(Resource::Group(&req.group), Operation::Describe)?;
+        self.require(Resource::Group(&req.group), Operation::Describe)?;
         self.shard.group_stats(req).await
     }
 
@@ -287,7 +284,7 @@ impl Access<'_> {
         &self,
         req: QuarantineBrowseRequest,
     ) -> BrokerResult<QuarantineBrowseResponse> {
-        self.check(Resource::Topic(&req.topic), Operation::Describe)?;
+        self.require(Resource::Topic(&req.topic), Operation::Describe)?;
         self.shard.quarantine_browse(req).await
     }
 
@@ -295,7 +292,7 @@ impl Access<'_> {
         &self,
         req: QuarantineCountsRequest,
     ) -> BrokerResult<QuarantineCountsResponse> {
-        self.check(Resource::Topic(&req.topic), Operation::Describe)?;
+        self.require(Resource::Topic(&req.topic), Operation::Describe)?;
         self.shard.quarantine_counts(req).await
     }
 
@@ -308,7 +305,7 @@ impl Access<'_> {
     }
 
     pub async fn topic_stats(&self, req: TopicStatsRequest) -> BrokerResult<TopicStatsResponse> {
-        self.check(Resource::Topic(&req.topic), Operation::Describe)?;
+        self.require(Resource::Topic(&req.topic), Operation::Describe)?;
         self.shard.topic_stats(req).await
     }
 
@@ -322,7 +319,7 @@ impl Access<'_> {
         F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = T> + 'static,
     {
-        self.check(Resource::Group(group), op)?;
+        self.require(Resource::Group(group), op)?;
         let coordinator = self.shard.coordinator(group);
         self.shard.submit_to(coordinator, work).await
     }
@@ -330,14 +327,14 @@ impl Access<'_> {
     /// Ok when the caller may do `op` on `group` (a Kafka FindCoordinator
     /// or a group listing, which reach no service).
     pub fn require_group(&self, group: &str, op: Operation) -> BrokerResult<()> {
-        self.check(Resource::Group(group), op)
+        self.require(Resource::Group(group), op)
     }
 
     /// Users, tokens and ACLs: cluster `admin` only; changes are audited.
     pub async fn security_admin(&self, op: SecurityOp) -> BrokerResult<SecurityAdminResponse> {
         let (action, target) = describe_op(&op);
         let service = self.shard.security().service().clone();
-        let result = match self.check(Resource::Cluster, Operation::Admin) {
+        let result = match self.require(Resource::Cluster, Operation::Admin) {
             Ok(()) => service.apply(op, crate::runtime::now_ms()),
             Err(e) => Err(e),
         };
