@@ -102,7 +102,13 @@ fn handle(frame: &Frame, log: &Mutex<Log>) -> Option<Vec<u8>> {
                 error: 0,
                 message: String::new(),
                 broker_software: "fake".into(),
-                api_versions: supported_versions(),
+                // A single node that serves none of the optional APIs
+                // (a broker built before them): it must not list them, or
+                // the client would rightly call them.
+                api_versions: supported_versions()
+                    .into_iter()
+                    .filter(|v| ApiKey::from_wire(v.api_key).is_some_and(|k| !k.is_optional()))
+                    .collect(),
                 shard_id: 0,
                 shard_count: 1,
                 frame_len_max: FRAME_LEN_MAX as u32,

@@ -396,13 +396,7 @@ impl Client {
             let request = LeadersRequest {
                 topics: topics.to_vec(),
             };
-            // A broker that lists the API but does not serve it (a proxy, a
-            // test double) routes as a single node would.
-            match self.with_retry(None, || Ok(conn.call(&request, &[], 0)?.message)) {
-                Ok(leaders) => Some(leaders),
-                Err(e) if e.code() == Some(ErrorCode::UnknownApi) => None,
-                Err(e) => return Err(e),
-            }
+            Some(self.with_retry(None, || Ok(conn.call(&request, &[], 0)?.message))?)
         } else {
             None
         };
