@@ -158,29 +158,12 @@ pub fn split_payload<I>(payload: &[u8], lens: I) -> Result<Vec<&[u8]>, ProtocolE
 where
     I: IntoIterator<Item = u32>,
 {
-    let mut out = Vec::new();
     let mut rest = payload;
-    let mut listed_len = 0usize;
-    for len in lens {
-        let len = len as usize;
-        listed_len = listed_len.saturating_add(len);
-        if len % BATCH_ALIGN != 0 || len > rest.len() {
-            return Err(ProtocolError::PayloadMismatch {
-                payload_len: payload.len(),
-                listed_len,
-            });
-        }
+    split_with(payload.len(), lens, |len| {
         let (batch, tail) = rest.split_at(len);
-        out.push(batch);
         rest = tail;
-    }
-    if !rest.is_empty() {
-        return Err(ProtocolError::PayloadMismatch {
-            payload_len: payload.len(),
-            listed_len,
-        });
-    }
-    Ok(out)
+        batch
+    })
 }
 
 /// [`split_payload`] on an owned payload: the batches come out as their own
@@ -193,8 +176,42 @@ pub fn split_payload_owned<I>(
 where
     I: IntoIterator<Item = u32>,
 {
-    let lens: Vec<usize> = split_payload(&payload, lens)?.iter().map(|b| b.len()).collect();
-    Ok(lens.into_iter().map(|len| payload.split_to(len)).collect())
+    let payload_len = payload.len();
+    split_with(payload_len, lens, |len| payload.split_to(len))
+}
+
+/// The checks of [`split_payload`]; `cut(len)` takes the next `len` bytes
+/// of the payload (called only when they are there).
+fn split_with<I, B>(
+    payload_len: usize,
+    lens: I,
+    mut cut: impl FnMut(usize) -> B,
+) -> Result<Vec<B>, ProtocolError>
+where
+    I: IntoIterator<Item = u32>,
+{
+    let mut out = Vec::new();
+    let mut left = payload_len;
+    let mut listed_len = 0usize;
+    for len in lens {
+        let len = len as usize;
+        listed_len = listed_len.saturating_add(len);
+        if len % BATCH_ALIGN != 0 || len > left {
+            return Err(ProtocolError::PayloadMismatch {
+                payload_len,
+                listed_len,
+            });
+        }
+        out.push(cut(len));
+        left -= len;
+    }
+    if left != 0 {
+        return Err(ProtocolError::PayloadMismatch {
+            payload_len,
+            listed_len,
+        });
+    }
+    Ok(out)
 }
 
 /// Validates the meta of any frame this build knows, whatever its kind:
