@@ -33,11 +33,15 @@
 //! - `spin_before_park` trades a burnt core for ~5 µs cross-core wake-ups; it
 //!   is a setting (`runtime.spin_before_park_us`), off by default;
 //! - under heavy connection churn on a loaded host an idle executor was seen
-//!   parked in the io_uring wait with accepts and reads ready (the socket
-//!   queues full, the thread asleep in `io_cqring_wait` for over 10 s, in
-//!   about one `kafka_bad_input` run in eight); a timer every
+//!   parked in the io_uring wait with accepts and reads ready (connections
+//!   in its listener's accept queue and unread bytes on an open one, the
+//!   thread in `io_cqring_wait` for over 10 s); a timer every
 //!   `runtime.wake_interval_ms` (100 by default) makes the reactor poll its
-//!   rings again: 0 failures in 15 runs with it.
+//!   rings again. To repeat it (it needs a busy machine; on the 2-core
+//!   development VM with other builds running it came about once in eight
+//!   runs with the timer off, and not in 18 with it on):
+//!   `SHOAL_TEST_WAKE_INTERVAL_MS=0 SHOAL_KAFKA_BAD_SEED=9245798958064164434
+//!   cargo test -p shoal-tests --test kafka_bad_input malformed`, in a loop.
 
 use std::io;
 use std::net::SocketAddr;

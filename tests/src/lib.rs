@@ -204,8 +204,16 @@ impl BrokerProcess {
     /// ready line) arrives on, without waiting for it.
     fn spawn_child(&mut self) -> std::sync::mpsc::Receiver<String> {
         let config = self.data_dir.with_extension("toml");
+        // SHOAL_TEST_WAKE_INTERVAL_MS sets runtime.wake_interval_ms of every
+        // test broker (0 turns the executors' periodic wake off), to repeat
+        // the stall that setting guards against (broker/src/runtime.rs).
+        let wake = std::env::var("SHOAL_TEST_WAKE_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| format!("wake_interval_ms = {ms}\n"))
+            .unwrap_or_default();
         let toml = format!(
-            "[runtime]\nio_memory_bytes = 2097152\npin_cores = false\n{}\n",
+            "[runtime]\nio_memory_bytes = 2097152\npin_cores = false\n{wake}{}\n",
             self.options.config_toml
         );
         std::fs::write(&config, toml).expect("write config");

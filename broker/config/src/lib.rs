@@ -91,12 +91,10 @@ pub struct RuntimeConfig {
     /// wake-up from ~40 µs to ~5 µs but burns a core; 0 = park at once.
     pub spin_before_park_us: u64,
     /// Wake every executor at least this often, even when idle; 0 = never.
-    /// Under heavy connection churn on a loaded host an idle executor was
-    /// seen asleep in the io_uring wait while accepts and reads were ready
-    /// (kafka_bad_input, about one run in eight under load: every
-    /// connection of the shard stalled for 10 s and more); a periodic
-    /// wake makes the reactor poll its rings again, so such a stall lasts
-    /// one interval. The cost is one timer per interval per shard.
+    /// Guards against an idle executor asleep in the io_uring wait while
+    /// accepts and reads are ready (seen under load; see
+    /// `broker/src/runtime.rs`): such a stall then lasts one interval. The
+    /// cost is one timer per interval per shard.
     pub wake_interval_ms: u64,
     /// Locked memory per shard for io_uring buffers.
     pub io_memory_bytes: usize,
