@@ -83,7 +83,8 @@ pub struct BrokerOptions {
     pub shards: u32,
     /// Extra command-line flags.
     pub args: Vec<String>,
-    /// Extra TOML appended to the generated config file.
+    /// The test's own config (TOML); [`test_config`] adds the test
+    /// defaults for whatever it leaves unset.
     pub config_toml: String,
     /// A file-size limit (`RLIMIT_FSIZE`, bytes) for the broker process:
     /// the kernel then refuses writes past it, as a full disk would.
@@ -156,6 +157,43 @@ impl Default for BrokerOptions {
     }
 }
 
+/// The config file a test broker starts with: the test's own TOML, plus
+/// these defaults wherever the test sets nothing:
+///
+/// - `runtime.io_memory_bytes = 2 MiB` and `runtime.pin_cores = false`:
+///   many brokers share two cores;
+/// - `storage.preallocate_bytes = 4 MiB` instead of 64 MiB: a test that
+///   creates a few hundred partitions would otherwise reserve tens of GB
+///   with fallocate and fill a CI machine's disk;
+/// - `runtime.wake_interval_ms` from `SHOAL_TEST_WAKE_INTERVAL_MS` when it
+///   is set (0 turns the executors' periodic wake off, to repeat the stall
+///   that setting guards against; see broker/src/runtime.rs).
+pub fn test_config(own: &str) -> String {
+    let mut config: toml::Table = own.parse().expect("BrokerOptions::config_toml is valid TOML");
+    fn section<'a>(config: &'a mut toml::Table, name: &str) -> &'a mut toml::Table {
+        config
+            .entry(name)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .unwrap_or_else(|| panic!("[{name}] in config_toml is a table"))
+    }
+    let runtime = section(&mut config, "runtime");
+    runtime
+        .entry("io_memory_bytes")
+        .or_insert(toml::Value::Integer(2 << 20));
+    runtime.entry("pin_cores").or_insert(toml::Value::Boolean(false));
+    if let Some(ms) = std::env::var("SHOAL_TEST_WAKE_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<i64>().ok())
+    {
+        runtime.insert("wake_interval_ms".into(), toml::Value::Integer(ms));
+    }
+    section(&mut config, "storage")
+        .entry("preallocate_bytes")
+        .or_insert(toml::Value::Integer(4 << 20));
+    toml::to_string(&config).expect("a TOML table serializes")
+}
+
 /// A running `shoald` child process.
 pub struct BrokerProcess {
     child: Option<Child>,
@@ -204,18 +242,7 @@ impl BrokerProcess {
     /// ready line) arrives on, without waiting for it.
     fn spawn_child(&mut self) -> std::sync::mpsc::Receiver<String> {
         let config = self.data_dir.with_extension("toml");
-        // SHOAL_TEST_WAKE_INTERVAL_MS sets runtime.wake_interval_ms of every
-        // test broker (0 turns the executors' periodic wake off), to repeat
-        // the stall that setting guards against (broker/src/runtime.rs).
-        let wake = std::env::var("SHOAL_TEST_WAKE_INTERVAL_MS")
-            .ok()
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|ms| format!("wake_interval_ms = {ms}\n"))
-            .unwrap_or_default();
-        let toml = format!(
-            "[runtime]\nio_memory_bytes = 2097152\npin_cores = false\n{wake}{}\n",
-            self.options.config_toml
-        );
+        let toml = test_config(&self.options.config_toml);
         std::fs::write(&config, toml).expect("write config");
         let (listen, shard_base, http, kafka, kafka_base) = match self.options.fixed_ports {
             Some(p) => (
