@@ -20,6 +20,8 @@
 
 #[path = "../../storage/tests/common/sim_disk.rs"]
 mod sim_disk;
+#[path = "../../storage/tests/common/sim_epoch.rs"]
+mod sim_epoch;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -31,19 +33,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use shoal_broker::delivery::state_log::{State, StateKey, StateLog, StateRecord, StateValue};
 use sim_disk::SimDisk;
+use sim_epoch::{seeds_from_env, yield_turns, EpochTasks};
 
 const SEEDS_DEFAULT: u64 = 3000;
 /// Small segments so rolls and compaction have sealed segments to rewrite.
 const SEGMENT_BYTES: u64 = 64 << 10;
 const DIR: &str = "/sim/internal/shard-0";
-/// Executor turns the tasks of an epoch may take to stop after a cut.
-const STOP_TURNS_MAX: u64 = 200_000;
 
 type Log = StateLog<SimDisk>;
-
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
 
 /// The changes in the order they were issued, and which were acknowledged.
 #[derive(Default)]
@@ -213,30 +210,14 @@ impl Sim {
         let (writers, cut_in, close_cleanly) =
             self.with_rng(|r| (r.gen_range(1..=3), r.gen_range(10..1500u64), r.gen_bool(0.2)));
         let cut_at = self.disk.now() + cut_in;
-        let running = Rc::new(Cell::new(0u32));
-        let mut tasks = Vec::new();
+        let mut tasks = EpochTasks::default();
         for _ in 0..writers {
             let appends = self.with_rng(|r| r.gen_range(5..=60));
-            tasks.push(spawn(&running, writer(self.clone(), log.clone(), appends)));
+            tasks.spawn(writer(self.clone(), log.clone(), appends));
         }
         let ops = self.with_rng(|r| r.gen_range(0..=6));
-        tasks.push(spawn(&running, driver(self.clone(), log.clone(), ops)));
-        let mut cut = false;
-        let mut turns = 0u64;
-        while running.get() > 0 {
-            if !cut && !close_cleanly && self.disk.now() >= cut_at {
-                self.disk.power_cut();
-                cut = true;
-            }
-            glommio::executor().yield_now().await;
-            turns += 1;
-            if cut && turns > STOP_TURNS_MAX {
-                return Err("tasks still running long after the power cut".into());
-            }
-        }
-        for task in tasks {
-            task.await.ok_or("a task of the epoch was cancelled")??;
-        }
+        tasks.spawn(driver(self.clone(), log.clone(), ops));
+        let mut cut = tasks.run(&self.disk, (!close_cleanly).then_some(cut_at)).await?;
         if !cut && close_cleanly {
             log.close().await;
             if let Some(cause) = log.fenced() {
@@ -247,9 +228,7 @@ impl Sim {
             cut = true;
         }
         drop(log);
-        for _ in 0..8 {
-            glommio::executor().yield_now().await;
-        }
+        yield_turns(8).await;
         Ok(cut)
     }
 
@@ -260,20 +239,6 @@ impl Sim {
             Ok(())
         }
     }
-}
-
-fn spawn(
-    running: &Rc<Cell<u32>>,
-    task: impl std::future::Future<Output = Result<(), String>> + 'static,
-) -> glommio::task::JoinHandle<Result<(), String>> {
-    running.set(running.get() + 1);
-    let running = running.clone();
-    glommio::spawn_local(async move {
-        let result = task.await;
-        running.set(running.get() - 1);
-        result
-    })
-    .detach()
 }
 
 /// Issues `appends` changes, as a coordinator does: the change is decided
@@ -361,13 +326,7 @@ async fn run_seed(seed: u64) -> SeedResult {
 /// the state after a prefix of the changes in issue order.
 #[test]
 fn power_cuts_keep_every_acknowledged_change() {
-    let seeds: Vec<u64> = match env_u64("SHOAL_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_u64("SHOAL_SIM_FIRST_SEED").unwrap_or(0);
-            (first..first + env_u64("SHOAL_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect()
-        }
-    };
+    let seeds = seeds_from_env(SEEDS_DEFAULT);
     let started = std::time::Instant::now();
     let ex = LocalExecutorBuilder::new(Placement::Unbound)
         .io_memory(1 << 20)

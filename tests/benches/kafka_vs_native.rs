@@ -197,61 +197,61 @@ fn kafka_consume(bootstrap: &str, client: &Client, topic: &str, records: usize) 
     let consumers: Vec<BaseConsumer> = (0..PARTITIONS as i32)
         .map(|p| kafka_consumer(bootstrap, topic, p))
         .collect();
-    let seen = AtomicU64::new(0);
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for (consumer, end) in consumers.iter().zip(&ends) {
-            let seen = &seen;
-            s.spawn(move || {
-                let deadline = Instant::now() + Duration::from_secs(300);
-                let mut next = 0u64;
-                while next < *end && Instant::now() < deadline {
-                    match consumer.poll(Duration::from_millis(100)) {
-                        Some(Ok(m)) => {
-                            next = m.offset() as u64 + 1;
-                            seen.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(Err(e)) => panic!("Kafka consume: {e}"),
-                        None => {}
-                    }
+    timed_read(&ends, records, "Kafka consumers read everything", |p, end| {
+        let consumer = &consumers[p];
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let (mut next, mut seen) = (0u64, 0u64);
+        while next < end && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    next = m.offset() as u64 + 1;
+                    seen += 1;
                 }
-            });
+                Some(Err(e)) => panic!("Kafka consume: {e}"),
+                None => {}
+            }
         }
-    });
-    let elapsed = started.elapsed();
-    assert_eq!(
-        seen.load(Ordering::Relaxed),
-        records as u64,
-        "Kafka consumers read everything"
-    );
-    elapsed
+        seen
+    })
 }
 
 fn native_consume(client: &Arc<Client>, topic: &str, records: usize) -> Duration {
     let ends = log_ends(client, topic);
-    let seen = AtomicU64::new(0);
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for (p, end) in ends.iter().enumerate() {
-            let seen = &seen;
-            s.spawn(move || {
-                let mut offset = 0;
-                while offset < *end {
-                    let fetched = client
-                        .fetch(topic, p as u32, offset, BATCH_BYTES as u32, FETCH_WAIT_MS)
-                        .expect("native fetch");
-                    seen.fetch_add(fetched.records.len() as u64, Ordering::Relaxed);
-                    offset = fetched.next_offset;
-                }
-            });
+    timed_read(&ends, records, "native consumer read everything", |p, end| {
+        let (mut offset, mut seen) = (0, 0u64);
+        while offset < end {
+            let fetched = client
+                .fetch(topic, p as u32, offset, BATCH_BYTES as u32, FETCH_WAIT_MS)
+                .expect("native fetch");
+            seen += fetched.records.len() as u64;
+            offset = fetched.next_offset;
         }
+        seen
+    })
+}
+
+/// Reads every partition on a thread of its own, timed from the start of
+/// the first to the end of the last: `read(p, end)` reads partition `p` up
+/// to its log end `end` and returns how many records it saw. Asserts that
+/// `records` were seen in all (`what` says so on failure).
+fn timed_read(ends: &[u64], records: usize, what: &str, read: impl Fn(usize, u64) -> u64 + Sync) -> Duration {
+    let started = Instant::now();
+    let seen: u64 = std::thread::scope(|s| {
+        let readers: Vec<_> = ends
+            .iter()
+            .enumerate()
+            .map(|(p, &end)| {
+                let read = &read;
+                s.spawn(move || read(p, end))
+            })
+            .collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().expect("a reader panicked"))
+            .sum()
     });
     let elapsed = started.elapsed();
-    assert_eq!(
-        seen.load(Ordering::Relaxed),
-        records as u64,
-        "native consumer read everything"
-    );
+    assert_eq!(seen, records as u64, "{what}");
     elapsed
 }
 

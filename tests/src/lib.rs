@@ -612,6 +612,8 @@ impl Metrics {
     }
 }
 
+pub mod readme_session;
+
 /// Shared by the storage crash test (`tests/log_crash.rs`) and its child
 /// process (`log_crash_child`): the batches the child appends, how it
 /// reports acknowledgements, and how the parent checks them.

@@ -46,18 +46,21 @@ fn a_batch_retried_at_the_new_leader_is_not_stored_twice() {
     let all = [0, 1, 2];
     let old = cluster.wait_leader(&all);
     let first = send(pinned_client(&cluster.nodes[old]), with_ids(0..10));
+    assert_eq!(first.len(), 10, "one ack per record: {first:?}");
     let offsets: Vec<u64> = first.iter().map(|a| a.offset.expect("an offset")).collect();
     assert!(first
         .iter()
         .all(|a| a.duplicate_of.is_none() && a.durability == Durability::Replicated));
 
     cluster.nodes[old].kill();
-    let others: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
-    let new = cluster.wait_leader(&others);
-    let follow = Arc::new(
-        Client::with_config(&cluster.nodes[new].addr_string(), fault_client_config(true)).expect("connect"),
-    );
+    let new = cluster.wait_leader(&others(old));
+    let follow = following_client(&cluster.nodes[new]);
     let retried = send(follow.clone(), with_ids(0..10));
+    assert_eq!(
+        retried.len(),
+        offsets.len(),
+        "one ack per retried record: {retried:?}"
+    );
     for (ack, &offset) in retried.iter().zip(&offsets) {
         assert_eq!(
             ack.duplicate_of,
@@ -70,6 +73,7 @@ fn a_batch_retried_at_the_new_leader_is_not_stored_twice() {
 
     // Five old ids and five new: only the new are stored, right after the first ten.
     let mixed = send(follow, with_ids(5..15));
+    assert_eq!(mixed.len(), 10, "one ack per record: {mixed:?}");
     for (i, ack) in mixed.iter().enumerate() {
         if i < 5 {
             assert_eq!(ack.duplicate_of, Some(offsets[5 + i]), "{ack:?}");

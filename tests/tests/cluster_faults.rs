@@ -12,12 +12,10 @@
 
 mod cluster_support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::*;
 use rand::{Rng, SeedableRng};
-use shoal_protocol::client::Client;
 
 const CYCLES_DEFAULT: u32 = 20;
 /// How long each fault lasts (under load).
@@ -58,10 +56,7 @@ fn randomized_faults_keep_the_invariants() {
         let fault = [Fault::Kill, Fault::Pause, Fault::Partition][rng.gen_range(0..3)];
         let healthy = (0..NODES).find(|&i| i != target).unwrap();
         // A fresh client per cycle, bootstrapped on a node the fault spares.
-        let client = Arc::new(
-            Client::with_config(&cluster.nodes[healthy].addr_string(), fault_client_config(true))
-                .expect("connect"),
-        );
+        let client = following_client(&cluster.nodes[healthy]);
         match fault {
             Fault::Kill => cluster.nodes[target].kill(),
             Fault::Pause => cluster.pause(target),

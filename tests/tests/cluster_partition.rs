@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cluster_support::*;
-use shoal_protocol::client::Client;
 
 /// How long the leader stays cut off.
 const PARTITION_MS: u64 = 4_000;
@@ -24,21 +23,10 @@ fn isolated_leader_acknowledges_nothing_and_the_majority_serves() {
     cluster.create_topic(replicated_topic());
     let all = [0, 1, 2];
     let old = cluster.wait_leader(&all);
-    let majority: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
-    let follow = Arc::new(
-        Client::with_config(
-            &cluster.nodes[majority[0]].addr_string(),
-            fault_client_config(true),
-        )
-        .expect("connect"),
-    );
+    let majority = others(old);
+    let follow = following_client(&cluster.nodes[majority[0]]);
     let mut acked = Acked::new();
-    for round in 0..5 {
-        record_acks(
-            &mut acked,
-            produce_with(follow.clone(), &batch(&format!("before{round}"), 10), 5_000).expect("produce"),
-        );
-    }
+    produce_rounds(&follow, &mut acked, "before", 5);
 
     cluster.isolate(old);
     let cut_at = Instant::now();
@@ -62,17 +50,8 @@ fn isolated_leader_acknowledges_nothing_and_the_majority_serves() {
         })
     };
 
-    let mut first_ack = None;
-    let mut rounds = 0;
-    while cut_at.elapsed() < Duration::from_millis(PARTITION_MS) {
-        let got = produce_with(follow.clone(), &batch(&format!("majority{rounds}"), 10), 2_000)
-            .unwrap_or_else(|e| panic!("the majority must serve during the partition: {e}"));
-        record_acks(&mut acked, got);
-        first_ack.get_or_insert(cut_at.elapsed());
-        cluster.assert_one_leader_per_term(&majority);
-        rounds += 1;
-    }
-    let first_ack = first_ack.expect("the majority acknowledged");
+    let (rounds, first_ack) =
+        cluster.produce_through_fault(&follow, &mut acked, &majority, cut_at, PARTITION_MS, "majority");
     let old_still_leads = cluster.leader(&[old]).is_some();
     cluster.reconnect(old);
     healed.store(true, Ordering::SeqCst);
@@ -93,17 +72,8 @@ fn isolated_leader_acknowledges_nothing_and_the_majority_serves() {
         "the isolated leader did not step down (check-quorum)"
     );
 
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while cluster.leader(&[old]).is_some() {
-        assert!(Instant::now() < deadline, "the old leader leads after the heal");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    for round in 0..5 {
-        record_acks(
-            &mut acked,
-            produce_with(follow.clone(), &batch(&format!("after{round}"), 10), 5_000).expect("produce after"),
-        );
-    }
+    cluster.wait_stepped_down(old, &all, "the old leader leads after the heal");
+    produce_rounds(&follow, &mut acked, "after", 5);
     cluster.assert_one_leader_per_term(&all);
     cluster.check_invariants(&all, &acked);
     cluster.stop();

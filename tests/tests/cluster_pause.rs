@@ -7,11 +7,9 @@
 
 mod cluster_support;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cluster_support::*;
-use shoal_protocol::client::Client;
 
 /// How long the leader stays frozen.
 const PAUSE_MS: u64 = 6_000;
@@ -22,18 +20,10 @@ fn paused_leader_steps_down_and_acknowledges_nothing_it_cannot_commit() {
     cluster.create_topic(replicated_topic());
     let all = [0, 1, 2];
     let old = cluster.wait_leader(&all);
-    let others: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
-    let follow = Arc::new(
-        Client::with_config(&cluster.nodes[others[0]].addr_string(), fault_client_config(true))
-            .expect("connect"),
-    );
+    let others = others(old);
+    let follow = following_client(&cluster.nodes[others[0]]);
     let mut acked = Acked::new();
-    for round in 0..5 {
-        record_acks(
-            &mut acked,
-            produce_with(follow.clone(), &batch(&format!("before{round}"), 10), 5_000).expect("produce"),
-        );
-    }
+    produce_rounds(&follow, &mut acked, "before", 5);
 
     // A producer pinned to the leader sends while it is frozen: the request
     // waits in the socket and is served after SIGCONT, by a node that no
@@ -43,17 +33,8 @@ fn paused_leader_steps_down_and_acknowledges_nothing_it_cannot_commit() {
     let paused_at = Instant::now();
     let stale = std::thread::spawn(move || produce_with(pinned, &batch("stale", 10), 10_000));
 
-    let mut first_ack = None;
-    let mut round = 0;
-    while paused_at.elapsed() < Duration::from_millis(PAUSE_MS) {
-        let got = produce_with(follow.clone(), &batch(&format!("during{round}"), 10), 2_000)
-            .unwrap_or_else(|e| panic!("the majority must serve while the leader is frozen: {e}"));
-        record_acks(&mut acked, got);
-        first_ack.get_or_insert(paused_at.elapsed());
-        cluster.assert_one_leader_per_term(&others);
-        round += 1;
-    }
-    let first_ack = first_ack.expect("acks while the leader was frozen");
+    let (round, first_ack) =
+        cluster.produce_through_fault(&follow, &mut acked, &others, paused_at, PAUSE_MS, "during");
     cluster.resume(old);
     println!(
         "leader frozen {PAUSE_MS} ms: first acknowledged produce {first_ack:?} after SIGSTOP, {round} rounds, {} redirects",
@@ -61,12 +42,7 @@ fn paused_leader_steps_down_and_acknowledges_nothing_it_cannot_commit() {
     );
 
     // The old leader steps down (bounded wait), and never shares a term.
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while cluster.leader(&[old]).is_some() {
-        cluster.assert_one_leader_per_term(&all);
-        assert!(Instant::now() < deadline, "the old leader did not step down");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    cluster.wait_stepped_down(old, &all, "the old leader did not step down");
     match stale.join().unwrap() {
         Ok(got) => {
             println!("the frozen leader's produce was committed after all: {got:?}");
@@ -74,12 +50,7 @@ fn paused_leader_steps_down_and_acknowledges_nothing_it_cannot_commit() {
         }
         Err(e) => println!("the frozen leader's produce was refused: {e}"),
     }
-    for round in 0..5 {
-        record_acks(
-            &mut acked,
-            produce_with(follow.clone(), &batch(&format!("after{round}"), 10), 5_000).expect("produce after"),
-        );
-    }
+    produce_rounds(&follow, &mut acked, "after", 5);
     cluster.assert_one_leader_per_term(&all);
     cluster.check_invariants(&all, &acked);
     cluster.stop();

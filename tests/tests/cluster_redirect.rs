@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cluster_support::*;
-use shoal_protocol::client::Client;
 
 /// Produce rounds before and after the kill.
 const ROUNDS_BEFORE: usize = 10;
@@ -23,10 +22,7 @@ fn client_follows_the_leader_through_a_kill() {
     let mut cluster = Cluster::start();
     cluster.create_topic(replicated_topic());
     let leader = cluster.wait_leader(&[0, 1, 2]);
-    let client = Arc::new(
-        Client::with_config(&cluster.nodes[leader].addr_string(), fault_client_config(true))
-            .expect("connect"),
-    );
+    let client = following_client(&cluster.nodes[leader]);
 
     // The consumer: fetches from offset 0 until told to stop; any error fails.
     let stop = Arc::new(AtomicBool::new(false));
@@ -85,7 +81,6 @@ fn client_follows_the_leader_through_a_kill() {
     stop.store(true, Ordering::SeqCst);
     consumer.join().unwrap().expect("the consumer saw no error");
     assert_has_acked(&consumed.lock().unwrap(), &acked, "the consumer");
-    let alive: Vec<usize> = (0..NODES).filter(|&i| i != leader).collect();
-    cluster.check_invariants(&alive, &acked);
+    cluster.check_invariants(&others(leader), &acked);
     cluster.stop();
 }

@@ -24,14 +24,8 @@ fn quorum_produce_survives_leader_kill_and_full_restart() {
     let leader = cluster.wait_leader(&all);
     let mut acked = Acked::new();
     for round in 0..20 {
-        for (offset, value) in
-            produce(&cluster.nodes[leader], &batch(&format!("a{round}"), 10)).expect("quorum produce")
-        {
-            assert!(
-                acked.insert(offset, value).is_none(),
-                "offset {offset} acknowledged twice"
-            );
-        }
+        let got = produce(&cluster.nodes[leader], &batch(&format!("a{round}"), 10)).expect("quorum produce");
+        record_acks(&mut acked, got);
     }
     assert_eq!(acked.len(), 200);
     assert_eq!(*acked.keys().last().unwrap(), 199, "offsets are dense");
@@ -39,16 +33,14 @@ fn quorum_produce_survives_leader_kill_and_full_restart() {
     // kill -9 the leader; the first acknowledged produce after it is timed.
     cluster.nodes[leader].kill();
     let killed_at = Instant::now();
-    let alive: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
+    let alive = others(leader);
     let mut first_ack = None;
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
     while first_ack.is_none() {
         assert!(Instant::now() < deadline, "nothing acknowledged after the kill");
         for &i in &alive {
             if let Ok(got) = produce(&cluster.nodes[i], &batch("after-kill", 1)) {
-                for (offset, value) in got {
-                    assert!(acked.insert(offset, value).is_none(), "offset {offset} reused");
-                }
+                record_acks(&mut acked, got);
                 first_ack = Some(killed_at.elapsed());
                 break;
             }
@@ -59,37 +51,15 @@ fn quorum_produce_survives_leader_kill_and_full_restart() {
     assert!(first_ack < Duration::from_secs(10), "failover took {first_ack:?}");
     let new_leader = cluster.wait_leader(&alive);
     for round in 0..10 {
-        for (offset, value) in produce(&cluster.nodes[new_leader], &batch(&format!("b{round}"), 10))
-            .expect("produce to the new leader")
-        {
-            assert!(acked.insert(offset, value).is_none(), "offset {offset} reused");
-        }
+        let got = produce(&cluster.nodes[new_leader], &batch(&format!("b{round}"), 10))
+            .expect("produce to the new leader");
+        record_acks(&mut acked, got);
     }
     assert_has_acked(&read_all(&cluster.nodes[new_leader]), &acked, "the new leader");
 
     // The killed node restarts and catches up; all nodes agree.
     cluster.nodes[leader].restart();
-    let end = *acked.keys().last().unwrap() + 1;
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    loop {
-        let c = pinned_client(&cluster.nodes[leader]);
-        if c.fetch(TOPIC, 0, 0, 1, 0).is_ok_and(|f| f.high_watermark >= end) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the restarted node did not catch up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let views: Vec<Acked> = cluster.nodes.iter().map(read_all).collect();
-    for (i, view) in views.iter().enumerate() {
-        assert_has_acked(view, &acked, &format!("node {}", i + 1));
-        for (offset, value) in view {
-            for other in &views {
-                if let Some(v) = other.get(offset) {
-                    assert_eq!(v, value, "offset {offset} holds two different records");
-                }
-            }
-        }
-    }
+    cluster.check_invariants(&all, &acked);
 
     // All three killed at once and restarted: every acked record is there.
     for node in &mut cluster.nodes {

@@ -6,11 +6,9 @@
 
 mod cluster_support;
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use cluster_support::*;
-use shoal_protocol::client::Client;
 
 #[test]
 fn sigterm_transfers_leadership_before_exit() {
@@ -18,17 +16,10 @@ fn sigterm_transfers_leadership_before_exit() {
     cluster.create_topic(replicated_topic());
     let all = [0, 1, 2];
     let old = cluster.wait_leader(&all);
-    let others: Vec<usize> = all.iter().copied().filter(|&i| i != old).collect();
-    let follow = Arc::new(
-        Client::with_config(&cluster.nodes[others[0]].addr_string(), fault_client_config(true))
-            .expect("connect"),
-    );
+    let others = others(old);
+    let follow = following_client(&cluster.nodes[others[0]]);
     let mut acked = Acked::new();
-    for round in 0..10 {
-        let got =
-            produce_with(follow.clone(), &batch(&format!("before{round}"), 10), 5_000).expect("produce");
-        record_acks(&mut acked, got);
-    }
+    produce_rounds(&follow, &mut acked, "before", 10);
     let status = cluster.nodes[old].terminate();
     let exited = Instant::now();
     assert!(status.success(), "shoald exits cleanly on SIGTERM: {status:?}");
@@ -42,11 +33,7 @@ fn sigterm_transfers_leadership_before_exit() {
         leader_at_exit.is_some(),
         "no leader when the old one exited: no transfer"
     );
-    for round in 0..10 {
-        let got = produce_with(follow.clone(), &batch(&format!("after{round}"), 10), 5_000)
-            .unwrap_or_else(|e| panic!("produce after the SIGTERM: {e}"));
-        record_acks(&mut acked, got);
-    }
+    produce_rounds(&follow, &mut acked, "after-sigterm", 10);
     println!("{} redirects", follow.redirects());
     cluster.check_invariants(&others, &acked);
     cluster.stop();

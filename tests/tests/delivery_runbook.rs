@@ -2,22 +2,14 @@
 //! between the `runbook` markers run as one `sh -e` script (`shoal` on the
 //! `PATH`, `SHOAL_BROKER` and `SHOAL_HTTP` set) against a fresh broker.
 
-use std::process::Command;
-
 use shoal_protocol::client::Client;
-use shoal_tests::{bin_path, BrokerProcess};
+use shoal_tests::{bin_path, readme_session, BrokerProcess};
 
 /// Every runbook command succeeds and the session ends with the failed
 /// records handled: two redriven and processed, one purged.
 #[test]
 fn readme_runbook_runs_as_written() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let block = readme
-        .split("<!-- runbook:begin -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- runbook:end -->").next())
-        .expect("README has a runbook block");
-    let script: String = block.lines().map(|l| format!("{}\n", l.trim())).collect();
+    let script = readme_session::block("runbook");
     assert!(
         script.lines().filter(|l| l.starts_with("shoal ")).count() >= 8,
         "the runbook lost its commands"
@@ -29,20 +21,13 @@ fn readme_runbook_runs_as_written() {
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new("sh")
-        .arg("-e")
-        .arg("-c")
-        .arg(&script)
-        .env("PATH", path)
-        .env("SHOAL_BROKER", broker.addr_string())
-        .env("SHOAL_HTTP", format!("127.0.0.1:{}", broker.http_port))
-        .output()
-        .expect("run sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "runbook failed\nstdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = readme_session::run(
+        &script,
+        &[
+            ("PATH", &path),
+            ("SHOAL_BROKER", &broker.addr_string()),
+            ("SHOAL_HTTP", &format!("127.0.0.1:{}", broker.http_port)),
+        ],
     );
     for expected in [
         "billing",

@@ -234,12 +234,7 @@ fn malformed_kafka_requests_close_only_their_connection() {
     let client = Client::connect(&broker.addr_string()).unwrap();
     client.create_topic("good", TopicConfig::default()).unwrap();
     let rss_before = broker.rss_kib();
-    let stop = Arc::new(AtomicBool::new(false));
-    let good_rounds = Arc::new(AtomicU64::new(0));
-    let good = {
-        let (addr, stop, rounds) = (broker.kafka_bootstrap(), stop.clone(), good_rounds.clone());
-        std::thread::spawn(move || well_behaved(&addr, &stop, &rounds))
-    };
+    let good = GoodClient::start(broker.kafka_bootstrap());
     let answered = Arc::new(AtomicU64::new(0));
     let senders: Vec<_> = (0..SENDER_THREADS)
         .map(|t| {
@@ -251,20 +246,19 @@ fn malformed_kafka_requests_close_only_their_connection() {
     for s in senders {
         closed += s.join().expect("a malformed request's connection stayed open");
     }
-    stop.store(true, Ordering::SeqCst);
-    good.join().expect("the well-behaved client saw a wrong answer");
+    let good_rounds = good.stop();
     let peak = broker.peak_rss_kib();
     println!(
         "kafka bad-input test: {closed} connections closed by the broker ({} of them after answering a \
          still-valid mutation), {} good rounds, RSS {} MiB before, peak {} MiB, {:?}",
         answered.load(Ordering::SeqCst),
-        good_rounds.load(Ordering::SeqCst),
+        good_rounds,
         rss_before / 1024,
         peak / 1024,
         started.elapsed()
     );
     assert_eq!(closed, total / SENDER_THREADS * SENDER_THREADS);
-    assert!(good_rounds.load(Ordering::SeqCst) > 0);
+    assert!(good_rounds > 0);
     assert!(
         peak < RSS_KIB_MAX,
         "peak RSS {peak} KiB over the bound {RSS_KIB_MAX} KiB"
@@ -340,6 +334,35 @@ fn await_close(conn: &mut TcpStream) -> std::io::Result<bool> {
     }
 }
 
+/// [`well_behaved`] on a thread of its own, for the length of a test.
+struct GoodClient {
+    stop: Arc<AtomicBool>,
+    rounds: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl GoodClient {
+    fn start(addr: String) -> GoodClient {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, rounds) = (stop.clone(), rounds.clone());
+            std::thread::spawn(move || well_behaved(&addr, &stop, &rounds))
+        };
+        GoodClient { stop, rounds, thread }
+    }
+
+    /// Stops the client; returns its rounds, each answered correctly.
+    /// Panics if it saw a wrong answer.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread
+            .join()
+            .expect("the well-behaved client saw a wrong answer");
+        self.rounds.load(Ordering::SeqCst)
+    }
+}
+
 /// A Kafka client on its own connection: produce and read back, checking
 /// every answer, until told to stop.
 fn well_behaved(addr: &str, stop: &AtomicBool, rounds: &AtomicU64) {
@@ -394,12 +417,7 @@ fn stalled_large_frames_stay_within_the_receive_pool() {
     let client = Client::connect(&broker.addr_string()).unwrap();
     client.create_topic("good", TopicConfig::default()).unwrap();
     let rss_before = broker.rss_kib();
-    let stop = Arc::new(AtomicBool::new(false));
-    let good_rounds = Arc::new(AtomicU64::new(0));
-    let good = {
-        let (addr, stop, rounds) = (broker.kafka_bootstrap(), stop.clone(), good_rounds.clone());
-        std::thread::spawn(move || well_behaved(&addr, &stop, &rounds))
-    };
+    let good = GoodClient::start(broker.kafka_bootstrap());
     let stallers: Vec<_> = (0..STALLERS)
         .map(|_| {
             let addr = broker.kafka_bootstrap();
@@ -416,7 +434,15 @@ fn stalled_large_frames_stay_within_the_receive_pool() {
                 conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
                 let started = Instant::now();
                 let mut b = [0u8; 64];
-                let closed = matches!(conn.read(&mut b), Ok(0) | Err(_));
+                // Closed: end of stream or a reset. Not closed: bytes, or
+                // the 30 s read timeout (WouldBlock or TimedOut).
+                let closed = match conn.read(&mut b) {
+                    Ok(n) => n == 0,
+                    Err(e) => !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ),
+                };
                 (closed, started.elapsed())
             })
         })
@@ -435,8 +461,7 @@ fn stalled_large_frames_stay_within_the_receive_pool() {
             "a stalled frame's connection was closed by the broker (after {waited:?})"
         );
     }
-    stop.store(true, Ordering::SeqCst);
-    good.join().expect("the well-behaved client saw a wrong answer");
+    let good_rounds = good.stop();
     let claimed_mib = (STALLERS * CLAIMED) >> 20;
     let bound_kib = rss_before + 2 * (POOL_BYTES >> 10) + (96 << 10);
     println!(
@@ -444,12 +469,9 @@ fn stalled_large_frames_stay_within_the_receive_pool() {
         rss_before >> 10,
         peak >> 10,
         bound_kib >> 10,
-        good_rounds.load(Ordering::SeqCst)
+        good_rounds
     );
-    assert!(
-        good_rounds.load(Ordering::SeqCst) > 0,
-        "the small-frame client was served"
-    );
+    assert!(good_rounds > 0, "the small-frame client was served");
     assert!(
         peak < bound_kib,
         "peak RSS {peak} KiB over two shards' pools + 96 MiB ({bound_kib} KiB)"

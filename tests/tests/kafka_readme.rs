@@ -10,7 +10,7 @@
 
 use std::process::Command;
 
-use shoal_tests::{bin_path, BrokerProcess};
+use shoal_tests::{bin_path, readme_session, BrokerProcess};
 
 fn kcat_installed() -> bool {
     Command::new("kcat")
@@ -33,34 +33,17 @@ fn readme_kcat_session_runs_as_written() {
         println!("SKIPPED: kcat is not installed (apt-get install kcat)");
         return;
     }
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let block = readme
-        .split("<!-- kcat:begin -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- kcat:end -->").next())
-        .expect("README has a kcat block");
     let shoal = bin_path("shoal");
-    let script: String = block
-        .lines()
-        .map(|l| format!("{}\n", l.trim()))
-        .map(|l| l.replace("cargo run --release --bin shoal --", &shoal.display().to_string()))
-        .collect();
+    let script = readme_session::block("kcat")
+        .replace("cargo run --release --bin shoal --", &shoal.display().to_string());
     assert!(script.contains("kcat -b $K -P") && script.contains("kcat -b $K -G"));
     let broker = BrokerProcess::start();
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new("sh")
-        .arg("-ec")
-        .arg(&script)
-        .current_dir(dir.path())
-        .env("SHOAL_KAFKA", broker.kafka_bootstrap())
-        .env("SHOAL_BROKER", broker.addr_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = readme_session::run(
+        &script,
+        &[
+            ("SHOAL_KAFKA", &broker.kafka_bootstrap()),
+            ("SHOAL_BROKER", &broker.addr_string()),
+        ],
     );
     for line in ["alice=home", "bob=cart", "alice=checkout"] {
         assert_eq!(

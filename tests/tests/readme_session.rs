@@ -3,21 +3,14 @@
 //! shoal --` replaced by the built `shoal` binary, and the broker address
 //! given through `SHOAL_BROKER`) against a fresh broker and must succeed.
 
-use std::process::Command;
-
-use shoal_tests::{bin_path, BrokerProcess};
+use shoal_tests::{bin_path, readme_session, BrokerProcess};
 
 /// Every quick-start command exits 0 and the consume commands print the
 /// three produced records.
 #[test]
 fn readme_quickstart_runs_as_written() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let block = readme
-        .split("<!-- quickstart:begin -->")
-        .nth(1)
-        .and_then(|rest| rest.split("<!-- quickstart:end -->").next())
-        .expect("README has a quickstart block");
-    let commands: Vec<&str> = block.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let block = readme_session::block("quickstart");
+    let commands: Vec<&str> = block.lines().filter(|l| !l.is_empty()).collect();
     assert!(commands.len() >= 5, "the quickstart block lost its commands");
     let broker = BrokerProcess::start();
     let shoal = bin_path("shoal");
@@ -28,19 +21,10 @@ fn readme_quickstart_runs_as_written() {
             "unexpected README command: {cmd}"
         );
         let runnable = cmd.replace("cargo run --release --bin shoal --", &shoal.display().to_string());
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(&runnable)
-            .env("SHOAL_BROKER", broker.addr_string())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "{cmd}\nstdout: {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        outputs.push(stdout);
+        outputs.push(readme_session::run(
+            &runnable,
+            &[("SHOAL_BROKER", &broker.addr_string())],
+        ));
     }
     let consumed = &outputs[outputs.len() - 1];
     assert_eq!(

@@ -51,6 +51,20 @@ fn admin_cli(broker: &BrokerProcess, args: &[&str]) -> String {
     text(&out)
 }
 
+/// The admin creates the user alice (password [`ALICE_PASSWORD`]).
+fn create_alice(broker: &BrokerProcess) {
+    let out = cli(
+        broker,
+        &[
+            ("SHOAL_USER", "admin"),
+            ("SHOAL_PASSWORD", ADMIN_PASSWORD),
+            ("SHOAL_NEW_PASSWORD", ALICE_PASSWORD),
+        ],
+        &["user", "create", "alice"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 fn grant(broker: &BrokerProcess, args: &[&str]) {
     let mut all = vec!["acl", "add", "User:alice"];
     all.extend_from_slice(args);
@@ -87,16 +101,7 @@ fn scram_and_acls_end_to_end() {
 
     // The admin (a super user) creates a topic and the user alice.
     admin_cli(&broker, &["topic", "create", "orders", "--partitions", "2"]);
-    let out = cli(
-        &broker,
-        &[
-            ("SHOAL_USER", "admin"),
-            ("SHOAL_PASSWORD", ADMIN_PASSWORD),
-            ("SHOAL_NEW_PASSWORD", ALICE_PASSWORD),
-        ],
-        &["user", "create", "alice"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    create_alice(&broker);
     assert!(admin_cli(&broker, &["user", "list"]).contains("alice"));
     let err = connect(&broker, None, Some(("alice", "not-her-password"))).unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::AuthenticationFailed), "{err}");
@@ -229,16 +234,7 @@ fn bearer_tokens_over_http() {
     let dir = tempfile::tempdir().unwrap();
     let broker = secured_broker(&dir);
     admin_cli(&broker, &["topic", "create", "events", "--partitions", "1"]);
-    let out = cli(
-        &broker,
-        &[
-            ("SHOAL_USER", "admin"),
-            ("SHOAL_PASSWORD", ADMIN_PASSWORD),
-            ("SHOAL_NEW_PASSWORD", ALICE_PASSWORD),
-        ],
-        &["user", "create", "alice"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    create_alice(&broker);
     let created: Value =
         serde_json::from_str(admin_cli(&broker, &["--json", "token", "create", "alice"]).trim()).unwrap();
     let token = created["token"].as_str().unwrap().to_string();

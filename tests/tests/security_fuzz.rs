@@ -89,18 +89,37 @@ fn damaged(hello: &[u8], rng: &mut StdRng) -> Vec<u8> {
     bytes
 }
 
-/// Sends `bytes` and reads until the broker closes or goes quiet.
+/// How long the broker may take to answer or close a damaged handshake
+/// once the peer has sent all it will (well under the 10 s handshake
+/// deadline: end of input alone must end the handshake).
+const ANSWER_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// Sends `bytes`, then ends the stream (a truncated hello is all the peer
+/// will send), and asserts that the broker answers (any bytes: an alert,
+/// a ServerHello, a plaintext refusal) or closes the connection within
+/// [`ANSWER_WAIT_MAX`]. A write the broker cut short by closing counts
+/// as closed.
 fn poke(addr: std::net::SocketAddr, bytes: &[u8]) {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return;
-    };
-    s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    let _ = s.write_all(bytes);
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+    let mut s = TcpStream::connect(addr).expect("connect to the broker");
+    s.set_read_timeout(Some(ANSWER_WAIT_MAX)).unwrap();
+    match s.write_all(bytes) {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), BrokenPipe | ConnectionReset | ConnectionAborted) => return,
+        Err(e) => panic!("write to the broker: {e}"),
+    }
+    // The peer may have closed already; the read below tells.
+    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut sink = [0u8; 4096];
-    while let Ok(n) = s.read(&mut sink) {
-        if n == 0 {
-            break;
-        }
+    match s.read(&mut sink) {
+        // Closed (0) or answered (n > 0).
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), ConnectionReset | ConnectionAborted) => {}
+        Err(e) => panic!(
+            "a damaged handshake ({} bytes, starting {:02x?}) was neither answered nor closed: {e}",
+            bytes.len(),
+            &bytes[..bytes.len().min(8)]
+        ),
     }
 }
 

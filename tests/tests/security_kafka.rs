@@ -148,8 +148,8 @@ fn sasl_ssl_scram_and_plain_produce_and_consume() {
         let result = wrong.fetch_metadata(None, Duration::from_secs(5));
         assert!(result.is_err(), "{mechanism} with a wrong password got metadata");
     }
-    let audit = wait_for_audit(&broker, "SASL/PLAIN");
-    assert!(audit.contains("SASL/SCRAM-SHA-256"), "{audit}");
+    wait_for_failed_login(&broker, "alice", "SCRAM-SHA-256");
+    let audit = wait_for_failed_login(&broker, "alice", "PLAIN");
     for secret in [ALICE_PASSWORD, "not-the-password", ADMIN_PASSWORD] {
         assert!(!audit.contains(secret), "a password reached the audit log");
     }
@@ -221,15 +221,30 @@ fn request_before_authentication_closes_the_connection() {
     assert!(raw.is_closed_by_peer(), "Metadata before SASL was served");
 }
 
-/// The audit log once it mentions `needle` (failures are written as they
-/// happen; bounded wait).
-fn wait_for_audit(broker: &BrokerProcess, needle: &str) -> String {
+/// The audit log once it records a failed authentication of `user` over
+/// SASL `mechanism` (failures are written as they happen; a bounded wait,
+/// then the test fails).
+fn wait_for_failed_login(broker: &BrokerProcess, user: &str, mechanism: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
+    let how = format!("SASL/{mechanism}");
     loop {
         let audit = std::fs::read_to_string(broker.data_dir.join("audit.log")).unwrap_or_default();
-        if audit.contains(needle) || Instant::now() > deadline {
+        let found = audit
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|e| {
+                e["action"] == "authenticate"
+                    && e["outcome"] == "authentication_failed"
+                    && e["resource"] == format!("user:{user}")
+                    && e["detail"].as_str().is_some_and(|d| d.starts_with(&how))
+            });
+        if found {
             return audit;
         }
+        assert!(
+            Instant::now() < deadline,
+            "no failed {how} login of {user} in the audit log: {audit}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

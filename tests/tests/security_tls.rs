@@ -23,6 +23,18 @@ fn record(value: &str) -> NewRecord {
     }
 }
 
+/// A client trusting only the CA in `ca` cannot connect: it refuses the
+/// broker's certificate as issued by an unknown CA.
+fn refused_as_unknown_issuer(broker: &shoal_tests::BrokerProcess, ca: &std::path::Path) {
+    let err = connect(broker, Some(client_tls(ca, None)), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("UnknownIssuer") || err.contains("unknown issuer"),
+        "{err}"
+    );
+}
+
 fn topic(partitions: u32) -> TopicConfig {
     TopicConfig {
         partitions,
@@ -96,13 +108,7 @@ fn refusals_are_clear() {
     let other = Ca::new("someone else's CA");
     let wrong = pki.write("wrong-ca.pem", &other.cert.pem());
 
-    let err = connect(&broker, Some(client_tls(&wrong, None)), None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("UnknownIssuer") || err.contains("unknown issuer"),
-        "{err}"
-    );
+    refused_as_unknown_issuer(&broker, &wrong);
 
     let err = connect(&broker, None, None).unwrap_err().to_string();
     assert!(err.contains("requires TLS"), "plaintext client: {err}");
@@ -228,13 +234,7 @@ fn sighup_reloads_certificates() {
             Err(e) => panic!("the new certificate was not served after SIGHUP: {e}"),
         }
     }
-    let err = connect(&broker, Some(client_tls(&old_ca, None)), None)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("UnknownIssuer") || err.contains("unknown issuer"),
-        "{err}"
-    );
+    refused_as_unknown_issuer(&broker, &old_ca);
     // The connection opened before the reload still works.
     open.create_topic("still-open", topic(1)).unwrap();
     open.list_topics().unwrap();

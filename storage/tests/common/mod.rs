@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod sim_disk;
+pub mod sim_epoch;
 
 use bytes::BytesMut;
 use glommio::{LocalExecutorBuilder, Placement};

@@ -40,6 +40,7 @@ mod common;
 mod model;
 
 use common::sim_disk::{CutReport, SimDisk};
+use common::sim_epoch::{seeds_from_env, yield_turns, EpochTasks};
 use common::TEST_IO_MEMORY_BYTES;
 use glommio::{LocalExecutorBuilder, Placement};
 use model::{build, Model};
@@ -57,9 +58,6 @@ const SEEDS_DEFAULT: u64 = 4000;
 /// With at least this many seeds, a run must have torn writes at cuts and
 /// reported damage at least once, or it proved nothing.
 const SEEDS_FOR_COVERAGE: usize = 500;
-/// Executor turns the tasks of an epoch may take to stop after a cut; a
-/// task still running then is waiting for something that never comes.
-const STOP_TURNS_MAX: u64 = 200_000;
 const LOG_DIR: &str = "/sim/log";
 
 type Log = PartitionLog<SimDisk>;
@@ -112,22 +110,12 @@ enum Verdict {
     Harmless,
 }
 
-fn env_u64(name: &str) -> Option<u64> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
 /// Every acknowledged batch survives random power cuts at its offset with
 /// its bytes; torn writes are never reported as corruption; damage to an
 /// acknowledged batch is reported, never cut silently (outside the window).
 #[test]
 fn power_cuts_keep_every_acknowledged_batch() {
-    let seeds: Vec<u64> = match env_u64("SHOAL_SIM_SEED") {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_u64("SHOAL_SIM_FIRST_SEED").unwrap_or(0);
-            (first..first + env_u64("SHOAL_SIM_SEEDS").unwrap_or(SEEDS_DEFAULT)).collect()
-        }
-    };
+    let seeds = seeds_from_env(SEEDS_DEFAULT);
     install_seed_reporter();
     let started = std::time::Instant::now();
     let results = run_deterministic(move || async move {
@@ -434,30 +422,14 @@ impl Sim {
             )
         });
         let cut_at = self.disk.now() + cut_in;
-        let running = Rc::new(Cell::new(0u32));
-        let mut tasks = Vec::new();
+        let mut tasks = EpochTasks::default();
         for _ in 0..appenders {
             let appends = self.with_rng(|r| r.gen_range(2..=16));
-            tasks.push(self.spawn(&running, append_task(self.clone(), log.clone(), appends)));
+            tasks.spawn(append_task(self.clone(), log.clone(), appends));
         }
         let ops = self.with_rng(|r| r.gen_range(0..=10));
-        tasks.push(self.spawn(&running, driver_task(self.clone(), log.clone(), ops)));
-        let mut cut = false;
-        let mut turns = 0u64;
-        while running.get() > 0 {
-            if !cut && !close_cleanly && self.disk.now() >= cut_at {
-                self.disk.power_cut();
-                cut = true;
-            }
-            glommio::executor().yield_now().await;
-            turns += 1;
-            if cut && turns > STOP_TURNS_MAX {
-                return Err("tasks still running long after the power cut".into());
-            }
-        }
-        for task in tasks {
-            task.await.ok_or("a task of the epoch was cancelled")??;
-        }
+        tasks.spawn(driver_task(self.clone(), log.clone(), ops));
+        let mut cut = tasks.run(&self.disk, (!close_cleanly).then_some(cut_at)).await?;
         if !cut && close_cleanly {
             let end = log.log_end_offset();
             log.close().await.map_err(|e| format!("close: {e}"))?;
@@ -467,26 +439,8 @@ impl Sim {
             cut = true;
         }
         drop(log);
-        // The log's writer and syncer see it gone on their next turn.
-        for _ in 0..8 {
-            glommio::executor().yield_now().await;
-        }
+        yield_turns(8).await;
         Ok(cut)
-    }
-
-    fn spawn(
-        &self,
-        running: &Rc<Cell<u32>>,
-        task: impl std::future::Future<Output = Result<(), String>> + 'static,
-    ) -> glommio::task::JoinHandle<Result<(), String>> {
-        running.set(running.get() + 1);
-        let running = running.clone();
-        glommio::spawn_local(async move {
-            let result = task.await;
-            running.set(running.get() - 1);
-            result
-        })
-        .detach()
     }
 
     /// An error from the log is a failure while the disk has power,

@@ -151,6 +151,49 @@ impl Cluster {
         }
     }
 
+    /// Waits (bounded) until node `i` no longer leads, asserting at every
+    /// look that no two nodes of `among` lead one term.
+    pub fn wait_stepped_down(&self, i: usize, among: &[usize], what: &str) {
+        let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
+        while self.leader(&[i]).is_some() {
+            self.assert_one_leader_per_term(among);
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Keeps producing batches of 10 records tagged `tag` through `client`
+    /// until `fault_ms` have passed since `since` (the fault began): every
+    /// batch must be acknowledged, since a majority is up, and after each no
+    /// two nodes of `majority` may lead one term. Returns the rounds
+    /// produced and how long after `since` the first acknowledgement came.
+    pub fn produce_through_fault(
+        &self,
+        client: &Arc<Client>,
+        acked: &mut Acked,
+        majority: &[usize],
+        since: Instant,
+        fault_ms: u64,
+        tag: &str,
+    ) -> (usize, Duration) {
+        let mut first_ack = None;
+        let mut rounds = 0;
+        while since.elapsed() < Duration::from_millis(fault_ms) {
+            let got = produce_with(client.clone(), &batch(&format!("{tag}{rounds}"), 10), 2_000)
+                .unwrap_or_else(|e| {
+                    panic!("the majority must serve during the fault ({tag} round {rounds}): {e}")
+                });
+            record_acks(acked, got);
+            first_ack.get_or_insert(since.elapsed());
+            self.assert_one_leader_per_term(majority);
+            rounds += 1;
+        }
+        (
+            rounds,
+            first_ack.expect("the majority acknowledged during the fault"),
+        )
+    }
+
     pub fn wait_leader(&self, among: &[usize]) -> usize {
         let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
         loop {
@@ -268,6 +311,12 @@ pub fn fault_client_config(follow_leader: bool) -> ClientConfig {
     }
 }
 
+/// A client bootstrapped on `node` that follows the leader (redirects),
+/// with the fault timeouts.
+pub fn following_client(node: &BrokerProcess) -> Arc<Client> {
+    Arc::new(Client::with_config(&node.addr_string(), fault_client_config(true)).expect("connect"))
+}
+
 /// A client that talks to `node` only: no redirect to the leader, so
 /// reads show that node's own view and produce to a follower is refused.
 pub fn pinned_client(node: &BrokerProcess) -> Arc<Client> {
@@ -324,6 +373,17 @@ pub fn produce(node: &BrokerProcess, values: &[String]) -> Result<Vec<(u64, Stri
     produce_with(pinned_client(node), values, 2_000)
 }
 
+/// Produces `rounds` batches of 10 records tagged `tag` through `client`
+/// (acks quorum, 5 s timeout); each must be acknowledged, and is added to
+/// `acked`.
+pub fn produce_rounds(client: &Arc<Client>, acked: &mut Acked, tag: &str, rounds: usize) {
+    for round in 0..rounds {
+        let got = produce_with(client.clone(), &batch(&format!("{tag}{round}"), 10), 5_000)
+            .unwrap_or_else(|e| panic!("produce ({tag} round {round}): {e}"));
+        record_acks(acked, got);
+    }
+}
+
 /// Adds acknowledged records, asserting no offset was acknowledged twice.
 pub fn record_acks(acked: &mut Acked, got: Vec<(u64, String)>) {
     for (offset, value) in got {
@@ -359,6 +419,11 @@ pub fn assert_has_acked(on: &BTreeMap<u64, String>, acked: &Acked, what: &str) {
             "{what}: acknowledged offset {offset}"
         );
     }
+}
+
+/// Every node of the cluster but `i`.
+pub fn others(i: usize) -> Vec<usize> {
+    (0..NODES).filter(|&j| j != i).collect()
 }
 
 pub fn batch(tag: &str, n: usize) -> Vec<String> {
