@@ -51,6 +51,8 @@ const ELECTION_TICKS_MAX: usize = 10;
 /// Cap on one append message's entries, and on appends in flight per peer.
 const MSG_BYTES_MAX: u64 = 1 << 20;
 const INFLIGHT_MSGS_MAX: usize = 256;
+/// Cap on one read of entries below the window for a follower.
+const FETCH_BYTES_MAX: usize = 4 << 20;
 /// Cap on messages and proposals queued between two rounds; past it they
 /// are dropped (raft resends; producers get a retryable error).
 pub const QUEUE_MAX: usize = 4096;
@@ -128,6 +130,8 @@ pub struct RaftGroup {
     /// starts it, since raft must not be stepped between `ready` and
     /// `advance`, which a round spans across its awaits.
     transfer_asked: Cell<bool>,
+    /// Entries read back from the log for followers (below the window).
+    fetched_total: Cell<u64>,
 }
 
 /// raft-rs logs through slog; this forwards to tracing (debug and up).
@@ -212,6 +216,7 @@ impl RaftGroup {
         };
         let logger = slog::Logger::root(slog::Fuse(TracingDrain), slog::o!("raft_id" => id));
         let node = RawNode::new(&config, ReplicaStorage(mem.clone()), &logger).map_err(|e| e.to_string())?;
+        mem.borrow_mut().set_applied(hs.commit);
         let committed_end = mem.borrow().end_offset_of(hs.commit);
         let group = Rc::new(RaftGroup {
             id,
@@ -231,6 +236,7 @@ impl RaftGroup {
             on_apply: RefCell::new(None),
             applied: Cell::new(hs.commit),
             transfer_asked: Cell::new(false),
+            fetched_total: Cell::new(0),
         });
         if let Some(end) = committed_end {
             (group.on_commit)(end);
@@ -328,6 +334,7 @@ impl RaftGroup {
     /// Whether a round has anything to do without a tick.
     pub fn has_work(&self) -> bool {
         self.transfer_asked.get()
+            || self.mem.borrow().has_fetches()
             || !self.inbox.borrow().is_empty()
             || !self.proposals.borrow().is_empty()
             || self.node.borrow().has_ready()
@@ -350,6 +357,7 @@ impl RaftGroup {
     }
 
     async fn round_inner(&self, tick: bool, send: &dyn Fn(Vec<Message>)) -> Result<(), String> {
+        self.serve_fetches().await;
         let mut ready = {
             let mut node = self.node.borrow_mut();
             for m in std::mem::take(&mut *self.inbox.borrow_mut()) {
@@ -385,6 +393,48 @@ impl RaftGroup {
         self.apply(&light.take_committed_entries());
         self.node.borrow_mut().advance_apply();
         Ok(())
+    }
+
+    /// Reads from the log the entries raft-rs asked for below the window
+    /// (a follower catching up from far behind) and hands each fetch back
+    /// to raft-rs, which sends them at once; they are then forgotten. Done
+    /// at the start of a round, outside `ready`/`advance`. A fetch the log
+    /// cannot serve (retention removed the batches) marks those entries
+    /// unreadable: the leader then wants a snapshot, which is not built.
+    async fn serve_fetches(&self) {
+        let requests = self.mem.borrow_mut().take_fetches();
+        for request in requests {
+            let bytes_max = request.max_bytes.clamp(1, FETCH_BYTES_MAX as u64) as usize;
+            match read_entries(&self.log, &self.mem, request.low, request.high, bytes_max).await {
+                Ok(entries) => {
+                    self.fetched_total
+                        .set(self.fetched_total.get() + entries.len() as u64);
+                    self.mem.borrow_mut().set_fetched(entries);
+                    self.node.borrow_mut().on_entries_fetched(request.context);
+                    self.mem.borrow_mut().set_fetched(Vec::new());
+                }
+                Err(FetchError::Unreadable(reason)) => {
+                    tracing::warn!(dir = %self.dir.display(), index = request.low, %reason,
+                        "a follower needs entries retention removed; it waits (snapshots are not built)");
+                    self.mem.borrow_mut().set_unreadable_through(request.low);
+                }
+                Err(FetchError::Failed(reason)) => {
+                    tracing::warn!(dir = %self.dir.display(), index = request.low, %reason,
+                        "reading entries for a follower failed; raft asks again");
+                }
+            }
+        }
+    }
+
+    /// Entries sent to followers from the log, below the window.
+    pub fn fetched_total(&self) -> u64 {
+        self.fetched_total.get()
+    }
+
+    /// Caps the in-memory entry window (tests reach the fetch path with
+    /// little data).
+    pub fn set_window_bytes_max(&self, bytes: usize) {
+        self.mem.borrow_mut().set_window_bytes_max(bytes);
     }
 
     /// A leader that stepped down (a higher term, or check-quorum found no
@@ -599,6 +649,7 @@ impl RaftGroup {
             }
         }
         self.applied.set(last.index);
+        self.mem.borrow_mut().set_applied(last.index);
         let mem = self.mem.borrow();
         let Some(end) = mem.end_offset_of(last.index) else {
             return;
@@ -676,6 +727,80 @@ fn proposal_message(from: u64, data: Bytes) -> Message {
     m
 }
 
+/// Why entries could not be read back for a follower.
+enum FetchError {
+    /// The log no longer holds them (retention).
+    Unreadable(String),
+    Failed(String),
+}
+
+/// The data of entries `low..high` below the window, read from the log in
+/// index order, about `bytes_max` of it (at least one entry), with their
+/// indexes. Empty entries have no batch and take no read.
+async fn read_entries(
+    log: &PartitionLog,
+    mem: &RefCell<RaftMemory>,
+    low: u64,
+    high: u64,
+    bytes_max: usize,
+) -> Result<Vec<(u64, Bytes)>, FetchError> {
+    let records: Vec<EntryRecord> = {
+        let m = mem.borrow();
+        (low..high.min(m.window_start()))
+            .map_while(|i| m.record(i).copied())
+            .collect()
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut read = std::collections::VecDeque::new();
+    for r in records {
+        if r.record_count == 0 {
+            out.push((r.index, Bytes::new()));
+            continue;
+        }
+        if bytes >= bytes_max {
+            break;
+        }
+        if read.is_empty() {
+            if r.base_offset < log.log_start_offset() {
+                return match out.is_empty() {
+                    true => Err(FetchError::Unreadable(format!(
+                        "offset {} is below the log start {}",
+                        r.base_offset,
+                        log.log_start_offset()
+                    ))),
+                    false => Ok(out),
+                };
+            }
+            let batches = log
+                .read_uncommitted(r.base_offset, bytes_max - bytes)
+                .await
+                .map_err(|e| FetchError::Failed(format!("reading offset {}: {e}", r.base_offset)))?;
+            read.extend(batches.batches);
+        }
+        let stored = read
+            .pop_front()
+            .ok_or_else(|| FetchError::Failed(format!("no batch at offset {}", r.base_offset)))?;
+        let (data, _) = entry_data(stored.bytes, &r).map_err(FetchError::Failed)?;
+        bytes += data.len();
+        out.push((r.index, data));
+    }
+    Ok(out)
+}
+
+/// A stored batch as the data of entry `r`, after checking it is that
+/// entry's batch; with its append time.
+fn entry_data(stored: Bytes, r: &EntryRecord) -> Result<(Bytes, i64), String> {
+    let header = batch::BatchHeader::parse(&stored).map_err(|e| e.to_string())?;
+    if header.base_offset != r.base_offset || header.record_count != r.record_count {
+        return Err(format!(
+            "the batch at offset {} does not match entry {}",
+            r.base_offset, r.index
+        ));
+    }
+    Ok((stored, header.append_time_ms))
+}
+
 /// Reads the data of the most recent entries back from the log into the
 /// window (after a restart). Returns the last batch's append time.
 async fn refill_window(log: &PartitionLog, mem: &RefCell<RaftMemory>) -> Result<i64, String> {
@@ -704,15 +829,9 @@ async fn refill_window(log: &PartitionLog, mem: &RefCell<RaftMemory>) -> Result<
             let Some(stored) = read.batches.into_iter().next() else {
                 return Err(format!("no batch at offset {}", r.base_offset));
             };
-            let header = batch::BatchHeader::parse(&stored.bytes).map_err(|e| e.to_string())?;
-            if header.base_offset != r.base_offset || header.record_count != r.record_count {
-                return Err(format!(
-                    "the batch at offset {} does not match entry {}",
-                    r.base_offset, r.index
-                ));
-            }
-            last_append = last_append.max(header.append_time_ms);
-            stored.bytes
+            let (data, append_ms) = entry_data(stored.bytes, &r)?;
+            last_append = last_append.max(append_ms);
+            data
         };
         if data.len() > budget {
             break;

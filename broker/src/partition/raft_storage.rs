@@ -8,8 +8,17 @@
 //! entry records (32 bytes per entry, all of them since the log start);
 //! `entries` from the window, whose data are the batches' own `Bytes`
 //! (shared with the log's tail cache, not copied). The window holds the
-//! most recent [`WINDOW_BYTES_MAX`]; an entry below it is answered
-//! `Compacted`, which makes a leader send a snapshot (not built yet: such
+//! most recent [`WINDOW_BYTES_MAX`], and never drops an entry not yet
+//! applied (raft-rs reads committed entries back from here, and cannot
+//! wait for a disk read there).
+//!
+//! A leader sending to a follower far behind asks for entries below the
+//! window: that request is recorded ([`FetchRequest`]) and answered
+//! `LogTemporarilyUnavailable`; the group's next round reads those batches
+//! from the log ([`RaftMemory::take_fetches`]), hands them over
+//! ([`RaftMemory::set_fetched`]) and calls `on_entries_fetched`, which
+//! sends them. Entries whose batches retention removed are answered
+//! `Compacted`, which makes the leader want a snapshot (not built yet: such
 //! a follower waits, see the design note).
 //!
 //! Only the replica's own storage round changes this state, after the
@@ -17,7 +26,7 @@
 //! before it is durable.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -27,6 +36,16 @@ use shoal_storage::raft_index::EntryRecord;
 
 /// Cap on the entry data kept in memory per replica.
 pub const WINDOW_BYTES_MAX: usize = 64 << 20;
+
+/// Entries raft-rs asked for below the window, to be read from the log.
+#[derive(Debug)]
+pub struct FetchRequest {
+    pub low: u64,
+    pub high: u64,
+    pub max_bytes: u64,
+    /// Handed back to raft-rs (`on_entries_fetched`) once they are read.
+    pub context: GetEntriesContext,
+}
 
 /// What a replica persisted, as raft-rs reads it.
 #[derive(Debug, Default)]
@@ -39,6 +58,17 @@ pub struct RaftMemory {
     window: VecDeque<Bytes>,
     window_start: u64,
     window_bytes: usize,
+    window_bytes_max: usize,
+    /// The last entry applied: the window keeps every entry after it.
+    applied: u64,
+    /// Entries read from the log for the fetch being served (below the
+    /// window), by index; empty between rounds.
+    fetched: BTreeMap<u64, Bytes>,
+    /// Fetches raft-rs asked for since the last round.
+    fetches: Vec<FetchRequest>,
+    /// Entries up to here have no data left in the log (retention removed
+    /// it): only a snapshot could bring a follower past them.
+    unreadable_through: u64,
 }
 
 impl RaftMemory {
@@ -51,7 +81,62 @@ impl RaftMemory {
             window: VecDeque::new(),
             window_start,
             window_bytes: 0,
+            window_bytes_max: WINDOW_BYTES_MAX,
+            applied: 0,
+            fetched: BTreeMap::new(),
+            fetches: Vec::new(),
+            unreadable_through: 0,
         }
+    }
+
+    /// Changes the window's cap (tests use a small one to reach the
+    /// fetch path with little data).
+    pub fn set_window_bytes_max(&mut self, bytes: usize) {
+        self.window_bytes_max = bytes;
+        self.evict();
+    }
+
+    /// The first entry whose data is in the window.
+    pub fn window_start(&self) -> u64 {
+        self.window_start
+    }
+
+    /// Entries up to `index` are applied; the window may drop them.
+    pub fn set_applied(&mut self, index: u64) {
+        self.applied = index;
+        self.evict();
+    }
+
+    /// Drops the oldest applied entries while the window is over its cap.
+    fn evict(&mut self) {
+        while self.window_bytes > self.window_bytes_max
+            && self.window.len() > 1
+            && self.window_start <= self.applied
+        {
+            let dropped = self.window.pop_front().expect("non-empty");
+            self.window_bytes -= dropped.len();
+            self.window_start += 1;
+        }
+    }
+
+    /// Whether raft-rs asked for entries the next round must read.
+    pub fn has_fetches(&self) -> bool {
+        !self.fetches.is_empty()
+    }
+
+    pub fn take_fetches(&mut self) -> Vec<FetchRequest> {
+        std::mem::take(&mut self.fetches)
+    }
+
+    /// The entries read for one fetch; replaced by the next, cleared with
+    /// an empty list.
+    pub fn set_fetched(&mut self, entries: Vec<(u64, Bytes)>) {
+        self.fetched = entries.into_iter().collect();
+    }
+
+    /// The log no longer holds the data of entries up to `index`.
+    pub fn set_unreadable_through(&mut self, index: u64) {
+        self.unreadable_through = self.unreadable_through.max(index);
     }
 
     pub fn first_index(&self) -> u64 {
@@ -96,11 +181,7 @@ impl RaftMemory {
         self.records.push(record);
         self.window_bytes += data.len();
         self.window.push_back(data);
-        while self.window_bytes > WINDOW_BYTES_MAX && self.window.len() > 1 {
-            let dropped = self.window.pop_front().expect("non-empty");
-            self.window_bytes -= dropped.len();
-            self.window_start += 1;
-        }
+        self.evict();
     }
 
     /// Forgets the entries from `index` on (a diverged tail being cut).
@@ -130,14 +211,16 @@ impl RaftMemory {
             .ok_or(raft::Error::Store(StorageError::Unavailable))?;
         let data = if record.record_count == 0 {
             Bytes::new()
-        } else {
-            let at = index
-                .checked_sub(self.window_start)
-                .ok_or(raft::Error::Store(StorageError::Compacted))?;
+        } else if let Some(at) = index.checked_sub(self.window_start) {
             self.window
                 .get(at as usize)
                 .cloned()
                 .ok_or(raft::Error::Store(StorageError::Unavailable))?
+        } else {
+            self.fetched
+                .get(&index)
+                .cloned()
+                .ok_or(raft::Error::Store(StorageError::Compacted))?
         };
         let mut e = Entry::default();
         e.set_entry_type(EntryType::EntryNormal);
@@ -163,20 +246,37 @@ impl Storage for ReplicaStorage {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        let m = self.0.borrow();
-        if low < m.first_index() {
+        let mut m = self.0.borrow_mut();
+        if low < m.first_index() || low <= m.unreadable_through {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         if high > m.last_index() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let max = max_size.into().unwrap_or(u64::MAX);
-        let mut out = Vec::with_capacity((high - low) as usize);
+        let mut out = Vec::with_capacity(((high - low) as usize).min(1024));
         let mut size = 0u64;
         for index in low..high {
-            let e = m.entry(index)?;
+            let e = match m.entry(index) {
+                Ok(e) => e,
+                // Below the window and not fetched: what is there so far,
+                // or a fetch from the log when the caller can wait for it.
+                Err(raft::Error::Store(StorageError::Compacted)) if !out.is_empty() => break,
+                Err(raft::Error::Store(StorageError::Compacted)) if context.can_async() => {
+                    if !m.fetches.iter().any(|f| f.low == low) {
+                        m.fetches.push(FetchRequest {
+                            low,
+                            high,
+                            max_bytes: max,
+                            context,
+                        });
+                    }
+                    return Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
+                }
+                Err(e) => return Err(e),
+            };
             size += e.data.len() as u64 + 32;
             // raft-rs wants at least one entry, then stops at the limit.
             if !out.is_empty() && size > max {
@@ -263,5 +363,45 @@ mod tests {
             .push(rec(3, 3, 2, 4), Bytes::from_static(b"dddd"));
         let es = s.entries(3, 4, None, GetEntriesContext::empty(false)).unwrap();
         assert_eq!((es[0].term, &es[0].data[..]), (3, &b"dddd"[..]));
+    }
+
+    /// Below the window: an asynchronous caller gets a fetch recorded and
+    /// `LogTemporarilyUnavailable`, then the fetched data; a synchronous
+    /// one gets `Compacted`. Entries not yet applied are never dropped.
+    #[test]
+    fn entries_below_the_window_are_fetched_and_unapplied_ones_kept() {
+        let mem = Rc::new(RefCell::new(RaftMemory::new(
+            HardState::default(),
+            ConfState::default(),
+            Vec::new(),
+        )));
+        mem.borrow_mut().set_window_bytes_max(4);
+        let s = ReplicaStorage(mem.clone());
+        for i in 1..=4u64 {
+            mem.borrow_mut()
+                .push(rec(i, 1, i - 1, 1), Bytes::from_static(b"abc"));
+        }
+        assert_eq!(mem.borrow().window_start(), 1, "nothing applied, nothing dropped");
+        mem.borrow_mut().set_applied(3);
+        assert_eq!(mem.borrow().window_start(), 4);
+        let sync = s.entries(1, 5, None, GetEntriesContext::empty(false));
+        assert_eq!(sync.unwrap_err(), raft::Error::Store(StorageError::Compacted));
+        let wait = s.entries(2, 5, None, GetEntriesContext::empty(true));
+        assert_eq!(
+            wait.unwrap_err(),
+            raft::Error::Store(StorageError::LogTemporarilyUnavailable)
+        );
+        let fetches = mem.borrow_mut().take_fetches();
+        assert_eq!((fetches.len(), fetches[0].low, fetches[0].high), (1, 2, 5));
+        mem.borrow_mut().set_fetched(vec![
+            (2, Bytes::from_static(b"two")),
+            (3, Bytes::from_static(b"3")),
+        ]);
+        let es = s.entries(2, 5, None, GetEntriesContext::empty(true)).unwrap();
+        let data: Vec<&[u8]> = es.iter().map(|e| &e.data[..]).collect();
+        assert_eq!(data, [&b"two"[..], b"3", b"abc"]);
+        mem.borrow_mut().set_unreadable_through(2);
+        let gone = s.entries(2, 5, None, GetEntriesContext::empty(true));
+        assert_eq!(gone.unwrap_err(), raft::Error::Store(StorageError::Compacted));
     }
 }
