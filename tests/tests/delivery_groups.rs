@@ -22,6 +22,8 @@ struct ConsumerProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: Arc<Mutex<Vec<String>>>,
+    /// Reads the child's stdout into `lines`; ends when the child exits.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ConsumerProcess {
@@ -35,13 +37,18 @@ impl ConsumerProcess {
         let stdout = child.stdout.take().expect("stdout");
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = lines.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 sink.lock().unwrap().push(line);
             }
         });
         let stdin = child.stdin.take();
-        ConsumerProcess { child, stdin, lines }
+        ConsumerProcess {
+            child,
+            stdin,
+            lines,
+            reader: Some(reader),
+        }
     }
 
     fn lines(&self) -> Vec<String> {
@@ -53,6 +60,10 @@ impl ConsumerProcess {
         drop(self.stdin.take());
         let status = self.child.wait().expect("wait consumer");
         assert!(status.success(), "consumer exited with {status}");
+        // Its last lines may still be in the pipe: read them all first.
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("stdout reader");
+        }
         assert_eq!(self.lines().last().map(String::as_str), Some("left"));
     }
 
