@@ -7,7 +7,8 @@
 //! when it rejoins; a replica dropped without closing reopens from its
 //! files (hard state, sidecar reconciled with the log) and catches up; a
 //! follower behind the leader's in-memory entry window catches up from
-//! the leader's log.
+//! the leader's log; a follower behind the leader's log start (retention)
+//! installs a snapshot and catches up from there, also across a reopen.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
@@ -59,8 +60,8 @@ struct Replica {
     hw: Rc<Cell<u64>>,
 }
 
-async fn open_replica(id: u64, dir: &Path) -> Replica {
-    let log = PartitionLog::open(dir, log_config()).await.expect("open log");
+async fn open_replica(id: u64, dir: &Path, config: LogConfig) -> Replica {
+    let log = PartitionLog::open(dir, config).await.expect("open log");
     let hw = Rc::new(Cell::new(0));
     let on_commit = {
         let (hw, log) = (hw.clone(), log.clone());
@@ -93,11 +94,15 @@ struct Cluster {
 impl Cluster {
     /// Three fresh replicas under `root`.
     async fn open(root: &Path) -> Rc<Cluster> {
+        Self::open_with(root, log_config()).await
+    }
+
+    async fn open_with(root: &Path, config: LogConfig) -> Rc<Cluster> {
         let mut replicas = Vec::new();
         for id in VOTERS {
             let dir = root.join(format!("replica-{id}"));
             std::fs::create_dir_all(&dir).unwrap();
-            replicas.push(Some(open_replica(id, &dir).await));
+            replicas.push(Some(open_replica(id, &dir, config.clone()).await));
         }
         Rc::new(Cluster {
             replicas: RefCell::new(replicas),
@@ -219,8 +224,9 @@ async fn log_batches(log: &PartitionLog) -> Vec<(u64, Vec<u8>)> {
     out
 }
 
-/// No offset holds two different batches on two replicas, and everything
-/// below `committed_end` is on all of them.
+/// No offset holds two different batches on two replicas (compared where
+/// both hold it: retention may have removed a prefix on some), and
+/// everything below `committed_end` is on all of them.
 async fn assert_logs_agree(cluster: &Cluster, committed_end: u64) {
     let mut logs = Vec::new();
     for r in cluster.replicas.borrow().iter().flatten() {
@@ -228,23 +234,30 @@ async fn assert_logs_agree(cluster: &Cluster, committed_end: u64) {
     }
     let mut contents = Vec::new();
     for (id, log) in &logs {
-        contents.push((*id, log_batches(log).await));
+        let batches: std::collections::BTreeMap<u64, Vec<u8>> = log_batches(log).await.into_iter().collect();
+        contents.push((*id, batches));
     }
     let (first_id, first) = &contents[0];
     for (id, other) in &contents[1..] {
-        for ((a_off, a), (b_off, b)) in first.iter().zip(other) {
-            assert_eq!(
-                a_off, b_off,
-                "replicas {first_id} and {id} place batches differently"
-            );
-            assert_eq!(
-                a, b,
-                "replicas {first_id} and {id} hold different bytes at offset {a_off}"
-            );
+        for (offset, a) in first {
+            if let Some(b) = other.get(offset) {
+                assert_eq!(
+                    a, b,
+                    "replicas {first_id} and {id} hold different bytes at offset {offset}"
+                );
+            } else {
+                let covered = other.range(..offset).next_back().is_some_and(|(&o, b)| {
+                    o + u64::from(batch::BatchHeader::parse(b).unwrap().record_count) > *offset
+                });
+                assert!(
+                    !covered,
+                    "replicas {first_id} and {id} place batches differently at {offset}"
+                );
+            }
         }
     }
     for (id, c) in &contents {
-        let end = c.last().map_or(0, |(_, b)| {
+        let end = c.values().next_back().map_or(0, |b| {
             let h = batch::BatchHeader::parse(b).unwrap();
             h.next_offset()
         });
@@ -382,7 +395,7 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
             assert_eq!(c.base_offset, expected_next);
             expected_next += c.records;
         }
-        let reopened = open_replica(crashed, &dir).await;
+        let reopened = open_replica(crashed, &dir, log_config()).await;
         cluster.replicas.borrow_mut()[crashed as usize - 1] = Some(reopened);
         cluster
             .until("the crashed replica caught up", |c| {
@@ -442,5 +455,165 @@ fn a_follower_behind_the_entry_window_catches_up_from_the_log() {
         assert!(fetched > 0, "the catch-up never read below the window");
         assert_logs_agree(&cluster, expected_next).await;
         cluster.close().await;
+    });
+}
+
+/// A follower cut off while retention removes, on the leader and the other
+/// follower, segments it never received (must-show 4 of issue 14, in
+/// process): once back, the leader sends a snapshot (the last removed
+/// entry and the log start after it); the follower empties its log,
+/// restarts it at the leader's log start and takes the entries after it.
+/// Reopened from its files, it keeps that start and goes on replicating.
+#[test]
+fn a_follower_behind_the_log_start_installs_a_snapshot_and_catches_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let config = LogConfig {
+        segment_bytes_max: 64 << 10,
+        preallocate_bytes: 64 << 10,
+        retention_bytes: Some(128 << 10),
+        ..log_config()
+    };
+    run(move || async move {
+        let cluster = Cluster::open_with(&root, config.clone()).await;
+        cluster
+            .until("a leader", |c| c.leader_among(&VOTERS).is_some())
+            .await;
+        let leader = cluster.leader_among(&VOTERS).unwrap();
+        let behind = *VOTERS.iter().find(|&&id| id != leader).unwrap();
+        // It holds a little, then is cut off.
+        let mut expected_next = 0;
+        for r in cluster.produce(leader, vec![vec![make_batch(1, 5)]]).await {
+            expected_next += r.expect("committed").records;
+        }
+        cluster
+            .until("the follower has the first batch", |c| {
+                c.hw(behind) == expected_next
+            })
+            .await;
+        cluster.isolated.borrow_mut().insert(behind);
+
+        // ~600 KiB in 1.5 KiB batches: about ten 64 KiB segments.
+        for round in 0..10u64 {
+            let requests: Vec<Vec<BytesMut>> = (0..40u64)
+                .map(|i| vec![make_batch(100 + round * 100 + i, 40)])
+                .collect();
+            for r in cluster.produce(leader, requests).await {
+                let c = r.expect("two of three commit");
+                assert_eq!(c.base_offset, expected_next);
+                expected_next += c.records;
+            }
+        }
+        let live: Vec<(u64, Rc<PartitionLog>)> = cluster
+            .replicas
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|r| r.id != behind)
+            .map(|r| (r.id, r.log.clone()))
+            .collect();
+        for (_, log) in &live {
+            let removed = log.apply_retention(i64::MAX / 2).await.expect("retention");
+            assert!(removed > 0, "retention removed segments");
+        }
+        let leader_start = live
+            .iter()
+            .find(|(id, _)| *id == leader)
+            .map(|(_, l)| l.log_start_offset())
+            .unwrap();
+        println!("leader log start {leader_start}, committed end {expected_next}");
+
+        cluster.isolated.borrow_mut().clear();
+        cluster
+            .until("the follower behind the log start caught up", |c| {
+                c.hw(behind) == expected_next
+            })
+            .await;
+        let (installed, follower_start) = {
+            let rs = cluster.replicas.borrow();
+            let r = rs[behind as usize - 1].as_ref().unwrap();
+            (r.group.installed_total(), r.log.log_start_offset())
+        };
+        assert_eq!(installed, 1, "one snapshot installed");
+        assert_eq!(
+            follower_start, leader_start,
+            "the follower's log starts at the leader's"
+        );
+        assert_logs_agree(&cluster, expected_next).await;
+
+        // Reopened from its files (closed cleanly), it keeps its start and
+        // goes on replicating.
+        let (group, log, dir) = {
+            let mut rs = cluster.replicas.borrow_mut();
+            let r = rs[behind as usize - 1].take().unwrap();
+            (r.group, r.log, r.dir)
+        };
+        group.close().await;
+        log.close().await.unwrap();
+        drop((group, log));
+        let reopened = open_replica(behind, &dir, config.clone()).await;
+        assert_eq!(reopened.log.log_start_offset(), leader_start);
+        cluster.replicas.borrow_mut()[behind as usize - 1] = Some(reopened);
+        let leader = cluster.leader_among(&VOTERS).unwrap();
+        let more: Vec<Vec<BytesMut>> = (0..10u64).map(|i| vec![make_batch(5000 + i, 3)]).collect();
+        for r in cluster.produce(leader, more).await {
+            let c = r.expect("committed after the reopen");
+            assert_eq!(c.base_offset, expected_next);
+            expected_next += c.records;
+        }
+        cluster
+            .until("the reopened follower caught up", |c| {
+                c.hw(behind) == expected_next
+            })
+            .await;
+        assert_logs_agree(&cluster, expected_next).await;
+        cluster.close().await;
+    });
+}
+
+/// A snapshot install cut short by a crash (its base persisted with the
+/// hard state, the old log still there) is finished when the replica
+/// opens: the log restarts at the base's offset, the raft log after the
+/// base's index, and the replica then takes entries from there.
+#[test]
+fn an_interrupted_snapshot_install_is_finished_on_open() {
+    use shoal_storage::raft_files::{store_hard_state, HardStateRecord, SnapshotBase};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("replica-1");
+    std::fs::create_dir_all(&dir).unwrap();
+    run(move || async move {
+        let log = PartitionLog::open(&dir, log_config()).await.expect("open log");
+        for i in 0..10u64 {
+            log.append(make_batch(i, 8)).await.expect("append");
+        }
+        assert_eq!(log.log_end_offset(), 80);
+        let base = SnapshotBase {
+            index: 50,
+            term: 3,
+            offset: 500,
+        };
+        let hs = HardStateRecord {
+            term: 3,
+            vote: 2,
+            commit: 50,
+            voters: VOTERS.to_vec(),
+            snapshot: Some(base),
+        };
+        store_hard_state(&shoal_storage::DmaDevice, &dir, &hs)
+            .await
+            .unwrap();
+        log.close().await.unwrap();
+        drop(log);
+
+        let replica = open_replica(1, &dir, log_config()).await;
+        let b = replica.log.bounds();
+        assert_eq!((b.log_start_offset, b.log_end_offset), (500, 500));
+        assert_eq!(
+            replica.group.indexes(),
+            (50, 50),
+            "(last index, commit) at the base"
+        );
+        replica.group.close().await;
+        replica.log.close().await.unwrap();
     });
 }

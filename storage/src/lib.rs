@@ -22,7 +22,7 @@
 //! ```text
 //! partition_log      the log: open/recovery, append, roll, bounds
 //!   log_reader       reads by offset and time (impl PartitionLog)
-//!   log_maintenance  truncate_suffix, retention, compaction (impl PartitionLog)
+//!   log_maintenance  truncate_suffix, reset_to, retention, compaction (impl PartitionLog)
 //!   write_pipeline   tail buffers, cache and marks shared with the writer
 //!                    and syncer tasks; the I/O of group commit
 //!     group_commit   sans-IO: written/synced marks, dirty segments, the
@@ -170,6 +170,8 @@
 //! synced end and the high watermark) supersede older ones;
 //! `truncate_suffix` cuts a diverged tail for a follower, settling a
 //! checkpoint at the cut before it cuts the data.
+//! `reset_to` empties the log and restarts it at a later offset (a
+//! follower installing a leader's snapshot), newest segment removed first.
 //!
 //! ## Tests
 //!

@@ -1,4 +1,4 @@
-//! Maintenance: `truncate_suffix`, retention and compaction.
+//! Maintenance: `truncate_suffix`, `reset_to`, retention and compaction.
 //!
 //! These change which segments exist, so they run one at a time (the
 //! `rewriting` flag). `truncate_suffix` also holds appends (and rolls) off
@@ -127,6 +127,58 @@ impl<D: Device> PartitionLog<D> {
         self.pipeline.settle_to(cut.offset).await?;
         keep.truncate(cut.data_len, &self.config).await?;
         Ok(cut.offset)
+    }
+
+    /// Empties the log and restarts it at `offset`: a follower installing a
+    /// leader's snapshot, whose retention removed every batch before
+    /// `offset`. Nothing this log holds is kept (a tail past `offset` can
+    /// only be uncommitted, since the leader's committed log differs there).
+    ///
+    /// Crash safety: the segments are removed newest first, so a crash
+    /// leaves a shorter log (or none, which opens empty at 0), never a gap;
+    /// the new empty segment at `offset` is created last. The caller
+    /// persists `offset` before it calls this and calls it again on open
+    /// while the log starts below `offset`. A failure midway fences the log.
+    pub async fn reset_to(&self, offset: u64) -> Result<(), LogError> {
+        self.begin_rewrite().await?;
+        self.maintenance.set(true);
+        let result = self.reset_inner(offset).await;
+        if let Err(e) = &result {
+            if !matches!(e, LogError::Fenced { .. } | LogError::Closed) {
+                self.pipeline.fence("reset_to", e.to_string());
+            }
+        }
+        self.maintenance.set(false);
+        self.end_rewrite();
+        result
+    }
+
+    async fn reset_inner(&self, offset: u64) -> Result<(), LogError> {
+        let end = self.pipeline.log_end();
+        // As in truncate_suffix: every placed append returns before the
+        // tail restarts, and no checkpoint write runs across it.
+        self.sync_to(end).await?;
+        while self.appends_placed.get() > 0 {
+            self.check_writable()?;
+            self.pipeline.changed().notified().await;
+        }
+        self.pipeline.wait_syncer_idle().await?;
+        let doomed: Vec<Rc<Segment<D>>> = std::mem::take(&mut *self.segments.borrow_mut())
+            .into_values()
+            .rev()
+            .collect();
+        for segment in &doomed {
+            segment.remove_files(&self.device, &self.dir).await?;
+            sync_dir(&self.device, &self.dir).await?;
+        }
+        let fresh = Segment::create(&self.device, &self.dir, offset, &self.config).await?;
+        self.segments.borrow_mut().insert(offset, fresh.clone());
+        self.log_start.set(offset);
+        self.restart_at(fresh, Mark::segment_start(offset), &[]);
+        self.pipeline.cache_mut().drop_before(offset);
+        self.high_watermark.set(offset);
+        self.pipeline.settle_to(offset).await?;
+        Ok(())
     }
 
     /// Removes the segments after the one holding `offset`, durably, and

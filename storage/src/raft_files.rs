@@ -14,9 +14,11 @@
 //! file must not be used again (the caller fences the partition): it is
 //! never retried and trusted.
 //!
-//! **The hard state** (term, vote, commit, voters) is one small file
-//! written atomically (temporary file, fdatasync, rename, directory sync)
-//! with a CRC; a missing file is the initial state.
+//! **The hard state** (term, vote, commit, voters, and the installed
+//! snapshot's base when there is one) is one small file written atomically
+//! (temporary file, fdatasync, rename, directory sync) with a CRC; a
+//! missing file is the initial state. A file without a snapshot base has
+//! the layout it had before snapshots existed.
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -39,6 +41,18 @@ pub struct HardStateRecord {
     pub vote: u64,
     pub commit: u64,
     pub voters: Vec<u64>,
+    /// The last snapshot this replica installed: its log starts there.
+    pub snapshot: Option<SnapshotBase>,
+}
+
+/// Where a replica's raft log starts after it installed a leader's
+/// snapshot: entry `index` (of `term`) is the last one it does not hold,
+/// and the log's first offset is `offset` (the leader's log start then).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SnapshotBase {
+    pub index: u64,
+    pub term: u64,
+    pub offset: u64,
 }
 
 impl HardStateRecord {
@@ -51,6 +65,11 @@ impl HardStateRecord {
         out.extend_from_slice(&(self.voters.len() as u32).to_le_bytes());
         for v in &self.voters {
             out.extend_from_slice(&v.to_le_bytes());
+        }
+        if let Some(base) = &self.snapshot {
+            for v in [base.index, base.term, base.offset] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
         }
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -68,14 +87,21 @@ impl HardStateRecord {
         }
         let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
         let count = u32::from_le_bytes(body[28..32].try_into().expect("4 bytes")) as usize;
-        if count > VOTERS_MAX || body.len() != 32 + 8 * count {
+        let voters_end = 32 + 8 * count;
+        if count > VOTERS_MAX || (body.len() != voters_end && body.len() != voters_end + 24) {
             return Err(format!("bad voter count {count}"));
         }
+        let snapshot = (body.len() > voters_end).then(|| SnapshotBase {
+            index: u64_at(voters_end),
+            term: u64_at(voters_end + 8),
+            offset: u64_at(voters_end + 16),
+        });
         Ok(HardStateRecord {
             term: u64_at(4),
             vote: u64_at(12),
             commit: u64_at(20),
             voters: (0..count).map(|i| u64_at(32 + 8 * i)).collect(),
+            snapshot,
         })
     }
 }
@@ -266,19 +292,32 @@ mod tests {
     /// The hard state round-trips; damage and truncation are errors.
     #[test]
     fn hard_state_codec() {
-        let hs = HardStateRecord {
+        let plain = HardStateRecord {
             term: 7,
             vote: 2,
             commit: 99,
             voters: vec![1, 2, 3],
+            snapshot: None,
         };
-        let bytes = hs.encode();
-        assert_eq!(HardStateRecord::decode(&bytes), Ok(hs));
-        for cut in 0..bytes.len() {
-            assert!(HardStateRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        let installed = HardStateRecord {
+            snapshot: Some(SnapshotBase {
+                index: 90,
+                term: 6,
+                offset: 12_345,
+            }),
+            ..plain.clone()
+        };
+        // Without a snapshot base the layout is the one before snapshots.
+        assert_eq!(plain.encode().len(), 32 + 3 * 8 + 4);
+        for hs in [plain, installed] {
+            let bytes = hs.encode();
+            assert_eq!(HardStateRecord::decode(&bytes), Ok(hs));
+            for cut in 0..bytes.len() {
+                assert!(HardStateRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut bad = bytes.clone();
+            bad[9] ^= 1;
+            assert!(HardStateRecord::decode(&bad).is_err());
         }
-        let mut bad = bytes.clone();
-        bad[9] ^= 1;
-        assert!(HardStateRecord::decode(&bad).is_err());
     }
 }

@@ -187,12 +187,15 @@ pub enum ReconcileError {
 /// rules); the sidecar's records are cut back to the last entry whose
 /// records the log holds whole, and the log is cut back to the end of that
 /// entry. Neither cut may remove an entry at or below `committed_index`
-/// (the commit index of the persisted HardState).
+/// (the commit index of the persisted HardState). `base_index` is the
+/// last entry before the log's first possible record: the installed
+/// snapshot's index, 0 without one (an empty sidecar then keeps it).
 pub fn reconcile(
     records: &[EntryRecord],
     log_start: u64,
     log_end: u64,
     committed_index: u64,
+    base_index: u64,
 ) -> Result<Reconciled, ReconcileError> {
     if let Some(first) = records.first() {
         if first.base_offset > log_end {
@@ -205,7 +208,7 @@ pub fn reconcile(
     }
     let keep_records = records.iter().take_while(|r| r.end_offset() <= log_end).count();
     let kept_index = match keep_records {
-        0 => records.first().map_or(0, |r| r.index - 1),
+        0 => records.first().map_or(base_index, |r| r.index - 1),
         n => records[n - 1].index,
     };
     if kept_index < committed_index {
@@ -300,7 +303,7 @@ mod tests {
     #[test]
     fn reconcile_cuts_whichever_runs_ahead() {
         let records = chain(&[0, 3, 5, 0, 4]); // ends 0, 3, 8, 8, 12
-        let r = reconcile(&records, 0, 12, 5).unwrap();
+        let r = reconcile(&records, 0, 12, 5, 0).unwrap();
         assert_eq!(
             r,
             Reconciled {
@@ -309,7 +312,7 @@ mod tests {
             }
         );
         // The log lost the last batch: the sidecar drops its record.
-        let r = reconcile(&records, 0, 8, 3).unwrap();
+        let r = reconcile(&records, 0, 8, 3, 0).unwrap();
         assert_eq!(
             r,
             Reconciled {
@@ -319,7 +322,7 @@ mod tests {
         );
         // The log holds part of the last batch's offsets (impossible for
         // whole batches, but the rule is the same): cut at the entry end.
-        let r = reconcile(&records, 0, 10, 2).unwrap();
+        let r = reconcile(&records, 0, 10, 2, 0).unwrap();
         assert_eq!(
             r,
             Reconciled {
@@ -328,7 +331,7 @@ mod tests {
             }
         );
         // The log runs past the sidecar: cut the log.
-        let r = reconcile(&records[..3], 0, 12, 3).unwrap();
+        let r = reconcile(&records[..3], 0, 12, 3, 0).unwrap();
         assert_eq!(
             r,
             Reconciled {
@@ -337,7 +340,7 @@ mod tests {
             }
         );
         // Nothing in the sidecar: the log must be empty of entries too.
-        let r = reconcile(&[], 0, 12, 0).unwrap();
+        let r = reconcile(&[], 0, 12, 0, 0).unwrap();
         assert_eq!(
             r,
             Reconciled {
@@ -345,13 +348,24 @@ mod tests {
                 cut_log_at: Some(0)
             }
         );
+        // An installed snapshot (entry 9 ends at offset 40) and nothing
+        // since: the committed index 9 is the snapshot's, not missing.
+        let r = reconcile(&[], 40, 40, 9, 9).unwrap();
+        assert_eq!(
+            r,
+            Reconciled {
+                keep_records: 0,
+                cut_log_at: None
+            }
+        );
+        assert!(reconcile(&[], 40, 40, 9, 0).is_err());
     }
 
     /// A cut that would remove a committed entry is refused.
     #[test]
     fn reconcile_never_cuts_committed_entries() {
         let records = chain(&[0, 3, 5, 0, 4]);
-        let err = reconcile(&records, 0, 8, 5).unwrap_err();
+        let err = reconcile(&records, 0, 8, 5, 0).unwrap_err();
         assert!(matches!(
             err,
             ReconcileError::CommittedMissing {
@@ -360,7 +374,7 @@ mod tests {
                 what: "log"
             }
         ));
-        let err = reconcile(&records[..2], 0, 12, 3).unwrap_err();
+        let err = reconcile(&records[..2], 0, 12, 3, 0).unwrap_err();
         assert!(matches!(
             err,
             ReconcileError::CommittedMissing {
@@ -374,7 +388,7 @@ mod tests {
             r.base_offset += 100;
         }
         assert!(matches!(
-            reconcile(&late, 0, 12, 0),
+            reconcile(&late, 0, 12, 0, 0),
             Err(ReconcileError::Disjoint { .. })
         ));
     }

@@ -278,3 +278,48 @@ fn stats_count_sync_latency_and_cache_reads() {
         log.close().await.expect("close");
     });
 }
+
+/// `reset_to` empties a log and restarts it at a later offset (a follower
+/// installing a snapshot): reads below it are out of range, the next
+/// batch is placed there, and a reopen finds the log starting there.
+#[test]
+fn reset_to_restarts_an_emptied_log_at_a_later_offset() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().to_path_buf();
+    run_local(|| async move {
+        let log = PartitionLog::open(&dir, small_config(FlushPolicy::Always))
+            .await
+            .expect("open");
+        for i in 0..40u64 {
+            log.append(make_batch(i, 2, 500)).await.expect("append");
+        }
+        assert!(log.segment_bases().len() > 1, "several segments to remove");
+        assert_eq!(log.log_end_offset(), 80);
+        log.reset_to(500).await.expect("reset");
+        assert_eq!(log.segment_bases(), vec![500]);
+        let b = log.bounds();
+        assert_eq!(
+            (b.log_start_offset, b.high_watermark, b.log_end_offset),
+            (500, 500, 500)
+        );
+        assert!(matches!(
+            log.read(79, 100).await,
+            Err(shoal_storage::LogError::OffsetOutOfRange { .. })
+        ));
+        let mut next = make_batch(1000, 3, 10);
+        batch::patch(&mut next, 500, 1, 1_700_000_000_000);
+        let ack = log
+            .append_replicated(vec![next], shoal_storage::Durability::Fsynced)
+            .await
+            .expect("append at the new start");
+        assert_eq!(ack[0].base_offset, 500);
+        log.close().await.expect("close");
+
+        let log = PartitionLog::open(&dir, small_config(FlushPolicy::Always))
+            .await
+            .expect("reopen");
+        let b = log.bounds();
+        assert_eq!((b.log_start_offset, b.log_end_offset), (500, 503));
+        assert_eq!(log.read(500, 1 << 16).await.expect("read").batches.len(), 1);
+    });
+}

@@ -86,6 +86,7 @@ fn hard_state_is_replaced_atomically() {
                 vote: term % 3 + 1,
                 commit: term * 10,
                 voters: vec![1, 2, 3],
+                snapshot: None,
             };
             store_hard_state(&device, &dir, &hs).await.unwrap();
             assert_eq!(load_hard_state(&device, &dir).await.unwrap(), Some(hs));

@@ -31,14 +31,14 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
-use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message};
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Message, MessageType};
 use raft::{RawNode, StateRole};
 use shoal_protocol::batch;
 use shoal_storage::raft_files::{load_hard_state, store_hard_state, HardStateRecord, RaftIndexFile};
 use shoal_storage::raft_index::{reconcile, EntryRecord, ScanStop};
 use shoal_storage::{DmaDevice, Durability, PartitionLog};
 
-use super::raft_storage::{RaftMemory, ReplicaStorage};
+use super::raft_storage::{snapshot_base, RaftMemory, ReplicaStorage};
 use crate::runtime::now_ms;
 
 /// Milliseconds per raft tick.
@@ -132,6 +132,9 @@ pub struct RaftGroup {
     transfer_asked: Cell<bool>,
     /// Entries read back from the log for followers (below the window).
     fetched_total: Cell<u64>,
+    /// Followers sent a snapshot in the last round (reported next round).
+    snapshots_sent: RefCell<Vec<u64>>,
+    installed_total: Cell<u64>,
 }
 
 /// raft-rs logs through slog; this forwards to tracing (debug and up).
@@ -178,9 +181,24 @@ impl RaftGroup {
         let (mut sidecar, stop) = RaftIndexFile::open(&device, &dir)
             .await
             .map_err(|e| e.to_string())?;
+        let base = hs.snapshot.unwrap_or_default();
+        if hs.snapshot.is_some() && log.log_start_offset() < base.offset {
+            // A snapshot install a crash interrupted (its base is persisted
+            // first): finish it.
+            tracing::warn!(dir = %dir.display(), index = base.index, offset = base.offset,
+                "finishing an interrupted snapshot install");
+            sidecar.truncate_from(0).await.map_err(|e| e.to_string())?;
+            log.reset_to(base.offset).await.map_err(|e| e.to_string())?;
+        }
         let records = sidecar.records().to_vec();
-        let plan = reconcile(&records, log.log_start_offset(), log.log_end_offset(), hs.commit)
-            .map_err(|e| e.to_string())?;
+        let plan = reconcile(
+            &records,
+            log.log_start_offset(),
+            log.log_end_offset(),
+            hs.commit,
+            base.index,
+        )
+        .map_err(|e| e.to_string())?;
         if plan.keep_records < records.len() || matches!(stop, ScanStop::Torn { .. }) {
             let from = records
                 .get(plan.keep_records)
@@ -199,7 +217,8 @@ impl RaftGroup {
             ..HardState::default()
         };
         let conf = ConfState::from((voters.to_vec(), Vec::<u64>::new()));
-        let mem = Rc::new(RefCell::new(RaftMemory::new(hard, conf, records)));
+        let mem = Rc::new(RefCell::new(RaftMemory::new(hard, conf, records, base)));
+        mem.borrow_mut().set_log_start(log.log_start_offset());
         let last_append_ms = refill_window(&log, &mem).await?;
         let config = raft::Config {
             id,
@@ -237,6 +256,8 @@ impl RaftGroup {
             applied: Cell::new(hs.commit),
             transfer_asked: Cell::new(false),
             fetched_total: Cell::new(0),
+            snapshots_sent: RefCell::new(Vec::new()),
+            installed_total: Cell::new(0),
         });
         if let Some(end) = committed_end {
             (group.on_commit)(end);
@@ -357,6 +378,16 @@ impl RaftGroup {
     }
 
     async fn round_inner(&self, tick: bool, send: &dyn Fn(Vec<Message>)) -> Result<(), String> {
+        self.mem.borrow_mut().set_log_start(self.log.log_start_offset());
+        for to in std::mem::take(&mut *self.snapshots_sent.borrow_mut()) {
+            // Our snapshots are a few bytes and ride the link in order with
+            // the appends after them: report them sent, so the leader
+            // probes the follower right after (a lost one makes it fall
+            // behind the log start again, and get another).
+            self.node
+                .borrow_mut()
+                .report_snapshot(to, raft::SnapshotStatus::Finish);
+        }
         self.serve_fetches().await;
         let mut ready = {
             let mut node = self.node.borrow_mut();
@@ -378,9 +409,16 @@ impl RaftGroup {
             }
             node.ready()
         };
-        send(ready.take_messages());
+        let messages = ready.take_messages();
+        self.snapshots_sent.borrow_mut().extend(
+            messages
+                .iter()
+                .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
+                .map(|m| m.to),
+        );
+        send(messages);
         if !ready.snapshot().is_empty() {
-            return Err("a snapshot arrived; installing snapshots is not built".into());
+            self.install_snapshot(ready.snapshot(), ready.hs()).await?;
         }
         self.apply(&ready.take_committed_entries());
         self.persist_entries(ready.take_entries()).await?;
@@ -395,12 +433,50 @@ impl RaftGroup {
         Ok(())
     }
 
+    /// Installs a leader's snapshot (this follower is behind the leader's
+    /// log start): persists its base with the hard state first, then
+    /// empties the sidecar and the log and restarts the log at the base's
+    /// offset; `open` finishes an install a crash interrupted. Everything
+    /// this replica held was at most its uncommitted tail or entries the
+    /// leader's retention removed.
+    async fn install_snapshot(
+        &self,
+        snap: &raft::eraftpb::Snapshot,
+        hs: Option<&HardState>,
+    ) -> Result<(), String> {
+        let base = snapshot_base(snap)?;
+        let voters = &snap.get_metadata().get_conf_state().voters;
+        if *voters != self.mem.borrow().conf.voters {
+            return Err(format!("a snapshot for voters {voters:?}"));
+        }
+        tracing::info!(dir = %self.dir.display(), index = base.index, term = base.term, offset = base.offset,
+            "installing a snapshot: the log restarts at the leader's log start");
+        let mut hard = hs.cloned().unwrap_or_else(|| self.mem.borrow().hard.clone());
+        hard.commit = hard.commit.max(base.index);
+        self.mem.borrow_mut().install(base);
+        self.store_hard_state(&hard).await?;
+        self.persisted.set((hard.term, hard.vote));
+        let mut sidecar = self.sidecar.borrow_mut().take().ok_or("the sidecar is in use")?;
+        let cut = sidecar.truncate_from(0).await;
+        *self.sidecar.borrow_mut() = Some(sidecar);
+        cut.map_err(|e| e.to_string())?;
+        self.log.reset_to(base.offset).await.map_err(|e| e.to_string())?;
+        self.proposed_ends.borrow_mut().clear();
+        self.applied.set(base.index);
+        self.installed_total.set(self.installed_total.get() + 1);
+        (self.on_commit)(base.offset);
+        Ok(())
+    }
+
+    /// Snapshots this replica installed since it opened.
+    pub fn installed_total(&self) -> u64 {
+        self.installed_total.get()
+    }
+
     /// Reads from the log the entries raft-rs asked for below the window
     /// (a follower catching up from far behind) and hands each fetch back
     /// to raft-rs, which sends them at once; they are then forgotten. Done
-    /// at the start of a round, outside `ready`/`advance`. A fetch the log
-    /// cannot serve (retention removed the batches) marks those entries
-    /// unreadable: the leader then wants a snapshot, which is not built.
+    /// at the start of a round, outside `ready`/`advance`.
     async fn serve_fetches(&self) {
         let requests = self.mem.borrow_mut().take_fetches();
         for request in requests {
@@ -414,9 +490,11 @@ impl RaftGroup {
                     self.mem.borrow_mut().set_fetched(Vec::new());
                 }
                 Err(FetchError::Unreadable(reason)) => {
-                    tracing::warn!(dir = %self.dir.display(), index = request.low, %reason,
-                        "a follower needs entries retention removed; it waits (snapshots are not built)");
-                    self.mem.borrow_mut().set_unreadable_through(request.low);
+                    // Retention ran since the round began: raft asks again
+                    // and, below the new log start, sends a snapshot.
+                    tracing::debug!(dir = %self.dir.display(), index = request.low, %reason,
+                        "entries for a follower were just removed");
+                    self.mem.borrow_mut().set_log_start(self.log.log_start_offset());
                 }
                 Err(FetchError::Failed(reason)) => {
                     tracing::warn!(dir = %self.dir.display(), index = request.low, %reason,
@@ -625,12 +703,16 @@ impl RaftGroup {
     }
 
     async fn store_hard_state(&self, hs: &HardState) -> Result<(), String> {
-        let voters = self.mem.borrow().conf.voters.clone();
+        let (voters, base) = {
+            let m = self.mem.borrow();
+            (m.conf.voters.clone(), m.base())
+        };
         let record = HardStateRecord {
             term: hs.term,
             vote: hs.vote,
             commit: hs.commit,
             voters,
+            snapshot: (base.index > 0).then_some(base),
         };
         store_hard_state(&DmaDevice, &self.dir, &record)
             .await

@@ -17,9 +17,16 @@
 //! `LogTemporarilyUnavailable`; the group's next round reads those batches
 //! from the log ([`RaftMemory::take_fetches`]), hands them over
 //! ([`RaftMemory::set_fetched`]) and calls `on_entries_fetched`, which
-//! sends them. Entries whose batches retention removed are answered
-//! `Compacted`, which makes the leader want a snapshot (not built yet: such
-//! a follower waits, see the design note).
+//! sends them.
+//!
+//! Entries whose batches retention removed (below the log start) are
+//! answered `Compacted`, which makes the leader send a snapshot
+//! ([`ReplicaStorage::snapshot`]): no data, only the last removed entry
+//! (index, term) and the log start offset after it. The follower installs
+//! it by emptying its log and restarting it at that offset
+//! ([`RaftMemory::install`]; the group does the I/O), then takes the
+//! entries after it as usual. Replicas thus converge on the leader's
+//! retained log, as Kafka followers do.
 //!
 //! Only the replica's own storage round changes this state, after the
 //! fdatasync covering it returned: raft-rs never sees an entry as stable
@@ -32,6 +39,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use shoal_storage::raft_files::SnapshotBase;
 use shoal_storage::raft_index::EntryRecord;
 
 /// Cap on the entry data kept in memory per replica.
@@ -66,14 +74,16 @@ pub struct RaftMemory {
     fetched: BTreeMap<u64, Bytes>,
     /// Fetches raft-rs asked for since the last round.
     fetches: Vec<FetchRequest>,
-    /// Entries up to here have no data left in the log (retention removed
-    /// it): only a snapshot could bring a follower past them.
-    unreadable_through: u64,
+    /// The last installed snapshot (all zero without one): the log holds
+    /// no entry at or below its index.
+    base: SnapshotBase,
+    /// The log's first offset: batches below it were removed (retention).
+    log_start: u64,
 }
 
 impl RaftMemory {
-    pub fn new(hard: HardState, conf: ConfState, records: Vec<EntryRecord>) -> Self {
-        let window_start = records.last().map_or(1, |r| r.index + 1);
+    pub fn new(hard: HardState, conf: ConfState, records: Vec<EntryRecord>, base: SnapshotBase) -> Self {
+        let window_start = records.last().map_or(base.index + 1, |r| r.index + 1);
         RaftMemory {
             hard,
             conf,
@@ -85,7 +95,8 @@ impl RaftMemory {
             applied: 0,
             fetched: BTreeMap::new(),
             fetches: Vec::new(),
-            unreadable_through: 0,
+            base,
+            log_start: base.offset,
         }
     }
 
@@ -134,13 +145,63 @@ impl RaftMemory {
         self.fetched = entries.into_iter().collect();
     }
 
-    /// The log no longer holds the data of entries up to `index`.
-    pub fn set_unreadable_through(&mut self, index: u64) {
-        self.unreadable_through = self.unreadable_through.max(index);
+    /// The log's first offset now (retention moves it).
+    pub fn set_log_start(&mut self, offset: u64) {
+        self.log_start = offset;
+    }
+
+    /// Whether entry `index` holds a batch retention removed.
+    fn removed(&self, index: u64) -> bool {
+        self.record(index)
+            .is_some_and(|r| r.record_count > 0 && r.base_offset < self.log_start)
+    }
+
+    /// What a snapshot sent now would hold: the last entry whose batch
+    /// ends at or below the log start, if it is committed (or the base
+    /// this replica installed itself). `None` while there is none.
+    pub fn snapshot_point(&self) -> Option<SnapshotBase> {
+        if self.log_start <= self.base.offset {
+            // Retention removed nothing past the base.
+            return (self.base.index > 0).then_some(self.base);
+        }
+        let last_removed = self
+            .records
+            .iter()
+            .take_while(|r| r.end_offset() <= self.log_start)
+            .last();
+        match last_removed {
+            Some(r) if r.index <= self.hard.commit => Some(SnapshotBase {
+                index: r.index,
+                term: r.term,
+                offset: r.end_offset(),
+            }),
+            Some(_) => None,
+            None => (self.base.index > 0).then_some(self.base),
+        }
+    }
+
+    /// The installed snapshot's base (all zero without one).
+    pub fn base(&self) -> SnapshotBase {
+        self.base
+    }
+
+    /// Forgets every entry and starts after `base` (a snapshot installed:
+    /// the log was emptied and restarts at `base.offset`).
+    pub fn install(&mut self, base: SnapshotBase) {
+        self.records.clear();
+        self.window.clear();
+        self.window_bytes = 0;
+        self.window_start = base.index + 1;
+        self.fetched.clear();
+        self.fetches.clear();
+        self.base = base;
+        self.log_start = base.offset;
+        self.applied = base.index;
+        self.hard.commit = self.hard.commit.max(base.index);
     }
 
     pub fn first_index(&self) -> u64 {
-        self.records.first().map_or(1, |r| r.index)
+        self.records.first().map_or(self.base.index + 1, |r| r.index)
     }
 
     pub fn last_index(&self) -> u64 {
@@ -231,6 +292,30 @@ impl RaftMemory {
     }
 }
 
+/// Tags a snapshot's data (the log start offset after it).
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SRSN";
+
+fn encode_snapshot_data(log_start: u64) -> Bytes {
+    let mut out = Vec::with_capacity(12);
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&log_start.to_le_bytes());
+    Bytes::from(out)
+}
+
+/// The base a received snapshot installs, or why it is not one of ours.
+pub fn snapshot_base(snap: &Snapshot) -> Result<SnapshotBase, String> {
+    let data = &snap.data[..];
+    if data.len() != 12 || &data[..4] != SNAPSHOT_MAGIC {
+        return Err(format!("a snapshot with {} bytes of unknown data", data.len()));
+    }
+    let meta = snap.get_metadata();
+    Ok(SnapshotBase {
+        index: meta.index,
+        term: meta.term,
+        offset: u64::from_le_bytes(data[4..12].try_into().expect("8 bytes")),
+    })
+}
+
 /// The `Storage` raft-rs holds; the replica shares the memory.
 #[derive(Clone)]
 pub struct ReplicaStorage(pub Rc<RefCell<RaftMemory>>);
@@ -249,7 +334,7 @@ impl Storage for ReplicaStorage {
         context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         let mut m = self.0.borrow_mut();
-        if low < m.first_index() || low <= m.unreadable_through {
+        if low < m.first_index() || m.removed(low) {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         if high > m.last_index() + 1 {
@@ -291,10 +376,11 @@ impl Storage for ReplicaStorage {
         let m = self.0.borrow();
         let first = m.first_index();
         if index + 1 == first {
-            // The entry before the first kept one: only the very start is known.
-            return match index {
-                0 => Ok(0),
-                _ => Err(raft::Error::Store(StorageError::Compacted)),
+            // The entry before the first kept one: known only at the very
+            // start (0) or as an installed snapshot's.
+            return match index == m.base.index {
+                true => Ok(m.base.term),
+                false => Err(raft::Error::Store(StorageError::Compacted)),
             };
         }
         if index < first {
@@ -313,9 +399,22 @@ impl Storage for ReplicaStorage {
         Ok(self.0.borrow().last_index())
     }
 
+    /// A snapshot of no data: the last removed entry and the log start
+    /// after it (module header).
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Catch-up below the window is not built (see the module header).
-        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+        let m = self.0.borrow();
+        let Some(point) = m.snapshot_point() else {
+            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+        };
+        let mut snap = Snapshot {
+            data: encode_snapshot_data(point.offset),
+            ..Snapshot::default()
+        };
+        let meta = snap.mut_metadata();
+        meta.index = point.index;
+        meta.term = point.term;
+        meta.set_conf_state(m.conf.clone());
+        Ok(snap)
     }
 }
 
@@ -339,6 +438,7 @@ mod tests {
             HardState::default(),
             ConfState::default(),
             Vec::new(),
+            SnapshotBase::default(),
         )));
         let s = ReplicaStorage(mem.clone());
         assert_eq!((s.first_index().unwrap(), s.last_index().unwrap()), (1, 0));
@@ -374,6 +474,7 @@ mod tests {
             HardState::default(),
             ConfState::default(),
             Vec::new(),
+            SnapshotBase::default(),
         )));
         mem.borrow_mut().set_window_bytes_max(4);
         let s = ReplicaStorage(mem.clone());
@@ -400,8 +501,77 @@ mod tests {
         let es = s.entries(2, 5, None, GetEntriesContext::empty(true)).unwrap();
         let data: Vec<&[u8]> = es.iter().map(|e| &e.data[..]).collect();
         assert_eq!(data, [&b"two"[..], b"3", b"abc"]);
-        mem.borrow_mut().set_unreadable_through(2);
+        mem.borrow_mut().set_log_start(2);
         let gone = s.entries(2, 5, None, GetEntriesContext::empty(true));
         assert_eq!(gone.unwrap_err(), raft::Error::Store(StorageError::Compacted));
+    }
+
+    /// Below the log start entries are `Compacted` and a snapshot names the
+    /// last removed committed entry and the offset after it; installed on
+    /// another replica, it starts that one's log there.
+    #[test]
+    fn a_snapshot_names_the_last_removed_entry_and_installs() {
+        let hard = HardState {
+            commit: 3,
+            ..HardState::default()
+        };
+        let conf = ConfState::from((vec![1, 2, 3], Vec::<u64>::new()));
+        let mem = Rc::new(RefCell::new(RaftMemory::new(
+            hard,
+            conf.clone(),
+            Vec::new(),
+            SnapshotBase::default(),
+        )));
+        let s = ReplicaStorage(mem.clone());
+        for (i, base, n) in [(1u64, 0u64, 0u32), (2, 0, 5), (3, 5, 5), (4, 10, 5)] {
+            mem.borrow_mut()
+                .push(rec(i, 2, base, n), Bytes::from(vec![b'x'; n as usize]));
+        }
+        assert_eq!(
+            s.snapshot(0, 2).unwrap_err(),
+            raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable),
+            "nothing removed yet"
+        );
+        mem.borrow_mut().set_log_start(10);
+        assert_eq!(
+            s.entries(3, 5, None, GetEntriesContext::empty(true)).unwrap_err(),
+            raft::Error::Store(StorageError::Compacted)
+        );
+        assert_eq!(
+            s.entries(4, 5, None, GetEntriesContext::empty(true))
+                .unwrap()
+                .len(),
+            1
+        );
+        let snap = s.snapshot(0, 2).unwrap();
+        let base = snapshot_base(&snap).unwrap();
+        assert_eq!(
+            base,
+            SnapshotBase {
+                index: 3,
+                term: 2,
+                offset: 10
+            }
+        );
+        assert_eq!(snap.get_metadata().get_conf_state(), &conf);
+
+        let other = Rc::new(RefCell::new(RaftMemory::new(
+            HardState::default(),
+            conf,
+            vec![rec(1, 1, 0, 0), rec(2, 1, 0, 7)],
+            SnapshotBase::default(),
+        )));
+        other.borrow_mut().install(base);
+        let t = ReplicaStorage(other.clone());
+        assert_eq!((t.first_index().unwrap(), t.last_index().unwrap()), (4, 3));
+        assert_eq!(t.term(3).unwrap(), 2);
+        assert!(t.term(2).is_err());
+        other
+            .borrow_mut()
+            .push(rec(4, 2, 10, 5), Bytes::from_static(b"yyyyy"));
+        assert_eq!(
+            t.entries(4, 5, None, GetEntriesContext::empty(false)).unwrap()[0].index,
+            4
+        );
     }
 }
