@@ -5,6 +5,13 @@
 //! the preset's load, prints the summary table and writes `report.json`,
 //! `summary.txt`, SVG charts and `index.html` to `--out`. Every workload field
 //! can be set by a flag (`--help` lists them all).
+//!
+//! `--cluster N` runs the workload twice in one invocation: on a single
+//! embedded node, then on a local cluster of N nodes with replication
+//! factor N and `acks = quorum` (unless given), each node with the same
+//! shards (`--broker-shards`, default 1), and prints the replicated
+//! figures next to the single-node ones with their ratios
+//! (`comparison.txt`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,7 +23,7 @@ use shoal_bench::error::BenchError;
 use shoal_bench::report::{self, model::RunReport};
 use shoal_bench::run::{run, BrokerChoice, RunSettings};
 use shoal_bench::suite;
-use shoal_bench::workload::{Workload, WorkloadLayer, WorkloadSource, PRESETS};
+use shoal_bench::workload::{Acks, Workload, WorkloadLayer, WorkloadSource, PRESETS};
 use shoal_protocol::tls::SecurityArgs;
 
 /// Load-test a Shoal broker: open-loop load at a target rate (or a search for
@@ -41,9 +48,12 @@ struct Cli {
     /// Data directory: the embedded broker's, and where the disk baseline runs [default: a fresh temporary directory]
     #[arg(long, value_name = "PATH")]
     data_dir: Option<PathBuf>,
-    /// Shards of the embedded broker [default: available cores]
+    /// Shards of the embedded broker [default: available cores; 1 per node with --cluster]
     #[arg(long)]
     broker_shards: Option<u32>,
+    /// Run on a single node, then on a local cluster of N nodes (replication factor N, acks quorum unless given); report both and their ratios
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=7), conflicts_with_all = ["broker", "suite"])]
+    cluster: Option<u32>,
     /// Extra argument for the embedded shoald; repeat for several (e.g. --broker-arg=--no-pin)
     #[arg(long = "broker-arg", value_name = "ARG", allow_hyphen_values = true)]
     broker_args: Vec<String>,
@@ -103,7 +113,7 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
         Some(path) => WorkloadSource::File(path),
         None => WorkloadSource::Preset(&cli.preset),
     };
-    let workload = Workload::resolve(source, &cli.overrides)?;
+    let workload = Workload::resolve(source.clone(), &cli.overrides)?;
     if cli.print_workload {
         print!(
             "{}",
@@ -112,8 +122,60 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
         return Ok(ExitCode::SUCCESS);
     }
     let out = cli.out.clone().unwrap_or_else(default_out);
-    let report = run_one(&cli, workload, &out)?;
+    if let Some(nodes) = cli.cluster {
+        return run_cluster_comparison(&cli, source, nodes, &out);
+    }
+    let report = run_one(&cli, workload, &out, None)?;
     Ok(exit_code(&report))
+}
+
+/// `--cluster N`: the workload on one node (replication factor 1, acks
+/// leader), then on N nodes (replication factor N, acks quorum, unless
+/// the flags say otherwise), each with its own baselines; both reports and
+/// the ratios of the replicated figures to the single-node ones.
+fn run_cluster_comparison(
+    cli: &Cli,
+    source: WorkloadSource<'_>,
+    nodes: u32,
+    out: &Path,
+) -> Result<ExitCode, BenchError> {
+    let mut single_flags = cli.overrides.clone();
+    single_flags.replication_factor = Some(1);
+    single_flags.acks = match cli.overrides.acks {
+        None | Some(Acks::Quorum) => Some(Acks::Leader),
+        other => other,
+    };
+    let mut cluster_flags = cli.overrides.clone();
+    cluster_flags.replication_factor = cli.overrides.replication_factor.or(Some(nodes));
+    cluster_flags.acks = cli.overrides.acks.or(Some(Acks::Quorum));
+    let single = Workload::resolve(source.clone(), &single_flags)?;
+    let replicated = Workload::resolve(source, &cluster_flags)?;
+    let label = format!("cluster-{nodes}");
+    eprintln!(
+        "
+=== single node ==="
+    );
+    let single_dir = out.join("single-node");
+    let single_report = run_one(cli, single, &single_dir, None)?;
+    eprintln!(
+        "
+=== {label} ==="
+    );
+    let cluster_dir = out.join(&label);
+    let cluster_report = run_one(cli, replicated, &cluster_dir, Some(nodes))?;
+    let figures = vec![
+        suite::MemberFigures::of("single-node", &single_dir, &single_report),
+        suite::MemberFigures::of(&label, &cluster_dir, &cluster_report),
+    ];
+    suite::write(out, &label, &figures)?;
+    let comparison = suite::render_comparison(&single_report, &cluster_report, &label);
+    std::fs::write(out.join("comparison.txt"), &comparison)
+        .map_err(|e| BenchError::io(format!("write {}", out.join("comparison.txt").display()), e))?;
+    print!("\n{}\n{comparison}", suite::render(&label, &figures));
+    println!("\nreports: {} (open index.html)", out.display());
+    let ok =
+        exit_code(&single_report) == ExitCode::SUCCESS && exit_code(&cluster_report) == ExitCode::SUCCESS;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
 /// Runs every member of a suite into `<out>/<label>/`, then writes the suite summary.
@@ -127,7 +189,7 @@ fn run_suite(cli: &Cli, name: &str) -> Result<ExitCode, BenchError> {
         let flags = suite::member_flags(&cli.overrides, member);
         let workload = Workload::resolve(WorkloadSource::Preset(member.preset), &flags)?;
         let dir = out.join(member.label);
-        let report = run_one(cli, workload, &dir)?;
+        let report = run_one(cli, workload, &dir, None)?;
         all_ok &= exit_code(&report) == ExitCode::SUCCESS;
         figures.push(suite::MemberFigures::of(member.label, &dir, &report));
     }
@@ -141,8 +203,9 @@ fn run_suite(cli: &Cli, name: &str) -> Result<ExitCode, BenchError> {
     })
 }
 
-/// One run of `workload` with its own data directory and broker; reports go to `out`.
-fn run_one(cli: &Cli, workload: Workload, out: &Path) -> Result<RunReport, BenchError> {
+/// One run of `workload` with its own data directory and broker (a local
+/// cluster of `cluster` nodes when set); reports go to `out`.
+fn run_one(cli: &Cli, workload: Workload, out: &Path, cluster: Option<u32>) -> Result<RunReport, BenchError> {
     // A temporary data directory lives until the end of the run and is then removed.
     let temp = match &cli.data_dir {
         Some(_) => None,
@@ -159,17 +222,25 @@ fn run_one(cli: &Cli, workload: Workload, out: &Path) -> Result<RunReport, Bench
         .or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()))
         .expect("one is set");
     std::fs::create_dir_all(out).map_err(|e| BenchError::io(format!("create {}", out.display()), e))?;
-    let broker = match &cli.broker {
-        Some(address) => BrokerChoice::External(address.clone()),
-        None => BrokerChoice::Embedded(BrokerSpec {
+    let spec = || -> Result<BrokerSpec, BenchError> {
+        // With --cluster both runs give each node the same shards.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        let shards_default = if cli.cluster.is_some() { 1 } else { cores };
+        Ok(BrokerSpec {
             binary: find_binary(cli.broker_bin.as_deref())?,
-            data_dir: data_dir.join(format!("broker-{}", workload.name)),
-            shards: cli
-                .broker_shards
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+            data_dir: data_dir.join(match cluster {
+                Some(nodes) => format!("cluster{nodes}-{}", workload.name),
+                None => format!("broker-{}", workload.name),
+            }),
+            shards: cli.broker_shards.unwrap_or(shards_default),
             log_path: out.join("broker.log"),
             extra_args: cli.broker_args.clone(),
-        }),
+        })
+    };
+    let broker = match (&cli.broker, cluster) {
+        (Some(address), _) => BrokerChoice::External(address.clone()),
+        (None, None) => BrokerChoice::Embedded(spec()?),
+        (None, Some(nodes)) => BrokerChoice::Cluster(spec()?, nodes),
     };
     let settings = RunSettings {
         workload,

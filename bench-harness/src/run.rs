@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use shoal_protocol::tls::ClientSecurity;
 
 use crate::baseline::{self, Baselines};
-use crate::broker_process::{BrokerProcess, BrokerSpec};
+use crate::broker_process::{BrokerProcess, BrokerSpec, ClusterProcess};
 use crate::driver::engine::{run_phase, PhaseOptions};
 use crate::driver::shoal_client::ShoalConnector;
 use crate::driver::{group_name, BrokerControl, Connector};
@@ -38,6 +38,8 @@ pub enum BrokerChoice {
     External(String),
     /// Start `shoald` as described.
     Embedded(BrokerSpec),
+    /// Start a local cluster of this many `shoald` nodes, each as described.
+    Cluster(BrokerSpec, u32),
 }
 
 /// Everything a run needs besides the workload.
@@ -53,6 +55,12 @@ pub struct RunSettings {
     pub command_line: Vec<String>,
     /// TLS and credentials of every client connection (none: plaintext).
     pub security: ClientSecurity,
+}
+
+/// The brokers a run started.
+enum Running {
+    Single(BrokerProcess),
+    Cluster(ClusterProcess),
 }
 
 /// Runs everything and answers the report (not yet written).
@@ -87,7 +95,22 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
                 binary: Some(spec.binary.display().to_string()),
                 data_dir: Some(spec.data_dir.display().to_string()),
             };
-            (Some(p), info)
+            (Some(Running::Single(p)), info)
+        }
+        BrokerChoice::Cluster(spec, nodes) => {
+            eprintln!(
+                "starting a cluster of {nodes} x {} (data in {})",
+                spec.binary.display(),
+                spec.data_dir.display()
+            );
+            let c = ClusterProcess::start(spec, *nodes)?;
+            let info = BrokerInfo {
+                mode: format!("cluster-{nodes}"),
+                address: c.addresses().join(","),
+                binary: Some(spec.binary.display().to_string()),
+                data_dir: Some(spec.data_dir.display().to_string()),
+            };
+            (Some(Running::Cluster(c)), info)
         }
     };
     let mut broker = broker;
@@ -95,12 +118,20 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
         // The report says the figures were measured over TLS.
         broker.mode.push_str("+tls");
     }
-    let connector: Arc<dyn Connector> = Arc::new(ShoalConnector::new(
-        broker.address.clone(),
+    let mut connector = ShoalConnector::new(
+        broker.address.split(',').next().unwrap_or_default(),
         settings.security.clone(),
-    ));
+    );
+    if let Some(Running::Cluster(c)) = &process {
+        connector = connector.with_nodes(c.addresses());
+    }
+    let connector: Arc<dyn Connector> = Arc::new(connector);
     connector.prepare(w)?;
-    let control = process.as_mut().map(|p| p as &mut dyn BrokerControl);
+    // The restart scenario kills and restarts the single embedded broker.
+    let control = match process.as_mut() {
+        Some(Running::Single(p)) => Some(p as &mut dyn BrokerControl),
+        _ => None,
+    };
     let Loaded {
         search,
         trials,
@@ -112,10 +143,13 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
         Consumption::Group if w.consumers > 0 => connector.group_stats(&group_name(run_id))?,
         _ => None,
     };
-    if let Some(p) = process.as_mut() {
-        if let Err(e) = p.stop() {
-            eprintln!("warning: {e}");
-        }
+    let stopped = match process.as_mut() {
+        Some(Running::Single(p)) => p.stop(),
+        Some(Running::Cluster(c)) => c.stop(),
+        None => Ok(()),
+    };
+    if let Err(e) = stopped {
+        eprintln!("warning: {e}");
     }
     let ratios = baselines
         .as_ref()

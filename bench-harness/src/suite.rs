@@ -111,6 +111,58 @@ impl MemberFigures {
     }
 }
 
+/// The replicated figures against the single-node ones of the same
+/// invocation (`--cluster N`): sustainable produce rate, and produce→ack
+/// and end-to-end p99 in each measured phase (at `measure_share` of each
+/// run's own sustainable rate).
+pub fn render_comparison(single: &RunReport, replicated: &RunReport, label: &str) -> String {
+    let rate = |r: &RunReport| r.search.as_ref().map(|s| s.sustainable_rate_per_s);
+    let ack_p99 = |r: &RunReport| {
+        r.measured
+            .as_ref()
+            .filter(|m| m.ack_latency.count > 0)
+            .map(|m| m.ack_latency.p99_ns)
+    };
+    let e2e_p99 = |r: &RunReport| {
+        r.measured
+            .as_ref()
+            .filter(|m| m.end_to_end.count > 0)
+            .map(|m| m.end_to_end.p99_ns)
+    };
+    let d = &replicated.durability;
+    let mut out = format!(
+        "{label} (replication factor {}, acks {:?}) against a single node (acks {:?}), flush {:?}, same invocation\n",
+        d.replication_factor, d.acks, single.durability.acks, d.flush
+    );
+    match (rate(single), rate(replicated)) {
+        (Some(s), Some(c)) if s > 0.0 => {
+            let _ = writeln!(
+                out,
+                "  max sustainable produce  {} rec/s vs {} rec/s: ratio {:.2}",
+                count(c as u64),
+                count(s as u64),
+                c / s
+            );
+        }
+        _ => out.push_str("  max sustainable produce  not searched (use a max-rate workload)\n"),
+    }
+    for (what, f) in [
+        ("produce->ack p99", &ack_p99 as &dyn Fn(&RunReport) -> Option<u64>),
+        ("end-to-end p99", &e2e_p99),
+    ] {
+        if let (Some(s), Some(c)) = (f(single), f(replicated)) {
+            let _ = writeln!(
+                out,
+                "  {what:<16}  {} vs {}: {:.2}x",
+                ns(c),
+                ns(s),
+                c as f64 / s.max(1) as f64
+            );
+        }
+    }
+    out
+}
+
 /// The suite's summary table.
 pub fn render(name: &str, figures: &[MemberFigures]) -> String {
     let mut out = format!(

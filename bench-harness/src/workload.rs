@@ -22,9 +22,9 @@ use crate::ledger::Delivery;
 use crate::schedule::{Phase, RATE_PER_S_MAX};
 use crate::stamp::STAMP_LEN;
 
-/// Largest record the harness sends.
 /// Most batches a closed-loop producer may keep in flight.
 pub const IN_FLIGHT_BATCHES_MAX: u32 = 1024;
+/// Largest record the harness sends.
 pub const RECORD_BYTES_MAX: usize = 1 << 20;
 /// Most partitions per topic.
 pub const PARTITIONS_MAX: u32 = 4096;
@@ -34,6 +34,8 @@ pub const TOPICS_MAX: u32 = 256;
 pub const THREADS_MAX: u32 = 256;
 /// Longest measured run.
 pub const DURATION_S_MAX: f64 = 24.0 * 3600.0;
+/// Cap on replicas per partition (nodes of a cluster).
+pub const REPLICATION_FACTOR_MAX: u32 = 7;
 
 /// Acknowledgement level the producers ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
@@ -43,6 +45,8 @@ pub enum Acks {
     None,
     /// The partition's leader stored it (per the topic's flush policy).
     Leader,
+    /// A majority of the partition's replicas fsynced it (replicated topics).
+    Quorum,
 }
 
 /// When the broker makes appended records durable.
@@ -149,6 +153,9 @@ pub struct WorkloadLayer {
     /// Producer acks [default: leader]
     #[arg(long)]
     pub acks: Option<Acks>,
+    /// Replicas of each partition when the harness creates the topics (needs a cluster, e.g. --cluster 3) [default: 1]
+    #[arg(long)]
+    pub replication_factor: Option<u32>,
     /// Topic flush policy, set when the harness creates the topics [default: always]
     #[arg(long)]
     pub flush: Option<Flush>,
@@ -244,6 +251,7 @@ pub struct Workload {
     pub batch_bytes: usize,
     pub linger_ms: u64,
     pub acks: Acks,
+    pub replication_factor: u32,
     pub flush: Flush,
     pub flush_interval_ms: u64,
     pub delivery: Delivery,
@@ -407,6 +415,11 @@ impl Workload {
         if !(1..=THREADS_MAX).contains(&self.producers) || self.consumers > THREADS_MAX {
             return bad(format!(
                 "producers must be in 1..={THREADS_MAX}, consumers in 0..={THREADS_MAX}"
+            ));
+        }
+        if !(1..=REPLICATION_FACTOR_MAX).contains(&self.replication_factor) {
+            return bad(format!(
+                "replication_factor must be in 1..={REPLICATION_FACTOR_MAX}"
             ));
         }
         if self.batch_bytes < self.record_bytes * 8 {

@@ -53,6 +53,8 @@ fn driver_error(what: &str, e: ProtocolError) -> BenchError {
 /// Opens Shoal clients against `address` (the broker's shared port).
 pub struct ShoalConnector {
     address: String,
+    /// Where the topics are created (every node of a cluster).
+    nodes: Vec<String>,
     /// The redirect counter of every client opened (one per thread).
     redirects: Mutex<Vec<Arc<AtomicU64>>>,
     security: ClientSecurity,
@@ -62,17 +64,56 @@ impl ShoalConnector {
     /// `security`: TLS and credentials for every connection (`--tls-ca`,
     /// `--user`, ...; the default is plaintext without authentication).
     pub fn new(address: impl Into<String>, security: ClientSecurity) -> Self {
+        let address = address.into();
         Self {
-            address: address.into(),
+            nodes: vec![address.clone()],
+            address,
             redirects: Mutex::new(Vec::new()),
             security,
         }
     }
 
+    /// Topics are created on each of `nodes` (every node of a cluster,
+    /// which has no metadata group yet); by default on `address` only.
+    pub fn with_nodes(mut self, nodes: Vec<String>) -> Self {
+        self.nodes = nodes;
+        self
+    }
+
+    /// Creates the workload's topics on `node`, or checks that existing
+    /// ones have the workload's settings.
+    fn create_topics(&self, node: &str, w: &Workload, config: &TopicConfig) -> Result<(), BenchError> {
+        let client = self.client_of(node)?;
+        for name in topic_names(w) {
+            match client.create_topic(&name, config.clone()) {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(ErrorCode::TopicExists) => {
+                    let found = client
+                        .describe_topic(&name)
+                        .map_err(|e| driver_error("describe topic", e))?;
+                    if found.config.partitions != config.partitions
+                        || found.config.flush != config.flush
+                        || found.config.replication_factor != config.replication_factor
+                    {
+                        return Err(BenchError::Driver(format!(
+                            "topic {name} exists with other settings; choose another --topic-prefix"
+                        )));
+                    }
+                }
+                Err(e) => return Err(driver_error(&format!("create topic on {node}"), e)),
+            }
+        }
+        Ok(())
+    }
+
     fn client(&self) -> Result<Arc<Client>, BenchError> {
+        self.client_of(&self.address)
+    }
+
+    fn client_of(&self, address: &str) -> Result<Arc<Client>, BenchError> {
         let mut config = ClientConfig::default();
         config.connection.security = self.security.clone();
-        let client = Client::with_config(&self.address, config)
+        let client = Client::with_config(address, config)
             .map(Arc::new)
             .map_err(|e| driver_error("connect", e))?;
         let mut counters = self.redirects.lock().expect("connector lock");
@@ -108,27 +149,15 @@ impl Connector for ShoalConnector {
     }
 
     fn prepare(&self, w: &Workload) -> Result<(), BenchError> {
-        let client = self.client()?;
         let config = TopicConfig {
             partitions: w.partitions,
             flush: flush_policy(w),
+            replication_factor: w.replication_factor,
             ..TopicConfig::default()
         };
-        for name in topic_names(w) {
-            match client.create_topic(&name, config.clone()) {
-                Ok(()) => {}
-                Err(e) if e.code() == Some(ErrorCode::TopicExists) => {
-                    let found = client
-                        .describe_topic(&name)
-                        .map_err(|e| driver_error("describe topic", e))?;
-                    if found.config.partitions != config.partitions || found.config.flush != config.flush {
-                        return Err(BenchError::Driver(format!(
-                            "topic {name} exists with other settings; choose another --topic-prefix"
-                        )));
-                    }
-                }
-                Err(e) => return Err(driver_error("create topic", e)),
-            }
+        // A cluster has no metadata group yet: every node creates the topic.
+        for node in &self.nodes {
+            self.create_topics(node, w, &config)?;
         }
         Ok(())
     }
@@ -138,6 +167,7 @@ impl Connector for ShoalConnector {
             acks: match w.acks {
                 Acks::None => WireAcks::None,
                 Acks::Leader => WireAcks::Leader,
+                Acks::Quorum => WireAcks::Quorum,
             },
             linger_ms: w.linger_ms,
             batch_bytes_max: w.batch_bytes,

@@ -44,6 +44,8 @@ impl Throughput {
 #[derive(Clone, Debug, Serialize)]
 pub struct Durability {
     pub acks: Acks,
+    /// Replicas of each partition (1: a single copy).
+    pub replication_factor: u32,
     pub flush: Flush,
     pub flush_interval_ms: Option<u64>,
     pub delivery: Delivery,
@@ -53,6 +55,7 @@ impl Durability {
     pub fn of(w: &Workload) -> Self {
         Self {
             acks: w.acks,
+            replication_factor: w.replication_factor,
             flush: w.flush,
             flush_interval_ms: (w.flush == Flush::Interval).then_some(w.flush_interval_ms),
             delivery: w.delivery,
@@ -63,7 +66,8 @@ impl Durability {
 /// Which broker the run talked to.
 #[derive(Clone, Debug, Serialize)]
 pub struct BrokerInfo {
-    /// "embedded" (spawned by the harness) or "external".
+    /// "embedded" (spawned by the harness), "cluster-N" (N nodes spawned
+    /// by the harness; `address` lists them) or "external".
     pub mode: String,
     pub address: String,
     pub binary: Option<String>,

@@ -157,8 +157,8 @@ fn header(out: &mut String, r: &RunReport) {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "durability  acks {:?} | flush {:?}{interval} | checked as {:?}",
-        d.acks, d.flush, d.delivery
+        "durability  acks {:?} | replication factor {} | flush {:?}{interval} | checked as {:?}",
+        d.acks, d.replication_factor, d.flush, d.delivery
     );
     let _ = writeln!(out, "broker      {} at {}", r.broker.mode, r.broker.address);
     let _ = writeln!(

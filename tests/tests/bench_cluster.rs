@@ -1,0 +1,80 @@
+//! `shoal-bench --cluster 3` end to end (issue 14): the harness runs the
+//! workload on a single embedded node, then starts a local cluster of three
+//! `shoald` nodes, creates the topic with replication factor 3 on each and
+//! produces with `acks = quorum`. Both runs' records are all consumed, the
+//! cluster run's acknowledgements say `Replicated`, and the comparison
+//! names the two runs' figures with their ratio. A short target-rate run:
+//! the figures themselves are measured with `--preset max-rate` (README).
+
+use shoal_tests::bin_path;
+use std::process::Command;
+
+#[test]
+fn cluster_run_reports_replicated_figures_next_to_a_single_node() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_dir = dir.path().join("report");
+    let out = Command::new(bin_path("shoal-bench"))
+        .args(["--preset", "quick", "--cluster", "3", "--no-baselines"])
+        .args(["--broker-bin"])
+        .arg(bin_path("shoald"))
+        .args([
+            "--rate-per-s",
+            "2000",
+            "--warmup-s",
+            "0.5",
+            "--duration-s",
+            "2",
+            "--drain-s",
+            "20",
+        ])
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .expect("run shoal-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "shoal-bench exited {:?}: {}\n{stdout}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let read = |run: &str| -> serde_json::Value {
+        let path = out_dir.join(run).join("report.json");
+        serde_json::from_slice(&std::fs::read(&path).expect("report.json")).expect("report is JSON")
+    };
+    let single = read("single-node");
+    let cluster = read("cluster-3");
+    assert_eq!(single["durability"]["replication_factor"], 1);
+    assert_eq!(single["durability"]["acks"], "leader");
+    assert_eq!(cluster["durability"]["replication_factor"], 3);
+    assert_eq!(cluster["durability"]["acks"], "quorum");
+    assert_eq!(cluster["broker"]["mode"], "cluster-3");
+    assert_eq!(
+        cluster["broker"]["address"].as_str().unwrap().split(',').count(),
+        3,
+        "three nodes: {}",
+        cluster["broker"]
+    );
+    for report in [&single, &cluster] {
+        let delivery = &report["measured"]["delivery"];
+        assert_eq!(delivery["ok"], true, "{delivery}");
+        assert_eq!(delivery["lost"], 0, "{delivery}");
+        assert!(delivery["acked"].as_u64().unwrap() > 0, "{delivery}");
+    }
+    let durability = &cluster["measured"]["ack_durability"];
+    assert!(
+        durability["Replicated"].as_u64().unwrap_or(0) > 0,
+        "the cluster's acks say replicated: {durability}"
+    );
+    assert!(
+        durability.as_object().unwrap().keys().all(|k| k == "Replicated"),
+        "every cluster ack is replicated: {durability}"
+    );
+
+    let comparison = std::fs::read_to_string(out_dir.join("comparison.txt")).expect("comparison.txt");
+    assert!(comparison.contains("replication factor 3"), "{comparison}");
+    assert!(comparison.contains("produce->ack p99"), "{comparison}");
+    assert!(stdout.contains(&comparison), "the comparison is printed");
+}
