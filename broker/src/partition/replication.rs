@@ -3,7 +3,8 @@
 //! same shard index of every peer through the node links (`cluster`).
 //!
 //! The loop wakes on a tick ([`TICK_MS`]) or when a proposal or a message
-//! arrived, runs a round of every group with work (`raft_group`), and hands
+//! arrived, runs a round of every group with work (`raft_group`; the
+//! groups' rounds run concurrently, each group's one at a time), and hands
 //! each group's outgoing messages to the node links as they come (a
 //! leader's appends leave before its own fdatasync returns, so leader and
 //! followers sync in parallel); the link sends everything queued for one
@@ -188,12 +189,22 @@ impl Replication {
                 .iter()
                 .map(|(k, g)| (k.clone(), g.clone()))
                 .collect();
-            for ((topic, partition), group) in groups {
-                if !tick && !group.has_work() {
-                    continue;
-                }
-                let send = |msgs: Vec<Message>| self.send(&topic, partition, msgs);
-                group.round(tick, &send).await;
+            // The groups' rounds run concurrently, so their fdatasyncs
+            // overlap instead of queueing one behind another (a round of
+            // one group still never overlaps its next: all are awaited).
+            let rounds: Vec<_> = groups
+                .into_iter()
+                .filter(|(_, group)| tick || group.has_work())
+                .map(|((topic, partition), group)| {
+                    let me = self.clone();
+                    glommio::spawn_local(async move {
+                        let send = |msgs: Vec<Message>| me.send(&topic, partition, msgs);
+                        group.round(tick, &send).await;
+                    })
+                })
+                .collect();
+            for round in rounds {
+                round.await;
             }
         }
     }
