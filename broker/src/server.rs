@@ -64,6 +64,10 @@ pub enum StartError {
          security.authentication = true, bind a loopback address, or set security.insecure = true"
     )]
     Insecure { addr: SocketAddr },
+    /// Secure by default: node links (no TLS yet) on a non-loopback
+    /// address need `security.insecure = true`.
+    #[error("{0}")]
+    InsecureNodeLinks(String),
     #[error("TLS: {0}")]
     Tls(String),
     #[error("security: {0}")]
@@ -329,6 +333,14 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     }
     if let Some(addr) = config.security.exposed_without_protection(&exposed) {
         return Err(StartError::Insecure { addr });
+    }
+    if let Some(addr) = config.cluster.exposed_node_listen() {
+        if !config.security.insecure {
+            return Err(StartError::InsecureNodeLinks(shoal_config::node_links_refusal(
+                addr,
+            )));
+        }
+        tracing::warn!(%addr, "security.insecure = true: node links on a non-loopback address, without TLS");
     }
     if config.security.insecure && exposed.iter().any(|a| !a.ip().is_loopback()) {
         tracing::warn!(

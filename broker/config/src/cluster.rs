@@ -77,6 +77,14 @@ impl PeerAddr {
 }
 
 impl ClusterConfig {
+    /// The node-link address when this node is in a cluster and binds a
+    /// non-loopback address: node links have no TLS yet, so serving them
+    /// there needs `security.insecure = true`.
+    pub fn exposed_node_listen(&self) -> Option<SocketAddr> {
+        self.node_listen
+            .filter(|a| self.node_id > 0 && !a.ip().is_loopback())
+    }
+
     /// Whether this node is a cluster member at all.
     pub fn enabled(&self) -> bool {
         *self != ClusterConfig::default()

@@ -422,6 +422,13 @@ impl Config {
         if let Err((key, reason)) = self.cluster.validate(self.effective_shards()) {
             return invalid(key, reason);
         }
+        if let Some(addr) = self
+            .cluster
+            .exposed_node_listen()
+            .filter(|_| !self.security.insecure)
+        {
+            return invalid("cluster.node_listen", node_links_refusal(addr));
+        }
         self.validate_kafka()
     }
 
@@ -503,9 +510,32 @@ impl Config {
     }
 }
 
+/// Why a node-link listener on `addr` is refused (secure by default).
+pub fn node_links_refusal(addr: std::net::SocketAddr) -> String {
+    format!(
+        "refusing to serve node links on {addr}: they have no TLS yet (mutual TLS between nodes is not \
+         built), so anyone who reaches the port could join the cluster's traffic; bind a loopback or \
+         otherwise protected address, or set security.insecure = true"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Node links have no TLS: a cluster node binding them to a
+    /// non-loopback address needs `security.insecure = true`.
+    #[test]
+    fn exposed_node_links_need_insecure() {
+        let cluster = "[cluster]\nnode_id = 1\ncluster_id = \"c\"\nnode_listen = \"0.0.0.0:9500\"\npeers = [\"2@10.0.0.2:9500\"]\n";
+        let err = Config::from_toml_str(cluster).unwrap_err();
+        assert!(err.to_string().contains("cluster.node_listen"), "{err}");
+        assert!(err.to_string().contains("no TLS"), "{err}");
+        let allowed = format!("{cluster}[security]\ninsecure = true\n");
+        assert!(Config::from_toml_str(&allowed).is_ok());
+        let loopback = cluster.replace("0.0.0.0:9500", "127.0.0.1:9500");
+        assert!(Config::from_toml_str(&loopback).is_ok());
+    }
 
     /// The printed defaults parse back to the same configuration.
     #[test]
