@@ -84,6 +84,11 @@ pub fn validate_config(config: &TopicConfig) -> Result<(), TopicError> {
     if config.replication_factor == 0 {
         return bad("replication_factor must be at least 1");
     }
+    if config.replication_factor > 1 && config.compacted {
+        // Compaction rewrites batches that raft entries stand for: a
+        // follower catching up would be sent batches that no longer match.
+        return bad("a compacted topic cannot be replicated yet: use replication_factor 1");
+    }
     Ok(())
 }
 
@@ -138,5 +143,29 @@ mod tests {
         assert!(validate_name("__internal").is_err());
         assert!(validate_name("a/b").is_err());
         assert!(validate_name(&"a".repeat(NAME_LEN_MAX + 1)).is_err());
+    }
+
+    /// A replicated topic cannot be compacted (yet); either alone can.
+    #[test]
+    fn compacted_topics_are_not_replicated() {
+        let both = TopicConfig {
+            compacted: true,
+            replication_factor: 3,
+            ..TopicConfig::default()
+        };
+        let err = validate_config(&both).unwrap_err();
+        assert!(err.to_string().contains("compacted"), "{err}");
+        for ok in [
+            TopicConfig {
+                replication_factor: 3,
+                ..TopicConfig::default()
+            },
+            TopicConfig {
+                compacted: true,
+                ..TopicConfig::default()
+            },
+        ] {
+            assert!(validate_config(&ok).is_ok(), "{ok:?}");
+        }
     }
 }
