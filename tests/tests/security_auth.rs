@@ -266,6 +266,19 @@ fn bearer_tokens_over_http() {
     assert_eq!(status, 401, "wrong token: {body}");
     let (status, body) = curl(&[&format!("{base}/healthz")]);
     assert_eq!(status, 200, "probes need no token: {body}");
+    // `shoal cluster status` sends the token (any authenticated caller
+    // may read GET /cluster); without one it reports the 401.
+    let http = format!("127.0.0.1:{}", broker.http_port);
+    let out = cli(
+        &broker,
+        &[],
+        &["cluster", "status", "--http", &http, "--token", &token],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not a cluster"), "{}", text(&out));
+    let out = cli(&broker, &[], &["cluster", "status", "--http", &http]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("401"), "{}", text(&out));
 
     let (status, body) = publish(&auth);
     assert_eq!(status, 403, "{body}");

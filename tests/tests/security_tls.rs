@@ -80,6 +80,22 @@ fn native_client_cli_and_curl_over_tls() {
         &["--client-config", file.to_str().unwrap(), "topic", "list"],
     );
     assert!(out.status.success(), "{}", text(&out));
+    // `shoal cluster status` reads GET /cluster over HTTPS with the CA.
+    let http = format!("127.0.0.1:{}", broker.http_port);
+    let out = cli(
+        &broker,
+        &[],
+        &["--tls-ca", ca_str, "cluster", "status", "--http", &http],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not a cluster"), "{}", text(&out));
+    let out = cli(&broker, &[], &["cluster", "status", "--http", &http]);
+    assert!(
+        !out.status.success(),
+        "plain HTTP to the HTTPS port: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("requires TLS"), "{}", text(&out));
 
     if have_curl() {
         let url = format!("https://127.0.0.1:{}/topics/secure", broker.http_port);

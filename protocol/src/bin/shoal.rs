@@ -109,9 +109,12 @@ enum Command {
 enum ClusterCmd {
     /// Nodes, their node-link addresses, link states and liveness.
     Status {
-        /// The broker's HTTP address (`GET /cluster` is read there).
+        /// The broker's HTTP address (`GET /cluster` is read there; HTTPS with --tls-ca).
         #[arg(long, env = "SHOAL_HTTP", default_value = "127.0.0.1:9480")]
         http: String,
+        /// A bearer token for an HTTP port with authentication on (`shoal token create`).
+        #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
 }
 
@@ -348,8 +351,9 @@ fn run(cli: Cli) -> Result<(), ProtocolError> {
     let out = Output { json: cli.json };
     // The cluster status is read over HTTP (see `cluster`): no native connection.
     let command = match cli.command {
-        Command::Cluster(ClusterCmd::Status { http }) => {
-            let doc = cluster::fetch_status(&http)
+        Command::Cluster(ClusterCmd::Status { http, token }) => {
+            let security = cli.security.resolve()?;
+            let doc = cluster::fetch_status(&http, security.tls.as_ref(), token.as_deref())
                 .map_err(|e| ProtocolError::Io(Arc::new(std::io::Error::other(e))))?;
             out.emit(doc.clone(), || cluster::render(&doc));
             return Ok(());

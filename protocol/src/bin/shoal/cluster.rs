@@ -3,40 +3,51 @@
 //! Reads the broker's `GET /cluster` over its HTTP port (`--http`), with a
 //! plain blocking HTTP/1.1 request: the node-link state lives with the
 //! broker's shards, and the HTTP endpoint already renders it as JSON, so
-//! the CLI needs no new native API for it.
+//! the CLI needs no new native API for it. Over HTTPS when the CLI has a CA
+//! (`--tls-ca`, as for every command), with `Authorization: Bearer` when it
+//! has a token (`--token`, `SHOAL_TOKEN`): an HTTP port with TLS or
+//! authentication on answers only so.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
+use shoal_protocol::tls::ClientTls;
 
 /// Longest the status request may take.
 const TIMEOUT_MS: u64 = 5_000;
 /// Cap on the reply read.
 const REPLY_BYTES_MAX: u64 = 1 << 20;
 
-/// Fetches `GET /cluster` from `http` (`host:port`).
-pub fn fetch_status(http: &str) -> Result<Value, String> {
+/// Fetches `GET /cluster` from `http` (`host:port`), over TLS with `tls`,
+/// with a bearer `token`.
+pub fn fetch_status(http: &str, tls: Option<&ClientTls>, token: Option<&str>) -> Result<Value, String> {
     let timeout = Some(Duration::from_millis(TIMEOUT_MS));
     let addr = std::net::ToSocketAddrs::to_socket_addrs(http)
         .map_err(|e| format!("cannot resolve {http}: {e}"))?
         .next()
         .ok_or_else(|| format!("{http} resolves to no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(TIMEOUT_MS))
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_millis(TIMEOUT_MS))
         .map_err(|e| format!("cannot connect to the HTTP port {http}: {e}"))?;
     let _ = stream.set_read_timeout(timeout);
     let _ = stream.set_write_timeout(timeout);
     let _ = stream.set_nodelay(true);
-    let request = format!("GET /cluster HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("sending to {http}: {e}"))?;
-    let mut reply = Vec::new();
-    stream
-        .take(REPLY_BYTES_MAX)
-        .read_to_end(&mut reply)
-        .map_err(|e| format!("reading from {http}: {e}"))?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!("GET /cluster HTTP/1.1\r\nHost: {http}\r\n{auth}Connection: close\r\n\r\n");
+    let reply = match tls {
+        None => exchange(stream, &request),
+        Some(tls) => {
+            let host = http.rsplit_once(':').map_or(http, |(h, _)| h);
+            let name = tls
+                .server_name(host.trim_start_matches('[').trim_end_matches(']'))
+                .map_err(|e| e.to_string())?;
+            let conn = rustls::ClientConnection::new(tls.config.clone(), name)
+                .map_err(|e| format!("TLS with {http}: {e}"))?;
+            exchange(rustls::StreamOwned::new(conn, stream), &request)
+        }
+    }
+    .map_err(|e| format!("talking to {http}: {e}"))?;
     let text = String::from_utf8_lossy(&reply);
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -46,6 +57,19 @@ pub fn fetch_status(http: &str) -> Result<Value, String> {
         return Err(format!("{http} answered {status}: {body}"));
     }
     serde_json::from_str(body).map_err(|e| format!("{http} sent a body that is not JSON: {e}"))
+}
+
+/// Sends `request` and reads the reply until the server closes. A TLS
+/// peer that closes without `close_notify` after a whole reply is fine.
+fn exchange(mut stream: impl Read + Write, request: &str) -> std::io::Result<Vec<u8>> {
+    stream.write_all(request.as_bytes())?;
+    stream.flush()?;
+    let mut reply = Vec::new();
+    match stream.take(REPLY_BYTES_MAX).read_to_end(&mut reply) {
+        Ok(_) => Ok(reply),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !reply.is_empty() => Ok(reply),
+        Err(e) => Err(e),
+    }
 }
 
 /// The status as text lines.
