@@ -124,8 +124,6 @@ pub struct RaftGroup {
     /// Given every committed batch, in index order, on every replica (the
     /// replica rebuilds its producer state from them).
     on_apply: RefCell<Option<ApplyHook>>,
-    /// The last index handed to `apply`.
-    applied: Cell<u64>,
     /// A leadership transfer was asked for (shutdown); the next round
     /// starts it, since raft must not be stepped between `ready` and
     /// `advance`, which a round spans across its awaits.
@@ -253,7 +251,6 @@ impl RaftGroup {
             fenced: RefCell::new(None),
             on_commit,
             on_apply: RefCell::new(None),
-            applied: Cell::new(hs.commit),
             transfer_asked: Cell::new(false),
             fetched_total: Cell::new(0),
             snapshots_sent: RefCell::new(Vec::new()),
@@ -338,12 +335,11 @@ impl RaftGroup {
     /// first entry), so state rebuilt from applied batches is complete.
     pub fn applied_own_term(&self) -> bool {
         let node = self.node.borrow();
-        node.raft.state == StateRole::Leader
-            && self
-                .mem
-                .borrow()
-                .record(self.applied.get())
+        node.raft.state == StateRole::Leader && {
+            let mem = self.mem.borrow();
+            mem.record(mem.applied())
                 .is_some_and(|r| r.term == node.raft.term)
+        }
     }
 
     /// Asks the next round to hand leadership to a caught-up follower
@@ -462,7 +458,6 @@ impl RaftGroup {
         cut.map_err(|e| e.to_string())?;
         self.log.reset_to(base.offset).await.map_err(|e| e.to_string())?;
         self.proposed_ends.borrow_mut().clear();
-        self.applied.set(base.index);
         self.installed_total.set(self.installed_total.get() + 1);
         (self.on_commit)(base.offset);
         Ok(())
@@ -730,7 +725,6 @@ impl RaftGroup {
                 }
             }
         }
-        self.applied.set(last.index);
         self.mem.borrow_mut().set_applied(last.index);
         let mem = self.mem.borrow();
         let Some(end) = mem.end_offset_of(last.index) else {

@@ -112,6 +112,11 @@ impl RaftMemory {
         self.window_start
     }
 
+    /// The last entry handed to the group's apply.
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
     /// Entries up to `index` are applied; the window may drop them.
     pub fn set_applied(&mut self, index: u64) {
         self.applied = index;
