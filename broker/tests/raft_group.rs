@@ -180,6 +180,16 @@ impl Cluster {
             .find(|&id| self.group(id).is_some_and(|g| g.is_leader()))
     }
 
+    /// Proposes batches through `leader`; every one must commit at the
+    /// next dense offset (`next`, moved past it). `what` names the step.
+    async fn commit(self: &Rc<Self>, leader: u64, batches: Vec<Vec<BytesMut>>, next: &mut u64, what: &str) {
+        for r in self.produce(leader, batches).await {
+            let c = r.unwrap_or_else(|e| panic!("{what}: not committed: {e:?}"));
+            assert_eq!(c.base_offset, *next, "{what}: offsets are dense and in order");
+            *next += c.records;
+        }
+    }
+
     /// Proposes batches through `leader` while running rounds; returns
     /// each proposal's outcome.
     async fn produce(
@@ -295,13 +305,10 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         let requests: Vec<Vec<BytesMut>> = (0..40u64)
             .map(|i| vec![make_batch(i, 1 + (i % 4) as usize)])
             .collect();
-        let results = cluster.produce(leader, requests).await;
         let mut expected_next = 0;
-        for r in &results {
-            let c = r.as_ref().expect("committed");
-            assert_eq!(c.base_offset, expected_next, "offsets are dense and in order");
-            expected_next += c.records;
-        }
+        cluster
+            .commit(leader, requests, &mut expected_next, "first requests")
+            .await;
         cluster
             .until("every replica's watermark", |c| {
                 VOTERS.iter().all(|&id| c.hw(id) == expected_next)
@@ -335,11 +342,9 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         let failover = start.elapsed();
         let new_leader = cluster.leader_among(&rest).unwrap();
         let more: Vec<Vec<BytesMut>> = (100..110u64).map(|i| vec![make_batch(i, 2)]).collect();
-        for r in cluster.produce(new_leader, more).await {
-            let c = r.expect("the majority commits");
-            assert_eq!(c.base_offset, expected_next);
-            expected_next += c.records;
-        }
+        cluster
+            .commit(new_leader, more, &mut expected_next, "the majority commits")
+            .await;
         // It may have stepped down by now (check-quorum) and answered
         // not_leader; it must not have acknowledged.
         let early = rx.try_recv().ok();
@@ -390,11 +395,9 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         let later: Vec<Vec<BytesMut>> = (200..220u64)
             .map(|i| vec![make_batch(i, 1), make_batch(i + 1000, 2)])
             .collect();
-        for r in cluster.produce(leader, later).await {
-            let c = r.expect("two of three commit");
-            assert_eq!(c.base_offset, expected_next);
-            expected_next += c.records;
-        }
+        cluster
+            .commit(leader, later, &mut expected_next, "two of three commit")
+            .await;
         let reopened = open_replica(crashed, &dir, log_config()).await;
         cluster.replicas.borrow_mut()[crashed as usize - 1] = Some(reopened);
         cluster
@@ -436,11 +439,9 @@ fn a_follower_behind_the_entry_window_catches_up_from_the_log() {
             let requests: Vec<Vec<BytesMut>> = (0..30u64)
                 .map(|i| vec![make_batch(round * 100 + i, 40)])
                 .collect();
-            for r in cluster.produce(leader, requests).await {
-                let c = r.expect("two of three commit");
-                assert_eq!(c.base_offset, expected_next);
-                expected_next += c.records;
-            }
+            cluster
+                .commit(leader, requests, &mut expected_next, "two of three commit")
+                .await;
         }
         assert_eq!(cluster.hw(behind), 0, "the cut-off follower saw nothing");
 
@@ -483,9 +484,14 @@ fn a_follower_behind_the_log_start_installs_a_snapshot_and_catches_up() {
         let behind = *VOTERS.iter().find(|&&id| id != leader).unwrap();
         // It holds a little, then is cut off.
         let mut expected_next = 0;
-        for r in cluster.produce(leader, vec![vec![make_batch(1, 5)]]).await {
-            expected_next += r.expect("committed").records;
-        }
+        cluster
+            .commit(
+                leader,
+                vec![vec![make_batch(1, 5)]],
+                &mut expected_next,
+                "first batch",
+            )
+            .await;
         cluster
             .until("the follower has the first batch", |c| {
                 c.hw(behind) == expected_next
@@ -498,11 +504,9 @@ fn a_follower_behind_the_log_start_installs_a_snapshot_and_catches_up() {
             let requests: Vec<Vec<BytesMut>> = (0..40u64)
                 .map(|i| vec![make_batch(100 + round * 100 + i, 40)])
                 .collect();
-            for r in cluster.produce(leader, requests).await {
-                let c = r.expect("two of three commit");
-                assert_eq!(c.base_offset, expected_next);
-                expected_next += c.records;
-            }
+            cluster
+                .commit(leader, requests, &mut expected_next, "two of three commit")
+                .await;
         }
         let live: Vec<(u64, Rc<PartitionLog>)> = cluster
             .replicas
@@ -556,11 +560,9 @@ fn a_follower_behind_the_log_start_installs_a_snapshot_and_catches_up() {
         cluster.replicas.borrow_mut()[behind as usize - 1] = Some(reopened);
         let leader = cluster.leader_among(&VOTERS).unwrap();
         let more: Vec<Vec<BytesMut>> = (0..10u64).map(|i| vec![make_batch(5000 + i, 3)]).collect();
-        for r in cluster.produce(leader, more).await {
-            let c = r.expect("committed after the reopen");
-            assert_eq!(c.base_offset, expected_next);
-            expected_next += c.records;
-        }
+        cluster
+            .commit(leader, more, &mut expected_next, "after the reopen")
+            .await;
         cluster
             .until("the reopened follower caught up", |c| {
                 c.hw(behind) == expected_next
