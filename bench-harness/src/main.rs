@@ -168,7 +168,7 @@ fn run_cluster_comparison(
         suite::MemberFigures::of(&label, &cluster_dir, &cluster_report),
     ];
     suite::write(out, &label, &figures)?;
-    let comparison = suite::render_comparison(&single_report, &cluster_report, &label);
+    let comparison = suite::render_comparison(&label, &figures[0], &figures[1]);
     std::fs::write(out.join("comparison.txt"), &comparison)
         .map_err(|e| BenchError::io(format!("write {}", out.join("comparison.txt").display()), e))?;
     print!("\n{}\n{comparison}", suite::render(&label, &figures));

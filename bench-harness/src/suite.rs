@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::error::BenchError;
 use crate::report::html::escape;
-use crate::report::model::{Ratio, RunReport};
+use crate::report::model::{Durability, Ratio, RunReport};
 use crate::report::summary::{count, mb_per_s, ns};
 use crate::workload::{Flush, WorkloadLayer};
 
@@ -80,6 +80,8 @@ pub struct MemberFigures {
     pub end_to_end_p50_ns: Option<u64>,
     pub end_to_end_p99_ns: Option<u64>,
     pub end_to_end_p999_ns: Option<u64>,
+    pub produce_ack_p99_ns: Option<u64>,
+    pub durability: Durability,
     pub burst_peak_lag_records: Option<u64>,
     pub burst_peak_delay_ns: Option<u64>,
     pub burst_drain_ns: Option<u64>,
@@ -102,6 +104,10 @@ impl MemberFigures {
             end_to_end_p50_ns: e2e.map(|l| l.p50_ns),
             end_to_end_p99_ns: e2e.map(|l| l.p99_ns),
             end_to_end_p999_ns: e2e.map(|l| l.p999_ns),
+            produce_ack_p99_ns: m
+                .filter(|m| m.ack_latency.count > 0)
+                .map(|m| m.ack_latency.p99_ns),
+            durability: r.durability.clone(),
             burst_peak_lag_records: burst.map(|b| b.figures.peak_lag_records),
             burst_peak_delay_ns: burst.map(|b| b.peak_end_to_end_ns),
             burst_drain_ns: burst.and_then(|b| b.figures.drain_ns),
@@ -115,26 +121,13 @@ impl MemberFigures {
 /// invocation (`--cluster N`): sustainable produce rate, and produce→ack
 /// and end-to-end p99 in each measured phase (at `measure_share` of each
 /// run's own sustainable rate).
-pub fn render_comparison(single: &RunReport, replicated: &RunReport, label: &str) -> String {
-    let rate = |r: &RunReport| r.search.as_ref().map(|s| s.sustainable_rate_per_s);
-    let ack_p99 = |r: &RunReport| {
-        r.measured
-            .as_ref()
-            .filter(|m| m.ack_latency.count > 0)
-            .map(|m| m.ack_latency.p99_ns)
-    };
-    let e2e_p99 = |r: &RunReport| {
-        r.measured
-            .as_ref()
-            .filter(|m| m.end_to_end.count > 0)
-            .map(|m| m.end_to_end.p99_ns)
-    };
+pub fn render_comparison(label: &str, single: &MemberFigures, replicated: &MemberFigures) -> String {
     let d = &replicated.durability;
     let mut out = format!(
         "{label} (replication factor {}, acks {:?}) against a single node (acks {:?}), flush {:?}, same invocation\n",
         d.replication_factor, d.acks, single.durability.acks, d.flush
     );
-    match (rate(single), rate(replicated)) {
+    match (single.sustainable_rate_per_s, replicated.sustainable_rate_per_s) {
         (Some(s), Some(c)) if s > 0.0 => {
             let _ = writeln!(
                 out,
@@ -146,11 +139,19 @@ pub fn render_comparison(single: &RunReport, replicated: &RunReport, label: &str
         }
         _ => out.push_str("  max sustainable produce  not searched (use a max-rate workload)\n"),
     }
-    for (what, f) in [
-        ("produce->ack p99", &ack_p99 as &dyn Fn(&RunReport) -> Option<u64>),
-        ("end-to-end p99", &e2e_p99),
+    for (what, s, c) in [
+        (
+            "produce->ack p99",
+            single.produce_ack_p99_ns,
+            replicated.produce_ack_p99_ns,
+        ),
+        (
+            "end-to-end p99",
+            single.end_to_end_p99_ns,
+            replicated.end_to_end_p99_ns,
+        ),
     ] {
-        if let (Some(s), Some(c)) = (f(single), f(replicated)) {
+        if let (Some(s), Some(c)) = (s, c) {
             let _ = writeln!(
                 out,
                 "  {what:<16}  {} vs {}: {:.2}x",
