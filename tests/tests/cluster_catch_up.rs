@@ -12,7 +12,6 @@
 
 mod cluster_support;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cluster_support::*;
@@ -31,32 +30,6 @@ fn bounds(node: &BrokerProcess) -> Option<(u64, u64)> {
     let (start, _) = c.list_offset(TOPIC, 0, OffsetSpec::Earliest).ok()?;
     let (end, _) = c.list_offset(TOPIC, 0, OffsetSpec::Latest).ok()?;
     Some((start, end))
-}
-
-/// Every record of the topic on `node` from its log start.
-fn read_retained(node: &BrokerProcess) -> BTreeMap<u64, String> {
-    let c = pinned_client(node);
-    let (mut offset, _) = c.list_offset(TOPIC, 0, OffsetSpec::Earliest).expect("log start");
-    let mut out = BTreeMap::new();
-    for _ in 0..100_000 {
-        let f = c.fetch(TOPIC, 0, offset, 1 << 20, 0).expect("fetch");
-        if f.records.is_empty() {
-            break;
-        }
-        for r in f.records {
-            out.insert(r.offset, String::from_utf8(r.value.unwrap()).unwrap());
-        }
-        offset = f.next_offset;
-    }
-    out
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -90,9 +63,12 @@ fn a_follower_behind_the_leaders_log_start_catches_up_after_restart() {
     let end = acked.keys().last().unwrap() + 1;
     let produced_in = producing.elapsed();
     let leader_node = cluster.wait_leader(&others(down));
-    wait_for(
-        "retention to move the leader's log start past the follower's end",
-        || bounds(&cluster.nodes[leader_node]).is_some_and(|(start, _)| start > held),
+    let moved = shoal_tests::wait_until(Duration::from_millis(WAIT_MS_MAX), || {
+        bounds(&cluster.nodes[leader_node]).is_some_and(|(start, _)| start > held)
+    });
+    assert!(
+        moved,
+        "retention did not move the leader's log start past the follower's end"
     );
     let (leader_start, _) = bounds(&cluster.nodes[leader_node]).unwrap();
     println!(
@@ -103,9 +79,7 @@ fn a_follower_behind_the_leaders_log_start_catches_up_after_restart() {
 
     let restarted = Instant::now();
     cluster.nodes[down].restart();
-    wait_for("the restarted follower to reach the high watermark", || {
-        bounds(&cluster.nodes[down]).is_some_and(|(_, hw)| hw >= end)
-    });
+    cluster.wait_caught_up(down, end);
     let caught_up = restarted.elapsed();
     let (down_start, down_hw) = bounds(&cluster.nodes[down]).unwrap();
     println!(
@@ -119,8 +93,8 @@ fn a_follower_behind_the_leaders_log_start_catches_up_after_restart() {
 
     // Every acknowledged record the follower and the leader still hold is
     // at its acknowledged offset on both, and they agree offset by offset.
-    let on_follower = read_retained(&cluster.nodes[down]);
-    let on_leader = read_retained(&cluster.nodes[leader_node]);
+    let on_follower = read_all(&cluster.nodes[down]);
+    let on_leader = read_all(&cluster.nodes[leader_node]);
     let retained: Acked = acked.range(down_start..).map(|(o, v)| (*o, v.clone())).collect();
     assert_has_acked(&on_follower, &retained, "the restarted follower");
     for (offset, value) in &on_follower {
@@ -133,8 +107,6 @@ fn a_follower_behind_the_leaders_log_start_catches_up_after_restart() {
     let got = produce_with(client, &values("after"), 5_000).expect("produce after");
     record_acks(&mut acked, got);
     let end = acked.keys().last().unwrap() + 1;
-    wait_for("the follower to take the next batch", || {
-        bounds(&cluster.nodes[down]).is_some_and(|(_, hw)| hw >= end)
-    });
+    cluster.wait_caught_up(down, end);
     cluster.stop();
 }

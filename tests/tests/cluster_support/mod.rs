@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use shoal_protocol::batch::NewRecord;
 use shoal_protocol::client::{Client, ClientConfig, ConnectionConfig, Producer, ProducerConfig};
+use shoal_protocol::messages::offsets::OffsetSpec;
 use shoal_protocol::messages::produce::{Acks, Durability};
 use shoal_protocol::messages::topic::TopicConfig;
 use shoal_tests::{free_port, BrokerOptions, BrokerProcess};
@@ -241,9 +242,8 @@ impl Cluster {
         let deadline = Instant::now() + Duration::from_millis(WAIT_MS_MAX);
         loop {
             let hw = pinned_client(&self.nodes[i])
-                .fetch(TOPIC, 0, 0, 1, 0)
-                .map(|f| f.high_watermark)
-                .unwrap_or(0);
+                .list_offset(TOPIC, 0, OffsetSpec::Latest)
+                .map_or(0, |(hw, _)| hw);
             if hw >= end {
                 return;
             }
@@ -393,11 +393,12 @@ pub fn record_acks(acked: &mut Acked, got: Vec<(u64, String)>) {
     }
 }
 
-/// Every record of the topic on `node` below its high watermark.
+/// Every record of the topic on `node` from its log start (retention may
+/// have moved it) to its high watermark.
 pub fn read_all(node: &BrokerProcess) -> BTreeMap<u64, String> {
     let c = pinned_client(node);
     let mut out = BTreeMap::new();
-    let mut offset = 0;
+    let (mut offset, _) = c.list_offset(TOPIC, 0, OffsetSpec::Earliest).expect("log start");
     for _ in 0..100_000 {
         let f = c.fetch(TOPIC, 0, offset, 1 << 20, 0).expect("fetch");
         if f.records.is_empty() {
