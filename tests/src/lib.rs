@@ -494,6 +494,28 @@ pub fn shoal_cli(broker: &BrokerProcess, args: &[&str], stdin: &str) -> (bool, S
     )
 }
 
+/// Runs `shoal-bench` with `args` and returns its stdout (also printed);
+/// panics with its stderr and stdout unless it exits 0.
+pub fn run_shoal_bench<I, S>(args: I) -> String
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new(bin_path("shoal-bench"))
+        .args(args)
+        .output()
+        .expect("run shoal-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "shoal-bench exited {:?}: {}\n{stdout}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -6,39 +6,34 @@
 //! names the two runs' figures with their ratio. A short target-rate run:
 //! the figures themselves are measured with `--preset max-rate` (README).
 
-use shoal_tests::bin_path;
-use std::process::Command;
+use std::ffi::OsString;
+
+use shoal_tests::{bin_path, run_shoal_bench};
 
 #[test]
 fn cluster_run_reports_replicated_figures_next_to_a_single_node() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("report");
-    let out = Command::new(bin_path("shoal-bench"))
-        .args(["--preset", "quick", "--cluster", "3", "--no-baselines"])
-        .args(["--broker-bin"])
-        .arg(bin_path("shoald"))
-        .args([
-            "--rate-per-s",
-            "2000",
-            "--warmup-s",
-            "0.5",
-            "--duration-s",
-            "2",
-            "--drain-s",
-            "20",
-        ])
-        .arg("--out")
-        .arg(&out_dir)
-        .output()
-        .expect("run shoal-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "shoal-bench exited {:?}: {}\n{stdout}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args: Vec<OsString> = [
+        "--preset",
+        "quick",
+        "--cluster",
+        "3",
+        "--no-baselines",
+        "--rate-per-s",
+        "2000",
+        "--warmup-s",
+        "0.5",
+        "--duration-s",
+        "2",
+        "--drain-s",
+        "20",
+        "--broker-bin",
+    ]
+    .map(OsString::from)
+    .into();
+    args.extend([bin_path("shoald").into(), "--out".into(), out_dir.clone().into()]);
+    let stdout = run_shoal_bench(args);
 
     let read = |run: &str| -> serde_json::Value {
         let path = out_dir.join(run).join("report.json");

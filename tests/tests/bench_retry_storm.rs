@@ -8,7 +8,7 @@
 //! three-second run quarantines records (the default policy's 500 ms
 //! backoff needs 7.5 s to reach the fifth attempt).
 
-use shoal_tests::{bin_path, BrokerProcess};
+use shoal_tests::{bin_path, run_shoal_bench, BrokerProcess};
 use std::process::Command;
 
 const PREFIX: &str = "storm";
@@ -33,23 +33,31 @@ fn retry_storm_counts_quarantined_records_and_exits_zero() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let report_dir = dir.path().join("report");
-    let out = Command::new(bin_path("shoal-bench"))
-        .args(["--preset", "retry-storm", "--broker", &addr, "--no-baselines"])
-        .args(["--topic-prefix", PREFIX, "--partitions", &PARTITIONS.to_string()])
-        .args(["--rate-per-s", "500", "--warmup-s", "1", "--duration-s", "3"])
-        .args(["--nack-share", "0.5", "--drain-s", "30"])
-        .arg("--out")
-        .arg(&report_dir)
-        .output()
-        .expect("run shoal-bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
-    assert!(
-        out.status.success(),
-        "shoal-bench exited {:?}: {}\n{stdout}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let partitions = PARTITIONS.to_string();
+    let report = report_dir.to_str().expect("utf-8 temp path");
+    let stdout = run_shoal_bench([
+        "--preset",
+        "retry-storm",
+        "--broker",
+        &addr,
+        "--no-baselines",
+        "--topic-prefix",
+        PREFIX,
+        "--partitions",
+        &partitions,
+        "--rate-per-s",
+        "500",
+        "--warmup-s",
+        "1",
+        "--duration-s",
+        "3",
+        "--nack-share",
+        "0.5",
+        "--drain-s",
+        "30",
+        "--out",
+        report,
+    ]);
 
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(report_dir.join("report.json")).expect("report.json"))
