@@ -73,8 +73,9 @@ impl ShoalConnector {
         }
     }
 
-    /// Topics are created on each of `nodes` (every node of a cluster,
-    /// which has no metadata group yet); by default on `address` only.
+    /// The nodes of a cluster: topics are created through the first (the
+    /// cluster's metadata log takes them to the others), and the run starts
+    /// once every node serves them; by default `address` only.
     pub fn with_nodes(mut self, nodes: Vec<String>) -> Self {
         self.nodes = nodes;
         self
@@ -101,6 +102,22 @@ impl ShoalConnector {
                     }
                 }
                 Err(e) => return Err(driver_error(&format!("create topic on {node}"), e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until `node` serves every topic of the workload (bounded).
+    fn wait_topics(&self, node: &str, w: &Workload) -> Result<(), BenchError> {
+        const WAIT: Duration = Duration::from_secs(30);
+        let client = self.client_of(node)?;
+        let started = Instant::now();
+        for name in topic_names(w) {
+            while let Err(e) = client.describe_topic(&name) {
+                if started.elapsed() > WAIT {
+                    return Err(driver_error(&format!("topic {name} on {node}"), e));
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
         }
         Ok(())
@@ -155,9 +172,12 @@ impl Connector for ShoalConnector {
             replication_factor: w.replication_factor,
             ..TopicConfig::default()
         };
-        // A cluster has no metadata group yet: every node creates the topic.
-        for node in &self.nodes {
-            self.create_topics(node, w, &config)?;
+        let Some((first, others)) = self.nodes.split_first() else {
+            return Ok(());
+        };
+        self.create_topics(first, w, &config)?;
+        for node in others {
+            self.wait_topics(node, w)?;
         }
         Ok(())
     }

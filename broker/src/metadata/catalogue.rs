@@ -8,8 +8,15 @@
 //! Each shard therefore reads its local registry without locks, and a
 //! restart reloads exactly what was acknowledged.
 //!
-//! The file is a [`CheckedFile`]: a magic, then the rkyv archive of the
-//! protocol's `CreateTopicRequest` list (the same type clients send).
+//! On a cluster the catalogue is the state applied from the cluster's
+//! metadata log (`shard::cluster_metadata`), and the file also records how
+//! far that log was applied, in the same atomic write: a restart resumes
+//! applying at exactly the next command.
+//!
+//! The file is a [`CheckedFile`]: a magic, then the rkyv archive of
+//! [`StoredCatalogue`] (the protocol's `CreateTopicRequest` list, the same
+//! type clients send, and the applied metadata offset). Files of the two
+//! older layouts load with an applied offset of 0.
 
 use std::path::Path;
 
@@ -19,9 +26,21 @@ use super::checked_file::{from_archive, CheckedFile, LoadError};
 use super::topic_registry::{TopicError, TopicMeta, TopicRegistry};
 
 const CATALOGUE_FILE: &str = "topics.meta";
-/// Leads the archive in catalogues written since topics have a replication
-/// factor (issue 14); a file without it is read in the older layout.
-const CATALOGUE_MAGIC: &[u8; 8] = b"SHCAT\x00\x02\x00";
+/// Leads the archive in catalogues written since the cluster metadata log.
+const CATALOGUE_MAGIC: &[u8; 8] = b"SHCAT\x00\x03\x00";
+/// Leads catalogues written since topics have a replication factor (issue
+/// 14) and before the metadata log; a file with neither magic is read in
+/// the layout before both.
+const CATALOGUE_MAGIC_V2: &[u8; 8] = b"SHCAT\x00\x02\x00";
+
+/// What `topics.meta` holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct StoredCatalogue {
+    pub topics: Vec<CreateTopicRequest>,
+    /// The next offset of the cluster metadata log to apply (0 on a single
+    /// node, which has no such log).
+    pub metadata_applied: u64,
+}
 
 /// The durable catalogue file, written by shard 0 only.
 pub struct Catalogue {
@@ -37,37 +56,49 @@ impl Catalogue {
 
     /// Loads every topic; an absent file is an empty catalogue.
     pub fn load(&self) -> Result<Vec<TopicMeta>, TopicError> {
+        Ok(self.load_state()?.0)
+    }
+
+    /// Loads every topic and the applied metadata-log offset.
+    pub fn load_state(&self) -> Result<(Vec<TopicMeta>, u64), TopicError> {
         let corrupt = |reason| TopicError::Corrupt {
             path: self.file.path(),
             reason,
         };
         let bytes = match self.file.load() {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return Ok(Vec::new()),
+            Ok(None) => return Ok((Vec::new(), 0)),
             Err(LoadError::Io(e)) => return Err(e.into()),
             Err(LoadError::Corrupt(reason)) => return Err(corrupt(reason)),
         };
-        decode_catalogue(&bytes).map_err(corrupt).map(|list| {
-            list.into_iter()
+        decode_catalogue(&bytes).map_err(corrupt).map(|stored| {
+            let topics = stored
+                .topics
+                .into_iter()
                 .map(|t| TopicMeta {
                     name: t.name,
                     config: t.config,
                 })
-                .collect()
+                .collect();
+            (topics, stored.metadata_applied)
         })
     }
 
-    /// Writes the whole catalogue durably, replacing the old one atomically.
+    /// Writes the whole catalogue durably, replacing the old one atomically,
+    /// with the next metadata-log offset to apply (0 on a single node).
     /// Returns only after the rename and the directory fsync succeeded.
-    pub fn store(&self, topics: &TopicRegistry) -> Result<(), TopicError> {
-        let list: Vec<CreateTopicRequest> = topics
-            .iter()
-            .map(|t| CreateTopicRequest {
-                name: t.name.clone(),
-                config: t.config.clone(),
-            })
-            .collect();
-        let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&list).expect("catalogue archives");
+    pub fn store(&self, topics: &TopicRegistry, metadata_applied: u64) -> Result<(), TopicError> {
+        let stored = StoredCatalogue {
+            topics: topics
+                .iter()
+                .map(|t| CreateTopicRequest {
+                    name: t.name.clone(),
+                    config: t.config.clone(),
+                })
+                .collect(),
+            metadata_applied,
+        };
+        let archive = rkyv::to_bytes::<rkyv::rancor::Error>(&stored).expect("catalogue archives");
         let mut body = CATALOGUE_MAGIC.to_vec();
         body.extend_from_slice(&archive);
         Ok(self.file.store(&body)?)
@@ -114,14 +145,19 @@ impl From<LegacyCreateTopicRequest> for CreateTopicRequest {
     }
 }
 
-/// The topics of a catalogue file's checked body.
-fn decode_catalogue(body: &[u8]) -> Result<Vec<CreateTopicRequest>, String> {
-    // Files since issue 14 start with the magic; older ones hold the
-    // layout before `replication_factor`.
-    match body.strip_prefix(CATALOGUE_MAGIC) {
-        Some(archive) => from_archive::<Vec<CreateTopicRequest>>(archive),
+/// The contents of a catalogue file's checked body, in any of its layouts.
+fn decode_catalogue(body: &[u8]) -> Result<StoredCatalogue, String> {
+    let topics_only = |topics| StoredCatalogue {
+        topics,
+        metadata_applied: 0,
+    };
+    if let Some(archive) = body.strip_prefix(CATALOGUE_MAGIC) {
+        return from_archive::<StoredCatalogue>(archive);
+    }
+    match body.strip_prefix(CATALOGUE_MAGIC_V2) {
+        Some(archive) => from_archive::<Vec<CreateTopicRequest>>(archive).map(topics_only),
         None => from_archive::<Vec<LegacyCreateTopicRequest>>(body)
-            .map(|old| old.into_iter().map(CreateTopicRequest::from).collect()),
+            .map(|old| topics_only(old.into_iter().map(CreateTopicRequest::from).collect())),
     }
 }
 
@@ -145,7 +181,8 @@ mod tests {
             name: "a".into(),
             config: config.clone(),
         });
-        cat.store(&reg).unwrap();
+        cat.store(&reg, 17).unwrap();
+        assert_eq!(cat.load_state().unwrap().1, 17);
         let loaded = cat.load().unwrap();
         assert_eq!(
             loaded,

@@ -10,6 +10,10 @@
 //! followers sync in parallel); the link sends everything queued for one
 //! peer as one frame.
 //!
+//! Besides raft messages, the envelopes of the metadata topic's
+//! [`FORWARD_PARTITION`] carry proposals a node forwards to the metadata
+//! group's leader (`shard::cluster_metadata`); they go to the forward sink.
+//!
 //! Placement is deterministic (interim, `docs/replication.md`): the
 //! replicas of partition `p` of topic `t` are `rf` consecutive nodes of the
 //! sorted node list, starting at `(murmur2(t) + p) % nodes`, on the same
@@ -27,10 +31,15 @@ use raft::eraftpb::Message;
 use super::raft_group::{RaftGroup, TICK_MS};
 use crate::cluster::wire::{RaftEnvelope, RaftFrame};
 use crate::cluster::{ClusterNode, NodeId};
+use crate::metadata::cluster_log::{FORWARD_PARTITION, METADATA_TOPIC};
 use crate::runtime::sleep;
 
 /// A replicated partition's key on the node links.
 type GroupKey = (String, u32);
+
+/// Where proposals forwarded to this node's metadata leader go: the
+/// sending node and the record batch.
+pub type ForwardSink = Rc<dyn Fn(NodeId, Vec<u8>)>;
 
 /// The replicas of one partition: node ids, sorted.
 pub fn placement(nodes: &[u32], topic: &str, partition: u32, rf: u32) -> Vec<u64> {
@@ -67,6 +76,7 @@ pub struct Replication {
     doorbell: LocalSender<()>,
     bell: LocalReceiver<()>,
     stopped: Cell<bool>,
+    forward_sink: RefCell<Option<ForwardSink>>,
 }
 
 impl Replication {
@@ -79,6 +89,7 @@ impl Replication {
             doorbell,
             bell,
             stopped: Cell::new(false),
+            forward_sink: RefCell::new(None),
         });
         let weak = Rc::downgrade(&me);
         cluster.set_raft_sink(Rc::new(move |from: NodeId, frame: RaftFrame| {
@@ -146,9 +157,34 @@ impl Replication {
         let _ = self.doorbell.try_send(());
     }
 
+    /// Sets where forwarded metadata proposals go (shard 0 of a cluster).
+    pub fn set_forward_sink(&self, sink: ForwardSink) {
+        *self.forward_sink.borrow_mut() = Some(sink);
+    }
+
+    /// Sends a metadata proposal (a record batch) to node `to`, the
+    /// metadata group's leader, over the node link.
+    pub fn forward(&self, to: NodeId, batch: Vec<u8>) {
+        self.cluster.send_raft(
+            to,
+            vec![RaftEnvelope {
+                topic: METADATA_TOPIC.to_string(),
+                partition: FORWARD_PARTITION,
+                message: batch,
+            }],
+        );
+    }
+
     fn deliver(&self, from: NodeId, frame: RaftFrame) {
         let groups = self.groups.borrow();
         for env in frame.messages {
+            if env.partition == FORWARD_PARTITION && env.topic == METADATA_TOPIC {
+                let sink = self.forward_sink.borrow().clone();
+                if let Some(sink) = sink {
+                    sink(from, env.message);
+                }
+                continue;
+            }
             let Some(group) = groups.get(&(env.topic.clone(), env.partition)) else {
                 continue;
             };

@@ -48,6 +48,9 @@ pub struct PartitionService {
     topics: RefCell<HashMap<String, Vec<Slot>>>,
     /// Raft groups of the replicated partitions here (cluster members).
     replication: Option<Rc<Replication>>,
+    /// Internal partitions (the cluster metadata log): outside the topic
+    /// registry, closed, maintained and handed over like the others.
+    internal: RefCell<Vec<Rc<Replica>>>,
 }
 
 impl PartitionService {
@@ -66,7 +69,32 @@ impl PartitionService {
             log_queue,
             topics: RefCell::new(HashMap::new()),
             replication: cluster.map(Replication::new),
+            internal: RefCell::new(Vec::new()),
         }
+    }
+
+    fn open_context(&self) -> OpenContext<'_> {
+        OpenContext {
+            config: &self.config,
+            shard_count: self.shard_count,
+            log_queue: self.log_queue,
+            replication: self.replication.clone(),
+        }
+    }
+
+    /// Opens an internal partition (partition 0 of `meta`) in `dir`, outside
+    /// the topic registry: no client request reaches it by name.
+    pub async fn open_internal(&self, meta: TopicMeta, dir: PathBuf) -> Rc<Replica> {
+        let replica = Replica::open(&self.open_context(), Rc::new(meta), PartitionId(0), dir).await;
+        self.internal.borrow_mut().push(replica.clone());
+        replica
+    }
+
+    /// The registered partitions and the internal ones.
+    fn every_replica(&self) -> Vec<Rc<Replica>> {
+        let mut all = self.replicas();
+        all.extend(self.internal.borrow().iter().cloned());
+        all
     }
 
     async fn transfer_leaderships(&self) {
@@ -74,7 +102,7 @@ impl PartitionService {
             return;
         };
         let leading: Vec<_> = self
-            .replicas()
+            .every_replica()
             .iter()
             .filter_map(|r| r.raft().cloned())
             .filter(|g| g.is_leader())
@@ -138,12 +166,7 @@ impl PartitionService {
         if !self.topics.borrow().contains_key(&meta.name) {
             self.expect_topic(&meta);
         }
-        let ctx = OpenContext {
-            config: &self.config,
-            shard_count: self.shard_count,
-            log_queue: self.log_queue,
-            replication: self.replication.clone(),
-        };
+        let ctx = self.open_context();
         for p in (0..meta.config.partitions).map(PartitionId) {
             if !self.owns(&meta.name, p) {
                 continue;
@@ -275,7 +298,7 @@ impl PartitionService {
     /// Retention and compaction on every local partition; stops early when
     /// `stop()` turns true (shutdown).
     pub async fn maintain_all(&self, now_ms: i64, stop: impl Fn() -> bool) {
-        for replica in self.replicas() {
+        for replica in self.every_replica() {
             if stop() {
                 return;
             }
@@ -289,7 +312,7 @@ impl PartitionService {
     /// runs), so its clients' next attempt finds a leader already elected.
     pub async fn close_all(&self) {
         self.transfer_leaderships().await;
-        for replica in self.replicas() {
+        for replica in self.every_replica() {
             replica.close().await;
         }
     }

@@ -9,11 +9,14 @@ use crate::error::BrokerResult;
 use crate::runtime::now_ms;
 
 impl Shard {
-    /// Loads the topics and opens this shard's partitions (recovery), then
-    /// restores the delivery state and starts its timer. The shard counts as
+    /// Loads the topics and opens this shard's partitions (recovery), on
+    /// shard 0 of a cluster node also the metadata log (its applier catches
+    /// up in the background), then restores the delivery state and starts
+    /// its timer. The shard counts as
     /// started (and `/readyz` may turn 200) only after all of it.
     pub async fn start(self: &Rc<Self>) -> BrokerResult<()> {
-        self.load_topics().await?;
+        let metadata_applied = self.load_topics().await?;
+        self.open_cluster_metadata(metadata_applied).await;
         let dir = self
             .config()
             .server

@@ -8,6 +8,7 @@
 //! | [`route`]          | partition work to its owner: produce, fetch, offsets     |
 //! | [`route_groups`]   | group work to its coordinator; topic-wide fan-outs       |
 //! | [`topic_admin`]    | create and delete topics (shard 0 writes the catalogue)  |
+//! | [`cluster_metadata`] | a cluster's topic changes through the metadata log     |
 //! | [`call`]           | the calls and replies shards send each other             |
 //! | [`inbox`]          | serving calls from other shards                          |
 //! | [`source`]         | delivery's handle to partitions (routes to the owner)    |
@@ -24,6 +25,7 @@
 
 pub mod access;
 pub mod call;
+pub mod cluster_metadata;
 pub mod inbox;
 pub mod lifecycle;
 pub mod route;

@@ -16,6 +16,7 @@ use shoal_config::Config;
 use shoal_protocol::partitioner::{shard_for_group, shard_for_partition};
 
 use super::call::{ShardCall, ShardReply};
+use super::cluster_metadata::ClusterMetadata;
 use crate::cluster::ClusterNode;
 use crate::delivery::Delivery;
 use crate::ids::{PartitionId, ShardId};
@@ -80,6 +81,8 @@ pub struct Shard {
     security: ShardView,
     /// This shard's node links; `None` on a single node.
     cluster: Option<Rc<ClusterNode>>,
+    /// On shard 0 of a cluster node, once open: the metadata log.
+    cluster_metadata: RefCell<Option<Rc<ClusterMetadata>>>,
 }
 
 impl Shard {
@@ -125,6 +128,7 @@ impl Shard {
             admin_turn: Semaphore::new(1),
             security: ShardView::new(security),
             cluster,
+            cluster_metadata: RefCell::new(None),
         })
     }
 
@@ -173,6 +177,15 @@ impl Shard {
 
     pub(super) fn catalogue(&self) -> Option<&Catalogue> {
         self.catalogue.as_ref()
+    }
+
+    /// The metadata log, on shard 0 of a cluster node once it is open.
+    pub fn cluster_metadata(&self) -> Option<Rc<ClusterMetadata>> {
+        self.cluster_metadata.borrow().clone()
+    }
+
+    pub(super) fn set_cluster_metadata(&self, cm: Rc<ClusterMetadata>) {
+        *self.cluster_metadata.borrow_mut() = Some(cm);
     }
 
     /// The turn a topic change on the catalogue shard waits for.

@@ -1,6 +1,8 @@
 //! Topic administration across shards: shard 0 is the catalogue's single
 //! writer; it validates a change, makes it durable, then applies it on
-//! every shard (each opens or drops the partitions it owns).
+//! every shard (each opens or drops the partitions it owns). On a cluster,
+//! shard 0 proposes the change to the metadata log instead, and applies it
+//! when the log commits it (`cluster_metadata`), like every other node.
 //!
 //! Changes run one at a time: each is applied on every shard before the
 //! next one starts. Opening a topic's partitions awaits recovery, and a
@@ -26,8 +28,10 @@ impl Shard {
     /// Loads the catalogue into this shard's registry and opens the local
     /// partitions of every topic. Every topic is registered (its owned
     /// partitions marked recovering) before the first one opens.
-    pub async fn load_topics(self: &Rc<Self>) -> Result<(), TopicError> {
-        let topics = Catalogue::new(&self.config().server.data_dir).load()?;
+    /// Returns the next cluster-metadata offset the catalogue has not
+    /// applied (0 on a single node).
+    pub async fn load_topics(self: &Rc<Self>) -> Result<u64, TopicError> {
+        let (topics, metadata_applied) = Catalogue::new(&self.config().server.data_dir).load_state()?;
         for meta in &topics {
             self.topics_mut().insert(meta.clone());
             self.partitions().expect_topic(meta);
@@ -37,7 +41,7 @@ impl Shard {
                 self.partitions().open_topic(meta).await;
             }
         }
-        Ok(())
+        Ok(metadata_applied)
     }
 
     /// Adds a topic to the registry and opens the partitions this shard owns.
@@ -61,6 +65,9 @@ impl Shard {
         if self.id() != CATALOGUE_SHARD {
             return self.admin_call(ShardCall::CreateTopic { name, config }).await;
         }
+        if self.partitions().replication().is_some() {
+            return self.create_through_log(TopicMeta { name, config }).await;
+        }
         self.create_on_catalogue(TopicMeta { name, config }).await
     }
 
@@ -68,6 +75,9 @@ impl Shard {
     pub(super) async fn delete_topic(&self, name: String) -> BrokerResult<()> {
         if self.id() != CATALOGUE_SHARD {
             return self.admin_call(ShardCall::DeleteTopic { name }).await;
+        }
+        if self.partitions().replication().is_some() {
+            return self.delete_through_log(name).await;
         }
         self.delete_on_catalogue(&name).await
     }
@@ -105,7 +115,7 @@ impl Shard {
             return Err(TopicError::TooMany.into());
         }
         next.insert(meta.clone());
-        catalogue.store(&next)?;
+        catalogue.store(&next, 0)?;
         self.broadcast(|| ShardCall::ApplyCreate(meta.clone())).await;
         self.apply_create(meta).await;
         Ok(())
@@ -119,21 +129,21 @@ impl Shard {
         if next.remove(name).is_none() {
             return Err(BrokerError::unknown_topic(name));
         }
-        catalogue.store(&next)?;
+        catalogue.store(&next, 0)?;
         self.broadcast(|| ShardCall::ApplyDelete(name.to_string())).await;
         self.apply_delete(name).await;
         Ok(())
     }
 
     /// Waits until no other topic change is in progress (module docs).
-    async fn wait_admin_turn(&self) -> BrokerResult<glommio::sync::Permit<'_>> {
+    pub(super) async fn wait_admin_turn(&self) -> BrokerResult<glommio::sync::Permit<'_>> {
         self.admin_turn()
             .acquire_permit(1)
             .await
             .map_err(|_| BrokerError::shard_stopped(self.id()))
     }
 
-    async fn broadcast(&self, call: impl Fn() -> ShardCall) {
+    pub(super) async fn broadcast(&self, call: impl Fn() -> ShardCall) {
         for peer in (0..self.count()).map(ShardId).filter(|&s| s != self.id()) {
             if let Err(e) = self.mesh().call(peer, call()).await {
                 tracing::warn!(shard = %peer, error = %e, "broadcast to a stopped shard");

@@ -85,13 +85,37 @@ impl Cluster {
         Cluster { nodes, links }
     }
 
-    /// Creates the replicated topic on every node (no metadata group yet).
+    /// Creates the replicated topic through one node (the metadata log
+    /// takes it to the others) and waits until every node serves it.
     pub fn create_topic(&self, config: TopicConfig) {
-        for node in &self.nodes {
-            pinned_client(node)
-                .create_topic(TOPIC, config.clone())
-                .expect("create on every node");
-        }
+        admin_client(&self.nodes[0])
+            .create_topic(TOPIC, config)
+            .expect("create through node 1");
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.wait_topic(&all, TOPIC, true);
+    }
+
+    /// Whether node `i` lists `topic` (`GET /topics`; `None`: no answer).
+    pub fn lists_topic(&self, i: usize, topic: &str) -> Option<bool> {
+        let url = format!("http://127.0.0.1:{}/topics", self.nodes[i].http_port);
+        let doc: serde_json::Value = ureq::get(&url)
+            .timeout(Duration::from_secs(2))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()?;
+        let topics = doc.as_array().or_else(|| doc["topics"].as_array())?;
+        Some(topics.iter().any(|t| t["name"] == topic || t == topic))
+    }
+
+    /// Waits until every node of `among` lists `topic` (or, with `present`
+    /// false, none does); panics after [`WAIT_MS_MAX`].
+    pub fn wait_topic(&self, among: &[usize], topic: &str, present: bool) {
+        let done = shoal_tests::wait_until(Duration::from_millis(WAIT_MS_MAX), || {
+            among.iter().all(|&i| self.lists_topic(i, topic) == Some(present))
+        });
+        let seen: Vec<_> = among.iter().map(|&i| (i + 1, self.lists_topic(i, topic))).collect();
+        assert!(done, "topic {topic} present={present} not reached on every node: {seen:?}");
     }
 
     /// The index of a node whose replica leads, per its own `/cluster`.
@@ -321,6 +345,19 @@ pub fn following_client(node: &BrokerProcess) -> Arc<Client> {
 /// reads show that node's own view and produce to a follower is refused.
 pub fn pinned_client(node: &BrokerProcess) -> Arc<Client> {
     Arc::new(Client::with_config(&node.addr_string(), fault_client_config(false)).expect("connect"))
+}
+
+/// A client for topic changes through `node`: the default 30 s request
+/// timeout (a change commits through the metadata log and opens the
+/// partitions before it answers) and no retries, so each call is one
+/// proposal and its own answer.
+pub fn admin_client(node: &BrokerProcess) -> Arc<Client> {
+    let config = ClientConfig {
+        retries_max: 0,
+        follow_leader: false,
+        ..ClientConfig::default()
+    };
+    Arc::new(Client::with_config(&node.addr_string(), config).expect("connect"))
 }
 
 pub fn records(values: &[String]) -> Vec<NewRecord> {

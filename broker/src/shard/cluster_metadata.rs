@@ -1,0 +1,333 @@
+//! The cluster metadata log on shard 0 of a cluster node (issue 14): topic
+//! creation and deletion are commands in one raft group over every node
+//! (`metadata::cluster_log` has the commands and their records).
+//!
+//! - **Proposing.** A create or delete lands on shard 0 (every shard
+//!   forwards it there, as on a single node). Shard 0 checks what it can
+//!   alone (name, config, replication factor against the cluster size),
+//!   encodes the command with a fresh request id and registers a waiter
+//!   under that id. If this node leads the metadata group it appends the
+//!   command itself; otherwise it forwards the record batch to the leader
+//!   over the node link, and resends it every [`RESEND_MS`] (to whichever
+//!   node leads then) until the command is applied here or
+//!   [`PROPOSE_MS_MAX`] passed. The partition's dedup window stores a
+//!   request id once, so a resent command is never applied twice.
+//! - **Applying.** Every node, leader or not, runs one applier: a reader of
+//!   the metadata partition from the next unapplied offset, long-polling
+//!   the committed end. Each command is applied in log order, one at a
+//!   time (the admin turn), with the single-node rules: a create of an
+//!   existing name fails with `topic_exists`, a delete of an unknown one
+//!   with `unknown_topic`, on every node alike. A command that changes the
+//!   topics is stored in `topics.meta` together with the next offset to
+//!   apply (one atomic write), then applied on every shard. A node that was
+//!   down or cut off applies what it missed when it returns; a new node
+//!   applies the whole log.
+//! - **Answering.** The outcome reaches the waiter with the command's
+//!   request id on the node that asked, when that node applies it; a caller
+//!   whose command was not applied within [`PROPOSE_MS_MAX`] gets a
+//!   retryable timeout (the change may still apply later: a retried create
+//!   then answers `topic_exists`).
+//!
+//! A storage failure while applying (the catalogue cannot be written) stops
+//! the applier at that command, logged, and it retries every
+//! [`APPLY_RETRY_MS`]: later commands never apply ahead of it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use futures_lite::future;
+
+use super::call::ShardCall;
+use super::state::Shard;
+use super::topic_admin::CATALOGUE_SHARD;
+use crate::cluster::NodeId;
+use crate::error::{BrokerError, BrokerResult};
+use crate::ids::Offset;
+use crate::metadata::cluster_log::{self, LoggedCommand, MetaCommand};
+use crate::metadata::{validate_config, validate_name, TopicError, TopicMeta, TOPICS_MAX};
+use crate::partition::replica::Replica;
+use crate::partition::replication::Replication;
+use crate::runtime::{now_ms, sleep};
+
+/// A proposal not applied within this is sent again (to the leader then).
+pub const RESEND_MS: u64 = 1_000;
+/// A proposal not applied within this answers a retryable timeout.
+pub const PROPOSE_MS_MAX: u64 = 15_000;
+/// The applier's long poll, and its pause after a failure.
+const APPLY_WAIT_MS: u64 = 500;
+pub const APPLY_RETRY_MS: u64 = 1_000;
+/// Bytes the applier reads at once.
+const READ_BYTES_MAX: u32 = 1 << 20;
+/// Forwarded proposals being appended at once on the leader; past it they
+/// are dropped (the asking node resends).
+const FORWARDS_INFLIGHT_MAX: usize = 64;
+
+/// Shard 0's end of the metadata log on a cluster node.
+pub struct ClusterMetadata {
+    replica: Rc<Replica>,
+    replication: Rc<Replication>,
+    /// The next offset to apply.
+    next: Cell<u64>,
+    waiters: RefCell<HashMap<String, flume::Sender<BrokerResult<()>>>>,
+    /// Request ids: this node, its start time, a counter.
+    id_prefix: String,
+    id_seq: Cell<u64>,
+    forwards_inflight: Cell<usize>,
+}
+
+impl ClusterMetadata {
+    /// The next offset this node applies.
+    pub fn applied(&self) -> u64 {
+        self.next.get()
+    }
+
+    fn next_request_id(&self) -> String {
+        let seq = self.id_seq.get() + 1;
+        self.id_seq.set(seq);
+        format!("{}-{seq}", self.id_prefix)
+    }
+
+    fn leader(&self) -> u64 {
+        self.replica.raft().map_or(0, |g| g.leader())
+    }
+
+    /// On the leader: appends a proposal another node forwarded. A
+    /// non-leader drops it (the asking node resends to the new leader).
+    async fn append_forwarded(&self, from: NodeId, batch: Vec<u8>) {
+        if !cluster_log::is_batch(&batch) {
+            tracing::warn!(from = %from, "forwarded metadata proposal is not a valid batch; dropped");
+            return;
+        }
+        if self.forwards_inflight.get() >= FORWARDS_INFLIGHT_MAX {
+            return;
+        }
+        self.forwards_inflight.set(self.forwards_inflight.get() + 1);
+        let result = self.replica.append(vec![BytesMut::from(&batch[..])]).await;
+        self.forwards_inflight.set(self.forwards_inflight.get() - 1);
+        if let Err(e) = result {
+            tracing::debug!(from = %from, error = %e, "forwarded metadata proposal not appended");
+        }
+    }
+}
+
+impl Shard {
+    /// Shard 0 of a cluster node: opens the metadata partition and starts
+    /// applying it from where `topics.meta` says this node stopped.
+    pub(super) async fn open_cluster_metadata(self: &Rc<Self>, applied: u64) {
+        let Some(replication) = self.partitions().replication().cloned() else {
+            return;
+        };
+        if self.id() != CATALOGUE_SHARD {
+            return;
+        }
+        let dir = self.config().server.data_dir.join("cluster").join("metadata");
+        let meta = cluster_log::metadata_topic(replication.nodes().len() as u32);
+        let replica = self.partitions().open_internal(meta, dir).await;
+        let cm = Rc::new(ClusterMetadata {
+            replica,
+            replication: replication.clone(),
+            next: Cell::new(applied),
+            waiters: RefCell::new(HashMap::new()),
+            id_prefix: format!("n{}-{}", replication.me(), now_ms()),
+            id_seq: Cell::new(0),
+            forwards_inflight: Cell::new(0),
+        });
+        let weak = Rc::downgrade(&cm);
+        replication.set_forward_sink(Rc::new(move |from, batch| {
+            if let Some(cm) = weak.upgrade() {
+                glommio::spawn_local(async move { cm.append_forwarded(from, batch).await }).detach();
+            }
+        }));
+        self.set_cluster_metadata(cm);
+        glommio::spawn_local(apply_loop(Rc::downgrade(self))).detach();
+    }
+
+    /// Creates a topic through the metadata log (shard 0 of a cluster).
+    pub(super) async fn create_through_log(&self, meta: TopicMeta) -> BrokerResult<()> {
+        validate_name(&meta.name)?;
+        validate_config(&meta.config)?;
+        let nodes = self
+            .partitions()
+            .replication()
+            .map_or(1, |r| r.nodes().len() as u32);
+        if meta.config.replication_factor > nodes {
+            return Err(BrokerError::invalid(format!(
+                "replication_factor {} needs a cluster of at least that many nodes (this one has {nodes})",
+                meta.config.replication_factor
+            )));
+        }
+        if self.topics().get(&meta.name).is_some() {
+            return Err(BrokerError::TopicExists { topic: meta.name });
+        }
+        self.propose(MetaCommand::CreateTopic(
+            shoal_protocol::messages::topic::CreateTopicRequest {
+                name: meta.name,
+                config: meta.config,
+            },
+        ))
+        .await
+    }
+
+    /// Deletes a topic through the metadata log (shard 0 of a cluster).
+    pub(super) async fn delete_through_log(&self, name: String) -> BrokerResult<()> {
+        if self.topics().get(&name).is_none() {
+            return Err(BrokerError::unknown_topic(&name));
+        }
+        self.propose(MetaCommand::DeleteTopic { name }).await
+    }
+
+    /// Proposes a command and waits until this node applied it (module
+    /// header): appended here when this node leads, else forwarded.
+    async fn propose(&self, command: MetaCommand) -> BrokerResult<()> {
+        // Until shard 0 opened the metadata partition (start-up).
+        let cm = self.cluster_metadata().ok_or_else(|| BrokerError::PartitionRecovering {
+            topic: cluster_log::METADATA_TOPIC.to_string(),
+            partition: crate::ids::PartitionId(0),
+        })?;
+        let id = cm.next_request_id();
+        let batch = cluster_log::encode(&id, &command, now_ms()).map_err(BrokerError::invalid)?;
+        let (tx, rx) = flume::bounded(1);
+        cm.waiters.borrow_mut().insert(id.clone(), tx);
+        let deadline = Instant::now() + Duration::from_millis(PROPOSE_MS_MAX);
+        let outcome = loop {
+            let leader = cm.leader();
+            let me = cm.replication.me();
+            let resend = Duration::from_millis(RESEND_MS).min(deadline.saturating_duration_since(Instant::now()));
+            // One attempt lasts `resend` at most: an append stuck without
+            // a quorum is abandoned and tried again (the request id keeps
+            // a late first copy from applying twice).
+            let work = async {
+                if leader == me {
+                    // Committed is not yet applied: the waiter answers.
+                    if let Err(e) = cm.replica.append(vec![batch.clone()]).await {
+                        tracing::debug!(error = %e, "metadata proposal not appended; trying again");
+                    }
+                } else if let Ok(to @ 1..) = u32::try_from(leader) {
+                    cm.replication.forward(NodeId(to), batch.to_vec());
+                }
+                future::pending::<()>().await;
+            };
+            let attempt = async {
+                future::or(work, sleep(resend)).await;
+                None
+            };
+            let applied = async { Some(rx.recv_async().await) };
+            match future::or(applied, attempt).await {
+                Some(Ok(outcome)) => break outcome,
+                Some(Err(_)) => break Err(BrokerError::internal("the metadata applier stopped")),
+                None if Instant::now() >= deadline => {
+                    break Err(BrokerError::Timeout(format!(
+                        "the cluster did not apply the change within {PROPOSE_MS_MAX} ms (no metadata leader, \
+                         or no quorum of nodes); it may still apply: check before retrying"
+                    )))
+                }
+                None => continue,
+            }
+        };
+        cm.waiters.borrow_mut().remove(&id);
+        outcome
+    }
+
+    /// Applies one logged command here; the outer error is a storage
+    /// failure (retried), the inner result the command's outcome.
+    async fn apply_logged(&self, cmd: &LoggedCommand) -> BrokerResult<BrokerResult<()>> {
+        let next = cmd.offset + 1;
+        let command = match &cmd.command {
+            Ok(command) => command,
+            Err(reason) => {
+                tracing::error!(offset = cmd.offset, %reason, "metadata record skipped: not a command");
+                return Ok(Err(BrokerError::internal(reason.clone())));
+            }
+        };
+        let _turn = self.wait_admin_turn().await?;
+        let catalogue = self.catalogue().expect("the metadata log is applied on shard 0");
+        match command {
+            MetaCommand::CreateTopic(req) => {
+                let meta = TopicMeta {
+                    name: req.name.clone(),
+                    config: req.config.clone(),
+                };
+                let mut after = self.topics().clone();
+                if after.get(&meta.name).is_some() {
+                    return Ok(Err(BrokerError::TopicExists { topic: meta.name }));
+                }
+                if let Err(e) = validate_name(&meta.name).and_then(|()| validate_config(&meta.config)) {
+                    return Ok(Err(e.into()));
+                }
+                if after.len() >= TOPICS_MAX {
+                    return Ok(Err(TopicError::TooMany.into()));
+                }
+                after.insert(meta.clone());
+                catalogue.store(&after, next)?;
+                self.broadcast(|| ShardCall::ApplyCreate(meta.clone())).await;
+                self.apply_create(meta).await;
+                tracing::info!(topic = %req.name, offset = cmd.offset, "topic created (cluster metadata)");
+            }
+            MetaCommand::DeleteTopic { name } => {
+                let mut after = self.topics().clone();
+                if after.remove(name).is_none() {
+                    return Ok(Err(BrokerError::unknown_topic(name)));
+                }
+                catalogue.store(&after, next)?;
+                self.broadcast(|| ShardCall::ApplyDelete(name.clone())).await;
+                self.apply_delete(name).await;
+                tracing::info!(topic = %name, offset = cmd.offset, "topic deleted (cluster metadata)");
+            }
+        }
+        Ok(Ok(()))
+    }
+}
+
+/// Applies the metadata log on shard 0 until the shard shuts down.
+async fn apply_loop(shard: Weak<Shard>) {
+    loop {
+        let Some(shard) = shard.upgrade() else { return };
+        if shard.is_shutting_down() {
+            return;
+        }
+        let Some(cm) = shard.cluster_metadata() else { return };
+        let from = cm.next.get();
+        let read = cm
+            .replica
+            .read(Offset(from), READ_BYTES_MAX, Duration::from_millis(APPLY_WAIT_MS))
+            .await;
+        let commands = match read.map(|r| cluster_log::decode(&r.batches, from, &cluster_log::limits())) {
+            Ok(Ok(commands)) => commands,
+            Ok(Err(reason)) => {
+                tracing::error!(offset = from, %reason, "metadata log unreadable; retrying");
+                sleep(Duration::from_millis(APPLY_RETRY_MS)).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(offset = from, error = %e, "reading the metadata log; retrying");
+                sleep(Duration::from_millis(APPLY_RETRY_MS)).await;
+                continue;
+            }
+        };
+        for cmd in commands {
+            if cmd.offset != cm.next.get() {
+                break;
+            }
+            match shard.apply_logged(&cmd).await {
+                Ok(outcome) => {
+                    cm.next.set(cmd.offset + 1);
+                    let waiter = cmd
+                        .request_id
+                        .as_ref()
+                        .and_then(|id| cm.waiters.borrow_mut().remove(id));
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.try_send(outcome);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(offset = cmd.offset, error = %e, "applying a metadata command failed; retrying");
+                    sleep(Duration::from_millis(APPLY_RETRY_MS)).await;
+                    break;
+                }
+            }
+        }
+    }
+}

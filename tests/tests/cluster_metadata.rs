@@ -1,0 +1,99 @@
+//! The cluster metadata log (issue 14): a topic created or deleted through
+//! any one node reaches every node; the same name created twice fails the
+//! same way everywhere; a node that was down applies what it missed when
+//! it returns; without a quorum of nodes no topic change happens.
+
+mod cluster_support;
+
+use std::time::{Duration, Instant};
+
+use cluster_support::*;
+use shoal_protocol::messages::topic::TopicConfig;
+use shoal_protocol::ErrorCode;
+
+fn topic(rf: u32) -> TopicConfig {
+    TopicConfig {
+        partitions: 2,
+        replication_factor: rf,
+        ..TopicConfig::default()
+    }
+}
+
+#[test]
+fn topic_changes_reach_every_node_through_the_metadata_log() {
+    let t0 = Instant::now();
+    let mut cluster = Cluster::start();
+    println!("{:?} started", t0.elapsed());
+    let all = [0, 1, 2];
+
+    // Created through node 2: every node serves it, and a replicated
+    // produce through a leader-following client works on it.
+    admin_client(&cluster.nodes[1])
+        .create_topic("orders", topic(3))
+        .expect("create through node 2");
+        println!("{:?} .expect(create through node 2);", t0.elapsed());
+    cluster.wait_topic(&all, "orders", true);
+    println!("{:?} cluster.wait_topic(&all, orders, true)", t0.elapsed());
+
+    // The same name again, through another node: refused, nowhere changed.
+    let again = admin_client(&cluster.nodes[2]).create_topic("orders", topic(1));
+    let err = again.expect_err("a second create of the same name fails");
+    assert_eq!(err.code(), Some(ErrorCode::TopicExists), "{err}");
+
+    // Node 3 goes down; a create and a delete still commit (2 of 3).
+    cluster.nodes[2].kill();
+    println!("{:?} cluster.nodes[2].kill();", t0.elapsed());
+    admin_client(&cluster.nodes[0])
+        .create_topic("late", topic(3))
+        .expect("create with one node down");
+        println!("{:?} .expect(create with one node down);", t0.elapsed());
+    admin_client(&cluster.nodes[1])
+        .delete_topic("orders")
+        .expect("delete with one node down");
+        println!("{:?} .expect(delete with one node down);", t0.elapsed());
+    cluster.wait_topic(&[0, 1], "late", true);
+    println!("{:?} cluster.wait_topic(&[0, 1], late, true", t0.elapsed());
+    cluster.wait_topic(&[0, 1], "orders", false);
+    println!("{:?} cluster.wait_topic(&[0, 1], orders, fa", t0.elapsed());
+
+    // Node 3 returns with the old catalogue and catches up from the log.
+    cluster.nodes[2].restart();
+    println!("{:?} cluster.nodes[2].restart();", t0.elapsed());
+    cluster.wait_topic(&all, "late", true);
+    println!("{:?} cluster.wait_topic(&all, late, true);", t0.elapsed());
+    cluster.wait_topic(&all, "orders", false);
+    println!("{:?} cluster.wait_topic(&all, orders, false", t0.elapsed());
+
+    // With two nodes down there is no quorum: the change is refused with
+    // a retryable timeout and never applied.
+    cluster.nodes[1].kill();
+    println!("{:?} cluster.nodes[1].kill();", t0.elapsed());
+    cluster.nodes[2].kill();
+    println!("{:?} cluster.nodes[2].kill();", t0.elapsed());
+    let started = Instant::now();
+    let err = admin_client(&cluster.nodes[0])
+        .create_topic("no-quorum", topic(1))
+        .expect_err("no quorum, no topic");
+    println!("without a quorum: {err} after {:?}", started.elapsed());
+    assert_eq!(err.code(), Some(ErrorCode::Timeout), "{err}");
+    assert_eq!(cluster.lists_topic(0, "no-quorum"), Some(false));
+
+    // Back to three: the stuck proposal may still commit, but identically
+    // on every node.
+    cluster.nodes[1].restart();
+    println!("{:?} cluster.nodes[1].restart();", t0.elapsed());
+    cluster.nodes[2].restart();
+    println!("{:?} cluster.nodes[2].restart();", t0.elapsed());
+    std::thread::sleep(Duration::from_secs(2));
+    let seen: Vec<Option<bool>> = all.iter().map(|&i| cluster.lists_topic(i, "no-quorum")).collect();
+    let first = seen[0];
+    assert!(
+        shoal_tests::wait_until(Duration::from_millis(WAIT_MS_MAX), || {
+            all.iter().all(|&i| cluster.lists_topic(i, "no-quorum") == first)
+        }),
+        "nodes disagree on a topic: {seen:?}"
+    );
+    cluster.wait_topic(&all, "late", true);
+    println!("{:?} cluster.wait_topic(&all, late, true);", t0.elapsed());
+    cluster.stop();
+}
