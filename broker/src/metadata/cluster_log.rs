@@ -90,7 +90,11 @@ pub fn encode(request_id: &str, command: &MetaCommand, now_ms: i64) -> Result<By
 
 /// The commands of batches read from the metadata log, from `from` on
 /// (records of the first batch below `from` are skipped).
-pub fn decode(batches: &[bytes::Bytes], from: u64, limits: &BatchLimits) -> Result<Vec<LoggedCommand>, String> {
+pub fn decode(
+    batches: &[bytes::Bytes],
+    from: u64,
+    limits: &BatchLimits,
+) -> Result<Vec<LoggedCommand>, String> {
     let mut out = Vec::new();
     for bytes in batches {
         for item in BatchIter::new(bytes, *limits) {
@@ -151,10 +155,7 @@ mod tests {
         let batches = vec![a.freeze(), b.freeze()];
         let all = decode(&batches, 0, &limits()).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(
-            (all[0].offset, all[0].request_id.as_deref()),
-            (4, Some("n1-5"))
-        );
+        assert_eq!((all[0].offset, all[0].request_id.as_deref()), (4, Some("n1-5")));
         assert_eq!(all[0].command, Ok(create));
         assert_eq!((all[1].offset, all[1].command.clone()), (5, Ok(delete)));
         assert_eq!(decode(&batches, 5, &limits()).unwrap().len(), 1);

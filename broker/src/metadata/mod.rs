@@ -16,8 +16,8 @@
 
 pub mod acl;
 pub mod catalogue;
-pub mod cluster_log;
 pub mod checked_file;
+pub mod cluster_log;
 pub mod security;
 pub mod security_store;
 pub mod topic_registry;

@@ -183,10 +183,12 @@ impl Shard {
     /// header): appended here when this node leads, else forwarded.
     async fn propose(&self, command: MetaCommand) -> BrokerResult<()> {
         // Until shard 0 opened the metadata partition (start-up).
-        let cm = self.cluster_metadata().ok_or_else(|| BrokerError::PartitionRecovering {
-            topic: cluster_log::METADATA_TOPIC.to_string(),
-            partition: crate::ids::PartitionId(0),
-        })?;
+        let cm = self
+            .cluster_metadata()
+            .ok_or_else(|| BrokerError::PartitionRecovering {
+                topic: cluster_log::METADATA_TOPIC.to_string(),
+                partition: crate::ids::PartitionId(0),
+            })?;
         let id = cm.next_request_id();
         let batch = cluster_log::encode(&id, &command, now_ms()).map_err(BrokerError::invalid)?;
         let (tx, rx) = flume::bounded(1);
@@ -195,7 +197,8 @@ impl Shard {
         let outcome = loop {
             let leader = cm.leader();
             let me = cm.replication.me();
-            let resend = Duration::from_millis(RESEND_MS).min(deadline.saturating_duration_since(Instant::now()));
+            let resend =
+                Duration::from_millis(RESEND_MS).min(deadline.saturating_duration_since(Instant::now()));
             // One attempt lasts `resend` at most: an append stuck without
             // a quorum is abandoned and tried again (the request id keeps
             // a late first copy from applying twice).
@@ -218,12 +221,10 @@ impl Shard {
             match future::or(applied, attempt).await {
                 Some(Ok(outcome)) => break outcome,
                 Some(Err(_)) => break Err(BrokerError::internal("the metadata applier stopped")),
-                None if Instant::now() >= deadline => {
-                    break Err(BrokerError::Timeout(format!(
-                        "the cluster did not apply the change within {PROPOSE_MS_MAX} ms (no metadata leader, \
+                None if Instant::now() >= deadline => break Err(BrokerError::Timeout(format!(
+                    "the cluster did not apply the change within {PROPOSE_MS_MAX} ms (no metadata leader, \
                          or no quorum of nodes); it may still apply: check before retrying"
-                    )))
-                }
+                ))),
                 None => continue,
             }
         };
@@ -288,7 +289,9 @@ async fn apply_loop(shard: Weak<Shard>) {
         if shard.is_shutting_down() {
             return;
         }
-        let Some(cm) = shard.cluster_metadata() else { return };
+        let Some(cm) = shard.cluster_metadata() else {
+            return;
+        };
         let from = cm.next.get();
         let read = cm
             .replica

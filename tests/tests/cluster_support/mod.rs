@@ -114,8 +114,14 @@ impl Cluster {
         let done = shoal_tests::wait_until(Duration::from_millis(WAIT_MS_MAX), || {
             among.iter().all(|&i| self.lists_topic(i, topic) == Some(present))
         });
-        let seen: Vec<_> = among.iter().map(|&i| (i + 1, self.lists_topic(i, topic))).collect();
-        assert!(done, "topic {topic} present={present} not reached on every node: {seen:?}");
+        let seen: Vec<_> = among
+            .iter()
+            .map(|&i| (i + 1, self.lists_topic(i, topic)))
+            .collect();
+        assert!(
+            done,
+            "topic {topic} present={present} not reached on every node: {seen:?}"
+        );
     }
 
     /// The index of a node whose replica leads, per its own `/cluster`.
