@@ -188,10 +188,10 @@ fn bad_input_on_the_node_port_closes_only_that_connection() {
     assert_eq!(status["hellos_refused"], 3, "{status}");
     assert!(status["bad_connections"].as_u64().unwrap() >= 7, "{status}");
     assert!(!pinger.is_finished(), "the good link failed");
-    let (ok, _, err) = shoal_cli(&broker, &["topic", "create", "still-serving"], "");
-    assert!(ok, "{err}");
-    let (ok, out, err) = shoal_cli(&broker, &["produce", "still-serving"], "a\nb\n");
-    assert!(ok && out.contains("2"), "{out} {err}");
+    // (Node 2 is this test, not a broker: without its vote no topic change
+    // commits, so the check is a read.)
+    let (ok, out, err) = shoal_cli(&broker, &["topic", "list"], "");
+    assert!(ok, "{out} {err}");
     stop.store(true, Ordering::Relaxed);
     pinger.join().unwrap();
 

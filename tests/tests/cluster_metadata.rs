@@ -1,5 +1,5 @@
-//! The cluster metadata log (issue 14): a topic created or deleted through
-//! any one node reaches every node; the same name created twice fails the
+//! The cluster metadata log (issues 14 and 20): a topic created or deleted,
+//! a user, token or ACL changed through any one node reaches every node; the same name created twice fails the
 //! same way everywhere; a node that was down applies what it missed when
 //! it returns; without a quorum of nodes no topic change happens.
 
@@ -8,6 +8,7 @@ mod cluster_support;
 use std::time::{Duration, Instant};
 
 use cluster_support::*;
+use shoal_protocol::messages::security::{AclEntry, Operation, PatternKind, ResourceKind};
 use shoal_protocol::messages::topic::TopicConfig;
 use shoal_protocol::ErrorCode;
 
@@ -51,6 +52,37 @@ fn topic_changes_reach_every_node_through_the_metadata_log() {
     cluster.nodes[2].restart();
     cluster.wait_topic(&all, "late", true);
     cluster.wait_topic(&all, "orders", false);
+
+    // Users, tokens and ACLs go through the metadata log too: changed
+    // through three different nodes, identical on all of them.
+    admin_client(&cluster.nodes[1])
+        .upsert_user("alice", "alice-password", true)
+        .expect("user create through node 2");
+    let (token, info) = admin_client(&cluster.nodes[2])
+        .create_token("alice")
+        .expect("token through node 3");
+    assert!(token.len() > 20, "the caller gets the token itself");
+    let acl = AclEntry {
+        principal: "User:alice".into(),
+        kind: ResourceKind::Topic,
+        pattern_kind: PatternKind::Prefix,
+        pattern: "late".into(),
+        operation: Operation::Produce,
+    };
+    admin_client(&cluster.nodes[0])
+        .add_acl(acl.clone())
+        .expect("ACL through node 1");
+    let agreed = shoal_tests::wait_until(Duration::from_millis(WAIT_MS_MAX), || {
+        all.iter().all(|&i| {
+            let c = admin_client(&cluster.nodes[i]);
+            c.list_users().is_ok_and(|u| u.contains(&"alice".to_string()))
+                && c.list_tokens().is_ok_and(|t| t.iter().any(|t| t.id == info.id))
+                && c.list_acls().is_ok_and(|a| a.contains(&acl))
+        })
+    });
+    assert!(agreed, "users, tokens and ACLs did not reach every node");
+    let again = admin_client(&cluster.nodes[2]).upsert_user("alice", "other", true);
+    assert!(again.is_err(), "a second create of a user fails");
 
     // With two nodes down there is no quorum: the change is refused with
     // a retryable timeout and never applied.

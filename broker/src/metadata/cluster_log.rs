@@ -2,8 +2,8 @@
 //! the cluster's topics, how one is written as a record batch, and how the
 //! batches read back from the log turn into commands again.
 //!
-//! On a cluster, topic creation and deletion go through one raft group over
-//! every node: the internal topic [`METADATA_TOPIC`], one partition, a
+//! On a cluster, topic creation and deletion, and changes to users, tokens
+//! and ACLs, go through one raft group over every node: the internal topic [`METADATA_TOPIC`], one partition, a
 //! replica on shard 0 of each node (`shard::cluster_metadata` drives it).
 //! Each command is one record: its value the rkyv archive of a
 //! [`MetaCommand`], its `message_id` the request id of the node that asked
@@ -18,6 +18,7 @@ use shoal_protocol::batch::{self, BatchBuilder, BatchIter, BatchLimits, BatchRec
 use shoal_protocol::messages::topic::{CreateTopicRequest, FlushPolicy, TopicConfig};
 
 use super::checked_file::from_archive;
+use super::security::SecurityChange;
 use super::topic_registry::TopicMeta;
 
 /// The metadata log's internal topic. User topics cannot start with `__`.
@@ -35,7 +36,12 @@ pub const COMMAND_BYTES_MAX: usize = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub enum MetaCommand {
     CreateTopic(CreateTopicRequest),
-    DeleteTopic { name: String },
+    DeleteTopic {
+        name: String,
+    },
+    /// Users, tokens, ACLs: credentials only salted and hashed, tokens only
+    /// as their hash (as `security.meta` holds them).
+    Security(SecurityChange),
 }
 
 /// A command read back from the log.

@@ -285,70 +285,62 @@ impl SecurityService {
     /// Applies one administration operation (the caller was authorized
     /// for cluster `admin` before). Durable before it returns Ok.
     pub fn apply(&self, op: SecurityOp, now_ms: i64) -> BrokerResult<SecurityAdminResponse> {
-        let mut reply = SecurityAdminResponse::default();
-        let read_only = matches!(
-            op,
-            SecurityOp::ListUsers | SecurityOp::ListTokens | SecurityOp::ListAcls
-        );
-        if read_only {
-            let state = self.snapshot();
-            match op {
-                SecurityOp::ListUsers => reply.users = state.users.keys().cloned().collect(),
-                SecurityOp::ListTokens => reply.tokens = state.tokens.values().cloned().collect(),
-                _ => reply.acls = state.acls.iter().cloned().collect(),
-            }
+        if let Some(reply) = self.read(&op) {
             return Ok(reply);
         }
+        let (change, reply) = prepare(op, now_ms);
+        self.commit(&change)
+            .map_err(|e| BrokerError::Internal(format!("storing the security file failed: {e}")))??;
+        Ok(reply)
+    }
+
+    /// The answer to a read-only operation (`None` for a write).
+    pub fn read(&self, op: &SecurityOp) -> Option<SecurityAdminResponse> {
+        let mut reply = SecurityAdminResponse::default();
+        let state = self.snapshot();
+        match op {
+            SecurityOp::ListUsers => reply.users = state.users.keys().cloned().collect(),
+            SecurityOp::ListTokens => reply.tokens = state.tokens.values().cloned().collect(),
+            SecurityOp::ListAcls => reply.acls = state.acls.iter().cloned().collect(),
+            _ => return None,
+        }
+        Some(reply)
+    }
+
+    /// Applies a prepared change and stores the state durably. The outer
+    /// error is the store's (nothing changed); the inner result the
+    /// change's own outcome (an unknown user, a limit).
+    pub fn commit(&self, change: &SecurityChange) -> Result<BrokerResult<()>, String> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = (*self.snapshot()).clone();
-        change(&mut next, op, now_ms, &mut reply)?;
-        self.store
-            .store(&next)
-            .map_err(|e| BrokerError::Internal(format!("storing the security file failed: {e}")))?;
+        if let Err(e) = apply_change(&mut next, change) {
+            return Ok(Err(e));
+        }
+        self.store.store(&next).map_err(|e| e.to_string())?;
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         self.version.fetch_add(1, Ordering::AcqRel);
-        Ok(reply)
+        Ok(Ok(()))
     }
 }
 
-/// Applies a write operation to `state`, filling `reply`.
-fn change(
-    state: &mut SecurityState,
-    op: SecurityOp,
-    now_ms: i64,
-    reply: &mut SecurityAdminResponse,
-) -> BrokerResult<()> {
-    match op {
-        SecurityOp::UpsertUser {
-            user,
-            credential,
-            create_only,
-        } => {
-            validate_user(&user)?;
-            credential
-                .validate()
-                .map_err(|e| BrokerError::invalid(e.to_string()))?;
-            if create_only && state.users.contains_key(&user) {
-                return Err(BrokerError::invalid(format!("user {user:?} already exists")));
-            }
-            if !state.users.contains_key(&user) && state.users.len() >= USERS_MAX {
-                return Err(BrokerError::invalid(format!("at most {USERS_MAX} users")));
-            }
-            state.users.insert(user, credential);
-        }
-        SecurityOp::DeleteUser { user } => {
-            if state.users.remove(&user).is_none() {
-                return Err(BrokerError::invalid(format!("user {user:?} does not exist")));
-            }
-            state.tokens.retain(|_, t| t.user != user);
-        }
+/// A write to the security state with everything random already chosen
+/// (a new token is its hash and listing), so applying it is deterministic:
+/// a cluster's nodes apply it from the metadata log and agree.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum SecurityChange {
+    /// Any write but token creation, as the client sent it.
+    Op(SecurityOp),
+    /// A new bearer token: its SHA-256 (hex) and what lists it.
+    InsertToken { hash: String, info: TokenInfo },
+}
+
+/// Turns a write operation into its change and the reply its caller gets
+/// (token creation picks the token here: the reply has it, the change only
+/// its hash).
+pub fn prepare(op: SecurityOp, now_ms: i64) -> (SecurityChange, SecurityAdminResponse) {
+    let mut reply = SecurityAdminResponse::default();
+    let change = match op {
         SecurityOp::CreateToken { user } => {
-            if !state.users.contains_key(&user) {
-                return Err(BrokerError::invalid(format!("user {user:?} does not exist")));
-            }
-            if state.tokens.len() >= TOKENS_MAX {
-                return Err(BrokerError::invalid(format!("at most {TOKENS_MAX} tokens")));
-            }
             let token = format!(
                 "{TOKEN_PREFIX}{}",
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>())
@@ -359,30 +351,81 @@ fn change(
                 user,
                 created_at_ms: now_ms,
             };
-            state.tokens.insert(hash, info.clone());
             reply.token = token;
-            reply.tokens = vec![info];
+            reply.tokens = vec![info.clone()];
+            SecurityChange::InsertToken { hash, info }
+        }
+        op => SecurityChange::Op(op),
+    };
+    (change, reply)
+}
+
+/// Applies a change to `state`.
+fn apply_change(state: &mut SecurityState, change: &SecurityChange) -> BrokerResult<()> {
+    let op = match change {
+        SecurityChange::InsertToken { hash, info } => {
+            if !state.users.contains_key(&info.user) {
+                return Err(BrokerError::invalid(format!(
+                    "user {:?} does not exist",
+                    info.user
+                )));
+            }
+            if state.tokens.len() >= TOKENS_MAX {
+                return Err(BrokerError::invalid(format!("at most {TOKENS_MAX} tokens")));
+            }
+            state.tokens.insert(hash.clone(), info.clone());
+            return Ok(());
+        }
+        SecurityChange::Op(op) => op,
+    };
+    match op {
+        SecurityOp::UpsertUser {
+            user,
+            credential,
+            create_only,
+        } => {
+            validate_user(user)?;
+            credential
+                .validate()
+                .map_err(|e| BrokerError::invalid(e.to_string()))?;
+            if *create_only && state.users.contains_key(user) {
+                return Err(BrokerError::invalid(format!("user {user:?} already exists")));
+            }
+            if !state.users.contains_key(user) && state.users.len() >= USERS_MAX {
+                return Err(BrokerError::invalid(format!("at most {USERS_MAX} users")));
+            }
+            state.users.insert(user.clone(), credential.clone());
+        }
+        SecurityOp::DeleteUser { user } => {
+            if state.users.remove(user).is_none() {
+                return Err(BrokerError::invalid(format!("user {user:?} does not exist")));
+            }
+            state.tokens.retain(|_, t| &t.user != user);
         }
         SecurityOp::RevokeToken { id } => {
             let before = state.tokens.len();
-            state.tokens.retain(|_, t| t.id != id);
+            state.tokens.retain(|_, t| &t.id != id);
             if state.tokens.len() == before {
                 return Err(BrokerError::invalid(format!("no token has id {id:?}")));
             }
         }
         SecurityOp::AddAcl(entry) => {
-            validate_entry(&entry).map_err(BrokerError::invalid)?;
+            validate_entry(entry).map_err(BrokerError::invalid)?;
             if state.acls.len() >= ACLS_MAX {
                 return Err(BrokerError::invalid(format!("at most {ACLS_MAX} ACL entries")));
             }
-            state.acls.insert(entry);
+            state.acls.insert(entry.clone());
         }
         SecurityOp::RemoveAcl(entry) => {
-            if !state.acls.remove(&entry) {
+            if !state.acls.remove(entry) {
                 return Err(BrokerError::invalid(format!("no ACL entry {}", entry.describe())));
             }
         }
-        SecurityOp::ListUsers | SecurityOp::ListTokens | SecurityOp::ListAcls => {}
+        // Token creation is prepared into `InsertToken`; reads change nothing.
+        SecurityOp::CreateToken { .. }
+        | SecurityOp::ListUsers
+        | SecurityOp::ListTokens
+        | SecurityOp::ListAcls => {}
     }
     Ok(())
 }

@@ -335,7 +335,7 @@ impl Access<'_> {
         let (action, target) = describe_op(&op);
         let service = self.shard.security().service().clone();
         let result = match self.require(Resource::Cluster, Operation::Admin) {
-            Ok(()) => service.apply(op, crate::runtime::now_ms()),
+            Ok(()) => self.apply_security(&service, op).await,
             Err(e) => Err(e),
         };
         if action != "list" {
@@ -343,6 +343,26 @@ impl Access<'_> {
             service.audit_action(self.caller, action, &target, &outcome);
         }
         result
+    }
+
+    /// A read from this node's state; a write on a single node directly,
+    /// on a cluster through the metadata log (every node applies it).
+    async fn apply_security(
+        &self,
+        service: &std::sync::Arc<crate::metadata::security::SecurityService>,
+        op: SecurityOp,
+    ) -> BrokerResult<SecurityAdminResponse> {
+        if self.shard.partitions().replication().is_none() {
+            return service.apply(op, crate::runtime::now_ms());
+        }
+        if let Some(reply) = service.read(&op) {
+            return Ok(reply);
+        }
+        let (change, reply) = crate::metadata::security::prepare(op, crate::runtime::now_ms());
+        self.shard
+            .propose_meta(crate::metadata::cluster_log::MetaCommand::Security(change))
+            .await
+            .map(|()| reply)
     }
 }
 

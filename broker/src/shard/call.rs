@@ -68,6 +68,9 @@ pub enum ShardCall {
     CreateTopic { name: String, config: TopicConfig },
     /// To shard 0: delete a topic.
     DeleteTopic { name: String },
+    /// To shard 0 of a cluster node: propose a command to the metadata log
+    /// and answer once this node applied it.
+    ProposeMeta(crate::metadata::cluster_log::MetaCommand),
     /// From shard 0 to every shard: the catalogue gained this topic.
     ApplyCreate(TopicMeta),
     /// From shard 0 to every shard: the catalogue lost this topic.
@@ -185,6 +188,7 @@ impl MeshCall for ShardCall {
             ShardCall::ListOffsets { .. } => 2,
             ShardCall::CreateTopic { .. }
             | ShardCall::DeleteTopic { .. }
+            | ShardCall::ProposeMeta(_)
             | ShardCall::ApplyCreate(_)
             | ShardCall::ApplyDelete(_)
             | ShardCall::Shutdown => 3,

@@ -1,6 +1,7 @@
 //! The cluster metadata log on shard 0 of a cluster node (issue 14): topic
-//! creation and deletion are commands in one raft group over every node
-//! (`metadata::cluster_log` has the commands and their records).
+//! creation and deletion, and users, tokens and ACLs (issue 20), are
+//! commands in one raft group over every node (`metadata::cluster_log` has
+//! the commands and their records).
 //!
 //! - **Proposing.** A create or delete lands on shard 0 (every shard
 //!   forwards it there, as on a single node). Shard 0 checks what it can
@@ -179,9 +180,26 @@ impl Shard {
         self.propose(MetaCommand::DeleteTopic { name }).await
     }
 
+    /// Proposes a command from any shard (it runs on shard 0) and waits
+    /// until this node applied it.
+    pub async fn propose_meta(&self, command: MetaCommand) -> BrokerResult<()> {
+        if self.id() == CATALOGUE_SHARD {
+            return self.propose(command).await;
+        }
+        match self
+            .mesh()
+            .call(CATALOGUE_SHARD, ShardCall::ProposeMeta(command))
+            .await
+        {
+            Ok(super::call::ShardReply::Admin(r)) => r,
+            Ok(_) => Err(BrokerError::internal("mesh reply mismatch")),
+            Err(_) => Err(BrokerError::shard_stopped(CATALOGUE_SHARD)),
+        }
+    }
+
     /// Proposes a command and waits until this node applied it (module
     /// header): appended here when this node leads, else forwarded.
-    async fn propose(&self, command: MetaCommand) -> BrokerResult<()> {
+    pub(super) async fn propose(&self, command: MetaCommand) -> BrokerResult<()> {
         // Until shard 0 opened the metadata partition (start-up).
         let cm = self
             .cluster_metadata()
@@ -221,10 +239,12 @@ impl Shard {
             match future::or(applied, attempt).await {
                 Some(Ok(outcome)) => break outcome,
                 Some(Err(_)) => break Err(BrokerError::internal("the metadata applier stopped")),
-                None if Instant::now() >= deadline => break Err(BrokerError::Timeout(format!(
+                None if Instant::now() >= deadline => {
+                    break Err(BrokerError::Timeout(format!(
                     "the cluster did not apply the change within {PROPOSE_MS_MAX} ms (no metadata leader, \
                          or no quorum of nodes); it may still apply: check before retrying"
-                ))),
+                )))
+                }
                 None => continue,
             }
         };
@@ -276,6 +296,20 @@ impl Shard {
                 self.broadcast(|| ShardCall::ApplyDelete(name.clone())).await;
                 self.apply_delete(name).await;
                 tracing::info!(topic = %name, offset = cmd.offset, "topic deleted (cluster metadata)");
+            }
+            MetaCommand::Security(change) => {
+                let outcome =
+                    self.security().service().commit(change).map_err(|e| {
+                        BrokerError::Internal(format!("storing the security file failed: {e}"))
+                    })?;
+                if outcome.is_ok() {
+                    // `security.meta` and `topics.meta` are two files: a
+                    // crash between the two writes applies this change
+                    // again on restart, which leaves the same state (every
+                    // security change sets its key to one value).
+                    catalogue.store(&self.topics(), next)?;
+                }
+                return Ok(outcome);
             }
         }
         Ok(Ok(()))

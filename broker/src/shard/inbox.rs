@@ -49,11 +49,12 @@ impl Shard {
                 partition,
                 query,
             } => ShardReply::ListOffsets(self.partitions().list_offset(&topic, partition, query).await),
+            // On shard 0: through the metadata log on a cluster.
             ShardCall::CreateTopic { name, config } => {
-                let meta = crate::metadata::TopicMeta { name, config };
-                ShardReply::Admin(self.create_on_catalogue(meta).await)
+                ShardReply::Admin(self.create_topic(name, config).await)
             }
-            ShardCall::DeleteTopic { name } => ShardReply::Admin(self.delete_on_catalogue(&name).await),
+            ShardCall::DeleteTopic { name } => ShardReply::Admin(self.delete_topic(name).await),
+            ShardCall::ProposeMeta(command) => ShardReply::Admin(self.propose(command).await),
             ShardCall::ApplyCreate(meta) => {
                 self.apply_create(meta).await;
                 ShardReply::Done
