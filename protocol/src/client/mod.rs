@@ -476,8 +476,9 @@ impl Client {
     }
 
     /// Whether `err` on a partition of `topic` means "find the leader
-    /// again": `not_leader`, or a lost connection or a timeout when the
-    /// topic is replicated (its leader may have died or be cut off).
+    /// again": `not_leader`, or a lost connection, a timeout or a node that
+    /// is shutting down when the topic is replicated (its leader may have
+    /// died or be cut off; a draining node handed its leaderships over).
     pub(crate) fn is_redirect(&self, topic: &str, err: &ProtocolError) -> bool {
         if !self.config.follow_leader {
             return false;
@@ -486,11 +487,12 @@ impl Client {
             return true;
         }
         // A timeout, the client's or the broker's, may be a frozen or cut
-        // off leader: on a replicated topic, look it up again.
+        // off leader, and a draining node is about to go: on a replicated
+        // topic, look the leader up again.
         let lost = matches!(
             err,
             ProtocolError::Closed(_) | ProtocolError::Io(_) | ProtocolError::Timeout { .. }
-        ) || err.code() == Some(ErrorCode::Timeout);
+        ) || matches!(err.code(), Some(ErrorCode::Timeout | ErrorCode::ShuttingDown));
         lost && self
             .metadata
             .lock()

@@ -394,7 +394,7 @@ pub fn produce_with(
             ..ProducerConfig::default()
         },
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("starting the producer: {e}"))?;
     let acks = producer
         .send_all(TOPIC, records(values))
         .map_err(|e| e.to_string());
