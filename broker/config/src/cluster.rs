@@ -239,7 +239,10 @@ mod tests {
             tls: Some(tls),
             ..member()
         };
-        let ok = with_tls(vec!["2@127.0.0.1:9600", "3@node3.example:9700", "4@[::1]:9800"], node_tls());
+        let ok = with_tls(
+            vec!["2@127.0.0.1:9600", "3@node3.example:9700", "4@[::1]:9800"],
+            node_tls(),
+        );
         assert_eq!(ok.validate(1), Ok(()));
         assert_eq!(ok.peer_addrs().unwrap()[2].tls_name(), "::1");
         let key = |c: ClusterConfig| c.validate(1).unwrap_err().0;
@@ -247,12 +250,18 @@ mod tests {
             ca_file: PathBuf::new(),
             ..node_tls()
         };
-        assert_eq!(key(with_tls(vec!["2@127.0.0.1:9600"], no_ca)), "cluster.tls.ca_file");
+        assert_eq!(
+            key(with_tls(vec!["2@127.0.0.1:9600"], no_ca)),
+            "cluster.tls.ca_file"
+        );
         let no_cert = NodeTlsConfig {
             cert_file: PathBuf::new(),
             ..node_tls()
         };
-        assert_eq!(key(with_tls(vec!["2@127.0.0.1:9600"], no_cert)), "cluster.tls.cert_file");
+        assert_eq!(
+            key(with_tls(vec!["2@127.0.0.1:9600"], no_cert)),
+            "cluster.tls.cert_file"
+        );
         let bad_host = with_tls(vec!["2@bad_host!:9600"], node_tls());
         let (k, why) = bad_host.validate(1).unwrap_err();
         assert_eq!(k, "cluster.peers");
@@ -261,7 +270,11 @@ mod tests {
             tls: Some(node_tls()),
             ..ClusterConfig::default()
         };
-        assert_eq!(key(alone), "cluster.node_id", "[cluster.tls] alone makes a member");
+        assert_eq!(
+            key(alone),
+            "cluster.node_id",
+            "[cluster.tls] alone makes a member"
+        );
     }
 
     /// A non-loopback node address is exposed (needs `security.insecure`)

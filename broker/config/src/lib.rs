@@ -542,7 +542,11 @@ mod tests {
         );
         let c = Config::from_toml_str(&mutual_tls).unwrap();
         assert_eq!(c.cluster.tls.as_ref().unwrap().ca_file, PathBuf::from("ca.pem"));
-        assert_eq!(Config::from_toml_str(&c.to_toml_string()).unwrap(), c, "printed and read back");
+        assert_eq!(
+            Config::from_toml_str(&c.to_toml_string()).unwrap(),
+            c,
+            "printed and read back"
+        );
         let missing_ca = mutual_tls.replace("ca_file = \"ca.pem\"\n", "");
         let err = Config::from_toml_str(&missing_ca).unwrap_err();
         assert!(err.to_string().contains("ca_file"), "{err}");
