@@ -2,9 +2,10 @@
 //! (issue 14, `docs/replication.md`).
 //!
 //! Left empty (the default) the broker is a single node exactly as
-//! before: no node listener, no peers. Setting any key makes it a cluster
-//! member, and then `node_id`, `cluster_id` and `node_listen` are all
-//! required. Shard `i` listens for peers on `node_listen.port + i` and
+//! before: no node listener, no peers. Setting any membership key makes it
+//! a cluster member, and then `node_id`, `cluster_id` and `node_listen` are
+//! all required (`[cluster.tls]` alone does not: it is unused on a single
+//! node, and a file may carry it while flags give the membership). Shard `i` listens for peers on `node_listen.port + i` and
 //! dials `peer.port + i`: the replicas of a partition live on the same
 //! shard index on every node, so every node must run the same number of
 //! shards (the link's hello checks it).
@@ -128,9 +129,15 @@ impl ClusterConfig {
             .filter(|a| self.node_id > 0 && self.tls.is_none() && !a.ip().is_loopback())
     }
 
-    /// Whether this node is a cluster member at all.
+    /// Whether this node is a cluster member at all: any membership key
+    /// set. `[cluster.tls]` alone is not one (a file may carry it while the
+    /// flags give the membership); a single node has no links to secure.
     pub fn enabled(&self) -> bool {
-        *self != ClusterConfig::default()
+        let membership = ClusterConfig {
+            tls: None,
+            ..self.clone()
+        };
+        membership != ClusterConfig::default()
     }
 
     /// The peers, parsed (valid once [`ClusterConfig::validate`] passed).
@@ -270,11 +277,11 @@ mod tests {
             tls: Some(node_tls()),
             ..ClusterConfig::default()
         };
-        assert_eq!(
-            key(alone),
-            "cluster.node_id",
-            "[cluster.tls] alone makes a member"
+        assert!(
+            !alone.enabled(),
+            "[cluster.tls] alone (membership from flags) is no member"
         );
+        assert_eq!(alone.validate(1), Ok(()));
     }
 
     /// A non-loopback node address is exposed (needs `security.insecure`)

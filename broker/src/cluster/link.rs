@@ -282,7 +282,11 @@ pub async fn dial_loop(node: Rc<ClusterNode>, index: usize, tls: Option<Arc<Node
     let addr = peer.addr.shard_addr(node.membership.shard);
     let mut backoff = REDIAL_MS_MIN;
     loop {
-        node.set_link(index, LinkState::Connecting);
+        // A refusal stays on show while the redial runs: it is still the
+        // last thing the peer said.
+        if !node.link_refused(index) {
+            node.set_link(index, LinkState::Connecting);
+        }
         match dial_once(&node, index, &addr, tls.as_deref()).await {
             Ok(()) => backoff = REDIAL_MS_MIN,
             Err(LinkEnd::Refused(reason)) => {

@@ -270,6 +270,10 @@ impl ClusterNode {
         *self.peers[index].outbound.borrow_mut() = state;
     }
 
+    pub(crate) fn link_refused(&self, index: usize) -> bool {
+        matches!(*self.peers[index].outbound.borrow(), LinkState::Refused(_))
+    }
+
     pub(crate) fn link_was_up(&self, index: usize) -> bool {
         matches!(*self.peers[index].outbound.borrow(), LinkState::Up { .. })
     }

@@ -202,14 +202,18 @@ pub fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
 }
 
-/// An I/O error from a TLS link in words: the rustls reason when there is
-/// one; a peer that closes mid-handshake is most likely a node without
-/// `[cluster.tls]` (it cannot parse a ClientHello and hangs up).
+/// An I/O error from a TLS handshake in words: the rustls reason when
+/// there is one; a peer that hangs up mid-handshake is most likely a node
+/// without `[cluster.tls]` (it cannot parse a ClientHello and closes).
 pub fn describe_io(e: &io::Error) -> String {
     match rustls_error(e) {
         Some(tls) => describe(tls),
-        None if e.kind() == io::ErrorKind::UnexpectedEof => {
-            "the peer closed during the TLS handshake (a node without [cluster.tls] does)".into()
+        None if matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+        ) =>
+        {
+            format!("the peer hung up during the TLS handshake, as a node without [cluster.tls] does ({e})")
         }
         None => e.to_string(),
     }
