@@ -56,6 +56,8 @@ const READ_CHUNK_BYTES: usize = 64 << 10;
 /// What a TLS node port answers a plaintext hello.
 const PLAINTEXT_REFUSAL: &str =
     "this node's links require mutual TLS: set [cluster.tls] with a certificate from the cluster CA";
+/// The first byte of a TLS record's version (3.1 to 3.4 are TLS 1.0-1.3).
+const TLS_VERSION_MAJOR: u8 = 0x03;
 /// Why a plaintext node port closes a connection that opens with a TLS handshake.
 const TLS_ON_PLAINTEXT: &str =
     "a TLS handshake on a plaintext node port: the peer has [cluster.tls] and this node has not";
@@ -113,10 +115,11 @@ impl FrameReader {
         }
     }
 
-    /// Whether the last bytes read began with a TLS handshake record
-    /// (never the start of a valid frame: its length is a multiple of 8).
+    /// Whether the last bytes read began like a TLS handshake record: its
+    /// type, then a 3.x version (a valid frame never starts so: its length
+    /// is a multiple of 8).
     fn read_tls_handshake(&self) -> bool {
-        self.end > 0 && self.buf[0] == TLS_HANDSHAKE_RECORD
+        self.end >= 2 && self.buf[0] == TLS_HANDSHAKE_RECORD && self.buf[1] == TLS_VERSION_MAJOR
     }
 
     /// The next message, or why the connection must close. Waits at most
