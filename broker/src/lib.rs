@@ -13,6 +13,7 @@
 //! | [`metrics`]    | counters, snapshots, Prometheus rendering                      |
 //! | [`mesh`]       | bounded cross-shard request/reply, transport only, hop counters |
 //! | [`cluster`]    | membership and node-to-node links (one per shard index), transport only |
+//! | [`tls_stream`] | rustls (server or client session) over glommio's stream, for every listener and the node links |
 //! | [`server`]     | binding, starting shards, draining on shutdown                 |
 //! | [`runtime`]    | the glommio layer: executors, queues, timers, listeners        |
 //! | [`error`]      | [`error::BrokerError`], mapped once to wire codes              |
@@ -49,6 +50,7 @@ pub mod partition;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+pub mod tls_stream;
 
 /// The broker's configuration (the `shoal-config` crate).
 pub use shoal_config as config;

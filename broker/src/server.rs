@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use shoal_config::Config;
 
+use crate::cluster::node_tls::NodeTls;
 use crate::error::BrokerResult;
 use crate::frontend::tls::TlsAcceptor;
 use crate::frontend::{http, kafka, native};
@@ -64,8 +65,8 @@ pub enum StartError {
          security.authentication = true, bind a loopback address, or set security.insecure = true"
     )]
     Insecure { addr: SocketAddr },
-    /// Secure by default: node links (no TLS yet) on a non-loopback
-    /// address need `security.insecure = true`.
+    /// Secure by default: plaintext node links (no `[cluster.tls]`) on a
+    /// non-loopback address need `security.insecure = true`.
     #[error("{0}")]
     InsecureNodeLinks(String),
     #[error("TLS: {0}")]
@@ -144,8 +145,10 @@ fn probe_port(addr: SocketAddr) -> Result<(), StartError> {
 /// A started broker.
 pub struct RunningBroker {
     pub ports: Ports,
-    /// The listeners' TLS settings, reloaded by [`RunningBroker::reload_tls`].
+    /// The listeners' TLS settings, reloaded by [`RunningBroker::tls_reloader`].
     tls: Option<Arc<TlsAcceptor>>,
+    /// The node links' TLS settings (`[cluster.tls]`), reloaded with them.
+    node_tls: Option<Arc<NodeTls>>,
     /// Held until the broker is dropped: the data directory's lock.
     _lock: std::fs::File,
     stops: Vec<flume::Sender<()>>,
@@ -170,14 +173,28 @@ impl RunningBroker {
         }
     }
 
-    /// A handle that re-reads the TLS certificate and key files (SIGHUP):
-    /// new connections use them, open ones keep their sessions. A bad file
-    /// keeps the old settings and is reported.
+    /// A handle that re-reads the TLS certificate and key files (SIGHUP),
+    /// the listeners' and the node links': new connections use them, open
+    /// ones keep their sessions. A bad file keeps the old settings of its
+    /// own kind and is reported.
     pub fn tls_reloader(&self) -> impl Fn() -> Result<(), String> + Send + 'static {
         let tls = self.tls.clone();
-        move || match &tls {
-            Some(t) => t.reload().map_err(|e| e.to_string()),
-            None => Err("TLS is not configured".into()),
+        let node_tls = self.node_tls.clone();
+        move || {
+            if tls.is_none() && node_tls.is_none() {
+                return Err("TLS is not configured".into());
+            }
+            let listeners = tls
+                .as_ref()
+                .map_or(Ok(()), |t| t.reload().map_err(|e| e.to_string()));
+            let links = node_tls
+                .as_ref()
+                .map_or(Ok(()), |t| t.reload().map_err(|e| e.to_string()));
+            match (listeners, links) {
+                (Ok(()), Ok(())) => Ok(()),
+                (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+                (Err(a), Err(b)) => Err(format!("{a}; {b}")),
+            }
         }
     }
 
@@ -340,7 +357,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
                 addr,
             )));
         }
-        tracing::warn!(%addr, "security.insecure = true: node links on a non-loopback address, without TLS");
+        tracing::warn!(%addr, "security.insecure = true: node links on a non-loopback address, without [cluster.tls]");
     }
     if config.security.insecure && exposed.iter().any(|a| !a.ip().is_loopback()) {
         tracing::warn!(
@@ -350,6 +367,10 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     }
     let tls = match &config.security.tls {
         Some(settings) => Some(TlsAcceptor::load(settings).map_err(|e| StartError::Tls(e.to_string()))?),
+        None => None,
+    };
+    let node_tls = match config.cluster.tls.as_ref().filter(|_| config.cluster.enabled()) {
+        Some(files) => Some(NodeTls::load(files).map_err(|e| StartError::Tls(e.to_string()))?),
         None => None,
     };
     let security = SecurityService::start(&config).map_err(|e| StartError::Security(e.to_string()))?;
@@ -389,6 +410,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
             tls: tls.clone(),
             kafka: kafka_listeners.next(),
             node: node.next(),
+            node_tls: node_tls.clone(),
             stop: stop_rx,
             ready: ready_tx.clone(),
         };
@@ -422,6 +444,7 @@ pub fn start(config: Config) -> Result<RunningBroker, StartError> {
     Ok(RunningBroker {
         ports,
         tls,
+        node_tls,
         _lock: lock,
         stops,
         handles,
@@ -444,6 +467,8 @@ struct ShardStart {
     kafka: Option<(std::net::TcpListener, std::net::TcpListener)>,
     /// This shard's node-link listener (cluster members only).
     node: Option<std::net::TcpListener>,
+    /// Mutual TLS on the node links (`[cluster.tls]`).
+    node_tls: Option<Arc<NodeTls>>,
     stop: flume::Receiver<()>,
     ready: flume::Sender<(ShardId, BrokerResult<()>)>,
 }
@@ -493,7 +518,7 @@ async fn run_shard(ctx: ShardStart) {
         })
         .collect();
     let links = match (shard.cluster(), ctx.node) {
-        (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener)),
+        (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener), ctx.node_tls.clone()),
         _ => Vec::new(),
     };
     let replication = shard.partitions().replication().cloned();

@@ -2,14 +2,35 @@
 //! (issue 14, `docs/replication.md`).
 //!
 //! Left empty (the default) the broker is a single node exactly as
-//! before: no node listener, no peers. Setting any key makes it a cluster
-//! member, and then `node_id`, `cluster_id` and `node_listen` are all
-//! required. Shard `i` listens for peers on `node_listen.port + i` and
+//! before: no node listener, no peers. Setting any membership key makes it
+//! a cluster member, and then `node_id`, `cluster_id` and `node_listen` are
+//! all required (`[cluster.tls]` alone does not: it is unused on a single
+//! node, and a file may carry it while flags give the membership). Shard `i` listens for peers on `node_listen.port + i` and
 //! dials `peer.port + i`: the replicas of a partition live on the same
 //! shard index on every node, so every node must run the same number of
 //! shards (the link's hello checks it).
+//!
+//! `[cluster.tls]` makes every node link mutual TLS (TLS 1.3) with a
+//! cluster CA:
+//!
+//! ```toml
+//! [cluster.tls]
+//! cert_file = "/etc/shoal/tls/node1.pem"   # chain, leaf first, signed by the cluster CA
+//! key_file = "/etc/shoal/tls/node1.key"
+//! ca_file = "/etc/shoal/tls/cluster-ca.pem"
+//! ```
+//!
+//! The dialling node presents its certificate and checks the peer's
+//! against the cluster CA and the peer's host as written in `peers` (an
+//! IP address or a DNS name); the accepting node requires a certificate
+//! signed by the cluster CA. So a node's certificate names (SAN) the host
+//! its peers dial it by and is usable for both server and client
+//! authentication (both extended key usages, or none). Every node of a
+//! cluster has the section or none does: a node with it and one without
+//! refuse each other's links.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +52,23 @@ pub struct ClusterConfig {
     pub node_listen: Option<SocketAddr>,
     /// The other nodes, as `id@host:port` (their `node_listen`).
     pub peers: Vec<String>,
+    /// Mutual TLS on every node link; plaintext links when absent.
+    pub tls: Option<NodeTlsConfig>,
+}
+
+/// `[cluster.tls]`: this node's certificate and the cluster CA (PEM files,
+/// re-read on SIGHUP with the listeners' certificates).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTlsConfig {
+    /// This node's certificate chain, leaf first, signed by the cluster CA
+    /// and naming the host the peers dial this node by.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The cluster CA: a peer's certificate must chain to it, in both
+    /// directions. Sign only node certificates with it: any holder of one
+    /// can open node links.
+    pub ca_file: PathBuf,
 }
 
 /// One peer, parsed from `id@host:port`.
@@ -70,6 +108,12 @@ impl PeerAddr {
         })
     }
 
+    /// The name a node-link TLS handshake checks this peer's certificate
+    /// against: the host as given, an IPv6 address without its brackets.
+    pub fn tls_name(&self) -> &str {
+        self.host.trim_start_matches('[').trim_end_matches(']')
+    }
+
     /// `host:port+shard`: where shard `shard` of this peer listens.
     pub fn shard_addr(&self, shard: u32) -> String {
         format!("{}:{}", self.host, u32::from(self.port) + shard)
@@ -78,16 +122,22 @@ impl PeerAddr {
 
 impl ClusterConfig {
     /// The node-link address when this node is in a cluster and binds a
-    /// non-loopback address: node links have no TLS yet, so serving them
-    /// there needs `security.insecure = true`.
+    /// non-loopback address without `[cluster.tls]`: serving plaintext node
+    /// links there needs `security.insecure = true`.
     pub fn exposed_node_listen(&self) -> Option<SocketAddr> {
         self.node_listen
-            .filter(|a| self.node_id > 0 && !a.ip().is_loopback())
+            .filter(|a| self.node_id > 0 && self.tls.is_none() && !a.ip().is_loopback())
     }
 
-    /// Whether this node is a cluster member at all.
+    /// Whether this node is a cluster member at all: any membership key
+    /// set. `[cluster.tls]` alone is not one (a file may carry it while the
+    /// flags give the membership); a single node has no links to secure.
     pub fn enabled(&self) -> bool {
-        *self != ClusterConfig::default()
+        let membership = ClusterConfig {
+            tls: None,
+            ..self.clone()
+        };
+        membership != ClusterConfig::default()
     }
 
     /// The peers, parsed (valid once [`ClusterConfig::validate`] passed).
@@ -128,6 +178,38 @@ impl ClusterConfig {
         if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
             return Err(("cluster.peers", format!("node id {} appears twice", w[0])));
         }
+        match &self.tls {
+            Some(tls) => tls.validate(&peers),
+            None => Ok(()),
+        }
+    }
+}
+
+impl NodeTlsConfig {
+    /// Every file is named, and every peer's host can be checked against
+    /// a certificate (an IP address or a DNS name).
+    fn validate(&self, peers: &[PeerAddr]) -> Result<(), (&'static str, String)> {
+        for (key, path) in [
+            ("cluster.tls.cert_file", &self.cert_file),
+            ("cluster.tls.key_file", &self.key_file),
+            ("cluster.tls.ca_file", &self.ca_file),
+        ] {
+            if path.as_os_str().is_empty() {
+                return Err((key, "must name a PEM file".into()));
+            }
+        }
+        for peer in peers {
+            if rustls_pki_types::ServerName::try_from(peer.tls_name()).is_err() {
+                return Err((
+                    "cluster.peers",
+                    format!(
+                        "peer {}: host {:?} is neither an IP address nor a DNS name, so cluster.tls \
+                         cannot check its certificate against it",
+                        peer.node_id, peer.host
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -142,7 +224,81 @@ mod tests {
             cluster_id: "c1".into(),
             node_listen: Some("127.0.0.1:9500".parse().unwrap()),
             peers: vec!["2@127.0.0.1:9600".into(), "3@localhost:9700".into()],
+            tls: None,
         }
+    }
+
+    fn node_tls() -> NodeTlsConfig {
+        NodeTlsConfig {
+            cert_file: "/etc/shoal/node1.pem".into(),
+            key_file: "/etc/shoal/node1.key".into(),
+            ca_file: "/etc/shoal/cluster-ca.pem".into(),
+        }
+    }
+
+    /// `[cluster.tls]` validates with IP, DNS and bracketed IPv6 peers;
+    /// an empty path or a peer host no certificate can name is refused
+    /// with the key at fault.
+    #[test]
+    fn node_tls_rules() {
+        let with_tls = |peers: Vec<&str>, tls: NodeTlsConfig| ClusterConfig {
+            peers: peers.into_iter().map(String::from).collect(),
+            tls: Some(tls),
+            ..member()
+        };
+        let ok = with_tls(
+            vec!["2@127.0.0.1:9600", "3@node3.example:9700", "4@[::1]:9800"],
+            node_tls(),
+        );
+        assert_eq!(ok.validate(1), Ok(()));
+        assert_eq!(ok.peer_addrs().unwrap()[2].tls_name(), "::1");
+        let key = |c: ClusterConfig| c.validate(1).unwrap_err().0;
+        let no_ca = NodeTlsConfig {
+            ca_file: PathBuf::new(),
+            ..node_tls()
+        };
+        assert_eq!(
+            key(with_tls(vec!["2@127.0.0.1:9600"], no_ca)),
+            "cluster.tls.ca_file"
+        );
+        let no_cert = NodeTlsConfig {
+            cert_file: PathBuf::new(),
+            ..node_tls()
+        };
+        assert_eq!(
+            key(with_tls(vec!["2@127.0.0.1:9600"], no_cert)),
+            "cluster.tls.cert_file"
+        );
+        let bad_host = with_tls(vec!["2@bad_host!:9600"], node_tls());
+        let (k, why) = bad_host.validate(1).unwrap_err();
+        assert_eq!(k, "cluster.peers");
+        assert!(why.contains("bad_host!"), "{why}");
+        let alone = ClusterConfig {
+            tls: Some(node_tls()),
+            ..ClusterConfig::default()
+        };
+        assert!(
+            !alone.enabled(),
+            "[cluster.tls] alone (membership from flags) is no member"
+        );
+        assert_eq!(alone.validate(1), Ok(()));
+    }
+
+    /// A non-loopback node address is exposed (needs `security.insecure`)
+    /// only without `[cluster.tls]`.
+    #[test]
+    fn node_tls_protects_an_exposed_node_listen() {
+        let exposed = ClusterConfig {
+            node_listen: Some("0.0.0.0:9500".parse().unwrap()),
+            ..member()
+        };
+        assert!(exposed.exposed_node_listen().is_some());
+        let protected = ClusterConfig {
+            tls: Some(node_tls()),
+            ..exposed
+        };
+        assert_eq!(protected.exposed_node_listen(), None);
+        assert_eq!(member().exposed_node_listen(), None, "loopback");
     }
 
     /// The empty section is a single node; a full one validates.

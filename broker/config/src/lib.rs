@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 mod security;
 pub use security::{SecurityConfig, TlsConfig, TlsVersion};
 mod cluster;
-pub use cluster::{ClusterConfig, PeerAddr, CLUSTER_NODES_MAX};
+pub use cluster::{ClusterConfig, NodeTlsConfig, PeerAddr, CLUSTER_NODES_MAX};
 
 /// A configuration that cannot be used, with the key at fault.
 #[derive(Debug, thiserror::Error)]
@@ -510,11 +510,12 @@ impl Config {
     }
 }
 
-/// Why a node-link listener on `addr` is refused (secure by default).
+/// Why a plaintext node-link listener on `addr` is refused (secure by
+/// default).
 pub fn node_links_refusal(addr: std::net::SocketAddr) -> String {
     format!(
-        "refusing to serve node links on {addr}: they have no TLS yet (mutual TLS between nodes is not \
-         built), so anyone who reaches the port could join the cluster's traffic; bind a loopback or \
+        "refusing to serve node links on {addr} without TLS: anyone who reaches the port could join \
+         the cluster's traffic; set [cluster.tls] (mutual TLS with a cluster CA), bind a loopback or \
          otherwise protected address, or set security.insecure = true"
     )
 }
@@ -523,18 +524,32 @@ pub fn node_links_refusal(addr: std::net::SocketAddr) -> String {
 mod tests {
     use super::*;
 
-    /// Node links have no TLS: a cluster node binding them to a
-    /// non-loopback address needs `security.insecure = true`.
+    /// A cluster node binding plaintext node links to a non-loopback
+    /// address needs `[cluster.tls]` or `security.insecure = true`.
     #[test]
-    fn exposed_node_links_need_insecure() {
+    fn exposed_node_links_need_tls_or_insecure() {
         let cluster = "[cluster]\nnode_id = 1\ncluster_id = \"c\"\nnode_listen = \"0.0.0.0:9500\"\npeers = [\"2@10.0.0.2:9500\"]\n";
         let err = Config::from_toml_str(cluster).unwrap_err();
         assert!(err.to_string().contains("cluster.node_listen"), "{err}");
-        assert!(err.to_string().contains("no TLS"), "{err}");
+        assert!(err.to_string().contains("without TLS"), "{err}");
+        assert!(err.to_string().contains("[cluster.tls]"), "{err}");
         let allowed = format!("{cluster}[security]\ninsecure = true\n");
         assert!(Config::from_toml_str(&allowed).is_ok());
         let loopback = cluster.replace("0.0.0.0:9500", "127.0.0.1:9500");
         assert!(Config::from_toml_str(&loopback).is_ok());
+        let mutual_tls = format!(
+            "{cluster}[cluster.tls]\ncert_file = \"n1.pem\"\nkey_file = \"n1.key\"\nca_file = \"ca.pem\"\n"
+        );
+        let c = Config::from_toml_str(&mutual_tls).unwrap();
+        assert_eq!(c.cluster.tls.as_ref().unwrap().ca_file, PathBuf::from("ca.pem"));
+        assert_eq!(
+            Config::from_toml_str(&c.to_toml_string()).unwrap(),
+            c,
+            "printed and read back"
+        );
+        let missing_ca = mutual_tls.replace("ca_file = \"ca.pem\"\n", "");
+        let err = Config::from_toml_str(&missing_ca).unwrap_err();
+        assert!(err.to_string().contains("ca_file"), "{err}");
     }
 
     /// The printed defaults parse back to the same configuration.

@@ -117,6 +117,7 @@ mod tests {
             cluster_id: "c1".into(),
             node_listen: Some("127.0.0.1:9500".parse().unwrap()),
             peers: vec!["2@127.0.0.1:9600".into()],
+            tls: None,
         };
         Membership::from_config(&config, 0, 1, "127.0.0.1:9400".into()).unwrap()
     }

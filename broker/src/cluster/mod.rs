@@ -6,19 +6,23 @@
 //! | [`membership`] | node ids, peers, which hellos are accepted (sans-IO)     |
 //! | [`wire`]       | the node link's messages and frames (sans-IO)            |
 //! | [`link`]       | accepting and dialling peers, liveness (glommio I/O)     |
+//! | [`node_tls`]   | mutual TLS on the links with the cluster CA (`[cluster.tls]`) |
 //!
 //! The replicas of a partition live on the same shard index on every node,
 //! so shard `i` links only to shard `i` of each peer: replication never
 //! crosses cores. A [`ClusterNode`] is one shard's end of those links; a
 //! single-node broker has none. Like the mesh, this module is transport:
-//! it imports no service, front end or shard.
+//! it imports no service, front end or shard (the TLS adapter it shares
+//! with the front ends is `crate::tls_stream`, below both).
 
 pub mod link;
 pub mod membership;
+pub mod node_tls;
 pub mod wire;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -47,7 +51,8 @@ pub enum LinkState {
         since: Instant,
     },
     Down,
-    /// The peer refused our hello; the reason it gave.
+    /// The peer refused our hello (the reason it gave), or the TLS
+    /// handshake failed (the reason, prefixed `TLS:`).
     Refused(String),
 }
 
@@ -74,6 +79,8 @@ pub struct ClusterNode {
     peers: Vec<PeerLink>,
     refused_total: Cell<u64>,
     bad_input_total: Cell<u64>,
+    /// Why the last refused or bad inbound connection was closed.
+    last_inbound_refusal: RefCell<Option<String>>,
     raft_dropped_total: Cell<u64>,
     sink: RefCell<Option<RaftSink>>,
 }
@@ -103,9 +110,13 @@ pub struct ClusterStatus {
     /// The shard whose links these are (every shard keeps its own).
     pub shard: u32,
     pub nodes: Vec<NodeStatus>,
-    /// Hellos refused and connections closed for bad input, on this shard.
+    /// Hellos refused and connections closed for bad input, on this shard
+    /// (failed TLS handshakes count here too: a certificate refused or
+    /// plaintext on a TLS port as refused, anything else as bad).
     pub hellos_refused: u64,
     pub bad_connections: u64,
+    /// The peer address and reason of the last of those.
+    pub last_inbound_refusal: Option<String>,
 }
 
 impl ClusterNode {
@@ -139,17 +150,25 @@ impl ClusterNode {
             peers,
             refused_total: Cell::new(0),
             bad_input_total: Cell::new(0),
+            last_inbound_refusal: RefCell::new(None),
             raft_dropped_total: Cell::new(0),
             sink: RefCell::new(None),
         }))
     }
 
-    /// Starts accepting on `listener` and dialling every peer. The links
-    /// run until the returned tasks are dropped (shutdown).
-    pub fn start(self: &Rc<Self>, listener: glommio::net::TcpListener) -> Vec<JoinHandle<()>> {
-        let mut tasks = vec![glommio::spawn_local(link::accept_loop(self.clone(), listener)).detach()];
+    /// Starts accepting on `listener` and dialling every peer, over mutual
+    /// TLS when `tls` is set (`[cluster.tls]`). The links run until the
+    /// returned tasks are dropped (shutdown).
+    pub fn start(
+        self: &Rc<Self>,
+        listener: glommio::net::TcpListener,
+        tls: Option<Arc<node_tls::NodeTls>>,
+    ) -> Vec<JoinHandle<()>> {
+        let accept = link::accept_loop(self.clone(), listener, tls.clone());
+        let mut tasks = vec![glommio::spawn_local(accept).detach()];
         for index in 0..self.peers.len() {
-            tasks.push(glommio::spawn_local(link::dial_loop(self.clone(), index)).detach());
+            let dial = link::dial_loop(self.clone(), index, tls.clone());
+            tasks.push(glommio::spawn_local(dial).detach());
         }
         tasks
     }
@@ -251,16 +270,24 @@ impl ClusterNode {
         *self.peers[index].outbound.borrow_mut() = state;
     }
 
+    pub(crate) fn link_refused(&self, index: usize) -> bool {
+        matches!(*self.peers[index].outbound.borrow(), LinkState::Refused(_))
+    }
+
     pub(crate) fn link_was_up(&self, index: usize) -> bool {
         matches!(*self.peers[index].outbound.borrow(), LinkState::Up { .. })
     }
 
-    pub(crate) fn count_refused(&self) {
+    /// Counts an inbound connection refused (hello or TLS) and keeps why.
+    pub(crate) fn count_refused(&self, why: String) {
         self.refused_total.set(self.refused_total.get() + 1);
+        *self.last_inbound_refusal.borrow_mut() = Some(why);
     }
 
-    pub(crate) fn count_bad_input(&self) {
+    /// Counts an inbound connection closed for bad input and keeps why.
+    pub(crate) fn count_bad_input(&self, why: String) {
         self.bad_input_total.set(self.bad_input_total.get() + 1);
+        *self.last_inbound_refusal.borrow_mut() = Some(why);
     }
 
     /// Whether `id` (a peer) was heard from within [`ALIVE_MS_MAX`].
@@ -310,6 +337,7 @@ impl ClusterNode {
             nodes,
             hellos_refused: self.refused_total.get(),
             bad_connections: self.bad_input_total.get(),
+            last_inbound_refusal: self.last_inbound_refusal.borrow().clone(),
         }
     }
 }

@@ -48,6 +48,12 @@ impl Cluster {
     /// Three nodes; with `proxied`, every link goes through a proxy.
     /// `config_toml` is added to every node's configuration.
     pub fn start_with(proxied: bool, config_toml: &str) -> Cluster {
+        Cluster::start_with_each(proxied, |_| config_toml.to_string())
+    }
+
+    /// Three nodes; node `i` (0-based) gets `config_of(i)` added to its
+    /// configuration (its own certificate, say).
+    pub fn start_with_each(proxied: bool, config_of: impl Fn(usize) -> String) -> Cluster {
         let node_ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
         let links: Vec<Vec<Option<LinkProxy>>> = (0..NODES)
             .map(|a| {
@@ -77,7 +83,7 @@ impl Cluster {
                 BrokerProcess::start_with(BrokerOptions {
                     shards: 1,
                     args,
-                    config_toml: config_toml.to_string(),
+                    config_toml: config_of(i),
                     ..BrokerOptions::default()
                 })
             })

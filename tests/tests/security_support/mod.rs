@@ -1,6 +1,6 @@
-//! Helpers shared by the `security_*` tests: a throw-away PKI made with
-//! rcgen at test time (a CA, broker and client certificates, an expired
-//! one, a second CA), brokers with `[security]` settings, and clients that
+//! Helpers shared by the `security_*` and `cluster_tls` tests: a
+//! throw-away PKI made with rcgen at test time (a CA, broker, client and
+//! node certificates, an expired one, a second CA), brokers with `[security]` settings, and clients that
 //! carry TLS settings and credentials.
 
 #![allow(dead_code)]
@@ -52,6 +52,23 @@ impl Ca {
             params.not_before = rcgen::date_time_ymd(2020, 1, 1);
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+impl Ca {
+    /// A node certificate for the node links' mutual TLS: `names` (the
+    /// host the peers dial it by), usable as server and as client.
+    pub fn node(&self, cn: &str, names: &[&str]) -> (String, String) {
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
         (cert.pem(), key.serialize_pem())

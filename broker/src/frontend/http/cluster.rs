@@ -47,6 +47,7 @@ pub fn status(shard: &Shard) -> HttpResponse {
                 }],
                 hellos_refused: 0,
                 bad_connections: 0,
+                last_inbound_refusal: None,
             },
             partitions: Vec::new(),
         }),

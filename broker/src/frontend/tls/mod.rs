@@ -1,8 +1,10 @@
-//! TLS for every listener: the settings ([`acceptor`]), rustls driven over
-//! glommio's stream ([`stream`]), the client certificate's name
-//! ([`peer_name`]) and the accept step every front end runs ([`secure`]).
+//! TLS for every client listener: the settings ([`acceptor`]), the client
+//! certificate's name ([`peer_name`]) and the accept step every front end
+//! runs ([`secure`]). rustls is driven over glommio's stream by
+//! [`crate::tls_stream`], which the node links (`cluster::node_tls`, with
+//! their own settings from `[cluster.tls]`) share.
 //!
-//! A front end (native, HTTP, Kafka; later node-to-node links) accepts a
+//! A front end (native, HTTP, Kafka) accepts a
 //! `TcpStream`, passes it through [`secure`] with the listener's acceptor
 //! (or none), and serves the returned [`ServerStream`], which is plain TCP
 //! or TLS behind the same futures-io traits. [`secure`] runs in the
@@ -17,7 +19,6 @@
 
 pub mod acceptor;
 pub mod peer_name;
-pub mod stream;
 
 use std::io;
 use std::pin::Pin;
@@ -27,20 +28,19 @@ use std::time::Duration;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use glommio::net::TcpStream;
 
+pub use crate::tls_stream::TlsStream;
+use crate::tls_stream::TLS_HANDSHAKE_RECORD;
 pub use acceptor::{TlsAcceptor, TlsSetupError};
-pub use stream::TlsStream;
 
 /// Longest a TLS handshake may take from the first byte read.
 pub const TLS_HANDSHAKE_MS_MAX: u64 = 10_000;
 /// First bytes read to tell TLS from plaintext (and fed to rustls).
 const FIRST_READ_BYTES: usize = 4096;
-/// The record type of a TLS handshake message.
-const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// A served connection: plain TCP or TLS.
 pub enum ServerStream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<TcpStream, rustls::ServerConnection>>),
 }
 
 /// A connection after the accept step.

@@ -1,6 +1,13 @@
-//! rustls's sans-IO `ServerConnection` driven over a futures-io stream
-//! (glommio's `TcpStream` in the broker): TLS records in and out of the
-//! socket, plaintext through `AsyncRead`/`AsyncWrite`, no other runtime.
+//! A rustls sans-IO session driven over a futures-io stream (glommio's
+//! `TcpStream` in the broker): TLS records in and out of the socket,
+//! plaintext through `AsyncRead`/`AsyncWrite`, no other runtime.
+//!
+//! One adapter for both sides: [`TlsStream`] is generic over the session,
+//! a `ServerConnection` (every listener, `frontend::tls`, and the node
+//! links' accepting side) or a `ClientConnection` (the node links' dialling
+//! side, `cluster::node_tls`). Both dereference to rustls's
+//! `ConnectionCommon`, which is all the adapter uses. It imports nothing
+//! else of the broker, so front ends and the cluster links share it.
 //!
 //! The shape follows the usual adapter: rustls reads ciphertext through a
 //! `std::io::Read` that polls the socket and turns `Pending` into
@@ -18,18 +25,24 @@
 //! deadlines) apply to the plaintext above this layer unchanged.
 
 use std::io::{self, Read, Write};
+use std::ops::DerefMut;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use rustls::{ConnectionCommon, SideData};
 
 /// Ciphertext rustls may hold for the socket before writers wait.
 pub const TLS_SEND_BUFFER_BYTES: usize = 256 << 10;
+/// The record type of a TLS handshake message: the first byte a TLS client
+/// sends, so a listener can tell TLS from plaintext by it.
+pub const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
-/// A TLS server session over `IO`.
-pub struct TlsStream<IO> {
+/// A TLS session over `IO`: `C` is a `rustls::ServerConnection` or a
+/// `rustls::ClientConnection`.
+pub struct TlsStream<IO, C> {
     io: IO,
-    conn: rustls::ServerConnection,
+    conn: C,
     /// The peer closed its side of the socket.
     eof: bool,
     /// `close_notify` was queued.
@@ -71,10 +84,16 @@ fn invalid(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
-    /// Wraps a fresh server session; `initial` holds bytes already read
-    /// from the socket (the first bytes of the ClientHello).
-    pub fn new(io: IO, mut conn: rustls::ServerConnection, mut initial: &[u8]) -> io::Result<TlsStream<IO>> {
+impl<IO, C, S> TlsStream<IO, C>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    C: DerefMut<Target = ConnectionCommon<S>> + Unpin,
+    S: SideData,
+{
+    /// Wraps a fresh session; `initial` holds bytes already read from the
+    /// socket (a server's first bytes of the ClientHello; empty for a
+    /// client, which speaks first).
+    pub fn new(io: IO, mut conn: C, mut initial: &[u8]) -> io::Result<TlsStream<IO, C>> {
         conn.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
         while !initial.is_empty() {
             conn.read_tls(&mut initial)?;
@@ -88,7 +107,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
         })
     }
 
-    pub fn session(&self) -> &rustls::ServerConnection {
+    pub fn session(&self) -> &C {
         &self.conn
     }
 
@@ -156,7 +175,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
+impl<IO, C, S> AsyncRead for TlsStream<IO, C>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    C: DerefMut<Target = ConnectionCommon<S>> + Unpin,
+    S: SideData,
+{
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         loop {
@@ -184,7 +208,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
     }
 }
 
-impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
+impl<IO, C, S> AsyncWrite for TlsStream<IO, C>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    C: DerefMut<Target = ConnectionCommon<S>> + Unpin,
+    S: SideData,
+{
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         loop {
