@@ -234,7 +234,7 @@ impl Client {
 
     /// A connection to the bootstrap node or, when it is down, to any
     /// other node learned from `Leaders` replies (for what every node
-    /// answers alike: the handshake's limits).
+    /// answers alike: the handshake's limits, administration).
     pub fn any_connection(&self) -> Result<Arc<Connection>, ProtocolError> {
         let first = match self.shared_connection() {
             Ok(conn) => return Ok(conn),
@@ -502,11 +502,12 @@ impl Client {
             .is_none_or(|routes| routes.iter().any(|r| r.replicated))
     }
 
-    /// One request on the shared port, with retries; returns the reply message.
+    /// One request on the shared port, with retries; returns the reply
+    /// message. When the bootstrap node is down, any other node learned
+    /// from `Leaders` replies answers (on a cluster every node serves
+    /// topic and security administration alike, through the metadata log).
     pub fn call_shared<R: Request>(&self, request: &R) -> Result<R::Response, ProtocolError> {
-        self.with_retry(None, || {
-            Ok(self.shared_connection()?.call(request, &[], 0)?.message)
-        })
+        self.with_retry(None, || Ok(self.any_connection()?.call(request, &[], 0)?.message))
     }
 
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<(), ProtocolError> {

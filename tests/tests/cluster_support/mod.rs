@@ -18,7 +18,7 @@ use shoal_protocol::client::{Client, ClientConfig, ConnectionConfig, Producer, P
 use shoal_protocol::messages::offsets::OffsetSpec;
 use shoal_protocol::messages::produce::{Acks, Durability};
 use shoal_protocol::messages::topic::TopicConfig;
-use shoal_tests::{free_port, BrokerOptions, BrokerProcess};
+use shoal_tests::{free_port, BrokerOptions, BrokerProcess, FixedPorts};
 
 use proxy::LinkProxy;
 
@@ -51,9 +51,20 @@ impl Cluster {
         Cluster::start_with_each(proxied, |_| config_toml.to_string())
     }
 
+    /// Three nodes linked directly whose restarts keep their client ports,
+    /// as a supervisor restarts a service (clients keep their bootstrap
+    /// addresses).
+    pub fn start_fixed_ports() -> Cluster {
+        Cluster::start_nodes(false, true, |_| String::new())
+    }
+
     /// Three nodes; node `i` (0-based) gets `config_of(i)` added to its
     /// configuration (its own certificate, say).
     pub fn start_with_each(proxied: bool, config_of: impl Fn(usize) -> String) -> Cluster {
+        Cluster::start_nodes(proxied, false, config_of)
+    }
+
+    fn start_nodes(proxied: bool, fixed_ports: bool, config_of: impl Fn(usize) -> String) -> Cluster {
         let node_ports: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
         let links: Vec<Vec<Option<LinkProxy>>> = (0..NODES)
             .map(|a| {
@@ -84,6 +95,7 @@ impl Cluster {
                     shards: 1,
                     args,
                     config_toml: config_of(i),
+                    fixed_ports: fixed_ports.then(|| FixedPorts::pick(1)),
                     ..BrokerOptions::default()
                 })
             })
@@ -94,11 +106,17 @@ impl Cluster {
     /// Creates the replicated topic through one node (the metadata log
     /// takes it to the others) and waits until every node serves it.
     pub fn create_topic(&self, config: TopicConfig) {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        self.create_topic_on(&all, config);
+    }
+
+    /// Creates the replicated topic through node 1 and waits until the
+    /// nodes of `among` serve it (the others may be cut off).
+    pub fn create_topic_on(&self, among: &[usize], config: TopicConfig) {
         admin_client(&self.nodes[0])
             .create_topic(TOPIC, config)
             .expect("create through node 1");
-        let all: Vec<usize> = (0..self.nodes.len()).collect();
-        self.wait_topic(&all, TOPIC, true);
+        self.wait_topic(among, TOPIC, true);
     }
 
     /// Whether node `i` lists `topic` (`GET /topics`; `None`: no answer).
