@@ -33,15 +33,13 @@
 //! the applier at that command, logged, and it retries every
 //! [`APPLY_RETRY_MS`]: later commands never apply ahead of it.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use futures_lite::future;
 
 use super::call::ShardCall;
+use super::metadata_log::ClusterMetadata;
 use super::state::Shard;
 use super::topic_admin::CATALOGUE_SHARD;
 use crate::cluster::NodeId;
@@ -49,8 +47,6 @@ use crate::error::{BrokerError, BrokerResult};
 use crate::ids::Offset;
 use crate::metadata::cluster_log::{self, LoggedCommand, MetaCommand};
 use crate::metadata::{validate_config, validate_name, TopicError, TopicMeta, TOPICS_MAX};
-use crate::partition::replica::Replica;
-use crate::partition::replication::Replication;
 use crate::runtime::{now_ms, sleep};
 
 /// A proposal not applied within this is sent again (to the leader then).
@@ -62,58 +58,6 @@ const APPLY_WAIT_MS: u64 = 500;
 pub const APPLY_RETRY_MS: u64 = 1_000;
 /// Bytes the applier reads at once.
 const READ_BYTES_MAX: u32 = 1 << 20;
-/// Forwarded proposals being appended at once on the leader; past it they
-/// are dropped (the asking node resends).
-const FORWARDS_INFLIGHT_MAX: usize = 64;
-
-/// Shard 0's end of the metadata log on a cluster node.
-pub struct ClusterMetadata {
-    replica: Rc<Replica>,
-    replication: Rc<Replication>,
-    /// The next offset to apply.
-    next: Cell<u64>,
-    waiters: RefCell<HashMap<String, flume::Sender<BrokerResult<()>>>>,
-    /// Request ids: this node, its start time, a counter.
-    id_prefix: String,
-    id_seq: Cell<u64>,
-    forwards_inflight: Cell<usize>,
-}
-
-impl ClusterMetadata {
-    /// The next offset this node applies.
-    pub fn applied(&self) -> u64 {
-        self.next.get()
-    }
-
-    fn next_request_id(&self) -> String {
-        let seq = self.id_seq.get() + 1;
-        self.id_seq.set(seq);
-        format!("{}-{seq}", self.id_prefix)
-    }
-
-    fn leader(&self) -> u64 {
-        self.replica.raft().map_or(0, |g| g.leader())
-    }
-
-    /// On the leader: appends a proposal another node forwarded. A
-    /// non-leader drops it (the asking node resends to the new leader).
-    async fn append_forwarded(&self, from: NodeId, batch: Vec<u8>) {
-        if !cluster_log::is_batch(&batch) {
-            tracing::warn!(from = %from, "forwarded metadata proposal is not a valid batch; dropped");
-            return;
-        }
-        if self.forwards_inflight.get() >= FORWARDS_INFLIGHT_MAX {
-            return;
-        }
-        self.forwards_inflight.set(self.forwards_inflight.get() + 1);
-        let result = self.replica.append(vec![BytesMut::from(&batch[..])]).await;
-        self.forwards_inflight.set(self.forwards_inflight.get() - 1);
-        if let Err(e) = result {
-            tracing::debug!(from = %from, error = %e, "forwarded metadata proposal not appended");
-        }
-    }
-}
-
 impl Shard {
     /// Shard 0 of a cluster node: opens the metadata partition and starts
     /// applying it from where `topics.meta` says this node stopped.
@@ -127,15 +71,7 @@ impl Shard {
         let dir = self.config().server.data_dir.join("cluster").join("metadata");
         let meta = cluster_log::metadata_topic(replication.nodes().len() as u32);
         let replica = self.partitions().open_internal(meta, dir).await;
-        let cm = Rc::new(ClusterMetadata {
-            replica,
-            replication: replication.clone(),
-            next: Cell::new(applied),
-            waiters: RefCell::new(HashMap::new()),
-            id_prefix: format!("n{}-{}", replication.me(), now_ms()),
-            id_seq: Cell::new(0),
-            forwards_inflight: Cell::new(0),
-        });
+        let cm = Rc::new(ClusterMetadata::new(replica, replication.clone(), applied));
         let weak = Rc::downgrade(&cm);
         replication.set_forward_sink(Rc::new(move |from, batch| {
             if let Some(cm) = weak.upgrade() {

@@ -8,7 +8,8 @@
 //! | [`route`]          | partition work to its owner: produce, fetch, offsets     |
 //! | [`route_groups`]   | group work to its coordinator; topic-wide fan-outs       |
 //! | [`topic_admin`]    | create and delete topics (shard 0 writes the catalogue)  |
-//! | [`cluster_metadata`] | a cluster's topic changes through the metadata log     |
+//! | [`cluster_metadata`] | a cluster's topic and security changes through the metadata log |
+//! | [`metadata_log`]   | shard 0's end of the metadata log: replica, applied, waiters |
 //! | [`call`]           | the calls and replies shards send each other             |
 //! | [`inbox`]          | serving calls from other shards                          |
 //! | [`source`]         | delivery's handle to partitions (routes to the owner)    |
@@ -28,6 +29,7 @@ pub mod call;
 pub mod cluster_metadata;
 pub mod inbox;
 pub mod lifecycle;
+pub mod metadata_log;
 pub mod route;
 pub mod route_groups;
 pub mod route_kafka;

@@ -16,7 +16,7 @@ use shoal_config::Config;
 use shoal_protocol::partitioner::{shard_for_group, shard_for_partition};
 
 use super::call::{ShardCall, ShardReply};
-use super::cluster_metadata::ClusterMetadata;
+use super::metadata_log::ClusterMetadata;
 use crate::cluster::ClusterNode;
 use crate::delivery::Delivery;
 use crate::ids::{PartitionId, ShardId};
