@@ -128,6 +128,8 @@ pub struct RaftGroup {
     /// starts it, since raft must not be stepped between `ready` and
     /// `advance`, which a round spans across its awaits.
     transfer_asked: Cell<bool>,
+    /// A transfer to this replica was asked for (leader balancing).
+    transfer_to: Cell<Option<u64>>,
     /// Entries read back from the log for followers (below the window).
     fetched_total: Cell<u64>,
     /// Followers sent a snapshot in the last round (reported next round).
@@ -252,6 +254,7 @@ impl RaftGroup {
             on_commit,
             on_apply: RefCell::new(None),
             transfer_asked: Cell::new(false),
+            transfer_to: Cell::new(None),
             fetched_total: Cell::new(0),
             snapshots_sent: RefCell::new(Vec::new()),
             installed_total: Cell::new(0),
@@ -348,9 +351,28 @@ impl RaftGroup {
         self.transfer_asked.set(true);
     }
 
+    /// Asks the next round to hand leadership to replica `to` if it has
+    /// every entry of this leader's log then (leader balancing).
+    pub fn ask_transfer_to(&self, to: u64) {
+        self.transfer_to.set(Some(to));
+    }
+
+    /// Whether this replica leads and replica `id` has every entry of its
+    /// log (a transfer to it would start at once).
+    pub fn is_caught_up(&self, id: u64) -> bool {
+        let node = self.node.borrow();
+        node.raft.state == StateRole::Leader
+            && node
+                .raft
+                .prs()
+                .get(id)
+                .is_some_and(|pr| pr.matched == node.raft.raft_log.last_index())
+    }
+
     /// Whether a round has anything to do without a tick.
     pub fn has_work(&self) -> bool {
         self.transfer_asked.get()
+            || self.transfer_to.get().is_some()
             || self.mem.borrow().has_fetches()
             || !self.inbox.borrow().is_empty()
             || !self.proposals.borrow().is_empty()
@@ -397,6 +419,8 @@ impl RaftGroup {
             }
             if self.transfer_asked.take() {
                 transfer_to_caught_up(&mut node);
+            } else if let Some(to) = self.transfer_to.take() {
+                transfer_to_if_caught_up(&mut node, to);
             }
             self.release_waiters_on_step_down(&node);
             self.propose_queued(&mut node);
@@ -786,6 +810,17 @@ fn transfer_to_caught_up(node: &mut RawNode<ReplicaStorage>) {
     if let Some(target) = target {
         tracing::info!(to = target, "raft transfers leadership (shutdown)");
         node.transfer_leader(target);
+    }
+}
+
+/// Starts a leadership transfer to replica `to` if it has every entry of
+/// this leader's log (leader balancing: the preferred replica is back).
+fn transfer_to_if_caught_up(node: &mut RawNode<ReplicaStorage>, to: u64) {
+    let last = node.raft.raft_log.last_index();
+    let caught_up = node.raft.prs().get(to).is_some_and(|pr| pr.matched == last);
+    if node.raft.state == StateRole::Leader && to != node.raft.id && caught_up {
+        tracing::info!(to, "raft transfers leadership to the preferred replica");
+        node.transfer_leader(to);
     }
 }
 

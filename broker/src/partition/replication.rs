@@ -14,6 +14,13 @@
 //! [`FORWARD_PARTITION`] carry proposals a node forwards to the metadata
 //! group's leader (`shard::cluster_metadata`); they go to the forward sink.
 //!
+//! Leader balancing: every [`BALANCE_INTERVAL_MS`] the loop hands up to
+//! [`BALANCE_MOVES_MAX`] leaderships this node holds to their preferred
+//! replica (the first of the placement), when that replica is alive and
+//! has every entry; so a node that returns after a restart or a failure
+//! takes its leaderships back, paced. [`Replication::rebalance`] does the
+//! same on demand (`POST /cluster/rebalance-leaders`).
+//!
 //! Placement is deterministic (interim, `docs/replication.md`): the
 //! replicas of partition `p` of topic `t` are `rf` consecutive nodes of the
 //! sorted node list, starting at `(murmur2(t) + p) % nodes`, on the same
@@ -53,6 +60,37 @@ pub fn placement(nodes: &[u32], topic: &str, partition: u32, rf: u32) -> Vec<u64
     out
 }
 
+/// The replica that should lead partition `partition` of `topic`: the
+/// first of its placement (`(murmur2(topic) + partition) % nodes` of the
+/// sorted node list), so leaders spread over the nodes like the replicas.
+pub fn preferred_leader(nodes: &[u32], topic: &str, partition: u32) -> u64 {
+    let mut sorted = nodes.to_vec();
+    sorted.sort_unstable();
+    let start =
+        shoal_protocol::partitioner::shard_for_partition(topic, partition, sorted.len() as u32) as usize;
+    u64::from(sorted[start])
+}
+
+/// Leader balancing: how often a shard looks for leaderships to hand back
+/// to their preferred replicas, and how many it moves per look (paced, so
+/// a returning node takes its leaderships back a few at a time).
+pub const BALANCE_INTERVAL_MS: u64 = 5_000;
+pub const BALANCE_MOVES_MAX: usize = 4;
+
+/// A leadership this node holds that belongs to another replica.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeaderMove {
+    pub topic: String,
+    pub partition: u32,
+    pub from: u64,
+    pub to: u64,
+    /// The transfer was asked for (not a dry run, and the preferred
+    /// replica is alive and has every entry).
+    pub started: bool,
+    /// Why not, when it was not.
+    pub waiting: Option<&'static str>,
+}
+
 /// One replicated partition as `GET /cluster` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct GroupStatus {
@@ -62,6 +100,8 @@ pub struct GroupStatus {
     pub role: &'static str,
     /// The leader this replica knows (0: none).
     pub leader: u64,
+    /// The replica that should lead (leader balancing moves it back there).
+    pub preferred_leader: u64,
     pub term: u64,
     /// The last raft index persisted here, and the commit index.
     pub last_index: u64,
@@ -130,6 +170,7 @@ impl Replication {
 
     /// Every replicated partition on this shard, sorted.
     pub fn status(&self) -> Vec<GroupStatus> {
+        let nodes = self.nodes();
         let mut out: Vec<GroupStatus> = self
             .groups
             .borrow()
@@ -141,6 +182,7 @@ impl Replication {
                     partition: *partition,
                     role: if g.is_leader() { "leader" } else { "follower" },
                     leader: g.leader(),
+                    preferred_leader: preferred_leader(&nodes, topic, *partition),
                     term: g.term(),
                     last_index,
                     commit_index,
@@ -150,6 +192,53 @@ impl Replication {
             .collect();
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
         out
+    }
+
+    /// The leaderships this node holds whose preferred replica is another
+    /// one; unless `dry_run`, asks up to `moves_max` of them to transfer
+    /// where the preferred replica is alive and has every entry.
+    pub fn rebalance(&self, dry_run: bool, moves_max: usize) -> Vec<LeaderMove> {
+        let nodes = self.nodes();
+        let me = self.me();
+        let mut moves: Vec<LeaderMove> = Vec::new();
+        let mut started = 0;
+        let groups = self.groups.borrow();
+        let mut keys: Vec<&GroupKey> = groups.keys().collect();
+        keys.sort();
+        for key in keys {
+            let group = &groups[key];
+            let to = preferred_leader(&nodes, &key.0, key.1);
+            if !group.is_leader() || to == me {
+                continue;
+            }
+            let waiting = if !u32::try_from(to).is_ok_and(|id| self.cluster.is_alive(NodeId(id))) {
+                Some("the preferred replica is not alive")
+            } else if !group.is_caught_up(to) {
+                Some("the preferred replica is catching up")
+            } else if started >= moves_max {
+                Some("paced: moved in a later pass")
+            } else {
+                None
+            };
+            let start = waiting.is_none() && !dry_run;
+            if start {
+                group.ask_transfer_to(to);
+                started += 1;
+            }
+            moves.push(LeaderMove {
+                topic: key.0.clone(),
+                partition: key.1,
+                from: me,
+                to,
+                started: start,
+                waiting,
+            });
+        }
+        drop(groups);
+        if started > 0 {
+            self.wake();
+        }
+        moves
     }
 
     /// Wakes the loop (a proposal was queued).
@@ -209,7 +298,19 @@ impl Replication {
     /// The loop; runs until [`Replication::stop`].
     pub async fn run(self: Rc<Self>) {
         let mut last_tick = Instant::now();
+        let mut last_balance = Instant::now();
         while !self.stopped.get() {
+            if last_balance.elapsed() >= Duration::from_millis(BALANCE_INTERVAL_MS) {
+                last_balance = Instant::now();
+                let moved = self.rebalance(false, BALANCE_MOVES_MAX);
+                let started = moved.iter().filter(|m| m.started).count();
+                if started > 0 {
+                    tracing::info!(
+                        started,
+                        "leader balancing: leaderships handed to their preferred replicas"
+                    );
+                }
+            }
             let until_tick = Duration::from_millis(TICK_MS).saturating_sub(last_tick.elapsed());
             let rung = async {
                 let _ = self.bell.recv().await;

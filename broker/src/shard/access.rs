@@ -330,6 +330,41 @@ impl Access<'_> {
         self.require(Resource::Group(group), op)
     }
 
+    /// Leader balancing on demand (`shoal cluster rebalance-leaders`):
+    /// cluster `admin`. Every shard of this node hands the leaderships it
+    /// holds to their preferred replicas (those alive and caught up), or
+    /// with `dry_run` only lists them. Audited unless a dry run.
+    pub async fn rebalance_leaders(
+        &self,
+        dry_run: bool,
+    ) -> BrokerResult<Vec<crate::partition::replication::LeaderMove>> {
+        self.require(Resource::Cluster, Operation::Admin)?;
+        let mut moves = Vec::new();
+        for shard in (0..self.shard.count()).map(crate::ids::ShardId) {
+            let on_shard = self
+                .shard
+                .submit_to(shard, move |s| async move {
+                    s.partitions()
+                        .replication()
+                        .map(|r| r.rebalance(dry_run, usize::MAX))
+                        .unwrap_or_default()
+                })
+                .await?;
+            moves.extend(on_shard);
+        }
+        if !dry_run {
+            let started = moves.iter().filter(|m| m.started).count();
+            let service = self.shard.security().service().clone();
+            service.audit_action(
+                self.caller,
+                "cluster.rebalance-leaders",
+                &format!("{started} started"),
+                &Ok(()),
+            );
+        }
+        Ok(moves)
+    }
+
     /// Users, tokens and ACLs: cluster `admin` only; changes are audited.
     pub async fn security_admin(&self, op: SecurityOp) -> BrokerResult<SecurityAdminResponse> {
         let (action, target) = describe_op(&op);

@@ -116,6 +116,20 @@ enum ClusterCmd {
         #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
         token: Option<String>,
     },
+    /// Hands the leaderships the node at --http holds back to their
+    /// preferred replicas (those alive and caught up). Every node also does
+    /// this by itself every 5 s, a few at a time.
+    RebalanceLeaders {
+        /// The broker's HTTP address.
+        #[arg(long, env = "SHOAL_HTTP", default_value = "127.0.0.1:9480")]
+        http: String,
+        /// A bearer token for an HTTP port with authentication on.
+        #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Only list what would move.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -356,6 +370,13 @@ fn run(cli: Cli) -> Result<(), ProtocolError> {
             let doc = cluster::fetch_status(&http, security.tls.as_ref(), token.as_deref())
                 .map_err(|e| ProtocolError::Io(Arc::new(std::io::Error::other(e))))?;
             out.emit(doc.clone(), || cluster::render(&doc));
+            return Ok(());
+        }
+        Command::Cluster(ClusterCmd::RebalanceLeaders { http, token, dry_run }) => {
+            let security = cli.security.resolve()?;
+            let doc = cluster::rebalance_leaders(&http, dry_run, security.tls.as_ref(), token.as_deref())
+                .map_err(|e| ProtocolError::Io(Arc::new(std::io::Error::other(e))))?;
+            out.emit(doc.clone(), || cluster::render_moves(&doc));
             return Ok(());
         }
         other => other,

@@ -2,12 +2,15 @@
 //! answering shard's node links see them (every shard keeps its own links;
 //! `shard` in the reply says whose). A single node answers
 //! `{"enabled": false, ...}` with itself as the only node.
+//! `POST /cluster/rebalance-leaders` hands this node's leaderships back to
+//! their preferred replicas (leader balancing on demand).
 
 use serde::Serialize;
 
-use super::json::{ok, HttpResponse};
+use super::common::HttpRequest;
+use super::json::{ok, HttpError, HttpResponse};
 use crate::cluster::{ClusterStatus, NodeStatus};
-use crate::partition::replication::GroupStatus;
+use crate::partition::replication::{GroupStatus, LeaderMove};
 use crate::shard::Shard;
 
 #[derive(Serialize)]
@@ -52,4 +55,26 @@ pub fn status(shard: &Shard) -> HttpResponse {
             partitions: Vec::new(),
         }),
     }
+}
+
+/// `POST /cluster/rebalance-leaders` (`?dry_run=true` to only list):
+/// the leaderships this node holds whose preferred replica is another,
+/// handed over where that replica is alive and caught up.
+pub async fn rebalance_leaders(
+    shard: &std::rc::Rc<Shard>,
+    req: &HttpRequest,
+) -> Result<HttpResponse, HttpError> {
+    let dry_run = req.param::<bool>("dry_run")?.unwrap_or(false);
+    let moves = shard.access(&req.caller).rebalance_leaders(dry_run).await?;
+    #[derive(Serialize)]
+    struct Reply {
+        dry_run: bool,
+        started: usize,
+        moves: Vec<LeaderMove>,
+    }
+    Ok(ok(&Reply {
+        dry_run,
+        started: moves.iter().filter(|m| m.started).count(),
+        moves,
+    }))
 }

@@ -168,6 +168,7 @@ async fn dispatch(shard: &Rc<Shard>, conn: &ConnState, req: HttpRequest) -> Resu
         (["stats"], &Method::GET) => stats::broker(shard, &req).await,
         (["healthz"], &Method::GET) => Ok(health::healthz(shard)),
         (["cluster"], &Method::GET) => Ok(cluster::status(shard)),
+        (["cluster", "rebalance-leaders"], &Method::POST) => cluster::rebalance_leaders(shard, &req).await,
         (["readyz"], &Method::GET) => Ok(health::readyz(shard).await),
         (["metrics"], &Method::GET) => {
             // Every topic's and group's figures: cluster `admin` when

@@ -1,4 +1,6 @@
-//! `shoal cluster status`: the cluster's nodes and their liveness.
+//! `shoal cluster status`: the cluster's nodes and their liveness;
+//! `shoal cluster rebalance-leaders`: leaderships back to their preferred
+//! replicas (`POST /cluster/rebalance-leaders`).
 //!
 //! Reads the broker's `GET /cluster` over its HTTP port (`--http`), with a
 //! plain blocking HTTP/1.1 request: the node-link state lives with the
@@ -23,6 +25,26 @@ const REPLY_BYTES_MAX: u64 = 1 << 20;
 /// Fetches `GET /cluster` from `http` (`host:port`), over TLS with `tls`,
 /// with a bearer `token`.
 pub fn fetch_status(http: &str, tls: Option<&ClientTls>, token: Option<&str>) -> Result<Value, String> {
+    call(http, "GET /cluster", tls, token)
+}
+
+/// `POST /cluster/rebalance-leaders` (`dry_run` only lists the moves).
+pub fn rebalance_leaders(
+    http: &str,
+    dry_run: bool,
+    tls: Option<&ClientTls>,
+    token: Option<&str>,
+) -> Result<Value, String> {
+    call(
+        http,
+        &format!("POST /cluster/rebalance-leaders?dry_run={dry_run}"),
+        tls,
+        token,
+    )
+}
+
+/// One request line (`METHOD /path`) without a body; the JSON reply.
+fn call(http: &str, line: &str, tls: Option<&ClientTls>, token: Option<&str>) -> Result<Value, String> {
     let timeout = Some(Duration::from_millis(TIMEOUT_MS));
     let addr = std::net::ToSocketAddrs::to_socket_addrs(http)
         .map_err(|e| format!("cannot resolve {http}: {e}"))?
@@ -34,7 +56,8 @@ pub fn fetch_status(http: &str, tls: Option<&ClientTls>, token: Option<&str>) ->
     let _ = stream.set_write_timeout(timeout);
     let _ = stream.set_nodelay(true);
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let request = format!("GET /cluster HTTP/1.1\r\nHost: {http}\r\n{auth}Connection: close\r\n\r\n");
+    let request =
+        format!("{line} HTTP/1.1\r\nHost: {http}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
     let reply = match tls {
         None => exchange(stream, &request),
         Some(tls) => {
@@ -112,4 +135,30 @@ pub fn render(doc: &Value) -> String {
         out.push('\n');
     }
     out.trim_end().to_string()
+}
+
+/// The leadership moves as text lines.
+pub fn render_moves(doc: &Value) -> String {
+    let dry = doc["dry_run"] == Value::Bool(true);
+    let moves = doc["moves"].as_array().cloned().unwrap_or_default();
+    let mut out = if dry {
+        format!("{} leaderships would move (dry run)", moves.len())
+    } else {
+        format!("{} of {} leaderships handed over", doc["started"], moves.len())
+    };
+    for m in &moves {
+        let state = match (m["started"].as_bool(), m["waiting"].as_str()) {
+            (Some(true), _) => "started".to_string(),
+            (_, Some(why)) => format!("waiting: {why}"),
+            _ => "would start".to_string(),
+        };
+        out.push_str(&format!(
+            "\n  {}/{}: node {} -> node {} ({state})",
+            m["topic"].as_str().unwrap_or("?"),
+            m["partition"],
+            m["from"],
+            m["to"]
+        ));
+    }
+    out
 }
