@@ -35,6 +35,11 @@ pub enum BenchError {
     #[error("cannot write report {path}: {message}")]
     Report { path: PathBuf, message: String },
 
+    /// The throw-away CA and broker certificate of `--compare-tls` could
+    /// not be made. Terminal: nothing was measured yet.
+    #[error("cannot make the run's certificates: {0}")]
+    Certificates(String),
+
     /// The broker or the client failed during the run. Terminal for the
     /// run: figures measured against a failing broker are not reported.
     #[error("driver: {0}")]

@@ -19,7 +19,8 @@
 //! [`baseline`] (loopback TCP and direct-I/O disk, measured in the same run),
 //! [`machine`] (what the figures were measured on), [`driver`] (producer and
 //! consumer threads behind small client traits, with the Shoal client
-//! adapter), [`broker_process`] (the embedded `shoald`), [`run`] (baselines,
+//! adapter), [`broker_process`] (the embedded `shoald`), [`broker_tls`] (the
+//! throw-away CA and broker certificate of `--compare-tls`), [`run`] (baselines,
 //! broker, search, measured phase) and [`report`] (summary table, JSON, SVG
 //! charts, HTML page).
 //!
@@ -31,6 +32,7 @@
 
 pub mod baseline;
 pub mod broker_process;
+pub mod broker_tls;
 pub mod burst;
 pub mod cpu;
 pub mod distribution;

@@ -12,6 +12,16 @@
 //! shards (`--broker-shards`, default 1), and prints the replicated
 //! figures next to the single-node ones with their ratios
 //! (`comparison.txt`).
+//!
+//! `--compare-tls` also runs the workload twice in one invocation, on two
+//! embedded brokers with the same settings and fresh data directories:
+//! plaintext, then TLS 1.3 on the native ports with a CA and broker
+//! certificate made for the run (`<out>/certs/`, see [`broker_tls`]); the
+//! clients of the second run trust that CA. Both reports (`plaintext/`,
+//! `tls/`) and the TLS figures' ratios to the plaintext ones
+//! (`comparison.txt`) are written.
+//!
+//! [`broker_tls`]: shoal_bench::broker_tls
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use clap::Parser;
 use shoal_bench::broker_process::{find_binary, BrokerSpec};
+use shoal_bench::broker_tls::BrokerTls;
 use shoal_bench::error::BenchError;
 use shoal_bench::report::{self, model::RunReport};
 use shoal_bench::run::{run, BrokerChoice, RunSettings};
@@ -54,6 +65,9 @@ struct Cli {
     /// Run on a single node, then on a local cluster of N nodes (replication factor N, acks quorum unless given); report both and their ratios
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=7), conflicts_with_all = ["broker", "suite"])]
     cluster: Option<u32>,
+    /// Run on a plaintext embedded broker, then on one with TLS 1.3 on its native ports (certificates made for the run, in <out>/certs); report both and their ratios
+    #[arg(long, conflicts_with_all = ["broker", "cluster", "suite"])]
+    compare_tls: bool,
     /// Extra argument for the embedded shoald; repeat for several (e.g. --broker-arg=--no-pin)
     #[arg(long = "broker-arg", value_name = "ARG", allow_hyphen_values = true)]
     broker_args: Vec<String>,
@@ -80,7 +94,7 @@ struct Cli {
     suite: Option<String>,
     #[command(
         flatten,
-        next_help_heading = "TLS and credentials (for a secured broker; the embedded one takes them through --broker-arg=--config=FILE)"
+        next_help_heading = "TLS and credentials (for a secured broker; the embedded one takes them through --broker-arg=--config=FILE; --compare-tls makes its own)"
     )]
     security: SecurityArgs,
     #[command(flatten, next_help_heading = "Workload (each overrides the preset or file)")]
@@ -125,7 +139,10 @@ fn real_main(cli: Cli) -> Result<ExitCode, BenchError> {
     if let Some(nodes) = cli.cluster {
         return run_cluster_comparison(&cli, source, nodes, &out);
     }
-    let report = run_one(&cli, workload, &out, None)?;
+    if cli.compare_tls {
+        return run_tls_comparison(&cli, workload, &out);
+    }
+    let report = run_one(&cli, workload, &out, Target::Single)?;
     Ok(exit_code(&report))
 }
 
@@ -156,25 +173,97 @@ fn run_cluster_comparison(
 === single node ==="
     );
     let single_dir = out.join("single-node");
-    let single_report = run_one(cli, single, &single_dir, None)?;
+    let single_report = run_one(cli, single, &single_dir, Target::Single)?;
     eprintln!(
         "
 === {label} ==="
     );
     let cluster_dir = out.join(&label);
-    let cluster_report = run_one(cli, replicated, &cluster_dir, Some(nodes))?;
+    let cluster_report = run_one(cli, replicated, &cluster_dir, Target::Cluster(nodes))?;
     let figures = vec![
         suite::MemberFigures::of("single-node", &single_dir, &single_report),
         suite::MemberFigures::of(&label, &cluster_dir, &cluster_report),
     ];
-    suite::write(out, &label, &figures)?;
     let comparison = suite::render_comparison(&label, &figures[0], &figures[1]);
-    std::fs::write(out.join("comparison.txt"), &comparison)
-        .map_err(|e| BenchError::io(format!("write {}", out.join("comparison.txt").display()), e))?;
-    print!("\n{}\n{comparison}", suite::render(&label, &figures));
+    write_comparison(
+        out,
+        &label,
+        &figures,
+        &comparison,
+        [&single_report, &cluster_report],
+    )
+}
+
+/// `--compare-tls`: the workload on a plaintext embedded broker, then on
+/// one with TLS on its native ports (the same settings, a fresh data
+/// directory), each with its own baselines; both reports and the ratios of
+/// the TLS figures to the plaintext ones.
+fn run_tls_comparison(cli: &Cli, workload: Workload, out: &Path) -> Result<ExitCode, BenchError> {
+    refuse_own_tls(cli)?;
+    let tls = BrokerTls::create(&out.join("certs"))?;
+    eprintln!("certificates for the TLS run in {}", out.join("certs").display());
+    eprintln!("\n=== plaintext ===");
+    let plain_dir = out.join("plaintext");
+    let plain_report = run_one(cli, workload.clone(), &plain_dir, Target::Single)?;
+    eprintln!("\n=== tls ===");
+    let tls_dir = out.join("tls");
+    let tls_report = run_one(cli, workload, &tls_dir, Target::Tls(&tls))?;
+    let figures = vec![
+        suite::MemberFigures::of("plaintext", &plain_dir, &plain_report),
+        suite::MemberFigures::of("tls", &tls_dir, &tls_report),
+    ];
+    let comparison = suite::render_tls_comparison(&figures[0], &figures[1]);
+    write_comparison(
+        out,
+        "compare-tls",
+        &figures,
+        &comparison,
+        [&plain_report, &tls_report],
+    )
+}
+
+/// `--compare-tls` makes the TLS run's certificates and broker config
+/// itself: a CA of the user's would make the plaintext run dial in TLS, and
+/// a second `--config` for shoald would be refused by it mid-run.
+fn refuse_own_tls(cli: &Cli) -> Result<(), BenchError> {
+    let security = cli
+        .security
+        .resolve()
+        .map_err(|e| BenchError::Driver(format!("TLS and credentials: {e}")))?;
+    if security.tls.is_some() {
+        return Err(BenchError::InvalidWorkload(
+            "--compare-tls makes its own CA and broker certificate; drop --tls-ca \
+             (and SHOAL_TLS_CA or tls_ca in the client config)"
+                .into(),
+        ));
+    }
+    if cli
+        .broker_args
+        .iter()
+        .any(|a| a == "--config" || a.starts_with("--config="))
+    {
+        return Err(BenchError::InvalidWorkload(
+            "--compare-tls gives the TLS broker its own --config; drop --broker-arg=--config".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the two runs' suite summary and `comparison.txt` into `out` and
+/// prints them; exit code 0 only if both runs delivered every ack.
+fn write_comparison(
+    out: &Path,
+    label: &str,
+    figures: &[suite::MemberFigures],
+    comparison: &str,
+    reports: [&RunReport; 2],
+) -> Result<ExitCode, BenchError> {
+    suite::write(out, label, figures)?;
+    let path = out.join("comparison.txt");
+    std::fs::write(&path, comparison).map_err(|e| BenchError::io(format!("write {}", path.display()), e))?;
+    print!("\n{}\n{comparison}", suite::render(label, figures));
     println!("\nreports: {} (open index.html)", out.display());
-    let ok =
-        exit_code(&single_report) == ExitCode::SUCCESS && exit_code(&cluster_report) == ExitCode::SUCCESS;
+    let ok = reports.iter().all(|r| exit_code(r) == ExitCode::SUCCESS);
     Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(2) })
 }
 
@@ -189,7 +278,7 @@ fn run_suite(cli: &Cli, name: &str) -> Result<ExitCode, BenchError> {
         let flags = suite::member_flags(&cli.overrides, member);
         let workload = Workload::resolve(WorkloadSource::Preset(member.preset), &flags)?;
         let dir = out.join(member.label);
-        let report = run_one(cli, workload, &dir, None)?;
+        let report = run_one(cli, workload, &dir, Target::Single)?;
         all_ok &= exit_code(&report) == ExitCode::SUCCESS;
         figures.push(suite::MemberFigures::of(member.label, &dir, &report));
     }
@@ -203,9 +292,20 @@ fn run_suite(cli: &Cli, name: &str) -> Result<ExitCode, BenchError> {
     })
 }
 
-/// One run of `workload` with its own data directory and broker (a local
-/// cluster of `cluster` nodes when set); reports go to `out`.
-fn run_one(cli: &Cli, workload: Workload, out: &Path, cluster: Option<u32>) -> Result<RunReport, BenchError> {
+/// Which embedded broker a run starts (unless `--broker` names one).
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// One plaintext `shoald`.
+    Single,
+    /// A local cluster of this many nodes.
+    Cluster(u32),
+    /// One `shoald` with TLS on its native ports; the clients trust its CA.
+    Tls(&'a BrokerTls),
+}
+
+/// One run of `workload` with its own data directory and broker (as
+/// `target` says); reports go to `out`.
+fn run_one(cli: &Cli, workload: Workload, out: &Path, target: Target<'_>) -> Result<RunReport, BenchError> {
     // A temporary data directory lives until the end of the run and is then removed.
     let temp = match &cli.data_dir {
         Some(_) => None,
@@ -228,20 +328,31 @@ fn run_one(cli: &Cli, workload: Workload, out: &Path, cluster: Option<u32>) -> R
         let shards_default = if cli.cluster.is_some() { 1 } else { cores };
         Ok(BrokerSpec {
             binary: find_binary(cli.broker_bin.as_deref())?,
-            data_dir: data_dir.join(match cluster {
-                Some(nodes) => format!("cluster{nodes}-{}", workload.name),
-                None => format!("broker-{}", workload.name),
+            data_dir: data_dir.join(match target {
+                Target::Single => format!("broker-{}", workload.name),
+                Target::Cluster(nodes) => format!("cluster{nodes}-{}", workload.name),
+                Target::Tls(_) => format!("broker-{}-tls", workload.name),
             }),
             shards: cli.broker_shards.unwrap_or(shards_default),
             log_path: out.join("broker.log"),
-            extra_args: cli.broker_args.clone(),
+            extra_args: match target {
+                Target::Tls(tls) => [cli.broker_args.clone(), vec![tls.broker_arg()]].concat(),
+                _ => cli.broker_args.clone(),
+            },
         })
     };
-    let broker = match (&cli.broker, cluster) {
+    let broker = match (&cli.broker, target) {
         (Some(address), _) => BrokerChoice::External(address.clone()),
-        (None, None) => BrokerChoice::Embedded(spec()?),
-        (None, Some(nodes)) => BrokerChoice::Cluster(spec()?, nodes),
+        (None, Target::Single | Target::Tls(_)) => BrokerChoice::Embedded(spec()?),
+        (None, Target::Cluster(nodes)) => BrokerChoice::Cluster(spec()?, nodes),
     };
+    let mut security = cli
+        .security
+        .resolve()
+        .map_err(|e| BenchError::Driver(format!("TLS and credentials: {e}")))?;
+    if let Target::Tls(tls) = target {
+        security.tls = Some(tls.client()?);
+    }
     let settings = RunSettings {
         workload,
         broker,
@@ -249,10 +360,7 @@ fn run_one(cli: &Cli, workload: Workload, out: &Path, cluster: Option<u32>) -> R
         baseline: (!cli.no_baselines).then(|| Duration::from_secs_f64(cli.baseline_s.clamp(0.05, 30.0))),
         drain: Duration::from_secs_f64(cli.drain_s.clamp(0.0, 600.0)),
         command_line: std::env::args().collect(),
-        security: cli
-            .security
-            .resolve()
-            .map_err(|e| BenchError::Driver(format!("TLS and credentials: {e}")))?,
+        security,
     };
     let report = run(settings)?;
     print!("{}", report::summary::render(&report));

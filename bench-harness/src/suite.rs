@@ -75,6 +75,8 @@ pub struct MemberFigures {
     pub label: String,
     pub report_dir: PathBuf,
     pub sustainable_rate_per_s: Option<f64>,
+    /// The search reached `search_rate_max_per_s` still sustainable: the true limit is higher.
+    pub sustainable_rate_capped: Option<bool>,
     pub sustainable_bytes_per_s: Option<f64>,
     pub measured_rate_per_s: Option<f64>,
     pub end_to_end_p50_ns: Option<u64>,
@@ -99,6 +101,7 @@ impl MemberFigures {
             label: label.to_string(),
             report_dir: report_dir.to_path_buf(),
             sustainable_rate_per_s: rate,
+            sustainable_rate_capped: r.search.as_ref().map(|s| s.capped_by_rate_max),
             sustainable_bytes_per_s: rate.map(|x| x * r.workload.record_bytes as f64),
             measured_rate_per_s: m.map(|m| m.offered_rate_per_s),
             end_to_end_p50_ns: e2e.map(|l| l.p50_ns),
@@ -123,41 +126,66 @@ impl MemberFigures {
 /// run's own sustainable rate).
 pub fn render_comparison(label: &str, single: &MemberFigures, replicated: &MemberFigures) -> String {
     let d = &replicated.durability;
-    let mut out = format!(
+    let header = format!(
         "{label} (replication factor {}, acks {:?}) against a single node (acks {:?}), flush {:?}, same invocation\n",
         d.replication_factor, d.acks, single.durability.acks, d.flush
     );
-    match (single.sustainable_rate_per_s, replicated.sustainable_rate_per_s) {
-        (Some(s), Some(c)) if s > 0.0 => {
+    header + &comparison_lines(single, replicated)
+}
+
+/// The TLS figures against the plaintext ones of the same invocation
+/// (`--compare-tls`): the same figures as [`render_comparison`], TLS over
+/// plaintext.
+pub fn render_tls_comparison(plaintext: &MemberFigures, tls: &MemberFigures) -> String {
+    let d = &tls.durability;
+    let header = format!(
+        "{} (TLS 1.3 on the native ports) against {} (plaintext), flush {:?}, acks {:?}, same invocation\n",
+        tls.label, plaintext.label, d.flush, d.acks
+    );
+    header + &comparison_lines(plaintext, tls)
+}
+
+/// `other`'s sustainable rate, produce→ack p99 and end-to-end p99 next to
+/// `base`'s, each with `other / base`.
+fn comparison_lines(base: &MemberFigures, other: &MemberFigures) -> String {
+    let mut out = String::new();
+    match (base.sustainable_rate_per_s, other.sustainable_rate_per_s) {
+        (Some(b), Some(o)) if b > 0.0 => {
             let _ = writeln!(
                 out,
                 "  max sustainable produce  {} rec/s vs {} rec/s: ratio {:.2}",
-                count(c as u64),
-                count(s as u64),
-                c / s
+                count(o as u64),
+                count(b as u64),
+                o / b
             );
+            // A capped rate is a floor, so the ratio says little.
+            for f in [other, base] {
+                if f.sustainable_rate_capped == Some(true) {
+                    let _ = writeln!(
+                        out,
+                        "    ({} reached search_rate_max_per_s: its limit is higher)",
+                        f.label
+                    );
+                }
+            }
         }
         _ => out.push_str("  max sustainable produce  not searched (use a max-rate workload)\n"),
     }
-    for (what, s, c) in [
+    for (what, b, o) in [
         (
             "produce->ack p99",
-            single.produce_ack_p99_ns,
-            replicated.produce_ack_p99_ns,
+            base.produce_ack_p99_ns,
+            other.produce_ack_p99_ns,
         ),
-        (
-            "end-to-end p99",
-            single.end_to_end_p99_ns,
-            replicated.end_to_end_p99_ns,
-        ),
+        ("end-to-end p99", base.end_to_end_p99_ns, other.end_to_end_p99_ns),
     ] {
-        if let (Some(s), Some(c)) = (s, c) {
+        if let (Some(b), Some(o)) = (b, o) {
             let _ = writeln!(
                 out,
                 "  {what:<16}  {} vs {}: {:.2}x",
-                ns(c),
-                ns(s),
-                c as f64 / s.max(1) as f64
+                ns(o),
+                ns(b),
+                o as f64 / b.max(1) as f64
             );
         }
     }
@@ -273,5 +301,49 @@ mod tests {
         };
         assert_eq!(member_flags(&forced, &closing[0]).flush, Some(Flush::Interval));
         assert!(members("nope").is_err());
+    }
+
+    fn figures(label: &str, rate: f64, capped: bool, ack_p99_ns: u64) -> MemberFigures {
+        let w = crate::workload::Workload::resolve(
+            crate::workload::WorkloadSource::Preset("max-rate"),
+            &WorkloadLayer::default(),
+        )
+        .unwrap();
+        MemberFigures {
+            label: label.into(),
+            report_dir: PathBuf::from(label),
+            sustainable_rate_per_s: Some(rate),
+            sustainable_rate_capped: Some(capped),
+            sustainable_bytes_per_s: Some(rate * 1024.0),
+            measured_rate_per_s: Some(rate / 2.0),
+            end_to_end_p50_ns: None,
+            end_to_end_p99_ns: None,
+            end_to_end_p999_ns: None,
+            produce_ack_p99_ns: Some(ack_p99_ns),
+            durability: Durability::of(&w),
+            burst_peak_lag_records: None,
+            burst_peak_delay_ns: None,
+            burst_drain_ns: None,
+            delivery_ok: Some(true),
+            ratios: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn tls_comparison_gives_tls_over_plaintext() {
+        // Proves the ratio is TLS / plaintext (not the inverse) and a capped search is called out.
+        let plain = figures("plaintext", 500_000.0, false, 7_000_000);
+        let tls = figures("tls", 400_000.0, false, 8_400_000);
+        let text = render_tls_comparison(&plain, &tls);
+        assert!(text.starts_with("tls (TLS 1.3"), "{text}");
+        assert!(text.contains("ratio 0.80"), "{text}");
+        assert!(text.contains("produce->ack p99"), "{text}");
+        assert!(text.contains("1.20x"), "{text}");
+        assert!(!text.contains("its limit is higher"), "{text}");
+        let capped = render_tls_comparison(&figures("plaintext", 1000.0, true, 1), &tls);
+        assert!(
+            capped.contains("plaintext reached search_rate_max_per_s"),
+            "{capped}"
+        );
     }
 }
