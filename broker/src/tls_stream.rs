@@ -14,7 +14,9 @@
 //! `WouldBlock` (the waker is registered by that poll), and writes records
 //! the same way. Plaintext is returned as soon as rustls has any; records
 //! rustls has queued (handshake messages, alerts, key updates) are flushed
-//! before more ciphertext is read.
+//! before more ciphertext is read, except while the writing side waits
+//! for the socket (glommio keeps one write waiter per socket: a reader's
+//! flush would take the waiter from a writer task and strand it).
 //!
 //! Memory per connection is bounded by rustls: one incoming record (at
 //! most 16 KiB of plaintext plus overhead; a handshake message at most
@@ -47,6 +49,9 @@ pub struct TlsStream<IO, C> {
     eof: bool,
     /// `close_notify` was queued.
     closing: bool,
+    /// The writing side got `Pending` from the socket and waits for it to
+    /// take more: its waker is the socket's write waiter.
+    writer_parked: bool,
 }
 
 /// `std::io::Read`/`Write` over a polled stream: `Pending` is `WouldBlock`.
@@ -104,6 +109,7 @@ where
             conn,
             eof: false,
             closing: false,
+            writer_parked: false,
         })
     }
 
@@ -195,9 +201,16 @@ where
                 return Poll::Ready(Ok(0));
             }
             // Queued records (e.g. a key update reply) go out first; a
-            // socket that cannot take them now does not stop reading.
-            if let Poll::Ready(Err(e)) = this.poll_flush_tls(cx) {
-                return Poll::Ready(Err(e));
+            // socket that cannot take them now does not stop reading. Not
+            // while the writing side waits for the socket: glommio keeps
+            // one write waiter per socket, so the reader's flush would
+            // replace the writer's waker and the writer (a connection
+            // split into a read and a write task) would never wake; the
+            // writer sends what is queued when it runs.
+            if !this.writer_parked {
+                if let Poll::Ready(Err(e)) = this.poll_flush_tls(cx) {
+                    return Poll::Ready(Err(e));
+                }
             }
             match this.poll_read_tls(cx) {
                 Poll::Ready(Ok(_)) => {}
@@ -216,6 +229,34 @@ where
 {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        let polled = this.poll_write_inner(cx, buf);
+        this.writer_parked = polled.is_pending();
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let polled = this.poll_flush_inner(cx);
+        this.writer_parked = polled.is_pending();
+        polled
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let polled = this.poll_close_inner(cx);
+        this.writer_parked = polled.is_pending();
+        polled
+    }
+}
+
+impl<IO, C, S> TlsStream<IO, C>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    C: DerefMut<Target = ConnectionCommon<S>> + Unpin,
+    S: SideData,
+{
+    fn poll_write_inner(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self;
         loop {
             let n = this.conn.writer().write(buf)?;
             let flushed = this.poll_flush_tls(cx);
@@ -235,8 +276,8 @@ where
         }
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
+    fn poll_flush_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self;
         this.conn.writer().flush()?;
         match this.poll_flush_tls(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut this.io).poll_flush(cx),
@@ -244,8 +285,8 @@ where
         }
     }
 
-    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let this = &mut *self;
+    fn poll_close_inner(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self;
         if !this.closing {
             this.conn.send_close_notify();
             this.closing = true;
