@@ -516,6 +516,25 @@ where
     stdout
 }
 
+/// Runs `shoal-bench` with `args` on the tests' `shoald` (`--broker-bin`),
+/// writing its reports under `out_dir` (`--out`); returns its stdout.
+pub fn run_shoal_bench_to(out_dir: &Path, args: &[&str]) -> String {
+    let mut all: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+    all.extend([
+        "--broker-bin".into(),
+        bin_path("shoald").into(),
+        "--out".into(),
+        out_dir.into(),
+    ]);
+    run_shoal_bench(all)
+}
+
+/// The `report.json` of run `run` (a subdirectory) under `out_dir`.
+pub fn bench_report(out_dir: &Path, run: &str) -> serde_json::Value {
+    let path = out_dir.join(run).join("report.json");
+    serde_json::from_slice(&std::fs::read(&path).expect("report.json")).expect("report is JSON")
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -1,46 +1,39 @@
 //! `shoal-bench --cluster 3` end to end (issue 14): the harness runs the
 //! workload on a single embedded node, then starts a local cluster of three
-//! `shoald` nodes, creates the topic with replication factor 3 on each and
+//! `shoald` nodes, creates the topic with replication factor 3 through one
+//! node (the metadata log takes it to the others) and
 //! produces with `acks = quorum`. Both runs' records are all consumed, the
 //! cluster run's acknowledgements say `Replicated`, and the comparison
 //! names the two runs' figures with their ratio. A short target-rate run:
 //! the figures themselves are measured with `--preset max-rate` (README).
 
-use std::ffi::OsString;
-
-use shoal_tests::{bin_path, run_shoal_bench};
+use shoal_tests::{bench_report, run_shoal_bench_to};
 
 #[test]
 fn cluster_run_reports_replicated_figures_next_to_a_single_node() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("report");
-    let mut args: Vec<OsString> = [
-        "--preset",
-        "quick",
-        "--cluster",
-        "3",
-        "--no-baselines",
-        "--rate-per-s",
-        "2000",
-        "--warmup-s",
-        "0.5",
-        "--duration-s",
-        "2",
-        "--drain-s",
-        "20",
-        "--broker-bin",
-    ]
-    .map(OsString::from)
-    .into();
-    args.extend([bin_path("shoald").into(), "--out".into(), out_dir.clone().into()]);
-    let stdout = run_shoal_bench(args);
+    let stdout = run_shoal_bench_to(
+        &out_dir,
+        &[
+            "--preset",
+            "quick",
+            "--cluster",
+            "3",
+            "--no-baselines",
+            "--rate-per-s",
+            "2000",
+            "--warmup-s",
+            "0.5",
+            "--duration-s",
+            "2",
+            "--drain-s",
+            "20",
+        ],
+    );
 
-    let read = |run: &str| -> serde_json::Value {
-        let path = out_dir.join(run).join("report.json");
-        serde_json::from_slice(&std::fs::read(&path).expect("report.json")).expect("report is JSON")
-    };
-    let single = read("single-node");
-    let cluster = read("cluster-3");
+    let single = bench_report(&out_dir, "single-node");
+    let cluster = bench_report(&out_dir, "cluster-3");
     assert_eq!(single["durability"]["replication_factor"], 1);
     assert_eq!(single["durability"]["acks"], "leader");
     assert_eq!(cluster["durability"]["replication_factor"], 3);

@@ -7,46 +7,39 @@
 //! bounded; the figures themselves are measured with `--preset max-rate`
 //! (README). No timing is asserted.
 
-use std::ffi::OsString;
 use std::process::Command;
 
-use shoal_tests::{bin_path, run_shoal_bench};
+use shoal_tests::{bench_report, bin_path, run_shoal_bench_to};
 
 #[test]
 fn compare_tls_reports_tls_figures_next_to_plaintext() {
     // Proves one invocation writes a plaintext and a TLS report, the certificates, and their ratio.
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("report");
-    let mut args: Vec<OsString> = [
-        "--preset",
-        "max-rate",
-        "--compare-tls",
-        "--no-baselines",
-        "--search-rate-start-per-s",
-        "1000",
-        "--search-rate-max-per-s",
-        "1000",
-        "--search-trial-s",
-        "1",
-        "--warmup-s",
-        "0.5",
-        "--duration-s",
-        "2",
-        "--drain-s",
-        "20",
-        "--broker-bin",
-    ]
-    .map(OsString::from)
-    .into();
-    args.extend([bin_path("shoald").into(), "--out".into(), out_dir.clone().into()]);
-    let stdout = run_shoal_bench(args);
+    let stdout = run_shoal_bench_to(
+        &out_dir,
+        &[
+            "--preset",
+            "max-rate",
+            "--compare-tls",
+            "--no-baselines",
+            "--search-rate-start-per-s",
+            "1000",
+            "--search-rate-max-per-s",
+            "1000",
+            "--search-trial-s",
+            "1",
+            "--warmup-s",
+            "0.5",
+            "--duration-s",
+            "2",
+            "--drain-s",
+            "20",
+        ],
+    );
 
-    let read = |run: &str| -> serde_json::Value {
-        let path = out_dir.join(run).join("report.json");
-        serde_json::from_slice(&std::fs::read(&path).expect("report.json")).expect("report is JSON")
-    };
-    let plaintext = read("plaintext");
-    let tls = read("tls");
+    let plaintext = bench_report(&out_dir, "plaintext");
+    let tls = bench_report(&out_dir, "tls");
     assert_eq!(plaintext["broker"]["mode"], "embedded");
     assert_eq!(tls["broker"]["mode"], "embedded+tls");
     assert_ne!(

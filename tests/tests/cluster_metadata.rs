@@ -100,14 +100,18 @@ fn topic_changes_reach_every_node_through_the_metadata_log() {
     // on every node.
     cluster.nodes[1].restart();
     cluster.nodes[2].restart();
+    // Time for a proposal still in the leader's log to commit.
     std::thread::sleep(Duration::from_secs(2));
-    let seen: Vec<Option<bool>> = all.iter().map(|&i| cluster.lists_topic(i, "no-quorum")).collect();
-    let first = seen[0];
+    let agree = || {
+        let seen: Vec<Option<bool>> = all.iter().map(|&i| cluster.lists_topic(i, "no-quorum")).collect();
+        seen[0].is_some() && seen.iter().all(|s| *s == seen[0])
+    };
     assert!(
-        shoal_tests::wait_until(Duration::from_millis(WAIT_MS_MAX), || {
-            all.iter().all(|&i| cluster.lists_topic(i, "no-quorum") == first)
-        }),
-        "nodes disagree on a topic: {seen:?}"
+        shoal_tests::wait_until(Duration::from_millis(WAIT_MS_MAX), agree),
+        "nodes disagree on a topic: {:?}",
+        all.iter()
+            .map(|&i| cluster.lists_topic(i, "no-quorum"))
+            .collect::<Vec<_>>()
     );
     cluster.wait_topic(&all, "late", true);
     cluster.stop();

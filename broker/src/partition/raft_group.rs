@@ -361,12 +361,7 @@ impl RaftGroup {
     /// log (a transfer to it would start at once).
     pub fn is_caught_up(&self, id: u64) -> bool {
         let node = self.node.borrow();
-        node.raft.state == StateRole::Leader
-            && node
-                .raft
-                .prs()
-                .get(id)
-                .is_some_and(|pr| pr.matched == node.raft.raft_log.last_index())
+        node.raft.state == StateRole::Leader && caught_up(&node, id)
     }
 
     /// Whether a round has anything to do without a tick.
@@ -799,13 +794,13 @@ fn transfer_to_caught_up(node: &mut RawNode<ReplicaStorage>) {
     if node.raft.state != StateRole::Leader {
         return;
     }
-    let (me, last) = (node.raft.id, node.raft.raft_log.last_index());
+    let me = node.raft.id;
     let target = node
         .raft
         .prs()
         .iter()
-        .filter(|&(&id, pr)| id != me && pr.matched == last)
         .map(|(&id, _)| id)
+        .filter(|&id| id != me && caught_up(node, id))
         .min();
     if let Some(target) = target {
         tracing::info!(to = target, "raft transfers leadership (shutdown)");
@@ -813,12 +808,16 @@ fn transfer_to_caught_up(node: &mut RawNode<ReplicaStorage>) {
     }
 }
 
+/// Whether replica `id` has every entry of this (leader's) log.
+fn caught_up(node: &RawNode<ReplicaStorage>, id: u64) -> bool {
+    let last = node.raft.raft_log.last_index();
+    node.raft.prs().get(id).is_some_and(|pr| pr.matched == last)
+}
+
 /// Starts a leadership transfer to replica `to` if it has every entry of
 /// this leader's log (leader balancing: the preferred replica is back).
 fn transfer_to_if_caught_up(node: &mut RawNode<ReplicaStorage>, to: u64) {
-    let last = node.raft.raft_log.last_index();
-    let caught_up = node.raft.prs().get(to).is_some_and(|pr| pr.matched == last);
-    if node.raft.state == StateRole::Leader && to != node.raft.id && caught_up {
+    if node.raft.state == StateRole::Leader && to != node.raft.id && caught_up(node, to) {
         tracing::info!(to, "raft transfers leadership to the preferred replica");
         node.transfer_leader(to);
     }

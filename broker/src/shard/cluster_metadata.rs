@@ -46,7 +46,7 @@ use crate::cluster::NodeId;
 use crate::error::{BrokerError, BrokerResult};
 use crate::ids::Offset;
 use crate::metadata::cluster_log::{self, LoggedCommand, MetaCommand};
-use crate::metadata::{validate_config, validate_name, TopicError, TopicMeta, TOPICS_MAX};
+use crate::metadata::TopicMeta;
 use crate::runtime::{now_ms, sleep};
 
 /// A proposal not applied within this is sent again (to the leader then).
@@ -84,18 +84,7 @@ impl Shard {
 
     /// Creates a topic through the metadata log (shard 0 of a cluster).
     pub(super) async fn create_through_log(&self, meta: TopicMeta) -> BrokerResult<()> {
-        validate_name(&meta.name)?;
-        validate_config(&meta.config)?;
-        let nodes = self
-            .partitions()
-            .replication()
-            .map_or(1, |r| r.nodes().len() as u32);
-        if meta.config.replication_factor > nodes {
-            return Err(BrokerError::invalid(format!(
-                "replication_factor {} needs a cluster of at least that many nodes (this one has {nodes})",
-                meta.config.replication_factor
-            )));
-        }
+        self.validate_new_topic(&meta)?;
         if self.topics().get(&meta.name).is_some() {
             return Err(BrokerError::TopicExists { topic: meta.name });
         }
@@ -200,38 +189,27 @@ impl Shard {
             }
         };
         let _turn = self.wait_admin_turn().await?;
-        let catalogue = self.catalogue().expect("the metadata log is applied on shard 0");
         match command {
             MetaCommand::CreateTopic(req) => {
                 let meta = TopicMeta {
                     name: req.name.clone(),
                     config: req.config.clone(),
                 };
-                let mut after = self.topics().clone();
-                if after.get(&meta.name).is_some() {
-                    return Ok(Err(BrokerError::TopicExists { topic: meta.name }));
+                if let Err(e) = self.validate_new_topic(&meta) {
+                    return Ok(Err(e));
                 }
-                if let Err(e) = validate_name(&meta.name).and_then(|()| validate_config(&meta.config)) {
-                    return Ok(Err(e.into()));
+                let outcome = self.commit_create(meta, next).await?;
+                if outcome.is_ok() {
+                    tracing::info!(topic = %req.name, offset = cmd.offset, "topic created (cluster metadata)");
                 }
-                if after.len() >= TOPICS_MAX {
-                    return Ok(Err(TopicError::TooMany.into()));
-                }
-                after.insert(meta.clone());
-                catalogue.store(&after, next)?;
-                self.broadcast(|| ShardCall::ApplyCreate(meta.clone())).await;
-                self.apply_create(meta).await;
-                tracing::info!(topic = %req.name, offset = cmd.offset, "topic created (cluster metadata)");
+                Ok(outcome)
             }
             MetaCommand::DeleteTopic { name } => {
-                let mut after = self.topics().clone();
-                if after.remove(name).is_none() {
-                    return Ok(Err(BrokerError::unknown_topic(name)));
+                let outcome = self.commit_delete(name, next).await?;
+                if outcome.is_ok() {
+                    tracing::info!(topic = %name, offset = cmd.offset, "topic deleted (cluster metadata)");
                 }
-                catalogue.store(&after, next)?;
-                self.broadcast(|| ShardCall::ApplyDelete(name.clone())).await;
-                self.apply_delete(name).await;
-                tracing::info!(topic = %name, offset = cmd.offset, "topic deleted (cluster metadata)");
+                Ok(outcome)
             }
             MetaCommand::Security(change) => {
                 let outcome =
@@ -243,12 +221,12 @@ impl Shard {
                     // crash between the two writes applies this change
                     // again on restart, which leaves the same state (every
                     // security change sets its key to one value).
+                    let catalogue = self.catalogue().expect("the metadata log is applied on shard 0");
                     catalogue.store(&self.topics(), next)?;
                 }
-                return Ok(outcome);
+                Ok(outcome)
             }
         }
-        Ok(Ok(()))
     }
 }
 

@@ -47,11 +47,6 @@ impl ClusterMetadata {
         }
     }
 
-    /// The next offset this node applies.
-    pub fn applied(&self) -> u64 {
-        self.next.get()
-    }
-
     pub(super) fn next_request_id(&self) -> String {
         let seq = self.id_seq.get() + 1;
         self.id_seq.set(seq);

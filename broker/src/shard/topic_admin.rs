@@ -94,7 +94,19 @@ impl Shard {
     /// on every shard. Returns once every shard has it.
     pub(super) async fn create_on_catalogue(&self, meta: TopicMeta) -> BrokerResult<()> {
         let _turn = self.wait_admin_turn().await?;
-        let catalogue = self.catalogue().expect("create runs on shard 0");
+        self.validate_new_topic(&meta)?;
+        self.commit_create(meta, 0).await?
+    }
+
+    /// Shard 0: removes a topic from the catalogue, then from every shard.
+    pub(super) async fn delete_on_catalogue(&self, name: &str) -> BrokerResult<()> {
+        let _turn = self.wait_admin_turn().await?;
+        self.commit_delete(name, 0).await?
+    }
+
+    /// Checks a new topic with what this node knows alone: its name, its
+    /// configuration, and a replication factor the cluster can hold.
+    pub(super) fn validate_new_topic(&self, meta: &TopicMeta) -> BrokerResult<()> {
         validate_name(&meta.name)?;
         validate_config(&meta.config)?;
         let nodes = self
@@ -107,32 +119,51 @@ impl Shard {
                 meta.config.replication_factor
             )));
         }
-        let mut next = self.topics().clone();
-        if next.get(&meta.name).is_some() {
-            return Err(BrokerError::TopicExists { topic: meta.name });
-        }
-        if next.len() >= TOPICS_MAX {
-            return Err(TopicError::TooMany.into());
-        }
-        next.insert(meta.clone());
-        catalogue.store(&next, 0)?;
-        self.broadcast(|| ShardCall::ApplyCreate(meta.clone())).await;
-        self.apply_create(meta).await;
         Ok(())
     }
 
-    /// Shard 0: removes a topic from the catalogue, then from every shard.
-    pub(super) async fn delete_on_catalogue(&self, name: &str) -> BrokerResult<()> {
-        let _turn = self.wait_admin_turn().await?;
-        let catalogue = self.catalogue().expect("delete runs on shard 0");
+    /// Shard 0, on its admin turn: adds `meta` to the catalogue (stored
+    /// with `metadata_applied`, the next metadata-log offset; 0 on a single
+    /// node), then to every shard. The outer error is the catalogue's
+    /// write (nothing changed); the inner result the topic's own outcome.
+    pub(super) async fn commit_create(
+        &self,
+        meta: TopicMeta,
+        metadata_applied: u64,
+    ) -> Result<BrokerResult<()>, TopicError> {
+        let mut next = self.topics().clone();
+        if next.get(&meta.name).is_some() {
+            return Ok(Err(BrokerError::TopicExists { topic: meta.name }));
+        }
+        if next.len() >= TOPICS_MAX {
+            return Ok(Err(TopicError::TooMany.into()));
+        }
+        next.insert(meta.clone());
+        self.catalogue()
+            .expect("topic changes are committed on shard 0")
+            .store(&next, metadata_applied)?;
+        self.broadcast(|| ShardCall::ApplyCreate(meta.clone())).await;
+        self.apply_create(meta).await;
+        Ok(Ok(()))
+    }
+
+    /// Shard 0, on its admin turn: removes a topic from the catalogue, then
+    /// from every shard (errors as [`Shard::commit_create`]).
+    pub(super) async fn commit_delete(
+        &self,
+        name: &str,
+        metadata_applied: u64,
+    ) -> Result<BrokerResult<()>, TopicError> {
         let mut next = self.topics().clone();
         if next.remove(name).is_none() {
-            return Err(BrokerError::unknown_topic(name));
+            return Ok(Err(BrokerError::unknown_topic(name)));
         }
-        catalogue.store(&next, 0)?;
+        self.catalogue()
+            .expect("topic changes are committed on shard 0")
+            .store(&next, metadata_applied)?;
         self.broadcast(|| ShardCall::ApplyDelete(name.to_string())).await;
         self.apply_delete(name).await;
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Waits until no other topic change is in progress (module docs).
