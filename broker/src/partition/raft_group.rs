@@ -4,16 +4,31 @@
 //! One raft entry is one record batch (the leader places it: base offset
 //! after the raft log's last entry, `leader_epoch` = the term, its append
 //! time) or an empty entry. A [`RaftGroup::round`] does what raft-rs asks,
-//! in its order: step the messages that arrived, tick, propose what
-//! producers queued, then for the `Ready`: send the leader's messages,
-//! apply what is committed, persist the entries (cut a diverged tail,
-//! append the batches with their leader-given offsets to the log and the
-//! entry records to the sidecar, both fdatasynced, in parallel), persist
-//! the hard state when term or vote changed, and only then send the
-//! persisted messages (votes, append acknowledgements) and advance. Nothing
-//! steps or proposes between `ready()` and `advance`: only the round
-//! touches the `RawNode`, and rounds of one group never overlap (the
-//! shard's loop awaits each).
+//! in its order: report the writes that finished since the last round
+//! (`on_persist_ready`), step the messages that arrived, tick, propose
+//! what producers queued, then for the `Ready`: send the leader's
+//! messages, apply what is committed, stage the entries and the hard state
+//! and `advance_append_async`. Nothing steps or proposes between `ready()`
+//! and the advance: only the round touches the `RawNode`, and rounds of
+//! one group never overlap (the shard's loop awaits each).
+//!
+//! Writes are asynchronous (raft-rs's `advance_append_async`), so a round
+//! never waits for a disk. Staging puts the entries into the in-memory
+//! storage at once (raft-rs reads them from there after the advance), and
+//! queues the write; one writer task per group, running only while writes
+//! are queued, takes every queued write at once and persists them in ready
+//! order as one: cut a diverged tail, append the batches with their
+//! leader-given offsets to the log and the entry records to the sidecar,
+//! both fdatasynced, in parallel; then the hard state when term or vote
+//! changed. Only then does it send those readies' persisted messages
+//! (votes, append acknowledgements) and ask for a round, which tells
+//! raft-rs the highest ready number written. So the leader steps its
+//! followers' acknowledgements, and commits, while its next write is on
+//! the disk, and consecutive readies share one fdatasync (group commit).
+//! raft-rs commits and hands out for applying only entries this replica
+//! has persisted (the minimum of the commit and the persisted index). A
+//! ready with a snapshot waits for the queued writes and is handled whole
+//! in its round.
 //!
 //! Applying a committed entry moves the high watermark to the entry's end
 //! offset (through the `on_commit` callback: the replica moves it) and
@@ -93,6 +108,25 @@ struct Proposal {
     reply: Reply,
 }
 
+/// Where a group's outgoing messages go, and how its writer asks the
+/// driver for another round.
+pub trait Outbox {
+    /// Sends messages now, in order.
+    fn send(&self, messages: Vec<Message>);
+    /// Asks for a round of this group (a write finished).
+    fn wake(&self);
+}
+
+/// One ready's share of the disk: its entries (already staged in the
+/// in-memory storage), its hard state, and the messages that may leave
+/// only once both are durable.
+struct Write {
+    number: u64,
+    entries: Vec<(EntryRecord, Bytes)>,
+    hard: Option<HardState>,
+    messages: Vec<Message>,
+}
+
 struct Waiter {
     term: u64,
     first_index: u64,
@@ -130,6 +164,16 @@ pub struct RaftGroup {
     transfer_asked: Cell<bool>,
     /// A transfer to this replica was asked for (leader balancing).
     transfer_to: Cell<Option<u64>>,
+    /// Staged writes not yet taken by the writer, in ready order.
+    writes: RefCell<Vec<Write>>,
+    /// A writer task is running.
+    writing: Cell<bool>,
+    /// Told when the writer stops with nothing queued.
+    drained: RefCell<Vec<flume::Sender<()>>>,
+    /// The highest ready number written since the last round reported it.
+    written_ready: Cell<Option<u64>>,
+    /// The last raft index on disk (entries after it are staged only).
+    durable_last: Cell<u64>,
     /// Entries read back from the log for followers (below the window).
     fetched_total: Cell<u64>,
     /// Followers sent a snapshot in the last round (reported next round).
@@ -237,6 +281,7 @@ impl RaftGroup {
         let node = RawNode::new(&config, ReplicaStorage(mem.clone()), &logger).map_err(|e| e.to_string())?;
         mem.borrow_mut().set_applied(hs.commit);
         let committed_end = mem.borrow().end_offset_of(hs.commit);
+        let durable_last = mem.borrow().last_index();
         let group = Rc::new(RaftGroup {
             id,
             node: RefCell::new(node),
@@ -255,6 +300,11 @@ impl RaftGroup {
             on_apply: RefCell::new(None),
             transfer_asked: Cell::new(false),
             transfer_to: Cell::new(None),
+            writes: RefCell::new(Vec::new()),
+            writing: Cell::new(false),
+            drained: RefCell::new(Vec::new()),
+            written_ready: Cell::new(None),
+            durable_last: Cell::new(durable_last),
             fetched_total: Cell::new(0),
             snapshots_sent: RefCell::new(Vec::new()),
             installed_total: Cell::new(0),
@@ -285,8 +335,7 @@ impl RaftGroup {
 
     /// The last raft index persisted here, and the commit index.
     pub fn indexes(&self) -> (u64, u64) {
-        let last = self.mem.borrow().last_index();
-        (last, self.node.borrow().raft.raft_log.committed)
+        (self.durable_last.get(), self.node.borrow().raft.raft_log.committed)
     }
 
     pub fn fenced(&self) -> Option<String> {
@@ -371,27 +420,38 @@ impl RaftGroup {
             || self.mem.borrow().has_fetches()
             || !self.inbox.borrow().is_empty()
             || !self.proposals.borrow().is_empty()
+            || self.written_ready.get().is_some()
             || self.node.borrow().has_ready()
     }
 
-    /// One round (module header). `send` takes the messages to send now, in
-    /// order. A storage error fences the group: it stops, and its waiting
-    /// producers are told.
-    pub async fn round(&self, tick: bool, send: &dyn Fn(Vec<Message>)) {
+    /// One round (module header). `outbox` takes the messages to send
+    /// now, in order, and the writer's requests for a round. A storage
+    /// error fences the group: it stops, and its waiting producers are told.
+    pub async fn round(self: &Rc<Self>, tick: bool, outbox: &Rc<dyn Outbox>) {
         if self.fenced.borrow().is_some() {
             return;
         }
-        if let Err(reason) = self.round_inner(tick, send).await {
-            tracing::error!(dir = %self.dir.display(), %reason, "raft group fenced");
-            for (_, w) in std::mem::take(&mut *self.waiters.borrow_mut()) {
-                let _ = w.reply.send(Err(ProposeError::Fenced(reason.clone())));
-            }
-            *self.fenced.borrow_mut() = Some(reason);
+        if let Err(reason) = self.round_inner(tick, outbox).await {
+            self.fence(reason);
         }
     }
 
-    async fn round_inner(&self, tick: bool, send: &dyn Fn(Vec<Message>)) -> Result<(), String> {
+    fn fence(&self, reason: String) {
+        if self.fenced.borrow().is_some() {
+            return;
+        }
+        tracing::error!(dir = %self.dir.display(), %reason, "raft group fenced");
+        for (_, w) in std::mem::take(&mut *self.waiters.borrow_mut()) {
+            let _ = w.reply.send(Err(ProposeError::Fenced(reason.clone())));
+        }
+        *self.fenced.borrow_mut() = Some(reason);
+    }
+
+    async fn round_inner(self: &Rc<Self>, tick: bool, outbox: &Rc<dyn Outbox>) -> Result<(), String> {
         self.mem.borrow_mut().set_log_start(self.log.log_start_offset());
+        if let Some(number) = self.written_ready.take() {
+            self.node.borrow_mut().on_persist_ready(number);
+        }
         for to in std::mem::take(&mut *self.snapshots_sent.borrow_mut()) {
             // Our snapshots are a few bytes and ride the link in order with
             // the appends after them: report them sent, so the leader
@@ -431,18 +491,49 @@ impl RaftGroup {
                 .filter(|m| m.get_msg_type() == MessageType::MsgSnapshot)
                 .map(|m| m.to),
         );
-        send(messages);
+        outbox.send(messages);
         if !ready.snapshot().is_empty() {
-            self.install_snapshot(ready.snapshot(), ready.hs()).await?;
+            return self.round_with_snapshot(ready, outbox).await;
         }
         self.apply(&ready.take_committed_entries());
-        self.persist_entries(ready.take_entries()).await?;
-        if let Some(hs) = ready.hs() {
-            self.persist_hard_state(hs).await?;
+        let write = Write {
+            number: ready.number(),
+            entries: self.stage(ready.take_entries())?,
+            hard: self.stage_hard_state(ready.hs()),
+            messages: ready.take_persisted_messages(),
+        };
+        {
+            let mut node = self.node.borrow_mut();
+            node.advance_append_async(ready);
+            node.advance_apply();
         }
-        send(ready.take_persisted_messages());
+        self.queue_write(write, outbox);
+        Ok(())
+    }
+
+    /// A ready with a snapshot, handled whole: waits for the queued writes,
+    /// installs the snapshot, writes the rest, and advances.
+    async fn round_with_snapshot(
+        self: &Rc<Self>,
+        mut ready: raft::Ready,
+        outbox: &Rc<dyn Outbox>,
+    ) -> Result<(), String> {
+        self.drain().await;
+        if let Some(reason) = self.fenced() {
+            return Err(reason);
+        }
+        self.install_snapshot(ready.snapshot(), ready.hs()).await?;
+        self.apply(&ready.take_committed_entries());
+        let write = Write {
+            number: ready.number(),
+            entries: self.stage(ready.take_entries())?,
+            hard: self.stage_hard_state(ready.hs()),
+            messages: Vec::new(),
+        };
+        self.write(&[write]).await?;
+        outbox.send(ready.take_persisted_messages());
         let mut light = self.node.borrow_mut().advance(ready);
-        send(light.take_messages());
+        outbox.send(light.take_messages());
         self.apply(&light.take_committed_entries());
         self.node.borrow_mut().advance_apply();
         Ok(())
@@ -477,6 +568,7 @@ impl RaftGroup {
         cut.map_err(|e| e.to_string())?;
         self.log.reset_to(base.offset).await.map_err(|e| e.to_string())?;
         self.proposed_ends.borrow_mut().clear();
+        self.durable_last.set(base.index);
         self.installed_total.set(self.installed_total.get() + 1);
         (self.on_commit)(base.offset);
         Ok(())
@@ -622,49 +714,26 @@ impl RaftGroup {
             .map_or(self.log.log_end_offset(), EntryRecord::end_offset)
     }
 
-    /// Persists a `Ready`'s entries: cuts a diverged tail first, then
-    /// appends the batches to the log and the records to the sidecar, both
-    /// fdatasynced, in parallel.
-    async fn persist_entries(&self, entries: Vec<Entry>) -> Result<(), String> {
+    /// Stages a ready's entries in the in-memory storage (raft-rs reads
+    /// them from there once advanced): forgets a diverged tail they
+    /// replace, checks each batch starts where the entry before it ends,
+    /// and returns them with their entry records for the writer.
+    fn stage(&self, entries: Vec<Entry>) -> Result<Vec<(EntryRecord, Bytes)>, String> {
         let Some(first) = entries.first().map(|e| e.index) else {
-            return Ok(());
+            return Ok(Vec::new());
         };
-        let mut sidecar = self.sidecar.borrow_mut().take().ok_or("the sidecar is in use")?;
-        let result = self.persist_with(&mut sidecar, first, &entries).await;
-        *self.sidecar.borrow_mut() = Some(sidecar);
-        let records = result?;
         let mut mem = self.mem.borrow_mut();
-        for (record, entry) in records.into_iter().zip(entries) {
-            mem.push(record, entry.data);
-        }
-        let last = mem.last_index();
-        self.proposed_ends.borrow_mut().retain(|&i, _| i > last);
-        Ok(())
-    }
-
-    async fn persist_with(
-        &self,
-        sidecar: &mut RaftIndexFile<DmaDevice>,
-        first: u64,
-        entries: &[Entry],
-    ) -> Result<Vec<EntryRecord>, String> {
-        let cut = self.mem.borrow().record(first).copied();
+        let cut = mem.record(first).copied();
         if let Some(cut) = cut {
             tracing::info!(dir = %self.dir.display(), index = first, offset = cut.base_offset, "raft cuts a diverged tail");
-            sidecar.truncate_from(first).await.map_err(|e| e.to_string())?;
-            self.log
-                .truncate_suffix(cut.base_offset)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.mem.borrow_mut().truncate_from(first);
+            mem.truncate_from(first);
         }
-        let mut next = self
-            .mem
-            .borrow()
-            .last_record()
-            .map_or(self.log.log_end_offset(), EntryRecord::end_offset);
-        let mut records = Vec::with_capacity(entries.len());
-        let mut batches = Vec::new();
+        let mut next = match (mem.last_record(), cut) {
+            (Some(last), _) => last.end_offset(),
+            (None, Some(cut)) => cut.base_offset,
+            (None, None) => self.log.log_end_offset(),
+        };
+        let mut staged = Vec::with_capacity(entries.len());
         for e in entries {
             let count = if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
                 let (header, _) = batch::peek(&e.data, &batch::BatchLimits::default())
@@ -675,7 +744,6 @@ impl RaftGroup {
                         e.index, header.base_offset
                     ));
                 }
-                batches.push(BytesMut::from(&e.data[..]));
                 header.record_count
             } else {
                 0
@@ -686,9 +754,143 @@ impl RaftGroup {
                 base_offset: next,
                 record_count: count,
             };
-            sidecar.append(record).map_err(|err| err.to_string())?;
-            records.push(record);
             next += u64::from(count);
+            mem.push(record, e.data.clone());
+            staged.push((record, e.data));
+        }
+        let last = mem.last_index();
+        self.proposed_ends.borrow_mut().retain(|&i, _| i > last);
+        Ok(staged)
+    }
+
+    /// Keeps a ready's hard state in memory; returns it for the writer
+    /// when term or vote changed (the commit alone rides along later).
+    fn stage_hard_state(&self, hs: Option<&HardState>) -> Option<HardState> {
+        let hs = hs?;
+        self.mem.borrow_mut().hard = hs.clone();
+        ((hs.term, hs.vote) != self.persisted.get()).then(|| hs.clone())
+    }
+
+    /// Queues a write, and starts the writer unless it runs. A ready with
+    /// nothing to persist, and no write before it, sends its messages now.
+    fn queue_write(self: &Rc<Self>, write: Write, outbox: &Rc<dyn Outbox>) {
+        if write.entries.is_empty() && write.hard.is_none() && !self.writing.get() {
+            outbox.send(write.messages);
+            return;
+        }
+        self.writes.borrow_mut().push(write);
+        if self.writing.replace(true) {
+            return;
+        }
+        let me = self.clone();
+        let outbox = outbox.clone();
+        glommio::spawn_local(async move { me.write_queued(outbox).await }).detach();
+    }
+
+    /// The writer: persists everything queued, as one write, until the
+    /// queue is empty; then sends the persisted messages and asks for a
+    /// round. A failed write fences the group and drops the queue.
+    async fn write_queued(self: Rc<Self>, outbox: Rc<dyn Outbox>) {
+        loop {
+            let writes = std::mem::take(&mut *self.writes.borrow_mut());
+            let Some(number) = writes.last().map(|w| w.number) else {
+                break;
+            };
+            if self.fenced().is_some() {
+                continue;
+            }
+            if let Err(reason) = self.write(&writes).await {
+                self.fence(reason);
+                continue;
+            }
+            for w in writes {
+                outbox.send(w.messages);
+            }
+            self.written_ready.set(Some(number));
+            outbox.wake();
+        }
+        self.writing.set(false);
+        for waiter in std::mem::take(&mut *self.drained.borrow_mut()) {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// Waits until no write is queued or running (tests: a replica dropped
+    /// as if it crashed must not write after its reopened self).
+    pub async fn writes_done(&self) {
+        self.drain().await;
+    }
+
+    /// Waits until no write is queued or running.
+    async fn drain(&self) {
+        if !self.writing.get() {
+            return;
+        }
+        let (tx, rx) = flume::bounded(1);
+        self.drained.borrow_mut().push(tx);
+        let _ = rx.recv_async().await;
+    }
+
+    /// Persists consecutive writes as one: where an entry replaces one on
+    /// disk, cuts the sidecar and the log there first (a replaced entry
+    /// still queued is simply not written); appends the batches to the log
+    /// and the records to the sidecar, both fdatasynced, in parallel; then
+    /// stores the last hard state whose term or vote changed.
+    async fn write(&self, writes: &[Write]) -> Result<(), String> {
+        let mut cut: Option<(u64, u64)> = None;
+        let mut entries: Vec<&(EntryRecord, Bytes)> = Vec::new();
+        let mut hard = None;
+        for w in writes {
+            if let Some((first, _)) = w.entries.first() {
+                let on_disk_until = cut.map_or(self.durable_last.get() + 1, |(index, _)| index);
+                if first.index < on_disk_until {
+                    cut = Some((first.index, first.base_offset));
+                    entries.clear();
+                } else {
+                    entries.retain(|(r, _)| r.index < first.index);
+                }
+                entries.extend(&w.entries);
+            }
+            if w.hard.is_some() {
+                hard = w.hard.as_ref();
+            }
+        }
+        if cut.is_some() || !entries.is_empty() {
+            let mut sidecar = self.sidecar.borrow_mut().take().ok_or("the sidecar is in use")?;
+            let result = self.write_entries(&mut sidecar, cut, &entries).await;
+            *self.sidecar.borrow_mut() = Some(sidecar);
+            result?;
+            let last = entries
+                .last()
+                .map(|(r, _)| r.index)
+                .or(cut.map(|(index, _)| index - 1));
+            if let Some(last) = last {
+                self.durable_last.set(last);
+            }
+        }
+        if let Some(hs) = hard {
+            self.store_hard_state(hs).await?;
+            self.persisted.set((hs.term, hs.vote));
+        }
+        Ok(())
+    }
+
+    async fn write_entries(
+        &self,
+        sidecar: &mut RaftIndexFile<DmaDevice>,
+        cut: Option<(u64, u64)>,
+        entries: &[&(EntryRecord, Bytes)],
+    ) -> Result<(), String> {
+        if let Some((index, offset)) = cut {
+            sidecar.truncate_from(index).await.map_err(|e| e.to_string())?;
+            self.log.truncate_suffix(offset).await.map_err(|e| e.to_string())?;
+        }
+        let mut batches = Vec::new();
+        for (record, data) in entries {
+            sidecar.append(*record).map_err(|err| err.to_string())?;
+            if record.record_count > 0 {
+                batches.push(BytesMut::from(&data[..]));
+            }
         }
         let log_write = async {
             if batches.is_empty() {
@@ -702,17 +904,6 @@ impl RaftGroup {
         let (logged, indexed) = futures_lite::future::zip(log_write, sidecar.sync()).await;
         logged.map_err(|e| e.to_string())?;
         indexed.map_err(|e| e.to_string())?;
-        Ok(records)
-    }
-
-    /// Persists term and vote when they changed (the commit rides along).
-    async fn persist_hard_state(&self, hs: &HardState) -> Result<(), String> {
-        self.mem.borrow_mut().hard = hs.clone();
-        if (hs.term, hs.vote) == self.persisted.get() {
-            return Ok(());
-        }
-        self.store_hard_state(hs).await?;
-        self.persisted.set((hs.term, hs.vote));
         Ok(())
     }
 
@@ -773,6 +964,7 @@ impl RaftGroup {
     /// Persists the hard state with the current commit and closes the
     /// sidecar (shutdown).
     pub async fn close(&self) {
+        self.drain().await;
         let hs = self.node.borrow().raft.hard_state();
         if self.fenced().is_none() {
             if let Err(e) = self.store_hard_state(&hs).await {

@@ -28,9 +28,12 @@
 //! entries after it as usual. Replicas thus converge on the leader's
 //! retained log, as Kafka followers do.
 //!
-//! Only the replica's own storage round changes this state, after the
-//! fdatasync covering it returned: raft-rs never sees an entry as stable
-//! before it is durable.
+//! Only the replica's own round changes this state. It stages a ready's
+//! entries here before they are durable (raft-rs reads them back from
+//! storage once the ready is advanced, and sends a leader's entries to
+//! followers while they are being written); raft-rs learns what is durable
+//! separately (`on_persist_ready`), and counts only that for commits and
+//! hands only that out to apply.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
@@ -60,7 +63,7 @@ pub struct FetchRequest {
 pub struct RaftMemory {
     pub hard: HardState,
     pub conf: ConfState,
-    /// Every persisted entry since the log start, in index order.
+    /// Every entry since the log start (durable or staged), in index order.
     records: Vec<EntryRecord>,
     /// Data of the entries from `window_start` on (empty for empty entries).
     window: VecDeque<Bytes>,
@@ -233,7 +236,7 @@ impl RaftMemory {
         self.window_start = index;
     }
 
-    /// Records a persisted entry and keeps its data in the window.
+    /// Records a staged entry and keeps its data in the window.
     pub fn push(&mut self, record: EntryRecord, data: Bytes) {
         assert_eq!(record.index, self.last_index() + 1, "entries are pushed in order");
         if self.window.is_empty() {

@@ -2,13 +2,14 @@
 //! this shard owns, driven by one loop (no task per group), talking to the
 //! same shard index of every peer through the node links (`cluster`).
 //!
-//! The loop wakes on a tick ([`TICK_MS`]) or when a proposal or a message
-//! arrived, runs a round of every group with work (`raft_group`; the
-//! groups' rounds run concurrently, each group's one at a time), and hands
-//! each group's outgoing messages to the node links as they come (a
-//! leader's appends leave before its own fdatasync returns, so leader and
-//! followers sync in parallel); the link sends everything queued for one
-//! peer as one frame.
+//! The loop wakes on a tick ([`TICK_MS`]), when a proposal or a message
+//! arrived, or when a group's write finished; it runs a round of every
+//! group with work (`raft_group`; the groups' rounds run concurrently, each
+//! group's one at a time; a round never waits for a write, each group's
+//! writer persists in the background), and hands each group's outgoing
+//! messages to the node links as they come (a leader's appends leave
+//! before its own fdatasync starts, so leader and followers sync in
+//! parallel); the link sends everything queued for one peer as one frame.
 //!
 //! Besides raft messages, the envelopes of the metadata topic's
 //! [`FORWARD_PARTITION`] carry proposals a node forwards to the metadata
@@ -35,7 +36,7 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use protobuf::Message as _;
 use raft::eraftpb::Message;
 
-use super::raft_group::{RaftGroup, TICK_MS};
+use super::raft_group::{Outbox, RaftGroup, TICK_MS};
 use crate::cluster::wire::{RaftEnvelope, RaftFrame};
 use crate::cluster::{ClusterNode, NodeId};
 use crate::metadata::cluster_log::{FORWARD_PARTITION, METADATA_TOPIC};
@@ -326,17 +327,23 @@ impl Replication {
                 .iter()
                 .map(|(k, g)| (k.clone(), g.clone()))
                 .collect();
-            // The groups' rounds run concurrently, so their fdatasyncs
-            // overlap instead of queueing one behind another (a round of
-            // one group still never overlaps its next: all are awaited).
+            // The groups' rounds run concurrently: a round waits for no
+            // write (each group's writer runs on its own), but one may read
+            // entries for a follower from the log or install a snapshot,
+            // and the others need not wait for that (a round of one group
+            // still never overlaps its next: all are awaited).
             let rounds: Vec<_> = groups
                 .into_iter()
                 .filter(|(_, group)| tick || group.has_work())
                 .map(|((topic, partition), group)| {
                     let me = self.clone();
                     glommio::spawn_local(async move {
-                        let send = |msgs: Vec<Message>| me.send(&topic, partition, msgs);
-                        group.round(tick, &send).await;
+                        let outbox: Rc<dyn Outbox> = Rc::new(GroupOutbox {
+                            replication: me,
+                            topic,
+                            partition,
+                        });
+                        group.round(tick, &outbox).await;
                     })
                 })
                 .collect();
@@ -361,6 +368,26 @@ impl Replication {
             let Ok(to) = u32::try_from(to) else { continue };
             self.cluster.send_raft(NodeId(to), envs);
         }
+    }
+}
+
+/// A group's way out: its messages go to the node links, its writer's
+/// requests for a round ring this shard's loop.
+struct GroupOutbox {
+    replication: Rc<Replication>,
+    topic: String,
+    partition: u32,
+}
+
+impl Outbox for GroupOutbox {
+    fn send(&self, messages: Vec<Message>) {
+        if !messages.is_empty() {
+            self.replication.send(&self.topic, self.partition, messages);
+        }
+    }
+
+    fn wake(&self) {
+        self.replication.wake();
     }
 }
 
