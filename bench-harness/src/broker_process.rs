@@ -42,6 +42,8 @@ pub struct BrokerProcess {
     spec: BrokerSpec,
     listen_port: u16,
     shard_port_base: u16,
+    /// The HTTP port the running broker reported ready on.
+    http_port: Option<u16>,
     child: Option<Child>,
 }
 
@@ -53,6 +55,7 @@ impl BrokerProcess {
             spec,
             listen_port,
             shard_port_base,
+            http_port: None,
             child: None,
         };
         broker.launch()?;
@@ -93,7 +96,18 @@ impl BrokerProcess {
             .map_err(|e| BenchError::io(format!("start {}", self.spec.binary.display()), e))?;
         let stdout = child.stdout.take().expect("stdout was piped");
         self.child = Some(child);
-        wait_ready(stdout).inspect_err(|_| self.kill_now())
+        let ready = wait_ready(stdout).inspect_err(|_| self.kill_now())?;
+        self.http_port = ready
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("http="))
+            .and_then(|port| port.parse().ok());
+        Ok(())
+    }
+
+    /// The running broker's HTTP address, from its ready line.
+    pub fn http_address(&self) -> Option<String> {
+        self.child.as_ref()?;
+        self.http_port.map(|port| format!("127.0.0.1:{port}"))
     }
 
     fn kill_now(&mut self) {
@@ -158,15 +172,33 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// Reads stdout until the ready line, on a helper thread so the wait is bounded.
-fn wait_ready(stdout: std::process::ChildStdout) -> Result<(), BenchError> {
+/// `GET path` over plain HTTP/1.1 on loopback, as JSON (None on any
+/// failure: the caller falls back).
+fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    serde_json::from_str(body).ok()
+}
+
+/// Reads stdout until the ready line (returned), on a helper thread so the
+/// wait is bounded.
+fn wait_ready(stdout: std::process::ChildStdout) -> Result<String, BenchError> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut ready_sent = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if !ready_sent && line.starts_with("shoald ready") {
-                ready_sent = tx.send(()).is_ok();
+                ready_sent = tx.send(line).is_ok();
             }
         }
         // Keep draining stdout until the broker exits so it never blocks on a full pipe.
@@ -230,8 +262,14 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, BenchError> {
 /// `broker-node<i>.log` beside the spec's log; unpinned (`--no-pin`: the
 /// nodes share the host's cores). Each node is started like the single
 /// embedded broker and waited for.
+///
+/// The restart scenario kills the node that leads the most user
+/// partitions (asked of every node's `GET /cluster`), and starts it again
+/// on the same ports and data.
 pub struct ClusterProcess {
     nodes: Vec<BrokerProcess>,
+    /// The node the restart scenario killed (index into `nodes`).
+    killed: Option<usize>,
 }
 
 impl ClusterProcess {
@@ -269,7 +307,35 @@ impl ClusterProcess {
                 extra_args: args,
             })?);
         }
-        Ok(Self { nodes: started })
+        Ok(Self {
+            nodes: started,
+            killed: None,
+        })
+    }
+
+    /// The node leading the most partitions of user topics, by what the
+    /// nodes' `GET /cluster` says (the first node when none answers).
+    fn busiest_leader(&self) -> usize {
+        let mut leads = vec![0usize; self.nodes.len()];
+        for node in &self.nodes {
+            let Some(status) = node.http_address().and_then(|a| http_get_json(&a, "/cluster")) else {
+                continue;
+            };
+            let Some(partitions) = status.get("partitions").and_then(|p| p.as_array()) else {
+                continue;
+            };
+            for p in partitions {
+                let user = p
+                    .get("topic")
+                    .and_then(|t| t.as_str())
+                    .is_some_and(|t| !t.starts_with("__"));
+                let leader = p.get("leader").and_then(|l| l.as_u64()).unwrap_or(0) as usize;
+                if user && p.get("role").and_then(|r| r.as_str()) == Some("leader") && (1..=leads.len()).contains(&leader) {
+                    leads[leader - 1] += 1;
+                }
+            }
+        }
+        (0..leads.len()).max_by_key(|&i| (leads[i], std::cmp::Reverse(i))).unwrap_or(0)
     }
 
     /// Every node's shared native-protocol address, node 1 first.
@@ -288,5 +354,28 @@ impl ClusterProcess {
             }
         }
         first
+    }
+}
+
+impl BrokerControl for ClusterProcess {
+    /// SIGKILLs the node leading the most user partitions.
+    fn kill(&mut self) -> Result<(), BenchError> {
+        let victim = self.busiest_leader();
+        eprintln!("restart: killing node {} (it leads the most partitions)", victim + 1);
+        self.nodes[victim].kill_now();
+        self.killed = Some(victim);
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), BenchError> {
+        match self.killed.take() {
+            Some(victim) => self.nodes[victim].launch(),
+            None => Ok(()),
+        }
+    }
+
+    /// None: the broker's CPU is not one process's on a cluster.
+    fn pid(&self) -> Option<u32> {
+        None
     }
 }

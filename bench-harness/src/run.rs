@@ -127,10 +127,12 @@ pub fn run(settings: RunSettings) -> Result<RunReport, BenchError> {
     }
     let connector: Arc<dyn Connector> = Arc::new(connector);
     connector.prepare(w)?;
-    // The restart scenario kills and restarts the single embedded broker.
+    // The restart scenario kills and restarts the single embedded broker,
+    // or a cluster's busiest leader node.
     let control = match process.as_mut() {
         Some(Running::Single(p)) => Some(p as &mut dyn BrokerControl),
-        _ => None,
+        Some(Running::Cluster(c)) => Some(c as &mut dyn BrokerControl),
+        None => None,
     };
     let Loaded {
         search,

@@ -88,6 +88,10 @@ pub struct MemberFigures {
     pub burst_peak_delay_ns: Option<u64>,
     pub burst_drain_ns: Option<u64>,
     pub delivery_ok: Option<bool>,
+    /// Restart scenario: from the kill to the first ack after it, and the
+    /// longest wait for an ack after it.
+    pub restart_unavailable_ns: Option<u64>,
+    pub restart_longest_wait_ns: Option<u64>,
     pub ratios: Vec<Ratio>,
 }
 
@@ -115,6 +119,8 @@ impl MemberFigures {
             burst_peak_delay_ns: burst.map(|b| b.peak_end_to_end_ns),
             burst_drain_ns: burst.and_then(|b| b.figures.drain_ns),
             delivery_ok: m.and_then(|m| m.delivery.as_ref().map(|v| v.ok && m.drained)),
+            restart_unavailable_ns: m.and_then(|m| m.restart.as_ref()).and_then(|rs| rs.unavailable_ns),
+            restart_longest_wait_ns: m.and_then(|m| m.restart.as_ref()).map(|rs| rs.longest_wait_ns),
             ratios: r.ratios.clone(),
         }
     }
@@ -178,6 +184,16 @@ fn comparison_lines(base: &MemberFigures, other: &MemberFigures) -> String {
             other.produce_ack_p99_ns,
         ),
         ("end-to-end p99", base.end_to_end_p99_ns, other.end_to_end_p99_ns),
+        (
+            "restart: first ack after the kill",
+            base.restart_unavailable_ns,
+            other.restart_unavailable_ns,
+        ),
+        (
+            "restart: longest wait for an ack",
+            base.restart_longest_wait_ns,
+            other.restart_longest_wait_ns,
+        ),
     ] {
         if let (Some(b), Some(o)) = (b, o) {
             let _ = writeln!(
@@ -325,6 +341,8 @@ mod tests {
             burst_peak_delay_ns: None,
             burst_drain_ns: None,
             delivery_ok: Some(true),
+            restart_unavailable_ns: None,
+            restart_longest_wait_ns: None,
             ratios: Vec::new(),
         }
     }

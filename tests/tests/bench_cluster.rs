@@ -66,3 +66,59 @@ fn cluster_run_reports_replicated_figures_next_to_a_single_node() {
     assert!(comparison.contains("produce->ack p99"), "{comparison}");
     assert!(stdout.contains(&comparison), "the comparison is printed");
 }
+
+/// `--preset restart --cluster 3` (issue 15): in the cluster run the
+/// harness kills the node leading the most partitions and starts it again;
+/// the report gives the unavailability window (the longest wait for an ack
+/// after the kill), nothing acknowledged is lost, and the comparison puts
+/// the cluster's window next to the single node's restart.
+#[test]
+fn restart_preset_on_a_cluster_kills_the_busiest_leader_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out_dir = dir.path().join("report");
+    let stdout = run_shoal_bench_to(
+        &out_dir,
+        &[
+            "--preset",
+            "restart",
+            "--cluster",
+            "3",
+            "--no-baselines",
+            "--rate-per-s",
+            "2000",
+            "--warmup-s",
+            "0.5",
+            "--duration-s",
+            "6",
+            "--restart-at-s",
+            "2",
+            "--drain-s",
+            "30",
+        ],
+    );
+
+    let cluster = bench_report(&out_dir, "cluster-3");
+    assert_eq!(cluster["durability"]["acks"], "quorum");
+    let measured = &cluster["measured"];
+    let restart = &measured["restart"];
+    assert!(restart.is_object(), "the cluster run restarted a node: {measured}");
+    let longest_wait = restart["longest_wait_ns"].as_u64().expect("longest wait");
+    assert!(longest_wait > 0, "{restart}");
+    assert!(
+        restart["unavailable_ns"].as_u64().is_some(),
+        "acks came after the kill: {restart}"
+    );
+    let delivery = &measured["delivery"];
+    assert_eq!(delivery["ok"], true, "{delivery}");
+    assert_eq!(delivery["lost"], 0, "{delivery}");
+    assert!(delivery["acked"].as_u64().unwrap() > 0, "{delivery}");
+    assert!(
+        stdout.contains("longest wait for an ack after the kill"),
+        "{stdout}"
+    );
+    let comparison = std::fs::read_to_string(out_dir.join("comparison.txt")).expect("comparison.txt");
+    assert!(
+        comparison.contains("restart: longest wait for an ack"),
+        "{comparison}"
+    );
+}

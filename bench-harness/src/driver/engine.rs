@@ -438,6 +438,7 @@ fn merge(
             killed_at_ns,
             restarted_at_ns,
             unavailable_ns: (first != NONE).then(|| first.saturating_sub(killed_at_ns)),
+            longest_wait_ns: shared.longest_wait_after_kill_ns.load(Ordering::Relaxed),
             produce_errors_during: shared.errors_after_kill.load(Ordering::Relaxed),
         }
     });

@@ -35,6 +35,9 @@ pub struct Shared {
     pub(crate) abort: AtomicBool,
     pub(crate) kill_at_ns: AtomicU64,
     pub(crate) first_ack_after_kill_ns: AtomicU64,
+    /// The longest produce->ack wait (from the record's intended send
+    /// time) of a record acknowledged after the kill.
+    pub(crate) longest_wait_after_kill_ns: AtomicU64,
     pub(crate) errors_after_kill: AtomicU64,
 }
 
@@ -52,6 +55,7 @@ impl Shared {
             abort: AtomicBool::new(false),
             kill_at_ns: AtomicU64::new(NONE),
             first_ack_after_kill_ns: AtomicU64::new(NONE),
+            longest_wait_after_kill_ns: AtomicU64::new(0),
             errors_after_kill: AtomicU64::new(0),
         }
     }
@@ -78,8 +82,13 @@ impl Shared {
 
     /// A record intended at `intended_ns` was acked at `now_ns`.
     pub fn note_ack(&self, intended_ns: u64, now_ns: u64) {
-        if intended_ns >= self.kill_at_ns.load(Ordering::Relaxed) {
+        let kill_at = self.kill_at_ns.load(Ordering::Relaxed);
+        if intended_ns >= kill_at {
             self.first_ack_after_kill_ns.fetch_min(now_ns, Ordering::Relaxed);
+        }
+        if now_ns >= kill_at {
+            self.longest_wait_after_kill_ns
+                .fetch_max(now_ns.saturating_sub(intended_ns), Ordering::Relaxed);
         }
     }
 

@@ -96,6 +96,11 @@ pub struct RestartReport {
     pub restarted_at_ns: u64,
     /// From the kill to the first acknowledgement after it.
     pub unavailable_ns: Option<u64>,
+    /// The longest a record acknowledged after the kill waited for its ack,
+    /// from its intended send time: on a cluster, where partitions led by
+    /// other nodes go on acknowledging, this is the window the killed
+    /// leader's partitions were unavailable (failover, redirects, retries).
+    pub longest_wait_ns: u64,
     pub produce_errors_during: u64,
 }
 

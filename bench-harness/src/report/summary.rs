@@ -318,9 +318,10 @@ fn phase(out: &mut String, m: &PhaseResult) {
         let window = rs.unavailable_ns.map_or("no ack after the restart".into(), ns);
         let _ = writeln!(
             out,
-            "\n  restart: killed at {:.1} s, started at {:.1} s, unavailable {window}, {} produce errors",
+            "\n  restart: killed at {:.1} s, started at {:.1} s, unavailable {window}, longest wait for an ack after the kill {}, {} produce errors",
             rs.killed_at_ns as f64 / 1e9,
             rs.restarted_at_ns as f64 / 1e9,
+            ns(rs.longest_wait_ns),
             rs.produce_errors_during
         );
     }
