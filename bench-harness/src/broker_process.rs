@@ -178,7 +178,11 @@ fn http_get_json(address: &str, path: &str) -> Option<serde_json::Value> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).ok()?;
     let text = String::from_utf8_lossy(&response);
@@ -330,12 +334,17 @@ impl ClusterProcess {
                     .and_then(|t| t.as_str())
                     .is_some_and(|t| !t.starts_with("__"));
                 let leader = p.get("leader").and_then(|l| l.as_u64()).unwrap_or(0) as usize;
-                if user && p.get("role").and_then(|r| r.as_str()) == Some("leader") && (1..=leads.len()).contains(&leader) {
+                if user
+                    && p.get("role").and_then(|r| r.as_str()) == Some("leader")
+                    && (1..=leads.len()).contains(&leader)
+                {
                     leads[leader - 1] += 1;
                 }
             }
         }
-        (0..leads.len()).max_by_key(|&i| (leads[i], std::cmp::Reverse(i))).unwrap_or(0)
+        (0..leads.len())
+            .max_by_key(|&i| (leads[i], std::cmp::Reverse(i)))
+            .unwrap_or(0)
     }
 
     /// Every node's shared native-protocol address, node 1 first.
@@ -361,7 +370,10 @@ impl BrokerControl for ClusterProcess {
     /// SIGKILLs the node leading the most user partitions.
     fn kill(&mut self) -> Result<(), BenchError> {
         let victim = self.busiest_leader();
-        eprintln!("restart: killing node {} (it leads the most partitions)", victim + 1);
+        eprintln!(
+            "restart: killing node {} (it leads the most partitions)",
+            victim + 1
+        );
         self.nodes[victim].kill_now();
         self.killed = Some(victim);
         Ok(())

@@ -119,7 +119,9 @@ impl MemberFigures {
             burst_peak_delay_ns: burst.map(|b| b.peak_end_to_end_ns),
             burst_drain_ns: burst.and_then(|b| b.figures.drain_ns),
             delivery_ok: m.and_then(|m| m.delivery.as_ref().map(|v| v.ok && m.drained)),
-            restart_unavailable_ns: m.and_then(|m| m.restart.as_ref()).and_then(|rs| rs.unavailable_ns),
+            restart_unavailable_ns: m
+                .and_then(|m| m.restart.as_ref())
+                .and_then(|rs| rs.unavailable_ns),
             restart_longest_wait_ns: m.and_then(|m| m.restart.as_ref()).map(|rs| rs.longest_wait_ns),
             ratios: r.ratios.clone(),
         }

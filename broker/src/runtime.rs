@@ -115,11 +115,16 @@ pub async fn wake_every(interval: Duration, stopped: impl Fn() -> bool) {
     }
 }
 
-/// Binds a listening TCP socket with SO_REUSEPORT (so every shard can bind
-/// the shared port and the kernel spreads connections), before any executor
-/// exists. Port 0 picks a free port; the caller reads it back and binds the
-/// other shards to the same one.
-pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+/// Binds a TCP socket with SO_REUSEPORT (so every shard can bind the shared
+/// port and the kernel spreads connections), before any executor exists.
+/// Port 0 picks a free port; the caller reads it back and binds the other
+/// shards to the same one. It listens at once when `listen_now`: clients
+/// of a single node that connect while it recovers wait in the kernel's
+/// backlog, with nowhere better to go. A cluster member's sockets listen
+/// only once the shard serves ([`adopt_listener`]): until then a client or
+/// peer is refused at once and goes to another node, instead of waiting
+/// for one that is still recovering.
+pub fn bind_listener(addr: SocketAddr, listen_now: bool) -> io::Result<std::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv6() {
         Domain::IPV6
@@ -131,18 +136,23 @@ pub fn bind_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
+    if listen_now {
+        socket.listen(LISTEN_BACKLOG)?;
+    }
     Ok(socket.into())
 }
 
-/// Hands a listener bound by [`bind_listener`] to the current executor.
-pub fn adopt_listener(listener: std::net::TcpListener) -> glommio::net::TcpListener {
+/// Makes sure a socket bound by [`bind_listener`] listens (the shard is
+/// ready to serve; listening again only sets the backlog) and hands it to
+/// the current executor.
+pub fn adopt_listener(listener: std::net::TcpListener) -> io::Result<glommio::net::TcpListener> {
     use std::os::fd::FromRawFd;
+    socket2::SockRef::from(&listener).listen(LISTEN_BACKLOG)?;
     let fd = listener.into_raw_fd();
     // SAFETY: `fd` comes from `into_raw_fd` of a listening socket we own, so it
     // is valid, open, and owned by nobody else; glommio takes ownership of it
     // and closes it on drop.
-    unsafe { glommio::net::TcpListener::from_raw_fd(fd) }
+    Ok(unsafe { glommio::net::TcpListener::from_raw_fd(fd) })
 }
 
 /// Milliseconds since the Unix epoch (wall clock), for append times and lag.

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use shoal_config::Config;
 
 use crate::cluster::node_tls::NodeTls;
-use crate::error::BrokerResult;
+use crate::error::{BrokerError, BrokerResult};
 use crate::frontend::tls::TlsAcceptor;
 use crate::frontend::{http, kafka, native};
 use crate::ids::ShardId;
@@ -220,12 +220,15 @@ struct Listeners {
     ports: Ports,
 }
 
-fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, StartError> {
-    bind_listener(addr).map_err(|source| StartError::Bind { addr, source })
+/// Binds `addr`; listens at once when `early` (a single node: see
+/// [`bind_listener`]).
+fn bind(addr: SocketAddr, early: bool) -> Result<std::net::TcpListener, StartError> {
+    bind_listener(addr, early).map_err(|source| StartError::Bind { addr, source })
 }
 
 fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
-    let first = bind(config.server.listen)?;
+    let early = !config.cluster.enabled();
+    let first = bind(config.server.listen, early)?;
     let shared_port = first
         .local_addr()
         .map_err(|source| StartError::Bind {
@@ -236,14 +239,14 @@ fn bind_all(config: &Config, shards: u32) -> Result<Listeners, StartError> {
     let ip: IpAddr = config.server.listen.ip();
     let mut shared = vec![first];
     for _ in 1..shards {
-        shared.push(bind(SocketAddr::new(ip, shared_port))?);
+        shared.push(bind(SocketAddr::new(ip, shared_port), early)?);
     }
-    let (shard, shard_ports) = bind_shard_ports(ip, config.server.shard_port_base, shards)?;
-    let (http, http_port) = bind_shared(config.server.http_listen, shards)?;
+    let (shard, shard_ports) = bind_shard_ports(ip, config.server.shard_port_base, shards, early)?;
+    let (http, http_port) = bind_shared(config.server.http_listen, shards, early)?;
     let (kafka, kafka_ports) = if config.kafka.enabled {
         let k = &config.kafka;
-        let (shared, shared_port) = bind_shared(k.listen, shards)?;
-        let (own, own_ports) = bind_shard_ports(k.listen.ip(), k.shard_port_base, shards)?;
+        let (shared, shared_port) = bind_shared(k.listen, shards, early)?;
+        let (own, own_ports) = bind_shard_ports(k.listen.ip(), k.shard_port_base, shards, early)?;
         let ports = KafkaPorts {
             host: k.advertised_host(),
             shared: shared_port,
@@ -277,13 +280,14 @@ fn bind_shard_ports(
     ip: IpAddr,
     base: u16,
     shards: u32,
+    early: bool,
 ) -> Result<(Vec<std::net::TcpListener>, Vec<u16>), StartError> {
     let mut listeners = Vec::new();
     let mut ports = Vec::new();
     for i in 0..shards {
         let port = if base == 0 { 0 } else { base + i as u16 };
         let addr = SocketAddr::new(ip, port);
-        let listener = bind(addr)?;
+        let listener = bind(addr, early)?;
         ports.push(
             listener
                 .local_addr()
@@ -305,22 +309,26 @@ fn bind_node_ports(config: &Config, shards: u32) -> Result<Vec<std::net::TcpList
         .map(|i| {
             let addr = SocketAddr::new(base.ip(), base.port() + i as u16);
             probe_port(addr)?;
-            bind(addr)
+            bind(addr, false)
         })
         .collect()
 }
 
 /// Binds `addr` once per shard with SO_REUSEPORT; port 0 resolves to one
 /// real port that every shard then shares.
-fn bind_shared(addr: SocketAddr, shards: u32) -> Result<(Vec<std::net::TcpListener>, u16), StartError> {
-    let first = bind(addr)?;
+fn bind_shared(
+    addr: SocketAddr,
+    shards: u32,
+    early: bool,
+) -> Result<(Vec<std::net::TcpListener>, u16), StartError> {
+    let first = bind(addr, early)?;
     let port = first
         .local_addr()
         .map_err(|source| StartError::Bind { addr, source })?
         .port();
     let mut all = vec![first];
     for _ in 1..shards {
-        all.push(bind(SocketAddr::new(addr.ip(), port))?);
+        all.push(bind(SocketAddr::new(addr.ip(), port), early)?);
     }
     Ok((all, port))
 }
@@ -473,6 +481,36 @@ struct ShardStart {
     ready: flume::Sender<(ShardId, BrokerResult<()>)>,
 }
 
+/// A shard's sockets, listening (bound at start, see [`bind_listener`]).
+struct Listening {
+    shared: glommio::net::TcpListener,
+    own: glommio::net::TcpListener,
+    http: glommio::net::TcpListener,
+    kafka: Option<(glommio::net::TcpListener, glommio::net::TcpListener)>,
+    node: Option<glommio::net::TcpListener>,
+}
+
+impl Listening {
+    fn start(
+        shared: std::net::TcpListener,
+        own: std::net::TcpListener,
+        http: std::net::TcpListener,
+        kafka: Option<(std::net::TcpListener, std::net::TcpListener)>,
+        node: Option<std::net::TcpListener>,
+    ) -> std::io::Result<Listening> {
+        Ok(Listening {
+            shared: adopt_listener(shared)?,
+            own: adopt_listener(own)?,
+            http: adopt_listener(http)?,
+            kafka: match kafka {
+                Some((shared, own)) => Some((adopt_listener(shared)?, adopt_listener(own)?)),
+                None => None,
+            },
+            node: node.map(adopt_listener).transpose()?,
+        })
+    }
+}
+
 async fn run_shard(ctx: ShardStart) {
     let queue = crate::runtime::io_queue("requests");
     let id = ShardId(ctx.id);
@@ -484,41 +522,49 @@ async fn run_shard(ctx: ShardStart) {
         let _ = ctx.ready.send((id, Err(e)));
         return;
     }
+    // A cluster member's ports listen only now: until here a client (or a
+    // peer node) connecting is refused and goes to another node, instead
+    // of waiting for one that is still recovering (a single node's
+    // listened from the start: its clients have nowhere else to go).
+    let listening = Listening::start(ctx.shared, ctx.own, ctx.http, ctx.kafka, ctx.node);
+    let listening = match listening {
+        Ok(listening) => listening,
+        Err(e) => {
+            let _ = ctx
+                .ready
+                .send((id, Err(BrokerError::internal(format!("listen: {e}")))));
+            return;
+        }
+    };
     let accept_shared = glommio::spawn_local_into(
-        native::accept_loop(shard.clone(), adopt_listener(ctx.shared), queue, ctx.tls.clone()),
+        native::accept_loop(shard.clone(), listening.shared, queue, ctx.tls.clone()),
         queue,
     )
     .expect("the request queue exists");
     let accept_own = glommio::spawn_local_into(
-        native::accept_loop(shard.clone(), adopt_listener(ctx.own), queue, ctx.tls.clone()),
+        native::accept_loop(shard.clone(), listening.own, queue, ctx.tls.clone()),
         queue,
     )
     .expect("the request queue exists");
     let accept_http = glommio::spawn_local_into(
-        http::accept_loop(shard.clone(), adopt_listener(ctx.http), queue, ctx.tls.clone()),
+        http::accept_loop(shard.clone(), listening.http, queue, ctx.tls.clone()),
         queue,
     )
     .expect("the request queue exists");
-    let accept_kafka: Vec<_> = ctx
+    let accept_kafka: Vec<_> = listening
         .kafka
         .into_iter()
         .flat_map(|(shared, own)| [(shared, kafka::Door::Shared), (own, kafka::Door::Broker)])
         .map(|(listener, door)| {
             glommio::spawn_local_into(
-                kafka::accept_loop(
-                    shard.clone(),
-                    adopt_listener(listener),
-                    door,
-                    queue,
-                    ctx.tls.clone(),
-                ),
+                kafka::accept_loop(shard.clone(), listener, door, queue, ctx.tls.clone()),
                 queue,
             )
             .expect("the request queue exists")
         })
         .collect();
-    let links = match (shard.cluster(), ctx.node) {
-        (Some(cluster), Some(listener)) => cluster.start(adopt_listener(listener), ctx.node_tls.clone()),
+    let links = match (shard.cluster(), listening.node) {
+        (Some(cluster), Some(listener)) => cluster.start(listener, ctx.node_tls.clone()),
         _ => Vec::new(),
     };
     let replication = shard.partitions().replication().cloned();

@@ -396,7 +396,9 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
             .iter()
             .find(|&&id| !cluster.group(id).unwrap().is_leader())
             .unwrap();
-        let gone = cluster.replicas.borrow_mut()[crashed as usize - 1].take().unwrap();
+        let gone = cluster.replicas.borrow_mut()[crashed as usize - 1]
+            .take()
+            .unwrap();
         // A crash also stops the replica's writer; here it would go on, so
         // the crash is as if it came right after its last write.
         gone.group.writes_done().await;

@@ -101,7 +101,10 @@ fn restart_preset_on_a_cluster_kills_the_busiest_leader_and_loses_nothing() {
     assert_eq!(cluster["durability"]["acks"], "quorum");
     let measured = &cluster["measured"];
     let restart = &measured["restart"];
-    assert!(restart.is_object(), "the cluster run restarted a node: {measured}");
+    assert!(
+        restart.is_object(),
+        "the cluster run restarted a node: {measured}"
+    );
     let longest_wait = restart["longest_wait_ns"].as_u64().expect("longest wait");
     assert!(longest_wait > 0, "{restart}");
     assert!(

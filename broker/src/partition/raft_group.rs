@@ -335,7 +335,10 @@ impl RaftGroup {
 
     /// The last raft index persisted here, and the commit index.
     pub fn indexes(&self) -> (u64, u64) {
-        (self.durable_last.get(), self.node.borrow().raft.raft_log.committed)
+        (
+            self.durable_last.get(),
+            self.node.borrow().raft.raft_log.committed,
+        )
     }
 
     pub fn fenced(&self) -> Option<String> {
@@ -883,7 +886,10 @@ impl RaftGroup {
     ) -> Result<(), String> {
         if let Some((index, offset)) = cut {
             sidecar.truncate_from(index).await.map_err(|e| e.to_string())?;
-            self.log.truncate_suffix(offset).await.map_err(|e| e.to_string())?;
+            self.log
+                .truncate_suffix(offset)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         let mut batches = Vec::new();
         for (record, data) in entries {
