@@ -60,8 +60,9 @@ impl Seen {
     fn delivered(&mut self, at: Coord, count: u32) {
         let before = self.counts.entry(at).or_insert(0);
         if count < *before {
-            self.violations
-                .push(format!("record {at:?} delivered with count {count} after {before}"));
+            self.violations.push(format!(
+                "record {at:?} delivered with count {count} after {before}"
+            ));
         }
         *before = (*before).max(count);
     }
@@ -156,7 +157,9 @@ fn member(client: Arc<Client>, name: &str, seen: Arc<Mutex<Seen>>, stop: Arc<Ato
             }
         };
         for r in &records {
-            seen.lock().unwrap().delivered((r.partition, r.offset), r.delivery_count);
+            seen.lock()
+                .unwrap()
+                .delivered((r.partition, r.offset), r.delivery_count);
         }
         let (poison, good): (Vec<_>, Vec<_>) = records
             .into_iter()
@@ -340,7 +343,11 @@ fn a_group_survives_the_loss_of_its_coordinator() {
     }
     for e in &entries {
         let at = (e.partition, e.offset);
-        assert_eq!(produced.get(&at), Some(&true), "a good record {at:?} was quarantined");
+        assert_eq!(
+            produced.get(&at),
+            Some(&true),
+            "a good record {at:?} was quarantined"
+        );
         assert_eq!(e.attempts, MAX_ATTEMPTS, "entry {} attempts", e.entry_id);
         assert!(!seen.acked.contains(&at), "quarantined record {at:?} was acked");
     }

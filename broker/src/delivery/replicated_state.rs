@@ -204,7 +204,10 @@ impl ReplicatedState {
         *self.mirror.borrow_mut() = StateMirror::starting_at(log.log_start_offset());
         let mut at = log.log_start_offset();
         while at < log.high_watermark() {
-            let read = log.read(at, REPLAY_CHUNK_BYTES).await.map_err(|e| e.to_string())?;
+            let read = log
+                .read(at, REPLAY_CHUNK_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
             let Some(next) = read.next_offset() else { break };
             let mut mirror = self.mirror.borrow_mut();
             for stored in &read.batches {

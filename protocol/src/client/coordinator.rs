@@ -98,14 +98,18 @@ impl Client {
         let known = self.metadata.lock().expect("client lock").nodes.clone();
         asked.extend(known.into_iter().filter(|a| *a != self.bootstrap));
         for node in asked {
-            let Ok(conn) = self.connection_to(node) else { continue };
+            let Ok(conn) = self.connection_to(node) else {
+                continue;
+            };
             if !conn.speaks(ApiKey::Leaders) {
                 return Ok(Some(self.cache_route(group, CoordinatorRoute::Shard)));
             }
             let request = LeadersRequest {
                 topics: vec![GROUP_STATE_TOPIC.to_string()],
             };
-            let Ok(reply) = conn.call(&request, &[], 0) else { continue };
+            let Ok(reply) = conn.call(&request, &[], 0) else {
+                continue;
+            };
             let leaders = reply.message;
             learn_nodes(&mut self.metadata.lock().expect("client lock").nodes, &leaders);
             if leaders.node_id == 0 {
@@ -198,7 +202,11 @@ impl Client {
     }
 
     /// [`Client::call_group_reply`] without a long poll, for the message.
-    pub(crate) fn call_group<R: Request>(&self, group: &str, request: &R) -> Result<R::Response, ProtocolError>
+    pub(crate) fn call_group<R: Request>(
+        &self,
+        group: &str,
+        request: &R,
+    ) -> Result<R::Response, ProtocolError>
     where
         R::Response: GroupReply,
     {

@@ -683,7 +683,6 @@ impl Client {
         check(reply.error, &reply.message)?;
         Ok(reply)
     }
-
 }
 
 /// Turns a fetch reply into records, validating every batch.
