@@ -27,9 +27,10 @@ const GROUP: &str = "survivors";
 const PARTITIONS: u32 = 2;
 /// Deliveries of a record before it is quarantined.
 const MAX_ATTEMPTS: u32 = 3;
-/// Records produced before and after the kill.
-const RECORDS_BEFORE: usize = 300;
-const RECORDS_AFTER: usize = 150;
+/// Records produced, in batches, while the group consumes (the kill falls
+/// in the middle).
+const RECORDS: usize = 600;
+const BATCH: usize = 10;
 /// Every this many records, one is poison: always nacked.
 const POISON_EVERY: usize = 10;
 /// Before the kill: acks and quarantine entries the group must have made.
@@ -244,7 +245,19 @@ fn a_group_survives_the_loss_of_its_coordinator() {
     let survivor = others(doomed)[0];
     println!("the group's coordinator is node {}", doomed + 1);
 
-    let mut produced = produce_range(&following_client(&cluster.nodes[survivor]), 0, RECORDS_BEFORE);
+    // The producer keeps going through the kill (its client follows the
+    // partition leaders).
+    let produced: Arc<Mutex<BTreeMap<Coord, bool>>> = Arc::default();
+    let producer = {
+        let (client, produced) = (following_client(&cluster.nodes[survivor]), produced.clone());
+        std::thread::spawn(move || {
+            for from in (0..RECORDS).step_by(BATCH) {
+                let acked = produce_range(&client, from, from + BATCH);
+                produced.lock().unwrap().extend(acked);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
 
     // One member bootstrapped on the doomed node, one elsewhere.
     let seen: Arc<Mutex<Seen>> = Arc::default();
@@ -270,14 +283,14 @@ fn a_group_survives_the_loss_of_its_coordinator() {
             && before_kill.len() >= QUARANTINED_BEFORE_KILL_MIN
     });
     let acked_at_kill = seen.lock().unwrap().acked.len();
+    let produced_at_kill = produced.lock().unwrap().len();
     cluster.nodes[doomed].kill();
     let killed_at = Instant::now();
 
-    produced.extend(produce_range(
-        &following_client(&cluster.nodes[survivor]),
-        RECORDS_BEFORE,
-        RECORDS_BEFORE + RECORDS_AFTER,
-    ));
+    producer
+        .join()
+        .expect("every produce acknowledged through the kill");
+    let produced = std::mem::take(&mut *produced.lock().unwrap());
     let up = others(doomed);
     let new_coordinator = {
         let mut found = None;
@@ -313,7 +326,8 @@ fn a_group_survives_the_loss_of_its_coordinator() {
     let redirects: Vec<u64> = clients.iter().map(|c| c.redirects()).collect();
     let poison = produced.values().filter(|p| **p).count();
     println!(
-        "coordinator node {} killed after {acked_at_kill} acks and {} quarantine entries; node {} took over; \
+        "coordinator node {} killed after {produced_at_kill} records produced, {acked_at_kill} acks and {} quarantine \
+         entries; node {} took over; \
          {} records produced ({poison} poison), {} acked by the group, {} quarantined, drained {drained_after:?} \
          after the kill; member redirects {redirects:?}, member calls retried {}; committed offsets {:?}; \
          highest delivery count {}",

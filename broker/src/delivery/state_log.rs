@@ -37,6 +37,11 @@
 //!
 //! The shard count must stay the same across restarts for groups to find
 //! their state: a group's state lives in the log of its coordinating shard.
+//!
+//! This log serves a single node. On a cluster the same records, encoded
+//! by [`encode_batch`] and read back by [`apply_batch`], travel in the
+//! shard's replicated group state partition instead
+//! ([`super::replicated_state`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
