@@ -58,6 +58,18 @@ pub enum BrokerError {
         /// The leader's native-protocol address, when known.
         address: Option<String>,
     },
+    /// Retryable: on a cluster, this node's replica of shard `shard`'s group
+    /// state partition does not lead (or has not yet restored the state),
+    /// so this node does not coordinate the groups of that shard now.
+    #[error("this node does not coordinate the groups of shard {shard} now; the coordinator is {}", leader_text(*leader, address.as_deref()))]
+    NotCoordinator {
+        shard: ShardId,
+        /// The coordinator's node id, 0 when none is known (an election
+        /// runs, or the new leader is still restoring the state).
+        leader: u64,
+        /// The coordinator's native-protocol address, when known.
+        address: Option<String>,
+    },
     /// Retryable: the owning shard is still recovering the partition.
     #[error("partition {topic}/{partition} is still being recovered: retry shortly")]
     PartitionRecovering { topic: String, partition: PartitionId },
@@ -151,6 +163,7 @@ impl BrokerError {
             E::CorruptBatch(_) => ErrorCode::CorruptBatch,
             E::NotOwner { .. } => ErrorCode::NotOwner,
             E::NotLeader { .. } => ErrorCode::NotLeader,
+            E::NotCoordinator { .. } => ErrorCode::NotCoordinator,
             E::PartitionRecovering { .. } => ErrorCode::PartitionRecovering,
             E::PartitionFenced(_) => ErrorCode::PartitionFenced,
             E::Throttled { .. } => ErrorCode::Throttled,

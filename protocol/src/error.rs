@@ -119,6 +119,13 @@ pub enum ErrorCode {
     /// known. Refresh and send to the leader. (30 and 31 are reserved for
     /// the security codes.)
     NotLeader = 32,
+    /// Retryable: this node does not coordinate the group now (on a
+    /// cluster, a group's coordinator is the leader of its shard's
+    /// replicated state partition, and it moves on failover); the message
+    /// names the coordinator's node and address when known. Find the
+    /// coordinator (the client asks `Leaders` for `__group_state`) and
+    /// send it there.
+    NotCoordinator = 33,
     /// Terminal: a code this client does not know (sent by a newer broker).
     Unknown = 0xffff,
 }
@@ -158,6 +165,7 @@ pub const ERROR_CODES_ALL: &[ErrorCode] = &[
     ErrorCode::AuthenticationFailed,
     ErrorCode::AuthorizationFailed,
     ErrorCode::NotLeader,
+    ErrorCode::NotCoordinator,
     ErrorCode::Unknown,
 ];
 
@@ -195,6 +203,7 @@ impl ErrorCode {
                 | ErrorCode::PartitionRecovering
                 | ErrorCode::TooManyConnections
                 | ErrorCode::NotLeader
+                | ErrorCode::NotCoordinator
         )
     }
 
@@ -234,6 +243,7 @@ impl ErrorCode {
             ErrorCode::AuthenticationFailed => "authentication_failed",
             ErrorCode::AuthorizationFailed => "authorization_failed",
             ErrorCode::NotLeader => "not_leader",
+            ErrorCode::NotCoordinator => "not_coordinator",
             ErrorCode::Unknown => "unknown",
         }
     }
@@ -274,6 +284,9 @@ impl ErrorCode {
             ErrorCode::AuthenticationFailed => "authentication failed",
             ErrorCode::AuthorizationFailed => "the principal is not authorized for this operation",
             ErrorCode::NotLeader => "this node is not the partition's leader; send to the leader",
+            ErrorCode::NotCoordinator => {
+                "this node does not coordinate the group; send to the group's coordinator"
+            }
             ErrorCode::Unknown => "an error code this client does not know",
         }
     }

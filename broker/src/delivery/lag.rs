@@ -152,10 +152,11 @@ impl<S: PartitionSource> Delivery<S> {
             entry.lag_ms = entry.lag_ms.max(ms);
         }
         let count = self.source.topic(topic).map_or(0, |m| m.config.partitions);
-        let quarantine = self.quarantine.borrow();
-        let depth = (0..count)
-            .map(|p| (p, quarantine.partition_depth(topic, p)))
-            .collect();
+        let depth = self.with_quarantine(|quarantine| {
+            (0..count)
+                .map(|p| (p, quarantine.partition_depth(topic, p)))
+                .collect()
+        });
         TopicLag {
             groups: lags.into_values().collect(),
             quarantine_depth: depth,

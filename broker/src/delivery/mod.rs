@@ -10,6 +10,7 @@
 //! | [`quarantine`]        | one shard's quarantine entries (sans-IO)                 |
 //! | [`failure`]           | what a failed delivery does: retry or quarantine (sans-IO) |
 //! | [`state_log`]         | the durable compacted internal log, replayed on start    |
+//! | [`replicated_state`]  | on a cluster: the state as a replicated partition        |
 //! | [`service`]           | [`Delivery`]: one shard's groups, quarantine, timer      |
 //! | [`source`]            | [`PartitionSource`]: the narrow handle to partition data |
 //! | [`group_coordinator`] | join, heartbeat, leave, commit, seek, restore, expiry    |
@@ -24,7 +25,9 @@
 //! Ownership: a group is coordinated by shard `shard_for_group(group)`. That
 //! shard owns the group's membership, assignment and delivery state, its
 //! retry schedule, breaker and budget, and the quarantine entries of its
-//! failures, and writes them to its own internal log. The shard routes a
+//! failures, and writes them to its own internal log; on a cluster, to its
+//! replicated state partition, and only on the node whose replica of it
+//! leads (the others answer `not_coordinator`; [`replicated_state`]). The shard routes a
 //! group request to its coordinator before calling this service (counted in
 //! `forwarded`); everything here works on this shard's groups. Records are
 //! read from the partitions' owners through the [`PartitionSource`] handle,
@@ -68,6 +71,7 @@ pub mod poll;
 pub mod quarantine;
 pub mod records;
 pub mod redrive;
+pub mod replicated_state;
 pub mod retry_policy;
 pub mod service;
 pub mod source;
@@ -76,5 +80,6 @@ pub mod state_log;
 pub use external_group::{ExternalMember, ExternalMembership, ExternalOffset};
 pub use lag::TopicLag;
 pub use poll::Polled;
+pub use replicated_state::ReplicatedState;
 pub use service::Delivery;
 pub use source::PartitionSource;

@@ -92,6 +92,9 @@ impl<S: PartitionSource> DeliveryService<S> {
             self.read_new(&req, &plan, &mut out).await;
             let elapsed = started.elapsed();
             if out.records > 0 || elapsed >= wait {
+                // Delivery counts include failures still being written:
+                // none is shown before it is durable.
+                self.settle_proposals().await;
                 let resp = PollResponse {
                     error: 0,
                     message: String::new(),

@@ -74,22 +74,32 @@ impl<S: PartitionSource> Delivery<S> {
     /// so the merge can tell whether more remain).
     pub fn local_browse(&self, req: &QuarantineBrowseRequest) -> Vec<QuarantineEntry> {
         let limit = req.limit.clamp(1, BROWSE_LIMIT_MAX) as usize;
-        let store = self.quarantine.borrow();
-        store
-            .matching(&req.topic, &req.filter, req.cursor)
-            .take(limit + 1)
-            .cloned()
-            .collect()
+        self.with_quarantine(|store| {
+            store
+                .matching(&req.topic, &req.filter, req.cursor)
+                .take(limit + 1)
+                .cloned()
+                .collect()
+        })
     }
 
     /// This shard's counts by reason.
     pub fn local_counts(&self, req: &QuarantineCountsRequest) -> Vec<ReasonCount> {
-        let store = self.quarantine.borrow();
-        count_by_reason(store.matching(&req.topic, &req.filter, None))
+        self.with_quarantine(|store| count_by_reason(store.matching(&req.topic, &req.filter, None)))
     }
 
     /// Deletes this shard's matching entries (counts them on a dry run).
+    /// On a cluster replica that does not coordinate, a dry run counts the
+    /// committed entries and a purge of any is refused (`not_coordinator`):
+    /// only the coordinator changes them.
     pub async fn local_purge(&self, req: &QuarantinePurgeRequest) -> BrokerResult<u64> {
+        if let Err(refused) = self.check_coordinator() {
+            let matched = self.with_quarantine(|q| q.matching(&req.topic, &req.filter, None).count());
+            if req.dry_run || matched == 0 {
+                return Ok(matched as u64);
+            }
+            return Err(refused);
+        }
         let records: Vec<StateRecord> = {
             let mut store = self.quarantine.borrow_mut();
             let ids: Vec<u64> = store

@@ -37,6 +37,11 @@
 //!
 //! The shard count must stay the same across restarts for groups to find
 //! their state: a group's state lives in the log of its coordinating shard.
+//!
+//! This log serves a single node. On a cluster the same records, encoded
+//! by [`encode_batch`] and read back by [`apply_batch`], travel in the
+//! shard's replicated group state partition instead
+//! ([`super::replicated_state`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -310,7 +315,9 @@ impl<D: Device> StateLog<D> {
     }
 }
 
-fn encode_batch(records: Vec<StateRecord>, now_ms: i64) -> Result<BytesMut, StateLogError> {
+/// `records` as one record batch (key: the encoded [`StateKey`]; value: the
+/// rkyv archive of the [`StateValue`], none for a tombstone).
+pub(super) fn encode_batch(records: Vec<StateRecord>, now_ms: i64) -> Result<BytesMut, StateLogError> {
     let mut b = BatchBuilder::new();
     for r in records {
         let value = match r.value {
@@ -354,7 +361,9 @@ async fn replay<D: Device>(log: &PartitionLog<D>) -> Result<State, StateLogError
     Ok(state)
 }
 
-fn apply_batch(
+/// Applies the records of one stored batch to `state` in order: the latest
+/// value per key wins, a tombstone deletes.
+pub(super) fn apply_batch(
     bytes: &[u8],
     limits: &BatchLimits,
     state: &mut BTreeMap<StateKey, StateValue>,

@@ -25,7 +25,7 @@ use shoal_protocol::messages::topic::FlushPolicy as TopicFlush;
 use shoal_storage::{LogConfig, PartitionLog};
 
 use super::dedup::{IdHasher, IdWindow, ProducerSequences};
-use super::raft_group::RaftGroup;
+use super::raft_group::{ApplyHook, RaftGroup};
 use super::replication::{placement, Replication};
 use crate::error::{BrokerError, BrokerResult};
 use crate::ids::PartitionId;
@@ -61,6 +61,9 @@ pub struct Replica {
     /// A replicated partition's raft group on this node, and the shard's
     /// replication (for the leader's address).
     pub(super) raft: Option<(Rc<RaftGroup>, Rc<Replication>)>,
+    /// An internal partition's reader of committed batches (the group
+    /// state's mirror), given each after the producer state took it.
+    committed_hook: RefCell<Option<ApplyHook>>,
 }
 
 /// What a replica needs from its shard to open.
@@ -111,6 +114,7 @@ impl Replica {
             dedup_lock: Semaphore::new(1),
             limits,
             raft,
+            committed_hook: RefCell::new(None),
         });
         if let Some((group, _)) = &replica.raft {
             // Producer state travels in the log: every replica rebuilds it
@@ -121,6 +125,9 @@ impl Replica {
             group.set_on_apply(Box::new(move |bytes: &[u8]| {
                 if let Some(replica) = weak.upgrade() {
                     replica.remember_committed(bytes);
+                    if let Some(hook) = replica.committed_hook.borrow().as_ref() {
+                        hook(bytes);
+                    }
                 }
             }));
         }
@@ -193,6 +200,25 @@ impl Replica {
     /// The raft group, when this partition is replicated.
     pub fn raft(&self) -> Option<&Rc<RaftGroup>> {
         self.raft.as_ref().map(|(g, _)| g)
+    }
+
+    /// The leader this replica knows (0: none) and its native address,
+    /// when this partition is replicated.
+    pub fn leader_hint(&self) -> Option<(u64, Option<String>)> {
+        let (group, replication) = self.raft.as_ref()?;
+        let leader = group.leader();
+        let address = u32::try_from(leader)
+            .ok()
+            .filter(|&id| id != 0)
+            .and_then(|id| replication.cluster().client_addr(crate::cluster::NodeId(id)));
+        Some((leader, address))
+    }
+
+    /// Sets the hook given every batch of this replicated partition as it
+    /// commits, in log order, on every replica, from now on (batches
+    /// committed before are in the log, below the high watermark).
+    pub fn on_committed(&self, hook: ApplyHook) {
+        *self.committed_hook.borrow_mut() = Some(hook);
     }
 
     /// Flushes and closes the log (shutdown, topic deletion).

@@ -48,7 +48,8 @@ pub struct PartitionService {
     topics: RefCell<HashMap<String, Vec<Slot>>>,
     /// Raft groups of the replicated partitions here (cluster members).
     replication: Option<Rc<Replication>>,
-    /// Internal partitions (the cluster metadata log): outside the topic
+    /// Internal partitions (the cluster metadata log, the shard's group
+    /// state partition): outside the topic
     /// registry, closed, maintained and handed over like the others.
     internal: RefCell<Vec<Rc<Replica>>>,
 }
@@ -82,12 +83,21 @@ impl PartitionService {
         }
     }
 
-    /// Opens an internal partition (partition 0 of `meta`) in `dir`, outside
+    /// Opens an internal partition (`partition` of `meta`) in `dir`, outside
     /// the topic registry: no client request reaches it by name.
-    pub async fn open_internal(&self, meta: TopicMeta, dir: PathBuf) -> Rc<Replica> {
-        let replica = Replica::open(&self.open_context(), Rc::new(meta), PartitionId(0), dir).await;
+    pub async fn open_internal(&self, meta: TopicMeta, partition: PartitionId, dir: PathBuf) -> Rc<Replica> {
+        let replica = Replica::open(&self.open_context(), Rc::new(meta), partition, dir).await;
         self.internal.borrow_mut().push(replica.clone());
         replica
+    }
+
+    /// This shard's replica of the internal topic `name`, if it opened one.
+    pub fn internal(&self, name: &str) -> Option<Rc<Replica>> {
+        self.internal
+            .borrow()
+            .iter()
+            .find(|r| r.topic().name == name)
+            .cloned()
     }
 
     /// The registered partitions and the internal ones.

@@ -70,7 +70,10 @@ impl Shard {
         }
         let dir = self.config().server.data_dir.join("cluster").join("metadata");
         let meta = cluster_log::metadata_topic(replication.nodes().len() as u32);
-        let replica = self.partitions().open_internal(meta, dir).await;
+        let replica = self
+            .partitions()
+            .open_internal(meta, crate::ids::PartitionId(0), dir)
+            .await;
         let cm = Rc::new(ClusterMetadata::new(replica, replication.clone(), applied));
         let weak = Rc::downgrade(&cm);
         replication.set_forward_sink(Rc::new(move |from, batch| {

@@ -2,6 +2,15 @@
 //! coordinating shard (`shard_for_group`); topic-wide questions (list
 //! groups, topic stats, quarantine browse, counts, purge) ask every shard
 //! for its part and merge.
+//!
+//! On a cluster, the coordinating shard serves a group request only while
+//! this node's replica of that shard's group state partition leads
+//! (`Delivery::check_coordinator`); otherwise the request is answered
+//! `not_coordinator` with the leader's address, and the client sends it
+//! there. Topic-wide reads answer on any node: list groups and lag for the
+//! groups this node coordinates, quarantine browse and counts from every
+//! shard's committed copy of its state (a follower's is as fresh as its
+//! replication); a purge of entries another node coordinates is refused.
 
 use std::rc::Rc;
 
@@ -29,11 +38,14 @@ macro_rules! forward {
     }};
 }
 
-/// Runs `$local` on the group's coordinator: here, or forwarded.
+/// Runs `$local` on the group's coordinating shard: here, or forwarded.
+/// On a cluster that shard refuses with `not_coordinator` unless this
+/// node's replica of its group state partition leads.
 macro_rules! on_coordinator {
     ($shard:expr, $group:expr, $variant:ident, $req:expr, $local:expr) => {{
         let to = $shard.coordinator($group);
         if to == $shard.id() {
+            $shard.delivery().check_coordinator()?;
             $local
         } else {
             forward!($shard, to, $variant, $req)
@@ -273,17 +285,26 @@ impl Shard {
         use GroupCall as C;
         use GroupReply as R;
         let d = self.delivery();
+        // A call for one group runs only while this shard coordinates.
+        macro_rules! coordinated {
+            ($variant:ident, $call:expr) => {
+                R::$variant(match d.check_coordinator() {
+                    Ok(()) => $call,
+                    Err(e) => Err(e),
+                })
+            };
+        }
         match call {
-            C::Join(r) => R::Join(d.join(r).await),
-            C::Heartbeat(r) => R::Heartbeat(d.heartbeat(r)),
-            C::Leave(r) => R::Leave(d.leave(r).await),
-            C::Poll(r) => R::Poll(d.poll(r).await),
-            C::Ack(r) => R::Ack(d.ack(r).await),
-            C::Nack(r) => R::Nack(d.nack(r).await),
-            C::Commit(r) => R::Commit(d.commit(r).await),
-            C::Seek(r) => R::Seek(d.seek(r).await),
-            C::GroupStats(r) => R::GroupStats(d.group_stats(r).await),
-            C::Redrive(r) => R::Redrive(d.redrive(r).await),
+            C::Join(r) => coordinated!(Join, d.join(r).await),
+            C::Heartbeat(r) => coordinated!(Heartbeat, d.heartbeat(r)),
+            C::Leave(r) => coordinated!(Leave, d.leave(r).await),
+            C::Poll(r) => coordinated!(Poll, d.poll(r).await),
+            C::Ack(r) => coordinated!(Ack, d.ack(r).await),
+            C::Nack(r) => coordinated!(Nack, d.nack(r).await),
+            C::Commit(r) => coordinated!(Commit, d.commit(r).await),
+            C::Seek(r) => coordinated!(Seek, d.seek(r).await),
+            C::GroupStats(r) => coordinated!(GroupStats, d.group_stats(r).await),
+            C::Redrive(r) => coordinated!(Redrive, d.redrive(r).await),
             C::LocalGroups => R::Groups(d.local_groups()),
             C::LocalBrowse(r) => R::Browse(d.local_browse(&r)),
             C::LocalCounts(r) => R::Counts(d.local_counts(&r)),

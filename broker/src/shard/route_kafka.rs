@@ -6,7 +6,10 @@
 //! keeps each group's coordinator state there and sends its group work
 //! there ([`super::submit`]), so these are plain local calls. A call on any
 //! other shard is a bug in the caller and is answered with an internal
-//! error rather than touching state that belongs to another shard.
+//! error rather than touching state that belongs to another shard. On a
+//! cluster, a shard whose group state replica does not lead answers
+//! `not_coordinator` (Kafka's NOT_COORDINATOR): the group lives on the
+//! leader's node.
 
 use shoal_protocol::messages::group::GroupSummary;
 
@@ -24,7 +27,7 @@ impl Shard {
                 self.id()
             )));
         }
-        Ok(())
+        self.delivery().check_coordinator()
     }
 
     /// Claims `group` for the Kafka protocol (refused for a Shoal group).

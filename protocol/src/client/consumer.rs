@@ -12,6 +12,12 @@
 //! If the broker expels the member (session expired, fenced generation), the
 //! consumer joins again with a new id; records it held are redelivered, and
 //! acks for them from the old membership are rejected (fencing).
+//!
+//! Every group call goes to the group's coordinator and follows it when it
+//! moves (`not_coordinator`, a cluster failover; [`super::coordinator`]).
+//! A new coordinator restores the group's committed offsets, failure
+//! counts and quarantine but not its members: the consumer's next call
+//! gets `unknown_member` and it joins again, as after an expulsion.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex};
@@ -192,8 +198,10 @@ impl GroupConsumer {
             max_bytes: c.max_bytes,
             max_wait_ms: c.max_wait_ms,
         };
-        let conn = self.shared.client.group_connection(&c.group)?;
-        let reply = conn.call(&request, &[], u64::from(c.max_wait_ms))?;
+        let reply = self
+            .shared
+            .client
+            .call_group_reply(&c.group, &request, u64::from(c.max_wait_ms))?;
         let poll = &reply.message;
         match ErrorCode::from_wire(poll.error) {
             ErrorCode::None => {}
@@ -337,9 +345,13 @@ impl Shared {
         self.membership.lock().expect("consumer lock").clone()
     }
 
-    fn call<R: crate::codec::Request>(&self, request: &R) -> Result<R::Response, ProtocolError> {
-        let conn = self.client.group_connection(&self.config.group)?;
-        Ok(conn.call(request, &[], 0)?.message)
+    /// One request at the group's coordinator, with the client's retries
+    /// and coordinator redirects.
+    fn call<R: crate::codec::Request>(&self, request: &R) -> Result<R::Response, ProtocolError>
+    where
+        R::Response: super::GroupReply,
+    {
+        self.client.call_group(&self.config.group, request)
     }
 
     /// Joins as a new member (a fresh id: an expelled member never returns
@@ -352,7 +364,7 @@ impl Shared {
             topics: self.config.topics.clone(),
             session_timeout_ms: self.config.session_timeout_ms,
         };
-        let reply = self.client.with_retry(None, || self.call(&request))?;
+        let reply = self.call(&request)?;
         check(reply.error, &reply.message)?;
         *self.membership.lock().expect("consumer lock") = Membership {
             member_id: reply.member_id,

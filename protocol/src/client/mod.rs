@@ -8,7 +8,8 @@
 //! partition, the owning shard and that shard's own port; produce and fetch
 //! for a partition then go straight to the owning shard's port (zero
 //! cross-core hops on the broker). Group calls go to the group's
-//! coordinating shard the same way ([`crate::partitioner::shard_for_group`]).
+//! coordinating shard the same way ([`crate::partitioner::shard_for_group`]);
+//! on a cluster, to the node coordinating the group ([`coordinator`]).
 //! If a shard port cannot be reached, the request goes to the shared port
 //! instead (the broker forwards it); a `NotOwner` reply drops the cached
 //! topic so the next call refreshes it. Admin calls use the shared port.
@@ -24,7 +25,8 @@
 //! learned from earlier answers. These redirects have their own budget
 //! (`redirects_max`) and an exponential backoff from `retry_backoff_ms` to
 //! `redirect_backoff_ms_max`, so an election (a few hundred ms) is ridden
-//! out; each is counted ([`Client::redirects`]).
+//! out; each is counted ([`Client::redirects`]). Group calls follow their
+//! coordinator the same way, after `not_coordinator` ([`coordinator`]).
 //!
 //! # Retries
 //!
@@ -38,6 +40,7 @@
 mod authenticate;
 mod connection;
 mod consumer;
+mod coordinator;
 mod producer;
 mod records;
 mod retry;
@@ -51,6 +54,7 @@ use std::sync::{Arc, Mutex};
 
 pub use connection::{Connection, ConnectionConfig, PendingReply, Reply};
 pub use consumer::{GroupConsumer, GroupConsumerConfig, PartitionConsumer};
+pub use coordinator::GroupReply;
 pub use producer::{BatchAcks, Producer, ProducerConfig, RecordAck, SendHandle};
 pub use records::ConsumedRecord;
 pub use retry::{Retries, RetryPolicy};
@@ -133,6 +137,8 @@ struct MetadataCache {
     /// Native addresses of the cluster's nodes, from `Leaders` replies:
     /// where to ask when the bootstrap node is down.
     nodes: Vec<SocketAddr>,
+    /// Where each group's requests go ([`coordinator`]).
+    coordinators: HashMap<String, coordinator::CoordinatorRoute>,
 }
 
 /// The result of a partition fetch.
@@ -200,8 +206,9 @@ impl Client {
         }
     }
 
-    /// Redirects followed so far: `not_leader` replies and lost leader
-    /// connections after which the client looked the leader up again.
+    /// Redirects followed so far: `not_leader` and `not_coordinator`
+    /// replies, and lost leader or coordinator connections, after which the
+    /// client looked the leader or coordinator up again.
     pub fn redirects(&self) -> u64 {
         self.redirects_total.load(Ordering::Relaxed)
     }
@@ -285,8 +292,9 @@ impl Client {
         }
     }
 
-    /// The connection to a group's coordinating shard (shared port fallback).
-    pub fn group_connection(&self, group: &str) -> Result<Arc<Connection>, ProtocolError> {
+    /// The connection to a group's coordinating shard on the node
+    /// connected to (shared port fallback).
+    fn shard_group_connection(&self, group: &str) -> Result<Arc<Connection>, ProtocolError> {
         if !self.config.shard_aware {
             return self.shared_connection();
         }
@@ -662,12 +670,7 @@ impl Client {
         request: &QuarantineRedriveRequest,
     ) -> Result<QuarantineRedriveResponse, ProtocolError> {
         let wait = u64::from(request.timeout_ms);
-        let reply = self.with_retry(None, || {
-            Ok(self
-                .group_connection(&request.group)?
-                .call(request, &[], wait)?
-                .message)
-        })?;
+        let reply = self.call_group_reply(&request.group, request, wait)?.message;
         check(reply.error, &reply.message)?;
         Ok(reply)
     }
@@ -679,17 +682,6 @@ impl Client {
         let reply = self.call_shared(request)?;
         check(reply.error, &reply.message)?;
         Ok(reply)
-    }
-
-    /// One request to a group's coordinating shard, with retries.
-    pub(crate) fn call_group<R: Request>(
-        &self,
-        group: &str,
-        request: &R,
-    ) -> Result<R::Response, ProtocolError> {
-        self.with_retry(None, || {
-            Ok(self.group_connection(group)?.call(request, &[], 0)?.message)
-        })
     }
 }
 

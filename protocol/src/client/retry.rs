@@ -4,8 +4,9 @@
 //!
 //! Two budgets: `retries_max` for retryable failures (a broker busy,
 //! recovering, a connection lost), with a constant `backoff_ms`; and
-//! `redirects_max` for redirects (`not_leader`, or a lost connection to a
-//! replicated partition's leader), with a backoff doubling from
+//! `redirects_max` for redirects (`not_leader` or `not_coordinator`, or a
+//! lost connection to a replicated partition's leader or a cluster's group
+//! coordinator), with a backoff doubling from
 //! `backoff_ms` up to `redirect_backoff_ms_max`, long enough in total to
 //! ride out a raft election (300-500 ms of silence, then a vote).
 

@@ -11,9 +11,19 @@
 //!
 //! A partition that is not replicated has no `replicas` and `leader` 0. A
 //! replicated partition with `leader` 0 is electing: retry shortly.
+//!
+//! Asked for [`GROUP_STATE_TOPIC`], a cluster node answers the leaders of
+//! the group state partitions: where each shard's groups are coordinated
+//! (the client's `not_coordinator` redirect).
 
 use crate::api::ApiKey;
 use crate::messages::message_pair;
+
+/// The internal topic of a cluster's replicated group state: partition `i`
+/// holds the state of the groups shard `i` coordinates, and its leader's
+/// node coordinates them. `Leaders` answers it by name (it is in no topic
+/// list); a single node answers it `unknown_topic`.
+pub const GROUP_STATE_TOPIC: &str = "__group_state";
 
 /// Ask for the leaders of `topics` (empty: every topic).
 #[derive(

@@ -179,7 +179,7 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         FrameTooLarge | RecordTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Throttled => StatusCode::TOO_MANY_REQUESTS,
         PartitionFenced | ShuttingDown | NotOwner | CircuitOpen | PartitionRecovering
-        | TooManyConnections | NotLeader => StatusCode::SERVICE_UNAVAILABLE,
+        | TooManyConnections | NotLeader | NotCoordinator => StatusCode::SERVICE_UNAVAILABLE,
         Timeout => StatusCode::GATEWAY_TIMEOUT,
         AuthenticationFailed => StatusCode::UNAUTHORIZED,
         AuthorizationFailed => StatusCode::FORBIDDEN,

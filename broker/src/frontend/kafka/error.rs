@@ -143,6 +143,9 @@ pub fn partition_error_code(e: &BrokerError) -> i16 {
         // its metadata and retries, as after a leader change.
         B::NotOwner { .. } | B::NotLeader { .. } | B::ShuttingDown(_) => ResponseError::NotLeaderOrFollower,
         B::PartitionRecovering { .. } => ResponseError::LeaderNotAvailable,
+        // A group's coordinator moved (a cluster failover): the client
+        // looks it up again, as Kafka's do after NOT_COORDINATOR.
+        B::NotCoordinator { .. } => ResponseError::NotCoordinator,
         B::PartitionFenced(_) => ResponseError::KafkaStorageError,
         B::Throttled { .. } => ResponseError::ThrottlingQuotaExceeded,
         B::UnknownGroup { .. } => ResponseError::GroupIdNotFound,
