@@ -10,8 +10,8 @@
 //! Nothing is allocated per record: the batch's records, its headers and the
 //! output are one vector each. Fetch: a stored Shoal batch is encoded as
 //! one uncompressed Kafka batch ([`encode_shoal_batch`]) into an output
-//! grown once to the exact size, from the validated archive, with no
-//! allocation per record. The two formats differ in their record encoding
+//! reserved once for the batch's exact size, from the validated archive,
+//! with no allocation per record. The two formats differ in their record encoding
 //! (Kafka's varint records vs Shoal's rkyv archive), so both directions
 //! re-encode; `benches/kafka_records.rs` measures what that costs.
 //!
@@ -245,7 +245,7 @@ pub struct ProducedRecords<'a> {
     header_spans: Vec<(u32, u32)>,
 }
 
-impl<'a> ProducedRecords<'a> {
+impl ProducedRecords<'_> {
     pub fn len(&self) -> usize {
         self.records.len()
     }
@@ -578,9 +578,9 @@ pub struct EncodedBatch {
 }
 
 /// Appends one stored Shoal batch (validated: CRC and archive) to `out` as
-/// an uncompressed Kafka RecordBatch v2 with the same offsets. `out` is
-/// grown once, to the exact size, before anything is written. On error
-/// nothing is appended.
+/// an uncompressed Kafka RecordBatch v2 with the same offsets. The batch's
+/// exact encoded size is reserved in `out` before anything is written, so
+/// `out` grows at most once. On error nothing is appended.
 pub fn encode_shoal_batch(
     shoal: &[u8],
     limits: &BatchLimits,
