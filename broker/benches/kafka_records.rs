@@ -3,9 +3,9 @@
 //!
 //! For batches of 1,000 records (1 KiB values, and 100 B values for the
 //! per-record overhead), it times:
-//! - produce: a Kafka RecordBatch v2 validated and decoded
-//!   (`decode_produced_batch`), then turned into a Shoal batch
-//!   (`into_shoal_batch`), for uncompressed, lz4 and zstd Kafka batches
+//! - produce: a Kafka RecordBatch v2 validated (`open_produced_batch`),
+//!   its records decoded and turned into a Shoal batch
+//!   (`to_shoal_batch_as`), for uncompressed, lz4 and zstd Kafka batches
 //!   (stored with the matching Shoal codec, and zstd also as lz4 and plain);
 //! - fetch: a stored Shoal batch encoded as a Kafka batch
 //!   (`encode_shoal_batch`), from a plain and an lz4 Shoal batch;
@@ -24,7 +24,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use shoal_broker::frontend::kafka::record_compression::{compress, KafkaCompression};
 use shoal_broker::frontend::kafka::records::{
-    decode_produced_batch, encode_shoal_batch, KafkaBatchHeader, RecordLimits, TimestampType,
+    encode_shoal_batch, open_produced_batch, KafkaBatchHeader, RecordLimits, TimestampType,
     KAFKA_BATCH_HEADER_LEN,
 };
 use shoal_protocol::batch::{self, BatchBuilder, BatchLimits, Compression, NewRecord, RecordHeader};
@@ -153,8 +153,8 @@ fn run(value_bytes: usize, iters: usize) {
         shoal_lz4.len()
     );
     let produce = |bytes: &[u8], codec: Compression| {
-        let produced = decode_produced_batch(bytes, &record_limits).expect("valid");
-        black_box(produced.into_shoal_batch(codec).expect("shoal"));
+        let produced = open_produced_batch(bytes, &record_limits).expect("valid");
+        black_box(produced.to_shoal_batch_as(codec).expect("shoal"));
     };
     report(
         "produce: Kafka plain -> Shoal plain",
@@ -185,7 +185,8 @@ fn run(value_bytes: usize, iters: usize) {
         "produce: Kafka plain, decode only",
         n,
         time(iters, || {
-            black_box(decode_produced_batch(&plain, &record_limits).expect("valid"));
+            let produced = open_produced_batch(&plain, &record_limits).expect("valid");
+            black_box(produced.records().expect("records").len());
         }),
     );
     let fetch = |shoal: &[u8]| {

@@ -6,6 +6,12 @@
 //! are written to the partition log and sent to consumers. Nothing on the
 //! fetch path re-encodes records.
 //!
+//! Two builders write the same bytes: [`BatchBuilder`] from owned
+//! [`NewRecord`]s (the clients), and [`build_borrowed`] from
+//! [`RecordRef`]s that point into bytes the caller already holds, straight
+//! into one pre-sized buffer (a front end converting Kafka batches; see
+//! the `borrowed` module).
+//!
 //! # Layout
 //!
 //! All integers are little-endian. The header is [`BATCH_HEADER_LEN`] = 72
@@ -58,6 +64,10 @@
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use rkyv::vec::ArchivedVec;
+
+mod borrowed;
+
+pub use borrowed::{batch_len_max, build_borrowed, HeaderRef, HeaderRefResolver, RecordRef};
 
 /// Size of the fixed batch header in bytes.
 pub const BATCH_HEADER_LEN: usize = 72;
@@ -660,26 +670,47 @@ fn encode(
     let mut out = AlignedVec::<16>::with_capacity(batch_len);
     out.resize(batch_len, 0);
     out[BATCH_HEADER_LEN..BATCH_HEADER_LEN + body_bytes.len()].copy_from_slice(body_bytes);
+    seal(
+        &mut out,
+        compression,
+        count as u32,
+        body_bytes.len(),
+        (first_ts, max_ts),
+        producer,
+    );
+    Ok(out)
+}
+
+/// Writes the header of a new batch whose body (`body_len` bytes) and
+/// padding already fill `batch[BATCH_HEADER_LEN..]`, then its CRC. The
+/// broker's fields (offset, leader epoch, append time) are zero.
+fn seal(
+    batch: &mut [u8],
+    compression: Compression,
+    record_count: u32,
+    body_len: usize,
+    (first_timestamp_ms, max_timestamp_ms): (i64, i64),
+    producer: ProducerInfo,
+) {
     let mut header = BatchHeader {
         base_offset: 0,
-        batch_len: batch_len as u32,
+        batch_len: batch.len() as u32,
         leader_epoch: 0,
         append_time_ms: 0,
         crc32c: 0,
         magic: BATCH_MAGIC,
         attributes: compression.attribute_bits(),
-        record_count: count as u32,
-        body_len: body_bytes.len() as u32,
-        first_timestamp_ms: first_ts,
-        max_timestamp_ms: max_ts,
+        record_count,
+        body_len: body_len as u32,
+        first_timestamp_ms,
+        max_timestamp_ms,
         producer_id: producer.producer_id,
         producer_epoch: producer.producer_epoch,
         base_sequence: producer.base_sequence,
     };
-    header.write(&mut out[..BATCH_HEADER_LEN]);
-    header.crc32c = compute_crc(&out);
-    out[CRC_POS..CRC_POS + 4].copy_from_slice(&header.crc32c.to_le_bytes());
-    Ok(out)
+    header.write(&mut batch[..BATCH_HEADER_LEN]);
+    header.crc32c = compute_crc(batch);
+    batch[CRC_POS..CRC_POS + 4].copy_from_slice(&header.crc32c.to_le_bytes());
 }
 
 /// `u32 LE length ‖ zstd frame`, the codec-2 body layout.

@@ -20,11 +20,13 @@
 //! | fetch size | `max.partition.fetch.bytes` and `fetch.max.bytes` 1 MiB | 1 MiB per fetch |
 //! | long poll | `fetch.min.bytes=1`, `fetch.wait.max.ms=500` | min 1 byte, wait 500 ms |
 //! | prefetch | `queued.max.messages.kbytes` 64 MiB, `queued.min.messages` 1M | none (one fetch at a time) |
+//! | sockets | `socket.nagle.disable=true` | TCP_NODELAY (always) |
 //!
 //! Produce is timed from the first send to the last acknowledgement;
 //! consume from the start of the readers (librdkafka's consumers already
-//! created, assigned and holding the topic's metadata; the native client
-//! connected) to the last record of every
+//! created and holding the topic's metadata, assigned their partition at
+//! offset 0 on the clock, since librdkafka starts fetching at the
+//! assignment; the native client connected) to the last record of every
 //! partition (each reader stops at its partition's log end). Each phase
 //! runs `ROUNDS` times per flush policy (`always`: fdatasync before every
 //! ack; `never`: no fsync on the ack path, which exposes the front end's
@@ -92,6 +94,7 @@ fn kafka_produce(bootstrap: &str, topic: &str, records: usize) -> Duration {
     let acked = Acked::default();
     let producer: BaseProducer<Acked> = KafkaConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("socket.nagle.disable", "true")
         .set("acks", "all")
         .set("enable.idempotence", "false")
         .set("compression.codec", "none")
@@ -166,11 +169,12 @@ fn log_ends(client: &Client, topic: &str) -> Vec<u64> {
     stats.partitions.iter().map(|p| p.log_end).collect()
 }
 
-/// A consumer assigned `partition` from the start, configured for
-/// throughput, and connected (metadata fetched) before it is timed.
-fn kafka_consumer(bootstrap: &str, topic: &str, partition: i32) -> BaseConsumer {
+/// A consumer configured for throughput and connected (metadata fetched)
+/// before it is timed; [`assign_from_start`] starts it, on the clock.
+fn kafka_consumer(bootstrap: &str, topic: &str) -> BaseConsumer {
     let consumer: BaseConsumer = KafkaConfig::new()
         .set("bootstrap.servers", bootstrap)
+        .set("socket.nagle.disable", "true")
         .set("group.id", "bench-unused")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -185,20 +189,29 @@ fn kafka_consumer(bootstrap: &str, topic: &str, partition: i32) -> BaseConsumer 
     consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
+    consumer
+}
+
+/// Starts `consumer` on `partition` at offset 0, where the native reader
+/// starts. librdkafka fetches (and prefetches) from the moment of the
+/// assignment, so it happens on the clock, as the native reader's first
+/// fetch does; offset 0 rather than "beginning" spares a ListOffsets
+/// round trip the native reader does not make either.
+fn assign_from_start(consumer: &BaseConsumer, topic: &str, partition: i32) {
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Beginning)
+    tpl.add_partition_offset(topic, partition, Offset::Offset(0))
         .unwrap();
     consumer.assign(&tpl).unwrap();
-    consumer
 }
 
 fn kafka_consume(bootstrap: &str, client: &Client, topic: &str, records: usize) -> Duration {
     let ends = log_ends(client, topic);
-    let consumers: Vec<BaseConsumer> = (0..PARTITIONS as i32)
-        .map(|p| kafka_consumer(bootstrap, topic, p))
+    let consumers: Vec<BaseConsumer> = (0..PARTITIONS)
+        .map(|_| kafka_consumer(bootstrap, topic))
         .collect();
     timed_read(&ends, records, "Kafka consumers read everything", |p, end| {
         let consumer = &consumers[p];
+        assign_from_start(consumer, topic, p as i32);
         let deadline = Instant::now() + Duration::from_secs(300);
         let (mut next, mut seen) = (0u64, 0u64);
         while next < end && Instant::now() < deadline {

@@ -348,6 +348,7 @@ pub fn encode_response(
         )));
     }
     let start = out.len();
+    out.reserve(encoded_len_hint(response));
     out.put_i32(0);
     let header = ResponseHeader::default().with_correlation_id(context.correlation_id);
     let header_version = context.api_key.response_header_version(context.api_version);
@@ -366,6 +367,35 @@ pub fn encode_response(
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
 }
+
+/// Room for a response's frame: a fetch response is mostly the record
+/// batches it carries, so their length plus the per-partition fields
+/// (bounded by [`FETCH_PARTITION_FIELDS_LEN_MAX`]) keeps the buffer from
+/// regrowing, and copying megabytes, as kafka-protocol fills it. Other
+/// responses are small; the buffer grows for them as it must.
+fn encoded_len_hint(response: &ResponseKind) -> usize {
+    let ResponseKind::Fetch(fetch) = response else {
+        return 0;
+    };
+    let per_partition: usize = fetch
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| FETCH_PARTITION_FIELDS_LEN_MAX + p.records.as_ref().map_or(0, Bytes::len))
+        .sum();
+    let per_topic = fetch.responses.len() * FETCH_TOPIC_FIELDS_LEN_MAX;
+    FETCH_RESPONSE_FIELDS_LEN_MAX + per_topic + per_partition
+}
+
+/// Upper bounds of a fetch response's fixed fields (frame length, header,
+/// throttle, error, session, counts and tags), of one topic's (its name,
+/// taken as at most 255 bytes: a longer one only makes the buffer grow, and
+/// counts) and of one partition's
+/// (index, error, offsets, aborted transactions none, preferred replica,
+/// records length prefix and tags); generous by a few bytes.
+const FETCH_RESPONSE_FIELDS_LEN_MAX: usize = 64;
+const FETCH_TOPIC_FIELDS_LEN_MAX: usize = 16 + 2 + 255 + 8;
+const FETCH_PARTITION_FIELDS_LEN_MAX: usize = 64;
 
 /// The API a response belongs to, for the APIs this front end serves.
 fn response_key(response: &ResponseKind) -> Option<ApiKey> {

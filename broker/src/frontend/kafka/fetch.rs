@@ -219,8 +219,10 @@ fn partition_data(
         }
     };
     // An uncompressed stored batch is larger than its Kafka encoding, so
-    // the stored size (within the limit) usually holds the answer without
-    // regrowing (an lz4-stored batch may still grow it).
+    // the stored size (within the limit) usually holds the answer; when it
+    // does not (an lz4-stored batch), `encode_shoal_batch` reserves each
+    // batch's exact encoded size first, so the buffer grows at most once
+    // per batch.
     let stored_bytes: usize = read.batches.iter().map(Bytes::len).sum();
     let mut out = BytesMut::with_capacity(if *first {
         stored_bytes

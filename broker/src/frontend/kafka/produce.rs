@@ -33,7 +33,7 @@ use shoal_protocol::messages::produce::Acks;
 
 use super::context::{Answer, KafkaConn};
 use super::error::partition_error_code;
-use super::records::{decode_produced_batch, shoal_compression_for};
+use super::records::convert_produced_batch;
 use crate::error::BrokerResult;
 use crate::ids::PartitionId;
 use crate::metrics::counters::kafka as kafka_metrics;
@@ -46,11 +46,12 @@ pub enum Outcome {
     NoResponse(Answer),
 }
 
-/// One partition of the request after conversion: its Shoal batch, or the
-/// Kafka error code that refused it.
+/// One partition of the request after conversion: its Shoal batch (handed
+/// to the partition as it is, without a copy), or the Kafka error code that
+/// refused it.
 struct Converted {
     index: i32,
-    batch: Result<rkyv::util::AlignedVec<16>, i16>,
+    batch: Result<BytesMut, i16>,
 }
 
 pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: ProduceRequest) -> Outcome {
@@ -112,16 +113,17 @@ pub async fn handle(conn: &Rc<KafkaConn>, version: i16, req: ProduceRequest) -> 
 
 /// A partition's records field as a Shoal batch (exactly one Kafka batch
 /// per partition, as produce v3+ requires).
-fn convert(conn: &KafkaConn, records: Option<&Bytes>) -> Result<rkyv::util::AlignedVec<16>, i16> {
+fn convert(conn: &KafkaConn, records: Option<&Bytes>) -> Result<BytesMut, i16> {
     let Some(records) = records else {
         return Err(ResponseError::InvalidRecord.code());
     };
-    let produced = decode_produced_batch(records, &conn.record_limits).map_err(|e| {
+    let batch = convert_produced_batch(records, &conn.record_limits).map_err(|e| {
         tracing::debug!(error = %e, "kafka batch refused");
         e.kafka_code()
     })?;
-    let compression = shoal_compression_for(produced.compression);
-    produced.into_shoal_batch(compression).map_err(|e| e.kafka_code())
+    // Vec → Bytes → BytesMut hands the one buffer on: the Bytes is unique,
+    // so neither step copies.
+    Ok(BytesMut::from(Bytes::from(batch)))
 }
 
 /// Appends every topic's converted batches (topics concurrently, each
@@ -169,13 +171,13 @@ async fn append_topic(
         .collect();
     let mut batches = Vec::new();
     let mut slots = Vec::new();
-    for (slot, p) in parts.iter().enumerate() {
-        match (&p.batch, u32::try_from(p.index)) {
+    for (slot, p) in parts.into_iter().enumerate() {
+        match (p.batch, u32::try_from(p.index)) {
             (Ok(batch), Ok(index)) => {
-                batches.push((PartitionId(index), vec![BytesMut::from(&batch[..])]));
+                batches.push((PartitionId(index), vec![batch]));
                 slots.push(slot);
             }
-            (Err(code), _) => responses[slot].error_code = *code,
+            (Err(code), _) => responses[slot].error_code = code,
             (Ok(_), Err(_)) => responses[slot].error_code = ResponseError::UnknownTopicOrPartition.code(),
         }
     }

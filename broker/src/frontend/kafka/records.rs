@@ -1,12 +1,19 @@
 //! Kafka RecordBatch v2 (magic 2) ↔ Shoal batches.
 //!
-//! Produce: a Kafka batch is validated once, at the edge, and turned into
-//! Shoal [`NewRecord`]s and a Shoal batch ([`decode_produced_batch`], then
-//! [`ProducedBatch::into_shoal_batch`]). Fetch: a stored Shoal batch is
-//! encoded as one uncompressed Kafka batch ([`encode_shoal_batch`]). The two
-//! formats differ in their record encoding (Kafka's varint records vs
-//! Shoal's rkyv archive), so both directions re-encode; `benches/kafka_records.rs`
-//! measures what that costs.
+//! Produce: a Kafka batch is validated once, at the edge
+//! ([`open_produced_batch`]: framing, CRC, attributes, decompression under
+//! a cap), its records are decoded as [`RecordRef`]s that borrow every key,
+//! value and header from the request's bytes ([`ProducedBatch::records`]),
+//! and the Shoal batch is archived from them straight into one pre-sized
+//! buffer ([`ProducedRecords::to_shoal_batch`], through
+//! [`batch::build_borrowed`]); [`convert_produced_batch`] does the three.
+//! Nothing is allocated per record: the batch's records, its headers and the
+//! output are one vector each. Fetch: a stored Shoal batch is encoded as
+//! one uncompressed Kafka batch ([`encode_shoal_batch`]) into an output
+//! reserved once for the batch's exact size, from the validated archive,
+//! with no allocation per record. The two formats differ in their record encoding
+//! (Kafka's varint records vs Shoal's rkyv archive), so both directions
+//! re-encode; `benches/kafka_records.rs` measures what that costs.
 //!
 //! # Kafka RecordBatch v2
 //!
@@ -62,18 +69,20 @@
 //!
 //! # Untrusted bytes
 //!
-//! [`decode_produced_batch`] checks the batch length against
-//! [`RecordLimits`] and the CRC before it looks at a record, decompresses
-//! under a cap, bounds the record vector by the bytes present, and reads
-//! every length against the bytes that remain. It never panics.
+//! [`open_produced_batch`] checks the batch length against
+//! [`RecordLimits`] and the CRC before it looks at a record and decompresses
+//! under a cap; [`ProducedBatch::records`] bounds the record vector by the
+//! bytes present and reads every length against the bytes that remain.
+//! Neither panics.
 //!
 //! [`record_compression::compress`]: super::record_compression::compress
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
-use rkyv::util::AlignedVec;
 use shoal_protocol::batch::{
-    self, BatchBuilder, BatchHeader, BatchLimits, Compression, NewRecord, ProducerInfo, RecordHeader,
-    BATCH_LEN_MAX, BATCH_RECORDS_MAX,
+    self, BatchHeader, BatchLimits, Compression, HeaderRef, ProducerInfo, RecordRef, BATCH_LEN_MAX,
+    BATCH_RECORDS_MAX,
 };
 
 use super::error::KafkaError;
@@ -192,27 +201,84 @@ impl KafkaBatchHeader {
     }
 }
 
-/// A produced Kafka batch, validated, as Shoal records.
+/// A produced Kafka batch whose framing, CRC and attributes passed, with
+/// its records section ready to decode: borrowed from the request when it
+/// was sent uncompressed, decompressed (under the cap) otherwise.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProducedBatch {
+pub struct ProducedBatch<'a> {
     pub header: KafkaBatchHeader,
     pub compression: KafkaCompression,
     /// The producer identity mapped to Shoal's (all zero: not idempotent).
     pub producer: ProducerInfo,
-    pub records: Vec<NewRecord>,
+    records: Cow<'a, [u8]>,
 }
 
-impl ProducedBatch {
-    /// Builds the Shoal batch holding these records and the producer
-    /// identity, compressed with `compression` (see [`shoal_compression_for`]).
-    pub fn into_shoal_batch(self, compression: Compression) -> Result<AlignedVec<16>, KafkaError> {
-        let mut builder = BatchBuilder::with_capacity(self.records.len())
-            .compression(compression)
-            .producer(self.producer);
-        for record in self.records {
-            builder.push(record);
-        }
-        Ok(builder.finish()?)
+impl ProducedBatch<'_> {
+    /// Decodes every record, borrowing its key, value and headers from the
+    /// batch: nothing is allocated per record.
+    pub fn records(&self) -> Result<ProducedRecords<'_>, KafkaError> {
+        let records = decode_records(&self.header, &self.records)?;
+        check_timestamp_span(&records.records)?;
+        Ok(records)
+    }
+
+    /// The Shoal batch holding these records and the producer identity,
+    /// compressed as [`shoal_compression_for`] says, built in one buffer.
+    pub fn to_shoal_batch(&self) -> Result<Vec<u8>, KafkaError> {
+        self.to_shoal_batch_as(shoal_compression_for(self.compression))
+    }
+
+    /// [`Self::to_shoal_batch`] with the Shoal codec given.
+    pub fn to_shoal_batch_as(&self, compression: Compression) -> Result<Vec<u8>, KafkaError> {
+        self.records()?.to_shoal_batch(compression, self.producer)
+    }
+}
+
+/// The records of a [`ProducedBatch`], pointing into its bytes. The
+/// headers of all records share one vector; each record knows its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProducedRecords<'a> {
+    /// Every record, its `headers` left empty (they are in `headers`).
+    records: Vec<RecordRef<'a>>,
+    headers: Vec<HeaderRef<'a>>,
+    /// Each record's headers: `headers[span.0..span.1]`.
+    header_spans: Vec<(u32, u32)>,
+}
+
+impl ProducedRecords<'_> {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Every record with its headers.
+    pub fn iter(&self) -> impl Iterator<Item = RecordRef<'_>> + '_ {
+        self.records
+            .iter()
+            .zip(&self.header_spans)
+            .map(|(r, &(from, to))| RecordRef {
+                headers: &self.headers[from as usize..to as usize],
+                ..*r
+            })
+    }
+
+    /// Builds the Shoal batch: one pre-sized buffer, the records archived
+    /// from where they lie ([`batch::build_borrowed`]).
+    pub fn to_shoal_batch(
+        &self,
+        compression: Compression,
+        producer: ProducerInfo,
+    ) -> Result<Vec<u8>, KafkaError> {
+        let built = if self.headers.is_empty() {
+            batch::build_borrowed(&self.records, compression, producer)
+        } else {
+            let with_headers: Vec<RecordRef<'_>> = self.iter().collect();
+            batch::build_borrowed(&with_headers, compression, producer)
+        };
+        Ok(built?)
     }
 }
 
@@ -268,9 +334,13 @@ pub fn kafka_producer(header: &BatchHeader) -> (i64, i16, i32) {
 }
 
 /// Validates the records field of one produce partition (exactly one
-/// RecordBatch v2, as Kafka requires for produce v3+) and decodes its
-/// records.
-pub fn decode_produced_batch(bytes: &[u8], limits: &RecordLimits) -> Result<ProducedBatch, KafkaError> {
+/// RecordBatch v2, as Kafka requires for produce v3+): framing, CRC,
+/// attributes and producer identity, then decompresses its records section
+/// under the cap. [`ProducedBatch::records`] decodes the records.
+pub fn open_produced_batch<'a>(
+    bytes: &'a [u8],
+    limits: &RecordLimits,
+) -> Result<ProducedBatch<'a>, KafkaError> {
     let header = KafkaBatchHeader::parse(bytes)?;
     check_framing(&header, bytes.len(), limits)?;
     let actual = crc32c::crc32c(&bytes[CRC_START..]);
@@ -292,16 +362,23 @@ pub fn decode_produced_batch(bytes: &[u8], limits: &RecordLimits) -> Result<Prod
     let producer = shoal_producer(header.producer_id, header.producer_epoch, header.base_sequence)?;
     let body = &bytes[KAFKA_BATCH_HEADER_LEN..];
     let records = match compression {
-        KafkaCompression::None => decode_records(&header, body)?,
-        codec => decode_records(&header, &decompress(codec, body, limits.records_len_max)?)?,
+        KafkaCompression::None => Cow::Borrowed(body),
+        codec => Cow::Owned(decompress(codec, body, limits.records_len_max)?),
     };
-    check_timestamp_span(&records)?;
     Ok(ProducedBatch {
         header,
         compression,
         producer,
         records,
     })
+}
+
+/// One produce partition's records field as the Shoal batch to append:
+/// [`open_produced_batch`], [`ProducedBatch::records`], then
+/// [`ProducedRecords::to_shoal_batch`] with the codec
+/// [`shoal_compression_for`] picks.
+pub fn convert_produced_batch(bytes: &[u8], limits: &RecordLimits) -> Result<Vec<u8>, KafkaError> {
+    open_produced_batch(bytes, limits)?.to_shoal_batch()
 }
 
 /// Length, magic and record-count checks, before the CRC is computed.
@@ -340,7 +417,7 @@ fn check_framing(header: &KafkaBatchHeader, have: usize, limits: &RecordLimits) 
     Ok(())
 }
 
-fn check_timestamp_span(records: &[NewRecord]) -> Result<(), KafkaError> {
+fn check_timestamp_span(records: &[RecordRef<'_>]) -> Result<(), KafkaError> {
     let first = records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
     let last = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
     let span_ms = last.saturating_sub(first);
@@ -355,7 +432,7 @@ fn check_timestamp_span(records: &[NewRecord]) -> Result<(), KafkaError> {
 
 /// Decodes the (uncompressed) records of a batch whose header says
 /// `record_count`; every record's offset delta must be its index.
-fn decode_records(header: &KafkaBatchHeader, body: &[u8]) -> Result<Vec<NewRecord>, KafkaError> {
+fn decode_records<'a>(header: &KafkaBatchHeader, body: &'a [u8]) -> Result<ProducedRecords<'a>, KafkaError> {
     let count = header.record_count as usize;
     if count > body.len() / RECORD_LEN_MIN {
         return Err(KafkaError::CorruptBatch(format!(
@@ -364,12 +441,18 @@ fn decode_records(header: &KafkaBatchHeader, body: &[u8]) -> Result<Vec<NewRecor
         )));
     }
     let mut reader = Reader { buf: body, pos: 0 };
-    let mut records = Vec::with_capacity(count);
+    let mut out = ProducedRecords {
+        records: Vec::with_capacity(count),
+        headers: Vec::new(),
+        header_spans: Vec::with_capacity(count),
+    };
     for index in 0..count {
+        let from = out.headers.len() as u32;
         let record = reader
-            .record(header.base_timestamp, index)
+            .record(header.base_timestamp, index, &mut out.headers)
             .map_err(|e| KafkaError::CorruptBatch(format!("record {index} at byte {}: {e}", reader.pos)))?;
-        records.push(record);
+        out.records.push(record);
+        out.header_spans.push((from, out.headers.len() as u32));
     }
     if reader.pos != body.len() {
         return Err(KafkaError::CorruptBatch(format!(
@@ -377,7 +460,7 @@ fn decode_records(header: &KafkaBatchHeader, body: &[u8]) -> Result<Vec<NewRecor
             body.len() - reader.pos
         )));
     }
-    Ok(records)
+    Ok(out)
 }
 
 /// A cursor over record bytes; every read checks the bytes that remain.
@@ -429,7 +512,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn record(&mut self, base_timestamp: i64, index: usize) -> Result<NewRecord, &'static str> {
+    /// One record, its headers appended to `headers` (the record's own
+    /// `headers` stay empty: [`ProducedRecords`] keeps the spans).
+    fn record(
+        &mut self,
+        base_timestamp: i64,
+        index: usize,
+        headers: &mut Vec<HeaderRef<'a>>,
+    ) -> Result<RecordRef<'a>, &'static str> {
         let len = self.varint()?;
         if len < 1 || len as usize > self.buf.len() - self.pos {
             return Err("record length out of range");
@@ -441,32 +531,28 @@ impl<'a> Reader<'a> {
         if offset_delta as i64 != index as i64 {
             return Err("offset delta is not the record's index");
         }
-        let key = self.nullable()?.map(<[u8]>::to_vec);
-        let value = self.nullable()?.map(<[u8]>::to_vec);
+        let key = self.nullable()?;
+        let value = self.nullable()?;
         let header_count = self.varint()?;
         if header_count < 0 || header_count as usize > (end.saturating_sub(self.pos)) / 2 {
             return Err("header count out of range");
         }
-        let mut headers = Vec::with_capacity(header_count as usize);
         for _ in 0..header_count {
             let key = self.nullable()?.ok_or("null header key")?;
             let key = std::str::from_utf8(key).map_err(|_| "header key is not UTF-8")?;
             let value = self.nullable()?.unwrap_or_default();
-            headers.push(RecordHeader {
-                key: key.to_owned(),
-                value: value.to_vec(),
-            });
+            headers.push(HeaderRef { key, value });
         }
         if self.pos != end {
             return Err("record length does not match its fields");
         }
-        Ok(NewRecord {
+        Ok(RecordRef {
             timestamp_ms: base_timestamp
                 .checked_add(timestamp_delta)
                 .ok_or("timestamp overflows")?,
             key,
             value,
-            headers,
+            headers: &[],
             message_id: None,
         })
     }
@@ -492,8 +578,9 @@ pub struct EncodedBatch {
 }
 
 /// Appends one stored Shoal batch (validated: CRC and archive) to `out` as
-/// an uncompressed Kafka RecordBatch v2 with the same offsets. On error
-/// nothing is appended.
+/// an uncompressed Kafka RecordBatch v2 with the same offsets. The batch's
+/// exact encoded size is reserved in `out` before anything is written, so
+/// `out` grows at most once. On error nothing is appended.
 pub fn encode_shoal_batch(
     shoal: &[u8],
     limits: &BatchLimits,
@@ -502,9 +589,15 @@ pub fn encode_shoal_batch(
 ) -> Result<EncodedBatch, KafkaError> {
     let start = out.len();
     let (header, ()) = batch::validate_with(shoal, limits, |records| {
+        let records_len: usize = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RecordShape::of(i as i32, r).len_on_wire())
+            .sum();
+        out.reserve(KAFKA_BATCH_HEADER_LEN + records_len);
         out.put_bytes(0, KAFKA_BATCH_HEADER_LEN);
         for (i, r) in records.iter().enumerate() {
-            put_record(out, i as i32, r);
+            put_record(out, RecordShape::of(i as i32, r), r);
         }
     })?;
     let len = out.len() - start;
@@ -544,7 +637,9 @@ pub fn encode_shoal_batch(
 }
 
 /// Appends every Shoal batch laid end to end in `batches` (a fetch read) to
-/// `out` as Kafka batches. Returns the batches written.
+/// `out` as Kafka batches. Returns the batches written. Each batch's CRC is
+/// checked once, by [`encode_shoal_batch`]'s validation; the walk over the
+/// read only checks framing.
 pub fn encode_shoal_batches(
     batches: &[u8],
     limits: &BatchLimits,
@@ -552,20 +647,91 @@ pub fn encode_shoal_batches(
     out: &mut BytesMut,
 ) -> Result<Vec<EncodedBatch>, KafkaError> {
     let mut written = Vec::new();
-    for item in batch::BatchIter::new(batches, *limits) {
-        let (_, bytes) = item?;
-        written.push(encode_shoal_batch(bytes, limits, timestamps, out)?);
+    let mut rest = batches;
+    while !rest.is_empty() {
+        let (_, len) = batch::peek(rest, limits)?;
+        let (one, tail) = rest.split_at(len);
+        written.push(encode_shoal_batch(one, limits, timestamps, out)?);
+        rest = tail;
     }
     Ok(written)
 }
 
-fn put_zigzag(out: &mut BytesMut, v: i64) {
-    let mut raw = ((v << 1) ^ (v >> 63)) as u64;
-    while raw >= 0x80 {
-        out.put_u8((raw as u8) | 0x80);
-        raw >>= 7;
+/// The varint fields of one record in Kafka's format, and the lengths that
+/// follow from them.
+#[derive(Clone, Copy)]
+struct RecordShape<'r> {
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&'r [u8]>,
+    value: Option<&'r [u8]>,
+    /// Bytes after the record's length prefix.
+    body_len: usize,
+}
+
+impl<'r> RecordShape<'r> {
+    fn of(offset_delta: i32, r: &'r batch::ArchivedRecord) -> Self {
+        let key = r.key.as_ref().map(|k| k.as_slice());
+        let value = r.value.as_ref().map(|v| v.as_slice());
+        let timestamp_delta = i64::from(r.timestamp_delta_ms.to_native());
+        let headers_len: usize = r
+            .headers
+            .iter()
+            .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(Some(h.value.as_slice())))
+            .sum();
+        let body_len = 1
+            + zigzag_len(timestamp_delta)
+            + zigzag_len(i64::from(offset_delta))
+            + nullable_len(key)
+            + nullable_len(value)
+            + zigzag_len(r.headers.len() as i64)
+            + headers_len;
+        RecordShape {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            body_len,
+        }
     }
-    out.put_u8(raw as u8);
+
+    /// The whole record: its length prefix and its body.
+    fn len_on_wire(&self) -> usize {
+        zigzag_len(self.body_len as i64) + self.body_len
+    }
+}
+
+/// The longest zigzag varint: a 64-bit value in 7-bit groups.
+const ZIGZAG_LEN_MAX: usize = 10;
+
+/// Up to four varints and a byte, gathered on the stack so they reach the
+/// output in one copy (a record's length, attributes, timestamp delta,
+/// offset delta and key length).
+struct Prefix {
+    bytes: [u8; 4 * ZIGZAG_LEN_MAX + 1],
+    len: usize,
+}
+
+impl Prefix {
+    fn zigzag(&mut self, v: i64) {
+        let mut raw = ((v << 1) ^ (v >> 63)) as u64;
+        while raw >= 0x80 {
+            self.bytes[self.len] = (raw as u8) | 0x80;
+            self.len += 1;
+            raw >>= 7;
+        }
+        self.bytes[self.len] = raw as u8;
+        self.len += 1;
+    }
+}
+
+fn put_zigzag(out: &mut BytesMut, v: i64) {
+    let mut prefix = Prefix {
+        bytes: [0; 4 * ZIGZAG_LEN_MAX + 1],
+        len: 0,
+    };
+    prefix.zigzag(v);
+    out.put_slice(&prefix.bytes[..prefix.len]);
 }
 
 fn zigzag_len(v: i64) -> usize {
@@ -590,29 +756,22 @@ fn put_nullable(out: &mut BytesMut, b: Option<&[u8]>) {
     }
 }
 
-/// Appends one record (offset delta `index`) in Kafka's record format.
-fn put_record(out: &mut BytesMut, index: i32, r: &batch::ArchivedRecord) {
-    let key = r.key.as_ref().map(|k| k.as_slice());
-    let value = r.value.as_ref().map(|v| v.as_slice());
-    let timestamp_delta = i64::from(r.timestamp_delta_ms.to_native());
-    let headers_len: usize = r
-        .headers
-        .iter()
-        .map(|h| nullable_len(Some(h.key.as_bytes())) + nullable_len(Some(h.value.as_slice())))
-        .sum();
-    let body_len = 1
-        + zigzag_len(timestamp_delta)
-        + zigzag_len(i64::from(index))
-        + nullable_len(key)
-        + nullable_len(value)
-        + zigzag_len(r.headers.len() as i64)
-        + headers_len;
-    put_zigzag(out, body_len as i64);
-    out.put_u8(0);
-    put_zigzag(out, timestamp_delta);
-    put_zigzag(out, i64::from(index));
-    put_nullable(out, key);
-    put_nullable(out, value);
+/// Appends one record in Kafka's record format: the fields up to the key's
+/// length in one copy, then the key, the value and the headers.
+fn put_record(out: &mut BytesMut, shape: RecordShape<'_>, r: &batch::ArchivedRecord) {
+    let mut prefix = Prefix {
+        bytes: [0; 4 * ZIGZAG_LEN_MAX + 1],
+        len: 0,
+    };
+    prefix.zigzag(shape.body_len as i64);
+    prefix.bytes[prefix.len] = 0; // attributes
+    prefix.len += 1;
+    prefix.zigzag(shape.timestamp_delta);
+    prefix.zigzag(i64::from(shape.offset_delta));
+    prefix.zigzag(shape.key.map_or(-1, |k| k.len() as i64));
+    out.put_slice(&prefix.bytes[..prefix.len]);
+    out.put_slice(shape.key.unwrap_or_default());
+    put_nullable(out, shape.value);
     put_zigzag(out, r.headers.len() as i64);
     for h in r.headers.iter() {
         put_nullable(out, Some(h.key.as_bytes()));
@@ -711,17 +870,32 @@ mod tests {
         out
     }
 
-    fn as_rec(r: &NewRecord) -> Rec {
+    fn as_rec(r: RecordRef<'_>) -> Rec {
         Rec {
             timestamp: r.timestamp_ms,
-            key: r.key.clone(),
-            value: r.value.clone(),
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
             headers: r
                 .headers
                 .iter()
-                .map(|h| (h.key.clone(), h.value.clone()))
+                .map(|h| (h.key.to_string(), h.value.to_vec()))
                 .collect(),
         }
+    }
+
+    /// Everything the produce path checks and decodes, as test records.
+    fn decode_all(bytes: &[u8], limits: &RecordLimits) -> Result<Vec<Rec>, KafkaError> {
+        let produced = open_produced_batch(bytes, limits)?;
+        let records = produced.records()?;
+        Ok(records.iter().map(as_rec).collect())
+    }
+
+    /// The Shoal batch the produce path makes of `wire`, stored as `codec`.
+    fn to_shoal(wire: &[u8], codec: Compression) -> Vec<u8> {
+        open_produced_batch(wire, &RecordLimits::default())
+            .expect("opens")
+            .to_shoal_batch_as(codec)
+            .expect("converts")
     }
 
     fn kp_as_rec(r: &KpRecord) -> Rec {
@@ -759,10 +933,13 @@ mod tests {
         producer: Producer,
     ) -> Vec<KpRecord> {
         let wire = kafka_batch(recs, codec, producer);
-        let produced = decode_produced_batch(&wire, &RecordLimits::default()).expect("our decoder accepts");
+        let produced = open_produced_batch(&wire, &RecordLimits::default()).expect("our decoder accepts");
         assert_eq!(produced.compression, codec);
-        assert_eq!(produced.records.iter().map(as_rec).collect::<Vec<_>>(), recs);
-        let mut shoal = produced.into_shoal_batch(shoal_codec).expect("shoal batch");
+        let decoded = produced.records().expect("records decode");
+        assert_eq!(decoded.iter().map(as_rec).collect::<Vec<_>>(), recs);
+        let mut shoal = decoded
+            .to_shoal_batch(shoal_codec, produced.producer)
+            .expect("shoal batch");
         batch::patch(&mut shoal, 1000, 3, 1_800_000_000_000);
         let mut out = BytesMut::new();
         let written = encode_shoal_batch(
@@ -778,8 +955,8 @@ mod tests {
             (1000, recs.len() as u32)
         );
         // Our own decoder reads our own encoding too.
-        let again = decode_produced_batch(&out, &RecordLimits::default()).expect("our encoding decodes");
-        assert_eq!(again.records.iter().map(as_rec).collect::<Vec<_>>(), recs);
+        let again = decode_all(&out, &RecordLimits::default()).expect("our encoding decodes");
+        assert_eq!(again, recs);
         kafka_decode(&out)
     }
 
@@ -824,10 +1001,7 @@ mod tests {
         assert!(shoal_producer(5, -1, 0).is_err());
         assert!(shoal_producer(5, 0, -1).is_err());
         let wire = kafka_batch(&sample(3), KafkaCompression::None, Some((77, 2, 9)));
-        let shoal = decode_produced_batch(&wire, &RecordLimits::default())
-            .unwrap()
-            .into_shoal_batch(Compression::None)
-            .unwrap();
+        let shoal = to_shoal(&wire, Compression::None);
         let header = BatchHeader::parse(&shoal).unwrap();
         assert_eq!(
             (header.producer_id, header.producer_epoch, header.base_sequence),
@@ -842,10 +1016,7 @@ mod tests {
     fn log_append_time() {
         let recs = sample(3);
         let wire = kafka_batch(&recs, KafkaCompression::None, None);
-        let mut shoal = decode_produced_batch(&wire, &RecordLimits::default())
-            .unwrap()
-            .into_shoal_batch(Compression::None)
-            .unwrap();
+        let mut shoal = to_shoal(&wire, Compression::None);
         batch::patch(&mut shoal, 5, 0, 1_800_000_000_123);
         let mut out = BytesMut::new();
         encode_shoal_batch(
@@ -887,11 +1058,11 @@ mod tests {
             body.extend_from_slice(&rec);
         }
         let wire = raw_batch(base, 3, 0, &body);
-        let produced = decode_produced_batch(&wire, &RecordLimits::default()).unwrap();
-        let ts: Vec<i64> = produced.records.iter().map(|r| r.timestamp_ms).collect();
+        let produced = decode_all(&wire, &RecordLimits::default()).unwrap();
+        let ts: Vec<i64> = produced.iter().map(|r| r.timestamp).collect();
         assert_eq!(ts, vec![base, base - 5, base + 12]);
-        assert_eq!(produced.records[1].value, None);
-        assert_eq!(produced.records[2].headers[0].value, Vec::<u8>::new());
+        assert_eq!(produced[1].value, None);
+        assert_eq!(produced[2].headers[0].1, Vec::<u8>::new());
     }
 
     /// A Kafka batch around `records` (already encoded), with a valid CRC.
@@ -935,14 +1106,14 @@ mod tests {
             let mut b = wire.clone();
             b[i] ^= 0x10;
             assert!(
-                decode_produced_batch(&b, &RecordLimits::default()).is_err(),
+                decode_all(&b, &RecordLimits::default()).is_err(),
                 "flip at {i} accepted"
             );
         }
         let mut b = wire.clone();
         b[17] ^= 1;
         assert!(matches!(
-            decode_produced_batch(&b, &RecordLimits::default()),
+            decode_all(&b, &RecordLimits::default()),
             Err(KafkaError::CrcMismatch { .. })
         ));
     }
@@ -957,7 +1128,7 @@ mod tests {
             let mut b = good.clone();
             f(&mut b);
             fix_crc(&mut b);
-            decode_produced_batch(&b, &limits).unwrap_err()
+            decode_all(&b, &limits).unwrap_err()
         };
         let count = |n: i32| {
             move |b: &mut Vec<u8>| {
@@ -996,7 +1167,7 @@ mod tests {
         let mut two = good.clone();
         two.extend_from_slice(&good);
         assert!(matches!(
-            decode_produced_batch(&two, &limits),
+            decode_all(&two, &limits),
             Err(KafkaError::CorruptBatch(_))
         ));
         // Over the wire-size cap.
@@ -1005,7 +1176,7 @@ mod tests {
             ..limits
         };
         assert!(matches!(
-            decode_produced_batch(&good, &small),
+            decode_all(&good, &small),
             Err(KafkaError::BatchTooLarge { .. })
         ));
     }
@@ -1026,7 +1197,7 @@ mod tests {
             records_len_max: 1 << 20,
             ..RecordLimits::default()
         };
-        let err = decode_produced_batch(&wire, &limits).unwrap_err();
+        let err = decode_all(&wire, &limits).unwrap_err();
         assert!(matches!(err, KafkaError::BatchTooLarge { .. }), "{err}");
     }
 
@@ -1039,12 +1210,12 @@ mod tests {
         recs[1].timestamp = TIMESTAMP_SPAN_MAX_MS + 1;
         let wire = kafka_batch(&recs, KafkaCompression::None, None);
         assert!(matches!(
-            decode_produced_batch(&wire, &RecordLimits::default()),
+            decode_all(&wire, &RecordLimits::default()),
             Err(KafkaError::TimestampSpan { .. })
         ));
         recs[1].timestamp = TIMESTAMP_SPAN_MAX_MS;
         let wire = kafka_batch(&recs, KafkaCompression::None, None);
-        assert!(decode_produced_batch(&wire, &RecordLimits::default()).is_ok());
+        assert!(decode_all(&wire, &RecordLimits::default()).is_ok());
     }
 
     /// Shoal batches laid end to end become Kafka batches laid end to end.
@@ -1054,10 +1225,7 @@ mod tests {
         let mut offset = 0;
         for n in [1usize, 5, 2] {
             let wire = kafka_batch(&sample(n), KafkaCompression::None, None);
-            let mut shoal = decode_produced_batch(&wire, &RecordLimits::default())
-                .unwrap()
-                .into_shoal_batch(Compression::Lz4)
-                .unwrap();
+            let mut shoal = to_shoal(&wire, Compression::Lz4);
             batch::patch(&mut shoal, offset, 0, 0);
             offset += n as u64;
             stored.extend_from_slice(&shoal);
@@ -1119,7 +1287,7 @@ mod tests {
     #[test]
     fn quickcheck_never_panics() {
         fn prop(noise: Vec<u8>, at: usize, codec: u8) -> bool {
-            let _ = decode_produced_batch(&noise, &RecordLimits::default());
+            let _ = decode_all(&noise, &RecordLimits::default());
             let codec = CODECS[usize::from(codec) % CODECS.len()];
             let mut b = kafka_batch(&sample(6), codec, Some((1, 0, 0))).to_vec();
             let body = b.len() - KAFKA_BATCH_HEADER_LEN;
@@ -1127,7 +1295,7 @@ mod tests {
             let end = (at + noise.len()).min(b.len());
             b[at..end].copy_from_slice(&noise[..end - at]);
             fix_crc(&mut b);
-            let _ = decode_produced_batch(&b, &RecordLimits::default());
+            let _ = decode_all(&b, &RecordLimits::default());
             true
         }
         QuickCheck::new()
