@@ -447,6 +447,11 @@ impl RaftGroup {
         for (_, w) in std::mem::take(&mut *self.waiters.borrow_mut()) {
             let _ = w.reply.send(Err(ProposeError::Fenced(reason.clone())));
         }
+        // Proposals queued for the next round would wait for a round that
+        // never comes (a fenced group runs none): they are answered too.
+        for p in std::mem::take(&mut *self.proposals.borrow_mut()) {
+            let _ = p.reply.send(Err(ProposeError::Fenced(reason.clone())));
+        }
         *self.fenced.borrow_mut() = Some(reason);
     }
 
