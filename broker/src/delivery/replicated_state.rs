@@ -42,7 +42,7 @@ use shoal_protocol::batch::{self, BatchLimits};
 use shoal_protocol::messages::dlq::QuarantineEntry;
 use shoal_protocol::messages::topic::{FlushPolicy, TopicConfig};
 
-use super::state_log::{apply_batch, encode_batch, State, StateRecord, StateValue};
+use super::state_log::{apply_batch, encode_batch, replay_batches, State, StateRecord, StateValue};
 use crate::error::{BrokerError, BrokerResult};
 use crate::ids::ShardId;
 use crate::metadata::TopicMeta;
@@ -53,8 +53,6 @@ use crate::partition::Replica;
 pub use shoal_protocol::messages::leaders::GROUP_STATE_TOPIC;
 /// Most replicas of a shard's state partition.
 pub const REPLICATION_FACTOR_MAX: u32 = 3;
-/// Bytes read per step of the open replay.
-const REPLAY_CHUNK_BYTES: usize = 1 << 20;
 
 /// The group state topic of a cluster of `nodes` nodes with `shards`
 /// shards each: partition `i` on shard `i`, every write fdatasynced by a
@@ -202,20 +200,12 @@ impl ReplicatedState {
         }
         let log = self.replica.log().map_err(|e| e.to_string())?.clone();
         *self.mirror.borrow_mut() = StateMirror::starting_at(log.log_start_offset());
-        let mut at = log.log_start_offset();
-        while at < log.high_watermark() {
-            let read = log
-                .read(at, REPLAY_CHUNK_BYTES)
-                .await
-                .map_err(|e| e.to_string())?;
-            let Some(next) = read.next_offset() else { break };
-            let mut mirror = self.mirror.borrow_mut();
-            for stored in &read.batches {
-                mirror.apply(&stored.bytes);
-            }
-            at = next;
-        }
-        Ok(())
+        replay_batches(&log, |bytes| {
+            self.mirror.borrow_mut().apply(bytes);
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 
     fn committed(&self, bytes: &[u8]) {

@@ -39,8 +39,6 @@ use crate::runtime::now_ms;
 
 /// How often the coordinator checks sessions and leases.
 pub const TICK_MS: u64 = 25;
-/// How often a reply waiting for earlier state changes looks again.
-const SETTLE_POLL_MS: u64 = 1;
 
 /// Where a shard's delivery state is durable (module header).
 #[derive(Clone)]
@@ -73,6 +71,8 @@ pub struct Delivery<S> {
     proposals_settled: Cell<u64>,
     /// Finished proposals above `proposals_settled`.
     finished_early: RefCell<std::collections::BTreeSet<u64>>,
+    /// Callers of `settle_proposals`: the number each waits for, and its bell.
+    settle_waiters: RefCell<Vec<(u64, flume::Sender<()>)>>,
     pub(super) settings: DeliveryConfig,
     /// Set once the shard stops: the timer ends.
     stopped: Cell<bool>,
@@ -91,6 +91,7 @@ impl<S: PartitionSource> Delivery<S> {
             proposals_issued: Cell::new(0),
             proposals_settled: Cell::new(0),
             finished_early: RefCell::new(std::collections::BTreeSet::new()),
+            settle_waiters: RefCell::new(Vec::new()),
             settings,
             stopped: Cell::new(false),
         }
@@ -290,16 +291,27 @@ impl<S: PartitionSource> Delivery<S> {
             settled += 1;
         }
         self.proposals_settled.set(settled);
+        self.settle_waiters.borrow_mut().retain(|(target, bell)| {
+            let waiting = *target > settled;
+            if !waiting {
+                let _ = bell.send(());
+            }
+            waiting
+        });
     }
 
     /// Waits until every state change proposed before this call finished
-    /// (a cluster's proposals commit in order, so this is short). On a
-    /// single node there is nothing to wait for.
+    /// (a cluster's proposals commit in order, so this is short); woken by
+    /// the proposal that settles it. On a single node there is nothing to
+    /// wait for.
     pub(super) async fn settle_proposals(&self) {
         let target = self.proposals_issued.get();
-        while self.proposals_settled.get() < target {
-            crate::runtime::sleep(Duration::from_millis(SETTLE_POLL_MS)).await;
+        if self.proposals_settled.get() >= target {
+            return;
         }
+        let (bell, rung) = flume::bounded(1);
+        self.settle_waiters.borrow_mut().push((target, bell));
+        let _ = rung.recv_async().await;
     }
 
     /// Compacts the local state log when it has grown (timer). The

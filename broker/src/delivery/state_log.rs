@@ -348,17 +348,28 @@ pub(super) fn encode_batch(records: Vec<StateRecord>, now_ms: i64) -> Result<Byt
 /// Reads the whole log, keeping the latest value per key.
 async fn replay<D: Device>(log: &PartitionLog<D>) -> Result<State, StateLogError> {
     let mut state = BTreeMap::new();
-    let mut at = log.log_start_offset();
     let limits = BatchLimits::default();
+    replay_batches(log, |bytes| apply_batch(bytes, &limits, &mut state)).await?;
+    Ok(state)
+}
+
+/// Hands every batch of `log` below its high watermark to `each`, in
+/// offset order, a chunk at a time (the replay of a state log, local or
+/// replicated).
+pub(super) async fn replay_batches<D: Device>(
+    log: &PartitionLog<D>,
+    mut each: impl FnMut(&[u8]) -> Result<(), StateLogError>,
+) -> Result<(), StateLogError> {
+    let mut at = log.log_start_offset();
     while at < log.high_watermark() {
         let read = log.read(at, REPLAY_CHUNK_BYTES).await?;
         let Some(next) = read.next_offset() else { break };
         for stored in &read.batches {
-            apply_batch(&stored.bytes, &limits, &mut state)?;
+            each(&stored.bytes)?;
         }
         at = next;
     }
-    Ok(state)
+    Ok(())
 }
 
 /// Applies the records of one stored batch to `state` in order: the latest
