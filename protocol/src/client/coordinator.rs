@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::connection::{Connection, Reply};
-use super::{learn_nodes, resolve, Client, Retries};
+use super::{learn_nodes, lost_node, resolve, Client};
 use crate::api::ApiKey;
 use crate::codec::Request;
 use crate::error::{ErrorCode, ProtocolError};
@@ -151,14 +151,10 @@ impl Client {
         if err.code() == Some(ErrorCode::NotCoordinator) {
             return true;
         }
-        let lost = matches!(
-            err,
-            ProtocolError::Closed(_) | ProtocolError::Io(_) | ProtocolError::Timeout { .. }
-        ) || matches!(err.code(), Some(ErrorCode::Timeout | ErrorCode::ShuttingDown));
         let cache = self.metadata.lock().expect("client lock");
         let on_cluster = !cache.nodes.is_empty()
             && !matches!(cache.coordinators.get(group), Some(CoordinatorRoute::Shard));
-        lost && on_cluster
+        lost_node(err) && on_cluster
     }
 
     /// One request for `group` at its coordinator, with the client's
@@ -175,30 +171,22 @@ impl Client {
     where
         R::Response: GroupReply,
     {
-        let policy = self.retry_policy();
-        let mut tries = Retries::default();
-        loop {
-            let attempt = self.group_connection(group).and_then(|conn| {
-                let reply = conn.call(request, &[], wait_ms)?;
+        self.retry_loop(
+            || {
+                let reply = self.group_connection(group)?.call(request, &[], wait_ms)?;
                 let code = reply.message.error_code();
                 if ErrorCode::from_wire(code) == ErrorCode::NotCoordinator {
                     return Err(ProtocolError::broker(code, reply.message.error_message()));
                 }
                 Ok(reply)
-            });
-            let err = match attempt {
-                Ok(reply) => return Ok(reply),
-                Err(e) => e,
-            };
-            let redirect = self.is_group_redirect(group, &err);
-            let Some(backoff) = policy.next(&err, redirect, &mut tries) else {
-                return Err(err);
-            };
-            if redirect {
-                self.redirected_group(group);
-            }
-            std::thread::sleep(backoff);
-        }
+            },
+            |err| self.is_group_redirect(group, err),
+            |_, redirect| {
+                if redirect {
+                    self.redirected_group(group);
+                }
+            },
+        )
     }
 
     /// [`Client::call_group_reply`] without a long poll, for the message.

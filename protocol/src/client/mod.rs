@@ -461,7 +461,29 @@ impl Client {
     pub(crate) fn with_retry<T>(
         &self,
         topic: Option<&str>,
+        attempt: impl FnMut() -> Result<T, ProtocolError>,
+    ) -> Result<T, ProtocolError> {
+        self.retry_loop(
+            attempt,
+            |err| topic.is_some_and(|t| self.is_redirect(t, err)),
+            |err, redirect| match topic {
+                Some(topic) if redirect => self.redirected(topic),
+                Some(topic) if err.code() == Some(ErrorCode::NotOwner) => self.invalidate(topic),
+                _ => {}
+            },
+        )
+    }
+
+    /// The client's retry loop: runs `attempt` until it succeeds or the
+    /// retry policy gives up. `is_redirect` says whether a failure means
+    /// "look the route up again" (counted against the redirect budget);
+    /// `before_retry` gets each retried failure and that verdict, to drop
+    /// what it invalidates, before the backoff.
+    pub(crate) fn retry_loop<T>(
+        &self,
         mut attempt: impl FnMut() -> Result<T, ProtocolError>,
+        is_redirect: impl Fn(&ProtocolError) -> bool,
+        mut before_retry: impl FnMut(&ProtocolError, bool),
     ) -> Result<T, ProtocolError> {
         let policy = self.retry_policy();
         let mut tries = Retries::default();
@@ -470,15 +492,11 @@ impl Client {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
-            let redirect = topic.is_some_and(|t| self.is_redirect(t, &err));
+            let redirect = is_redirect(&err);
             let Some(backoff) = policy.next(&err, redirect, &mut tries) else {
                 return Err(err);
             };
-            match topic {
-                Some(topic) if redirect => self.redirected(topic),
-                Some(topic) if err.code() == Some(ErrorCode::NotOwner) => self.invalidate(topic),
-                _ => {}
-            }
+            before_retry(&err, redirect);
             std::thread::sleep(backoff);
         }
     }
@@ -494,20 +512,14 @@ impl Client {
         if err.code() == Some(ErrorCode::NotLeader) {
             return true;
         }
-        // A timeout, the client's or the broker's, may be a frozen or cut
-        // off leader, and a draining node is about to go: on a replicated
-        // topic, look the leader up again.
-        let lost = matches!(
-            err,
-            ProtocolError::Closed(_) | ProtocolError::Io(_) | ProtocolError::Timeout { .. }
-        ) || matches!(err.code(), Some(ErrorCode::Timeout | ErrorCode::ShuttingDown));
-        lost && self
-            .metadata
-            .lock()
-            .expect("client lock")
-            .topics
-            .get(topic)
-            .is_none_or(|routes| routes.iter().any(|r| r.replicated))
+        lost_node(err)
+            && self
+                .metadata
+                .lock()
+                .expect("client lock")
+                .topics
+                .get(topic)
+                .is_none_or(|routes| routes.iter().any(|r| r.replicated))
     }
 
     /// One request on the shared port, with retries; returns the reply
@@ -709,6 +721,17 @@ fn fetched_from(
         log_end: part.log_end,
         next_offset,
     })
+}
+
+/// Whether `err` may mean the node answering is gone: a lost connection, a
+/// timeout (the client's or the broker's: a frozen or cut off node) or a
+/// node that is shutting down (a draining node hands its leaderships
+/// over). On a cluster the route is then looked up again.
+pub(crate) fn lost_node(err: &ProtocolError) -> bool {
+    matches!(
+        err,
+        ProtocolError::Closed(_) | ProtocolError::Io(_) | ProtocolError::Timeout { .. }
+    ) || matches!(err.code(), Some(ErrorCode::Timeout | ErrorCode::ShuttingDown))
 }
 
 /// Adds the nodes a `Leaders` reply names to the known node addresses.
