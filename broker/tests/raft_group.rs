@@ -60,7 +60,7 @@ struct Replica {
     hw: Rc<Cell<u64>>,
 }
 
-async fn open_replica(id: u64, dir: &Path, config: LogConfig) -> Replica {
+async fn open_replica(id: u64, dir: &Path, config: LogConfig, sent: &Rc<RefCell<Vec<Message>>>) -> Replica {
     let log = PartitionLog::open(dir, config).await.expect("open log");
     let hw = Rc::new(Cell::new(0));
     let on_commit = {
@@ -73,6 +73,7 @@ async fn open_replica(id: u64, dir: &Path, config: LogConfig) -> Replica {
     let group = RaftGroup::open(id, &VOTERS, dir.to_path_buf(), log.clone(), on_commit)
         .await
         .expect("open raft group");
+    group.set_outbox(Rc::new(Sent(sent.clone())));
     Replica {
         id,
         dir: dir.to_path_buf(),
@@ -110,16 +111,17 @@ impl Cluster {
     }
 
     async fn open_with(root: &Path, config: LogConfig) -> Rc<Cluster> {
+        let outbox = Rc::new(RefCell::new(Vec::new()));
         let mut replicas = Vec::new();
         for id in VOTERS {
             let dir = root.join(format!("replica-{id}"));
             std::fs::create_dir_all(&dir).unwrap();
-            replicas.push(Some(open_replica(id, &dir, config.clone()).await));
+            replicas.push(Some(open_replica(id, &dir, config.clone(), &outbox).await));
         }
         Rc::new(Cluster {
             replicas: RefCell::new(replicas),
             isolated: RefCell::new(BTreeSet::new()),
-            outbox: Rc::new(RefCell::new(Vec::new())),
+            outbox,
             last_tick: Cell::new(Instant::now()),
         })
     }
@@ -157,10 +159,9 @@ impl Cluster {
         if tick {
             self.last_tick.set(Instant::now());
         }
-        let outbox: Rc<dyn Outbox> = Rc::new(Sent(self.outbox.clone()));
         for id in VOTERS {
             if let Some(g) = self.group(id) {
-                g.round(tick, &outbox).await;
+                g.round(tick).await;
             }
         }
         let msgs = std::mem::take(&mut *self.outbox.borrow_mut());
@@ -412,7 +413,7 @@ fn three_replicas_elect_replicate_fail_over_and_catch_up() {
         cluster
             .commit(leader, later, &mut expected_next, "two of three commit")
             .await;
-        let reopened = open_replica(crashed, &dir, log_config()).await;
+        let reopened = open_replica(crashed, &dir, log_config(), &cluster.outbox).await;
         cluster.replicas.borrow_mut()[crashed as usize - 1] = Some(reopened);
         cluster
             .until("the crashed replica caught up", |c| {
@@ -569,7 +570,7 @@ fn a_follower_behind_the_log_start_installs_a_snapshot_and_catches_up() {
         group.close().await;
         log.close().await.unwrap();
         drop((group, log));
-        let reopened = open_replica(behind, &dir, config.clone()).await;
+        let reopened = open_replica(behind, &dir, config.clone(), &cluster.outbox).await;
         assert_eq!(reopened.log.log_start_offset(), leader_start);
         cluster.replicas.borrow_mut()[behind as usize - 1] = Some(reopened);
         let leader = cluster.leader_among(&VOTERS).unwrap();
@@ -621,7 +622,7 @@ fn an_interrupted_snapshot_install_is_finished_on_open() {
         log.close().await.unwrap();
         drop(log);
 
-        let replica = open_replica(1, &dir, log_config()).await;
+        let replica = open_replica(1, &dir, log_config(), &Rc::default()).await;
         let b = replica.log.bounds();
         assert_eq!((b.log_start_offset, b.log_end_offset), (500, 500));
         assert_eq!(

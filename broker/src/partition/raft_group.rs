@@ -158,6 +158,9 @@ pub struct RaftGroup {
     /// Given every committed batch, in index order, on every replica (the
     /// replica rebuilds its producer state from them).
     on_apply: RefCell<Option<ApplyHook>>,
+    /// Where the messages go, and who runs the next round (set once by the
+    /// driver that adds the group, [`RaftGroup::set_outbox`]).
+    outbox: RefCell<Option<Rc<dyn Outbox>>>,
     /// A leadership transfer was asked for (shutdown); the next round
     /// starts it, since raft must not be stepped between `ready` and
     /// `advance`, which a round spans across its awaits.
@@ -298,6 +301,7 @@ impl RaftGroup {
             fenced: RefCell::new(None),
             on_commit,
             on_apply: RefCell::new(None),
+            outbox: RefCell::new(None),
             transfer_asked: Cell::new(false),
             transfer_to: Cell::new(None),
             writes: RefCell::new(Vec::new()),
@@ -427,14 +431,23 @@ impl RaftGroup {
             || self.node.borrow().has_ready()
     }
 
-    /// One round (module header). `outbox` takes the messages to send
-    /// now, in order, and the writer's requests for a round. A storage
-    /// error fences the group: it stops, and its waiting producers are told.
-    pub async fn round(self: &Rc<Self>, tick: bool, outbox: &Rc<dyn Outbox>) {
+    /// Sets where the group's messages go and who runs its rounds.
+    pub fn set_outbox(&self, outbox: Rc<dyn Outbox>) {
+        *self.outbox.borrow_mut() = Some(outbox);
+    }
+
+    /// One round (module header); none before the driver set the outbox
+    /// (which takes the messages to send now, in order, and the writer's
+    /// requests for a round). A storage error fences the group: it stops,
+    /// and its waiting producers are told.
+    pub async fn round(self: &Rc<Self>, tick: bool) {
         if self.fenced.borrow().is_some() {
             return;
         }
-        if let Err(reason) = self.round_inner(tick, outbox).await {
+        let Some(outbox) = self.outbox.borrow().clone() else {
+            return;
+        };
+        if let Err(reason) = self.round_inner(tick, &outbox).await {
             self.fence(reason);
         }
     }
@@ -526,7 +539,7 @@ impl RaftGroup {
         mut ready: raft::Ready,
         outbox: &Rc<dyn Outbox>,
     ) -> Result<(), String> {
-        self.drain().await;
+        self.writes_done().await;
         if let Some(reason) = self.fenced() {
             return Err(reason);
         }
@@ -823,14 +836,10 @@ impl RaftGroup {
         }
     }
 
-    /// Waits until no write is queued or running (tests: a replica dropped
-    /// as if it crashed must not write after its reopened self).
+    /// Waits until no write is queued or running (a snapshot, close; tests:
+    /// a replica dropped as if it crashed must not write after its reopened
+    /// self).
     pub async fn writes_done(&self) {
-        self.drain().await;
-    }
-
-    /// Waits until no write is queued or running.
-    async fn drain(&self) {
         if !self.writing.get() {
             return;
         }
@@ -975,7 +984,7 @@ impl RaftGroup {
     /// Persists the hard state with the current commit and closes the
     /// sidecar (shutdown).
     pub async fn close(&self) {
-        self.drain().await;
+        self.writes_done().await;
         let hs = self.node.borrow().raft.hard_state();
         if self.fenced().is_none() {
             if let Err(e) = self.store_hard_state(&hs).await {

@@ -114,6 +114,8 @@ pub struct GroupStatus {
 pub struct Replication {
     cluster: Rc<ClusterNode>,
     groups: RefCell<HashMap<GroupKey, Rc<RaftGroup>>>,
+    /// This driver, for the groups' outboxes.
+    me: std::rc::Weak<Replication>,
     doorbell: LocalSender<()>,
     bell: LocalReceiver<()>,
     stopped: Cell<bool>,
@@ -124,9 +126,10 @@ impl Replication {
     /// The driver of this shard; inbound raft frames are routed to it.
     pub fn new(cluster: Rc<ClusterNode>) -> Rc<Replication> {
         let (doorbell, bell) = local_channel::new_bounded(1);
-        let me = Rc::new(Replication {
+        let me = Rc::new_cyclic(|me| Replication {
             cluster: cluster.clone(),
             groups: RefCell::new(HashMap::new()),
+            me: me.clone(),
             doorbell,
             bell,
             stopped: Cell::new(false),
@@ -159,6 +162,11 @@ impl Replication {
     }
 
     pub fn add(&self, topic: &str, partition: u32, group: Rc<RaftGroup>) {
+        group.set_outbox(Rc::new(GroupOutbox {
+            replication: self.me.clone(),
+            topic: topic.to_string(),
+            partition,
+        }));
         self.groups
             .borrow_mut()
             .insert((topic.to_string(), partition), group);
@@ -321,11 +329,12 @@ impl Replication {
             if tick {
                 last_tick = Instant::now();
             }
-            let groups: Vec<(GroupKey, Rc<RaftGroup>)> = self
+            let groups: Vec<Rc<RaftGroup>> = self
                 .groups
                 .borrow()
-                .iter()
-                .map(|(k, g)| (k.clone(), g.clone()))
+                .values()
+                .filter(|group| tick || group.has_work())
+                .cloned()
                 .collect();
             // The groups' rounds run concurrently: a round waits for no
             // write (each group's writer runs on its own), but one may read
@@ -334,18 +343,7 @@ impl Replication {
             // still never overlaps its next: all are awaited).
             let rounds: Vec<_> = groups
                 .into_iter()
-                .filter(|(_, group)| tick || group.has_work())
-                .map(|((topic, partition), group)| {
-                    let me = self.clone();
-                    glommio::spawn_local(async move {
-                        let outbox: Rc<dyn Outbox> = Rc::new(GroupOutbox {
-                            replication: me,
-                            topic,
-                            partition,
-                        });
-                        group.round(tick, &outbox).await;
-                    })
-                })
+                .map(|group| glommio::spawn_local(async move { group.round(tick).await }))
                 .collect();
             for round in rounds {
                 round.await;
@@ -371,23 +369,26 @@ impl Replication {
     }
 }
 
-/// A group's way out: its messages go to the node links, its writer's
-/// requests for a round ring this shard's loop.
+/// A group's way out, set when the group is added: its messages go to the
+/// node links, its writer's requests for a round ring this shard's loop
+/// (nothing once the driver is gone).
 struct GroupOutbox {
-    replication: Rc<Replication>,
+    replication: std::rc::Weak<Replication>,
     topic: String,
     partition: u32,
 }
 
 impl Outbox for GroupOutbox {
     fn send(&self, messages: Vec<Message>) {
-        if !messages.is_empty() {
-            self.replication.send(&self.topic, self.partition, messages);
+        if let Some(replication) = self.replication.upgrade().filter(|_| !messages.is_empty()) {
+            replication.send(&self.topic, self.partition, messages);
         }
     }
 
     fn wake(&self) {
-        self.replication.wake();
+        if let Some(replication) = self.replication.upgrade() {
+            replication.wake();
+        }
     }
 }
 
