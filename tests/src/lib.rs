@@ -535,6 +535,47 @@ pub fn bench_report(out_dir: &Path, run: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(&path).expect("report.json")).expect("report is JSON")
 }
 
+/// Every quarantine entry of `topic` that `filter` selects, page by page in
+/// entry order (a record quarantined twice appears twice), as the node
+/// `client` talks to answers; panics after 1,000 pages.
+pub fn quarantine_entries(
+    client: &shoal_protocol::client::Client,
+    topic: &str,
+    filter: shoal_protocol::messages::dlq::QuarantineFilter,
+) -> Vec<shoal_protocol::messages::dlq::QuarantineEntry> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    for _ in 0..1_000 {
+        let page = client
+            .dlq_browse(&shoal_protocol::messages::dlq::QuarantineBrowseRequest {
+                topic: topic.to_string(),
+                filter: filter.clone(),
+                limit: 500,
+                cursor,
+            })
+            .expect("browse the quarantine");
+        let more = !page.entries.is_empty();
+        out.extend(page.entries);
+        match page.next_cursor {
+            Some(next) if more => cursor = Some(next),
+            _ => return out,
+        }
+    }
+    panic!("the quarantine of {topic} did not end after 1,000 pages");
+}
+
+/// Asserts a bench report's measured phase acknowledged records and that
+/// its delivery check found every one of them consumed, none lost.
+pub fn assert_bench_delivered(report: &serde_json::Value) {
+    let delivery = &report["measured"]["delivery"];
+    assert_eq!(delivery["ok"], true, "{delivery}");
+    assert_eq!(delivery["lost"], 0, "{delivery}");
+    assert!(
+        delivery["acked"].as_u64().is_some_and(|n| n > 0),
+        "nothing acknowledged: {delivery}"
+    );
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

@@ -7,30 +7,32 @@
 //! names the two runs' figures with their ratio. A short target-rate run:
 //! the figures themselves are measured with `--preset max-rate` (README).
 
-use shoal_tests::{bench_report, run_shoal_bench_to};
+use shoal_tests::{assert_bench_delivered, bench_report, run_shoal_bench_to};
+
+/// `preset` at 2,000 records/s, once on a single node and once on three
+/// (`--cluster 3`), no baselines, a short warm-up, with `more` flags;
+/// returns the harness's stdout.
+fn run_on_three_nodes(out_dir: &std::path::Path, preset: &str, more: &[&str]) -> String {
+    let mut args = vec![
+        "--preset",
+        preset,
+        "--cluster",
+        "3",
+        "--no-baselines",
+        "--rate-per-s",
+        "2000",
+        "--warmup-s",
+        "0.5",
+    ];
+    args.extend_from_slice(more);
+    run_shoal_bench_to(out_dir, &args)
+}
 
 #[test]
 fn cluster_run_reports_replicated_figures_next_to_a_single_node() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("report");
-    let stdout = run_shoal_bench_to(
-        &out_dir,
-        &[
-            "--preset",
-            "quick",
-            "--cluster",
-            "3",
-            "--no-baselines",
-            "--rate-per-s",
-            "2000",
-            "--warmup-s",
-            "0.5",
-            "--duration-s",
-            "2",
-            "--drain-s",
-            "20",
-        ],
-    );
+    let stdout = run_on_three_nodes(&out_dir, "quick", &["--duration-s", "2", "--drain-s", "20"]);
 
     let single = bench_report(&out_dir, "single-node");
     let cluster = bench_report(&out_dir, "cluster-3");
@@ -46,10 +48,7 @@ fn cluster_run_reports_replicated_figures_next_to_a_single_node() {
         cluster["broker"]
     );
     for report in [&single, &cluster] {
-        let delivery = &report["measured"]["delivery"];
-        assert_eq!(delivery["ok"], true, "{delivery}");
-        assert_eq!(delivery["lost"], 0, "{delivery}");
-        assert!(delivery["acked"].as_u64().unwrap() > 0, "{delivery}");
+        assert_bench_delivered(report);
     }
     let durability = &cluster["measured"]["ack_durability"];
     assert!(
@@ -76,25 +75,10 @@ fn cluster_run_reports_replicated_figures_next_to_a_single_node() {
 fn restart_preset_on_a_cluster_kills_the_busiest_leader_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out_dir = dir.path().join("report");
-    let stdout = run_shoal_bench_to(
+    let stdout = run_on_three_nodes(
         &out_dir,
-        &[
-            "--preset",
-            "restart",
-            "--cluster",
-            "3",
-            "--no-baselines",
-            "--rate-per-s",
-            "2000",
-            "--warmup-s",
-            "0.5",
-            "--duration-s",
-            "6",
-            "--restart-at-s",
-            "2",
-            "--drain-s",
-            "30",
-        ],
+        "restart",
+        &["--duration-s", "6", "--restart-at-s", "2", "--drain-s", "30"],
     );
 
     let cluster = bench_report(&out_dir, "cluster-3");
@@ -111,10 +95,7 @@ fn restart_preset_on_a_cluster_kills_the_busiest_leader_and_loses_nothing() {
         restart["unavailable_ns"].as_u64().is_some(),
         "acks came after the kill: {restart}"
     );
-    let delivery = &measured["delivery"];
-    assert_eq!(delivery["ok"], true, "{delivery}");
-    assert_eq!(delivery["lost"], 0, "{delivery}");
-    assert!(delivery["acked"].as_u64().unwrap() > 0, "{delivery}");
+    assert_bench_delivered(&cluster);
     assert!(
         stdout.contains("longest wait for an ack after the kill"),
         "{stdout}"

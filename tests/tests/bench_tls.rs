@@ -9,7 +9,7 @@
 
 use std::process::Command;
 
-use shoal_tests::{bench_report, bin_path, run_shoal_bench_to};
+use shoal_tests::{assert_bench_delivered, bench_report, bin_path, run_shoal_bench_to};
 
 #[test]
 fn compare_tls_reports_tls_figures_next_to_plaintext() {
@@ -52,10 +52,7 @@ fn compare_tls_reports_tls_figures_next_to_plaintext() {
             "{}",
             report["search"]
         );
-        let delivery = &report["measured"]["delivery"];
-        assert_eq!(delivery["ok"], true, "{delivery}");
-        assert_eq!(delivery["lost"], 0, "{delivery}");
-        assert!(delivery["acked"].as_u64().unwrap() > 0, "{delivery}");
+        assert_bench_delivered(report);
     }
     for cert in ["ca.pem", "broker.pem", "broker.key", "broker.toml"] {
         assert!(out_dir.join("certs").join(cert).is_file(), "certs/{cert} written");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use cluster_support::*;
 use shoal_protocol::batch::NewRecord;
 use shoal_protocol::client::{Client, GroupConsumer, GroupConsumerConfig, Producer, ProducerConfig};
-use shoal_protocol::messages::dlq::{QuarantineBrowseRequest, QuarantineEntry, QuarantineFilter};
+use shoal_protocol::messages::dlq::{QuarantineEntry, QuarantineFilter};
 use shoal_protocol::messages::produce::{Acks, Durability};
 use shoal_protocol::messages::topic::{RetryPolicy, TopicConfig};
 
@@ -186,24 +186,7 @@ fn member(client: Arc<Client>, name: &str, seen: Arc<Mutex<Seen>>, stop: Arc<Ato
 
 /// Every quarantine entry of the topic, as the node `client` asks sees it.
 fn quarantine(client: &Client) -> Vec<QuarantineEntry> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..1_000 {
-        let page = client
-            .dlq_browse(&QuarantineBrowseRequest {
-                topic: TOPIC.to_string(),
-                filter: QuarantineFilter::default(),
-                limit: 500,
-                cursor,
-            })
-            .expect("browse");
-        out.extend(page.entries);
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            break;
-        }
-    }
-    out
+    shoal_tests::quarantine_entries(client, TOPIC, QuarantineFilter::default())
 }
 
 /// The node whose replica of the group state partition leads (per its own

@@ -38,7 +38,7 @@ use rand::{Rng, SeedableRng};
 use shoal_protocol::client::{Client, ConsumedRecord, GroupConsumer, GroupConsumerConfig};
 use shoal_protocol::error::ErrorCode;
 use shoal_protocol::messages::delivery::PollRequest;
-use shoal_protocol::messages::dlq::{QuarantineBrowseRequest, QuarantineEntry, QuarantineFilter};
+use shoal_protocol::messages::dlq::{QuarantineEntry, QuarantineFilter};
 use shoal_protocol::messages::group::{HeartbeatRequest, JoinGroupRequest};
 use shoal_tests::{BrokerOptions, BrokerProcess};
 
@@ -356,33 +356,16 @@ fn committed(client: &Client, group_exists: bool) -> BTreeMap<(usize, u32), u64>
     panic!("group stats never answered: {last:?}");
 }
 
-/// Every quarantine entry of both topics for the group, page by page.
+/// Every quarantine entry of both topics for the group.
 fn browse_all(client: &Client) -> Vec<QuarantineEntry> {
-    let mut out = Vec::new();
-    for topic in TOPICS {
-        let mut cursor = None;
-        for page in 0.. {
-            assert!(page < 1_000, "the quarantine of {topic} did not end");
-            let reply = client
-                .dlq_browse(&QuarantineBrowseRequest {
-                    topic: topic.into(),
-                    filter: QuarantineFilter {
-                        group: Some(GROUP.into()),
-                        ..QuarantineFilter::default()
-                    },
-                    limit: 200,
-                    cursor,
-                })
-                .expect("browse the quarantine");
-            let more = !reply.entries.is_empty();
-            out.extend(reply.entries);
-            match reply.next_cursor {
-                Some(next) if more => cursor = Some(next),
-                _ => break,
-            }
-        }
-    }
-    out
+    let filter = QuarantineFilter {
+        group: Some(GROUP.into()),
+        ..QuarantineFilter::default()
+    };
+    TOPICS
+        .iter()
+        .flat_map(|topic| shoal_tests::quarantine_entries(client, topic, filter.clone()))
+        .collect()
 }
 
 /// Quarantine entries survive restarts: every entry browsed before a kill,

@@ -92,27 +92,13 @@ fn storm_trips_breaker_then_drains() {
     member.close().expect("leave");
 }
 
-/// `(partition, offset)` of every quarantine entry of `topic`, page by page,
-/// in entry order (a record quarantined twice appears twice).
+/// `(partition, offset)` of every quarantine entry of `topic`, in entry
+/// order (a record quarantined twice appears twice).
 fn quarantined(c: &Client, topic: &str) -> Vec<(u32, u64)> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    for _ in 0..1_000 {
-        let page = c
-            .dlq_browse(&QuarantineBrowseRequest {
-                topic: topic.into(),
-                filter: QuarantineFilter::default(),
-                limit: 100,
-                cursor,
-            })
-            .expect("browse");
-        out.extend(page.entries.iter().map(|e| (e.partition, e.offset)));
-        match page.next_cursor {
-            Some(next) if !page.entries.is_empty() => cursor = Some(next),
-            _ => return out,
-        }
-    }
-    panic!("the quarantine of {topic} did not end after 1,000 pages");
+    shoal_tests::quarantine_entries(c, topic, QuarantineFilter::default())
+        .iter()
+        .map(|e| (e.partition, e.offset))
+        .collect()
 }
 
 fn redrive(
