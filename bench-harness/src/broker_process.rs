@@ -317,33 +317,24 @@ impl ClusterProcess {
         })
     }
 
-    /// The node leading the most partitions of user topics, by what the
-    /// nodes' `GET /cluster` says (the first node when none answers).
+    /// The node leading the most partitions of user topics, by what each
+    /// node's `GET /cluster` says it leads (the first node when none answers).
     fn busiest_leader(&self) -> usize {
-        let mut leads = vec![0usize; self.nodes.len()];
-        for node in &self.nodes {
-            let Some(status) = node.http_address().and_then(|a| http_get_json(&a, "/cluster")) else {
-                continue;
+        let leads = |node: &BrokerProcess| -> usize {
+            let status = node.http_address().and_then(|a| http_get_json(&a, "/cluster"));
+            let Some(partitions) = status.as_ref().and_then(|s| s["partitions"].as_array()) else {
+                return 0;
             };
-            let Some(partitions) = status.get("partitions").and_then(|p| p.as_array()) else {
-                continue;
-            };
-            for p in partitions {
-                let user = p
-                    .get("topic")
-                    .and_then(|t| t.as_str())
-                    .is_some_and(|t| !t.starts_with("__"));
-                let leader = p.get("leader").and_then(|l| l.as_u64()).unwrap_or(0) as usize;
-                if user
-                    && p.get("role").and_then(|r| r.as_str()) == Some("leader")
-                    && (1..=leads.len()).contains(&leader)
-                {
-                    leads[leader - 1] += 1;
-                }
-            }
-        }
-        (0..leads.len())
-            .max_by_key(|&i| (leads[i], std::cmp::Reverse(i)))
+            partitions
+                .iter()
+                .filter(|p| {
+                    p["role"] == "leader" && p["topic"].as_str().is_some_and(|t| !t.starts_with("__"))
+                })
+                .count()
+        };
+        let counts: Vec<usize> = self.nodes.iter().map(leads).collect();
+        (0..counts.len())
+            .max_by_key(|&i| (counts[i], std::cmp::Reverse(i)))
             .unwrap_or(0)
     }
 
