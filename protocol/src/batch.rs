@@ -615,69 +615,39 @@ impl BatchBuilder {
     }
 }
 
+/// Encodes owned records through the one builder of the format
+/// ([`build_borrowed`], which borrows their bytes), into an aligned buffer.
 fn encode(
     records: Vec<NewRecord>,
     compression: Compression,
     producer: ProducerInfo,
 ) -> Result<AlignedVec<16>, BatchError> {
-    let count = records.len();
-    if count == 0 || count > BATCH_RECORDS_MAX as usize {
-        return Err(BatchError::BadRecordCount {
-            count: count as u32,
-            max: BATCH_RECORDS_MAX,
-        });
-    }
-    // The archive is about the records' approximate size; reserving it up
-    // front spares the serializer's buffer from regrowing (and copying
-    // itself) a dozen times for a 1 MiB batch.
-    let archive_len_estimate: usize = records.iter().map(NewRecord::approx_len).sum::<usize>() + 64;
-    let first_ts = records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
-    let max_ts = records.iter().map(|r| r.timestamp_ms).max().unwrap_or(0);
-    let archived: Vec<Record> = records
-        .into_iter()
-        .map(|r| Record {
-            timestamp_delta_ms: u32::try_from(r.timestamp_ms - first_ts).unwrap_or(u32::MAX),
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-            message_id: r.message_id,
+    let headers: Vec<Vec<HeaderRef<'_>>> = records
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .map(|h| HeaderRef {
+                    key: &h.key,
+                    value: &h.value,
+                })
+                .collect()
         })
         .collect();
-    let body = rkyv::api::high::to_bytes_in::<_, rancor::Error>(
-        &archived,
-        AlignedVec::<16>::with_capacity(archive_len_estimate),
-    )
-    .map_err(|e| BatchError::BadArchive(e.to_string()))?;
-    let stored: Vec<u8>;
-    let body_bytes: &[u8] = match compression {
-        Compression::None => body.as_slice(),
-        Compression::Lz4 => {
-            stored = lz4_flex::block::compress_prepend_size(body.as_slice());
-            &stored
-        }
-        Compression::Zstd => {
-            stored = zstd_compress_prepend_size(body.as_slice())?;
-            &stored
-        }
-    };
-    let batch_len = padded_len(BATCH_HEADER_LEN + body_bytes.len());
-    if batch_len > BATCH_LEN_MAX {
-        return Err(BatchError::BadLength {
-            len: batch_len,
-            max: BATCH_LEN_MAX,
-        });
-    }
-    let mut out = AlignedVec::<16>::with_capacity(batch_len);
-    out.resize(batch_len, 0);
-    out[BATCH_HEADER_LEN..BATCH_HEADER_LEN + body_bytes.len()].copy_from_slice(body_bytes);
-    seal(
-        &mut out,
-        compression,
-        count as u32,
-        body_bytes.len(),
-        (first_ts, max_ts),
-        producer,
-    );
+    let refs: Vec<RecordRef<'_>> = records
+        .iter()
+        .zip(&headers)
+        .map(|(r, headers)| RecordRef {
+            timestamp_ms: r.timestamp_ms,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers,
+            message_id: r.message_id.as_deref(),
+        })
+        .collect();
+    let built = build_borrowed(&refs, compression, producer)?;
+    let mut out = AlignedVec::<16>::with_capacity(built.len());
+    out.extend_from_slice(&built);
     Ok(out)
 }
 
@@ -711,20 +681,6 @@ fn seal(
     header.write(&mut batch[..BATCH_HEADER_LEN]);
     header.crc32c = compute_crc(batch);
     batch[CRC_POS..CRC_POS + 4].copy_from_slice(&header.crc32c.to_le_bytes());
-}
-
-/// `u32 LE length ‖ zstd frame`, the codec-2 body layout.
-fn zstd_compress_prepend_size(body: &[u8]) -> Result<Vec<u8>, BatchError> {
-    let len = u32::try_from(body.len()).map_err(|_| BatchError::BodyTooLarge {
-        len: body.len(),
-        max: u32::MAX as usize,
-    })?;
-    let mut out = vec![0u8; 4 + zstd::zstd_safe::compress_bound(body.len())];
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    let written = zstd::bulk::compress_to_buffer(body, &mut out[4..], ZSTD_LEVEL)
-        .map_err(|e| BatchError::Compress(format!("zstd: {e}")))?;
-    out.truncate(4 + written);
-    Ok(out)
 }
 
 /// Convenience for readers: the absolute create time of an archived record.
