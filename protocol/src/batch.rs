@@ -567,15 +567,6 @@ impl BatchBuilder {
         Self::default()
     }
 
-    /// A builder with room for `records` records (a batch converted from
-    /// another format knows its count up front).
-    pub fn with_capacity(records: usize) -> Self {
-        BatchBuilder {
-            records: Vec::with_capacity(records),
-            ..Self::default()
-        }
-    }
-
     pub fn compression(mut self, compression: Compression) -> Self {
         self.compression = Some(compression);
         self
